@@ -1,0 +1,144 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/applayer/applayer/internal/obs"
+	"github.com/applayer/applayer/internal/service"
+	"github.com/applayer/applayer/lab"
+)
+
+func labCommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "lab",
+		Short: "The mini-Internet: every system wired together on loopback",
+		Example: `  applayer lab up
+  applayer lab up --topology my-lab.yaml --check
+  applayer lab kinds`,
+	}
+	cmd.AddCommand(labUpCommand(g), labKindsCommand(g), labTopologyCommand(g))
+	return cmd
+}
+
+func loadTopology(path string) (*lab.Topology, error) {
+	if path == "" {
+		return lab.DefaultTopology()
+	}
+	return lab.LoadTopology(path)
+}
+
+func labUpCommand(g *globals) *cobra.Command {
+	var (
+		path   string
+		check  bool
+		offset int
+		admin  string
+	)
+	cmd := &cobra.Command{
+		Use:   "up",
+		Short: "Start the mini-Internet and run until interrupted",
+		Long: `Reads a topology (YAML or JSON; the embedded default when --topology is not
+given), gives each host its own loopback address from the lab block, starts
+every service, prints a table of hosts, services and addresses, and runs until
+Ctrl-C. With --check it only validates the topology and exits.
+
+Services use their standard ports when the process may bind privileged ports;
+otherwise every port of the lab is offset by 10000 (DNS on 10053, HTTP on
+10080). --port-offset forces an offset.`,
+		Example: `  applayer lab up
+  applayer lab up --topology lab.yaml --trace lab.jsonl
+  applayer lab up --topology lab.yaml --check`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			topo, err := loadTopology(path)
+			if err != nil {
+				return err
+			}
+			if cmd.Flags().Changed("port-offset") {
+				topo.Lab.PortOffset = &offset
+			}
+			if cmd.Flags().Changed("admin") {
+				topo.Lab.Admin = admin
+			}
+			kinds := labKinds()
+			plan, err := lab.NewPlan(topo, kinds, nil)
+			if err != nil {
+				return fmt.Errorf("invalid topology:\n%w", err)
+			}
+			if check {
+				n := 0
+				for _, h := range plan.Hosts {
+					n += len(h.Services)
+				}
+				_, err := fmt.Fprintf(g.stdout, "topology OK: %d hosts, %d services, port offset %d\n", len(plan.Hosts), n, plan.PortOffset)
+				return err
+			}
+			e, err := g.env()
+			if err != nil {
+				return err
+			}
+			defer e.close()
+			reg := obs.NewRegistry()
+			d := e.deps()
+			d.Metrics = reg
+			running, err := lab.Build(plan, kinds, d, reg)
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			if err := running.Start(ctx); err != nil {
+				return err
+			}
+			running.PrintTable(g.stdout)
+			fmt.Fprintln(g.stdout, "\nlab is up; press Ctrl-C to stop")
+			<-ctx.Done()
+			sctx, cancel := context.WithTimeout(context.Background(), service.DefaultGrace)
+			defer cancel()
+			if err := running.Shutdown(sctx); err != nil {
+				return err
+			}
+			fmt.Fprintln(g.stdout, "lab stopped")
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&path, "topology", "f", "", "topology `FILE` (YAML or JSON); default: the embedded topology")
+	f.BoolVar(&check, "check", false, "validate the topology and exit")
+	f.IntVar(&offset, "port-offset", 0, "add this to every port (default: 0 if privileged ports can be bound, else 10000)")
+	f.StringVar(&admin, "admin", lab.DefaultAdmin, `admin listener (loopback) for /metrics, /healthz, /readyz; "off" disables it`)
+	return cmd
+}
+
+func labKindsCommand(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:     "kinds",
+		Short:   "List the kinds of service a topology can name",
+		Example: "  applayer lab kinds",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "KIND\tPORT\tNETWORK\tWHAT")
+			for _, k := range labKinds().All() {
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", k.Name, k.Port, k.Network, k.Summary)
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+func labTopologyCommand(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:     "default-topology",
+		Short:   "Print the embedded default topology, as a starting point for your own",
+		Example: "  applayer lab default-topology > lab.yaml",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			_, err := g.stdout.Write(lab.DefaultTopologyYAML())
+			return err
+		},
+	}
+}

@@ -1,0 +1,24 @@
+package app
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/applayer/applayer/lab"
+)
+
+// commands is the wiring table of subcommands: one entry per system.
+func commands(g *globals) []*cobra.Command {
+	return []*cobra.Command{
+		versionCommand(g),
+		labCommand(g),
+		socketsCommand(g),
+	}
+}
+
+// labKinds is the wiring table of what the lab can run: every kind of
+// service, by the name topology files use.
+func labKinds() *lab.Kinds {
+	var ks []lab.Kind
+	ks = append(ks, socketKinds()...)
+	return lab.NewKinds(ks...)
+}

@@ -1,0 +1,177 @@
+// Package trace is the protocol-event bus: every protocol message a server or
+// client sends or receives can be published as an Event (who, to whom,
+// protocol, summary, size, time). Sinks such as the JSONL writer subscribe to
+// it. Publishing costs one atomic load when nobody listens, so callers can
+// leave tracing in hot paths; build costly summaries only after Enabled.
+package trace
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Event is one protocol message seen by a server or a client.
+type Event struct {
+	Time    time.Time `json:"time"`
+	From    string    `json:"from"`
+	To      string    `json:"to"`
+	Proto   string    `json:"proto"`
+	Summary string    `json:"summary"`
+	Bytes   int       `json:"bytes"`
+	// Host is the lab host (or service instance) that observed the message.
+	Host string `json:"host,omitempty"`
+}
+
+// Sink receives events. Sinks are called synchronously from Publish and must
+// not block for long.
+type Sink interface {
+	Event(Event)
+}
+
+// SinkFunc adapts a function to a Sink.
+type SinkFunc func(Event)
+
+// Event calls f(e).
+func (f SinkFunc) Event(e Event) { f(e) }
+
+// Bus fans events out to its subscribers. The zero value is ready to use and
+// a nil *Bus is valid and never enabled.
+type Bus struct {
+	mu    sync.Mutex
+	sinks atomic.Pointer[[]Sink]
+	now   func() time.Time
+}
+
+// NewBus returns an empty bus. now, when nil, is time.Now.
+func NewBus(now func() time.Time) *Bus {
+	return &Bus{now: now}
+}
+
+// Enabled reports whether anyone listens. It is a single atomic load.
+func (b *Bus) Enabled() bool {
+	if b == nil {
+		return false
+	}
+	p := b.sinks.Load()
+	return p != nil && len(*p) > 0
+}
+
+// Publish hands e to every sink. A zero Time is set to the bus's clock.
+func (b *Bus) Publish(e Event) {
+	if b == nil {
+		return
+	}
+	p := b.sinks.Load()
+	if p == nil || len(*p) == 0 {
+		return
+	}
+	if e.Time.IsZero() {
+		if b.now != nil {
+			e.Time = b.now()
+		} else {
+			e.Time = time.Now()
+		}
+	}
+	for _, s := range *p {
+		s.Event(e)
+	}
+}
+
+// Subscribe adds s and returns a function that removes it.
+func (b *Bus) Subscribe(s Sink) (cancel func()) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var cur []Sink
+	if p := b.sinks.Load(); p != nil {
+		cur = *p
+	}
+	next := append(append([]Sink(nil), cur...), s)
+	b.sinks.Store(&next)
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			b.mu.Lock()
+			defer b.mu.Unlock()
+			cur := *b.sinks.Load()
+			next := make([]Sink, 0, len(cur))
+			removed := false
+			for _, x := range cur {
+				if !removed && x == s {
+					removed = true
+					continue
+				}
+				next = append(next, x)
+			}
+			b.sinks.Store(&next)
+		})
+	}
+}
+
+// JSONL writes events as JSON lines. It is safe for concurrent use.
+type JSONL struct {
+	mu  sync.Mutex
+	w   *bufio.Writer
+	c   io.Closer
+	enc *json.Encoder
+	err error
+}
+
+// NewJSONL returns a sink writing to w; Close flushes it and closes w if it
+// is an io.Closer.
+func NewJSONL(w io.Writer) *JSONL {
+	bw := bufio.NewWriter(w)
+	j := &JSONL{w: bw, enc: json.NewEncoder(bw)}
+	if c, ok := w.(io.Closer); ok {
+		j.c = c
+	}
+	return j
+}
+
+// CreateJSONL creates (or truncates) path and returns a sink writing to it.
+func CreateJSONL(path string) (*JSONL, error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("trace: %w", err)
+	}
+	return NewJSONL(f), nil
+}
+
+// Event writes e as one line. Write errors are kept for Close.
+func (j *JSONL) Event(e Event) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.err != nil {
+		return
+	}
+	j.err = j.enc.Encode(e)
+}
+
+// Flush writes buffered events out.
+func (j *JSONL) Flush() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if err := j.w.Flush(); err != nil && j.err == nil {
+		j.err = err
+	}
+	return j.err
+}
+
+// Close flushes and closes the underlying writer.
+func (j *JSONL) Close() error {
+	err := j.Flush()
+	if j.c != nil {
+		if cerr := j.c.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("trace: %w", err)
+	}
+	return nil
+}

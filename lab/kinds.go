@@ -1,0 +1,102 @@
+package lab
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+
+	"github.com/applayer/applayer/internal/config"
+	"github.com/applayer/applayer/internal/service"
+)
+
+// Kind is a kind of service the lab can run, e.g. "udp-upper" or
+// "dns-authority". The wiring table in internal/app lists them all.
+type Kind struct {
+	// Name is the kind's name in topology files.
+	Name string
+	// Summary says in a few words what it is, for `lab kinds` and errors.
+	Summary string
+	// Port is the kind's standard port.
+	Port int
+	// Network is "udp", "tcp" or "udp+tcp": what the kind listens on.
+	Network string
+	// Check validates a raw config; nil accepts only an empty config.
+	Check func(raw json.RawMessage) error
+	// Build constructs the service for one host of a planned lab.
+	Build func(env Env) (service.Service, error)
+}
+
+func (k Kind) networks() []string {
+	return strings.Split(k.Network, "+")
+}
+
+// Env is what a Kind's Build gets: where to listen, the whole plan (for
+// services that need to know about other hosts, such as DNS zones), and the
+// service's dependencies.
+type Env struct {
+	// Host is the host the service runs on.
+	Host PlannedHost
+	// Spec is the service's entry in the topology.
+	Spec ServiceSpec
+	// Listen is the address and port (offset applied) to listen on.
+	Listen netip.AddrPort
+	// Plan is the whole lab.
+	Plan *Plan
+	// Deps carries the logger (with host and kind attributes), the metrics
+	// registerer (with host and kind labels), the trace bus and the dialer.
+	Deps service.Deps
+}
+
+// DecodeConfig strictly decodes the service's raw config into v; an empty
+// config leaves v as it is.
+func DecodeConfig(raw json.RawMessage, v any) error {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil
+	}
+	return config.Decode(raw, "json", v)
+}
+
+// Kinds is a set of kinds by name.
+type Kinds struct {
+	m map[string]Kind
+}
+
+// NewKinds returns a set of the given kinds. It panics on a duplicate name,
+// which is a wiring mistake.
+func NewKinds(ks ...Kind) *Kinds {
+	s := &Kinds{m: map[string]Kind{}}
+	for _, k := range ks {
+		if _, dup := s.m[k.Name]; dup {
+			panic(fmt.Sprintf("lab: kind %q listed twice", k.Name))
+		}
+		s.m[k.Name] = k
+	}
+	return s
+}
+
+// Get returns the named kind.
+func (s *Kinds) Get(name string) (Kind, bool) {
+	k, ok := s.m[name]
+	return k, ok
+}
+
+// All returns the kinds sorted by name.
+func (s *Kinds) All() []Kind {
+	out := make([]Kind, 0, len(s.m))
+	for _, k := range s.m {
+		out = append(out, k)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// NameList returns the kind names, comma-separated.
+func (s *Kinds) NameList() string {
+	var names []string
+	for _, k := range s.All() {
+		names = append(names, k.Name)
+	}
+	return strings.Join(names, ", ")
+}

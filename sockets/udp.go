@@ -1,0 +1,163 @@
+package sockets
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/applayer/applayer/internal/service"
+	"github.com/applayer/applayer/internal/trace"
+)
+
+// UDPConfig configures a UDPServer.
+type UDPConfig struct {
+	// Addr is the address to listen on, e.g. "127.0.0.1:12000"; port 0 picks one.
+	Addr string `json:"addr"`
+	// MaxDatagram is the largest datagram read; longer ones are truncated
+	// by the kernel and dropped. Default 2048.
+	MaxDatagram int `json:"max_datagram,omitempty"`
+}
+
+// UDPServer answers each datagram with its upper-cased payload, sent to the
+// address the datagram came from.
+type UDPServer struct {
+	cfg  UDPConfig
+	deps service.Deps
+	log  *slog.Logger
+	m    *metrics
+
+	mu   sync.Mutex
+	conn *net.UDPConn
+	done chan struct{}
+	once service.Once
+}
+
+// NewUDPServer returns a server for cfg; Start binds it.
+func NewUDPServer(cfg UDPConfig, deps service.Deps) (*UDPServer, error) {
+	if cfg.Addr == "" {
+		return nil, errors.New("sockets: udp server needs an address")
+	}
+	if cfg.MaxDatagram <= 0 {
+		cfg.MaxDatagram = 2048
+	}
+	deps = deps.Defaults()
+	m, err := newMetrics(deps.Metrics, "udp")
+	if err != nil {
+		return nil, err
+	}
+	return &UDPServer{cfg: cfg, deps: deps, log: deps.Logger.With("service", "udp-upper"), m: m}, nil
+}
+
+// Name implements service.Service.
+func (s *UDPServer) Name() string { return "udp-upper " + s.cfg.Addr }
+
+// Start binds the socket and starts serving.
+func (s *UDPServer) Start(ctx context.Context) error {
+	var lc net.ListenConfig
+	pc, err := lc.ListenPacket(ctx, "udp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("sockets: udp listen: %w", err)
+	}
+	conn := pc.(*net.UDPConn)
+	s.mu.Lock()
+	s.conn, s.done = conn, make(chan struct{})
+	s.mu.Unlock()
+	go s.serve(conn)
+	s.log.Info("udp server listening", "addr", conn.LocalAddr().String())
+	return nil
+}
+
+func (s *UDPServer) serve(conn *net.UDPConn) {
+	defer close(s.done)
+	buf := make([]byte, s.cfg.MaxDatagram+1)
+	local := conn.LocalAddr().String()
+	for {
+		n, from, err := conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			s.log.Debug("udp read", "err", err)
+			continue
+		}
+		if n > s.cfg.MaxDatagram {
+			s.m.refused.Inc()
+			s.log.Debug("udp datagram too large, dropped", "remote", from.String(), "max", s.cfg.MaxDatagram)
+			continue
+		}
+		s.m.received.Inc()
+		in := buf[:n]
+		if s.deps.Trace.Enabled() {
+			s.deps.Trace.Publish(trace.Event{From: from.String(), To: local, Proto: "udp", Summary: summary("datagram", in), Bytes: n})
+		}
+		out := Upper(in)
+		if _, err := conn.WriteToUDPAddrPort(out, from); err != nil {
+			s.log.Debug("udp write", "remote", from.String(), "err", err)
+			continue
+		}
+		s.m.sent.Inc()
+		if s.deps.Trace.Enabled() {
+			s.deps.Trace.Publish(trace.Event{From: local, To: from.String(), Proto: "udp", Summary: summary("reply", out), Bytes: len(out)})
+		}
+	}
+}
+
+// Addrs returns the bound address after Start.
+func (s *UDPServer) Addrs() []net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conn == nil {
+		return nil
+	}
+	return []net.Addr{s.conn.LocalAddr()}
+}
+
+// Shutdown closes the socket and waits for the serving goroutine.
+func (s *UDPServer) Shutdown(ctx context.Context) error {
+	return s.once.Do(ctx, func(ctx context.Context) error {
+		s.mu.Lock()
+		conn, done := s.conn, s.done
+		s.mu.Unlock()
+		if conn == nil {
+			return nil
+		}
+		conn.Close()
+		select {
+		case <-done:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
+}
+
+type metrics struct {
+	received prometheus.Counter
+	sent     prometheus.Counter
+	refused  prometheus.Counter
+	conns    prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer, proto string) (*metrics, error) {
+	m := &metrics{
+		received: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "applayer", Subsystem: "sockets_" + proto, Name: "messages_received_total", Help: "Lines or datagrams received."}),
+		sent:     prometheus.NewCounter(prometheus.CounterOpts{Namespace: "applayer", Subsystem: "sockets_" + proto, Name: "messages_sent_total", Help: "Upper-cased replies sent."}),
+		refused:  prometheus.NewCounter(prometheus.CounterOpts{Namespace: "applayer", Subsystem: "sockets_" + proto, Name: "refused_total", Help: "Messages or connections refused for exceeding a limit."}),
+		conns:    prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "applayer", Subsystem: "sockets_" + proto, Name: "connections", Help: "Open connections."}),
+	}
+	cs := []prometheus.Collector{m.received, m.sent, m.refused}
+	if proto == "tcp" {
+		cs = append(cs, m.conns)
+	}
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("sockets: metrics: %w", err)
+		}
+	}
+	return m, nil
+}
