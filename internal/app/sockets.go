@@ -187,5 +187,3 @@ func socketKinds() []lab.Kind {
 		},
 	}
 }
-
-
