@@ -7,6 +7,8 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -27,6 +29,10 @@ type Plan struct {
 	PortOffset int
 	// Hosts are the planned hosts in topology order.
 	Hosts []PlannedHost
+	// StateDir is where services keep state between runs (created by
+	// Build). Services use a subdirectory named after their system, e.g.
+	// StateDir/dns. The signed root's trust anchor is StateDir/dns/root.ds.
+	StateDir string
 }
 
 // PlannedHost is a host with its address decided.
@@ -57,7 +63,10 @@ func NewPlan(t *Topology, kinds *Kinds, canBind func(netip.Addr) bool) (*Plan, e
 		return nil, err
 	}
 	block, _ := t.block()
-	p := &Plan{Topology: t, Block: block}
+	p := &Plan{Topology: t, Block: block, StateDir: t.Lab.StateDir}
+	if p.StateDir == "" {
+		p.StateDir = filepath.Join(os.TempDir(), "applayer-lab")
+	}
 	used := map[netip.Addr]bool{}
 	for _, h := range t.Hosts {
 		if h.Addr != "" {
@@ -143,6 +152,9 @@ type Entry struct {
 // admin listener first unless the topology turns it off.
 func Build(p *Plan, kinds *Kinds, deps service.Deps, reg *prometheus.Registry) (*Running, error) {
 	deps = deps.Defaults()
+	if err := os.MkdirAll(p.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("lab: state dir: %w", err)
+	}
 	r := &Running{Plan: p, Group: service.NewGroup(deps.Logger)}
 	if a := p.Topology.Lab.Admin; a != "off" {
 		if a == "" {

@@ -69,6 +69,10 @@ type Settings struct {
 	// Admin is the admin listener's address (/metrics, /healthz, /readyz).
 	// Default 127.0.0.1:9900; "off" disables it.
 	Admin string `json:"admin,omitempty"`
+	// StateDir keeps the lab's state between runs: DNSSEC keys, trust
+	// anchors, caches, databases. Default: applayer-lab in the system's
+	// temporary directory.
+	StateDir string `json:"state_dir,omitempty"`
 }
 
 // Host is one machine of the mini-Internet.
