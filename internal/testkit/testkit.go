@@ -5,6 +5,10 @@ package testkit
 import (
 	"context"
 	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -27,4 +31,51 @@ func Context(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// Peer returns the path of an external test peer (dig, nc, curl...). When it
+// is missing the test is skipped, or fails when APPLAYER_REQUIRE_PEERS is set
+// (make test sets it, after installing the peers).
+func Peer(t testing.TB, name string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	if err != nil {
+		for _, dir := range []string{"/usr/sbin", "/sbin"} {
+			if p := filepath.Join(dir, name); isExecutable(p) {
+				return p
+			}
+		}
+		if os.Getenv("APPLAYER_REQUIRE_PEERS") != "" {
+			t.Fatalf("test peer %s is missing (make test installs it: see scripts/peers.txt)", name)
+		}
+		t.Skipf("test peer %s is not installed", name)
+	}
+	return path
+}
+
+func isExecutable(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0
+}
+
+// FreePort returns a port that was free on addr a moment ago, for peers
+// that cannot be told to use port 0.
+func FreePort(t testing.TB, network, addr string) int {
+	t.Helper()
+	switch network {
+	case "udp":
+		c, err := net.ListenPacket("udp", net.JoinHostPort(addr, "0"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.LocalAddr().(*net.UDPAddr).Port
+	default:
+		l, err := net.Listen("tcp", net.JoinHostPort(addr, "0"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		return l.Addr().(*net.TCPAddr).Port
+	}
 }

@@ -43,9 +43,15 @@ func (f SinkFunc) Event(e Event) { f(e) }
 // Bus fans events out to its subscribers. The zero value is ready to use and
 // a nil *Bus is valid and never enabled.
 type Bus struct {
-	mu    sync.Mutex
-	sinks atomic.Pointer[[]Sink]
-	now   func() time.Time
+	mu     sync.Mutex
+	nextID uint64
+	sinks  atomic.Pointer[[]subscription]
+	now    func() time.Time
+}
+
+type subscription struct {
+	id   uint64
+	sink Sink
 }
 
 // NewBus returns an empty bus. now, when nil, is time.Now.
@@ -79,7 +85,7 @@ func (b *Bus) Publish(e Event) {
 		}
 	}
 	for _, s := range *p {
-		s.Event(e)
+		s.sink.Event(e)
 	}
 }
 
@@ -87,11 +93,13 @@ func (b *Bus) Publish(e Event) {
 func (b *Bus) Subscribe(s Sink) (cancel func()) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	var cur []Sink
+	b.nextID++
+	id := b.nextID
+	var cur []subscription
 	if p := b.sinks.Load(); p != nil {
 		cur = *p
 	}
-	next := append(append([]Sink(nil), cur...), s)
+	next := append(append([]subscription(nil), cur...), subscription{id: id, sink: s})
 	b.sinks.Store(&next)
 	var once sync.Once
 	return func() {
@@ -99,14 +107,11 @@ func (b *Bus) Subscribe(s Sink) (cancel func()) {
 			b.mu.Lock()
 			defer b.mu.Unlock()
 			cur := *b.sinks.Load()
-			next := make([]Sink, 0, len(cur))
-			removed := false
+			next := make([]subscription, 0, len(cur))
 			for _, x := range cur {
-				if !removed && x == s {
-					removed = true
-					continue
+				if x.id != id {
+					next = append(next, x)
 				}
-				next = append(next, x)
 			}
 			b.sinks.Store(&next)
 		})
