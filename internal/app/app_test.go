@@ -1,0 +1,59 @@
+package app
+
+import (
+	"context"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/applayer/applayer/internal/obs"
+	"github.com/applayer/applayer/internal/service"
+	"github.com/applayer/applayer/internal/testkit"
+	"github.com/applayer/applayer/lab"
+)
+
+func TestMain(m *testing.M) { testkit.VerifyNoLeaks(m) }
+
+// TestDefaultTopologyRuns builds the embedded default lab with the real
+// wiring table, starts it and stops it: every kind it names builds, every
+// service binds, and (checked by TestMain) no goroutine is left behind.
+func TestDefaultTopologyRuns(t *testing.T) {
+	topo, err := lab.DefaultTopology()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Its own block and a high offset, so a lab the user runs does not clash.
+	offset := 30000
+	topo.Lab.PortOffset = &offset
+	topo.Lab.Admin = "127.0.0.1:0"
+	topo.Lab.Block = "127.91.0.0/16"
+	topo.Lab.StateDir = t.TempDir()
+	for i := range topo.Hosts {
+		if topo.Hosts[i].Addr != "" {
+			a := netip.MustParseAddr(topo.Hosts[i].Addr).As4()
+			topo.Hosts[i].Addr = netip.AddrFrom4([4]byte{127, 91, a[2], a[3]}).String()
+		}
+	}
+	kinds := labKinds()
+	plan, err := lab.NewPlan(topo, kinds, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := obs.NewRegistry()
+	r, err := lab.Build(plan, kinds, service.Deps{Logger: testkit.Logger(t), Metrics: reg}, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var table strings.Builder
+	r.PrintTable(&table)
+	t.Log("\n" + table.String())
+	if err := r.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Entries) == 0 {
+		t.Fatal("default lab started no services")
+	}
+}
