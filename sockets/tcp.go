@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/applayer/applayer/internal/config"
@@ -62,6 +63,9 @@ type TCPServer struct {
 	wg    sync.WaitGroup
 	once  service.Once
 	quit  bool
+	// closing is set by Shutdown before it wakes idle readers; readers
+	// check it after setting their own deadline, so none sleeps through it.
+	closing atomic.Bool
 }
 
 // NewTCPServer returns a server for cfg; Start binds it.
@@ -214,6 +218,9 @@ var errLineTooLong = errors.New("sockets: line too long")
 func (s *TCPServer) readLine(c net.Conn, r *bufio.Reader) ([]byte, error) {
 	if r.Buffered() == 0 {
 		c.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout.D()))
+		if s.closing.Load() {
+			return nil, net.ErrClosed
+		}
 		if _, err := r.Peek(1); err != nil {
 			return nil, err
 		}
@@ -252,6 +259,7 @@ func (s *TCPServer) Addrs() []net.Addr {
 // they are on, and closes every connection when ctx ends.
 func (s *TCPServer) Shutdown(ctx context.Context) error {
 	return s.once.Do(ctx, func(ctx context.Context) error {
+		s.closing.Store(true)
 		s.mu.Lock()
 		s.quit = true
 		ln := s.ln
