@@ -49,6 +49,8 @@ type globals struct {
 	logFormat string
 	logLevel  string
 	traceFile string
+	// admin is the admin listener of a single-server command (see adminFlag).
+	admin string
 
 	stdin          io.Reader
 	stdout, stderr io.Writer
