@@ -168,13 +168,13 @@ type Timing struct {
 type timingKey struct{}
 
 type phases struct {
-	mu               sync.Mutex
-	dns, conn, tls   time.Duration
-	tlsStart         time.Time
-	firstByte        time.Time
-	reused, gotConn  bool
-	sentHeader       []string
-	remote           string
+	mu              sync.Mutex
+	dns, conn, tls  time.Duration
+	tlsStart        time.Time
+	firstByte       time.Time
+	reused, gotConn bool
+	sentHeader      []string
+	remote          string
 }
 
 func (p *phases) add(f func(p *phases)) {
