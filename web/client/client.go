@@ -292,8 +292,13 @@ func (c *Client) Do(ctx context.Context, req *http.Request) (*Result, error) {
 			}
 		}
 	}
+	// Cookies belong to the Host the request names (as curl does with -H Host).
+	jarURL := *req.URL
+	if req.Host != "" {
+		jarURL.Host = req.Host
+	}
 	if c.opts.Jar != nil {
-		for _, ck := range c.opts.Jar.Cookies(req.URL) {
+		for _, ck := range c.opts.Jar.Cookies(&jarURL) {
 			req.AddCookie(ck)
 		}
 	}
@@ -344,7 +349,7 @@ func (c *Client) Do(ctx context.Context, req *http.Request) (*Result, error) {
 	r.Timing.TTFB = fb.Sub(start) - p.dns - p.conn - p.tls
 	if c.opts.Jar != nil {
 		if cs := resp.Cookies(); len(cs) > 0 {
-			c.opts.Jar.SetCookies(req.URL, cs)
+			c.opts.Jar.SetCookies(&jarURL, cs)
 		}
 	}
 	if c.opts.Cache != nil && req.Method == http.MethodGet {
