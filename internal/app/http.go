@@ -283,7 +283,11 @@ func runGet(cmd *cobra.Command, g *globals, f *getFlags, u string) error {
 		if !ok {
 			return fmt.Errorf("-H %q: want 'Name: value'", h)
 		}
-		req.Header.Set(strings.TrimSpace(k), strings.TrimSpace(v))
+		if k, v = strings.TrimSpace(k), strings.TrimSpace(v); strings.EqualFold(k, "Host") {
+			req.Host = v
+			continue
+		}
+		req.Header.Set(k, v)
 	}
 	res, err := c.Do(ctx, req)
 	if err != nil {
