@@ -1,0 +1,150 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/applayer/applayer/internal/config"
+)
+
+// Config configures a Server. Zero fields take the documented defaults.
+type Config struct {
+	// Addr is the cleartext TCP address (HTTP/1.1 and, with H2C, HTTP/2
+	// with prior knowledge). Empty disables it unless TLS is off, in which
+	// case it defaults to "127.0.0.1:8080".
+	Addr string `json:"addr,omitempty"`
+	// TLSAddr is the TLS TCP address (HTTP/1.1 and HTTP/2 by ALPN). Empty
+	// disables TLS.
+	TLSAddr string `json:"tls_addr,omitempty"`
+	// HTTP3 also serves HTTP/3 over QUIC on TLSAddr's UDP port and
+	// advertises it with Alt-Svc on the TCP listeners.
+	HTTP3 bool `json:"http3,omitempty"`
+	// H2C enables cleartext HTTP/2 (prior knowledge) on Addr. Default on;
+	// set NoH2C to disable.
+	NoH2C bool `json:"no_h2c,omitempty"`
+	// TLS says where certificates come from.
+	TLS TLSConfig `json:"tls,omitempty"`
+
+	// Sites are the virtual hosts; the first is the default for Host names
+	// no site claims. At least one is required.
+	Sites []Site `json:"sites"`
+
+	// NonPersistent closes the connection after every response (HTTP/1.x),
+	// the chapter's non-persistent HTTP.
+	NonPersistent bool `json:"non_persistent,omitempty"`
+	// ReadHeaderTimeout bounds reading a request's header (slowloris). Default 10s.
+	ReadHeaderTimeout config.Duration `json:"read_header_timeout,omitempty"`
+	// ReadTimeout bounds reading a whole request. Default 60s.
+	ReadTimeout config.Duration `json:"read_timeout,omitempty"`
+	// WriteTimeout bounds writing a response. Default 0 (none: large files).
+	WriteTimeout config.Duration `json:"write_timeout,omitempty"`
+	// IdleTimeout closes a keep-alive connection idle this long. Default 60s.
+	IdleTimeout config.Duration `json:"idle_timeout,omitempty"`
+	// MaxHeaderBytes limits a request's header; larger gets 431. Default 16 KiB.
+	MaxHeaderBytes int `json:"max_header_bytes,omitempty"`
+	// AccessLog is "", "common" or "combined"; where it goes is
+	// AccessLogFile (a path) or, when empty, the service logger.
+	AccessLog     string `json:"access_log,omitempty"`
+	AccessLogFile string `json:"access_log_file,omitempty"`
+}
+
+// TLSConfig selects the server certificate: CertFile/KeyFile, or a lab CA
+// kept in CADir that issues a certificate for Names (and every site's hosts).
+type TLSConfig struct {
+	CertFile string   `json:"cert_file,omitempty"`
+	KeyFile  string   `json:"key_file,omitempty"`
+	CADir    string   `json:"ca_dir,omitempty"`
+	Names    []string `json:"names,omitempty"`
+}
+
+// Site is one virtual host.
+type Site struct {
+	// Hosts are the Host header names served by this site (port ignored,
+	// case-insensitive). Empty only for the default site.
+	Hosts []string `json:"hosts,omitempty"`
+	// Root is the directory served. Required unless Shop is set.
+	Root string `json:"root,omitempty"`
+	// Index are the file names served for a directory. Default index.html.
+	Index []string `json:"index,omitempty"`
+	// Listing serves a listing for directories without an index file.
+	Listing bool `json:"listing,omitempty"`
+	// FollowSymlinks lets symbolic links point outside Root. Default off:
+	// such links answer 404.
+	FollowSymlinks bool `json:"follow_symlinks,omitempty"`
+	// Redirects maps request paths to Location URLs answered with 301.
+	Redirects map[string]string `json:"redirects,omitempty"`
+	// Uploads accepts PUT of files (written under Root) and POST of forms.
+	Uploads bool `json:"uploads,omitempty"`
+	// MaxBodyBytes limits request bodies; larger gets 413. Default 1 MiB.
+	MaxBodyBytes int64 `json:"max_body_bytes,omitempty"`
+	// NoGzip disables gzip compression of compressible types.
+	NoGzip bool `json:"no_gzip,omitempty"`
+	// Shop, when set, serves the cookie shop with its database in this
+	// data directory instead of files.
+	Shop string `json:"shop,omitempty"`
+}
+
+func (c *Config) defaults() {
+	if c.Addr == "" && c.TLSAddr == "" {
+		c.Addr = "127.0.0.1:8080"
+	}
+	if c.ReadHeaderTimeout <= 0 {
+		c.ReadHeaderTimeout = config.Duration(10 * time.Second)
+	}
+	if c.ReadTimeout <= 0 {
+		c.ReadTimeout = config.Duration(60 * time.Second)
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = config.Duration(60 * time.Second)
+	}
+	if c.MaxHeaderBytes <= 0 {
+		c.MaxHeaderBytes = 16 << 10
+	}
+	for i := range c.Sites {
+		s := &c.Sites[i]
+		if len(s.Index) == 0 {
+			s.Index = []string{"index.html"}
+		}
+		if s.MaxBodyBytes <= 0 {
+			s.MaxBodyBytes = 1 << 20
+		}
+	}
+}
+
+// Validate checks the configuration, naming the offending field.
+func (c *Config) Validate() error {
+	if len(c.Sites) == 0 {
+		return config.Errorf("sites", "at least one site is required")
+	}
+	for i, s := range c.Sites {
+		f := fmt.Sprintf("sites[%d]", i)
+		if s.Root == "" && s.Shop == "" {
+			return config.Errorf(f+".root", "a root directory (or shop) is required")
+		}
+		if i > 0 && len(s.Hosts) == 0 {
+			return config.Errorf(f+".hosts", "only the first site may have no hosts")
+		}
+		for p, loc := range s.Redirects {
+			if !strings.HasPrefix(p, "/") || loc == "" {
+				return config.Errorf(f+".redirects", "%q -> %q: paths start with / and need a location", p, loc)
+			}
+		}
+	}
+	switch c.AccessLog {
+	case "", "common", "combined":
+	default:
+		return config.Errorf("access_log", "%q: want common or combined", c.AccessLog)
+	}
+	if c.HTTP3 && c.TLSAddr == "" {
+		return config.Errorf("http3", "needs tls_addr")
+	}
+	if c.TLSAddr != "" && c.TLS.CADir == "" && (c.TLS.CertFile == "" || c.TLS.KeyFile == "") {
+		return config.Errorf("tls", "needs cert_file and key_file, or ca_dir")
+	}
+	if c.TLSAddr == "" && c.Addr == "" {
+		return errors.New("server: no listener")
+	}
+	return nil
+}

@@ -1,0 +1,218 @@
+package server
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/applayer/applayer/internal/trace"
+)
+
+type metrics struct {
+	requests *prometheus.CounterVec
+	bytes    prometheus.Counter
+	duration *prometheus.HistogramVec
+	conns    prometheus.Counter
+	open     prometheus.Gauge
+	panics   prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "applayer_http_requests_total", Help: "HTTP requests answered, by protocol, method and status code."}, []string{"proto", "method", "code"}),
+		bytes:    prometheus.NewCounter(prometheus.CounterOpts{Name: "applayer_http_response_body_bytes_total", Help: "Response body bytes written."}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "applayer_http_request_duration_seconds", Help: "Time from request header to end of response.", Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10)}, []string{"proto"}),
+		conns:    prometheus.NewCounter(prometheus.CounterOpts{Name: "applayer_http_connections_total", Help: "TCP connections accepted (HTTP/1 and HTTP/2)."}),
+		open:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "applayer_http_open_connections", Help: "TCP connections open now."}),
+		panics:   prometheus.NewCounter(prometheus.CounterOpts{Name: "applayer_http_panics_total", Help: "Handler panics answered with 500."}),
+	}
+	for _, c := range []prometheus.Collector{m.requests, m.bytes, m.duration, m.conns, m.open, m.panics} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("server: metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+// recorder wraps a ResponseWriter to learn the status and body size.
+type recorder struct {
+	http.ResponseWriter
+	status int
+	n      int64
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if r.status == 0 && code >= 200 {
+		r.status = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	n, err := r.ResponseWriter.Write(b)
+	r.n += int64(n)
+	return n, err
+}
+
+// ReadFrom keeps sendfile for file bodies.
+func (r *recorder) ReadFrom(src io.Reader) (int64, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	var n int64
+	var err error
+	if rf, ok := r.ResponseWriter.(io.ReaderFrom); ok {
+		n, err = rf.ReadFrom(src)
+	} else {
+		n, err = io.Copy(struct{ io.Writer }{r.ResponseWriter}, src)
+	}
+	r.n += n
+	return n, err
+}
+
+func (r *recorder) Flush() {
+	if f, ok := r.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// observe wraps h with panic recovery, trace events, metrics and the
+// access log.
+func (s *Server) observe(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := s.deps.Now()
+		rec := &recorder{ResponseWriter: w}
+		local := ""
+		if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+			local = a.String()
+		}
+		tr := s.deps.Trace
+		if tr.Enabled() {
+			tr.Publish(trace.Event{From: r.RemoteAddr, To: local, Proto: r.Proto, Summary: r.Method + " " + r.RequestURI + " " + r.Proto + " Host: " + r.Host, Bytes: int(max(r.ContentLength, 0))})
+		}
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				s.m.panics.Inc()
+				s.log.Error("handler panic", "panic", fmt.Sprint(v), "method", r.Method, "uri", r.RequestURI)
+				if rec.status == 0 {
+					rec.Header().Del("Content-Encoding")
+					rec.Header().Del("ETag")
+					http.Error(rec, "500 internal server error", http.StatusInternalServerError)
+				}
+			}
+			if rec.status == 0 {
+				rec.status = http.StatusOK
+			}
+			d := s.deps.Now().Sub(start)
+			s.m.requests.WithLabelValues(r.Proto, r.Method, strconv.Itoa(rec.status)).Inc()
+			s.m.bytes.Add(float64(rec.n))
+			s.m.duration.WithLabelValues(r.Proto).Observe(d.Seconds())
+			if tr.Enabled() {
+				tr.Publish(trace.Event{From: local, To: r.RemoteAddr, Proto: r.Proto, Summary: fmt.Sprintf("%s %d %s", r.Proto, rec.status, http.StatusText(rec.status)), Bytes: int(rec.n)})
+			}
+			if s.access != nil {
+				s.access.log(r, rec.status, rec.n, start)
+			}
+		}()
+		h.ServeHTTP(rec, r)
+	})
+}
+
+// accessLog writes Common or Combined Log Format lines.
+type accessLog struct {
+	combined bool
+	mu       sync.Mutex
+	f        *os.File
+	w        *bufio.Writer
+	slog     *slog.Logger
+}
+
+func newAccessLog(format, file string, log *slog.Logger) (*accessLog, error) {
+	a := &accessLog{combined: format == "combined", slog: log}
+	if file != "" {
+		f, err := os.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		if err != nil {
+			return nil, fmt.Errorf("server: access log: %w", err)
+		}
+		a.f, a.w = f, bufio.NewWriter(f)
+	}
+	return a, nil
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return strings.ReplaceAll(strings.ReplaceAll(s, `\`, `\\`), `"`, `\"`)
+}
+
+// FormatAccess formats one access-log line (without newline) in the Common
+// Log Format, or the Combined one (adding Referer and User-Agent).
+func FormatAccess(r *http.Request, status int, n int64, t time.Time, combined bool) string {
+	host := r.RemoteAddr
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	user := "-"
+	if u, _, ok := r.BasicAuth(); ok && u != "" {
+		user = dash(u)
+	}
+	size := "-"
+	if n > 0 {
+		size = strconv.FormatInt(n, 10)
+	}
+	line := fmt.Sprintf(`%s - %s [%s] "%s %s %s" %d %s`, host, user, t.Format("02/Jan/2006:15:04:05 -0700"), r.Method, dash(r.RequestURI), r.Proto, status, size)
+	if combined {
+		line += fmt.Sprintf(` "%s" "%s"`, dash(r.Referer()), dash(r.UserAgent()))
+	}
+	return line
+}
+
+func (a *accessLog) log(r *http.Request, status int, n int64, t time.Time) {
+	line := FormatAccess(r, status, n, t, a.combined)
+	if a.w == nil {
+		a.slog.Info("access", "line", line)
+		return
+	}
+	a.mu.Lock()
+	a.w.WriteString(line)
+	a.w.WriteByte('\n')
+	if a.w.Buffered() > 32<<10 {
+		a.w.Flush()
+	}
+	a.mu.Unlock()
+}
+
+func (a *accessLog) flush() {
+	if a.w != nil {
+		a.mu.Lock()
+		a.w.Flush()
+		a.mu.Unlock()
+	}
+}
+
+func (a *accessLog) close() error {
+	if a.f == nil {
+		return nil
+	}
+	a.flush()
+	return a.f.Close()
+}

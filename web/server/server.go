@@ -1,0 +1,344 @@
+// Package server is applayer's web server: static files with validators,
+// ranges and compression, virtual hosts, redirects, uploads, the cookie
+// shop, over HTTP/1.1 (persistent or not), HTTP/2 (TLS and h2c) and HTTP/3,
+// with access logs, metrics and trace events.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+
+	"github.com/quic-go/quic-go/http3"
+
+	"github.com/applayer/applayer/internal/service"
+	"github.com/applayer/applayer/web/labca"
+	"github.com/applayer/applayer/web/shop"
+)
+
+// Server is the web server service.
+type Server struct {
+	cfg  Config
+	deps service.Deps
+	log  *slog.Logger
+	m    *metrics
+
+	handler http.Handler
+	byHost  map[string]http.Handler
+	deflt   http.Handler
+	closers []func() error
+	access  *accessLog
+
+	mu    sync.Mutex
+	addrs []net.Addr
+	h1    []*http.Server
+	h3    *http3.Server
+	pc    net.PacketConn
+	wg    sync.WaitGroup
+	once  service.Once
+}
+
+// New builds a server from cfg; Start binds it.
+func New(cfg Config, deps service.Deps) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	cfg.defaults()
+	deps = deps.Defaults()
+	m, err := newMetrics(deps.Metrics)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, deps: deps, log: deps.Logger.With("service", "http"), m: m, byHost: map[string]http.Handler{}}
+	for i, site := range cfg.Sites {
+		var h http.Handler
+		if site.Shop != "" {
+			sh, err := shop.Open(site.Shop, s.log)
+			if err != nil {
+				s.closeAll()
+				return nil, err
+			}
+			s.closers = append(s.closers, sh.Close)
+			h = sh
+		} else {
+			fsite, err := newFileSite(site)
+			if err != nil {
+				s.closeAll()
+				return nil, err
+			}
+			s.closers = append(s.closers, fsite.close)
+			h = fsite
+		}
+		if i == 0 {
+			s.deflt = h
+		}
+		for _, name := range site.Hosts {
+			s.byHost[strings.ToLower(strings.TrimSuffix(name, "."))] = h
+		}
+	}
+	if cfg.AccessLog != "" {
+		al, err := newAccessLog(cfg.AccessLog, cfg.AccessLogFile, s.log)
+		if err != nil {
+			s.closeAll()
+			return nil, err
+		}
+		s.access = al
+		s.closers = append(s.closers, al.close)
+	}
+	s.handler = s.observe(http.HandlerFunc(s.route))
+	return s, nil
+}
+
+func (s *Server) closeAll() error {
+	var errs []error
+	for _, c := range s.closers {
+		errs = append(errs, c())
+	}
+	return errors.Join(errs...)
+}
+
+// Handler returns the server's complete handler (for in-process use).
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Name implements service.Service.
+func (s *Server) Name() string {
+	if s.cfg.Addr != "" {
+		return "http " + s.cfg.Addr
+	}
+	return "https " + s.cfg.TLSAddr
+}
+
+// Addrs implements service.Addresser: the cleartext TCP, TLS TCP and QUIC
+// UDP addresses, those configured.
+func (s *Server) Addrs() []net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]net.Addr(nil), s.addrs...)
+}
+
+// HostName strips the port and a trailing dot from a Host header value and
+// lowercases it.
+func HostName(host string) string {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	return strings.ToLower(strings.TrimSuffix(host, "."))
+}
+
+func (s *Server) route(w http.ResponseWriter, r *http.Request) {
+	h, ok := s.byHost[HostName(r.Host)]
+	if !ok {
+		h = s.deflt
+	}
+	h.ServeHTTP(w, r)
+}
+
+func (s *Server) tlsConfig() (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	switch {
+	case s.cfg.TLS.CertFile != "":
+		c, err := tls.LoadX509KeyPair(s.cfg.TLS.CertFile, s.cfg.TLS.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("server: tls: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{c}
+	default:
+		ca, err := labca.LoadOrCreate(s.cfg.TLS.CADir)
+		if err != nil {
+			return nil, err
+		}
+		names := append([]string{"localhost", "127.0.0.1", "::1"}, s.cfg.TLS.Names...)
+		for _, site := range s.cfg.Sites {
+			names = append(names, site.Hosts...)
+		}
+		if h, _, err := net.SplitHostPort(s.cfg.TLSAddr); err == nil && h != "" {
+			names = append(names, h)
+		}
+		c, err := ca.Issue(names...)
+		if err != nil {
+			return nil, err
+		}
+		tc.Certificates = []tls.Certificate{c}
+	}
+	return tc, nil
+}
+
+func (s *Server) httpServer(h http.Handler, p *http.Protocols) *http.Server {
+	hs := &http.Server{
+		Handler:           h,
+		Protocols:         p,
+		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout.D(),
+		ReadTimeout:       s.cfg.ReadTimeout.D(),
+		WriteTimeout:      s.cfg.WriteTimeout.D(),
+		IdleTimeout:       s.cfg.IdleTimeout.D(),
+		MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		ConnState: func(_ net.Conn, st http.ConnState) {
+			switch st {
+			case http.StateNew:
+				s.m.conns.Inc()
+				s.m.open.Inc()
+			case http.StateClosed, http.StateHijacked:
+				s.m.open.Dec()
+			}
+		},
+	}
+	if s.cfg.NonPersistent {
+		hs.SetKeepAlivesEnabled(false)
+	}
+	return hs
+}
+
+// Start binds every configured listener and starts serving.
+func (s *Server) Start(ctx context.Context) error {
+	var lc net.ListenConfig
+	var lns []net.Listener
+	var servers []*http.Server
+	var pc net.PacketConn
+	fail := func(err error) error {
+		for _, ln := range lns {
+			ln.Close()
+		}
+		if pc != nil {
+			pc.Close()
+		}
+		return err
+	}
+	var addrs []net.Addr
+	handler := s.handler
+	if s.cfg.Addr != "" {
+		ln, err := lc.Listen(ctx, "tcp", s.cfg.Addr)
+		if err != nil {
+			return fail(fmt.Errorf("server: listen: %w", err))
+		}
+		lns = append(lns, ln)
+		addrs = append(addrs, ln.Addr())
+	}
+	var tc *tls.Config
+	if s.cfg.TLSAddr != "" {
+		var err error
+		if tc, err = s.tlsConfig(); err != nil {
+			return fail(err)
+		}
+		ln, err := lc.Listen(ctx, "tcp", s.cfg.TLSAddr)
+		if err != nil {
+			return fail(fmt.Errorf("server: listen tls: %w", err))
+		}
+		lns = append(lns, ln)
+		addrs = append(addrs, ln.Addr())
+		if s.cfg.HTTP3 {
+			// The UDP port is the TLS listener's (which may have been 0).
+			pc, err = lc.ListenPacket(ctx, "udp", ln.Addr().String())
+			if err != nil {
+				return fail(fmt.Errorf("server: listen quic: %w", err))
+			}
+			addrs = append(addrs, pc.LocalAddr())
+			s.h3 = &http3.Server{
+				Handler:        s.handler,
+				TLSConfig:      http3.ConfigureTLSConfig(tc.Clone()),
+				MaxHeaderBytes: s.cfg.MaxHeaderBytes,
+				IdleTimeout:    s.cfg.IdleTimeout.D(),
+				Port:           pc.LocalAddr().(*net.UDPAddr).Port,
+				Logger:         s.log,
+			}
+			h3 := s.h3
+			handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				h3.SetQUICHeaders(w.Header())
+				s.handler.ServeHTTP(w, r)
+			})
+		}
+	}
+	i := 0
+	if s.cfg.Addr != "" {
+		var p http.Protocols
+		p.SetHTTP1(true)
+		p.SetUnencryptedHTTP2(!s.cfg.NoH2C)
+		servers = append(servers, s.httpServer(handler, &p))
+		i++
+	}
+	if s.cfg.TLSAddr != "" {
+		var p http.Protocols
+		p.SetHTTP1(true)
+		p.SetHTTP2(true)
+		hs := s.httpServer(handler, &p)
+		hs.TLSConfig = tc
+		servers = append(servers, hs)
+	}
+	s.mu.Lock()
+	s.addrs, s.h1, s.pc = addrs, servers, pc
+	s.mu.Unlock()
+	for j, hs := range servers {
+		ln := lns[j]
+		s.wg.Go(func() {
+			var err error
+			if hs.TLSConfig != nil {
+				err = hs.ServeTLS(ln, "", "") // sets up ALPN for h2
+			} else {
+				err = hs.Serve(ln)
+			}
+			if err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.log.Error("serve", "err", err)
+			}
+		})
+	}
+	if s.h3 != nil {
+		h3 := s.h3
+		s.wg.Go(func() {
+			if err := h3.Serve(pc); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+				s.log.Debug("serve quic", "err", err)
+			}
+		})
+	}
+	for _, a := range addrs {
+		s.log.Info("http server listening", "network", a.Network(), "addr", a.String())
+	}
+	return nil
+}
+
+// Shutdown stops accepting, lets requests in flight finish within ctx and
+// closes every connection, database and log file.
+func (s *Server) Shutdown(ctx context.Context) error {
+	return s.once.Do(ctx, func(ctx context.Context) error {
+		s.mu.Lock()
+		servers, h3, pc := s.h1, s.h3, s.pc
+		s.mu.Unlock()
+		var errs []error
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		for _, hs := range servers {
+			wg.Go(func() {
+				err := hs.Shutdown(ctx)
+				if err != nil {
+					hs.Close()
+				}
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			})
+		}
+		if h3 != nil {
+			wg.Go(func() {
+				err := h3.Shutdown(ctx)
+				if err != nil {
+					h3.Close()
+				}
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			})
+		}
+		wg.Wait()
+		if pc != nil {
+			pc.Close()
+		}
+		s.wg.Wait()
+		errs = append(errs, s.closeAll())
+		return errors.Join(errs...)
+	})
+}

@@ -1,0 +1,403 @@
+package server
+
+import (
+	"bytes"
+	"compress/gzip"
+	"errors"
+	"fmt"
+	"html"
+	"io"
+	"io/fs"
+	"mime"
+	"net/http"
+	"net/url"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// CleanPath turns a decoded URL path into a path relative to a site's
+// root ("." for the root itself). It refuses (ok false) paths that do not
+// start with "/", contain NUL or backslash, or have a ".." segment, so
+// nothing outside the root can be named.
+func CleanPath(p string) (rel string, ok bool) {
+	if !strings.HasPrefix(p, "/") || strings.ContainsAny(p, "\x00\\") {
+		return "", false
+	}
+	var parts []string
+	for _, seg := range strings.Split(p[1:], "/") {
+		switch seg {
+		case "", ".":
+			continue
+		case "..":
+			return "", false
+		}
+		parts = append(parts, seg)
+	}
+	if len(parts) == 0 {
+		return ".", true
+	}
+	return strings.Join(parts, "/"), true
+}
+
+// fileSite serves one site's files.
+type fileSite struct {
+	cfg  Site
+	root *os.Root // confines lookups to Root (symlinks may not escape)
+
+	mu    sync.Mutex
+	gz    map[string][]byte // gzip bodies by strong ETag
+	gzLen int
+}
+
+const (
+	gzipMin      = 256
+	gzipMaxFile  = 8 << 20
+	gzipCacheMax = 64 << 20
+)
+
+func newFileSite(cfg Site) (*fileSite, error) {
+	r, err := os.OpenRoot(cfg.Root)
+	if err != nil {
+		return nil, fmt.Errorf("server: site root: %w", err)
+	}
+	return &fileSite{cfg: cfg, root: r, gz: map[string][]byte{}}, nil
+}
+
+func (s *fileSite) close() error { return s.root.Close() }
+
+func (s *fileSite) open(rel string) (*os.File, error) {
+	if s.cfg.FollowSymlinks {
+		return os.Open(filepath.Join(s.cfg.Root, filepath.FromSlash(rel)))
+	}
+	return s.root.Open(rel)
+}
+
+func (s *fileSite) allow() string {
+	if s.cfg.Uploads {
+		return "GET, HEAD, OPTIONS, POST, PUT"
+	}
+	return "GET, HEAD, OPTIONS"
+}
+
+func (s *fileSite) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rel, ok := CleanPath(r.URL.Path)
+	if !ok {
+		http.Error(w, "400 bad request path", http.StatusBadRequest)
+		return
+	}
+	if loc, ok := s.cfg.Redirects[r.URL.Path]; ok {
+		w.Header().Set("Location", loc)
+		w.WriteHeader(http.StatusMovedPermanently)
+		if r.Method != http.MethodHead {
+			fmt.Fprintf(w, "<a href=\"%s\">Moved Permanently</a>.\n", html.EscapeString(loc))
+		}
+		return
+	}
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		s.get(w, r, rel)
+	case http.MethodOptions:
+		w.Header().Set("Allow", s.allow())
+		w.WriteHeader(http.StatusNoContent)
+	case http.MethodPut:
+		if !s.cfg.Uploads {
+			methodNotAllowed(w, s.allow())
+			return
+		}
+		s.put(w, r, rel)
+	case http.MethodPost:
+		if !s.cfg.Uploads {
+			methodNotAllowed(w, s.allow())
+			return
+		}
+		s.post(w, r)
+	default:
+		methodNotAllowed(w, s.allow())
+	}
+}
+
+func methodNotAllowed(w http.ResponseWriter, allow string) {
+	w.Header().Set("Allow", allow)
+	http.Error(w, "405 method not allowed", http.StatusMethodNotAllowed)
+}
+
+func openError(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, fs.ErrPermission):
+		http.Error(w, "403 forbidden", http.StatusForbidden)
+	default: // not found, or a symlink escaping the root
+		http.Error(w, "404 page not found", http.StatusNotFound)
+	}
+}
+
+func (s *fileSite) get(w http.ResponseWriter, r *http.Request, rel string) {
+	f, err := s.open(rel)
+	if err != nil {
+		openError(w, err)
+		return
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		openError(w, err)
+		return
+	}
+	if fi.IsDir() {
+		if !strings.HasSuffix(r.URL.Path, "/") {
+			u := *r.URL
+			u.Path += "/"
+			http.Redirect(w, r, u.RequestURI(), http.StatusMovedPermanently)
+			return
+		}
+		for _, idx := range s.cfg.Index {
+			name := path.Join(rel, idx)
+			g, err := s.open(name)
+			if err != nil {
+				continue
+			}
+			gi, err := g.Stat()
+			if err != nil || gi.IsDir() {
+				g.Close()
+				continue
+			}
+			defer g.Close()
+			s.file(w, r, name, g, gi)
+			return
+		}
+		if !s.cfg.Listing {
+			http.Error(w, "403 directory listing disabled", http.StatusForbidden)
+			return
+		}
+		s.listing(w, r, f)
+		return
+	}
+	if !fi.Mode().IsRegular() {
+		http.Error(w, "404 page not found", http.StatusNotFound)
+		return
+	}
+	s.file(w, r, rel, f, fi)
+}
+
+// ETag returns the strong entity tag the server uses for a file: its size
+// and modification time in nanoseconds.
+func ETag(fi fs.FileInfo) string {
+	return `"` + strconv.FormatInt(fi.Size(), 16) + "-" + strconv.FormatInt(fi.ModTime().UnixNano(), 16) + `"`
+}
+
+var compressible = []string{"text/", "application/javascript", "application/json", "application/xml", "image/svg+xml", "application/wasm"}
+
+func isCompressible(ctype string) bool {
+	for _, p := range compressible {
+		if strings.HasPrefix(ctype, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// AcceptsGzip reports whether an Accept-Encoding value admits gzip
+// (q-values honoured; "*" counts).
+func AcceptsGzip(ae string) bool {
+	star := false
+	for _, part := range strings.Split(ae, ",") {
+		name, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+		q := 1.0
+		for _, p := range strings.Split(params, ";") {
+			k, v, ok := strings.Cut(strings.TrimSpace(p), "=")
+			if ok && strings.EqualFold(strings.TrimSpace(k), "q") {
+				if f, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil {
+					q = f
+				}
+			}
+		}
+		switch strings.ToLower(strings.TrimSpace(name)) {
+		case "gzip", "x-gzip":
+			return q > 0
+		case "*":
+			star = q > 0
+		}
+	}
+	return star
+}
+
+func (s *fileSite) file(w http.ResponseWriter, r *http.Request, name string, f *os.File, fi fs.FileInfo) {
+	h := w.Header()
+	ctype := mime.TypeByExtension(path.Ext(name))
+	if ctype == "" {
+		var buf [512]byte
+		n, _ := io.ReadFull(f, buf[:])
+		ctype = http.DetectContentType(buf[:n])
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			http.Error(w, "500 seek", http.StatusInternalServerError)
+			return
+		}
+	}
+	h.Set("Content-Type", ctype)
+	h.Set("Accept-Ranges", "bytes")
+	etag := ETag(fi)
+	var content io.ReadSeeker = f
+	if !s.cfg.NoGzip && isCompressible(ctype) && fi.Size() >= gzipMin && fi.Size() <= gzipMaxFile {
+		h.Add("Vary", "Accept-Encoding")
+		if AcceptsGzip(r.Header.Get("Accept-Encoding")) {
+			if body, err := s.gzipped(etag, f); err == nil {
+				etag = etag[:len(etag)-1] + `-gz"`
+				h.Set("Content-Encoding", "gzip")
+				content = bytes.NewReader(body)
+			}
+		}
+	}
+	h.Set("ETag", etag)
+	http.ServeContent(w, r, name, fi.ModTime(), content)
+}
+
+func (s *fileSite) gzipped(etag string, f io.Reader) ([]byte, error) {
+	s.mu.Lock()
+	b, ok := s.gz[etag]
+	s.mu.Unlock()
+	if ok {
+		return b, nil
+	}
+	var buf bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&buf, gzip.DefaultCompression)
+	if _, err := io.Copy(zw, f); err != nil {
+		return nil, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	b = buf.Bytes()
+	s.mu.Lock()
+	if s.gzLen+len(b) > gzipCacheMax {
+		s.gz, s.gzLen = map[string][]byte{}, 0
+	}
+	s.gz[etag] = b
+	s.gzLen += len(b)
+	s.mu.Unlock()
+	return b, nil
+}
+
+func (s *fileSite) listing(w http.ResponseWriter, r *http.Request, dir *os.File) {
+	ents, err := dir.ReadDir(-1)
+	if err != nil {
+		http.Error(w, "500 cannot read directory", http.StatusInternalServerError)
+		return
+	}
+	sort.Slice(ents, func(i, j int) bool { return ents[i].Name() < ents[j].Name() })
+	var b strings.Builder
+	title := html.EscapeString(r.URL.Path)
+	fmt.Fprintf(&b, "<!doctype html>\n<html><head><title>Index of %s</title></head><body>\n<h1>Index of %s</h1>\n<ul>\n", title, title)
+	for _, e := range ents {
+		n := e.Name()
+		if e.IsDir() {
+			n += "/"
+		}
+		u := url.URL{Path: n}
+		fmt.Fprintf(&b, "<li><a href=\"%s\">%s</a></li>\n", u.EscapedPath(), html.EscapeString(n))
+	}
+	b.WriteString("</ul></body></html>\n")
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Content-Length", strconv.Itoa(b.Len()))
+	if r.Method != http.MethodHead {
+		io.WriteString(w, b.String())
+	}
+}
+
+func tooLarge(w http.ResponseWriter, limit int64) {
+	http.Error(w, fmt.Sprintf("413 request body larger than %d bytes", limit), http.StatusRequestEntityTooLarge)
+}
+
+func (s *fileSite) put(w http.ResponseWriter, r *http.Request, rel string) {
+	if rel == "." || strings.HasSuffix(r.URL.Path, "/") {
+		http.Error(w, "400 PUT needs a file name", http.StatusBadRequest)
+		return
+	}
+	if r.ContentLength > s.cfg.MaxBodyBytes {
+		tooLarge(w, s.cfg.MaxBodyBytes)
+		return
+	}
+	if d := path.Dir(rel); d != "." {
+		if err := s.root.MkdirAll(d, 0o755); err != nil {
+			http.Error(w, "409 cannot create directory", http.StatusConflict)
+			return
+		}
+	}
+	_, statErr := s.root.Stat(rel)
+	tmp := fmt.Sprintf("%s.upload-%d", rel, time.Now().UnixNano())
+	f, err := s.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		openError(w, err)
+		return
+	}
+	_, err = io.Copy(f, http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		s.root.Remove(tmp)
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			tooLarge(w, s.cfg.MaxBodyBytes)
+			return
+		}
+		http.Error(w, "400 reading body", http.StatusBadRequest)
+		return
+	}
+	if err := s.root.Rename(tmp, rel); err != nil {
+		s.root.Remove(tmp)
+		http.Error(w, "500 cannot store file", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Location", r.URL.Path)
+	if statErr == nil {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	w.Header().Set("Location", r.URL.Path)
+	w.WriteHeader(http.StatusCreated)
+}
+
+// post answers a submitted form (application/x-www-form-urlencoded or
+// multipart) with a page listing the fields received.
+func (s *fileSite) post(w http.ResponseWriter, r *http.Request) {
+	if r.ContentLength > s.cfg.MaxBodyBytes {
+		tooLarge(w, s.cfg.MaxBodyBytes)
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
+	var err error
+	if strings.HasPrefix(r.Header.Get("Content-Type"), "multipart/") {
+		err = r.ParseMultipartForm(s.cfg.MaxBodyBytes)
+	} else {
+		err = r.ParseForm()
+	}
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			tooLarge(w, s.cfg.MaxBodyBytes)
+			return
+		}
+		http.Error(w, "400 bad form: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	keys := make([]string, 0, len(r.PostForm))
+	for k := range r.PostForm {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	b.WriteString("<!doctype html>\n<html><body><h1>Form received</h1>\n<dl>\n")
+	for _, k := range keys {
+		for _, v := range r.PostForm[k] {
+			fmt.Fprintf(&b, "<dt>%s</dt><dd>%s</dd>\n", html.EscapeString(k), html.EscapeString(v))
+		}
+	}
+	b.WriteString("</dl></body></html>\n")
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	io.WriteString(w, b.String())
+}
