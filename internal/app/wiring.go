@@ -12,6 +12,8 @@ func commands(g *globals) []*cobra.Command {
 		versionCommand(g),
 		labCommand(g),
 		socketsCommand(g),
+		dnsCommand(g),
+		digCommand(g),
 	}
 }
 
@@ -20,5 +22,6 @@ func commands(g *globals) []*cobra.Command {
 func labKinds() *lab.Kinds {
 	var ks []lab.Kind
 	ks = append(ks, socketKinds()...)
+	ks = append(ks, dnsKinds()...)
 	return lab.NewKinds(ks...)
 }
