@@ -109,6 +109,10 @@ func (s *Server) Zone(origin string) *zone.Zone {
 	return s.zones.Load().zones[zone.Key(origin)]
 }
 
+// SetZone serves z in place of the zone with the same origin (or adds
+// it), as a reload would. Tests use it to serve doctored zones.
+func (s *Server) SetZone(z *zone.Zone) { s.install(z.Origin, z) }
+
 // install swaps in a zone set with z at key (nil removes it).
 func (s *Server) install(key string, z *zone.Zone) {
 	s.reloadMu.Lock()
