@@ -203,8 +203,14 @@ func (s *Server) Start(ctx context.Context) error {
 		}()
 		<-started
 	}
-	s.startBackground()
 	s.started = true
+	s.startBackground()
+	// Tell the secondaries the zones are (re)loaded, as Knot does at start.
+	for _, src := range s.sources {
+		if z := s.zones.Load().zones[src.key]; z != nil && src.cfg.Primary == "" {
+			s.notifyLocked(z)
+		}
+	}
 	s.log.Info("dns authority listening", "addr", addr, "network", s.cfg.Network, "zones", len(s.cfg.Zones))
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"strings"
@@ -317,7 +318,11 @@ func (s *Server) notify(z *zone.Zone) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.started {
+	s.notifyLocked(z)
+}
+
+func (s *Server) notifyLocked(z *zone.Zone) {
+	if !s.started || len(s.cfg.Notify) == 0 {
 		return
 	}
 	for _, target := range s.cfg.Notify {
@@ -348,7 +353,7 @@ func (s *Server) notify(z *zone.Zone) {
 
 // exchange sends m to addr through the injected dialer.
 func (s *Server) exchange(ctx context.Context, m *dns.Msg, addr, network string) (*dns.Msg, error) {
-	c, err := s.deps.Dialer.DialContext(ctx, network, addr)
+	c, err := s.dial(ctx, network, addr)
 	if err != nil {
 		return nil, err
 	}
@@ -368,6 +373,24 @@ func (s *Server) exchange(ctx context.Context, m *dns.Msg, addr, network string)
 		return nil, errors.New("authority: answer id mismatch")
 	}
 	return r, nil
+}
+
+// dial opens an outbound connection. With the default dialer and a
+// specific listen address, it is made from that address, so the peer (an
+// ACL, a primary checking a NOTIFY's source) sees the server's own address.
+func (s *Server) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	if d, ok := s.deps.Dialer.(*net.Dialer); ok {
+		if ap, err := netip.ParseAddrPort(s.cfg.Addr); err == nil && !ap.Addr().IsUnspecified() {
+			dd := *d
+			if strings.HasPrefix(network, "udp") {
+				dd.LocalAddr = &net.UDPAddr{IP: ap.Addr().AsSlice()}
+			} else {
+				dd.LocalAddr = &net.TCPAddr{IP: ap.Addr().AsSlice()}
+			}
+			return dd.DialContext(ctx, network, addr)
+		}
+	}
+	return s.deps.Dialer.DialContext(ctx, network, addr)
 }
 
 // notified handles an incoming NOTIFY: a secondary zone whose primary
@@ -463,7 +486,7 @@ func (s *Server) refresh(src *source) (*zone.Zone, error) {
 	if cur != nil && !serialLess(cur.SOA.Serial, soa.Serial) {
 		return nil, nil
 	}
-	c, err := s.deps.Dialer.DialContext(ctx, "tcp", src.cfg.Primary)
+	c, err := s.dial(ctx, "tcp", src.cfg.Primary)
 	if err != nil {
 		return nil, err
 	}
@@ -538,7 +561,7 @@ func applyTransfer(old, all []dns.RR) ([]dns.RR, error) {
 	}
 	recs := append([]dns.RR(nil), old...)
 	// IXFR: SOA(new) [SOA(old) deletions SOA(new') additions]* SOA(new)
-	adding := false
+	adding := true // the first SOA opens a deletion section
 	for _, rr := range all[1 : len(all)-1] {
 		if _, ok := rr.(*dns.SOA); ok {
 			adding = !adding

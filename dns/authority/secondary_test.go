@@ -1,0 +1,231 @@
+package authority
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/applayer/applayer/internal/service"
+	"github.com/applayer/applayer/internal/testkit"
+)
+
+const zoneV1 = `$ORIGIN example.net.
+$TTL 60
+@    SOA ns1 hostmaster %d 1 1 30 60
+@    NS  ns1
+ns1  A   192.0.2.1
+www  A   192.0.2.80
+%s
+`
+
+func writeZone(t *testing.T, path string, serial int, extra string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(fmt.Sprintf(zoneV1, serial, extra)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Make sure the change is seen even within the file system's mtime
+	// granularity.
+	future := time.Now().Add(time.Duration(serial) * time.Second)
+	os.Chtimes(path, future, future)
+}
+
+func randomBlock() netip.Addr {
+	var b [2]byte
+	rand.Read(b[:])
+	return netip.AddrFrom4([4]byte{127, 2 + b[0]%250, b[1], 0})
+}
+
+// eventually polls cond until it holds or d passes.
+func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestReloadKeepsOldZoneOnError(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "example.net.zone")
+	writeZone(t, path, 1, "")
+	s := newTestServer(t, Config{Zones: []ZoneConfig{{Origin: "example.net", File: path}}})
+	writeZone(t, path, 2, "bad A 192.0.2.999")
+	err := s.Reload(false)
+	if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "line: 7") {
+		t.Fatalf("reload error %v lacks file:line", err)
+	}
+	if s.Zone("example.net").SOA.Serial != 1 {
+		t.Fatal("broken file replaced the zone")
+	}
+	writeZone(t, path, 3, "new A 192.0.2.7")
+	if err := s.Reload(false); err != nil {
+		t.Fatal(err)
+	}
+	if z := s.Zone("example.net"); z.SOA.Serial != 3 || z.Node("new.example.net.") == nil {
+		t.Fatal("good file not loaded")
+	}
+}
+
+// TestSecondaryFollowsPrimary: our secondary transfers from our primary,
+// is told of a change by NOTIFY and picks it up.
+func TestSecondaryFollowsPrimary(t *testing.T) {
+	base := randomBlock()
+	priAddr, secAddr := base.Next(), base.Next().Next()
+	path := filepath.Join(t.TempDir(), "example.net.zone")
+	writeZone(t, path, 1, "")
+	sec, err := New(Config{Addr: secAddr.String() + ":0", Zones: []ZoneConfig{{Origin: "example.net", Primary: priAddr.String() + ":0"}}}, service.Deps{Logger: testkit.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Bind the secondary first to learn its port, then put the primary on
+	// the same port of its own address.
+	start(t, sec)
+	port := netip.MustParseAddrPort(sec.Addrs()[0].String()).Port()
+	sec.sources["example.net."].cfg.Primary = netip.AddrPortFrom(priAddr, port).String()
+	pri := newTestServer(t, Config{
+		Addr:          netip.AddrPortFrom(priAddr, port).String(),
+		Zones:         []ZoneConfig{{Origin: "example.net", File: path}},
+		AllowTransfer: []string{secAddr.String()},
+		Notify:        []string{netip.AddrPortFrom(secAddr, port).String()},
+	})
+	start(t, pri)
+	eventually(t, 10*time.Second, "first transfer", func() bool { return sec.Zone("example.net") != nil })
+	writeZone(t, path, 2, "new A 192.0.2.7")
+	if err := pri.Reload(false); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "notified transfer", func() bool {
+		z := sec.Zone("example.net")
+		return z.SOA.Serial == 2 && z.Node("new.example.net.") != nil
+	})
+	q := new(dns.Msg)
+	q.SetQuestion("new.example.net.", dns.TypeA)
+	if m := sec.Handle(q, client, false); !m.Authoritative || len(m.Answer) != 1 {
+		t.Errorf("secondary answer %v", m)
+	}
+}
+
+func freePort(t *testing.T, a netip.Addr) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", netip.AddrPortFrom(a, 0).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// TestSecondaryFromNSD: our secondary pulls a zone from NSD by AXFR.
+func TestSecondaryFromNSD(t *testing.T) {
+	nsd := peer(t, "nsd")
+	dir := t.TempDir()
+	base := randomBlock()
+	nsdAddr := base.Next()
+	port := freePort(t, nsdAddr)
+	writeZone(t, filepath.Join(dir, "example.net.zone"), 7, "from-nsd TXT \"hello\"")
+	conf := fmt.Sprintf(`server:
+  ip-address: %s
+  port: %d
+  username: ""
+  chroot: ""
+  zonesdir: %q
+  database: ""
+  pidfile: %q
+  xfrdfile: %q
+  zonelistfile: %q
+  logfile: %q
+  server-count: 1
+  verbosity: 1
+remote-control:
+  control-enable: no
+zone:
+  name: example.net
+  zonefile: example.net.zone
+  provide-xfr: 127.0.0.0/8 NOKEY
+`, nsdAddr, port, dir, filepath.Join(dir, "nsd.pid"), filepath.Join(dir, "xfrd.state"), filepath.Join(dir, "zone.list"), filepath.Join(dir, "nsd.log"))
+	cf := filepath.Join(dir, "nsd.conf")
+	os.WriteFile(cf, []byte(conf), 0o644)
+	cmd := exec.Command(nsd, "-d", "-c", cf)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if out, err := cmd.StderrPipe(); err == nil {
+		go func() { b := make([]byte, 4096); n, _ := out.Read(b); t.Logf("nsd: %s", b[:n]) }()
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-done
+		}
+	})
+	primary := netip.AddrPortFrom(nsdAddr, uint16(port)).String()
+	c := &dns.Client{Timeout: time.Second}
+	eventually(t, 10*time.Second, "nsd to answer", func() bool {
+		q := new(dns.Msg)
+		q.SetQuestion("example.net.", dns.TypeSOA)
+		r, _, err := c.Exchange(q, primary)
+		return err == nil && len(r.Answer) == 1
+	})
+	sec := newTestServer(t, Config{Addr: base.Next().Next().String() + ":0", Zones: []ZoneConfig{{Origin: "example.net", Primary: primary}}})
+	start(t, sec)
+	eventually(t, 10*time.Second, "transfer from nsd", func() bool { return sec.Zone("example.net") != nil })
+	z := sec.Zone("example.net")
+	if z.SOA.Serial != 7 || z.Node("from-nsd.example.net.") == nil || z.Node("www.example.net.") == nil {
+		t.Fatalf("transferred zone: serial %d, %d records", z.SOA.Serial, z.Len())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_ = ctx
+}
+
+func TestApplyIXFR(t *testing.T) {
+	rr := func(s string) dns.RR {
+		r, err := dns.NewRR(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	old := []dns.RR{rr("example.net. 60 SOA ns1.example.net. h.example.net. 1 1 1 30 60"), rr("www.example.net. 60 A 192.0.2.80"), rr("old.example.net. 60 A 192.0.2.1")}
+	ixfr := []dns.RR{
+		rr("example.net. 60 SOA ns1.example.net. h.example.net. 2 1 1 30 60"),
+		rr("example.net. 60 SOA ns1.example.net. h.example.net. 1 1 1 30 60"),
+		rr("old.example.net. 60 A 192.0.2.1"),
+		rr("example.net. 60 SOA ns1.example.net. h.example.net. 2 1 1 30 60"),
+		rr("new.example.net. 60 A 192.0.2.2"),
+		rr("example.net. 60 SOA ns1.example.net. h.example.net. 2 1 1 30 60"),
+	}
+	got, err := applyTransfer(old, ixfr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, r := range got {
+		names = append(names, r.Header().Name+dns.TypeToString[r.Header().Rrtype])
+	}
+	if s := strings.Join(names, " "); s != "example.net.SOA www.example.net.A new.example.net.A" {
+		t.Errorf("after IXFR: %s", s)
+	}
+	if got[0].(*dns.SOA).Serial != 2 {
+		t.Error("serial not updated")
+	}
+}
