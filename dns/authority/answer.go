@@ -46,6 +46,8 @@ type lookup struct {
 	m      *dns.Msg
 	do     bool
 	rotate *atomic.Uint32
+	// rotated is set when an address set was rotated: the answer varies.
+	rotated bool
 	// denial dedups the NSEC/NSEC3 records added to the authority section.
 	denied map[string]bool
 }
@@ -178,6 +180,7 @@ func (l *lookup) add(sec *[]dns.RR, name string, set *zone.RRset, rotate bool) {
 	rrs := set.RRs
 	if rotate && len(rrs) > 1 && l.rotate != nil {
 		if t := rrs[0].Header().Rrtype; t == dns.TypeA || t == dns.TypeAAAA {
+			l.rotated = true
 			k := int(l.rotate.Add(1) % uint32(len(rrs)))
 			*sec = appendNamed(*sec, name, rrs[k:])
 			*sec = appendNamed(*sec, name, rrs[:k])

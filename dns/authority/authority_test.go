@@ -11,6 +11,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/applayer/applayer/dns/zone"
 	"github.com/applayer/applayer/internal/service"
 	"github.com/applayer/applayer/internal/testkit"
 )
@@ -411,5 +412,47 @@ func TestShutdownTwiceAndUnstarted(t *testing.T) {
 	}
 	if _, err := net.Dial("tcp", s2.Addrs()[0].String()); err == nil {
 		t.Error("still accepting after shutdown")
+	}
+}
+
+func TestUDPAnswerCache(t *testing.T) {
+	s := newTestServer(t, Config{Addr: "[::1]:0", UDPSockets: 1})
+	start(t, s)
+	c := &dns.Client{Timeout: 2 * time.Second}
+	ask := func(name string) *dns.Msg {
+		q := new(dns.Msg)
+		q.SetQuestion(name, dns.TypeTXT)
+		m, _, err := c.Exchange(q, s.Addrs()[0].String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Id != q.Id {
+			t.Fatalf("id %d for query %d", m.Id, q.Id)
+		}
+		return m
+	}
+	for i := 0; i < 3; i++ {
+		if m := ask("x.wild.example.com."); len(m.Answer) != 1 || m.Answer[0].(*dns.TXT).Txt[0] != "wild" {
+			t.Fatalf("answer %v", m.Answer)
+		}
+	}
+	// A new zone version must not be answered from the cache.
+	z := s.Zone("example.com")
+	var rrs []dns.RR
+	for _, rr := range z.Records() {
+		if txt, ok := rr.(*dns.TXT); ok && txt.Hdr.Name == "*.wild.example.com." {
+			txt = dns.Copy(txt).(*dns.TXT)
+			txt.Txt = []string{"changed"}
+			rr = txt
+		}
+		rrs = append(rrs, rr)
+	}
+	nz, err := zone.New("example.com.", rrs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.SetZone(nz)
+	if m := ask("x.wild.example.com."); m.Answer[0].(*dns.TXT).Txt[0] != "changed" {
+		t.Fatalf("stale cached answer %v", m.Answer)
 	}
 }

@@ -16,8 +16,6 @@ import (
 
 	"github.com/miekg/dns"
 
-	"github.com/applayer/applayer/internal/service"
-	"github.com/applayer/applayer/internal/testkit"
 )
 
 const zoneV1 = `$ORIGIN example.net.
@@ -86,15 +84,9 @@ func TestSecondaryFollowsPrimary(t *testing.T) {
 	priAddr, secAddr := base.Next(), base.Next().Next()
 	path := filepath.Join(t.TempDir(), "example.net.zone")
 	writeZone(t, path, 1, "")
-	sec, err := New(Config{Addr: secAddr.String() + ":0", Zones: []ZoneConfig{{Origin: "example.net", Primary: priAddr.String() + ":0"}}}, service.Deps{Logger: testkit.Logger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Bind the secondary first to learn its port, then put the primary on
-	// the same port of its own address.
+	port := uint16(freePort(t, secAddr))
+	sec := newTestServer(t, Config{Addr: netip.AddrPortFrom(secAddr, port).String(), Zones: []ZoneConfig{{Origin: "example.net", Primary: netip.AddrPortFrom(priAddr, port).String()}}})
 	start(t, sec)
-	port := netip.MustParseAddrPort(sec.Addrs()[0].String()).Port()
-	sec.sources["example.net."].cfg.Primary = netip.AddrPortFrom(priAddr, port).String()
 	pri := newTestServer(t, Config{
 		Addr:          netip.AddrPortFrom(priAddr, port).String(),
 		Zones:         []ZoneConfig{{Origin: "example.net", File: path}},

@@ -32,6 +32,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
 
 	"github.com/applayer/applayer/dns/zone"
 	"github.com/applayer/applayer/internal/service"
@@ -87,7 +89,7 @@ func New(cfg Config, deps service.Deps) (*Server, error) {
 	s.m = m
 	s.zones.Store(&zoneSet{zones: map[string]*zone.Zone{}})
 	for _, zc := range cfg.Zones {
-		src := &source{cfg: zc, key: zone.Key(zc.Origin)}
+		src := &source{cfg: zc, key: zone.Key(zc.Origin), kick: make(chan struct{}, 1)}
 		s.sources[src.key] = src
 		if zc.Primary != "" {
 			continue // transferred after Start
@@ -271,32 +273,113 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 // --- serving ---
 
+// batch is how many datagrams one recvmmsg/sendmmsg moves at most.
+const batch = 32
+
+// batchConn reads and writes several datagrams per call (ipv4 and ipv6
+// PacketConns share the message type).
+type batchConn interface {
+	ReadBatch(ms []ipv4.Message, flags int) (int, error)
+	WriteBatch(ms []ipv4.Message, flags int) (int, error)
+}
+
+// serveUDP answers datagrams on c, reading and writing them in batches
+// (recvmmsg/sendmmsg on Linux) so that a busy server makes few syscalls.
 func (s *Server) serveUDP(c *net.UDPConn) {
 	defer s.wg.Done()
-	buf := make([]byte, 65535)
-	out := make([]byte, 65535)
+	var pc batchConn = ipv4.NewPacketConn(c)
+	if a, ok := c.LocalAddr().(*net.UDPAddr); ok && a.IP.To4() == nil {
+		pc = ipv6.NewPacketConn(c)
+	}
 	local := c.LocalAddr().String()
+	var cache answerCache
+	in := make([]ipv4.Message, batch)
+	out := make([]ipv4.Message, batch)
+	outBufs := make([][]byte, batch)
+	for i := range in {
+		in[i].Buffers = [][]byte{make([]byte, 65535)}
+		outBufs[i] = make([]byte, 65535)
+		out[i].Buffers = [][]byte{nil}
+	}
 	for {
-		n, from, err := c.ReadFromUDPAddrPort(buf)
+		n, err := pc.ReadBatch(in, 0)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
 			continue
 		}
-		s.m.udpQueries.Inc()
-		resp := s.Respond(buf[:n], from, false, out)
-		if resp == nil {
-			continue
+		zs := s.zones.Load()
+		tracing := s.deps.Trace.Enabled()
+		k := 0
+		for i := 0; i < n; i++ {
+			s.m.udpQueries.Inc()
+			q := in[i].Buffers[0][:in[i].N]
+			ua, ok := in[i].Addr.(*net.UDPAddr)
+			if !ok {
+				continue
+			}
+			from := ua.AddrPort()
+			resp := cache.get(zs, q, outBufs[i])
+			if resp == nil || tracing {
+				var cacheable bool
+				resp, cacheable = s.respond(q, from, false, outBufs[i])
+				if resp == nil {
+					continue
+				}
+				if cacheable {
+					cache.put(zs, q, resp)
+				}
+			} else {
+				s.m.rcode(int(resp[3] & 0xf))
+			}
+			if tracing {
+				s.traceMsg(local, from.String(), "dns/udp", resp)
+			}
+			out[k].Buffers[0] = resp
+			out[k].Addr = ua
+			k++
 		}
-		if _, err := c.WriteToUDPAddrPort(resp, from); err != nil {
-			s.log.Debug("udp write", "remote", from.String(), "err", err)
-			continue
-		}
-		if s.deps.Trace.Enabled() {
-			s.traceMsg(local, from.String(), "dns/udp", resp)
+		for sent := 0; sent < k; {
+			m, err := pc.WriteBatch(out[sent:k], 0)
+			if err != nil {
+				s.log.Debug("udp write", "err", err)
+				sent++ // skip the datagram that failed
+				continue
+			}
+			sent += m
 		}
 	}
+}
+
+// answerCache keeps packed UDP answers by the exact bytes of the query
+// after its ID (so case, flags, EDNS buffer and DO all take part), for one
+// serving goroutine: no locks. It is emptied when the zones change and when
+// it grows past maxCached entries.
+type answerCache struct {
+	zs *zoneSet
+	m  map[string][]byte
+}
+
+const maxCached = 200_000
+
+func (c *answerCache) get(zs *zoneSet, q, out []byte) []byte {
+	if c.zs != zs || len(q) < 12 {
+		return nil
+	}
+	a, ok := c.m[string(q[2:])]
+	if !ok {
+		return nil
+	}
+	out = append(out[:0], q[0], q[1])
+	return append(out, a...)
+}
+
+func (c *answerCache) put(zs *zoneSet, q, a []byte) {
+	if c.zs != zs || c.m == nil || len(c.m) >= maxCached {
+		c.zs, c.m = zs, make(map[string][]byte)
+	}
+	c.m[string(q[2:])] = append([]byte(nil), a[2:]...)
 }
 
 func (s *Server) traceMsg(from, to, proto string, wire []byte) {
@@ -342,10 +425,17 @@ func Summary(m *dns.Msg) string {
 // (packed into buf when it fits) or nil when the input deserves silence
 // (a response, or fewer than 12 bytes). It never panics: a panic while
 // answering becomes SERVFAIL.
-func (s *Server) Respond(wire []byte, from netip.AddrPort, tcp bool, buf []byte) (out []byte) {
+func (s *Server) Respond(wire []byte, from netip.AddrPort, tcp bool, buf []byte) []byte {
+	out, _ := s.respond(wire, from, tcp, buf)
+	return out
+}
+
+// respond is Respond that also says whether the answer may be cached
+// (depends only on the query's bytes and the zones).
+func (s *Server) respond(wire []byte, from netip.AddrPort, tcp bool, buf []byte) (out []byte, cacheable bool) {
 	if len(wire) < 12 || wire[2]&0x80 != 0 {
 		s.m.dropped.Inc()
-		return nil
+		return nil, false
 	}
 	if s.deps.Trace.Enabled() {
 		proto := "dns/udp"
@@ -357,7 +447,7 @@ func (s *Server) Respond(wire []byte, from netip.AddrPort, tcp bool, buf []byte)
 	req := new(dns.Msg)
 	if err := req.Unpack(wire); err != nil {
 		s.m.rcode(dns.RcodeFormatError)
-		return formErr(wire, buf)
+		return formErr(wire, buf), false
 	}
 	defer func() {
 		if r := recover(); r != nil {
@@ -366,9 +456,10 @@ func (s *Server) Respond(wire []byte, from netip.AddrPort, tcp bool, buf []byte)
 			m := new(dns.Msg)
 			m.SetRcode(req, dns.RcodeServerFailure)
 			out, _ = m.PackBuffer(buf)
+			cacheable = false
 		}
 	}()
-	m := s.Handle(req, from, tcp)
+	m, cacheable := s.handle(req, from, tcp)
 	s.m.rcode(m.Rcode)
 	if !tcp {
 		size := dns.MinMsgSize
@@ -388,8 +479,9 @@ func (s *Server) Respond(wire []byte, from netip.AddrPort, tcp bool, buf []byte)
 		m = new(dns.Msg)
 		m.SetRcode(req, dns.RcodeServerFailure)
 		out, _ = m.PackBuffer(buf)
+		return out, false
 	}
-	return out
+	return out, cacheable
 }
 
 // formErr answers an unparsable query with its header only: same ID and
@@ -407,18 +499,23 @@ func formErr(wire, buf []byte) []byte {
 // Handle answers a parsed query (not a transfer). It is the server's
 // semantics, independent of the transport; Respond adds truncation.
 func (s *Server) Handle(req *dns.Msg, from netip.AddrPort, tcp bool) *dns.Msg {
+	m, _ := s.handle(req, from, tcp)
+	return m
+}
+
+func (s *Server) handle(req *dns.Msg, from netip.AddrPort, tcp bool) (*dns.Msg, bool) {
 	m := new(dns.Msg)
 	m.SetReply(req)
 	m.RecursionDesired = req.RecursionDesired
 	if len(req.Question) != 1 {
 		m.Question = nil
 		m.Rcode = dns.RcodeFormatError
-		return m
+		return m, false
 	}
 	opt, nopt := findOPT(req)
 	if nopt > 1 {
 		m.Rcode = dns.RcodeFormatError
-		return m
+		return m, false
 	}
 	do := false
 	if opt != nil {
@@ -427,49 +524,49 @@ func (s *Server) Handle(req *dns.Msg, from netip.AddrPort, tcp bool) *dns.Msg {
 		m.Extra = append(m.Extra, ro)
 		if opt.Version() != 0 {
 			m.Rcode = dns.RcodeBadVers
-			return m
+			return m, false
 		}
 		if !s.options(opt, ro, from) {
 			m.Rcode = dns.RcodeFormatError
-			return m
+			return m, false
 		}
 	}
 	switch req.Opcode {
 	case dns.OpcodeQuery:
 	case dns.OpcodeNotify:
 		s.notified(req, from, m)
-		return m
+		return m, false
 	default:
 		m.Rcode = dns.RcodeNotImplemented
-		return m
+		return m, false
 	}
 	q := req.Question[0]
 	if q.Qclass != dns.ClassINET && q.Qclass != dns.ClassANY {
 		m.Rcode = dns.RcodeRefused
-		return m
+		return m, false
 	}
 	switch q.Qtype {
 	case dns.TypeOPT, dns.TypeTSIG, dns.TypeTKEY, 0:
 		m.Rcode = dns.RcodeFormatError
-		return m
+		return m, false
 	case dns.TypeAXFR, dns.TypeIXFR:
 		// Transfers go over TCP (serveTCP); over UDP, AXFR is refused and
 		// IXFR gets TC so the client retries over TCP.
 		if q.Qtype == dns.TypeIXFR && !tcp {
 			m.Truncated = true
-			return m
+			return m, false
 		}
 		m.Rcode = dns.RcodeFormatError
-		return m
+		return m, false
 	case dns.TypeMAILA, dns.TypeMAILB:
 		m.Rcode = dns.RcodeNotImplemented
-		return m
+		return m, false
 	}
 	key := zone.Key(q.Name)
 	z := s.zones.Load().find(key, q.Qtype)
 	if z == nil {
 		m.Rcode = dns.RcodeRefused
-		return m
+		return m, false
 	}
 	// The OPT record goes last: take it off while sections fill.
 	extra := m.Extra
@@ -477,7 +574,7 @@ func (s *Server) Handle(req *dns.Msg, from netip.AddrPort, tcp bool) *dns.Msg {
 	l := lookup{z: z, m: m, do: do && z.Signed(), rotate: &s.rotate}
 	l.run(q)
 	m.Extra = append(m.Extra, extra...)
-	return m
+	return m, !l.rotated && (opt == nil || len(opt.Option) == 0)
 }
 
 func findOPT(m *dns.Msg) (*dns.OPT, int) {

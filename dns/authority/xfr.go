@@ -140,7 +140,6 @@ func (s *Server) startBackground() {
 			signed = true
 		}
 		if src.cfg.Primary != "" {
-			src.kick = make(chan struct{}, 1)
 			s.wg.Add(1)
 			go s.secondary(src)
 		}
