@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
-
 )
 
 const zoneV1 = `$ORIGIN example.net.
