@@ -81,7 +81,7 @@ rsskb() {
 }
 waitport() {
 	for _ in $(seq 1 100); do
-		if dig +time=1 +tries=1 @"$ADDR" -p "$1" bench.test SOA +short >/dev/null 2>&1 && [ -n "$(dig +time=1 +tries=1 @"$ADDR" -p "$1" bench.test SOA +short)" ]; then return 0; fi
+		if dig +time=1 +tries=1 @"$ADDR" -p "$1" bench.test SOA +short 2>/dev/null | grep -q hostmaster; then return 0; fi
 		sleep 0.1
 	done
 	echo "server on port $1 did not come up" >&2; return 1
@@ -189,9 +189,17 @@ if [ "${RSS1M:-}" != "" ]; then
 		echo 'ns1 A 192.0.2.1'
 		awk -v m=$((M - 3)) 'BEGIN{ for (i = 1; i <= m; i++) printf "h%d A 10.%d.%d.%d\n", i, int(i/65536)%256, int(i/256)%256, i%256 }'
 	} >"$WORK/big.test.zone"
+	waitbig() { for _ in $(seq 1 600); do dig +time=1 +tries=1 @$ADDR -p "$1" big.test SOA +short 2>/dev/null | grep -q hostmaster && return 0; sleep 0.2; done; return 1; }
 	P_BIG=$(freeport)
 	GOMAXPROCS=1 setsid "$WORK/applayer" --log-level warn dns serve --listen "$ADDR:$P_BIG" --zone "big.test=$WORK/big.test.zone" &
 	PIDS+=($!); SID=$!
-	for _ in $(seq 1 600); do [ -n "$(dig +time=1 +tries=1 @$ADDR -p $P_BIG big.test SOA +short 2>/dev/null)" ] && break; sleep 0.2; done
+	waitbig $P_BIG
 	echo "applayer RSS with a 1,000,000-record zone: $(rsskb) KiB"
+	kill -TERM -- "-$SID"
+	P_BIG=$(freeport)
+	sed -e "s/@$P_NSD/@$P_BIG/" -e "s/bench.test/big.test/g" -e "s|$WORK/nsd/|$WORK/nsd/big-|g" "$WORK/nsd/nsd.conf" >"$WORK/nsd/big.conf"
+	setsid nsd -d -c "$WORK/nsd/big.conf" &
+	PIDS+=($!); SID=$!
+	waitbig $P_BIG
+	echo "NSD RSS (all processes) with the same zone: $(rsskb) KiB"
 fi

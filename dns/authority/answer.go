@@ -93,18 +93,16 @@ func (l *lookup) run(q dns.Question) {
 			wild = true
 		}
 		if qtype == dns.TypeANY {
-			for t, set := range node.Sets {
-				if t == dns.TypeRRSIG {
-					continue
-				}
-				l.add(&m.Answer, name, set, false)
+			sets := node.Sets()
+			for i := range sets {
+				l.add(&m.Answer, name, &sets[i], false)
 			}
 			if wild && l.do {
 				l.denyNextCloser(key, ce)
 			}
 			return
 		}
-		if set := node.Sets[qtype]; set != nil {
+		if set := node.Set(qtype); set != nil {
 			l.add(&m.Answer, name, set, true)
 			if wild && l.do {
 				l.denyNextCloser(key, ce)
@@ -112,7 +110,7 @@ func (l *lookup) run(q dns.Question) {
 			l.additional(set)
 			return
 		}
-		if set := node.Sets[dns.TypeCNAME]; set != nil {
+		if set := node.Set(dns.TypeCNAME); set != nil {
 			l.add(&m.Answer, name, set, false)
 			if wild && l.do {
 				l.denyNextCloser(key, ce)
@@ -158,7 +156,7 @@ func (l *lookup) findCut(key string, qtype uint16) *zone.Node {
 		if i == 0 && qtype == dns.TypeDS {
 			return nil
 		}
-		if n.Sets[dns.TypeNS] != nil {
+		if n.Set(dns.TypeNS) != nil {
 			return n
 		}
 	}
@@ -209,7 +207,7 @@ func appendNamed(sec []dns.RR, name string, rrs []dns.RR) []dns.RR {
 func (l *lookup) negative() {
 	l.m.Ns = append(l.m.Ns, negSOA(l.z))
 	if l.do {
-		if set := l.z.Node(l.z.Origin).Sets[dns.TypeSOA]; set != nil {
+		if set := l.z.Node(l.z.Origin).Set(dns.TypeSOA); set != nil {
 			for _, s := range set.Sigs {
 				s = dns.Copy(s)
 				s.Header().Ttl = negTTL(l.z.SOA)
@@ -235,10 +233,10 @@ func (l *lookup) referral(cut *zone.Node) {
 	if len(m.Answer) == 0 {
 		m.Authoritative = false
 	}
-	ns := cut.Sets[dns.TypeNS]
+	ns := cut.Set(dns.TypeNS)
 	m.Ns = append(m.Ns, ns.RRs...)
 	if l.do {
-		if ds := cut.Sets[dns.TypeDS]; ds != nil {
+		if ds := cut.Set(dns.TypeDS); ds != nil {
 			m.Ns = append(m.Ns, ds.RRs...)
 			m.Ns = append(m.Ns, ds.Sigs...)
 		} else if l.z.Signed() {
@@ -268,7 +266,7 @@ func (l *lookup) addresses(target string, sigs bool) {
 		return
 	}
 	for _, t := range [...]uint16{dns.TypeA, dns.TypeAAAA} {
-		set := n.Sets[t]
+		set := n.Set(t)
 		if set == nil {
 			continue
 		}
@@ -329,7 +327,7 @@ func (l *lookup) nsecCovering(key string) *zone.RRset {
 	if n == nil {
 		return nil
 	}
-	return n.Sets[dns.TypeNSEC]
+	return n.Set(dns.TypeNSEC)
 }
 
 func wildcardOf(ce string) string {
@@ -401,10 +399,10 @@ func (l *lookup) denyNoData(key string, node *zone.Node, wildCE string) {
 	}
 	if wildCE != "" {
 		l.addDenial(l.nsecCovering(key))
-		l.addDenial(node.Sets[dns.TypeNSEC])
+		l.addDenial(node.Set(dns.TypeNSEC))
 		return
 	}
-	if set := node.Sets[dns.TypeNSEC]; set != nil {
+	if set := node.Set(dns.TypeNSEC); set != nil {
 		l.addDenial(set)
 		return
 	}

@@ -22,7 +22,7 @@ func signedServer(t *testing.T, nsec3 bool, alg string) *Server {
 func verify(t *testing.T, s *Server, m *dns.Msg) int {
 	t.Helper()
 	keys := map[uint16]*dns.DNSKEY{}
-	for _, rr := range s.Zone("example.com").Node("example.com.").Sets[dns.TypeDNSKEY].RRs {
+	for _, rr := range s.Zone("example.com").Node("example.com.").Set(dns.TypeDNSKEY).RRs {
 		k := rr.(*dns.DNSKEY)
 		keys[k.KeyTag()] = k
 	}

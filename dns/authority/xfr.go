@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -58,6 +59,12 @@ func (s *Server) loadSource(src *source) (*zone.Zone, error) {
 		return nil, fmt.Errorf("authority: %w", err)
 	}
 	s.m.reloads.WithLabelValues("ok").Inc()
+	if z.Len() > 100_000 {
+		// Loading a big zone leaves much garbage (the parser's records
+		// list, its tokens); give it back to the system now rather than
+		// at the scavenger's pace.
+		debug.FreeOSMemory()
+	}
 	return z, nil
 }
 
@@ -228,11 +235,11 @@ func dirOf(p string) string {
 // anchor.
 func DSRecords(z *zone.Zone) []*dns.DS {
 	n := z.Node(z.Origin)
-	if n == nil || n.Sets[dns.TypeDNSKEY] == nil {
+	if n == nil || n.Set(dns.TypeDNSKEY) == nil {
 		return nil
 	}
 	var out []*dns.DS
-	for _, rr := range n.Sets[dns.TypeDNSKEY].RRs {
+	for _, rr := range n.Set(dns.TypeDNSKEY).RRs {
 		k := rr.(*dns.DNSKEY)
 		if k.Flags&dns.SEP != 0 {
 			out = append(out, k.ToDS(dns.SHA256))

@@ -185,7 +185,7 @@ func Sign(z *Zone, keys *Keys, opt SignOptions) (*Zone, error) {
 			continue
 		}
 		n := base.nodes[k]
-		cut := k != origin && n.Sets[dns.TypeNS] != nil
+		cut := k != origin && n.Set(dns.TypeNS) != nil
 		auth = append(auth, info{k, n, cut})
 	}
 	var denial []dns.RR
@@ -204,7 +204,7 @@ func Sign(z *Zone, keys *Keys, opt SignOptions) (*Zone, error) {
 			var types []uint16
 			if !x.in.node.Empty() {
 				types = typesOf(x.in.node, x.in.cut)
-				if !x.in.cut || x.in.node.Sets[dns.TypeDS] != nil {
+				if !x.in.cut || x.in.node.Set(dns.TypeDS) != nil {
 					types = append(types, dns.TypeRRSIG)
 				}
 				if x.in.key == origin {
@@ -255,7 +255,8 @@ func Sign(z *Zone, keys *Keys, opt SignOptions) (*Zone, error) {
 	out := append([]dns.RR(nil), rrs...)
 	out = append(out, denial...)
 	for _, a := range auth {
-		for t, s := range a.node.Sets {
+		for _, s := range a.node.sets {
+			t := s.Type
 			if a.cut && t != dns.TypeDS {
 				continue
 			}
@@ -283,7 +284,7 @@ func Sign(z *Zone, keys *Keys, opt SignOptions) (*Zone, error) {
 // below reports whether key lies strictly below a delegation point of z.
 func below(z *Zone, key string) bool {
 	for p := parent(key); p != "" && p != z.Origin; p = parent(p) {
-		if n := z.nodes[p]; n != nil && n.Sets[dns.TypeNS] != nil {
+		if n := z.nodes[p]; n != nil && n.Set(dns.TypeNS) != nil {
 			return true
 		}
 	}
@@ -295,7 +296,8 @@ func (z *Zone) Below(key string) bool { return below(z, key) }
 
 func typesOf(n *Node, cut bool) []uint16 {
 	var types []uint16
-	for t := range n.Sets {
+	for _, s := range n.sets {
+		t := s.Type
 		if cut && t != dns.TypeNS && t != dns.TypeDS {
 			continue
 		}
@@ -311,7 +313,7 @@ func sortTypes(t []uint16) { sort.Slice(t, func(i, j int) bool { return t[i] < t
 func (z *Zone) Expiry() time.Time {
 	var min uint32
 	for _, n := range z.nodes {
-		for _, s := range n.Sets {
+		for _, s := range n.sets {
 			for _, sig := range s.Sigs {
 				if e := sig.(*dns.RRSIG).Expiration; min == 0 || e < min {
 					min = e

@@ -19,6 +19,8 @@ import (
 // RRset is the records of one type at one owner name, with the RRSIGs
 // that cover them.
 type RRset struct {
+	// Type is the records' type (the type covered, for the signatures).
+	Type uint16
 	RRs  []dns.RR
 	Sigs []dns.RR
 }
@@ -28,13 +30,26 @@ type RRset struct {
 type Node struct {
 	// Name is the owner name as written in the zone (case kept).
 	Name string
-	// Sets holds the node's RRsets by type. RRSIGs are kept with the set
-	// they cover, never under TypeRRSIG.
-	Sets map[uint16]*RRset
+	// sets holds the node's RRsets (a few per name: a slice is smaller
+	// and faster than a map). RRSIGs are kept with the set they cover.
+	sets []RRset
 }
 
 // Empty reports whether the node is an empty non-terminal.
-func (n *Node) Empty() bool { return len(n.Sets) == 0 }
+func (n *Node) Empty() bool { return len(n.sets) == 0 }
+
+// Set returns the node's RRset of type t, or nil.
+func (n *Node) Set(t uint16) *RRset {
+	for i := range n.sets {
+		if n.sets[i].Type == t {
+			return &n.sets[i]
+		}
+	}
+	return nil
+}
+
+// Sets returns the node's RRsets (not to be modified).
+func (n *Node) Sets() []RRset { return n.sets }
 
 // Zone is an immutable in-memory zone.
 type Zone struct {
@@ -111,10 +126,10 @@ func New(origin string, rrs []dns.RR) (*Zone, error) {
 		if sig, ok := rr.(*dns.RRSIG); ok {
 			t = sig.TypeCovered
 		}
-		set := n.Sets[t]
+		set := n.Set(t)
 		if set == nil {
-			set = &RRset{}
-			n.Sets[t] = set
+			n.sets = append(n.sets, RRset{Type: t})
+			set = &n.sets[len(n.sets)-1]
 		}
 		if _, ok := rr.(*dns.RRSIG); ok {
 			set.Sigs = append(set.Sigs, rr)
@@ -136,22 +151,24 @@ func New(origin string, rrs []dns.RR) (*Zone, error) {
 		}
 	}
 	for key, n := range z.nodes {
-		if n.Sets[dns.TypeCNAME] != nil && len(n.Sets[dns.TypeCNAME].RRs) > 0 {
-			for t, s := range n.Sets {
-				if t != dns.TypeCNAME && t != dns.TypeRRSIG && t != dns.TypeNSEC && len(s.RRs) > 0 {
+		if c := n.Set(dns.TypeCNAME); c != nil && len(c.RRs) > 0 {
+			for _, s := range n.sets {
+				if t := s.Type; t != dns.TypeCNAME && t != dns.TypeRRSIG && t != dns.TypeNSEC && len(s.RRs) > 0 {
 					return nil, fmt.Errorf("%w: %s has CNAME and %s", ErrCNAMEClash, key, dns.TypeToString[t])
 				}
 			}
-			if len(n.Sets[dns.TypeCNAME].RRs) > 1 {
+			if len(c.RRs) > 1 {
 				return nil, fmt.Errorf("%w: %s has more than one CNAME", ErrCNAMEClash, key)
 			}
 		}
 		// RRSIG-only sets (a signature with nothing to cover) are dropped.
-		for t, s := range n.Sets {
-			if len(s.RRs) == 0 {
-				delete(n.Sets, t)
+		kept := n.sets[:0]
+		for _, s := range n.sets {
+			if len(s.RRs) > 0 {
+				kept = append(kept, s)
 			}
 		}
+		n.sets = kept
 	}
 	// Empty non-terminals: every name between an owner and the apex exists.
 	for key := range z.nodes {
@@ -159,7 +176,7 @@ func New(origin string, rrs []dns.RR) (*Zone, error) {
 			if _, ok := z.nodes[p]; ok {
 				break
 			}
-			z.nodes[p] = &Node{Name: p, Sets: map[uint16]*RRset{}}
+			z.nodes[p] = &Node{Name: p}
 		}
 	}
 	z.names = make([]string, 0, len(z.nodes))
@@ -188,7 +205,7 @@ func dup(set []dns.RR, rr dns.RR) bool {
 func (z *Zone) node(key, name string) *Node {
 	n := z.nodes[key]
 	if n == nil {
-		n = &Node{Name: name, Sets: map[uint16]*RRset{}}
+		n = &Node{Name: name}
 		z.nodes[key] = n
 	} else if n.Name == key && name != key {
 		n.Name = name
@@ -231,7 +248,7 @@ func (z *Zone) Names() []string { return z.names }
 // Signed reports whether the zone has a DNSKEY at its apex.
 func (z *Zone) Signed() bool {
 	n := z.nodes[z.Origin]
-	return n != nil && n.Sets[dns.TypeDNSKEY] != nil
+	return n != nil && n.Set(dns.TypeDNSKEY) != nil
 }
 
 // NSEC3Param returns the zone's NSEC3PARAM, or nil for an NSEC or unsigned
@@ -257,13 +274,9 @@ func (z *Zone) Records() []dns.RR {
 	out = append(out, z.SOA)
 	for _, k := range z.names {
 		n := z.nodes[k]
-		types := make([]int, 0, len(n.Sets))
-		for t := range n.Sets {
-			types = append(types, int(t))
-		}
-		sort.Ints(types)
-		for _, t := range types {
-			s := n.Sets[uint16(t)]
+		sets := append([]RRset(nil), n.sets...)
+		sort.Slice(sets, func(i, j int) bool { return sets[i].Type < sets[j].Type })
+		for _, s := range sets {
 			for _, rr := range s.RRs {
 				if rr == dns.RR(z.SOA) {
 					continue
@@ -292,13 +305,13 @@ func (z *Zone) Records() []dns.RR {
 func (z *Zone) CoveringNSEC(key string) *Node {
 	i := sort.Search(len(z.names), func(i int) bool { return Compare(z.names[i], key) > 0 })
 	for j := i - 1; j >= 0; j-- {
-		if n := z.nodes[z.names[j]]; n.Sets[dns.TypeNSEC] != nil {
+		if n := z.nodes[z.names[j]]; n.Set(dns.TypeNSEC) != nil {
 			return n
 		}
 	}
 	// Wrap around: the last NSEC covers names before the first.
 	for j := len(z.names) - 1; j >= i; j-- {
-		if n := z.nodes[z.names[j]]; n.Sets[dns.TypeNSEC] != nil {
+		if n := z.nodes[z.names[j]]; n.Set(dns.TypeNSEC) != nil {
 			return n
 		}
 	}
@@ -335,6 +348,37 @@ func (z *Zone) nsec3Set(hash string) *RRset {
 // Compare orders two lower-case fully qualified names canonically (RFC 4034
 // section 6.1): label by label from the right, as octet strings.
 func Compare(a, b string) int {
+	if strings.IndexByte(a, '\\') >= 0 || strings.IndexByte(b, '\\') >= 0 {
+		return compareEscaped(a, b)
+	}
+	a, b = strings.TrimSuffix(a, "."), strings.TrimSuffix(b, ".")
+	for {
+		switch {
+		case a == "" && b == "":
+			return 0
+		case a == "":
+			return -1
+		case b == "":
+			return 1
+		}
+		var la, lb string
+		if i := strings.LastIndexByte(a, '.'); i >= 0 {
+			la, a = a[i+1:], a[:i]
+		} else {
+			la, a = a, ""
+		}
+		if i := strings.LastIndexByte(b, '.'); i >= 0 {
+			lb, b = b[i+1:], b[:i]
+		} else {
+			lb, b = b, ""
+		}
+		if c := strings.Compare(la, lb); c != 0 {
+			return c
+		}
+	}
+}
+
+func compareEscaped(a, b string) int {
 	la, lb := dns.SplitDomainName(a), dns.SplitDomainName(b)
 	i, j := len(la)-1, len(lb)-1
 	for i >= 0 && j >= 0 {
