@@ -6,8 +6,13 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/applayer/applayer/internal/config"
+	"github.com/applayer/applayer/internal/service"
+	"github.com/applayer/applayer/internal/testkit"
 )
 
 func signedServer(t *testing.T, nsec3 bool, alg string) *Server {
@@ -180,5 +185,28 @@ func TestPreSigned(t *testing.T) {
 				t.Errorf("nsec3=%v %s: no signatures: %v", nsec3, q.name, rrString(append(r.Answer, r.Ns...)))
 			}
 		}
+	}
+}
+
+func TestResignBeforeExpiry(t *testing.T) {
+	now := time.Now()
+	clock := now
+	s, err := New(Config{Addr: "127.0.0.1:0", Zones: []ZoneConfig{{
+		Origin: "example.com.", File: "testdata/example.com.zone",
+		Sign: &SignConfig{KeyDir: t.TempDir(), Validity: config.Duration(time.Hour)},
+	}}}, service.Deps{Logger: testkit.Logger(t), Now: func() time.Time { return clock }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := s.Zone("example.com").Expiry()
+	clock = now.Add(30 * time.Minute) // 30 min left: more than a quarter
+	s.resignDue()
+	if got := s.Zone("example.com").Expiry(); !got.Equal(first) {
+		t.Fatalf("re-signed too early: %v -> %v", first, got)
+	}
+	clock = now.Add(50 * time.Minute) // 10 min left: under a quarter
+	s.resignDue()
+	if got := s.Zone("example.com").Expiry(); !got.After(first) {
+		t.Fatalf("not re-signed: expiry still %v", got)
 	}
 }

@@ -175,24 +175,32 @@ func (s *Server) maintain(interval time.Duration) {
 		if s.cfg.Watch > 0 {
 			s.Reload(false)
 		}
-		for _, src := range s.sources {
-			if src.cfg.Sign == nil {
-				continue
-			}
-			z := s.Zone(src.key)
-			validity := src.cfg.Sign.Validity.D()
-			if validity <= 0 {
-				validity = 14 * 24 * time.Hour
-			}
-			if z != nil && s.deps.Now().Add(validity/4).After(z.Expiry()) {
-				if nz, err := s.loadSource(src); err == nil {
-					s.install(src.key, nz)
-					s.log.Info("zone re-signed", "zone", src.key)
-				} else {
-					s.log.Warn("zone re-sign failed", "zone", src.key, "err", err)
-				}
-			}
+		s.resignDue()
+	}
+}
+
+// resignDue re-signs the zones whose signatures expire within a quarter
+// of their validity.
+func (s *Server) resignDue() {
+	for _, src := range s.sources {
+		if src.cfg.Sign == nil {
+			continue
 		}
+		z := s.Zone(src.key)
+		validity := src.cfg.Sign.Validity.D()
+		if validity <= 0 {
+			validity = 14 * 24 * time.Hour
+		}
+		if z == nil || s.deps.Now().Add(validity/4).Before(z.Expiry()) {
+			continue
+		}
+		nz, err := s.loadSource(src)
+		if err != nil {
+			s.log.Warn("zone re-sign failed", "zone", src.key, "err", err)
+			continue
+		}
+		s.install(src.key, nz)
+		s.log.Info("zone re-signed", "zone", src.key, "expires", nz.Expiry())
 	}
 }
 
