@@ -220,3 +220,86 @@ func TestApplyIXFR(t *testing.T) {
 		t.Error("serial not updated")
 	}
 }
+
+// TestSecondaryFromKnotIXFR: our secondary pulls a zone from Knot by AXFR,
+// then, after the zone changes on Knot, by IXFR (Knot's journal holds the
+// difference) following Knot's NOTIFY.
+func TestSecondaryFromKnotIXFR(t *testing.T) {
+	knotd := peer(t, "knotd")
+	knotc := peer(t, "knotc")
+	dir := t.TempDir()
+	base := randomBlock()
+	knotAddr, secAddr := base.Next(), base.Next().Next()
+	port := freePort(t, knotAddr)
+	zf := filepath.Join(dir, "example.net.zone")
+	writeZone(t, zf, 10, "")
+	sock := filepath.Join(dir, "knot.sock")
+	conf := fmt.Sprintf(`server:
+  listen: %s@%d
+  rundir: %q
+database:
+  storage: %q
+control:
+  listen: %q
+log:
+  - target: stderr
+    any: info
+remote:
+  - id: sec
+    address: %s@%d
+acl:
+  - id: xfr
+    address: 127.0.0.0/8
+    action: transfer
+zone:
+  - domain: example.net
+    file: %q
+    zonefile-load: difference
+    journal-content: changes
+    zonefile-sync: -1
+    acl: xfr
+    notify: sec
+`, knotAddr, port, dir, dir, sock, secAddr, port, zf)
+	cf := filepath.Join(dir, "knot.conf")
+	os.WriteFile(cf, []byte(conf), 0o644)
+	cmd := exec.Command(knotd, "-c", cf)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	var logs strings.Builder
+	cmd.Stderr = &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		cmd.Wait()
+	})
+	primary := netip.AddrPortFrom(knotAddr, uint16(port)).String()
+	c := &dns.Client{Timeout: time.Second}
+	serial := func() uint32 {
+		q := new(dns.Msg)
+		q.SetQuestion("example.net.", dns.TypeSOA)
+		r, _, err := c.Exchange(q, primary)
+		if err != nil || len(r.Answer) != 1 {
+			return 0
+		}
+		return r.Answer[0].(*dns.SOA).Serial
+	}
+	eventually(t, 10*time.Second, "knot to answer", func() bool { return serial() == 10 })
+	sec := newTestServer(t, Config{Addr: netip.AddrPortFrom(secAddr, uint16(port)).String(), Zones: []ZoneConfig{{Origin: "example.net", Primary: primary}}})
+	start(t, sec)
+	eventually(t, 10*time.Second, "AXFR from knot", func() bool { return sec.Zone("example.net") != nil })
+	writeZone(t, zf, 11, "added TXT \"by ixfr\"")
+	if out, err := exec.Command(knotc, "-s", sock, "zone-reload", "example.net").CombinedOutput(); err != nil {
+		t.Fatalf("knotc: %v %s", err, out)
+	}
+	eventually(t, 10*time.Second, "IXFR from knot", func() bool {
+		z := sec.Zone("example.net")
+		return z.SOA.Serial == 11 && z.Node("added.example.net.") != nil
+	})
+	if z := sec.Zone("example.net"); z.Node("www.example.net.") == nil {
+		t.Error("IXFR lost a record")
+	}
+	if !strings.Contains(logs.String(), "IXFR, outgoing") {
+		t.Errorf("knot did not serve an IXFR:\n%s", logs.String())
+	}
+}
