@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -264,7 +265,7 @@ zone:
 	os.WriteFile(cf, []byte(conf), 0o644)
 	cmd := exec.Command(knotd, "-c", cf)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	var logs strings.Builder
+	var logs lockedBuffer
 	cmd.Stderr = &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -302,4 +303,22 @@ zone:
 	if !strings.Contains(logs.String(), "IXFR, outgoing") {
 		t.Errorf("knot did not serve an IXFR:\n%s", logs.String())
 	}
+}
+
+// lockedBuffer collects a peer's output while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -150,12 +150,16 @@ func (s *Server) Start(ctx context.Context) error {
 	if s.started {
 		return errors.New("authority: already started")
 	}
+	// TCP binds without SO_REUSEPORT, so that another process already on
+	// the address makes Start fail instead of silently sharing the port.
+	// The UDP sockets share the port among themselves.
+	var plain net.ListenConfig
 	lc := net.ListenConfig{Control: reusePort}
 	addr := s.cfg.Addr
 	s.stop = make(chan struct{})
 	var err error
 	if strings.Contains(s.cfg.Network, "tcp") {
-		s.tcpLn, err = lc.Listen(ctx, "tcp", addr)
+		s.tcpLn, err = plain.Listen(ctx, "tcp", addr)
 		if err != nil {
 			return fmt.Errorf("authority: tcp listen: %w", err)
 		}
@@ -166,8 +170,12 @@ func (s *Server) Start(ctx context.Context) error {
 		if n <= 0 {
 			n = runtime.GOMAXPROCS(0)
 		}
+		ulc := lc
+		if n == 1 {
+			ulc = plain
+		}
 		for i := 0; i < n; i++ {
-			pc, err := lc.ListenPacket(ctx, "udp", addr)
+			pc, err := ulc.ListenPacket(ctx, "udp", addr)
 			if err != nil {
 				s.closeListeners()
 				return fmt.Errorf("authority: udp listen: %w", err)

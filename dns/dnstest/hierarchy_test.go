@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -94,7 +95,7 @@ remote-control:
 	cf := filepath.Join(dir, "unbound.conf")
 	os.WriteFile(cf, []byte(conf), 0o644)
 	ctx, cancel := context.WithCancel(context.Background())
-	var logs bytes.Buffer
+	var logs lockedBuffer
 	cmd := exec.CommandContext(ctx, unbound, "-d", "-c", cf)
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
@@ -147,4 +148,22 @@ remote-control:
 	if r.Rcode != dns.RcodeServerFailure {
 		t.Errorf("tampered record: rcode %s ad=%v, want SERVFAIL\n%s", dns.RcodeToString[r.Rcode], r.AuthenticatedData, r)
 	}
+}
+
+// lockedBuffer collects a peer's output while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
