@@ -86,9 +86,19 @@ func Zones(hosts []Host, opt Options) (map[string]string, error) {
 		if z == "." {
 			mbox = "hostmaster."
 		}
-		fmt.Fprintf(&b, "$ORIGIN %s\n", z)
+		fmt.Fprintf(&b, "$ORIGIN %s\n$TTL %d\n", z, ttl)
 		fmt.Fprintf(&b, "%s %d IN SOA %s %s %d 3600 600 86400 %d\n", z, ttl, dns.Fqdn(servers[z][0].Name), mbox, opt.Serial, opt.NegativeTTL)
 		addrDone := map[string]bool{}
+		// Names the extra records make aliases get no generated address.
+		zp := dns.NewZoneParser(strings.NewReader(fmt.Sprintf("$TTL %d\n", ttl)+strings.Join(opt.Records[z], "\n")), z, "records of "+z)
+		for rr, ok := zp.Next(); ok; rr, ok = zp.Next() {
+			if rr.Header().Rrtype == dns.TypeCNAME {
+				addrDone[zone.Key(rr.Header().Name)] = true
+			}
+		}
+		if err := zp.Err(); err != nil {
+			return nil, fmt.Errorf("labzone: %w", err)
+		}
 		addAddr := func(h Host) {
 			k := zone.Key(h.Name)
 			if addrDone[k] || !dns.IsSubDomain(z, k) {

@@ -16,8 +16,9 @@ func TestZones(t *testing.T) {
 		{Name: "dns.umass.edu", Addr: netip.MustParseAddr("127.1.0.4"), Zones: []string{"umass.edu"}},
 		{Name: "gaia.cs.umass.edu", Addr: netip.MustParseAddr("127.1.0.5"), Zones: []string{"cs.umass.edu"}},
 		{Name: "www.umass.edu", Addr: netip.MustParseAddr("127.1.0.6")},
+		{Name: "alias.umass.edu", Addr: netip.MustParseAddr("127.1.0.8")},
 	}
-	zs, err := Zones(hosts, Options{Records: map[string][]string{"umass.edu.": {"mail 60 MX 10 dns"}}})
+	zs, err := Zones(hosts, Options{Records: map[string][]string{"umass.edu.": {"mail 60 MX 10 dns", "alias CNAME www"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,6 +42,9 @@ func TestZones(t *testing.T) {
 	has("umass.edu.", "www.umass.edu. 3600 IN A 127.1.0.6")
 	has("umass.edu.", "mail 60 MX 10 dns")
 	has("cs.umass.edu.", "gaia.cs.umass.edu. 3600 IN A 127.1.0.5")
+	if strings.Contains(zs["umass.edu."], "127.1.0.8") {
+		t.Error("a CNAME owner got a generated address")
+	}
 	if strings.Contains(zs["edu."], "cs.umass.edu. 3600 IN NS") {
 		t.Error("edu delegates a grandchild")
 	}
