@@ -322,3 +322,59 @@ func (l *lockedBuffer) String() string {
 	defer l.mu.Unlock()
 	return l.b.String()
 }
+
+func TestIXFROut(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "example.net.zone")
+	writeZone(t, path, 1, "old A 192.0.2.1")
+	s := newTestServer(t, Config{Zones: []ZoneConfig{{Origin: "example.net", File: path}}, AllowTransfer: []string{"127.0.0.1"}})
+	start(t, s)
+	writeZone(t, path, 2, "new A 192.0.2.2")
+	if err := s.Reload(false); err != nil {
+		t.Fatal(err)
+	}
+	writeZone(t, path, 3, "new A 192.0.2.2\nnewer A 192.0.2.3")
+	if err := s.Reload(false); err != nil {
+		t.Fatal(err)
+	}
+	ixfr := func(serial uint32) []string {
+		q := new(dns.Msg)
+		q.SetIxfr("example.net.", serial, "ns1.example.net.", "hostmaster.example.net.")
+		env, err := (&dns.Transfer{}).In(q, s.Addrs()[0].String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for e := range env {
+			if e.Error != nil {
+				t.Fatal(e.Error)
+			}
+			for _, rr := range e.RR {
+				if soa, ok := rr.(*dns.SOA); ok {
+					out = append(out, fmt.Sprintf("SOA%d", soa.Serial))
+				} else {
+					out = append(out, strings.Split(rr.Header().Name, ".")[0])
+				}
+			}
+		}
+		return out
+	}
+	if got := strings.Join(ixfr(1), " "); got != "SOA3 SOA1 old SOA2 new SOA2 SOA3 newer SOA3" {
+		t.Errorf("IXFR from 1: %s", got)
+	}
+	if got := strings.Join(ixfr(2), " "); got != "SOA3 SOA2 SOA3 newer SOA3" {
+		t.Errorf("IXFR from 2: %s", got)
+	}
+	if got := ixfr(3); len(got) != 1 {
+		t.Errorf("IXFR when current: %v", got)
+	}
+	if got := ixfr(0); len(got) < 5 || got[1] == "SOA0" {
+		t.Errorf("IXFR from an unknown serial should be a full transfer: %v", got)
+	}
+	if k, err := exec.LookPath("kdig"); err == nil {
+		h, p := hostPort(t, s)
+		out, err := exec.Command(k, "@"+h, "-p", p, "example.net", "IXFR=1").CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "newer.example.net.") || strings.Count(string(out), "SOA") < 5 {
+			t.Errorf("kdig IXFR=1: %v\n%s", err, out)
+		}
+	}
+}

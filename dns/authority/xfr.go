@@ -29,6 +29,95 @@ type source struct {
 	keys    *zone.Keys
 	records []dns.RR // secondary: the records last transferred
 	kick    chan struct{}
+	// deltas are the differences between successive versions of a
+	// primary zone, oldest first, for IXFR out.
+	deltas []delta
+}
+
+// delta is one version step of a zone (RFC 1995's difference sequence).
+type delta struct {
+	from, to *dns.SOA
+	del, add []dns.RR
+}
+
+// maxDeltas bounds the versions kept for IXFR; maxDiffRecords the zone
+// size above which no differences are computed (clients get AXFR form).
+const (
+	maxDeltas      = 16
+	maxDiffRecords = 200_000
+)
+
+// diffZones returns the records removed and added from a to b, SOA aside.
+func diffZones(a, b *zone.Zone) (del, add []dns.RR) {
+	key := func(rr dns.RR) string { return strings.ToLower(rr.String()) }
+	inA := make(map[string]bool, a.Len())
+	for _, rr := range a.Records() {
+		if rr.Header().Rrtype != dns.TypeSOA {
+			inA[key(rr)] = true
+		}
+	}
+	inB := make(map[string]bool, b.Len())
+	for _, rr := range b.Records() {
+		if rr.Header().Rrtype == dns.TypeSOA {
+			continue
+		}
+		k := key(rr)
+		inB[k] = true
+		if !inA[k] {
+			add = append(add, rr)
+		}
+	}
+	for _, rr := range a.Records() {
+		if rr.Header().Rrtype != dns.TypeSOA && !inB[key(rr)] {
+			del = append(del, rr)
+		}
+	}
+	return del, add
+}
+
+// recordDelta remembers the step from old to z for IXFR.
+func (src *source) recordDelta(old, z *zone.Zone) {
+	if old == nil || !serialLess(old.SOA.Serial, z.SOA.Serial) || old.Len() > maxDiffRecords || z.Len() > maxDiffRecords {
+		src.mu.Lock()
+		src.deltas = nil
+		src.mu.Unlock()
+		return
+	}
+	del, add := diffZones(old, z)
+	src.mu.Lock()
+	defer src.mu.Unlock()
+	src.deltas = append(src.deltas, delta{from: old.SOA, to: z.SOA, del: del, add: add})
+	if len(src.deltas) > maxDeltas {
+		src.deltas = src.deltas[len(src.deltas)-maxDeltas:]
+	}
+}
+
+// ixfr returns the incremental transfer from serial to z's, or nil when
+// the differences are not all known.
+func (src *source) ixfr(serial uint32, z *zone.Zone) []dns.RR {
+	src.mu.Lock()
+	defer src.mu.Unlock()
+	start := -1
+	for i, d := range src.deltas {
+		if d.from.Serial == serial {
+			start = i
+			break
+		}
+	}
+	if start < 0 || src.deltas[len(src.deltas)-1].to.Serial != z.SOA.Serial {
+		return nil
+	}
+	out := []dns.RR{z.SOA}
+	for i, d := range src.deltas[start:] {
+		if i > 0 && src.deltas[start+i-1].to.Serial != d.from.Serial {
+			return nil
+		}
+		out = append(out, d.from)
+		out = append(out, d.del...)
+		out = append(out, d.to)
+		out = append(out, d.add...)
+	}
+	return append(out, z.SOA)
 }
 
 // loadSource reads (and signs) a primary zone.
@@ -88,7 +177,12 @@ func (s *Server) sign(src *source, z *zone.Zone) (*zone.Zone, error) {
 		validity = 14 * 24 * time.Hour
 	}
 	now := s.deps.Now()
-	return zone.Sign(z, keys, zone.SignOptions{NSEC3: sc.NSEC3, Inception: now.Add(-time.Hour), Expiration: now.Add(validity)})
+	opt := zone.SignOptions{NSEC3: sc.NSEC3, Inception: now.Add(-time.Hour), Expiration: now.Add(validity)}
+	if cur := s.Zone(src.key); cur != nil && !serialLess(cur.SOA.Serial, z.SOA.Serial) {
+		// Same content re-signed: a new serial, so secondaries follow.
+		opt.Serial = cur.SOA.Serial + 1
+	}
+	return zone.Sign(z, keys, opt)
 }
 
 // Keys returns the signing keys of a zone this server signs, or nil.
@@ -130,6 +224,7 @@ func (s *Server) Reload(force bool) error {
 			errs = append(errs, err)
 			continue
 		}
+		src.recordDelta(old, z)
 		s.install(src.key, z)
 		s.log.Info("zone loaded", "zone", src.key, "serial", z.SOA.Serial, "records", z.Len())
 		if old == nil || old.SOA.Serial != z.SOA.Serial {
@@ -199,7 +294,9 @@ func (s *Server) resignDue() {
 			s.log.Warn("zone re-sign failed", "zone", src.key, "err", err)
 			continue
 		}
+		src.recordDelta(z, nz)
 		s.install(src.key, nz)
+		s.notify(nz)
 		s.log.Info("zone re-signed", "zone", src.key, "expires", nz.Expiry())
 	}
 }
@@ -298,8 +395,21 @@ func (s *Server) transfer(w dns.ResponseWriter, req *dns.Msg, from netip.AddrPor
 			return
 		}
 	}
-	rrs := z.Records()
-	rrs = append(rrs, z.SOA)
+	var rrs []dns.RR
+	kind := "axfr"
+	if q.Qtype == dns.TypeIXFR && len(req.Ns) == 1 {
+		if soa, ok := req.Ns[0].(*dns.SOA); ok {
+			if src := s.sources[z.Origin]; src != nil {
+				rrs = src.ixfr(soa.Serial, z)
+				kind = "ixfr"
+			}
+		}
+	}
+	if rrs == nil {
+		rrs = z.Records()
+		rrs = append(rrs, z.SOA)
+		kind = "axfr"
+	}
 	ch := make(chan *dns.Envelope)
 	tr := new(dns.Transfer)
 	errc := make(chan error, 1)
@@ -315,7 +425,7 @@ func (s *Server) transfer(w dns.ResponseWriter, req *dns.Msg, from netip.AddrPor
 		return
 	}
 	s.m.transfers.WithLabelValues("out", "ok").Inc()
-	s.log.Info("zone transferred", "zone", z.Origin, "remote", from.String(), "records", len(rrs))
+	s.log.Info("zone transferred", "zone", z.Origin, "remote", from.String(), "records", len(rrs), "form", kind)
 	if s.deps.Trace.Enabled() {
 		s.deps.Trace.Publish(trace.Event{From: s.local, To: from.String(), Proto: "dns/tcp", Summary: fmt.Sprintf("%s %s %d records", dns.TypeToString[q.Qtype], z.Origin, len(rrs))})
 	}

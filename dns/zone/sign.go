@@ -147,6 +147,9 @@ type SignOptions struct {
 	NSEC3 bool
 	// Inception and Expiration bound the signatures' validity.
 	Inception, Expiration time.Time
+	// Serial, when non-zero, replaces the SOA serial (a re-signed zone
+	// needs a new serial for its secondaries to pick it up).
+	Serial uint32
 }
 
 // Sign returns a signed copy of z: existing DNSSEC records are dropped,
@@ -160,6 +163,12 @@ func Sign(z *Zone, keys *Keys, opt SignOptions) (*Zone, error) {
 		switch rr.Header().Rrtype {
 		case dns.TypeRRSIG, dns.TypeNSEC, dns.TypeNSEC3, dns.TypeNSEC3PARAM, dns.TypeDNSKEY:
 			continue
+		case dns.TypeSOA:
+			if opt.Serial != 0 {
+				soa := dns.Copy(rr).(*dns.SOA)
+				soa.Serial = opt.Serial
+				rr = soa
+			}
 		}
 		rrs = append(rrs, rr)
 	}
