@@ -14,7 +14,7 @@ func FuzzRespond(f *testing.F) {
 		name string
 		t    uint16
 		do   bool
-	}{{"www.example.com.", dns.TypeA, false}, {"x.wild.example.com.", dns.TypeMX, true}, {"nope.example.com.", dns.TypeA, true}, {"www.sub.example.com.", dns.TypeA, false}, {"big.example.com.", dns.TypeTXT, false}, {"example.com.", dns.TypeAXFR, false}} {
+	}{{"www.example.com.", dns.TypeA, false}, {"x.wild.example.com.", dns.TypeMX, true}, {"nope.example.com.", dns.TypeA, true}, {"www.sub.example.com.", dns.TypeA, false}, {"big.example.com.", dns.TypeTXT, false}, {"example.com.", dns.TypeAXFR, false}, {"nope.example.org.", dns.TypeA, true}, {"a.b.c.example.com.", dns.TypeDS, true}} {
 		m := new(dns.Msg)
 		m.SetQuestion(q.name, q.t)
 		if q.do {
@@ -24,7 +24,10 @@ func FuzzRespond(f *testing.F) {
 		f.Add(wire, false)
 	}
 	f.Add([]byte{0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xc0, 0x0c, 0, 1, 0, 1}, true)
-	s := newTestServer(f, Config{NSID: "fuzz"})
+	s := newTestServer(f, Config{NSID: "fuzz", Zones: []ZoneConfig{
+		{Origin: "example.com.", File: "testdata/example.com.zone", Sign: &SignConfig{KeyDir: f.TempDir()}},
+		{Origin: "example.org.", File: "testdata/example.org.zone", Sign: &SignConfig{KeyDir: f.TempDir(), NSEC3: true, Algorithm: "ed25519"}},
+	}})
 	buf := make([]byte, 65535)
 	f.Fuzz(func(t *testing.T, in []byte, tcp bool) {
 		out := s.Respond(in, client, tcp, buf)

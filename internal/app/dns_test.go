@@ -1,6 +1,8 @@
 package app
 
 import (
+	"bytes"
+	"context"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -10,6 +12,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/applayer/applayer/dns/authority"
+	"github.com/applayer/applayer/dns/dnstest"
 	"github.com/applayer/applayer/internal/service"
 	"github.com/applayer/applayer/lab"
 )
@@ -86,4 +89,29 @@ var netipClient = netip.MustParseAddrPort("127.0.0.1:5353")
 
 func netipPort(h lab.PlannedHost, p *lab.Plan) netip.AddrPort {
 	return netip.AddrPortFrom(h.Addr, uint16(p.Port(53)))
+}
+
+func TestDigCommand(t *testing.T) {
+	h := dnstest.Start(t, dnstest.Chapter, dnstest.Options{Records: map[string][]string{"amazon.com.": {"www CNAME edge", "edge A 192.0.2.9"}}})
+	run := func(args ...string) string {
+		t.Helper()
+		var out, errb bytes.Buffer
+		root := NewRoot(strings.NewReader(""), &out, &errb)
+		root.SetArgs(args)
+		if err := root.ExecuteContext(context.Background()); err != nil {
+			t.Fatalf("applayer %s: %v\n%s", strings.Join(args, " "), err, errb.String())
+		}
+		return out.String()
+	}
+	amazon := h.Servers["dns.amazon.com"].Addrs()[0].String()
+	if got := run("dig", "@"+amazon, "www.amazon.com", "+short"); got != "edge.amazon.com.\n192.0.2.9\n" {
+		t.Errorf("+short: %q", got)
+	}
+	if got := run("dig", "@"+amazon, "amazon.com", "NS", "+norecurse", "+tcp"); !strings.Contains(got, ";; flags: qr aa;") || !strings.Contains(got, "(TCP)") {
+		t.Errorf("NS +norecurse +tcp:\n%s", got)
+	}
+	got := run("dig", "--root", h.Root(dnstest.Chapter).String(), "gaia.cs.umass.edu", "+trace")
+	if !strings.Contains(got, "(dns.umass.edu)") || !strings.Contains(got, "gaia.cs.umass.edu.\t3600\tIN\tA\t"+h.Addrs["gaia.cs.umass.edu"].String()) {
+		t.Errorf("+trace:\n%s", got)
+	}
 }
