@@ -6,14 +6,17 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/applayer/applayer/dns/zone"
 	"github.com/applayer/applayer/internal/service"
 	"github.com/applayer/applayer/internal/testkit"
+	"github.com/applayer/applayer/internal/trace"
 )
 
 func TestMain(m *testing.M) { testkit.VerifyNoLeaks(m) }
@@ -455,4 +458,80 @@ func TestUDPAnswerCache(t *testing.T) {
 	if m := ask("x.wild.example.com."); m.Answer[0].(*dns.TXT).Txt[0] != "changed" {
 		t.Fatalf("stale cached answer %v", m.Answer)
 	}
+}
+
+func TestPanicAnswersServfail(t *testing.T) {
+	s := newTestServer(t, Config{})
+	s.beforeAnswer = func(q *dns.Msg) {
+		if q.Question[0].Name == "boom.example.com." {
+			panic("test panic")
+		}
+	}
+	start(t, s)
+	for _, netw := range []string{"udp", "tcp"} {
+		c := &dns.Client{Net: netw, Timeout: 2 * time.Second}
+		q := new(dns.Msg)
+		q.SetQuestion("boom.example.com.", dns.TypeA)
+		m, _, err := c.Exchange(q, s.Addrs()[0].String())
+		if err != nil {
+			t.Fatalf("%s: %v", netw, err)
+		}
+		if m.Rcode != dns.RcodeServerFailure || m.Id != q.Id {
+			t.Errorf("%s: rcode %s", netw, dns.RcodeToString[m.Rcode])
+		}
+		// The server still answers.
+		q.SetQuestion("www.example.com.", dns.TypeA)
+		if m, _, err := c.Exchange(q, s.Addrs()[0].String()); err != nil || len(m.Answer) != 3 {
+			t.Errorf("%s: after the panic: %v %v", netw, m, err)
+		}
+	}
+	if got := testutil.ToFloat64(s.m.panics); got != 2 {
+		t.Errorf("panics counted %v, want 2", got)
+	}
+}
+
+func TestTraceEvents(t *testing.T) {
+	bus := trace.NewBus(nil)
+	sink := &recorder{}
+	// A pointer sink: trace.Bus's cancel compares sinks, and a SinkFunc is
+	// not comparable.
+	cancel := bus.Subscribe(sink)
+	defer cancel()
+	s, err := New(Config{Addr: "127.0.0.1:0", Zones: []ZoneConfig{{Origin: "example.com", File: "testdata/example.com.zone"}}}, service.Deps{Trace: bus})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, s)
+	q := new(dns.Msg)
+	q.SetQuestion("alias.example.com.", dns.TypeA)
+	if _, _, err := (&dns.Client{Timeout: 2 * time.Second}).Exchange(q, s.Addrs()[0].String()); err != nil {
+		t.Fatal(err)
+	}
+	events := sink.all()
+	if len(events) != 2 {
+		t.Fatalf("%d events: %v", len(events), events)
+	}
+	if e := events[0]; e.Proto != "dns/udp" || e.Summary != "query rd A alias.example.com." || e.To != s.Addrs()[0].String() {
+		t.Errorf("query event %+v", e)
+	}
+	if e := events[1]; e.Summary != "response NOERROR aa rd A alias.example.com. 4/0/0" || e.From != s.Addrs()[0].String() || e.Bytes == 0 {
+		t.Errorf("answer event %+v", e)
+	}
+}
+
+type recorder struct {
+	mu     sync.Mutex
+	events []trace.Event
+}
+
+func (r *recorder) Event(e trace.Event) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events = append(r.events, e)
+}
+
+func (r *recorder) all() []trace.Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]trace.Event(nil), r.events...)
 }

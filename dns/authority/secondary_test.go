@@ -16,6 +16,9 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/applayer/applayer/internal/service"
+	"github.com/applayer/applayer/internal/testkit"
 )
 
 const zoneV1 = `$ORIGIN example.net.
@@ -376,5 +379,33 @@ func TestIXFROut(t *testing.T) {
 		if err != nil || !strings.Contains(string(out), "newer.example.net.") || strings.Count(string(out), "SOA") < 5 {
 			t.Errorf("kdig IXFR=1: %v\n%s", err, out)
 		}
+	}
+}
+
+// TestSecondaryExpires: when the primary is gone for longer than the
+// SOA's expire, the secondary stops answering for the zone.
+func TestSecondaryExpires(t *testing.T) {
+	base := randomBlock()
+	priAddr, secAddr := base.Next(), base.Next().Next()
+	port := uint16(freePort(t, priAddr))
+	text := "$TTL 60\n@ SOA ns1 hostmaster 1 1 1 2 60\n@ NS ns1\nns1 A 192.0.2.1\n"
+	pri, err := New(Config{Addr: netip.AddrPortFrom(priAddr, port).String(), Zones: []ZoneConfig{{Origin: "example.net", Text: text}}, AllowTransfer: []string{"127.0.0.0/8"}}, service.Deps{Logger: testkit.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pri.Start(testkit.Context(t, 5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	sec := newTestServer(t, Config{Addr: netip.AddrPortFrom(secAddr, 0).String(), Zones: []ZoneConfig{{Origin: "example.net", Primary: netip.AddrPortFrom(priAddr, port).String()}}})
+	start(t, sec)
+	eventually(t, 10*time.Second, "first transfer", func() bool { return sec.Zone("example.net") != nil })
+	if err := pri.Shutdown(testkit.Context(t, 5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 15*time.Second, "expiry", func() bool { return sec.Zone("example.net") == nil })
+	q := new(dns.Msg)
+	q.SetQuestion("ns1.example.net.", dns.TypeA)
+	if m := sec.Handle(q, client, false); m.Rcode != dns.RcodeRefused {
+		t.Errorf("expired zone answered %s", dns.RcodeToString[m.Rcode])
 	}
 }

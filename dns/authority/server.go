@@ -42,6 +42,10 @@ import (
 
 // Server is an authoritative DNS server.
 type Server struct {
+	// beforeAnswer, when set (by tests), runs before each query is
+	// answered.
+	beforeAnswer func(*dns.Msg)
+
 	cfg   Config
 	deps  service.Deps
 	log   *slog.Logger
@@ -512,6 +516,9 @@ func (s *Server) Handle(req *dns.Msg, from netip.AddrPort, tcp bool) *dns.Msg {
 }
 
 func (s *Server) handle(req *dns.Msg, from netip.AddrPort, tcp bool) (*dns.Msg, bool) {
+	if s.beforeAnswer != nil {
+		s.beforeAnswer(req)
+	}
 	m := new(dns.Msg)
 	m.SetReply(req)
 	m.RecursionDesired = req.RecursionDesired
