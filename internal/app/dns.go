@@ -151,6 +151,7 @@ func digCommand(g *globals) *cobra.Command {
 		useLab  bool
 		offset  int
 		timeout time.Duration
+		port    int
 	)
 	cmd := &cobra.Command{
 		Use:   "dig [@server[:port]] name [type] [+trace] [+dnssec] [+tcp] [+norecurse] [+short]",
@@ -202,6 +203,13 @@ with --lab, the root server of the default lab topology.`,
 			if o.Name == "" {
 				return fmt.Errorf("no name to query")
 			}
+			if port != 0 && o.Server != "" {
+				host := o.Server
+				if h, _, err := net.SplitHostPort(o.Server); err == nil {
+					host = h
+				}
+				o.Server = net.JoinHostPort(strings.Trim(host, "[]"), strconv.Itoa(port))
+			}
 			if o.Server != "" && strings.Count(o.Server, ":") > 1 && !strings.HasPrefix(o.Server, "[") {
 				o.Server = net.JoinHostPort(o.Server, "53")
 			}
@@ -243,6 +251,7 @@ with --lab, the root server of the default lab topology.`,
 	f.BoolVar(&useLab, "lab", false, "+trace: start from the default lab topology's root server")
 	f.IntVar(&offset, "port-offset", -1, "with --lab: the lab's port offset (default: as lab up decides)")
 	f.DurationVar(&timeout, "timeout", 3*time.Second, "time to wait for each answer")
+	f.IntVarP(&port, "port", "p", 0, "the server's port (as dig -p)")
 	return cmd
 }
 

@@ -3,6 +3,7 @@ package app
 import (
 	"bytes"
 	"context"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -106,6 +107,10 @@ func TestDigCommand(t *testing.T) {
 	amazon := h.Servers["dns.amazon.com"].Addrs()[0].String()
 	if got := run("dig", "@"+amazon, "www.amazon.com", "+short"); got != "edge.amazon.com.\n192.0.2.9\n" {
 		t.Errorf("+short: %q", got)
+	}
+	ahost, aport, _ := net.SplitHostPort(amazon)
+	if got := run("dig", "@"+ahost, "-p", aport, "www.amazon.com", "+short"); got != "edge.amazon.com.\n192.0.2.9\n" {
+		t.Errorf("-p: %q", got)
 	}
 	if got := run("dig", "@"+amazon, "amazon.com", "NS", "+norecurse", "+tcp"); !strings.Contains(got, ";; flags: qr aa;") || !strings.Contains(got, "(TCP)") {
 		t.Errorf("NS +norecurse +tcp:\n%s", got)
