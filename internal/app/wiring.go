@@ -13,6 +13,8 @@ func commands(g *globals) []*cobra.Command {
 		labCommand(g),
 		socketsCommand(g),
 		httpCommand(g),
+		dnsCommand(g),
+		digCommand(g),
 	}
 }
 
@@ -22,5 +24,6 @@ func labKinds() *lab.Kinds {
 	var ks []lab.Kind
 	ks = append(ks, socketKinds()...)
 	ks = append(ks, httpKinds()...)
+	ks = append(ks, dnsKinds()...)
 	return lab.NewKinds(ks...)
 }

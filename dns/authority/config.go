@@ -1,0 +1,165 @@
+package authority
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/miekg/dns"
+
+	"github.com/applayer/applayer/internal/config"
+)
+
+// Config configures a Server. Zero fields take the documented defaults.
+type Config struct {
+	// Addr is the address to listen on, e.g. "127.0.0.1:53"; port 0 picks
+	// one (the same for UDP and TCP).
+	Addr string `json:"addr"`
+	// Network is "udp+tcp" (default), "udp" or "tcp".
+	Network string `json:"network,omitempty"`
+	// Zones are the zones served.
+	Zones []ZoneConfig `json:"zones"`
+	// NSID is returned in the EDNS NSID option when a query asks for it;
+	// empty sends none.
+	NSID string `json:"nsid,omitempty"`
+	// MaxUDPSize is the largest UDP answer, whatever the client's EDNS
+	// buffer says. Default 1232 (the DNS flag day 2020 value).
+	MaxUDPSize int `json:"max_udp_size,omitempty"`
+	// UDPSockets is how many SO_REUSEPORT UDP sockets serve in parallel.
+	// Default: GOMAXPROCS.
+	UDPSockets int `json:"udp_sockets,omitempty"`
+	// ReadTimeout bounds the wait for a TCP query once a connection is
+	// open. Default 5s.
+	ReadTimeout config.Duration `json:"read_timeout,omitempty"`
+	// IdleTimeout closes TCP connections idle this long. Default 10s.
+	IdleTimeout config.Duration `json:"idle_timeout,omitempty"`
+	// MaxTCPConns caps concurrent TCP connections. Default 256.
+	MaxTCPConns int `json:"max_tcp_conns,omitempty"`
+	// AllowTransfer lists the addresses or prefixes (e.g. "127.0.0.0/8")
+	// allowed AXFR and IXFR. Empty refuses every transfer.
+	AllowTransfer []string `json:"allow_transfer,omitempty"`
+	// Notify lists secondaries (host:port) sent a NOTIFY when a zone's
+	// serial changes on reload.
+	Notify []string `json:"notify,omitempty"`
+	// Watch, when non-zero, polls zone files this often and reloads those
+	// that changed. SIGHUP reloads regardless (wired by the command).
+	Watch config.Duration `json:"watch,omitempty"`
+	// DSFile, when set, is written at Start with the DS records (one per
+	// line, presentation format) of every signed zone's KSKs: the trust
+	// anchor a validating resolver reads for the root.
+	DSFile string `json:"ds_file,omitempty"`
+}
+
+// ZoneConfig is one zone.
+type ZoneConfig struct {
+	// Origin is the zone's apex, e.g. "example.com." or "." for the root.
+	Origin string `json:"origin"`
+	// File is a master file (RFC 1035), read at start and on reload.
+	File string `json:"file,omitempty"`
+	// Text is the zone's master-file text, an alternative to File (the lab
+	// generates its zones this way).
+	Text string `json:"text,omitempty"`
+	// Primary, for a secondary zone, is the primary's host:port; the zone
+	// is transferred (AXFR) and refreshed as its SOA says.
+	Primary string `json:"primary,omitempty"`
+	// Sign signs the zone when it is loaded.
+	Sign *SignConfig `json:"sign,omitempty"`
+}
+
+// SignConfig asks the server to sign an unsigned zone.
+type SignConfig struct {
+	// KeyDir holds the zone's keys (K<zone>+<alg>+<tag>.key/.private, as
+	// dnssec-keygen writes them); missing keys are generated there.
+	KeyDir string `json:"key_dir"`
+	// Algorithm is "ecdsap256sha256" (default) or "ed25519".
+	Algorithm string `json:"algorithm,omitempty"`
+	// NSEC3 uses NSEC3 (no opt-out, 0 iterations, empty salt) instead of NSEC.
+	NSEC3 bool `json:"nsec3,omitempty"`
+	// Validity is how long signatures are valid. Default 14 days; the zone
+	// is re-signed when a quarter of that remains.
+	Validity config.Duration `json:"validity,omitempty"`
+}
+
+// Validate checks the config and reports the first problem by field.
+func (c *Config) Validate() error {
+	if c.Addr == "" {
+		return config.Errorf("addr", "is required")
+	}
+	switch c.Network {
+	case "", "udp+tcp", "udp", "tcp":
+	default:
+		return config.Errorf("network", "must be udp+tcp, udp or tcp, not %q", c.Network)
+	}
+	if len(c.Zones) == 0 {
+		return config.Errorf("zones", "at least one zone is required")
+	}
+	seen := map[string]bool{}
+	for i, z := range c.Zones {
+		f := fmt.Sprintf("zones[%d]", i)
+		if _, ok := dns.IsDomainName(z.Origin); !ok || z.Origin == "" {
+			return config.Errorf(f+".origin", "%q is not a domain name", z.Origin)
+		}
+		k := strings.ToLower(dns.Fqdn(z.Origin))
+		if seen[k] {
+			return config.Errorf(f+".origin", "zone %s listed twice", k)
+		}
+		seen[k] = true
+		n := 0
+		for _, s := range []string{z.File, z.Text, z.Primary} {
+			if s != "" {
+				n++
+			}
+		}
+		if n != 1 {
+			return config.Errorf(f, "exactly one of file, text or primary is required")
+		}
+		if z.Sign != nil {
+			switch z.Sign.Algorithm {
+			case "", "ecdsap256sha256", "ed25519":
+			default:
+				return config.Errorf(f+".sign.algorithm", "must be ecdsap256sha256 or ed25519, not %q", z.Sign.Algorithm)
+			}
+			if z.Primary != "" {
+				return config.Errorf(f+".sign", "a secondary zone cannot be signed here")
+			}
+		}
+	}
+	for i, a := range c.AllowTransfer {
+		if _, err := parsePrefix(a); err != nil {
+			return config.Errorf(fmt.Sprintf("allow_transfer[%d]", i), "%v", err)
+		}
+	}
+	if c.MaxUDPSize != 0 && (c.MaxUDPSize < 512 || c.MaxUDPSize > 65535) {
+		return config.Errorf("max_udp_size", "must be between 512 and 65535")
+	}
+	return nil
+}
+
+func parsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		return netip.ParsePrefix(s)
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+func (c *Config) defaults() {
+	if c.Network == "" {
+		c.Network = "udp+tcp"
+	}
+	if c.MaxUDPSize == 0 {
+		c.MaxUDPSize = 1232
+	}
+	if c.ReadTimeout == 0 {
+		c.ReadTimeout = config.Duration(5e9)
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = config.Duration(10e9)
+	}
+	if c.MaxTCPConns == 0 {
+		c.MaxTCPConns = 256
+	}
+}

@@ -1,0 +1,411 @@
+package authority
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/applayer/applayer/internal/service"
+	"github.com/applayer/applayer/internal/testkit"
+)
+
+const zoneV1 = `$ORIGIN example.net.
+$TTL 60
+@    SOA ns1 hostmaster %d 1 1 30 60
+@    NS  ns1
+ns1  A   192.0.2.1
+www  A   192.0.2.80
+%s
+`
+
+func writeZone(t *testing.T, path string, serial int, extra string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(fmt.Sprintf(zoneV1, serial, extra)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Make sure the change is seen even within the file system's mtime
+	// granularity.
+	future := time.Now().Add(time.Duration(serial) * time.Second)
+	os.Chtimes(path, future, future)
+}
+
+func randomBlock() netip.Addr {
+	var b [2]byte
+	rand.Read(b[:])
+	return netip.AddrFrom4([4]byte{127, 2 + b[0]%250, b[1], 0})
+}
+
+// eventually polls cond until it holds or d passes.
+func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestReloadKeepsOldZoneOnError(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "example.net.zone")
+	writeZone(t, path, 1, "")
+	s := newTestServer(t, Config{Zones: []ZoneConfig{{Origin: "example.net", File: path}}})
+	writeZone(t, path, 2, "bad A 192.0.2.999")
+	err := s.Reload(false)
+	if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "line: 7") {
+		t.Fatalf("reload error %v lacks file:line", err)
+	}
+	if s.Zone("example.net").SOA.Serial != 1 {
+		t.Fatal("broken file replaced the zone")
+	}
+	writeZone(t, path, 3, "new A 192.0.2.7")
+	if err := s.Reload(false); err != nil {
+		t.Fatal(err)
+	}
+	if z := s.Zone("example.net"); z.SOA.Serial != 3 || z.Node("new.example.net.") == nil {
+		t.Fatal("good file not loaded")
+	}
+}
+
+// TestSecondaryFollowsPrimary: our secondary transfers from our primary,
+// is told of a change by NOTIFY and picks it up.
+func TestSecondaryFollowsPrimary(t *testing.T) {
+	base := randomBlock()
+	priAddr, secAddr := base.Next(), base.Next().Next()
+	path := filepath.Join(t.TempDir(), "example.net.zone")
+	writeZone(t, path, 1, "")
+	port := uint16(freePort(t, secAddr))
+	sec := newTestServer(t, Config{Addr: netip.AddrPortFrom(secAddr, port).String(), Zones: []ZoneConfig{{Origin: "example.net", Primary: netip.AddrPortFrom(priAddr, port).String()}}})
+	start(t, sec)
+	pri := newTestServer(t, Config{
+		Addr:          netip.AddrPortFrom(priAddr, port).String(),
+		Zones:         []ZoneConfig{{Origin: "example.net", File: path}},
+		AllowTransfer: []string{secAddr.String()},
+		Notify:        []string{netip.AddrPortFrom(secAddr, port).String()},
+	})
+	start(t, pri)
+	eventually(t, 10*time.Second, "first transfer", func() bool { return sec.Zone("example.net") != nil })
+	writeZone(t, path, 2, "new A 192.0.2.7")
+	if err := pri.Reload(false); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "notified transfer", func() bool {
+		z := sec.Zone("example.net")
+		return z.SOA.Serial == 2 && z.Node("new.example.net.") != nil
+	})
+	q := new(dns.Msg)
+	q.SetQuestion("new.example.net.", dns.TypeA)
+	if m := sec.Handle(q, client, false); !m.Authoritative || len(m.Answer) != 1 {
+		t.Errorf("secondary answer %v", m)
+	}
+}
+
+func freePort(t *testing.T, a netip.Addr) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", netip.AddrPortFrom(a, 0).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// TestSecondaryFromNSD: our secondary pulls a zone from NSD by AXFR.
+func TestSecondaryFromNSD(t *testing.T) {
+	nsd := peer(t, "nsd")
+	dir := t.TempDir()
+	base := randomBlock()
+	nsdAddr := base.Next()
+	port := freePort(t, nsdAddr)
+	writeZone(t, filepath.Join(dir, "example.net.zone"), 7, "from-nsd TXT \"hello\"")
+	conf := fmt.Sprintf(`server:
+  ip-address: %s
+  port: %d
+  username: ""
+  chroot: ""
+  zonesdir: %q
+  database: ""
+  pidfile: %q
+  xfrdfile: %q
+  zonelistfile: %q
+  logfile: %q
+  server-count: 1
+  verbosity: 1
+remote-control:
+  control-enable: no
+zone:
+  name: example.net
+  zonefile: example.net.zone
+  provide-xfr: 127.0.0.0/8 NOKEY
+`, nsdAddr, port, dir, filepath.Join(dir, "nsd.pid"), filepath.Join(dir, "xfrd.state"), filepath.Join(dir, "zone.list"), filepath.Join(dir, "nsd.log"))
+	cf := filepath.Join(dir, "nsd.conf")
+	os.WriteFile(cf, []byte(conf), 0o644)
+	cmd := exec.Command(nsd, "-d", "-c", cf)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if out, err := cmd.StderrPipe(); err == nil {
+		go func() { b := make([]byte, 4096); n, _ := out.Read(b); t.Logf("nsd: %s", b[:n]) }()
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-done
+		}
+	})
+	primary := netip.AddrPortFrom(nsdAddr, uint16(port)).String()
+	c := &dns.Client{Timeout: time.Second}
+	eventually(t, 10*time.Second, "nsd to answer", func() bool {
+		q := new(dns.Msg)
+		q.SetQuestion("example.net.", dns.TypeSOA)
+		r, _, err := c.Exchange(q, primary)
+		return err == nil && len(r.Answer) == 1
+	})
+	sec := newTestServer(t, Config{Addr: base.Next().Next().String() + ":0", Zones: []ZoneConfig{{Origin: "example.net", Primary: primary}}})
+	start(t, sec)
+	eventually(t, 10*time.Second, "transfer from nsd", func() bool { return sec.Zone("example.net") != nil })
+	z := sec.Zone("example.net")
+	if z.SOA.Serial != 7 || z.Node("from-nsd.example.net.") == nil || z.Node("www.example.net.") == nil {
+		t.Fatalf("transferred zone: serial %d, %d records", z.SOA.Serial, z.Len())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_ = ctx
+}
+
+func TestApplyIXFR(t *testing.T) {
+	rr := func(s string) dns.RR {
+		r, err := dns.NewRR(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	old := []dns.RR{rr("example.net. 60 SOA ns1.example.net. h.example.net. 1 1 1 30 60"), rr("www.example.net. 60 A 192.0.2.80"), rr("old.example.net. 60 A 192.0.2.1")}
+	ixfr := []dns.RR{
+		rr("example.net. 60 SOA ns1.example.net. h.example.net. 2 1 1 30 60"),
+		rr("example.net. 60 SOA ns1.example.net. h.example.net. 1 1 1 30 60"),
+		rr("old.example.net. 60 A 192.0.2.1"),
+		rr("example.net. 60 SOA ns1.example.net. h.example.net. 2 1 1 30 60"),
+		rr("new.example.net. 60 A 192.0.2.2"),
+		rr("example.net. 60 SOA ns1.example.net. h.example.net. 2 1 1 30 60"),
+	}
+	got, err := applyTransfer(old, ixfr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, r := range got {
+		names = append(names, r.Header().Name+dns.TypeToString[r.Header().Rrtype])
+	}
+	if s := strings.Join(names, " "); s != "example.net.SOA www.example.net.A new.example.net.A" {
+		t.Errorf("after IXFR: %s", s)
+	}
+	if got[0].(*dns.SOA).Serial != 2 {
+		t.Error("serial not updated")
+	}
+}
+
+// TestSecondaryFromKnotIXFR: our secondary pulls a zone from Knot by AXFR,
+// then, after the zone changes on Knot, by IXFR (Knot's journal holds the
+// difference) following Knot's NOTIFY.
+func TestSecondaryFromKnotIXFR(t *testing.T) {
+	knotd := peer(t, "knotd")
+	knotc := peer(t, "knotc")
+	dir := t.TempDir()
+	base := randomBlock()
+	knotAddr, secAddr := base.Next(), base.Next().Next()
+	port := freePort(t, knotAddr)
+	zf := filepath.Join(dir, "example.net.zone")
+	writeZone(t, zf, 10, "")
+	sock := filepath.Join(dir, "knot.sock")
+	conf := fmt.Sprintf(`server:
+  listen: %s@%d
+  rundir: %q
+database:
+  storage: %q
+control:
+  listen: %q
+log:
+  - target: stderr
+    any: info
+remote:
+  - id: sec
+    address: %s@%d
+acl:
+  - id: xfr
+    address: 127.0.0.0/8
+    action: transfer
+zone:
+  - domain: example.net
+    file: %q
+    zonefile-load: difference
+    journal-content: changes
+    zonefile-sync: -1
+    acl: xfr
+    notify: sec
+`, knotAddr, port, dir, dir, sock, secAddr, port, zf)
+	cf := filepath.Join(dir, "knot.conf")
+	os.WriteFile(cf, []byte(conf), 0o644)
+	cmd := exec.Command(knotd, "-c", cf)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	var logs lockedBuffer
+	cmd.Stderr = &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		cmd.Wait()
+	})
+	primary := netip.AddrPortFrom(knotAddr, uint16(port)).String()
+	c := &dns.Client{Timeout: time.Second}
+	serial := func() uint32 {
+		q := new(dns.Msg)
+		q.SetQuestion("example.net.", dns.TypeSOA)
+		r, _, err := c.Exchange(q, primary)
+		if err != nil || len(r.Answer) != 1 {
+			return 0
+		}
+		return r.Answer[0].(*dns.SOA).Serial
+	}
+	eventually(t, 10*time.Second, "knot to answer", func() bool { return serial() == 10 })
+	sec := newTestServer(t, Config{Addr: netip.AddrPortFrom(secAddr, uint16(port)).String(), Zones: []ZoneConfig{{Origin: "example.net", Primary: primary}}})
+	start(t, sec)
+	eventually(t, 10*time.Second, "AXFR from knot", func() bool { return sec.Zone("example.net") != nil })
+	writeZone(t, zf, 11, "added TXT \"by ixfr\"")
+	if out, err := exec.Command(knotc, "-s", sock, "zone-reload", "example.net").CombinedOutput(); err != nil {
+		t.Fatalf("knotc: %v %s", err, out)
+	}
+	eventually(t, 10*time.Second, "IXFR from knot", func() bool {
+		z := sec.Zone("example.net")
+		return z.SOA.Serial == 11 && z.Node("added.example.net.") != nil
+	})
+	if z := sec.Zone("example.net"); z.Node("www.example.net.") == nil {
+		t.Error("IXFR lost a record")
+	}
+	if !strings.Contains(logs.String(), "IXFR, outgoing") {
+		t.Errorf("knot did not serve an IXFR:\n%s", logs.String())
+	}
+}
+
+// lockedBuffer collects a peer's output while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func TestIXFROut(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "example.net.zone")
+	writeZone(t, path, 1, "old A 192.0.2.1")
+	s := newTestServer(t, Config{Zones: []ZoneConfig{{Origin: "example.net", File: path}}, AllowTransfer: []string{"127.0.0.1"}})
+	start(t, s)
+	writeZone(t, path, 2, "new A 192.0.2.2")
+	if err := s.Reload(false); err != nil {
+		t.Fatal(err)
+	}
+	writeZone(t, path, 3, "new A 192.0.2.2\nnewer A 192.0.2.3")
+	if err := s.Reload(false); err != nil {
+		t.Fatal(err)
+	}
+	ixfr := func(serial uint32) []string {
+		q := new(dns.Msg)
+		q.SetIxfr("example.net.", serial, "ns1.example.net.", "hostmaster.example.net.")
+		env, err := (&dns.Transfer{}).In(q, s.Addrs()[0].String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for e := range env {
+			if e.Error != nil {
+				t.Fatal(e.Error)
+			}
+			for _, rr := range e.RR {
+				if soa, ok := rr.(*dns.SOA); ok {
+					out = append(out, fmt.Sprintf("SOA%d", soa.Serial))
+				} else {
+					out = append(out, strings.Split(rr.Header().Name, ".")[0])
+				}
+			}
+		}
+		return out
+	}
+	if got := strings.Join(ixfr(1), " "); got != "SOA3 SOA1 old SOA2 new SOA2 SOA3 newer SOA3" {
+		t.Errorf("IXFR from 1: %s", got)
+	}
+	if got := strings.Join(ixfr(2), " "); got != "SOA3 SOA2 SOA3 newer SOA3" {
+		t.Errorf("IXFR from 2: %s", got)
+	}
+	if got := ixfr(3); len(got) != 1 {
+		t.Errorf("IXFR when current: %v", got)
+	}
+	if got := ixfr(0); len(got) < 5 || got[1] == "SOA0" {
+		t.Errorf("IXFR from an unknown serial should be a full transfer: %v", got)
+	}
+	if k, err := exec.LookPath("kdig"); err == nil {
+		h, p := hostPort(t, s)
+		out, err := exec.Command(k, "@"+h, "-p", p, "example.net", "IXFR=1").CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "newer.example.net.") || strings.Count(string(out), "SOA") < 5 {
+			t.Errorf("kdig IXFR=1: %v\n%s", err, out)
+		}
+	}
+}
+
+// TestSecondaryExpires: when the primary is gone for longer than the
+// SOA's expire, the secondary stops answering for the zone.
+func TestSecondaryExpires(t *testing.T) {
+	base := randomBlock()
+	priAddr, secAddr := base.Next(), base.Next().Next()
+	port := uint16(freePort(t, priAddr))
+	text := "$TTL 60\n@ SOA ns1 hostmaster 1 1 1 2 60\n@ NS ns1\nns1 A 192.0.2.1\n"
+	pri, err := New(Config{Addr: netip.AddrPortFrom(priAddr, port).String(), Zones: []ZoneConfig{{Origin: "example.net", Text: text}}, AllowTransfer: []string{"127.0.0.0/8"}}, service.Deps{Logger: testkit.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pri.Start(testkit.Context(t, 5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	sec := newTestServer(t, Config{Addr: netip.AddrPortFrom(secAddr, 0).String(), Zones: []ZoneConfig{{Origin: "example.net", Primary: netip.AddrPortFrom(priAddr, port).String()}}})
+	start(t, sec)
+	eventually(t, 10*time.Second, "first transfer", func() bool { return sec.Zone("example.net") != nil })
+	if err := pri.Shutdown(testkit.Context(t, 5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 15*time.Second, "expiry", func() bool { return sec.Zone("example.net") == nil })
+	q := new(dns.Msg)
+	q.SetQuestion("ns1.example.net.", dns.TypeA)
+	if m := sec.Handle(q, client, false); m.Rcode != dns.RcodeRefused {
+		t.Errorf("expired zone answered %s", dns.RcodeToString[m.Rcode])
+	}
+}

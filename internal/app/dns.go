@@ -1,0 +1,427 @@
+package app
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/miekg/dns"
+	"github.com/spf13/cobra"
+
+	"github.com/applayer/applayer/dns/authority"
+	"github.com/applayer/applayer/dns/dig"
+	"github.com/applayer/applayer/dns/labzone"
+	"github.com/applayer/applayer/dns/zone"
+	"github.com/applayer/applayer/internal/config"
+	"github.com/applayer/applayer/internal/service"
+	"github.com/applayer/applayer/lab"
+)
+
+func dnsCommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "dns",
+		Short: "DNS servers: the authoritative server (and, from dns/resolver, the recursive resolver)",
+		Example: `  applayer dns serve --listen 127.0.0.1:5300 --zone example.com=db.example.com
+  applayer dig @127.0.0.1:5300 www.example.com`,
+	}
+	cmd.AddCommand(dnsServeCommand(g))
+	return cmd
+}
+
+func dnsServeCommand(g *globals) *cobra.Command {
+	var (
+		cfgFile   string
+		zones     []string
+		listen    string
+		nsid      string
+		allowXfr  []string
+		notify    []string
+		secondary []string
+		sign      bool
+		nsec3     bool
+		alg       string
+		keyDir    string
+		watch     time.Duration
+		printDS   bool
+	)
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the authoritative DNS server for zones from master files",
+		Long: `Serves zones from RFC 1035 master files (several per server) over UDP and
+TCP, as NSD and Knot answer them: AA answers, referrals with glue, NXDOMAIN and
+NODATA with the SOA, CNAME chains, wildcards, EDNS0, truncation over UDP.
+AXFR/IXFR go to the --allow-transfer addresses; --notify names secondaries.
+--secondary ZONE=PRIMARY serves a zone transferred from a primary.
+--sign signs every zone (keys in --key-dir, generated when missing) and
+prints each zone's DS record to hand to the parent. SIGHUP reloads the zone
+files; a broken file is reported with file:line and the old zone keeps
+serving. A --config file (YAML or JSON, see docs/dns.md) replaces the flags.`,
+		Example: `  applayer dns serve --listen 127.0.0.1:5300 --zone example.com=db.example.com
+  applayer dns serve --zone example.com=db.example.com --allow-transfer 127.0.0.1 --notify 127.0.0.2:53
+  applayer dns serve --listen 127.0.0.2:53 --secondary example.com=127.0.0.1:53
+  applayer dns serve --zone example.com=db.example.com --sign --key-dir keys --print-ds`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var cfg authority.Config
+			if cfgFile != "" {
+				if err := config.Load(cfgFile, &cfg); err != nil {
+					return err
+				}
+			} else {
+				cfg = authority.Config{Addr: listen, NSID: nsid, AllowTransfer: allowXfr, Notify: notify, Watch: config.Duration(watch)}
+				for _, z := range zones {
+					origin, file, ok := strings.Cut(z, "=")
+					if !ok {
+						return fmt.Errorf("--zone %q: want ORIGIN=FILE", z)
+					}
+					zc := authority.ZoneConfig{Origin: origin, File: file}
+					if sign {
+						zc.Sign = &authority.SignConfig{KeyDir: keyDir, Algorithm: alg, NSEC3: nsec3}
+					}
+					cfg.Zones = append(cfg.Zones, zc)
+				}
+				for _, z := range secondary {
+					origin, pri, ok := strings.Cut(z, "=")
+					if !ok {
+						return fmt.Errorf("--secondary %q: want ORIGIN=PRIMARY:PORT", z)
+					}
+					cfg.Zones = append(cfg.Zones, authority.ZoneConfig{Origin: origin, Primary: pri})
+				}
+			}
+			var srv *authority.Server
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
+			go func() {
+				for range hup {
+					if srv != nil {
+						if err := srv.Reload(true); err != nil {
+							fmt.Fprintln(g.stderr, "reload:", err)
+						}
+					}
+				}
+			}()
+			return serve(cmd, g, func(d service.Deps) (service.Service, error) {
+				s, err := authority.New(cfg, d)
+				if err != nil {
+					return nil, err
+				}
+				if printDS {
+					for _, zc := range cfg.Zones {
+						if z := s.Zone(zc.Origin); z != nil {
+							for _, ds := range authority.DSRecords(z) {
+								fmt.Fprintln(g.stdout, ds.String())
+							}
+						}
+					}
+				}
+				srv = s
+				return s, nil
+			})
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&cfgFile, "config", "c", "", "server config `FILE` (YAML or JSON) instead of flags")
+	f.StringVar(&listen, "listen", "127.0.0.1:53", "address to listen on (UDP and TCP)")
+	f.StringArrayVar(&zones, "zone", nil, "zone to serve, `ORIGIN=FILE` (repeatable)")
+	f.StringArrayVar(&secondary, "secondary", nil, "secondary zone, `ORIGIN=PRIMARY:PORT` (repeatable)")
+	f.StringVar(&nsid, "nsid", "", "NSID to return to queries that ask (RFC 5001)")
+	f.StringArrayVar(&allowXfr, "allow-transfer", nil, "address or prefix allowed AXFR/IXFR (repeatable)")
+	f.StringArrayVar(&notify, "notify", nil, "secondary `HOST:PORT` to NOTIFY on change (repeatable)")
+	f.BoolVar(&sign, "sign", false, "sign the zones (DNSSEC)")
+	f.BoolVar(&nsec3, "nsec3", false, "with --sign: NSEC3 instead of NSEC")
+	f.StringVar(&alg, "algorithm", "ecdsap256sha256", "with --sign: ecdsap256sha256 or ed25519")
+	f.StringVar(&keyDir, "key-dir", "keys", "with --sign: directory of the zones' keys")
+	f.BoolVar(&printDS, "print-ds", false, "print each signed zone's DS record at start")
+	f.DurationVar(&watch, "watch", 0, "poll zone files this often and reload changed ones (0: only on SIGHUP)")
+	return cmd
+}
+
+func digCommand(g *globals) *cobra.Command {
+	var (
+		hints   string
+		roots   []string
+		useLab  bool
+		offset  int
+		timeout time.Duration
+		port    int
+	)
+	cmd := &cobra.Command{
+		Use:   "dig [@server[:port]] name [type] [+trace] [+dnssec] [+tcp] [+norecurse] [+short]",
+		Short: "Query a DNS server and print the answer the way dig does; +trace resolves iteratively from the root",
+		Long: `Sends one query and prints the answer laid out like dig's: the header with its
+flags, the question, answer, authority and additional sections, the query
+time, the server and the size. Options: +tcp, +dnssec (DO bit), +norecurse
+(RD clear), +short (answer data only), +trace (iterate from the root servers,
+printing each referral, like the textbook's iterated-query figure).
+
++trace starts from --root addresses, a --hints file (named.root format), or,
+with --lab, the root server of the default lab topology.`,
+		Example: `  applayer dig @127.0.0.1:5300 www.example.com
+  applayer dig @127.1.0.1 umass.edu NS +norecurse
+  applayer dig --lab gaia.cs.umass.edu +trace
+  applayer dig --hints named.root www.umass.edu +trace +dnssec`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o := dig.Options{Timeout: timeout, Args: strings.Join(args, " "), Port: 53}
+			for _, a := range args {
+				switch {
+				case strings.HasPrefix(a, "@"):
+					o.Server = a[1:]
+				case strings.HasPrefix(a, "+"):
+					switch strings.ToLower(a) {
+					case "+trace":
+						o.Trace = true
+					case "+dnssec":
+						o.DNSSEC = true
+					case "+tcp", "+vc":
+						o.TCP = true
+					case "+norecurse", "+norec":
+						o.NoRecurse = true
+					case "+short":
+						o.Short = true
+					default:
+						return fmt.Errorf("unknown option %s", a)
+					}
+				default:
+					if t, ok := dns.StringToType[strings.ToUpper(a)]; ok && o.Name != "" {
+						o.Type = t
+					} else if o.Name == "" {
+						o.Name = a
+					} else {
+						return fmt.Errorf("unexpected argument %q", a)
+					}
+				}
+			}
+			if o.Name == "" {
+				return fmt.Errorf("no name to query")
+			}
+			if port != 0 && o.Server != "" {
+				host := o.Server
+				if h, _, err := net.SplitHostPort(o.Server); err == nil {
+					host = h
+				}
+				o.Server = net.JoinHostPort(strings.Trim(host, "[]"), strconv.Itoa(port))
+			}
+			if o.Server != "" && strings.Count(o.Server, ":") > 1 && !strings.HasPrefix(o.Server, "[") {
+				o.Server = net.JoinHostPort(o.Server, "53")
+			}
+			if o.Trace {
+				o.Roots = roots
+				switch {
+				case useLab:
+					r, port, err := labRoot(cmd, offset)
+					if err != nil {
+						return err
+					}
+					o.Roots, o.Port = []string{r}, port
+				case hints != "":
+					h, err := dig.ReadHints(hints, 53)
+					if err != nil {
+						return err
+					}
+					o.Roots = h
+				case len(roots) == 0 && o.Server != "":
+					o.Roots = []string{o.Server}
+				}
+				for i, r := range o.Roots {
+					if _, _, err := net.SplitHostPort(r); err != nil {
+						o.Roots[i] = net.JoinHostPort(r, "53")
+					}
+				}
+				if len(o.Roots) > 0 && !useLab {
+					if _, p, err := net.SplitHostPort(o.Roots[0]); err == nil {
+						o.Port, _ = strconv.Atoi(p)
+					}
+				}
+			}
+			return dig.Run(cmd.Context(), g.stdout, o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&hints, "hints", "", "+trace: root hints `FILE` (named.root format)")
+	f.StringArrayVar(&roots, "root", nil, "+trace: a root server `ADDR[:PORT]` (repeatable)")
+	f.BoolVar(&useLab, "lab", false, "+trace: start from the default lab topology's root server")
+	f.IntVar(&offset, "port-offset", -1, "with --lab: the lab's port offset (default: as lab up decides)")
+	f.DurationVar(&timeout, "timeout", 3*time.Second, "time to wait for each answer")
+	f.IntVarP(&port, "port", "p", 0, "the server's port (as dig -p)")
+	return cmd
+}
+
+// labRoot returns the default lab's root server address and its DNS port.
+func labRoot(cmd *cobra.Command, offset int) (string, int, error) {
+	topo, err := lab.DefaultTopology()
+	if err != nil {
+		return "", 0, err
+	}
+	if offset >= 0 {
+		topo.Lab.PortOffset = &offset
+	}
+	plan, err := lab.NewPlan(topo, labKinds(), nil)
+	if err != nil {
+		return "", 0, err
+	}
+	for _, h := range labDNSHosts(plan) {
+		for _, z := range h.Zones {
+			if z == "." {
+				port := plan.Port(53)
+				return net.JoinHostPort(h.Addr.String(), strconv.Itoa(port)), port, nil
+			}
+		}
+	}
+	return "", 0, fmt.Errorf("the lab topology has no root server")
+}
+
+// dnsLabConfig is the config of a dns-authority service in a topology.
+type dnsLabConfig struct {
+	// Zones are the zones the host serves. Zone data is generated from the
+	// lab's hosts unless a file is given.
+	Zones []dnsLabZone `json:"zones"`
+	// NSID is returned to queries that ask for it; default the host name.
+	NSID string `json:"nsid,omitempty"`
+	// AllowTransfer lists addresses or prefixes allowed AXFR/IXFR.
+	AllowTransfer []string `json:"allow_transfer,omitempty"`
+}
+
+type dnsLabZone struct {
+	// Origin is the zone's apex.
+	Origin string `json:"origin"`
+	// File, when set, is a master file used instead of generated data.
+	File string `json:"file,omitempty"`
+	// Records are extra master-file lines added to the generated zone.
+	Records []string `json:"records,omitempty"`
+	// Sign signs the zone (keys under the lab's state dir, dns/keys).
+	Sign bool `json:"sign,omitempty"`
+	// NSEC3 uses NSEC3 rather than NSEC when signing.
+	NSEC3 bool `json:"nsec3,omitempty"`
+}
+
+func (c *dnsLabConfig) check() error {
+	if len(c.Zones) == 0 {
+		return config.Errorf("zones", "at least one zone is required")
+	}
+	for i, z := range c.Zones {
+		if _, ok := dns.IsDomainName(z.Origin); !ok || z.Origin == "" {
+			return config.Errorf(fmt.Sprintf("zones[%d].origin", i), "%q is not a domain name", z.Origin)
+		}
+	}
+	return nil
+}
+
+func decodeDNSLab(raw json.RawMessage) (*dnsLabConfig, error) {
+	var c dnsLabConfig
+	if err := lab.DecodeConfig(raw, &c); err != nil {
+		return nil, err
+	}
+	return &c, c.check()
+}
+
+type labDNSHost struct {
+	labzone.Host
+	cfg *dnsLabConfig
+}
+
+// labDNSHosts lists every host of the plan, with the zones it serves.
+func labDNSHosts(p *lab.Plan) []labDNSHost {
+	var out []labDNSHost
+	for _, h := range p.Hosts {
+		lh := labDNSHost{Host: labzone.Host{Name: h.Name, Addr: h.Addr}}
+		for _, s := range h.Services {
+			if s.Kind != "dns-authority" {
+				continue
+			}
+			c, err := decodeDNSLab(s.Config)
+			if err != nil {
+				continue
+			}
+			lh.cfg = c
+			for _, z := range c.Zones {
+				lh.Zones = append(lh.Zones, zone.Key(z.Origin))
+			}
+		}
+		out = append(out, lh)
+	}
+	return out
+}
+
+func buildLabAuthority(env lab.Env) (service.Service, error) {
+	mine, err := decodeDNSLab(env.Spec.Config)
+	if err != nil {
+		return nil, err
+	}
+	hosts := labDNSHosts(env.Plan)
+	keyDir := filepath.Join(env.Plan.StateDir, "dns", "keys")
+	signed := map[string]dnsLabZone{}
+	records := map[string][]string{}
+	var zh []labzone.Host
+	for _, h := range hosts {
+		zh = append(zh, h.Host)
+		if h.cfg == nil {
+			continue
+		}
+		for _, z := range h.cfg.Zones {
+			k := zone.Key(z.Origin)
+			if z.Sign {
+				signed[k] = z
+			}
+			records[k] = append(records[k], z.Records...)
+		}
+	}
+	texts, err := labzone.Zones(zh, labzone.Options{
+		Records: records,
+		DS: func(origin string) ([]dns.RR, error) {
+			if _, ok := signed[origin]; !ok {
+				return nil, nil
+			}
+			keys, err := zone.LoadOrCreateKeys(keyDir, origin, "")
+			if err != nil {
+				return nil, err
+			}
+			return []dns.RR{keys.DS()}, nil
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	cfg := authority.Config{Addr: env.Listen.String(), NSID: mine.NSID, AllowTransfer: mine.AllowTransfer}
+	if cfg.NSID == "" {
+		cfg.NSID = env.Host.Name
+	}
+	for _, z := range mine.Zones {
+		k := zone.Key(z.Origin)
+		zc := authority.ZoneConfig{Origin: k, File: z.File}
+		if z.File == "" {
+			zc.Text = texts[k]
+		}
+		if z.Sign {
+			zc.Sign = &authority.SignConfig{KeyDir: keyDir, NSEC3: z.NSEC3}
+			if k == "." {
+				cfg.DSFile = filepath.Join(env.Plan.StateDir, "dns", "root.ds")
+			}
+		}
+		cfg.Zones = append(cfg.Zones, zc)
+	}
+	return authority.New(cfg, env.Deps)
+}
+
+// dnsKinds are the lab kinds of the dns packages.
+func dnsKinds() []lab.Kind {
+	return []lab.Kind{{
+		Name:    "dns-authority",
+		Summary: "authoritative DNS server (zones generated from the lab's hosts)",
+		Port:    53,
+		Network: "udp+tcp",
+		Check: func(raw json.RawMessage) error {
+			_, err := decodeDNSLab(raw)
+			return err
+		},
+		Build: buildLabAuthority,
+	}}
+}
