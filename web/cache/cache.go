@@ -121,7 +121,7 @@ type flight struct {
 	done    chan struct{}
 	waiters atomic.Int32
 	stored  bool
-	err    error
+	err     error
 }
 
 // New returns a cache in front of upstream, which receives every request
