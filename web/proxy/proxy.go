@@ -335,7 +335,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.connect(w, r)
 		return
 	}
-	out := r.Clone(r.Context())
+	// The request is ours to change: no copy on the hot path.
+	out := r
 	if r.URL.IsAbs() {
 		if !*s.cfg.Forward {
 			http.Error(w, "403 forward proxying is disabled", http.StatusForbidden)
@@ -355,8 +356,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 			return
 		}
-		out.URL.Scheme = "http"
-		out.URL.Host = r.Host
+		u := *r.URL
+		u.Scheme, u.Host = "http", r.Host
+		out.URL = &u
 	}
 	cache.RemoveHopByHop(out.Header)
 	out.Header["Via"] = appendList(out.Header["Via"], s.via)
