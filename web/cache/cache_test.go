@@ -755,3 +755,43 @@ func TestKey(t *testing.T) {
 		}
 	}
 }
+
+func TestIncompleteResponseNotStored(t *testing.T) {
+	e := newEnv(t, Config{}, func(w http.ResponseWriter, r *http.Request, n int64) {
+		w.Header().Set("Cache-Control", "max-age=100")
+		w.Header().Set("Content-Length", "100")
+		io.WriteString(w, "partial")
+		w.(http.Flusher).Flush()
+		panic(http.ErrAbortHandler) // the connection closes mid-body
+	})
+	e.do("GET", "/a")
+	e.do("GET", "/a")
+	if e.hits.Load() != 2 {
+		t.Fatalf("incomplete response was stored (origin hits %d)", e.hits.Load())
+	}
+}
+
+func TestPostNotStored(t *testing.T) {
+	e := newEnv(t, Config{}, counting("Cache-Control", "max-age=100"))
+	e.do("POST", "/a")
+	e.wantBody(e.do("GET", "/a"), "v2")
+}
+
+func TestNoCacheFieldNotReused(t *testing.T) {
+	e := newEnv(t, Config{}, counting("Cache-Control", `max-age=100, no-cache="X-Token"`, "X-Token", "t", "X-Other", "o"))
+	e.do("GET", "/a")
+	r := e.do("GET", "/a")
+	e.wantBody(r, "v1")
+	if r.header.Get("X-Token") != "" || r.header.Get("X-Other") != "o" {
+		t.Fatalf("header %v", r.header)
+	}
+}
+
+func TestUnsafeMethodStatusNotFromCache(t *testing.T) {
+	e := newEnv(t, Config{}, counting("Cache-Control", "max-age=100"))
+	e.do("GET", "/a")
+	if r := e.do("OPTIONS", "/a"); !strings.Contains(r.header.Get("Cache-Status"), "fwd=method") {
+		t.Fatalf("OPTIONS Cache-Status %q", r.header.Get("Cache-Status"))
+	}
+	e.wantBody(e.do("GET", "/a"), "v1") // OPTIONS is safe: no invalidation
+}
