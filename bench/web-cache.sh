@@ -160,12 +160,12 @@ done
 if [ "${SKIP_RSS:-}" != "1" ]; then
 	for i in $(seq 1 100000); do echo "/1k?o=$i"; done >"$TMP/paths.txt"
 	echo
-	echo "RSS after storing 100,000 distinct 1 KiB objects (h2load --h1 -n 100000 -c 4)"
+	echo "RSS after storing 100,000 distinct 1 KiB objects (h2load --h1 -n 100000 -c 1)"
 	for name in applayer varnish squid; do
 		case $name in applayer) addr=$A pid=$APID ;; varnish) addr=$V pid=$VPID ;; squid) addr=$S pid=$SPID ;; esac
 		before=$(rss_kib $pid)
 		sed "s|^|http://$addr|" "$TMP/paths.txt" >"$TMP/urls.txt"
-		taskset -c 1 h2load --h1 -n 100000 -c 4 -i "$TMP/urls.txt" >"$TMP/fill.out" 2>&1 || true
+		taskset -c 1 h2load --h1 -n 100000 -c 1 -i "$TMP/urls.txt" >"$TMP/fill.out" 2>&1 || true
 		ok=$(awk '/^requests:/{print $8}' "$TMP/fill.out")
 		after=$(rss_kib $pid)
 		printf "%-9s RSS %8d KiB  (%s KiB before; %s requests succeeded)\n" $name "$after" "$before" "$ok"

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -26,6 +27,8 @@ type entry struct {
 
 	// memory LRU links, guarded by memStore.mu
 	prev, next *entry
+	// wire is the precomputed header for FastHit, built on first use.
+	wire atomic.Pointer[wire]
 }
 
 func (e *entry) size() int64 {

@@ -169,6 +169,8 @@ type Server struct {
 	ln      net.Listener
 	srv     *http.Server
 	tunnels map[net.Conn]struct{}
+	fast    map[net.Conn]struct{} // connections on the fast path
+	handoff *handoff
 	wg      sync.WaitGroup
 	stop    chan struct{}
 	once    service.Once
@@ -182,7 +184,7 @@ func New(cfg Config, deps service.Deps) (*Server, error) {
 	cfg.defaults()
 	deps = deps.Defaults()
 	s := &Server{cfg: cfg, deps: deps, log: deps.Logger.With("service", "web-cache"), via: "1.1 " + cfg.Name,
-		sites: map[string]*site{}, tunnels: map[net.Conn]struct{}{}, stop: make(chan struct{})}
+		sites: map[string]*site{}, tunnels: map[net.Conn]struct{}{}, fast: map[net.Conn]struct{}{}, stop: make(chan struct{})}
 	for _, n := range cfg.AllowedClients {
 		s.allowed = append(s.allowed, netip.MustParsePrefix(n))
 	}
@@ -264,14 +266,16 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.mu.Lock()
 	s.ln, s.srv = ln, srv
+	s.handoff = newHandoff(ln.Addr())
 	s.mu.Unlock()
-	s.wg.Add(1)
+	s.wg.Add(2)
 	go func() {
 		defer s.wg.Done()
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.Serve(s.handoff); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("serve failed", "err", err)
 		}
 	}()
+	go func() { defer s.wg.Done(); s.acceptLoop(ln) }()
 	for _, st := range s.sites {
 		s.wg.Add(1)
 		go func() { defer s.wg.Done(); s.healthLoop(st) }()
@@ -287,8 +291,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		close(s.stop)
 		s.mu.Lock()
 		srv := s.srv
+		if s.ln != nil {
+			s.ln.Close()
+		}
 		for c := range s.tunnels {
 			c.Close()
+		}
+		for c := range s.fast {
+			c.SetReadDeadline(time.Now()) // idle ones wake and close
 		}
 		s.mu.Unlock()
 		var err error

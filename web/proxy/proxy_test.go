@@ -381,3 +381,49 @@ func TestAdminStats(t *testing.T) {
 	}
 	http.DefaultClient.CloseIdleConnections()
 }
+
+func TestFastPathPipelinedThenHandover(t *testing.T) {
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Header().Set("ETag", `"e"`)
+		if r.Header.Get("If-None-Match") == `"e"` {
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		fmt.Fprint(w, "hello")
+	})
+	s, addr := start(t, Config{Sites: []Site{{Host: "*", Origins: []string{o.Listener.Addr().String()}}}})
+	get(t, &http.Client{}, "http://"+addr+"/obj") // warm (general path)
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	req := strings.ReplaceAll("GET /obj HTTP/1.1\r\nHost: ADDR\r\n\r\n"+
+		"HEAD /obj HTTP/1.1\r\nHost: ADDR\r\nConnection: keep-alive\r\n\r\n"+
+		"GET /obj HTTP/1.1\r\nHost: ADDR\r\nCache-Control: no-cache\r\n\r\n"+
+		"POST /obj HTTP/1.1\r\nHost: ADDR\r\nContent-Length: 3\r\n\r\nabc", "ADDR", addr)
+	io.WriteString(conn, req)
+	br := bufio.NewReader(conn)
+	for i, want := range []struct {
+		method, status, body string
+	}{{"GET", "applayer; hit; ttl=", "hello"}, {"HEAD", "applayer; hit; ttl=", ""}, {"GET", "applayer; fwd=request; fwd-status=304", "hello"}, {"POST", "applayer; fwd=method", "hello"}} {
+		res, err := http.ReadResponse(br, &http.Request{Method: want.method})
+		if err != nil {
+			t.Fatalf("response %d: %v", i, err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if !strings.HasPrefix(res.Header.Get("Cache-Status"), want.status) || string(b) != want.body ||
+			res.Header.Get("Via") != "1.1 applayer" || res.Header.Get("Age") == "" && i < 3 {
+			t.Errorf("response %d: %d %q %v", i, res.StatusCode, b, res.Header)
+		}
+		if i == 1 && res.ContentLength != 5 {
+			t.Errorf("HEAD Content-Length %d", res.ContentLength)
+		}
+	}
+	if st := s.Cache().Stats(); st.Requests != 5 || st.Hits != 2 {
+		t.Errorf("stats %+v", st)
+	}
+	http.DefaultClient.CloseIdleConnections()
+}
