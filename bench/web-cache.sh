@@ -22,8 +22,8 @@ export GOTOOLCHAIN=auto
 ROUNDS=${1:-3}
 DUR=${2:-5s}
 CONNS=${CONNS:-32}
-ORIGIN=127.0.0.1:38080
-A=127.0.0.1:38081 V=127.0.0.1:38082 S=127.0.0.1:38083
+ORIGIN=127.0.0.1:28180
+A=127.0.0.1:28181 V=127.0.0.1:28182 S=127.0.0.1:28183
 TMP=$(mktemp -d /tmp/webcache-bench.XXXXXX)
 chmod 755 "$TMP"
 PIDS=()
@@ -41,7 +41,7 @@ go build -o "$TMP/origin" ./bench/webcache-origin
 
 "$TMP/origin" -listen $ORIGIN & PIDS+=($!)
 
-GOMAXPROCS=1 taskset -c 0 "$TMP/applayer" http proxy --listen $A --site "*=$ORIGIN" --cache-mem 1024 --admin 127.0.0.1:38091 --log-level warn >/dev/null & APID=$!
+GOMAXPROCS=1 taskset -c 0 "$TMP/applayer" http proxy --listen $A --site "*=$ORIGIN" --cache-mem 1024 --admin 127.0.0.1:28191 --log-level warn >/dev/null & APID=$!
 PIDS+=($APID)
 
 mkdir -p "$TMP/varnish"
@@ -170,7 +170,7 @@ if [ "${SKIP_RSS:-}" != "1" ]; then
 		after=$(rss_kib $pid)
 		printf "%-9s RSS %8d KiB  (%s KiB before; %s requests succeeded)\n" $name "$after" "$before" "$ok"
 		if [ $name = applayer ]; then
-			"$TMP/applayer" http proxy --stats --admin 127.0.0.1:38091 | grep stored
+			"$TMP/applayer" http proxy --stats --admin 127.0.0.1:28191 | grep stored
 		fi
 	done
 fi

@@ -12,7 +12,7 @@ import (
 )
 
 func main() {
-	addr := flag.String("listen", "127.0.0.1:38080", "address to listen on")
+	addr := flag.String("listen", "127.0.0.1:28180", "address to listen on")
 	flag.Parse()
 	small := []byte(strings.Repeat("a", 1024))
 	big := []byte(strings.Repeat("b", 100*1024))
