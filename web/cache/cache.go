@@ -107,7 +107,8 @@ type Cache struct {
 	cancel context.CancelFunc
 	closed atomic.Bool
 
-	st counters
+	st     counters
+	chunks sync.Pool // 32 KiB copy buffers
 }
 
 type counters struct {
@@ -139,6 +140,7 @@ func New(cfg Config, upstream http.RoundTripper, deps service.Deps) (*Cache, err
 	c := &Cache{cfg: cfg, deps: deps, log: deps.Logger, upstream: upstream, mem: newMemStore(cfg.MaxBytes),
 		m: m, start: deps.Now(), flights: map[string]*flight{}, reval: map[string]bool{}}
 	c.bgCtx, c.cancel = context.WithCancel(context.Background())
+	c.chunks.New = func() any { b := make([]byte, 32<<10); return &b }
 	if cfg.Dir != "" {
 		d, err := openDisk(cfg.Dir, cfg.MaxDiskBytes)
 		if err != nil {
@@ -549,37 +551,56 @@ func (c *Cache) stream(w http.ResponseWriter, r *http.Request, res *http.Respons
 	if keep != nil && res.ContentLength >= 0 && res.ContentLength <= c.cfg.MaxObjectBytes {
 		buf = make([]byte, 0, res.ContentLength)
 	}
+	// Small objects of known length are read straight into the stored
+	// body; larger ones are streamed to the client while they are stored.
+	direct := buf != nil && res.ContentLength <= 64<<10
 	storing := keep != nil && res.ContentLength <= c.cfg.MaxObjectBytes
 	clientOK := r.Method != http.MethodHead
-	chunk := make([]byte, 32<<10)
 	var total int64
 	var rerr error
-	for {
-		n, err := res.Body.Read(chunk)
-		if n > 0 {
-			total += int64(n)
-			if storing {
-				if int64(len(buf)+n) > c.cfg.MaxObjectBytes {
-					storing, buf = false, nil
-				} else {
-					buf = append(buf, chunk[:n]...)
+	if direct {
+		n, err := io.ReadFull(res.Body, buf[:cap(buf)])
+		buf = buf[:n]
+		total = int64(n)
+		if err != nil {
+			rerr = err
+		} else if extra, _ := res.Body.Read(make([]byte, 1)); extra > 0 {
+			rerr = errors.New("cache: body longer than Content-Length")
+		}
+		if clientOK && n > 0 {
+			w.Write(buf)
+		}
+	} else {
+		cp := c.chunks.Get().(*[]byte)
+		chunk := *cp
+		for {
+			n, err := res.Body.Read(chunk)
+			if n > 0 {
+				total += int64(n)
+				if storing {
+					if int64(len(buf)+n) > c.cfg.MaxObjectBytes {
+						storing, buf = false, nil
+					} else {
+						buf = append(buf, chunk[:n]...)
+					}
 				}
-			}
-			if clientOK {
-				if _, werr := w.Write(chunk[:n]); werr != nil {
-					clientOK = false
-					if !storing {
-						break
+				if clientOK {
+					if _, werr := w.Write(chunk[:n]); werr != nil {
+						clientOK = false
+						if !storing {
+							break
+						}
 					}
 				}
 			}
-		}
-		if err != nil {
-			if err != io.EOF {
-				rerr = err
+			if err != nil {
+				if err != io.EOF {
+					rerr = err
+				}
+				break
 			}
-			break
 		}
+		c.chunks.Put(cp)
 	}
 	c.st.bytesOrigin.Add(total)
 	if keep != nil {
