@@ -185,7 +185,17 @@ func (fc *fastConn) next() (n int, ok bool, err error) {
 		b, _ := fc.br.Peek(fc.br.Buffered())
 		if i := bytes.Index(b, crlfcrlf); i >= 0 {
 			head = b[:i+4]
+			if bytes.Contains(head[:i+2], lflf) {
+				return 0, false, nil // bare LF line ends: the general path
+			}
 			break
+		}
+		if bytes.Contains(b, lflf) {
+			return 0, false, nil
+		}
+		if len(b) > 0 {
+			// a request has begun: it must finish within the header timeout
+			fc.c.SetReadDeadline(time.Now().Add(fc.s.cfg.ReadHeaderTimeout.D()))
 		}
 		if fc.br.Buffered() == fc.br.Size() {
 			return 0, false, nil // a large header: net/http enforces the limit
@@ -203,7 +213,10 @@ func (fc *fastConn) next() (n int, ok bool, err error) {
 	return len(head), true, nil
 }
 
-var crlfcrlf = []byte("\r\n\r\n")
+var (
+	crlfcrlf = []byte("\r\n\r\n")
+	lflf     = []byte("\n\n")
+)
 
 // prepare parses one request header and looks it up in the cache.
 func (fc *fastConn) prepare(head []byte) bool {
@@ -226,8 +239,8 @@ func (fc *fastConn) prepare(head []byte) bool {
 		var l []byte
 		l, rest, _ = bytes.Cut(rest, []byte("\r\n"))
 		name, value, ok := bytes.Cut(l, []byte(":"))
-		if !ok || len(name) == 0 {
-			return false
+		if !ok || len(name) == 0 || bytes.ContainsAny(name, " \t\r\n") {
+			return false // obs-fold or a malformed field: net/http decides
 		}
 		value = bytes.TrimSpace(value)
 		switch {

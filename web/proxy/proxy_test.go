@@ -427,3 +427,68 @@ func TestFastPathPipelinedThenHandover(t *testing.T) {
 	}
 	http.DefaultClient.CloseIdleConnections()
 }
+
+func TestLargeObjectStreamedWhileStored(t *testing.T) {
+	release := make(chan struct{})
+	half := strings.Repeat("a", 256<<10)
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Header().Set("Content-Length", strconv.Itoa(2*len(half)))
+		io.WriteString(w, half)
+		w.(http.Flusher).Flush()
+		<-release
+		io.WriteString(w, half)
+	})
+	_, addr := start(t, Config{})
+	c := proxyClient(t, addr)
+	res, err := c.Get(o.URL + "/big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The first half arrives while the origin still holds the second.
+	if _, err := io.ReadFull(res.Body, make([]byte, len(half))); err != nil {
+		t.Fatalf("first half: %v", err)
+	}
+	close(release)
+	rest, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if len(rest) != len(half) {
+		t.Fatalf("second half %d bytes", len(rest))
+	}
+	res, body := get(t, c, o.URL+"/big")
+	if len(body) != 2*len(half) || !strings.HasPrefix(res.Header.Get("Cache-Status"), "applayer; hit") || o.hits.Load() != 1 {
+		t.Fatalf("not stored: %q, origin hits %d", res.Header.Get("Cache-Status"), o.hits.Load())
+	}
+}
+
+func TestFastPathOddRequestsHandedOver(t *testing.T) {
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		fmt.Fprint(w, "hello")
+	})
+	_, addr := start(t, Config{Sites: []Site{{Host: "*", Origins: []string{o.Listener.Addr().String()}}}})
+	get(t, &http.Client{}, "http://"+addr+"/obj")
+	for _, raw := range []string{
+		"GET /obj HTTP/1.1\nHost: ADDR\n\n",                        // bare LF
+		"GET /obj HTTP/1.1\r\nHost : ADDR\r\n\r\n",                 // space before colon
+		"GET /obj HTTP/1.1\r\nHost: ADDR\r\nX-A: 1\r\n  b\r\n\r\n", // obs-fold
+		"GET /obj HTTP/1.0\r\nHost: ADDR\r\n\r\n",
+	} {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(conn, strings.ReplaceAll(raw, "ADDR", addr))
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		conn.Close()
+		if err != nil {
+			t.Fatalf("%q: %v", raw, err)
+		}
+		res.Body.Close()
+		if res.StatusCode != 200 && res.StatusCode != 400 {
+			t.Errorf("%q: status %d", raw, res.StatusCode)
+		}
+	}
+	http.DefaultClient.CloseIdleConnections()
+}
