@@ -795,3 +795,25 @@ func TestUnsafeMethodStatusNotFromCache(t *testing.T) {
 	}
 	e.wantBody(e.do("GET", "/a"), "v1") // OPTIONS is safe: no invalidation
 }
+
+func TestNotModifiedForOtherRepresentation(t *testing.T) {
+	e := newEnv(t, Config{}, func(w http.ResponseWriter, r *http.Request, n int64) {
+		w.Header().Set("Cache-Control", "max-age=1")
+		if n == 1 {
+			w.Header().Set("ETag", `"a"`)
+		} else {
+			w.Header().Set("ETag", `"b"`)
+		}
+		if r.Header.Get("If-None-Match") != "" {
+			w.WriteHeader(http.StatusNotModified) // wrongly: for "b"
+			return
+		}
+		fmt.Fprintf(w, "v%d", n)
+	})
+	e.do("GET", "/a")
+	e.clk.Advance(2 * time.Second)
+	e.wantBody(e.do("GET", "/a"), "v3")
+	if e.lastReq().Get("If-None-Match") != "" {
+		t.Fatalf("refetch was conditional")
+	}
+}

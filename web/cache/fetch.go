@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -273,6 +274,13 @@ func (c *Cache) validate(w http.ResponseWriter, r *http.Request, e *entry, reqCC
 		return
 	}
 	defer res.Body.Close()
+	if res.StatusCode == http.StatusNotModified && !sameValidator(res.Header.Get("Etag"), e.etag) {
+		// The 304 is about another representation (section 4.3.4): the
+		// stored one can't be updated from it; fetch it whole instead.
+		c.invalidate(e.key)
+		c.fetch(w, r, e.key, reqCC, why, nil)
+		return
+	}
 	if res.StatusCode == http.StatusNotModified {
 		ne := c.updated(e, res, reqTime, respTime)
 		if !c.mem.replace(e, ne) {
@@ -291,6 +299,15 @@ func (c *Cache) validate(w http.ResponseWriter, r *http.Request, e *entry, reqCC
 func (c *Cache) gatewayTimeoutErr(w http.ResponseWriter, why string) {
 	w.Header()["Cache-Status"] = []string{c.cfg.Name + "; " + why + "; detail=must-revalidate"}
 	http.Error(w, "504 origin unreachable and the stored response must be revalidated", http.StatusGatewayTimeout)
+}
+
+// sameValidator reports whether a 304's ETag (if any) selects the stored
+// response with ETag stored (weak comparison).
+func sameValidator(got, stored string) bool {
+	if got == "" || stored == "" {
+		return true
+	}
+	return strings.TrimPrefix(got, "W/") == strings.TrimPrefix(stored, "W/")
 }
 
 // conditional adds the validators of e to a request header.
