@@ -213,7 +213,7 @@ const (
 	csRequest    = "fwd=request"
 	csMethod     = "fwd=method"
 	csBypass     = "fwd=bypass"
-	csDetailColl = "detail=coalesced"
+	csDetailColl = "collapsed"
 )
 
 // ServeHTTP answers r from the cache or the upstream.

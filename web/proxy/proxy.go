@@ -326,16 +326,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				panic(v)
 			}
 			s.log.Error("panic in handler", "panic", v)
-			http.Error(w, "500 internal error", http.StatusInternalServerError)
+			s.refuse(w, http.StatusInternalServerError, "internal error")
 		}
 	}()
 	peer := peerAddr(r)
 	if !s.allowedPeer(peer) {
-		http.Error(w, "403 this proxy serves only its own clients", http.StatusForbidden)
+		s.refuse(w, http.StatusForbidden, "this proxy serves only its own clients")
 		return
 	}
 	if s.looped(r.Header) {
-		http.Error(w, "508 forwarding loop: request already passed through "+s.cfg.Name, http.StatusLoopDetected)
+		s.refuse(w, http.StatusLoopDetected, "forwarding loop: request already passed through "+s.cfg.Name)
 		return
 	}
 	if s.deps.Trace.Enabled() {
@@ -349,20 +349,20 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	out := r
 	if r.URL.IsAbs() {
 		if !*s.cfg.Forward {
-			http.Error(w, "403 forward proxying is disabled", http.StatusForbidden)
+			s.refuse(w, http.StatusForbidden, "forward proxying is disabled")
 			return
 		}
 		if r.URL.Scheme != "http" {
-			http.Error(w, "400 only http:// URLs are proxied; use CONNECT for https", http.StatusBadRequest)
+			s.refuse(w, http.StatusBadRequest, "only http:// URLs are proxied; use CONNECT for https")
 			return
 		}
 		out.Host = r.URL.Host
 	} else {
 		if s.siteFor(r.Host) == nil {
 			if *s.cfg.Forward {
-				http.Error(w, "400 this is a forward proxy: send an absolute URI", http.StatusBadRequest)
+				s.refuse(w, http.StatusBadRequest, "this is a forward proxy: send an absolute URI")
 			} else {
-				http.Error(w, "404 no such site", http.StatusNotFound)
+				s.refuse(w, http.StatusNotFound, "no such site")
 			}
 			return
 		}
@@ -374,6 +374,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	out.Header["Via"] = appendList(out.Header["Via"], s.via)
 	s.forwardedFor(out.Header, peer)
 	s.cache.ServeHTTP(&viaWriter{ResponseWriter: w, via: s.via}, out)
+}
+
+// refuse answers a request the proxy handles itself, with Cache-Status
+// saying the cache was bypassed.
+func (s *Server) refuse(w http.ResponseWriter, code int, msg string) {
+	w.Header()["Cache-Status"] = []string{s.cfg.Name + "; fwd=bypass; detail=" + strconv.Itoa(code)}
+	w.Header()["Via"] = []string{s.via}
+	http.Error(w, strconv.Itoa(code)+" "+msg, code)
 }
 
 func appendList(vs []string, v string) []string {
@@ -467,7 +475,7 @@ func (v *viaWriter) Flush() {
 func (s *Server) connect(w http.ResponseWriter, r *http.Request) {
 	host, portStr, err := net.SplitHostPort(r.Host)
 	if err != nil {
-		http.Error(w, "400 CONNECT needs host:port", http.StatusBadRequest)
+		s.refuse(w, http.StatusBadRequest, "CONNECT needs host:port")
 		return
 	}
 	port, _ := strconv.Atoi(portStr)
@@ -476,20 +484,20 @@ func (s *Server) connect(w http.ResponseWriter, r *http.Request) {
 		ok = ok || p == port
 	}
 	if !ok {
-		http.Error(w, "403 CONNECT to port "+portStr+" is not allowed", http.StatusForbidden)
+		s.refuse(w, http.StatusForbidden, "CONNECT to port "+portStr+" is not allowed")
 		return
 	}
 	dctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	up, err := s.deps.Dialer.DialContext(dctx, "tcp", net.JoinHostPort(host, portStr))
 	cancel()
 	if err != nil {
-		http.Error(w, "502 cannot reach "+r.Host, http.StatusBadGateway)
+		s.refuse(w, http.StatusBadGateway, "cannot reach "+r.Host)
 		return
 	}
 	hj, ok := w.(http.Hijacker)
 	if !ok {
 		up.Close()
-		http.Error(w, "500 cannot tunnel on this connection", http.StatusInternalServerError)
+		s.refuse(w, http.StatusInternalServerError, "cannot tunnel on this connection")
 		return
 	}
 	conn, brw, err := hj.Hijack()
@@ -520,7 +528,7 @@ func (s *Server) connect(w http.ResponseWriter, r *http.Request) {
 		s.wg.Done()
 	}()
 	conn.SetDeadline(time.Time{})
-	if _, err := io.WriteString(conn, "HTTP/1.1 200 Connection established\r\n\r\n"); err != nil {
+	if _, err := io.WriteString(conn, "HTTP/1.1 200 Connection established\r\nVia: "+s.via+"\r\nCache-Status: "+s.cfg.Name+"; fwd=bypass\r\n\r\n"); err != nil {
 		return
 	}
 	if n := brw.Reader.Buffered(); n > 0 {

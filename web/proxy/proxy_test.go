@@ -69,6 +69,9 @@ func get(t *testing.T, c *http.Client, u string, hdr ...string) (*http.Response,
 	}
 	b, _ := io.ReadAll(res.Body)
 	res.Body.Close()
+	if res.Header.Get("Cache-Status") == "" {
+		t.Errorf("GET %s: %d without Cache-Status", u, res.StatusCode)
+	}
 	return res, string(b)
 }
 
