@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -28,6 +29,26 @@ type fastConn struct {
 	hdr  []byte
 	key  []byte
 	bufs net.Buffers
+}
+
+// countedConn decrements the open-connection count once when closed.
+type countedConn struct {
+	net.Conn
+	n    *atomic.Int64
+	once sync.Once
+}
+
+func (c *countedConn) Close() error {
+	c.once.Do(func() { c.n.Add(-1) })
+	return c.Conn.Close()
+}
+
+// CloseWrite half-closes the connection when it supports it.
+func (c *countedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return c.Close()
 }
 
 // replayConn is a connection handed to net/http: reads come from the
@@ -110,6 +131,14 @@ func (s *Server) acceptLoop(ln net.Listener) {
 			continue
 		}
 		delay = 0
+		if s.conns.Add(1) > int64(s.cfg.MaxConns) {
+			s.conns.Add(-1)
+			c.SetWriteDeadline(time.Now().Add(time.Second))
+			io.WriteString(c, "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+			c.Close()
+			continue
+		}
+		c = &countedConn{Conn: c, n: &s.conns}
 		s.mu.Lock()
 		select {
 		case <-s.stop:

@@ -24,6 +24,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -68,6 +69,9 @@ type Config struct {
 	IdleTimeout config.Duration `json:"idle_timeout,omitempty"`
 	// MaxHeaderBytes bounds a request header. Default 64 KiB.
 	MaxHeaderBytes int `json:"max_header_bytes,omitempty"`
+	// MaxConns caps concurrent client connections; more are answered 503
+	// and closed. Default 10000.
+	MaxConns int `json:"max_conns,omitempty"`
 	// HealthInterval is how often origins are checked. Default 5s.
 	HealthInterval config.Duration `json:"health_interval,omitempty"`
 }
@@ -147,6 +151,9 @@ func (c *Config) defaults() {
 	if c.MaxHeaderBytes <= 0 {
 		c.MaxHeaderBytes = 64 << 10
 	}
+	if c.MaxConns <= 0 {
+		c.MaxConns = 10000
+	}
 	if c.HealthInterval <= 0 {
 		c.HealthInterval = config.Duration(5 * time.Second)
 	}
@@ -171,6 +178,7 @@ type Server struct {
 	tunnels map[net.Conn]struct{}
 	fast    map[net.Conn]struct{} // connections on the fast path
 	handoff *handoff
+	conns   atomic.Int64 // open client connections
 	wg      sync.WaitGroup
 	stop    chan struct{}
 	once    service.Once

@@ -495,3 +495,39 @@ func TestFastPathOddRequestsHandedOver(t *testing.T) {
 	}
 	http.DefaultClient.CloseIdleConnections()
 }
+
+func TestMaxConns(t *testing.T) {
+	s, addr := start(t, Config{MaxConns: 2})
+	var conns []net.Conn
+	for range 2 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		conns = append(conns, c)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for s.conns.Load() != 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("conns %d", s.conns.Load())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	res, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil || res.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("third connection: %v %v", res, err)
+	}
+	conns[0].Close()
+	for s.conns.Load() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("conns %d after close", s.conns.Load())
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
