@@ -817,3 +817,17 @@ func TestNotModifiedForOtherRepresentation(t *testing.T) {
 		t.Fatalf("refetch was conditional")
 	}
 }
+
+func TestHeadRevalidatesStoredGet(t *testing.T) {
+	e := newEnv(t, Config{}, counting("Cache-Control", "max-age=10"))
+	e.do("GET", "/a")
+	e.clk.Advance(20 * time.Second)
+	r := e.do("HEAD", "/a") // stale: fetched with GET and stored
+	if r.code != 200 || r.body != "" || r.header.Get("Content-Length") != "2" {
+		t.Fatalf("HEAD: %d %q %v", r.code, r.body, r.header)
+	}
+	e.wantBody(e.do("GET", "/a"), "v2")
+	if e.hits.Load() != 2 {
+		t.Fatalf("origin hits %d", e.hits.Load())
+	}
+}

@@ -99,7 +99,14 @@ func (c *Cache) finish(w http.ResponseWriter, r *http.Request, key string, reqCC
 	if _, ok := res.Header["Date"]; !ok {
 		res.Header["Date"] = []string{respTime.UTC().Format(http.TimeFormat)}
 	}
-	ok := storable(r, reqCC, res.StatusCode, res.Header, &cc) && res.ContentLength <= c.cfg.MaxObjectBytes
+	getReq := r
+	if r.Method == http.MethodHead {
+		// a HEAD request validated with GET: the GET response may be stored
+		g := *r
+		g.Method = http.MethodGet
+		getReq = &g
+	}
+	ok := storable(getReq, reqCC, res.StatusCode, res.Header, &cc) && res.ContentLength <= c.cfg.MaxObjectBytes
 	var e *entry
 	if ok {
 		e = c.newEntry(key, r, res, reqTime, respTime)
@@ -112,7 +119,7 @@ func (c *Cache) finish(w http.ResponseWriter, r *http.Request, key string, reqCC
 		c.stream(w, r, res, status, nil)
 		return
 	}
-	if needsWholeBody(r) {
+	if needsWholeBody(r) || r.Method == http.MethodHead {
 		body, err := io.ReadAll(io.LimitReader(res.Body, c.cfg.MaxObjectBytes+1))
 		if err == nil && int64(len(body)) <= c.cfg.MaxObjectBytes {
 			c.st.bytesOrigin.Add(int64(len(body)))
@@ -204,6 +211,9 @@ func correctedInitialAge(h http.Header, ageValue int64, reqTime, respTime time.T
 }
 
 func (c *Cache) store(e *entry) {
+	if e.size() > c.cfg.MaxBytes/2 {
+		return // would evict most of the cache
+	}
 	c.mem.put(e)
 	if c.disk != nil {
 		if err := c.disk.put(e); err != nil {
