@@ -40,6 +40,7 @@ HTTP/3 modes.`,
 	for _, sub := range []func(*globals) *cobra.Command{
 		httpServeCommand,
 		httpGetCommand,
+		httpProxyCommand,
 	} {
 		cmd.AddCommand(sub(g))
 	}

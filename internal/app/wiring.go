@@ -25,5 +25,6 @@ func labKinds() *lab.Kinds {
 	ks = append(ks, socketKinds()...)
 	ks = append(ks, httpKinds()...)
 	ks = append(ks, dnsKinds()...)
+	ks = append(ks, proxyKinds()...)
 	return lab.NewKinds(ks...)
 }

@@ -1,0 +1,31 @@
+// Command webcache-origin is the origin server of bench/web-cache.sh: it
+// answers /1k and /100k (and /1k?anything) with bodies of 1 KiB and
+// 100 KiB that every cache may keep for a day.
+package main
+
+import (
+	"flag"
+	"log"
+	"net/http"
+	"strconv"
+	"strings"
+)
+
+func main() {
+	addr := flag.String("listen", "127.0.0.1:28180", "address to listen on")
+	flag.Parse()
+	small := []byte(strings.Repeat("a", 1024))
+	big := []byte(strings.Repeat("b", 100*1024))
+	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		body := small
+		if strings.HasPrefix(r.URL.Path, "/100k") {
+			body = big
+		}
+		h := w.Header()
+		h.Set("Cache-Control", "public, max-age=86400")
+		h.Set("Content-Type", "application/octet-stream")
+		h.Set("Content-Length", strconv.Itoa(len(body)))
+		w.Write(body)
+	})
+	log.Fatal(http.ListenAndServe(*addr, nil))
+}

@@ -1,0 +1,276 @@
+package cache
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// diskStore is the optional disk tier: one file per stored response
+// (metadata as JSON, then the body), named by a hash of its keys, so the
+// cache's contents survive a restart. An in-memory index (rebuilt from the
+// files' metadata at start) maps primary keys to files; bodies are read
+// only on a memory-tier miss.
+type diskStore struct {
+	dir    string
+	budget int64
+
+	mu    sync.Mutex
+	byKey map[string][]*diskItem
+	bytes int64
+	seq   uint64
+}
+
+type diskItem struct {
+	file string
+	key  string
+	vkey string
+	size int64
+	seq  uint64
+}
+
+// diskMeta is the stored form of an entry's metadata.
+type diskMeta struct {
+	Key         string      `json:"key"`
+	VKey        string      `json:"vkey"`
+	VaryNames   []string    `json:"vary,omitempty"`
+	Status      int         `json:"status"`
+	Header      http.Header `json:"header"`
+	ReqTime     time.Time   `json:"req_time"`
+	RespTime    time.Time   `json:"resp_time"`
+	CorrInitAge int64       `json:"corr_init_age_ns"`
+}
+
+func openDisk(dir string, budget int64) (*diskStore, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("cache: disk tier: %w", err)
+	}
+	d := &diskStore{dir: dir, budget: budget, byKey: map[string][]*diskItem{}}
+	names, err := filepath.Glob(filepath.Join(dir, "*.obj"))
+	if err != nil {
+		return nil, fmt.Errorf("cache: disk tier: %w", err)
+	}
+	type found struct {
+		it  *diskItem
+		mod time.Time
+	}
+	var items []found
+	for _, name := range names {
+		meta, size, mod, err := readMeta(name)
+		if err != nil {
+			os.Remove(name) // a torn or foreign file
+			continue
+		}
+		items = append(items, found{&diskItem{file: name, key: meta.Key, vkey: meta.VKey, size: size}, mod})
+	}
+	sort.Slice(items, func(i, j int) bool { return items[i].mod.Before(items[j].mod) })
+	for _, f := range items {
+		d.seq++
+		f.it.seq = d.seq
+		d.byKey[f.it.key] = append(d.byKey[f.it.key], f.it)
+		d.bytes += f.it.size
+	}
+	return d, nil
+}
+
+func readMeta(name string) (diskMeta, int64, time.Time, error) {
+	var m diskMeta
+	f, err := os.Open(name)
+	if err != nil {
+		return m, 0, time.Time{}, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return m, 0, time.Time{}, err
+	}
+	m, _, err = decodeMeta(f)
+	return m, st.Size(), st.ModTime(), err
+}
+
+func decodeMeta(r io.Reader) (diskMeta, int, error) {
+	var m diskMeta
+	var hdr [4]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return m, 0, err
+	}
+	n := binary.BigEndian.Uint32(hdr[:])
+	if n > 16<<20 {
+		return m, 0, errors.New("cache: disk entry metadata too large")
+	}
+	buf := make([]byte, n)
+	if _, err := io.ReadFull(r, buf); err != nil {
+		return m, 0, err
+	}
+	if err := json.Unmarshal(buf, &m); err != nil {
+		return m, 0, err
+	}
+	return m, 4 + int(n), nil
+}
+
+func (d *diskStore) fileFor(key, vkey string) string {
+	h := sha256.Sum256([]byte(key + "\x00" + vkey))
+	return filepath.Join(d.dir, hex.EncodeToString(h[:16])+".obj")
+}
+
+// put writes e to disk (atomically: a temporary file renamed into place).
+func (d *diskStore) put(e *entry) error {
+	meta, err := json.Marshal(diskMeta{Key: e.key, VKey: e.vkey, VaryNames: e.varyNames, Status: e.status,
+		Header: e.header, ReqTime: e.reqTime, RespTime: e.respTime, CorrInitAge: int64(e.corrInitAge)})
+	if err != nil {
+		return err
+	}
+	name := d.fileFor(e.key, e.vkey)
+	tmp, err := os.CreateTemp(d.dir, "tmp-*")
+	if err != nil {
+		return fmt.Errorf("cache: disk tier: %w", err)
+	}
+	var hdr [4]byte
+	binary.BigEndian.PutUint32(hdr[:], uint32(len(meta)))
+	_, err = tmp.Write(hdr[:])
+	if err == nil {
+		_, err = tmp.Write(meta)
+	}
+	if err == nil {
+		_, err = tmp.Write(e.body)
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), name)
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("cache: disk tier: %w", err)
+	}
+	size := int64(4 + len(meta) + len(e.body))
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.removeFileLocked(e.key, name)
+	d.seq++
+	d.byKey[e.key] = append(d.byKey[e.key], &diskItem{file: name, key: e.key, vkey: e.vkey, size: size, seq: d.seq})
+	d.bytes += size
+	for d.bytes > d.budget {
+		if !d.evictOldestLocked(name) {
+			break
+		}
+	}
+	return nil
+}
+
+func (d *diskStore) removeFileLocked(key, name string) {
+	items := d.byKey[key]
+	for i, it := range items {
+		if it.file == name {
+			d.bytes -= it.size
+			items = append(items[:i:i], items[i+1:]...)
+			break
+		}
+	}
+	if len(items) == 0 {
+		delete(d.byKey, key)
+	} else {
+		d.byKey[key] = items
+	}
+}
+
+func (d *diskStore) evictOldestLocked(keep string) bool {
+	var oldest *diskItem
+	for _, items := range d.byKey {
+		for _, it := range items {
+			if it.file != keep && (oldest == nil || it.seq < oldest.seq) {
+				oldest = it
+			}
+		}
+	}
+	if oldest == nil {
+		return false
+	}
+	os.Remove(oldest.file)
+	d.removeFileLocked(oldest.key, oldest.file)
+	return true
+}
+
+// get loads the variant of key matching the request header h.
+func (d *diskStore) get(key string, h http.Header) *entry {
+	d.mu.Lock()
+	var files []string
+	for _, it := range d.byKey[key] {
+		files = append(files, it.file)
+	}
+	d.mu.Unlock()
+	var best *entry
+	for _, name := range files {
+		e, err := d.load(name)
+		if err != nil || e.key != key {
+			continue
+		}
+		if len(e.varyNames) > 0 && VaryKey(e.varyNames, h) != e.vkey {
+			continue
+		}
+		if best == nil || e.respTime.After(best.respTime) {
+			best = e
+		}
+	}
+	return best
+}
+
+func (d *diskStore) load(name string) (*entry, error) {
+	b, err := os.ReadFile(name)
+	if err != nil {
+		return nil, err
+	}
+	r := strings.NewReader(string(b))
+	m, n, err := decodeMeta(r)
+	if err != nil {
+		return nil, err
+	}
+	e := &entry{key: m.Key, vkey: m.VKey, varyNames: m.VaryNames, status: m.Status, header: m.Header,
+		body: b[n:], reqTime: m.ReqTime, respTime: m.RespTime, corrInitAge: time.Duration(m.CorrInitAge)}
+	if e.header == nil {
+		e.header = http.Header{}
+	}
+	return e, nil
+}
+
+// remove deletes every file of key.
+func (d *diskStore) remove(key string) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	items := d.byKey[key]
+	for _, it := range items {
+		os.Remove(it.file)
+		d.bytes -= it.size
+	}
+	delete(d.byKey, key)
+	return len(items)
+}
+
+// removePrefix deletes every file whose primary key starts with prefix.
+func (d *diskStore) removePrefix(prefix string) int {
+	d.mu.Lock()
+	var keys []string
+	for k := range d.byKey {
+		if strings.HasPrefix(k, prefix) {
+			keys = append(keys, k)
+		}
+	}
+	d.mu.Unlock()
+	n := 0
+	for _, k := range keys {
+		n += d.remove(k)
+	}
+	return n
+}

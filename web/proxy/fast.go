@@ -1,0 +1,375 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// The fast path. Every client connection starts here: requests are parsed
+// in place and plain GET/HEAD requests for fresh stored responses are
+// answered straight from the cache's precomputed header and body with one
+// writev. The first request that needs anything else (a miss, a
+// validation, request directives, conditionals, a body, CONNECT, ...)
+// hands the connection, with the unread bytes, to the net/http server,
+// which serves it from then on.
+
+// fastConn is the state of one connection on the fast path.
+type fastConn struct {
+	s    *Server
+	c    net.Conn
+	br   *bufio.Reader
+	peer netip.Addr
+	hdr  []byte
+	key  []byte
+	bufs net.Buffers
+}
+
+// countedConn decrements the open-connection count once when closed.
+type countedConn struct {
+	net.Conn
+	n    *atomic.Int64
+	once sync.Once
+}
+
+func (c *countedConn) Close() error {
+	c.once.Do(func() { c.n.Add(-1) })
+	return c.Conn.Close()
+}
+
+// CloseWrite half-closes the connection when it supports it.
+func (c *countedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return c.Close()
+}
+
+// replayConn is a connection handed to net/http: reads come from the
+// fast path's buffer first.
+type replayConn struct {
+	net.Conn
+	br *bufio.Reader
+}
+
+func (r *replayConn) Read(p []byte) (int, error) { return r.br.Read(p) }
+
+// CloseWrite half-closes the connection when it supports it.
+func (r *replayConn) CloseWrite() error {
+	if cw, ok := r.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return r.Conn.Close()
+}
+
+// handoff is the net.Listener net/http serves: connections the fast path
+// hands over.
+type handoff struct {
+	ch     chan net.Conn
+	done   chan struct{}
+	once   sync.Once
+	addr   net.Addr
+	closed bool
+}
+
+func newHandoff(addr net.Addr) *handoff {
+	return &handoff{ch: make(chan net.Conn), done: make(chan struct{}), addr: addr}
+}
+
+func (h *handoff) Accept() (net.Conn, error) {
+	select {
+	case c := <-h.ch:
+		return c, nil
+	case <-h.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (h *handoff) Close() error {
+	h.once.Do(func() { close(h.done) })
+	return nil
+}
+
+func (h *handoff) Addr() net.Addr { return h.addr }
+
+// give hands c to net/http; false when the server is closing.
+func (h *handoff) give(c net.Conn) bool {
+	select {
+	case h.ch <- c:
+		return true
+	case <-h.done:
+		return false
+	}
+}
+
+// acceptLoop accepts client connections until the listener closes.
+func (s *Server) acceptLoop(ln net.Listener) {
+	var delay time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			if delay == 0 {
+				delay = 5 * time.Millisecond
+			} else if delay < time.Second {
+				delay *= 2
+			}
+			s.log.Warn("accept failed", "err", err)
+			select {
+			case <-time.After(delay):
+			case <-s.stop:
+				return
+			}
+			continue
+		}
+		delay = 0
+		if s.conns.Add(1) > int64(s.cfg.MaxConns) {
+			s.conns.Add(-1)
+			c.SetWriteDeadline(time.Now().Add(time.Second))
+			io.WriteString(c, "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+			c.Close()
+			continue
+		}
+		c = &countedConn{Conn: c, n: &s.conns}
+		s.mu.Lock()
+		select {
+		case <-s.stop:
+			s.mu.Unlock()
+			c.Close()
+			return
+		default:
+		}
+		s.fast[c] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go s.serveFast(c)
+	}
+}
+
+func (s *Server) serveFast(c net.Conn) {
+	handed := false
+	defer func() {
+		if v := recover(); v != nil {
+			s.log.Error("panic on the fast path", "panic", v)
+			io.WriteString(c, "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+		}
+		s.mu.Lock()
+		delete(s.fast, c)
+		s.mu.Unlock()
+		if !handed {
+			c.Close()
+		}
+		s.wg.Done()
+	}()
+	fc := &fastConn{s: s, c: c, br: bufio.NewReaderSize(c, 8192)}
+	if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
+		fc.peer = ap.Addr().Unmap()
+	}
+	if !s.allowedPeer(fc.peer) || s.deps.Trace.Enabled() {
+		handed = s.handOver(fc)
+		return
+	}
+	for {
+		c.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout.D()))
+		n, ok, err := fc.next()
+		if err != nil {
+			return
+		}
+		if !ok {
+			handed = s.handOver(fc)
+			return
+		}
+		fc.br.Discard(n)
+		c.SetWriteDeadline(time.Now().Add(s.cfg.IdleTimeout.D()))
+		if _, err := fc.bufs.WriteTo(c); err != nil {
+			return
+		}
+		select {
+		case <-s.stop:
+			return
+		default:
+		}
+	}
+}
+
+func (s *Server) handOver(fc *fastConn) bool {
+	fc.c.SetDeadline(time.Time{})
+	return s.handoff.give(&replayConn{Conn: fc.c, br: fc.br})
+}
+
+// next reads the next request header and, if it can be answered on the
+// fast path, prepares the response in fc.bufs and returns the header's
+// length. ok false means: hand over (nothing consumed).
+func (fc *fastConn) next() (n int, ok bool, err error) {
+	var head []byte
+	for {
+		b, _ := fc.br.Peek(fc.br.Buffered())
+		if i := bytes.Index(b, crlfcrlf); i >= 0 {
+			head = b[:i+4]
+			if bytes.Contains(head[:i+2], lflf) {
+				return 0, false, nil // bare LF line ends: the general path
+			}
+			break
+		}
+		if bytes.Contains(b, lflf) {
+			return 0, false, nil
+		}
+		if len(b) > 0 {
+			// a request has begun: it must finish within the header timeout
+			fc.c.SetReadDeadline(time.Now().Add(fc.s.cfg.ReadHeaderTimeout.D()))
+		}
+		if fc.br.Buffered() == fc.br.Size() {
+			return 0, false, nil // a large header: net/http enforces the limit
+		}
+		if _, err := fc.br.Peek(fc.br.Buffered() + 1); err != nil {
+			if fc.br.Buffered() > 0 {
+				return 0, false, nil // let net/http answer the partial request
+			}
+			return 0, false, err
+		}
+	}
+	if !fc.prepare(head) {
+		return 0, false, nil
+	}
+	return len(head), true, nil
+}
+
+var (
+	crlfcrlf = []byte("\r\n\r\n")
+	lflf     = []byte("\n\n")
+)
+
+// prepare parses one request header and looks it up in the cache.
+func (fc *fastConn) prepare(head []byte) bool {
+	line, rest, _ := bytes.Cut(head, []byte("\r\n"))
+	method, line, ok1 := bytes.Cut(line, []byte(" "))
+	target, proto, ok2 := bytes.Cut(line, []byte(" "))
+	if !ok1 || !ok2 || string(proto) != "HTTP/1.1" {
+		return false
+	}
+	isHead := false
+	switch string(method) {
+	case "GET":
+	case "HEAD":
+		isHead = true
+	default:
+		return false
+	}
+	var host []byte
+	for len(rest) > 2 {
+		var l []byte
+		l, rest, _ = bytes.Cut(rest, []byte("\r\n"))
+		name, value, ok := bytes.Cut(l, []byte(":"))
+		if !ok || len(name) == 0 || bytes.ContainsAny(name, " \t\r\n") {
+			return false // obs-fold or a malformed field: net/http decides
+		}
+		value = bytes.TrimSpace(value)
+		switch {
+		case eqFold(name, "host"):
+			if host != nil {
+				return false
+			}
+			host = value
+		case eqFold(name, "connection"):
+			if !eqFold(value, "keep-alive") {
+				return false // close, upgrade or named fields: the general path
+			}
+		case hasPrefixFold(name, "if-"), eqFold(name, "range"), eqFold(name, "cache-control"),
+			eqFold(name, "pragma"), eqFold(name, "authorization"), eqFold(name, "via"),
+			eqFold(name, "content-length"), eqFold(name, "transfer-encoding"), eqFold(name, "expect"),
+			eqFold(name, "upgrade"), eqFold(name, "max-forwards"):
+			return false
+		}
+	}
+	key := fc.key[:0]
+	switch {
+	case len(target) > 0 && target[0] == '/':
+		if host == nil || !fc.s.reverseHost(host) {
+			return false
+		}
+		key = append(key, "http://"...)
+		key = appendHost(key, host)
+		key = append(key, target...)
+	case hasPrefixFold(target, "http://"):
+		if !*fc.s.cfg.Forward {
+			return false
+		}
+		hp := target[len("http://"):]
+		slash := bytes.IndexByte(hp, '/')
+		if slash < 0 {
+			return false
+		}
+		if fc.s.reverseHost(hp[:slash]) {
+			return false // absolute form for a reverse site: the general path decides
+		}
+		key = append(key, "http://"...)
+		key = appendHost(key, hp[:slash])
+		key = append(key, hp[slash:]...)
+	default:
+		return false
+	}
+	fc.key = key
+	hdr, body, ok := fc.s.cache.FastHit(key, isHead, fc.s.via, fc.hdr[:0])
+	fc.hdr = hdr
+	if !ok {
+		return false
+	}
+	fc.bufs = append(fc.bufs[:0], hdr)
+	if len(body) > 0 {
+		fc.bufs = append(fc.bufs, body)
+	}
+	return true
+}
+
+// reverseHost reports whether host names a configured reverse site.
+func (s *Server) reverseHost(host []byte) bool {
+	if len(s.sites) == 0 {
+		return false
+	}
+	if s.sites["*"] != nil {
+		return true
+	}
+	return s.siteFor(string(host)) != nil
+}
+
+// appendHost appends host lower-cased, without the default port.
+func appendHost(dst, host []byte) []byte {
+	if bytes.HasSuffix(host, []byte(":80")) {
+		host = host[:len(host)-3]
+	}
+	for _, c := range host {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		dst = append(dst, c)
+	}
+	return dst
+}
+
+func eqFold(b []byte, lower string) bool {
+	if len(b) != len(lower) {
+		return false
+	}
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func hasPrefixFold(b []byte, lower string) bool {
+	return len(b) >= len(lower) && eqFold(b[:len(lower)], lower)
+}
