@@ -8,9 +8,9 @@ import (
 
 type metrics struct {
 	queries, hits, misses, refused, servfail, dropped, stale, prefetches prometheus.Counter
-	upstreamQueries, upstreamTimeouts, referrals, lame, mismatched      prometheus.Counter
-	tcpFallback, bogus                                                  prometheus.Counter
-	latency, rtt                                                        prometheus.Histogram
+	upstreamQueries, upstreamTimeouts, referrals, lame, mismatched       prometheus.Counter
+	tcpFallback, bogus                                                   prometheus.Counter
+	latency, rtt                                                         prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer, s *Server) (*metrics, error) {

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -458,13 +459,18 @@ func TestDeadServerAndSRTT(t *testing.T) {
 
 func TestQNAMEMinimisation(t *testing.T) {
 	h := newHierarchy(t, 0)
+	var mu sync.Mutex
 	var rootSaw []string
 	h.root.hook = func(req, resp *dns.Msg, _ bool) *dns.Msg {
+		mu.Lock()
+		defer mu.Unlock()
 		rootSaw = append(rootSaw, strings.ToLower(req.Question[0].Name))
 		return resp
 	}
 	r := startResolver(t, h, nil)
 	ask(t, r.addr, "a.b.c.example.test", dns.TypeA)
+	mu.Lock()
+	defer mu.Unlock()
 	for _, n := range rootSaw {
 		if n != "test." {
 			t.Errorf("root was asked %q: the full name leaked", n)
