@@ -23,6 +23,7 @@ type fakeAuth struct {
 	zones   map[string][]dns.RR
 	queries atomic.Int64
 	// hook, when set, may rewrite or replace the reply.
+	mu   sync.Mutex
 	hook func(req, resp *dns.Msg, tcp bool) *dns.Msg
 	srv  []*dns.Server
 }
@@ -100,6 +101,12 @@ func startAuth(t *testing.T, n *testNet, host byte, zones map[string]string) *fa
 	return a
 }
 
+func (a *fakeAuth) setHook(h func(req, resp *dns.Msg, tcp bool) *dns.Msg) {
+	a.mu.Lock()
+	a.hook = h
+	a.mu.Unlock()
+}
+
 func (a *fakeAuth) stop() {
 	for _, s := range a.srv {
 		s.Shutdown()
@@ -111,8 +118,11 @@ func (a *fakeAuth) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	a.queries.Add(1)
 	resp := a.answer(req)
 	_, tcp := w.RemoteAddr().(*net.TCPAddr)
-	if a.hook != nil {
-		resp = a.hook(req, resp, tcp)
+	a.mu.Lock()
+	hook := a.hook
+	a.mu.Unlock()
+	if hook != nil {
+		resp = hook(req, resp, tcp)
 		if resp == nil {
 			return
 		}

@@ -320,19 +320,19 @@ func TestTCPClientAndBadQueries(t *testing.T) {
 // outside its zone: they must never be used.
 func TestOutOfBailiwickNeverCached(t *testing.T) {
 	h := newHierarchy(t, 0)
-	h.example.hook = func(req, resp *dns.Msg, _ bool) *dns.Msg {
+	h.example.setHook(func(req, resp *dns.Msg, _ bool) *dns.Msg {
 		bad := &dns.A{Hdr: dns.RR_Header{Name: "www.victim.", Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 86400}, A: net.IPv4(6, 6, 6, 6)}
 		badNS := &dns.NS{Hdr: dns.RR_Header{Name: "victim.", Rrtype: dns.TypeNS, Class: dns.ClassINET, Ttl: 86400}, Ns: "ns.evil.example.test."}
 		resp.Answer = append(resp.Answer, bad)
 		resp.Ns = append(resp.Ns, badNS)
 		resp.Extra = append(resp.Extra, bad)
 		return resp
-	}
+	})
 	// test. also sends an out-of-bailiwick "glue" for ns.victim.
-	h.tld.hook = func(req, resp *dns.Msg, _ bool) *dns.Msg {
+	h.tld.setHook(func(req, resp *dns.Msg, _ bool) *dns.Msg {
 		resp.Extra = append(resp.Extra, &dns.A{Hdr: dns.RR_Header{Name: "ns.victim.", Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 86400}, A: net.IPv4(6, 6, 6, 7)})
 		return resp
-	}
+	})
 	r := startResolver(t, h, nil)
 	m := ask(t, r.addr, "www.example.test", dns.TypeA)
 	for _, rr := range m.Answer {
@@ -407,7 +407,7 @@ func TestSpoofedRepliesIgnored(t *testing.T) {
 
 func TestTruncatedRetriesOverTCPAndEDNSFallback(t *testing.T) {
 	h := newHierarchy(t, 0)
-	h.example.hook = func(req, resp *dns.Msg, tcp bool) *dns.Msg {
+	h.example.setHook(func(req, resp *dns.Msg, tcp bool) *dns.Msg {
 		if req.IsEdns0() != nil {
 			// An old server: FORMERR to anything with EDNS.
 			m := new(dns.Msg)
@@ -421,7 +421,7 @@ func TestTruncatedRetriesOverTCPAndEDNSFallback(t *testing.T) {
 			return m
 		}
 		return resp
-	}
+	})
 	r := startResolver(t, h, nil)
 	m := ask(t, r.addr, "www.example.test", dns.TypeA)
 	if len(m.Answer) != 2 {
@@ -461,12 +461,12 @@ func TestQNAMEMinimisation(t *testing.T) {
 	h := newHierarchy(t, 0)
 	var mu sync.Mutex
 	var rootSaw []string
-	h.root.hook = func(req, resp *dns.Msg, _ bool) *dns.Msg {
+	h.root.setHook(func(req, resp *dns.Msg, _ bool) *dns.Msg {
 		mu.Lock()
 		defer mu.Unlock()
 		rootSaw = append(rootSaw, strings.ToLower(req.Question[0].Name))
 		return resp
-	}
+	})
 	r := startResolver(t, h, nil)
 	ask(t, r.addr, "a.b.c.example.test", dns.TypeA)
 	mu.Lock()
