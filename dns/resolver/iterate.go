@@ -141,9 +141,11 @@ func extractChain(answer []dns.RR, qname string, qtype uint16) ([]dns.RR, string
 		case len(data) > 0:
 			return append(out, data...), cur, true
 		case dname != nil:
-			labels := dns.CountLabel(cur) - dns.CountLabel(dname.Hdr.Name)
-			idx := dns.Split(cur)
-			target := cur[:idx[labels]] + dns.Fqdn(dname.Target)
+			prefix := cur
+			if dname.Hdr.Name != "." {
+				prefix = cur[:len(cur)-len(dname.Hdr.Name)]
+			}
+			target := prefix + dns.Fqdn(dname.Target)
 			if len(target) > 255 {
 				return out, cur, false
 			}
