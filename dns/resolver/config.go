@@ -42,6 +42,9 @@ type Config struct {
 	// TrustAnchorFile holds DS or DNSKEY records for "." (or another
 	// zone) in presentation format; when set, answers are validated.
 	TrustAnchorFile string `json:"trust_anchor_file,omitempty"`
+	// TrustAnchorOptional runs without validation when TrustAnchorFile
+	// does not exist at Start (the lab: the root may be unsigned).
+	TrustAnchorOptional bool `json:"trust_anchor_optional,omitempty"`
 	// Allow lists the client prefixes given recursion; others are
 	// REFUSED. Default: loopback only.
 	Allow []string `json:"allow,omitempty"`
@@ -132,9 +135,6 @@ func (c Config) Validate() error {
 		errs = append(errs, config.Errorf("listen", "required"))
 	} else if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		errs = append(errs, config.Errorf("listen", "%v", err))
-	}
-	if len(c.Forwarders) == 0 && len(c.RootHints) == 0 && c.RootHintsFile == "" {
-		errs = append(errs, config.Errorf("root_hints", "need root_hints, root_hints_file or forwarders"))
 	}
 	for i, h := range c.RootHints {
 		if _, err := parseServer(h, 53); err != nil {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -108,12 +109,17 @@ func (s *Server) Name() string { return "dns-resolver " + s.cfg.Listen }
 // Start loads the trust anchor, binds UDP and TCP on the same address and
 // starts serving.
 func (s *Server) Start(ctx context.Context) error {
-	if s.cfg.TrustAnchorFile != "" {
-		anchors, err := ReadTrustAnchors(s.cfg.TrustAnchorFile)
-		if err != nil {
-			return err
+	if f := s.cfg.TrustAnchorFile; f != "" {
+		if _, err := os.Stat(f); err == nil || !s.cfg.TrustAnchorOptional {
+			anchors, err := ReadTrustAnchors(f)
+			if err != nil {
+				return err
+			}
+			s.anchors = anchors
 		}
-		s.anchors = anchors
+	}
+	if len(s.roots) == 0 && len(s.forwarders) == 0 {
+		s.log.Warn("no root hints and no forwarders: every query will fail")
 	}
 	var lc net.ListenConfig
 	pc, err := lc.ListenPacket(ctx, "udp", s.cfg.Listen)

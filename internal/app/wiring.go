@@ -12,6 +12,7 @@ func commands(g *globals) []*cobra.Command {
 		versionCommand(g),
 		labCommand(g),
 		socketsCommand(g),
+		dnsParentForResolver(g),
 	}
 }
 
@@ -20,5 +21,6 @@ func commands(g *globals) []*cobra.Command {
 func labKinds() *lab.Kinds {
 	var ks []lab.Kind
 	ks = append(ks, socketKinds()...)
+	ks = append(ks, dnsResolverKinds()...)
 	return lab.NewKinds(ks...)
 }
