@@ -186,8 +186,8 @@ remote-control:
 		{"www.glueless.test", dns.TypeA},   // glueless delegation
 		{"www.dn.example.test", dns.TypeA}, // DNAME
 		{"a.b.c.example.test", dns.TypeA},
-		{"b.c.example.test", dns.TypeA}, // empty non-terminal: NODATA
-		{"nope.example.test", dns.TypeA}, // NXDOMAIN
+		{"b.c.example.test", dns.TypeA},   // empty non-terminal: NODATA
+		{"nope.example.test", dns.TypeA},  // NXDOMAIN
 		{"www.example.test", dns.TypeTXT}, // NODATA
 		{"nothing.invalid", dns.TypeA},    // NXDOMAIN at the root
 		{"www.lame.test", dns.TypeA},      // lame delegation: SERVFAIL
