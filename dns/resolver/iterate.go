@@ -272,6 +272,10 @@ func (r *Server) iterate(ctx context.Context, t *task, qname string, qtype uint1
 			if n := dns.CountLabel(zone) + extra; n < dns.CountLabel(qname) {
 				idx := dns.Split(qname)
 				qn, qt = qname[idx[dns.CountLabel(qname)-n]:], dns.TypeA
+				if e, ok := r.rr.get(rrKey(qn, typeNoCut)); ok && r.deps.Now().Before(e.expires) {
+					extra++ // known: no zone cut at qn
+					continue
+				}
 			}
 		}
 		m, from, err := r.ask(ctx, t, servers, qn, qt)
@@ -296,6 +300,7 @@ func (r *Server) iterate(ctx context.Context, t *task, qname string, qtype uint1
 				m.Question[0] = dns.Question{Name: qname, Qtype: qtype, Qclass: dns.ClassINET}
 				return m, zone, nil
 			case kindNoData:
+				r.rememberNoCut(qn, m)
 				extra++
 			case kindAnswer:
 				if m.Answer[0].Header().Rrtype == dns.TypeCNAME || m.Answer[0].Header().Rrtype == dns.TypeDNAME {
@@ -321,6 +326,21 @@ func (r *Server) iterate(ctx context.Context, t *task, qname string, qtype uint1
 		}
 	}
 	return nil, "", fmt.Errorf("resolver: %s: too many referrals", qname)
+}
+
+// typeNoCut is a private type code marking a name known not to be a zone
+// cut, learnt from a minimised query's NODATA, so later minimised
+// iterations skip asking about it again.
+const typeNoCut = 65534
+
+func (r *Server) rememberNoCut(name string, m *dns.Msg) {
+	ns := negativeAuthority(m)
+	if len(ns) == 0 {
+		return
+	}
+	now := r.deps.Now()
+	ttl := min(ns[0].Header().Ttl, uint32(r.cfg.MaxNegativeTTL.D()/time.Second))
+	r.rr.put(rrKey(name, typeNoCut), &rrEntry{neg: negNoData, rank: rankAnswer, stored: now, expires: now.Add(time.Duration(ttl) * time.Second)})
 }
 
 // dropServer removes from from servers.

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"golang.org/x/net/ipv4"
 
 	"github.com/applayer/applayer/internal/service"
 	"github.com/applayer/applayer/internal/trace"
@@ -122,15 +123,24 @@ func (s *Server) Start(ctx context.Context) error {
 		s.log.Warn("no root hints and no forwarders: every query will fail")
 	}
 	var lc net.ListenConfig
-	pc, err := lc.ListenPacket(ctx, "udp", s.cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("resolver: udp listen: %w", err)
-	}
-	udp := pc.(*net.UDPConn)
-	ln, err := lc.Listen(ctx, "tcp", udp.LocalAddr().String())
-	if err != nil {
+	var udp *net.UDPConn
+	var ln net.Listener
+	_, port, _ := net.SplitHostPort(s.cfg.Listen)
+	for try := 0; ; try++ {
+		pc, err := lc.ListenPacket(ctx, "udp", s.cfg.Listen)
+		if err != nil {
+			return fmt.Errorf("resolver: udp listen: %w", err)
+		}
+		udp = pc.(*net.UDPConn)
+		ln, err = lc.Listen(ctx, "tcp", udp.LocalAddr().String())
+		if err == nil {
+			break
+		}
 		udp.Close()
-		return fmt.Errorf("resolver: tcp listen: %w", err)
+		// With port 0 the UDP port may be taken for TCP: pick another.
+		if port != "0" || try == 20 {
+			return fmt.Errorf("resolver: tcp listen: %w", err)
+		}
 	}
 	bctx, cancel := context.WithCancel(context.Background())
 	s.mu.Lock()
@@ -190,7 +200,99 @@ func (s *Server) allowed(a netip.Addr) bool {
 	return false
 }
 
+// serveUDP reads queries in batches (recvmmsg) and answers cache hits in
+// batches (sendmmsg): on the cache-hit path the system calls are the cost.
 func (s *Server) serveUDP(conn *net.UDPConn) {
+	la, _ := netip.ParseAddrPort(conn.LocalAddr().String())
+	if !la.Addr().Is4() {
+		s.serveUDPSimple(conn)
+		return
+	}
+	defer s.readers.Done()
+	const batch = 32
+	pc := ipv4.NewPacketConn(conn)
+	in := make([]ipv4.Message, batch)
+	outs := make([]ipv4.Message, 0, batch)
+	bufs := make([][]byte, batch)
+	obufs := make([][]byte, batch)
+	for i := range in {
+		bufs[i] = make([]byte, 65535)
+		obufs[i] = make([]byte, 0, 4096)
+		in[i].Buffers = [][]byte{bufs[i]}
+	}
+	var q query
+	q.key = make([]byte, 0, 300)
+	local := conn.LocalAddr().String()
+	for {
+		n, err := pc.ReadBatch(in, 0)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
+		}
+		outs = outs[:0]
+		for i := 0; i < n; i++ {
+			ua, ok := in[i].Addr.(*net.UDPAddr)
+			if !ok {
+				continue
+			}
+			from := ua.AddrPort()
+			if reply := s.handleUDP(conn, bufs[i][:in[i].N], from, &q, obufs[len(outs)], local); reply != nil {
+				obufs[len(outs)] = reply[:0]
+				outs = append(outs, ipv4.Message{Buffers: [][]byte{reply}, Addr: ua})
+			}
+		}
+		for len(outs) > 0 {
+			k, err := pc.WriteBatch(outs, 0)
+			if err != nil || k == 0 {
+				break
+			}
+			outs = outs[k:]
+		}
+	}
+}
+
+// handleUDP answers one datagram: a cache hit's reply is returned for the
+// caller to send; anything else is answered (or dropped) here.
+func (s *Server) handleUDP(conn *net.UDPConn, b []byte, from netip.AddrPort, q *query, out []byte, local string) []byte {
+	s.m.queries.Inc()
+	if s.deps.Trace.Enabled() {
+		s.deps.Trace.Publish(trace.Event{From: from.String(), To: local, Proto: "dns/udp", Summary: "client query", Bytes: len(b)})
+	}
+	if !s.allowed(from.Addr()) {
+		s.m.refused.Inc()
+		return refuse(b)
+	}
+	if parseQuery(b, q) == nil {
+		if reply, ok := s.fromMsgCache(q, b, out, q.udpSize); ok {
+			return reply
+		}
+	}
+	s.m.misses.Inc()
+	select {
+	case s.sem <- struct{}{}:
+	default:
+		s.m.dropped.Inc()
+		return nil
+	}
+	req := append([]byte(nil), b...)
+	s.workers.Add(1)
+	go func() {
+		defer s.workers.Done()
+		defer func() { <-s.sem }()
+		reply := s.slow(req, from.Addr(), 0)
+		if reply != nil {
+			if len(reply) > maxUDP(req) {
+				reply = truncate(req)
+			}
+			conn.WriteToUDPAddrPort(reply, from)
+		}
+	}()
+	return nil
+}
+
+func (s *Server) serveUDPSimple(conn *net.UDPConn) {
 	defer s.readers.Done()
 	buf := make([]byte, 65535)
 	out := make([]byte, 0, 4096)

@@ -212,7 +212,8 @@ func (r *Server) exchangeUDP(ctx context.Context, server netip.AddrPort, q *dns.
 	}
 	local := conn.LocalAddr().String()
 	r.traceQuery(local, server.String(), "dns/udp", q, len(out))
-	buf := make([]byte, 65535)
+	// We advertise 1232 bytes (EDNS0): larger replies come truncated.
+	buf := make([]byte, 4096)
 	for {
 		n, err := conn.Read(buf)
 		if err != nil {
