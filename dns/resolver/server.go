@@ -432,11 +432,10 @@ func refuse(b []byte) []byte { return errorReply(b, dns.RcodeRefused) }
 func errorReply(b []byte, rcode int) []byte {
 	req := new(dns.Msg)
 	if err := req.Unpack(b); err != nil || req.Response {
-		var h dns.MsgHdr
+		// Not a parseable query: answer with just a header if it has one.
 		if len(b) < 12 || b[2]&0x80 != 0 {
 			return nil
 		}
-		_ = h
 		out := make([]byte, 12)
 		copy(out, b[:2])
 		out[2] = 0x80 | b[2]&0x79
