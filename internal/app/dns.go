@@ -27,11 +27,12 @@ import (
 func dnsCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "dns",
-		Short: "DNS servers: the authoritative server (and, from dns/resolver, the recursive resolver)",
+		Short: "DNS servers: the authoritative server and the recursive resolver (local DNS server)",
 		Example: `  applayer dns serve --listen 127.0.0.1:5300 --zone example.com=db.example.com
+  applayer dns resolver --listen 127.0.0.1:5353 --root-hints-file root.hints
   applayer dig @127.0.0.1:5300 www.example.com`,
 	}
-	cmd.AddCommand(dnsServeCommand(g))
+	cmd.AddCommand(dnsServeCommand(g), dnsResolverCommand(g))
 	return cmd
 }
 

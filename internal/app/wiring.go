@@ -26,5 +26,6 @@ func labKinds() *lab.Kinds {
 	ks = append(ks, httpKinds()...)
 	ks = append(ks, dnsKinds()...)
 	ks = append(ks, proxyKinds()...)
+	ks = append(ks, dnsResolverKinds()...)
 	return lab.NewKinds(ks...)
 }

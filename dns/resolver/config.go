@@ -1,0 +1,239 @@
+// Package resolver is applayer's local DNS server: a recursive, caching
+// resolver that answers stub resolvers' recursive queries by iterating
+// through the DNS hierarchy from the root hints (or by forwarding to an
+// upstream resolver), caches what it learns with its TTLs (negative answers
+// per RFC 2308, serve-stale per RFC 8767, prefetch of popular entries), and
+// defends itself against spoofing: random IDs and source ports, 0x20 case
+// randomisation, reply matching, bailiwick checks and QNAME minimisation.
+package resolver
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/applayer/applayer/internal/config"
+)
+
+// Config configures a Server.
+type Config struct {
+	// Listen is the address served over UDP and TCP, e.g. "127.0.0.1:53";
+	// port 0 picks one.
+	Listen string `json:"listen"`
+	// RootHints lists root server addresses ("ip" or "ip:port"); if
+	// empty, RootHintsFile is read.
+	RootHints []string `json:"root_hints,omitempty"`
+	// RootHintsFile is a root hints file in zone-file format (NS for "."
+	// and the servers' A/AAAA records).
+	RootHintsFile string `json:"root_hints_file,omitempty"`
+	// UpstreamPort is the port authoritative servers are queried on.
+	// Default 53.
+	UpstreamPort int `json:"upstream_port,omitempty"`
+	// Forwarders, when set, turns iteration off: every query is sent with
+	// RD set to these resolvers ("ip" or "ip:port").
+	Forwarders []string `json:"forwarders,omitempty"`
+	// TrustAnchorFile holds DS or DNSKEY records for "." (or another
+	// zone) in presentation format; when set, answers are validated.
+	TrustAnchorFile string `json:"trust_anchor_file,omitempty"`
+	// TrustAnchorOptional runs without validation when TrustAnchorFile
+	// does not exist at Start (the lab: the root may be unsigned).
+	TrustAnchorOptional bool `json:"trust_anchor_optional,omitempty"`
+	// Allow lists the client prefixes given recursion; others are
+	// REFUSED. Default: loopback only.
+	Allow []string `json:"allow,omitempty"`
+	// CacheSize bounds the number of cached entries. Default 100000.
+	CacheSize int `json:"cache_size,omitempty"`
+	// MaxTTL caps cached TTLs. Default 1 day.
+	MaxTTL config.Duration `json:"max_ttl,omitempty"`
+	// MaxNegativeTTL caps negative TTLs. Default 1 hour.
+	MaxNegativeTTL config.Duration `json:"max_negative_ttl,omitempty"`
+	// ServeStale is how long past expiry an entry may still be answered
+	// when every authority is unreachable (RFC 8767). Default 1 day; a
+	// negative value disables serve-stale.
+	ServeStale config.Duration `json:"serve_stale,omitempty"`
+	// NoPrefetch disables refreshing popular entries near expiry.
+	NoPrefetch bool `json:"no_prefetch,omitempty"`
+	// NoQNAMEMinimisation sends the full name to every server.
+	NoQNAMEMinimisation bool `json:"no_qname_minimisation,omitempty"`
+	// No0x20 turns off case randomisation of query names.
+	No0x20 bool `json:"no_0x20,omitempty"`
+	// Timeout is the first per-try upstream timeout; it doubles on each
+	// retry round. Default 400ms.
+	Timeout config.Duration `json:"timeout,omitempty"`
+	// ResolveTimeout bounds one client query's whole resolution. Default 5s.
+	ResolveTimeout config.Duration `json:"resolve_timeout,omitempty"`
+	// MaxUpstreamQueries bounds the upstream queries one client query may
+	// cause (loop and amplification protection). Default 64.
+	MaxUpstreamQueries int `json:"max_upstream_queries,omitempty"`
+	// MaxSigChecks bounds signature verifications per answer (KeyTrap).
+	// Default 16.
+	MaxSigChecks int `json:"max_sig_checks,omitempty"`
+	// MaxNSEC3Iterations: NSEC3 proofs with more iterations are treated as
+	// insecure (RFC 9276). Default 100.
+	MaxNSEC3Iterations int `json:"max_nsec3_iterations,omitempty"`
+	// MaxConcurrent bounds in-flight resolutions. Default 1000.
+	MaxConcurrent int `json:"max_concurrent,omitempty"`
+	// TCPIdleTimeout closes idle client TCP connections. Default 10s.
+	TCPIdleTimeout config.Duration `json:"tcp_idle_timeout,omitempty"`
+	// MaxTCPConns bounds client TCP connections. Default 256.
+	MaxTCPConns int `json:"max_tcp_conns,omitempty"`
+}
+
+func (c *Config) defaults() {
+	if c.UpstreamPort == 0 {
+		c.UpstreamPort = 53
+	}
+	if c.CacheSize == 0 {
+		c.CacheSize = 100000
+	}
+	if c.MaxTTL == 0 {
+		c.MaxTTL = config.Duration(24 * time.Hour)
+	}
+	if c.MaxNegativeTTL == 0 {
+		c.MaxNegativeTTL = config.Duration(time.Hour)
+	}
+	if c.ServeStale == 0 {
+		c.ServeStale = config.Duration(24 * time.Hour)
+	}
+	if c.Timeout == 0 {
+		c.Timeout = config.Duration(400 * time.Millisecond)
+	}
+	if c.ResolveTimeout == 0 {
+		c.ResolveTimeout = config.Duration(5 * time.Second)
+	}
+	if c.MaxUpstreamQueries == 0 {
+		c.MaxUpstreamQueries = 64
+	}
+	if c.MaxSigChecks == 0 {
+		c.MaxSigChecks = 16
+	}
+	if c.MaxNSEC3Iterations == 0 {
+		c.MaxNSEC3Iterations = 100
+	}
+	if c.MaxConcurrent == 0 {
+		c.MaxConcurrent = 1000
+	}
+	if c.TCPIdleTimeout == 0 {
+		c.TCPIdleTimeout = config.Duration(10 * time.Second)
+	}
+	if c.MaxTCPConns == 0 {
+		c.MaxTCPConns = 256
+	}
+}
+
+// Validate reports every invalid field.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Listen == "" {
+		errs = append(errs, config.Errorf("listen", "required"))
+	} else if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		errs = append(errs, config.Errorf("listen", "%v", err))
+	}
+	for i, h := range c.RootHints {
+		if _, err := parseServer(h, 53); err != nil {
+			errs = append(errs, config.Errorf(fmt.Sprintf("root_hints[%d]", i), "%v", err))
+		}
+	}
+	for i, h := range c.Forwarders {
+		if _, err := parseServer(h, 53); err != nil {
+			errs = append(errs, config.Errorf(fmt.Sprintf("forwarders[%d]", i), "%v", err))
+		}
+	}
+	for i, a := range c.Allow {
+		if _, err := parsePrefix(a); err != nil {
+			errs = append(errs, config.Errorf(fmt.Sprintf("allow[%d]", i), "%v", err))
+		}
+	}
+	if c.UpstreamPort < 0 || c.UpstreamPort > 65535 {
+		errs = append(errs, config.Errorf("upstream_port", "%d out of range", c.UpstreamPort))
+	}
+	if c.CacheSize < 0 {
+		errs = append(errs, config.Errorf("cache_size", "must not be negative"))
+	}
+	return errors.Join(errs...)
+}
+
+func parseServer(s string, port int) (netip.AddrPort, error) {
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return ap, nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("%q is not an address or address:port", s)
+	}
+	return netip.AddrPortFrom(a.Unmap(), uint16(port)), nil
+}
+
+func parsePrefix(s string) (netip.Prefix, error) {
+	if p, err := netip.ParsePrefix(s); err == nil {
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%q is not a prefix or address", s)
+	}
+	return netip.PrefixFrom(a.Unmap(), a.BitLen()), nil
+}
+
+// ReadRootHints parses a root hints file: the A and AAAA records of the
+// names in "."'s NS set.
+func ReadRootHints(path string) ([]netip.Addr, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("resolver: root hints: %w", err)
+	}
+	defer f.Close()
+	zp := dns.NewZoneParser(f, ".", path)
+	var addrs []netip.Addr
+	for rr, ok := zp.Next(); ok; rr, ok = zp.Next() {
+		switch r := rr.(type) {
+		case *dns.A:
+			if a, ok := netip.AddrFromSlice(r.A.To4()); ok {
+				addrs = append(addrs, a)
+			}
+		case *dns.AAAA:
+			if a, ok := netip.AddrFromSlice(r.AAAA); ok {
+				addrs = append(addrs, a)
+			}
+		}
+	}
+	if err := zp.Err(); err != nil {
+		return nil, fmt.Errorf("resolver: root hints: %w", err)
+	}
+	if len(addrs) == 0 {
+		return nil, fmt.Errorf("resolver: root hints %s: no addresses", path)
+	}
+	return addrs, nil
+}
+
+// ReadTrustAnchors parses DS and DNSKEY records in presentation format.
+func ReadTrustAnchors(path string) ([]dns.RR, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("resolver: trust anchor: %w", err)
+	}
+	zp := dns.NewZoneParser(strings.NewReader(string(b)), ".", path)
+	var out []dns.RR
+	for rr, ok := zp.Next(); ok; rr, ok = zp.Next() {
+		switch rr.(type) {
+		case *dns.DS, *dns.DNSKEY:
+			out = append(out, rr)
+		}
+	}
+	if err := zp.Err(); err != nil {
+		return nil, fmt.Errorf("resolver: trust anchor: %w", err)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("resolver: trust anchor %s: no DS or DNSKEY records", path)
+	}
+	return out, nil
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }

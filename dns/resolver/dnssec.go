@@ -1,0 +1,64 @@
+package resolver
+
+import (
+	"context"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// security is the DNSSEC state of an answer (RFC 4035 section 4.3).
+type security uint8
+
+const (
+	secUnset security = iota
+	secInsecure
+	secSecure
+	secBogus
+)
+
+// mergeSec folds the state of one more piece of an answer into res: an
+// answer is secure only if every piece is.
+func (res *result) mergeSec(s security) {
+	switch {
+	case s == secBogus || res.sec == secBogus:
+		res.sec = secBogus
+	case s == secUnset:
+	case res.sec == secUnset:
+		res.sec = s
+	case s == secInsecure || res.sec == secInsecure:
+		res.sec = secInsecure
+	}
+}
+
+// verdict is the outcome of validating one reply.
+type verdict struct {
+	state security
+	ede   *dns.EDNS0_EDE
+}
+
+// validate checks a final reply's signatures and denial proofs against
+// the chain of trust. Without a trust anchor every answer is insecure.
+func (r *Server) validate(ctx context.Context, t *task, m *dns.Msg, zone, qname string, qtype uint16) verdict {
+	if !r.validating() {
+		return verdict{state: secInsecure}
+	}
+	return r.validateReply(ctx, t, m, zone, qname, qtype)
+}
+
+// cacheReferralDS remembers the DS RRset (with its signatures) or the
+// proof of its absence from a referral, for the chain of trust.
+func (r *Server) cacheReferralDS(m *dns.Msg, child string, now time.Time) {
+	if !r.validating() {
+		return
+	}
+	var ds []dns.RR
+	for _, rr := range m.Ns {
+		if d, ok := rr.(*dns.DS); ok && equalName(d.Hdr.Name, child) {
+			ds = append(ds, d)
+		}
+	}
+	if len(ds) > 0 {
+		r.putRRs(child, dns.TypeDS, ds, sigsFor(m.Ns, child, dns.TypeDS), rankAuth, secUnset, now)
+	}
+}

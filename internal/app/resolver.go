@@ -1,0 +1,196 @@
+package app
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/applayer/applayer/dns/resolver"
+	"github.com/applayer/applayer/internal/config"
+	"github.com/applayer/applayer/internal/obs"
+	"github.com/applayer/applayer/internal/service"
+	"github.com/applayer/applayer/lab"
+)
+
+func dnsResolverCommand(g *globals) *cobra.Command {
+	var cfg resolver.Config
+	var cfgFile, admin string
+	var timeout, stale time.Duration
+	cmd := &cobra.Command{
+		Use:   "resolver",
+		Short: "Run a recursive, caching, validating resolver (the local DNS server)",
+		Long: `Runs the local DNS server of the chapter: it answers recursive queries from
+allowed clients (loopback by default; others get REFUSED) by iterating
+through the DNS hierarchy from the root hints, following referrals, CNAME
+and DNAME chains, and caches what it learns with its TTLs (negative answers
+per RFC 2308, serve-stale per RFC 8767, prefetch). It randomises query IDs,
+source ports and name case (0x20), checks every reply against its question,
+never caches records from outside a server's zone, and minimises the names
+it sends (RFC 9156). With --forward it sends every query to an upstream
+resolver instead. With --trust-anchor it validates DNSSEC.
+
+A config file (YAML or JSON, the fields of the flags in snake_case) may be
+given with --config; flags override it.`,
+		Example: `  applayer dns resolver --listen 127.0.0.1:5353 --root-hints-file /usr/share/dns/root.hints
+  applayer dns resolver --listen 127.0.0.1:5353 --root-hint 127.53.0.1 --upstream-port 10053
+  applayer dns resolver --listen 127.0.0.1:5353 --forward 127.0.0.53 --admin 127.0.0.1:9953
+  dig @127.0.0.1 -p 5353 www.example.com`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			final := cfg
+			if cfgFile != "" {
+				var fc resolver.Config
+				if err := config.Load(cfgFile, &fc); err != nil {
+					return err
+				}
+				mergeResolverFlags(cmd, &fc, cfg)
+				final = fc
+			}
+			if cmd.Flags().Changed("timeout") || cfgFile == "" {
+				final.Timeout = config.Duration(timeout)
+			}
+			if cmd.Flags().Changed("serve-stale") || cfgFile == "" {
+				final.ServeStale = config.Duration(stale)
+			}
+			if len(final.RootHints) == 0 && final.RootHintsFile == "" && len(final.Forwarders) == 0 {
+				return errors.New("dns resolver: give --root-hint, --root-hints-file or --forward")
+			}
+			return runResolver(cmd, g, final, admin)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfgFile, "config", "", "config file (YAML or JSON)")
+	f.StringVar(&cfg.Listen, "listen", "127.0.0.1:53", "address to serve on (UDP and TCP)")
+	f.StringSliceVar(&cfg.RootHints, "root-hint", nil, "root server address (repeatable)")
+	f.StringVar(&cfg.RootHintsFile, "root-hints-file", "", "root hints file (zone-file format)")
+	f.IntVar(&cfg.UpstreamPort, "upstream-port", 53, "port authoritative servers are queried on")
+	f.StringSliceVar(&cfg.Forwarders, "forward", nil, "forward every query to this resolver (ip or ip:port, repeatable)")
+	f.StringVar(&cfg.TrustAnchorFile, "trust-anchor", "", "DNSSEC trust anchor file (DS or DNSKEY records)")
+	f.StringSliceVar(&cfg.Allow, "allow", nil, "client prefixes allowed recursion (default loopback)")
+	f.IntVar(&cfg.CacheSize, "cache-size", 100000, "most cached entries")
+	f.BoolVar(&cfg.NoQNAMEMinimisation, "no-qname-minimisation", false, "send the full name to every server")
+	f.BoolVar(&cfg.NoPrefetch, "no-prefetch", false, "do not refresh popular entries before they expire")
+	f.DurationVar(&timeout, "timeout", 400*time.Millisecond, "first per-try upstream timeout (doubles each round)")
+	f.DurationVar(&stale, "serve-stale", 24*time.Hour, "serve expired answers this long when no authority answers (negative disables)")
+	f.StringVar(&admin, "admin", "", "admin listener (loopback) with /metrics and POST /dns/resolver/flush[?name=]")
+	return cmd
+}
+
+// mergeResolverFlags copies the flags the user set over the file's config.
+func mergeResolverFlags(cmd *cobra.Command, dst *resolver.Config, src resolver.Config) {
+	ch := cmd.Flags().Changed
+	if ch("listen") || dst.Listen == "" {
+		dst.Listen = src.Listen
+	}
+	if ch("root-hint") {
+		dst.RootHints = src.RootHints
+	}
+	if ch("root-hints-file") {
+		dst.RootHintsFile = src.RootHintsFile
+	}
+	if ch("upstream-port") {
+		dst.UpstreamPort = src.UpstreamPort
+	}
+	if ch("forward") {
+		dst.Forwarders = src.Forwarders
+	}
+	if ch("trust-anchor") {
+		dst.TrustAnchorFile = src.TrustAnchorFile
+	}
+	if ch("allow") {
+		dst.Allow = src.Allow
+	}
+	if ch("cache-size") {
+		dst.CacheSize = src.CacheSize
+	}
+	if ch("no-qname-minimisation") {
+		dst.NoQNAMEMinimisation = src.NoQNAMEMinimisation
+	}
+	if ch("no-prefetch") {
+		dst.NoPrefetch = src.NoPrefetch
+	}
+}
+
+func runResolver(cmd *cobra.Command, g *globals, cfg resolver.Config, admin string) error {
+	e, err := g.env()
+	if err != nil {
+		return err
+	}
+	defer e.close()
+	deps := e.deps()
+	reg := obs.NewRegistry()
+	deps.Metrics = reg
+	s, err := resolver.New(cfg, deps)
+	if err != nil {
+		return err
+	}
+	group := service.NewGroup(e.logger, s)
+	if admin != "" {
+		a, err := obs.NewAdmin(obs.AdminConfig{Addr: admin}, reg, e.logger.With("service", "admin"))
+		if err != nil {
+			return err
+		}
+		a.Handle("/dns/resolver/flush", s.FlushHandler())
+		group.Add(a)
+	}
+	return service.Run(cmd.Context(), group, service.DefaultGrace, func() {
+		for _, addr := range s.Addrs() {
+			fmt.Fprintf(g.stdout, "%s listening on %s %s\n", s.Name(), addr.Network(), addr)
+		}
+	})
+}
+
+// dnsResolverLabConfig is the lab's config of a dns-resolver: the
+// resolver's own fields plus the lab hosts serving the root.
+type dnsResolverLabConfig struct {
+	resolver.Config
+	// RootServers are lab host names of root servers; default
+	// ["a.root-servers.net"].
+	RootServers []string `json:"root_servers,omitempty"`
+}
+
+// dnsResolverKinds are the lab kinds of package dns/resolver.
+func dnsResolverKinds() []lab.Kind {
+	return []lab.Kind{{
+		Name: "dns-resolver", Summary: "recursive caching validating DNS resolver (local DNS server)", Port: 53, Network: "udp+tcp",
+		Check: func(raw json.RawMessage) error {
+			var c dnsResolverLabConfig
+			return lab.DecodeConfig(raw, &c)
+		},
+		Build: func(env lab.Env) (service.Service, error) {
+			var c dnsResolverLabConfig
+			if err := lab.DecodeConfig(env.Spec.Config, &c); err != nil {
+				return nil, err
+			}
+			cfg := c.Config
+			cfg.Listen = env.Listen.String()
+			if len(cfg.Forwarders) == 0 && len(cfg.RootHints) == 0 && cfg.RootHintsFile == "" {
+				names := c.RootServers
+				if len(names) == 0 {
+					names = []string{"a.root-servers.net"}
+				}
+				for _, n := range names {
+					h, ok := env.Plan.Lookup(n)
+					if !ok {
+						if len(c.RootServers) > 0 {
+							return nil, fmt.Errorf("dns-resolver: root server %q is not a lab host", n)
+						}
+						env.Deps.Logger.Warn("dns-resolver: root server is not a lab host; resolution will fail", "host", n)
+						continue
+					}
+					cfg.RootHints = append(cfg.RootHints, h.Addr.String())
+				}
+				cfg.UpstreamPort = env.Plan.Port(53)
+			}
+			if cfg.TrustAnchorFile == "" {
+				cfg.TrustAnchorFile = filepath.Join(env.Plan.StateDir, "dns", "root.ds")
+				cfg.TrustAnchorOptional = true
+			}
+			return resolver.New(cfg, env.Deps)
+		},
+	}}
+}
