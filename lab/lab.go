@@ -224,8 +224,12 @@ func (r *Running) PrintTable(w io.Writer) error {
 		return err
 	}
 	if r.Plan.PortOffset != 0 {
-		_, err := fmt.Fprintf(w, "\nPrivileged ports are not available: every port is offset by %d (DNS on %d, HTTP on %d).\n",
-			r.Plan.PortOffset, r.Plan.Port(53), r.Plan.Port(80))
+		why := "privileged ports are not available"
+		if r.Plan.Topology.Lab.PortOffset != nil {
+			why = "as configured"
+		}
+		_, err := fmt.Fprintf(w, "\nEvery port is offset by %d, %s (DNS on %d, HTTP on %d).\n",
+			r.Plan.PortOffset, why, r.Plan.Port(53), r.Plan.Port(80))
 		return err
 	}
 	return nil
