@@ -258,6 +258,15 @@ func (d *diskStore) remove(key string) int {
 	return len(items)
 }
 
+// removeVariant deletes the file of one stored variant.
+func (d *diskStore) removeVariant(key, vkey string) {
+	name := d.fileFor(key, vkey)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	os.Remove(name)
+	d.removeFileLocked(key, name)
+}
+
 // removePrefix deletes every file whose primary key starts with prefix.
 func (d *diskStore) removePrefix(prefix string) int {
 	d.mu.Lock()

@@ -165,6 +165,18 @@ func (s *memStore) replace(old, e *entry) bool {
 	return false
 }
 
+// removeEntry drops e if it is still stored.
+func (s *memStore) removeEntry(e *entry) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, v := range s.m[e.key] {
+		if v == e {
+			s.removeLocked(e, false)
+			return
+		}
+	}
+}
+
 func (s *memStore) removeLocked(e *entry, evicted bool) {
 	vs := s.m[e.key]
 	for i, v := range vs {
