@@ -147,6 +147,7 @@ func New(cfg Config, upstream http.RoundTripper, deps service.Deps) (*Cache, err
 			return nil, err
 		}
 		c.disk = d
+		c.mem.clock = d
 	}
 	if err := m.register(c); err != nil {
 		return nil, err

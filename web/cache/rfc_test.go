@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/applayer/applayer/internal/service"
 )
 
 // variantOrigin varies on Accept-Language, answers a matching
@@ -215,5 +217,46 @@ func TestPartialFromOriginNotStored(t *testing.T) {
 	e.do("GET", "/a")
 	if e.hits.Load() != 2 {
 		t.Fatalf("a 206 was stored (origin hits %d)", e.hits.Load())
+	}
+}
+
+// The disk tier evicts the least recently used object (a memory hit
+// counts as a use), not the oldest written, and keeps within its budget.
+func TestDiskTierLRUByAccess(t *testing.T) {
+	dir := t.TempDir()
+	body := strings.Repeat("x", 10000)
+	cfg := Config{Dir: dir, MaxDiskBytes: 36000}
+	e := newEnv(t, cfg, func(w http.ResponseWriter, r *http.Request, n int64) {
+		w.Header().Set("Cache-Control", "max-age=1000")
+		io.WriteString(w, body)
+	})
+	for _, p := range []string{"/a", "/b", "/c"} {
+		e.do("GET", p)
+	}
+	e.clk.Advance(time.Second)
+	if r := e.do("GET", "/a"); !strings.Contains(r.header.Get("Cache-Status"), "hit") {
+		t.Fatalf("/a not a hit: %q", r.header.Get("Cache-Status"))
+	}
+	e.do("GET", "/d") // over budget: evicts /b, the least recently used
+	if e.c.disk.bytes > cfg.MaxDiskBytes {
+		t.Fatalf("disk tier holds %d bytes, budget %d", e.c.disk.bytes, cfg.MaxDiskBytes)
+	}
+	c2, err := New(cfg, e.tr, service.Deps{Now: e.clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	e.c = c2 // fresh memory tier: only the disk tier answers
+	before := e.hits.Load()
+	for _, p := range []string{"/a", "/c", "/d"} {
+		if r := e.do("GET", p); !strings.Contains(r.header.Get("Cache-Status"), "hit") {
+			t.Errorf("%s after restart: Cache-Status %q, want a disk hit", p, r.header.Get("Cache-Status"))
+		}
+	}
+	if e.hits.Load() != before {
+		t.Fatalf("origin fetched %d kept objects", e.hits.Load()-before)
+	}
+	if r := e.do("GET", "/b"); !strings.Contains(r.header.Get("Cache-Status"), "miss") {
+		t.Fatalf("/b after restart: Cache-Status %q, want a miss (evicted)", r.header.Get("Cache-Status"))
 	}
 }
