@@ -27,7 +27,16 @@ func (c *Cache) miss(w http.ResponseWriter, r *http.Request, key string, reqCC *
 		f.waiters.Add(1)
 		t := time.NewTimer(c.cfg.FetchTimeout.D())
 		defer t.Stop()
+		follow := f.ready
+		if needsWholeBody(r) {
+			follow = nil // answered from the stored object
+		}
 		select {
+		case <-follow:
+			if c.follow(w, r, f, status) {
+				return
+			}
+			<-f.done
 		case <-f.done:
 		case <-r.Context().Done():
 			return
@@ -49,13 +58,14 @@ func (c *Cache) miss(w http.ResponseWriter, r *http.Request, key string, reqCC *
 		c.fetch(w, r, key, reqCC, status, nil)
 		return
 	}
-	f := &flight{done: make(chan struct{})}
+	f := newFlight()
 	c.flights[key] = f
 	c.fmu.Unlock()
 	defer func() {
 		c.fmu.Lock()
 		delete(c.flights, key)
 		c.fmu.Unlock()
+		f.finish(streamFailed)
 		close(f.done)
 	}()
 	c.fetch(w, r, key, reqCC, status, f)
@@ -99,7 +109,7 @@ func (c *Cache) fetch(w http.ResponseWriter, r *http.Request, key string, reqCC 
 		if res.StatusCode == http.StatusOK {
 			c.freshenFromHead(r, res, reqTime, c.now())
 		}
-		c.stream(w, r, res, status, nil)
+		c.stream(w, r, res, status, nil, nil)
 		return
 	}
 	c.finish(w, r, key, reqCC, res, reqTime, c.now(), status, f, nil)
@@ -124,7 +134,7 @@ func (c *Cache) finish(w http.ResponseWriter, r *http.Request, key string, reqCC
 		if old != nil && res.StatusCode < 500 {
 			c.invalidate(old.key)
 		}
-		c.stream(w, r, res, status, nil)
+		c.stream(w, r, res, status, nil, nil)
 		return
 	}
 	if needsWholeBody(r) {
@@ -140,11 +150,11 @@ func (c *Cache) finish(w http.ResponseWriter, r *http.Request, key string, reqCC
 			return
 		}
 		res.Body = io.NopCloser(io.MultiReader(bytesReader(body), res.Body))
-		c.stream(w, r, res, status, nil)
+		c.stream(w, r, res, status, nil, nil)
 		return
 	}
 	var body []byte
-	c.stream(w, r, res, status+"; stored", &body)
+	c.stream(w, r, res, status+"; stored", &body, f)
 	if body != nil {
 		e.body = body
 		c.store(e)
@@ -317,7 +327,7 @@ func (c *Cache) validate(w http.ResponseWriter, r *http.Request, e *entry, reqCC
 		if res.StatusCode == http.StatusOK {
 			c.freshenFromHead(r, res, reqTime, respTime)
 		}
-		c.stream(w, r, res, status, nil)
+		c.stream(w, r, res, status, nil, nil)
 		return
 	}
 	c.finish(w, r, e.key, reqCC, res, reqTime, respTime, status, nil, e)

@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -258,5 +260,140 @@ func TestDiskTierLRUByAccess(t *testing.T) {
 	}
 	if r := e.do("GET", "/b"); !strings.Contains(r.header.Get("Cache-Status"), "miss") {
 		t.Fatalf("/b after restart: Cache-Status %q, want a miss (evicted)", r.header.Get("Cache-Status"))
+	}
+}
+
+// chanWriter is a ResponseWriter that hands each write to a channel, so a
+// test can watch a response arrive while the handler still runs.
+type chanWriter struct {
+	h    http.Header
+	code int
+	ch   chan []byte
+}
+
+func (c *chanWriter) Header() http.Header { return c.h }
+func (c *chanWriter) WriteHeader(code int) {
+	if c.code == 0 {
+		c.code = code
+	}
+}
+func (c *chanWriter) Write(b []byte) (int, error) {
+	c.WriteHeader(200)
+	c.ch <- append([]byte(nil), b...)
+	return len(b), nil
+}
+
+// A coalesced waiter streams the object while it arrives, like the
+// request that fetches it, instead of waiting for all of it.
+func TestCoalescedWaiterStreams(t *testing.T) {
+	const half = 100000
+	started, release := make(chan struct{}), make(chan struct{})
+	e := newEnv(t, Config{}, func(w http.ResponseWriter, r *http.Request, n int64) {
+		w.Header().Set("Cache-Control", "max-age=100")
+		w.Header().Set("Content-Length", strconv.Itoa(2*half))
+		io.WriteString(w, strings.Repeat("a", half))
+		w.(http.Flusher).Flush()
+		close(started)
+		<-release
+		io.WriteString(w, strings.Repeat("b", half))
+	})
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(unblock) // a failing test must not leave the origin blocked
+	url := e.origin.URL + "/big"
+	first := httptest.NewRecorder()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		e.c.ServeHTTP(first, httptest.NewRequest("GET", url, nil))
+	}()
+	<-started
+	cw := &chanWriter{h: http.Header{}, ch: make(chan []byte, 64)}
+	waiterDone := make(chan struct{})
+	go func() {
+		defer close(waiterDone)
+		e.c.ServeHTTP(cw, httptest.NewRequest("GET", url, nil))
+	}()
+	got := 0
+	timeout := time.After(10 * time.Second)
+	for got < half {
+		select {
+		case b := <-cw.ch:
+			if strings.Trim(string(b), "a") != "" {
+				t.Fatalf("waiter got unexpected bytes before the release")
+			}
+			got += len(b)
+		case <-timeout:
+			t.Fatalf("waiter received %d bytes while the origin was sending, want %d", got, half)
+		}
+	}
+	unblock()
+	for {
+		select {
+		case b := <-cw.ch:
+			got += len(b)
+			continue
+		case <-waiterDone:
+		}
+		break
+	}
+	for len(cw.ch) > 0 {
+		got += len(<-cw.ch)
+	}
+	<-done
+	if got != 2*half || cw.code != 200 || first.Body.Len() != 2*half {
+		t.Fatalf("waiter %d bytes (status %d), first %d; want %d", got, cw.code, first.Body.Len(), 2*half)
+	}
+	if cs := cw.h.Get("Cache-Status"); !strings.Contains(cs, "collapsed") {
+		t.Errorf("waiter Cache-Status %q, want collapsed", cs)
+	}
+	if e.hits.Load() != 1 {
+		t.Fatalf("origin fetches %d, want 1", e.hits.Load())
+	}
+}
+
+// A waiter whose request selects another Vary variant than the fetched
+// response doesn't get it.
+func TestCoalescedWaiterOtherVariant(t *testing.T) {
+	started, release := make(chan struct{}), make(chan struct{})
+	e := newEnv(t, Config{}, func(w http.ResponseWriter, r *http.Request, n int64) {
+		w.Header().Set("Cache-Control", "max-age=100")
+		w.Header().Set("Vary", "Accept-Language")
+		w.Header().Set("Content-Length", "200000")
+		lang := r.Header.Get("Accept-Language")
+		io.WriteString(w, strings.Repeat(lang[:1], 100000))
+		if n == 1 {
+			w.(http.Flusher).Flush()
+			close(started)
+			<-release
+		}
+		io.WriteString(w, strings.Repeat(lang[:1], 100000))
+	})
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(unblock)
+	url := e.origin.URL + "/v"
+	var wg sync.WaitGroup
+	bodies := make([]string, 2)
+	wg.Go(func() {
+		w := httptest.NewRecorder()
+		r := httptest.NewRequest("GET", url, nil)
+		r.Header.Set("Accept-Language", "en")
+		e.c.ServeHTTP(w, r)
+		bodies[0] = w.Body.String()
+	})
+	<-started
+	wg.Go(func() {
+		w := httptest.NewRecorder()
+		r := httptest.NewRequest("GET", url, nil)
+		r.Header.Set("Accept-Language", "fr")
+		e.c.ServeHTTP(w, r)
+		bodies[1] = w.Body.String()
+	})
+	waitFor(t, func() bool { return e.c.waiting(url) == 1 })
+	unblock()
+	wg.Wait()
+	if bodies[0] != strings.Repeat("e", 200000) || bodies[1] != strings.Repeat("f", 200000) {
+		t.Fatalf("bodies %.10q… %.10q…", bodies[0], bodies[1])
 	}
 }
