@@ -186,6 +186,7 @@ func TestNotStored(t *testing.T) {
 		{"no freshness, no validator, not heuristic status", nil, nil},
 		{"invalid max-age is stale", []string{"Cache-Control", "max-age=abc"}, nil},
 		{"invalid Expires is stale", []string{"Expires", "0"}, nil},
+		{"explicit max-age=0 is not overridden by heuristics", []string{"Cache-Control", "max-age=0", "Last-Modified", "Mon, 01 Dec 2025 00:00:00 GMT"}, nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
