@@ -117,12 +117,106 @@ type counters struct {
 	bytesCache, bytesOrigin                            atomic.Int64
 }
 
-// flight is one origin fetch that concurrent misses wait for.
+// flight is one origin fetch that concurrent misses wait for. When the
+// response is being stored, the fetching request publishes it (status,
+// header and the body as it arrives) so waiters stream it too.
 type flight struct {
 	done    chan struct{}
 	waiters atomic.Int32
 	stored  bool
 	err     error
+
+	ready chan struct{} // closed by start: the response streams
+	// set by start, then read-only:
+	code  int
+	hdr   http.Header // as sent upstream of us (without our Cache-Status)
+	names []string    // the response's Vary
+	vkey  string      // the fetching request's secondary key
+
+	mu   sync.Mutex
+	buf  []byte        // append-only: bytes below len never change
+	more chan struct{} // closed and replaced when buf grows or the body ends
+	end  int           // 0 while streaming, streamOK or streamFailed
+}
+
+const (
+	streamOK = 1 + iota
+	streamFailed
+)
+
+func newFlight() *flight {
+	return &flight{done: make(chan struct{}), ready: make(chan struct{}), more: make(chan struct{})}
+}
+
+// start publishes the response's head to the waiters.
+func (f *flight) start(code int, h http.Header, r *http.Request) {
+	f.code, f.hdr = code, h
+	f.names, _ = varyNames(h)
+	f.vkey = VaryKey(f.names, r.Header)
+	close(f.ready)
+}
+
+// grow publishes the body received so far.
+func (f *flight) grow(buf []byte) {
+	f.mu.Lock()
+	f.buf = buf
+	close(f.more)
+	f.more = make(chan struct{})
+	f.mu.Unlock()
+}
+
+// finish ends the published body (a no-op once ended).
+func (f *flight) finish(end int) {
+	f.mu.Lock()
+	if f.end == 0 {
+		f.end = end
+		close(f.more)
+	}
+	f.mu.Unlock()
+}
+
+// follow serves a waiter the response its flight is streaming. It returns
+// false, having written nothing, when the response doesn't apply to r
+// (another Vary selection).
+func (c *Cache) follow(w http.ResponseWriter, r *http.Request, f *flight, status string) bool {
+	if VaryKey(f.names, r.Header) != f.vkey {
+		return false
+	}
+	h := w.Header()
+	for k, v := range f.hdr {
+		h[k] = v
+	}
+	h["Cache-Status"] = c.cacheStatus(f.hdr["Cache-Status"], status+"; "+csDetailColl)
+	c.st.hits.Add(1)
+	w.WriteHeader(f.code)
+	off := 0
+	for {
+		f.mu.Lock()
+		b, end, more := f.buf[off:], f.end, f.more
+		f.mu.Unlock()
+		if len(b) > 0 {
+			n, err := w.Write(b)
+			c.st.bytesCache.Add(int64(n))
+			if err != nil {
+				return true
+			}
+			off += len(b)
+			continue
+		}
+		switch end {
+		case streamOK:
+			return true
+		case streamFailed:
+			// The origin's body broke off: so does ours, so the client
+			// sees a truncated response, not a short complete one.
+			panic(http.ErrAbortHandler)
+		}
+		select {
+		case <-more:
+		case <-r.Context().Done():
+			return true
+		}
+	}
 }
 
 // New returns a cache in front of upstream, which receives every request
@@ -147,6 +241,7 @@ func New(cfg Config, upstream http.RoundTripper, deps service.Deps) (*Cache, err
 			return nil, err
 		}
 		c.disk = d
+		c.mem.clock = d
 	}
 	if err := m.register(c); err != nil {
 		return nil, err
@@ -527,7 +622,7 @@ func (c *Cache) forwardUnsafe(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	c.stream(w, r, res, csMethod, nil)
+	c.stream(w, r, res, csMethod, nil, nil)
 }
 
 func (c *Cache) invalidate(key string) {
@@ -540,10 +635,20 @@ func (c *Cache) invalidate(key string) {
 // stream copies res to w, teeing the body into a buffer of at most
 // MaxObjectBytes when keep is non-nil; *keep is set to the complete body,
 // or nil when it was too large or the copy failed.
-func (c *Cache) stream(w http.ResponseWriter, r *http.Request, res *http.Response, status string, keep *[]byte) {
+//
+// When f is given (a coalesced fetch being stored) and the body's length
+// is known, the response is published to f's waiters as it arrives.
+func (c *Cache) stream(w http.ResponseWriter, r *http.Request, res *http.Response, status string, keep *[]byte, f *flight) {
 	h := w.Header()
 	for k, v := range res.Header {
 		h[k] = v
+	}
+	if f != nil && (keep == nil || res.ContentLength < 0 || res.ContentLength > c.cfg.MaxObjectBytes) {
+		f = nil
+	}
+	if f != nil {
+		f.start(res.StatusCode, res.Header.Clone(), r)
+		defer f.finish(streamFailed) // unless finished well below
 	}
 	h["Cache-Status"] = c.cacheStatus(res.Header["Cache-Status"], status)
 	w.WriteHeader(res.StatusCode)
@@ -567,6 +672,9 @@ func (c *Cache) stream(w http.ResponseWriter, r *http.Request, res *http.Respons
 		} else if extra, _ := res.Body.Read(make([]byte, 1)); extra > 0 {
 			rerr = errors.New("cache: body longer than Content-Length")
 		}
+		if f != nil {
+			f.grow(buf)
+		}
 		if clientOK && n > 0 {
 			w.Write(buf)
 		}
@@ -582,6 +690,9 @@ func (c *Cache) stream(w http.ResponseWriter, r *http.Request, res *http.Respons
 						storing, buf = false, nil
 					} else {
 						buf = append(buf, chunk[:n]...)
+						if f != nil {
+							f.grow(buf)
+						}
 					}
 				}
 				if clientOK {
@@ -603,6 +714,9 @@ func (c *Cache) stream(w http.ResponseWriter, r *http.Request, res *http.Respons
 		c.chunks.Put(cp)
 	}
 	c.st.bytesOrigin.Add(total)
+	if f != nil && storing && rerr == nil {
+		f.finish(streamOK)
+	}
 	if keep != nil {
 		if storing && rerr == nil {
 			if buf == nil {

@@ -186,6 +186,7 @@ func TestNotStored(t *testing.T) {
 		{"no freshness, no validator, not heuristic status", nil, nil},
 		{"invalid max-age is stale", []string{"Cache-Control", "max-age=abc"}, nil},
 		{"invalid Expires is stale", []string{"Expires", "0"}, nil},
+		{"explicit max-age=0 is not overridden by heuristics", []string{"Cache-Control", "max-age=0", "Last-Modified", "Mon, 01 Dec 2025 00:00:00 GMT"}, nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -819,14 +820,27 @@ func TestNotModifiedForOtherRepresentation(t *testing.T) {
 }
 
 func TestHeadRevalidatesStoredGet(t *testing.T) {
-	e := newEnv(t, Config{}, counting("Cache-Control", "max-age=10"))
+	var methods sync.Map
+	e := newEnv(t, Config{}, func(w http.ResponseWriter, r *http.Request, n int64) {
+		methods.Store(n, r.Method)
+		w.Header().Set("Cache-Control", "max-age=10")
+		w.Header().Set("X-Version", strconv.FormatInt(n, 10))
+		io.WriteString(w, "v1") // same length each time
+	})
 	e.do("GET", "/a")
 	e.clk.Advance(20 * time.Second)
-	r := e.do("HEAD", "/a") // stale: fetched with GET and stored
+	r := e.do("HEAD", "/a") // stale: validated with HEAD, which freshens the GET response
 	if r.code != 200 || r.body != "" || r.header.Get("Content-Length") != "2" {
 		t.Fatalf("HEAD: %d %q %v", r.code, r.body, r.header)
 	}
-	e.wantBody(e.do("GET", "/a"), "v2")
+	if m, _ := methods.Load(int64(2)); m != "HEAD" {
+		t.Fatalf("origin saw %v, want HEAD", m)
+	}
+	r = e.do("GET", "/a")
+	e.wantBody(r, "v1")
+	if r.header.Get("X-Version") != "2" || !strings.Contains(r.header.Get("Cache-Status"), "hit") {
+		t.Fatalf("GET after HEAD: X-Version %q, Cache-Status %q", r.header.Get("X-Version"), r.header.Get("Cache-Status"))
+	}
 	if e.hits.Load() != 2 {
 		t.Fatalf("origin hits %d", e.hits.Load())
 	}

@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -29,16 +30,22 @@ type diskStore struct {
 	mu    sync.Mutex
 	byKey map[string][]*diskItem
 	bytes int64
-	seq   uint64
+	seq   atomic.Uint64 // access clock
 }
 
+// diskItem is one file of the disk tier. seq is the access clock's value
+// at its last use: the write, a read from disk, or a memory-tier hit on
+// the entry loaded from or written to it (entry.disk points here).
 type diskItem struct {
 	file string
 	key  string
 	vkey string
 	size int64
-	seq  uint64
+	seq  atomic.Uint64
 }
+
+// touch marks it as just used.
+func (d *diskStore) touch(it *diskItem) { it.seq.Store(d.seq.Add(1)) }
 
 // diskMeta is the stored form of an entry's metadata.
 type diskMeta struct {
@@ -74,10 +81,11 @@ func openDisk(dir string, budget int64) (*diskStore, error) {
 		}
 		items = append(items, found{&diskItem{file: name, key: meta.Key, vkey: meta.VKey, size: size}, mod})
 	}
+	// The files' modification times carry the recency across restarts:
+	// reads from disk set them.
 	sort.Slice(items, func(i, j int) bool { return items[i].mod.Before(items[j].mod) })
 	for _, f := range items {
-		d.seq++
-		f.it.seq = d.seq
+		d.touch(f.it)
 		d.byKey[f.it.key] = append(d.byKey[f.it.key], f.it)
 		d.bytes += f.it.size
 	}
@@ -124,7 +132,8 @@ func (d *diskStore) fileFor(key, vkey string) string {
 	return filepath.Join(d.dir, hex.EncodeToString(h[:16])+".obj")
 }
 
-// put writes e to disk (atomically: a temporary file renamed into place).
+// put writes e to disk (atomically: a temporary file renamed into place)
+// and links e to its file for access tracking.
 func (d *diskStore) put(e *entry) error {
 	meta, err := json.Marshal(diskMeta{Key: e.key, VKey: e.vkey, VaryNames: e.varyNames, Status: e.status,
 		Header: e.header, ReqTime: e.reqTime, RespTime: e.respTime, CorrInitAge: int64(e.corrInitAge)})
@@ -156,16 +165,16 @@ func (d *diskStore) put(e *entry) error {
 		return fmt.Errorf("cache: disk tier: %w", err)
 	}
 	size := int64(4 + len(meta) + len(e.body))
+	it := &diskItem{file: name, key: e.key, vkey: e.vkey, size: size}
+	d.touch(it)
+	e.disk.Store(it)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.removeFileLocked(e.key, name)
-	d.seq++
-	d.byKey[e.key] = append(d.byKey[e.key], &diskItem{file: name, key: e.key, vkey: e.vkey, size: size, seq: d.seq})
+	d.byKey[e.key] = append(d.byKey[e.key], it)
 	d.bytes += size
-	for d.bytes > d.budget {
-		if !d.evictOldestLocked(name) {
-			break
-		}
+	if d.bytes > d.budget {
+		d.evictLocked(name)
 	}
 	return nil
 }
@@ -186,34 +195,43 @@ func (d *diskStore) removeFileLocked(key, name string) {
 	}
 }
 
-func (d *diskStore) evictOldestLocked(keep string) bool {
-	var oldest *diskItem
+// evictLocked removes the least recently used files (never keep) until
+// the tier is within 90% of its budget, so that evictions, which sort the
+// index, are amortised over many writes.
+func (d *diskStore) evictLocked(keep string) {
+	type aged struct {
+		it  *diskItem
+		seq uint64 // a snapshot: hits move it concurrently
+	}
+	var all []aged
 	for _, items := range d.byKey {
 		for _, it := range items {
-			if it.file != keep && (oldest == nil || it.seq < oldest.seq) {
-				oldest = it
+			if it.file != keep {
+				all = append(all, aged{it, it.seq.Load()})
 			}
 		}
 	}
-	if oldest == nil {
-		return false
+	sort.Slice(all, func(i, j int) bool { return all[i].seq < all[j].seq })
+	low := d.budget - d.budget/10
+	for _, a := range all {
+		it := a.it
+		if d.bytes <= low {
+			break
+		}
+		os.Remove(it.file)
+		d.removeFileLocked(it.key, it.file)
 	}
-	os.Remove(oldest.file)
-	d.removeFileLocked(oldest.key, oldest.file)
-	return true
 }
 
 // get loads the variant of key matching the request header h.
 func (d *diskStore) get(key string, h http.Header) *entry {
 	d.mu.Lock()
-	var files []string
-	for _, it := range d.byKey[key] {
-		files = append(files, it.file)
-	}
+	items := append([]*diskItem(nil), d.byKey[key]...)
 	d.mu.Unlock()
 	var best *entry
-	for _, name := range files {
-		e, err := d.load(name)
+	var bestIt *diskItem
+	for _, it := range items {
+		e, err := d.load(it.file)
 		if err != nil || e.key != key {
 			continue
 		}
@@ -221,8 +239,14 @@ func (d *diskStore) get(key string, h http.Header) *entry {
 			continue
 		}
 		if best == nil || e.respTime.After(best.respTime) {
-			best = e
+			best, bestIt = e, it
 		}
+	}
+	if best != nil {
+		d.touch(bestIt)
+		best.disk.Store(bestIt)
+		now := time.Now()
+		os.Chtimes(bestIt.file, now, now) // recency survives a restart
 	}
 	return best
 }
@@ -256,6 +280,15 @@ func (d *diskStore) remove(key string) int {
 	}
 	delete(d.byKey, key)
 	return len(items)
+}
+
+// removeVariant deletes the file of one stored variant.
+func (d *diskStore) removeVariant(key, vkey string) {
+	name := d.fileFor(key, vkey)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	os.Remove(name)
+	d.removeFileLocked(key, name)
 }
 
 // removePrefix deletes every file whose primary key starts with prefix.

@@ -128,5 +128,10 @@ func (s *memStore) getFast(key []byte) *entry {
 		}
 	}
 	s.mu.Unlock()
+	if e != nil && s.clock != nil {
+		if it := e.disk.Load(); it != nil {
+			s.clock.touch(it)
+		}
+	}
 	return e
 }

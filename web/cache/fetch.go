@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -26,7 +27,16 @@ func (c *Cache) miss(w http.ResponseWriter, r *http.Request, key string, reqCC *
 		f.waiters.Add(1)
 		t := time.NewTimer(c.cfg.FetchTimeout.D())
 		defer t.Stop()
+		follow := f.ready
+		if needsWholeBody(r) {
+			follow = nil // answered from the stored object
+		}
 		select {
+		case <-follow:
+			if c.follow(w, r, f, status) {
+				return
+			}
+			<-f.done
 		case <-f.done:
 		case <-r.Context().Done():
 			return
@@ -48,13 +58,14 @@ func (c *Cache) miss(w http.ResponseWriter, r *http.Request, key string, reqCC *
 		c.fetch(w, r, key, reqCC, status, nil)
 		return
 	}
-	f := &flight{done: make(chan struct{})}
+	f := newFlight()
 	c.flights[key] = f
 	c.fmu.Unlock()
 	defer func() {
 		c.fmu.Lock()
 		delete(c.flights, key)
 		c.fmu.Unlock()
+		f.finish(streamFailed)
 		close(f.done)
 	}()
 	c.fetch(w, r, key, reqCC, status, f)
@@ -73,7 +84,11 @@ func stripClientConditionals(h http.Header) {
 func (c *Cache) fetch(w http.ResponseWriter, r *http.Request, key string, reqCC *Directives, status string, f *flight) {
 	out, cancel := c.outbound(r)
 	defer cancel()
-	if r.Method == http.MethodGet {
+	_, auth := r.Header["Authorization"]
+	if r.Method == http.MethodGet && !reqCC.NoStore() && !auth {
+		// The complete response is fetched to be stored; the client's
+		// conditionals and range are answered from it. Requests whose
+		// response won't be stored keep them (a 206 or 304 passes through).
 		stripClientConditionals(out.Header)
 	}
 	reqTime := c.now()
@@ -87,6 +102,16 @@ func (c *Cache) fetch(w http.ResponseWriter, r *http.Request, key string, reqCC 
 		return
 	}
 	defer res.Body.Close()
+	if r.Method == http.MethodHead {
+		// A response to HEAD has no body to store, but freshens the
+		// stored GET responses it selects (section 4.3.5).
+		c.st.misses.Add(1)
+		if res.StatusCode == http.StatusOK {
+			c.freshenFromHead(r, res, reqTime, c.now())
+		}
+		c.stream(w, r, res, status, nil, nil)
+		return
+	}
 	c.finish(w, r, key, reqCC, res, reqTime, c.now(), status, f, nil)
 }
 
@@ -99,14 +124,7 @@ func (c *Cache) finish(w http.ResponseWriter, r *http.Request, key string, reqCC
 	if _, ok := res.Header["Date"]; !ok {
 		res.Header["Date"] = []string{respTime.UTC().Format(http.TimeFormat)}
 	}
-	getReq := r
-	if r.Method == http.MethodHead {
-		// a HEAD request validated with GET: the GET response may be stored
-		g := *r
-		g.Method = http.MethodGet
-		getReq = &g
-	}
-	ok := storable(getReq, reqCC, res.StatusCode, res.Header, &cc) && res.ContentLength <= c.cfg.MaxObjectBytes
+	ok := storable(r, reqCC, res.StatusCode, res.Header, &cc) && res.ContentLength <= c.cfg.MaxObjectBytes
 	var e *entry
 	if ok {
 		e = c.newEntry(key, r, res, reqTime, respTime)
@@ -116,10 +134,10 @@ func (c *Cache) finish(w http.ResponseWriter, r *http.Request, key string, reqCC
 		if old != nil && res.StatusCode < 500 {
 			c.invalidate(old.key)
 		}
-		c.stream(w, r, res, status, nil)
+		c.stream(w, r, res, status, nil, nil)
 		return
 	}
-	if needsWholeBody(r) || r.Method == http.MethodHead {
+	if needsWholeBody(r) {
 		body, err := io.ReadAll(io.LimitReader(res.Body, c.cfg.MaxObjectBytes+1))
 		if err == nil && int64(len(body)) <= c.cfg.MaxObjectBytes {
 			c.st.bytesOrigin.Add(int64(len(body)))
@@ -132,11 +150,11 @@ func (c *Cache) finish(w http.ResponseWriter, r *http.Request, key string, reqCC
 			return
 		}
 		res.Body = io.NopCloser(io.MultiReader(bytesReader(body), res.Body))
-		c.stream(w, r, res, status, nil)
+		c.stream(w, r, res, status, nil, nil)
 		return
 	}
 	var body []byte
-	c.stream(w, r, res, status+"; stored", &body)
+	c.stream(w, r, res, status+"; stored", &body, f)
 	if body != nil {
 		e.body = body
 		c.store(e)
@@ -247,13 +265,19 @@ func (c *Cache) updated(e *entry, res *http.Response, reqTime, respTime time.Tim
 }
 
 // validate sends a conditional request for a stored response that may not
-// be used without validation (RFC 9111 section 4.3).
+// be used without validation (RFC 9111 section 4.3). A HEAD request is
+// validated with HEAD: a 304 updates the stored responses as for GET, a
+// 200 freshens or invalidates them (section 4.3.5).
 func (c *Cache) validate(w http.ResponseWriter, r *http.Request, e *entry, reqCC *Directives, why string, staleness time.Duration) {
 	out, cancel := c.outbound(r)
 	defer cancel()
+	head := r.Method == http.MethodHead
 	out.Method = http.MethodGet
+	if head {
+		out.Method = http.MethodHead
+	}
 	stripClientConditionals(out.Header)
-	conditional(out.Header, e)
+	sentTags := c.conditional(out.Header, e)
 	reqTime := c.now()
 	res, err := c.roundTrip(out)
 	respTime := c.now()
@@ -284,26 +308,123 @@ func (c *Cache) validate(w http.ResponseWriter, r *http.Request, e *entry, reqCC
 		return
 	}
 	defer res.Body.Close()
-	if res.StatusCode == http.StatusNotModified && !sameValidator(res.Header.Get("Etag"), e.etag) {
-		// The 304 is about another representation (section 4.3.4): the
-		// stored one can't be updated from it; fetch it whole instead.
-		c.invalidate(e.key)
-		c.fetch(w, r, e.key, reqCC, why, nil)
-		return
-	}
 	if res.StatusCode == http.StatusNotModified {
-		ne := c.updated(e, res, reqTime, respTime)
-		if !c.mem.replace(e, ne) {
-			c.mem.put(ne)
-		}
-		if c.disk != nil {
-			c.disk.put(ne)
+		ne := c.notModified(e, res, sentTags, reqTime, respTime)
+		if ne == nil {
+			// The 304 selects no stored response (section 4.3.4): none
+			// can be updated from it; fetch the response whole instead.
+			res.Body.Close()
+			c.invalidate(e.key)
+			c.fetch(w, r, e.key, reqCC, why, nil)
+			return
 		}
 		c.st.revalidated.Add(1)
 		c.serveEntry(w, r, ne, respTime, why+"; fwd-status=304", false)
 		return
 	}
-	c.finish(w, r, e.key, reqCC, res, reqTime, respTime, why+"; fwd-status="+strconv.Itoa(res.StatusCode), nil, e)
+	status := why + "; fwd-status=" + strconv.Itoa(res.StatusCode)
+	if head {
+		if res.StatusCode == http.StatusOK {
+			c.freshenFromHead(r, res, reqTime, respTime)
+		}
+		c.stream(w, r, res, status, nil, nil)
+		return
+	}
+	c.finish(w, r, e.key, reqCC, res, reqTime, respTime, status, nil, e)
+}
+
+// notModified applies a 304 received for a conditional request about e
+// (sentTags entity tags were sent) to the stored responses it selects
+// (RFC 9111 section 4.3.4) and returns the updated response to serve: e's
+// update when e is selected, else the selected variant's. It returns nil
+// when the 304 selects no stored response.
+//
+// Selection: a strong ETag selects every stored response of the URI with
+// that ETag, across Vary variants; a weak ETag the most recent stored
+// response that matches it weakly; with no ETag, a Last-Modified selects
+// every stored response with that Last-Modified; with neither, the 304
+// updates e when e was the only response asked about.
+func (c *Cache) notModified(e *entry, res *http.Response, sentTags int, reqTime, respTime time.Time) *entry {
+	vs := c.mem.variants(e.key)
+	found := false
+	for _, v := range vs {
+		if v == e {
+			found = true
+		}
+	}
+	if !found {
+		vs = append(vs, e)
+	}
+	etag, lm := res.Header.Get("Etag"), res.Header.Get("Last-Modified")
+	var sel []*entry
+	switch {
+	case etag != "" && !strings.HasPrefix(etag, "W/"):
+		for _, v := range vs {
+			if v.etag == etag {
+				sel = append(sel, v)
+			}
+		}
+	case etag != "":
+		var best *entry
+		for _, v := range vs {
+			if v.etag != "" && strings.TrimPrefix(v.etag, "W/") == strings.TrimPrefix(etag, "W/") &&
+				(best == nil || v == e || best != e && v.respTime.After(best.respTime)) {
+				best = v
+			}
+		}
+		if best != nil {
+			sel = []*entry{best}
+		}
+	case lm != "":
+		for _, v := range vs {
+			if v.lastMod == lm {
+				sel = append(sel, v)
+			}
+		}
+	case sentTags <= 1:
+		sel = []*entry{e}
+	}
+	var serve *entry
+	for _, v := range sel {
+		nv := c.updated(v, res, reqTime, respTime)
+		if !c.mem.replace(v, nv) {
+			c.mem.put(nv)
+		}
+		if c.disk != nil {
+			c.disk.put(nv)
+		}
+		if v == e || serve == nil {
+			serve = nv
+		}
+	}
+	return serve
+}
+
+// freshenFromHead applies a 200 response to a HEAD request to the stored
+// GET responses the request could have selected (RFC 9111 section 4.3.5):
+// when the validators it carries and its Content-Length match, the stored
+// header is updated from it; otherwise the stored response is removed.
+func (c *Cache) freshenFromHead(r *http.Request, res *http.Response, reqTime, respTime time.Time) {
+	key := Key(r)
+	etag, lm := res.Header.Get("Etag"), res.Header.Get("Last-Modified")
+	for _, v := range c.mem.variants(key) {
+		if len(v.varyNames) > 0 && VaryKey(v.varyNames, r.Header) != v.vkey {
+			continue
+		}
+		match := (etag == "" || v.etag == etag) && (lm == "" || v.lastMod == lm) &&
+			(res.ContentLength < 0 || res.ContentLength == int64(len(v.body)))
+		if !match {
+			c.mem.removeEntry(v)
+			if c.disk != nil {
+				c.disk.removeVariant(v.key, v.vkey)
+			}
+			continue
+		}
+		nv := c.updated(v, res, reqTime, respTime)
+		if c.mem.replace(v, nv) && c.disk != nil {
+			c.disk.put(nv)
+		}
+	}
 }
 
 func (c *Cache) gatewayTimeoutErr(w http.ResponseWriter, why string) {
@@ -311,23 +432,27 @@ func (c *Cache) gatewayTimeoutErr(w http.ResponseWriter, why string) {
 	http.Error(w, "504 origin unreachable and the stored response must be revalidated", http.StatusGatewayTimeout)
 }
 
-// sameValidator reports whether a 304's ETag (if any) selects the stored
-// response with ETag stored (weak comparison).
-func sameValidator(got, stored string) bool {
-	if got == "" || stored == "" {
-		return true
-	}
-	return strings.TrimPrefix(got, "W/") == strings.TrimPrefix(stored, "W/")
-}
-
-// conditional adds the validators of e to a request header.
-func conditional(h http.Header, e *entry) {
+// conditional adds the validators of e to a request header, with the
+// entity tags of the URI's other stored variants, so the origin's 304 can
+// select any of them (RFC 9111 section 4.3.1). It returns how many tags
+// were sent.
+func (c *Cache) conditional(h http.Header, e *entry) int {
+	var tags []string
 	if e.etag != "" {
-		h["If-None-Match"] = []string{e.etag}
+		tags = append(tags, e.etag)
+	}
+	for _, v := range c.mem.variants(e.key) {
+		if v.etag != "" && !slices.Contains(tags, v.etag) {
+			tags = append(tags, v.etag)
+		}
+	}
+	if len(tags) > 0 {
+		h["If-None-Match"] = []string{strings.Join(tags, ", ")}
 	}
 	if e.lastMod != "" {
 		h["If-Modified-Since"] = []string{e.lastMod}
 	}
+	return len(tags)
 }
 
 // staleIfError reports whether RFC 5861's stale-if-error lets e be served
@@ -368,7 +493,7 @@ func (c *Cache) revalidateInBackground(r *http.Request, e *entry) {
 	}
 	RemoveHopByHop(out.Header)
 	stripClientConditionals(out.Header)
-	conditional(out.Header, e)
+	sentTags := c.conditional(out.Header, e)
 	go func() {
 		defer c.bg.Done()
 		defer cancel()
@@ -385,11 +510,11 @@ func (c *Cache) revalidateInBackground(r *http.Request, e *entry) {
 		defer res.Body.Close()
 		respTime := c.now()
 		if res.StatusCode == http.StatusNotModified {
-			ne := c.updated(e, res, reqTime, respTime)
-			if c.mem.replace(e, ne) && c.disk != nil {
-				c.disk.put(ne)
+			if c.notModified(e, res, sentTags, reqTime, respTime) != nil {
+				c.st.revalidated.Add(1)
+			} else {
+				c.invalidate(e.key)
 			}
-			c.st.revalidated.Add(1)
 			return
 		}
 		cc := ParseCacheControl(res.Header)

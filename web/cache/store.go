@@ -29,6 +29,9 @@ type entry struct {
 	prev, next *entry
 	// wire is the precomputed header for FastHit, built on first use.
 	wire atomic.Pointer[wire]
+	// disk is the entry's file in the disk tier, if any, whose recency a
+	// memory hit refreshes.
+	disk atomic.Pointer[diskItem]
 }
 
 func (e *entry) size() int64 {
@@ -61,6 +64,8 @@ func (e *entry) mustRevalidate() bool {
 // memStore is the memory tier: a map from primary key to the stored
 // variants, with a byte budget enforced by least-recently-used eviction.
 type memStore struct {
+	// clock is the disk tier's access clock (nil without a disk tier).
+	clock  *diskStore
 	mu     sync.Mutex
 	m      map[string][]*entry
 	head   entry // sentinel: head.next is most recent
@@ -108,6 +113,11 @@ func (s *memStore) get(key string, h http.Header) (*entry, bool) {
 		s.pushFront(found)
 	}
 	s.mu.Unlock()
+	if found != nil && s.clock != nil {
+		if it := found.disk.Load(); it != nil {
+			s.clock.touch(it)
+		}
+	}
 	return found, any
 }
 
@@ -163,6 +173,18 @@ func (s *memStore) replace(old, e *entry) bool {
 		}
 	}
 	return false
+}
+
+// removeEntry drops e if it is still stored.
+func (s *memStore) removeEntry(e *entry) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, v := range s.m[e.key] {
+		if v == e {
+			s.removeLocked(e, false)
+			return
+		}
+	}
 }
 
 func (s *memStore) removeLocked(e *entry, evicted bool) {
