@@ -9,7 +9,22 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 )
+
+// demoModTime is the modification time of every demo file. A fixed date in
+// the past keeps Last-Modified and ETags stable across lab restarts, and
+// gives caches the heuristic freshness (RFC 9111 4.2.2) a real, unchanging
+// site would get: with files rewritten as "now", a cache would revalidate
+// every object instead of serving hits.
+var demoModTime = time.Date(2026, time.January, 1, 0, 0, 0, 0, time.UTC)
+
+func writeDemoFile(path string, data []byte) error {
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		return err
+	}
+	return os.Chtimes(path, demoModTime, demoModTime)
+}
 
 // WriteDemoSite writes the chapter's example page into dir: index.html
 // referencing a style sheet, a script and n images (img01.png ...), plus a
@@ -33,7 +48,7 @@ non-persistent HTTP.</p>
 	for i := 1; i <= n; i++ {
 		name := fmt.Sprintf("images/img%02d.png", i)
 		fmt.Fprintf(&b, "<img src=\"/%s\" alt=\"image %d\">\n", name, i)
-		if err := os.WriteFile(filepath.Join(dir, name), demoPNG(i), 0o644); err != nil {
+		if err := writeDemoFile(filepath.Join(dir, name), demoPNG(i)); err != nil {
 			return fmt.Errorf("server: demo: %w", err)
 		}
 	}
@@ -49,7 +64,7 @@ non-persistent HTTP.</p>
 `,
 	}
 	for name, body := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+		if err := writeDemoFile(filepath.Join(dir, name), []byte(body)); err != nil {
 			return fmt.Errorf("server: demo: %w", err)
 		}
 	}
