@@ -274,7 +274,7 @@ func (r *Server) validateReply(ctx context.Context, t *task, m *dns.Msg, zone, q
 		den.add(s)
 	}
 	if negative {
-		if !soaSeen || len(den.nsec)+len(den.nsec3) == 0 {
+		if !soaSeen || (len(den.nsec)+len(den.nsec3) == 0 && !den.tooMany) {
 			// No signed proof: bogus only if the zone is signed.
 			st := r.zoneKeys(ctx, t, soaZone)
 			if st.sec != secSecure {

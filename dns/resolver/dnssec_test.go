@@ -1,0 +1,364 @@
+package resolver
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/applayer/applayer/dns/authority"
+	"github.com/applayer/applayer/dns/dnstest"
+	"github.com/applayer/applayer/dns/zone"
+	"github.com/applayer/applayer/internal/service"
+	"github.com/applayer/applayer/internal/testkit"
+)
+
+// signedZone describes one zone of a signed test tree. Signatures are
+// made at test time, never committed.
+type signedZone struct {
+	origin string
+	host   byte
+	// unsigned zones get no keys and no DS in the parent.
+	unsigned bool
+	// dsOnly: the parent publishes a DS but the zone is served unsigned.
+	dsOnly bool
+	nsec3  bool
+	iter   uint16
+	alg    string
+	// expired signs with a validity that ended yesterday.
+	expired bool
+	// edit rewrites the signed zone's records (tampering).
+	edit func(rrs []dns.RR) []dns.RR
+}
+
+const leafZone = `
+$ORIGIN {Z}
+@        3600 IN SOA ns admin 1 3600 600 86400 300
+@        3600 IN NS ns
+ns       3600 IN A {N}.{H}
+www      300  IN A 192.0.2.1
+www      300  IN TXT "hello"
+alias    300  IN CNAME www
+a.b      300  IN A 192.0.2.3
+*.wild   300  IN A 192.0.2.2
+`
+
+// signedTree serves root -> test. (NSEC) -> the given leaf zones, each
+// zone on its own authority server of a random 127.x.y.0/24, and returns
+// the resolver config pointing at it with the root's DS as trust anchor.
+func signedTree(t *testing.T, leaves []signedZone) (*testNet, Config) {
+	t.Helper()
+	n := newTestNet(t, 0)
+	dir := t.TempDir()
+	now := time.Now()
+	type built struct {
+		sz   signedZone
+		text string
+		keys *zone.Keys
+	}
+	var all []*built
+	keysFor := func(sz signedZone) *zone.Keys {
+		if sz.unsigned {
+			return nil
+		}
+		k, err := zone.LoadOrCreateKeys(dir, sz.origin, sz.alg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	tld := &built{sz: signedZone{origin: "test.", host: 2}}
+	tld.keys = keysFor(tld.sz)
+	tld.text = fmt.Sprintf("$ORIGIN test.\n@ 3600 IN SOA ns admin 1 3600 600 86400 300\n@ 3600 IN NS ns\nns 3600 IN A {N}.2\n")
+	for _, l := range leaves {
+		b := &built{sz: l, keys: keysFor(l)}
+		b.text = strings.NewReplacer("{Z}", l.origin, "{H}", fmt.Sprint(l.host)).Replace(leafZone)
+		label := strings.TrimSuffix(l.origin, ".test.")
+		tld.text += fmt.Sprintf("%s 3600 IN NS ns.%s\nns.%s 3600 IN A {N}.%d\n", label, l.origin, l.origin, l.host)
+		if b.keys != nil {
+			tld.text += b.keys.DS().String() + "\n"
+		}
+		all = append(all, b)
+	}
+	root := &built{sz: signedZone{origin: ".", host: 1}}
+	root.keys = keysFor(root.sz)
+	root.text = ". 86400 IN SOA a.root. admin. 1 3600 600 86400 300\n. 86400 IN NS a.root.\na.root. 86400 IN A {N}.1\ntest. 86400 IN NS ns.test.\nns.test. 86400 IN A {N}.2\n" + tld.keys.DS().String() + "\n"
+	all = append([]*built{root, tld}, all...)
+	for _, b := range all {
+		z, err := zone.Parse(strings.NewReader(n.zoneText(b.text)), b.sz.origin, "", false)
+		if err != nil {
+			t.Fatalf("%s: %v", b.sz.origin, err)
+		}
+		rrs := z.Records()
+		if b.keys != nil && !b.sz.dsOnly {
+			opt := zone.SignOptions{NSEC3: b.sz.nsec3, NSEC3Iterations: b.sz.iter, Inception: now.Add(-time.Hour), Expiration: now.Add(24 * time.Hour)}
+			if b.sz.expired {
+				opt.Inception, opt.Expiration = now.Add(-30*24*time.Hour), now.Add(-24*time.Hour)
+			}
+			sz, err := zone.Sign(z, b.keys, opt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rrs = sz.Records()
+		}
+		if b.sz.edit != nil {
+			rrs = b.sz.edit(rrs)
+		}
+		var text strings.Builder
+		for _, rr := range rrs {
+			text.WriteString(rr.String() + "\n")
+		}
+		s, err := authority.New(authority.Config{Addr: fmt.Sprintf("%s:%d", n.ip(b.sz.host), n.port), UDPSockets: 1,
+			Zones: []authority.ZoneConfig{{Origin: b.sz.origin, Text: text.String()}}}, service.Deps{Logger: testkit.Logger(t)})
+		if err != nil {
+			t.Fatalf("%s: %v", b.sz.origin, err)
+		}
+		if err := s.Start(context.Background()); err != nil {
+			t.Fatalf("%s: %v", b.sz.origin, err)
+		}
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			s.Shutdown(ctx)
+		})
+	}
+	anchor := filepath.Join(dir, "root.ds")
+	if err := os.WriteFile(anchor, []byte(root.keys.DS().String()+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return n, Config{
+		Listen:          "127.0.0.1:0",
+		RootHints:       []string{n.ip(1).String()},
+		UpstreamPort:    n.port,
+		Timeout:         config100ms,
+		TrustAnchorFile: anchor,
+	}
+}
+
+const config100ms = 100 * 1e6
+
+func startValidating(t *testing.T, cfg Config) *testResolver {
+	t.Helper()
+	clock := &fakeClock{}
+	s, err := New(cfg, service.Deps{Logger: testkit.Logger(t), Now: clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		s.Shutdown(ctx)
+	})
+	return &testResolver{Server: s, addr: s.Addrs()[0].String(), clock: clock}
+}
+
+func withDO(m *dns.Msg) { m.SetEdns0(1232, true) }
+func withCD(m *dns.Msg) { m.CheckingDisabled = true }
+func withAD(m *dns.Msg) { m.AuthenticatedData = true }
+
+func edeOf(m *dns.Msg) *dns.EDNS0_EDE {
+	if o := m.IsEdns0(); o != nil {
+		for _, op := range o.Option {
+			if e, ok := op.(*dns.EDNS0_EDE); ok {
+				return e
+			}
+		}
+	}
+	return nil
+}
+
+func dropTypes(types ...uint16) func([]dns.RR) []dns.RR {
+	return func(rrs []dns.RR) []dns.RR {
+		var out []dns.RR
+	next:
+		for _, rr := range rrs {
+			t := rr.Header().Rrtype
+			if s, ok := rr.(*dns.RRSIG); ok {
+				t = s.TypeCovered
+			}
+			for _, d := range types {
+				if t == d {
+					continue next
+				}
+			}
+			out = append(out, rr)
+		}
+		return out
+	}
+}
+
+// tamper changes www's address after signing: its RRSIG no longer matches.
+func tamper(rrs []dns.RR) []dns.RR {
+	for _, rr := range rrs {
+		if a, ok := rr.(*dns.A); ok && strings.HasPrefix(a.Hdr.Name, "www.") {
+			a.A = []byte{192, 0, 2, 66}
+		}
+	}
+	return rrs
+}
+
+// keytrap replaces www's A signature with 40 that carry the right key
+// tag but do not verify.
+func keytrap(rrs []dns.RR) []dns.RR {
+	var out []dns.RR
+	for _, rr := range rrs {
+		s, ok := rr.(*dns.RRSIG)
+		if !ok || s.TypeCovered != dns.TypeA || !strings.HasPrefix(s.Hdr.Name, "www.") {
+			out = append(out, rr)
+			continue
+		}
+		for i := 0; i < 40; i++ {
+			c := dns.Copy(s).(*dns.RRSIG)
+			raw, _ := base64.StdEncoding.DecodeString(c.Signature)
+			raw[i%len(raw)] ^= 0xff
+			c.OrigTtl = s.OrigTtl + uint32(i) // distinct records
+			c.Signature = base64.StdEncoding.EncodeToString(raw)
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func TestDNSSECValidation(t *testing.T) {
+	_, cfg := signedTree(t, []signedZone{
+		{origin: "sec.test.", host: 3},
+		{origin: "n3.test.", host: 4, nsec3: true, alg: "ed25519"},
+		{origin: "unsigned.test.", host: 5, unsigned: true},
+		{origin: "bad.test.", host: 6, edit: tamper},
+		{origin: "old.test.", host: 7, expired: true},
+		{origin: "strip.test.", host: 8, dsOnly: true},
+		{origin: "nonsec.test.", host: 9, edit: dropTypes(dns.TypeNSEC)},
+		{origin: "iter.test.", host: 10, nsec3: true, iter: 200},
+		{origin: "trap.test.", host: 11, edit: keytrap},
+	})
+	r := startValidating(t, cfg)
+	tests := []struct {
+		name  string
+		qtype uint16
+		rcode int
+		ad    bool
+		ede   int // -1: none expected
+		n     int // answer records (without DO)
+	}{
+		{"www.sec.test", dns.TypeA, dns.RcodeSuccess, true, -1, 1},
+		{"alias.sec.test", dns.TypeA, dns.RcodeSuccess, true, -1, 2},
+		{"nx.sec.test", dns.TypeA, dns.RcodeNameError, true, -1, 0},
+		{"www.sec.test", dns.TypeAAAA, dns.RcodeSuccess, true, -1, 0},
+		{"b.sec.test", dns.TypeA, dns.RcodeSuccess, true, -1, 0}, // empty non-terminal
+		{"x.wild.sec.test", dns.TypeA, dns.RcodeSuccess, true, -1, 1},
+		{"x.wild.sec.test", dns.TypeAAAA, dns.RcodeSuccess, true, -1, 0}, // wildcard NODATA
+		{"www.n3.test", dns.TypeA, dns.RcodeSuccess, true, -1, 1},
+		{"nx.n3.test", dns.TypeA, dns.RcodeNameError, true, -1, 0},
+		{"www.n3.test", dns.TypeAAAA, dns.RcodeSuccess, true, -1, 0},
+		{"b.n3.test", dns.TypeA, dns.RcodeSuccess, true, -1, 0},
+		{"x.wild.n3.test", dns.TypeA, dns.RcodeSuccess, true, -1, 1},
+		{"x.wild.n3.test", dns.TypeAAAA, dns.RcodeSuccess, true, -1, 0},
+		{"www.unsigned.test", dns.TypeA, dns.RcodeSuccess, false, -1, 1},
+		{"nx.unsigned.test", dns.TypeA, dns.RcodeNameError, false, -1, 0},
+		{"www.bad.test", dns.TypeA, dns.RcodeServerFailure, false, int(dns.ExtendedErrorCodeDNSBogus), 0},
+		{"www.old.test", dns.TypeA, dns.RcodeServerFailure, false, int(dns.ExtendedErrorCodeSignatureExpired), 0},
+		{"www.strip.test", dns.TypeA, dns.RcodeServerFailure, false, int(dns.ExtendedErrorCodeDNSKEYMissing), 0},
+		{"nx.nonsec.test", dns.TypeA, dns.RcodeServerFailure, false, int(dns.ExtendedErrorCodeNSECMissing), 0},
+		{"www.nonsec.test", dns.TypeA, dns.RcodeSuccess, true, -1, 1},
+		// NSEC3 with 200 iterations (> 150): positive answers stay
+		// secure, denial is insecure (RFC 9276).
+		{"www.iter.test", dns.TypeA, dns.RcodeSuccess, true, -1, 1},
+		{"nx.iter.test", dns.TypeA, dns.RcodeNameError, false, -1, 0},
+		{"www.trap.test", dns.TypeA, dns.RcodeServerFailure, false, int(dns.ExtendedErrorCodeDNSBogus), 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name+"/"+dns.TypeToString[tc.qtype], func(t *testing.T) {
+			m := ask(t, r.addr, tc.name, tc.qtype, withDO)
+			if m.Rcode != tc.rcode || m.AuthenticatedData != tc.ad {
+				t.Fatalf("rcode %s AD=%v, want %s AD=%v\n%v", dns.RcodeToString[m.Rcode], m.AuthenticatedData, dns.RcodeToString[tc.rcode], tc.ad, m)
+			}
+			e := edeOf(m)
+			switch {
+			case tc.ede < 0 && e != nil:
+				t.Errorf("unexpected EDE %d %q", e.InfoCode, e.ExtraText)
+			case tc.ede >= 0 && (e == nil || int(e.InfoCode) != tc.ede):
+				t.Errorf("EDE %v, want code %d", e, tc.ede)
+			}
+			// Without DO: the same data without DNSSEC records, and AD
+			// only if asked for with the AD bit.
+			m2 := ask(t, r.addr, tc.name, tc.qtype)
+			if m2.Rcode != tc.rcode || m2.AuthenticatedData || len(m2.Answer) != tc.n {
+				t.Errorf("plain query: rcode %s AD=%v %d answers, want %s, no AD, %d answers\n%v", dns.RcodeToString[m2.Rcode], m2.AuthenticatedData, len(m2.Answer), dns.RcodeToString[tc.rcode], tc.n, m2)
+			}
+			m3 := ask(t, r.addr, tc.name, tc.qtype, withAD)
+			if m3.AuthenticatedData != tc.ad {
+				t.Errorf("AD query: AD=%v, want %v", m3.AuthenticatedData, tc.ad)
+			}
+		})
+	}
+	t.Run("CD bypasses validation", func(t *testing.T) {
+		m := ask(t, r.addr, "www.bad.test", dns.TypeA, withDO, withCD)
+		if m.Rcode != dns.RcodeSuccess || m.AuthenticatedData || len(m.Answer) == 0 {
+			t.Fatalf("CD query: %v", m)
+		}
+		if a, ok := m.Answer[0].(*dns.A); !ok || a.A.String() != "192.0.2.66" {
+			t.Errorf("CD answer %v, want the (tampered) data", m.Answer[0])
+		}
+		m = ask(t, r.addr, "www.sec.test", dns.TypeA, withDO, withCD)
+		if m.Rcode != dns.RcodeSuccess || m.AuthenticatedData {
+			t.Errorf("CD on secure data: AD=%v, want no AD (as Unbound)", m.AuthenticatedData)
+		}
+	})
+	t.Run("metrics", func(t *testing.T) {
+		if n := testutil.ToFloat64(r.m.secure); n < 10 {
+			t.Errorf("secure_total %v", n)
+		}
+		if n := testutil.ToFloat64(r.m.bogus); n < 5 {
+			t.Errorf("bogus_total %v", n)
+		}
+		if n := testutil.ToFloat64(r.m.insecure); n < 3 {
+			t.Errorf("insecure_total %v", n)
+		}
+		if n := testutil.ToFloat64(r.m.keytrap); n < 1 {
+			t.Errorf("validation_limit_total %v: the KeyTrap zone did not hit the limit", n)
+		}
+		if n := testutil.ToFloat64(r.m.insecureDelegations); n < 1 {
+			t.Errorf("insecure_delegations_total %v", n)
+		}
+	})
+}
+
+// TestDNSSECChapterHierarchy resolves the lab's hierarchy (root, edu and
+// umass.edu signed by dns/authority's signer; cs.umass.edu and amazon.com
+// unsigned) with the root's DS file as trust anchor, as the lab does.
+func TestDNSSECChapterHierarchy(t *testing.T) {
+	h := dnstest.Start(t, dnstest.Chapter, dnstest.Options{Signed: []string{".", "edu", "umass.edu"}})
+	root := h.Root(dnstest.Chapter)
+	r := startValidating(t, Config{Listen: "127.0.0.1:0", RootHints: []string{root.Addr().String()}, UpstreamPort: h.Port,
+		Timeout: config100ms, TrustAnchorFile: h.RootDS})
+	tests := []struct {
+		name  string
+		qtype uint16
+		rcode int
+		ad    bool
+	}{
+		{"www.umass.edu", dns.TypeA, dns.RcodeSuccess, true},
+		{"dns.umass.edu", dns.TypeA, dns.RcodeSuccess, true},
+		{"nothing.umass.edu", dns.TypeA, dns.RcodeNameError, true},
+		{"umass.edu", dns.TypeMX, dns.RcodeSuccess, true},
+		{"gaia.cs.umass.edu", dns.TypeA, dns.RcodeSuccess, false}, // cs.umass.edu: no DS
+		{"dns.amazon.com", dns.TypeA, dns.RcodeSuccess, false},    // com unsigned
+		{"nothing.edu", dns.TypeA, dns.RcodeNameError, true},
+	}
+	for _, tc := range tests {
+		m := ask(t, r.addr, tc.name, tc.qtype, withDO)
+		if m.Rcode != tc.rcode || m.AuthenticatedData != tc.ad {
+			t.Errorf("%s %s: rcode %s AD=%v, want %s AD=%v\n%v", tc.name, dns.TypeToString[tc.qtype], dns.RcodeToString[m.Rcode], m.AuthenticatedData, dns.RcodeToString[tc.rcode], tc.ad, m)
+		}
+	}
+}
