@@ -362,3 +362,90 @@ func TestDNSSECChapterHierarchy(t *testing.T) {
 		}
 	}
 }
+
+// TestDenialProofs checks the NSEC and NSEC3 proof logic on hand-made
+// records (signatures are checked elsewhere): right proofs pass, proofs
+// for another name or with the type present fail.
+func TestDenialProofs(t *testing.T) {
+	nsec := func(owner, next string, types ...uint16) dns.RR {
+		return &dns.NSEC{Hdr: dns.RR_Header{Name: owner, Rrtype: dns.TypeNSEC, Class: dns.ClassINET}, NextDomain: next, TypeBitMap: types}
+	}
+	h := func(name string) string { return strings.ToLower(dns.HashName(name, dns.SHA1, 0, "")) }
+	// NSEC3 records for a chain around the hash of name: one matching
+	// name (types) and a covering one per name in cover.
+	n3match := func(name string, types ...uint16) dns.RR {
+		return &dns.NSEC3{Hdr: dns.RR_Header{Name: h(name) + ".z.", Rrtype: dns.TypeNSEC3, Class: dns.ClassINET}, Hash: dns.SHA1, NextDomain: strings.ToUpper(nextHash(h(name))), TypeBitMap: types}
+	}
+	n3cover := func(name string, optout bool) dns.RR {
+		x := h(name)
+		r := &dns.NSEC3{Hdr: dns.RR_Header{Name: prevHash(x) + ".z.", Rrtype: dns.TypeNSEC3, Class: dns.ClassINET}, Hash: dns.SHA1, NextDomain: strings.ToUpper(nextHash(x))}
+		if optout {
+			r.Flags = 1
+		}
+		return r
+	}
+	r := &Server{cfg: Config{}}
+	r.cfg.defaults()
+	den := func(rrs ...dns.RR) *denial {
+		d := &denial{r: r, t: &task{}}
+		for _, s := range groupSets(rrs, nil) {
+			d.add(s)
+		}
+		return d
+	}
+	A, AAAA := dns.TypeA, dns.TypeAAAA
+	tests := []struct {
+		name string
+		got  proof
+		want proof
+	}{
+		{"nsec nxdomain", den(nsec("a.z.", "c.z.", A), nsec("z.", "a.z.", dns.TypeSOA)).nxdomain("b.z."), proofOK},
+		{"nsec nxdomain no wildcard proof", den(nsec("a.z.", "c.z.", A)).nxdomain("b.z."), proofFail},
+		{"nsec nxdomain wrong range", den(nsec("c.z.", "d.z.", A), nsec("z.", "a.z.", dns.TypeSOA)).nxdomain("b.z."), proofFail},
+		{"nsec nxdomain name exists", den(nsec("b.z.", "c.z.", A), nsec("z.", "a.z.", dns.TypeSOA)).nxdomain("b.z."), proofFail},
+		{"nsec nodata", den(nsec("b.z.", "c.z.", A)).nodata("b.z.", AAAA), proofOK},
+		{"nsec nodata type present", den(nsec("b.z.", "c.z.", A, AAAA)).nodata("b.z.", AAAA), proofFail},
+		{"nsec nodata cname", den(nsec("b.z.", "c.z.", dns.TypeCNAME)).nodata("b.z.", AAAA), proofFail},
+		{"nsec nodata parent side of a cut", den(nsec("b.z.", "c.z.", dns.TypeNS)).nodata("b.z.", A), proofFail},
+		{"nsec nodata DS at a cut", den(nsec("b.z.", "c.z.", dns.TypeNS)).nodata("b.z.", dns.TypeDS), proofOK},
+		{"nsec empty non-terminal", den(nsec("a.z.", "x.b.z.", A)).nodata("b.z.", A), proofOK},
+		{"nsec wildcard expansion", den(nsec("a.z.", "c.z.", A)).wildcard("b.z.", "z."), proofOK},
+		{"nsec wildcard expansion, name exists", den(nsec("b.z.", "c.z.", A)).wildcard("b.z.", "z."), proofFail},
+		{"nsec3 nxdomain", den(n3match("z.", dns.TypeSOA), n3cover("b.z.", false), n3cover("*.z.", false)).nxdomain("b.z."), proofOK},
+		{"nsec3 nxdomain opt-out", den(n3match("z.", dns.TypeSOA), n3cover("b.z.", true), n3cover("*.z.", false)).nxdomain("b.z."), proofInsecure},
+		{"nsec3 nxdomain no wildcard", den(n3match("z.", dns.TypeSOA), n3cover("b.z.", false)).nxdomain("b.z."), proofFail},
+		{"nsec3 nxdomain no encloser", den(n3cover("b.z.", false), n3cover("*.z.", false)).nxdomain("b.z."), proofFail},
+		{"nsec3 nodata", den(n3match("b.z.", A)).nodata("b.z.", AAAA), proofOK},
+		{"nsec3 nodata type present", den(n3match("b.z.", AAAA)).nodata("b.z.", AAAA), proofFail},
+		{"nsec3 DS opt-out", den(n3match("z.", dns.TypeSOA), n3cover("b.z.", true)).nodata("b.z.", dns.TypeDS), proofInsecure},
+		{"nsec3 no DS", den(n3match("b.z.", dns.TypeNS)).noDS("b.z."), proofOK},
+		{"nsec3 DS present", den(n3match("b.z.", dns.TypeNS, dns.TypeDS)).noDS("b.z."), proofFail},
+		{"nsec no DS", den(nsec("b.z.", "c.z.", dns.TypeNS)).noDS("b.z."), proofOK},
+		{"nsec no DS without NS bit", den(nsec("b.z.", "c.z.", A)).noDS("b.z."), proofFail},
+	}
+	for _, tc := range tests {
+		if tc.got != tc.want {
+			t.Errorf("%s: %d, want %d", tc.name, tc.got, tc.want)
+		}
+	}
+}
+
+// nextHash and prevHash return base32hex strings just after and before h.
+func nextHash(h string) string { return bumpHash(h, 1) }
+func prevHash(h string) string { return bumpHash(h, -1) }
+
+func bumpHash(h string, d int) string {
+	const digits = "0123456789abcdefghijklmnopqrstuv"
+	b := []byte(h)
+	i := len(b) - 1
+	for i >= 0 {
+		v := strings.IndexByte(digits, b[i]) + d
+		if v >= 0 && v < 32 {
+			b[i] = digits[v]
+			break
+		}
+		b[i] = digits[(v+32)%32]
+		i--
+	}
+	return string(b)
+}
