@@ -314,6 +314,25 @@ func TestDNSSECValidation(t *testing.T) {
 			t.Errorf("CD on secure data: AD=%v, want no AD (as Unbound)", m.AuthenticatedData)
 		}
 	})
+	t.Run("aggressive NSEC", func(t *testing.T) {
+		// nx.sec.test's NXDOMAIN proof (asked above) covers nz.sec.test.
+		before := testutil.ToFloat64(r.m.upstreamQueries)
+		m := ask(t, r.addr, "nz.sec.test", dns.TypeA, withDO)
+		if m.Rcode != dns.RcodeNameError || !m.AuthenticatedData {
+			t.Fatalf("nz.sec.test: %v", m)
+		}
+		if n := testutil.ToFloat64(r.m.aggressive); n != 1 {
+			t.Errorf("aggressive_nsec_total %v, want 1", n)
+		}
+		if d := testutil.ToFloat64(r.m.upstreamQueries) - before; d != 0 {
+			t.Errorf("%v upstream queries, want none", d)
+		}
+		// Below a delegation the parent's NSEC proves nothing.
+		m = ask(t, r.addr, "www.unsigned.test", dns.TypeA, withDO)
+		if m.Rcode != dns.RcodeSuccess {
+			t.Errorf("www.unsigned.test: %v", m)
+		}
+	})
 	t.Run("metrics", func(t *testing.T) {
 		if n := testutil.ToFloat64(r.m.secure); n < 10 {
 			t.Errorf("secure_total %v", n)
@@ -402,6 +421,7 @@ func TestDenialProofs(t *testing.T) {
 		{"nsec nxdomain", den(nsec("a.z.", "c.z.", A), nsec("z.", "a.z.", dns.TypeSOA)).nxdomain("b.z."), proofOK},
 		{"nsec nxdomain no wildcard proof", den(nsec("a.z.", "c.z.", A)).nxdomain("b.z."), proofFail},
 		{"nsec nxdomain wrong range", den(nsec("c.z.", "d.z.", A), nsec("z.", "a.z.", dns.TypeSOA)).nxdomain("b.z."), proofFail},
+		{"nsec nxdomain below a delegation", den(nsec("b.z.", "c.z.", dns.TypeNS), nsec("z.", "a.z.", dns.TypeSOA)).nxdomain("x.b.z."), proofFail},
 		{"nsec nxdomain name exists", den(nsec("b.z.", "c.z.", A), nsec("z.", "a.z.", dns.TypeSOA)).nxdomain("b.z."), proofFail},
 		{"nsec nodata", den(nsec("b.z.", "c.z.", A)).nodata("b.z.", AAAA), proofOK},
 		{"nsec nodata type present", den(nsec("b.z.", "c.z.", A, AAAA)).nodata("b.z.", AAAA), proofFail},

@@ -183,6 +183,9 @@ func (r *Server) resolve(ctx context.Context, t *task, qname string, qtype uint1
 				continue
 			}
 		}
+		if !skipCache && r.aggressiveNX(res, cur) {
+			return res, nil
+		}
 		m, zone, err := r.iterate(ctx, t, cur, qtype)
 		if err != nil {
 			return nil, err

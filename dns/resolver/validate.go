@@ -296,6 +296,9 @@ func (r *Server) validateReply(ctx context.Context, t *task, m *dns.Msg, zone, q
 		if !merge(p.verdict(last, qtype)) {
 			return res
 		}
+		if p == proofOK && m.Rcode == dns.RcodeNameError && len(den.nsec) > 0 && soaSeen {
+			r.rememberNSEC(den.zone, den.nsec, soaWithSigs(m.Ns))
+		}
 	}
 	for _, w := range wilds {
 		if !merge(den.wildcard(w.name, w.ce).verdict(w.name, qtype)) {
@@ -445,7 +448,7 @@ func (d *denial) nxdomain(name string) proof {
 			return proofFail
 		}
 		n := d.nsecCover(name)
-		if n == nil {
+		if n == nil || cutAbove(n, name) {
 			return proofFail
 		}
 		ce := nsecEncloser(n, name)
@@ -858,4 +861,97 @@ func trustedKey(k *dns.DNSKEY, tr dns.RR) bool {
 		return x.Algorithm == k.Algorithm && x.PublicKey == k.PublicKey && equalName(x.Hdr.Name, k.Hdr.Name)
 	}
 	return false
+}
+
+// typeNSECCache caches a signed zone's validated NSEC records (and its
+// SOA with signatures) for aggressive negative caching (RFC 8198).
+const typeNSECCache = 65531
+
+// maxCachedNSEC bounds the NSEC records remembered per zone.
+const maxCachedNSEC = 256
+
+// rememberNSEC adds validated NSEC records of zone to its range cache.
+func (r *Server) rememberNSEC(zone string, nsec []*dns.NSEC, soa []dns.RR) {
+	now := r.deps.Now()
+	key := rrKey(zone, typeNSECCache)
+	var rrs []dns.RR
+	expires := now.Add(r.cfg.MaxNegativeTTL.D())
+	if e, ok := r.rr.get(key); ok && now.Before(e.expires) {
+		rrs = append(rrs, withTTL(e.rrs, e.stored, now)...)
+		expires = e.expires
+	}
+	for _, n := range nsec {
+		dup := false
+		for _, x := range rrs {
+			if equalName(x.Header().Name, n.Hdr.Name) {
+				dup = true
+			}
+		}
+		if !dup && len(rrs) < maxCachedNSEC {
+			rrs = append(rrs, n)
+		}
+	}
+	ttl := time.Duration(min(rrsetTTL(rrs), rrsetTTL(soa))) * time.Second
+	if t := now.Add(ttl); t.Before(expires) {
+		expires = t
+	}
+	r.rr.put(key, &rrEntry{rrs: rrs, soa: soa, sec: secSecure, stored: now, expires: expires})
+}
+
+// aggressiveNX answers qname NXDOMAIN from the cached, validated NSEC
+// ranges of the closest enclosing signed zone, without asking (RFC 8198).
+func (r *Server) aggressiveNX(res *result, qname string) bool {
+	if !r.validating() {
+		return false
+	}
+	now := r.deps.Now()
+	idx := dns.Split(qname)
+	for i := 1; i <= len(idx); i++ {
+		z := "."
+		if i < len(idx) {
+			z = qname[idx[i]:]
+		}
+		e, ok := r.rr.get(rrKey(z, typeNSECCache))
+		if !ok || now.After(e.expires) {
+			continue
+		}
+		d := &denial{r: r, t: &task{}}
+		for _, rr := range e.rrs {
+			d.nsec = append(d.nsec, rr.(*dns.NSEC))
+		}
+		if d.nxdomain(qname) != proofOK {
+			return false
+		}
+		r.m.aggressive.Inc()
+		res.rcode = dns.RcodeNameError
+		res.ns = append(withTTL(e.soa, e.stored, now), withTTL(e.rrs, e.stored, now)...)
+		res.mergeSec(secSecure)
+		return true
+	}
+	return false
+}
+
+func soaWithSigs(ns []dns.RR) []dns.RR {
+	var out []dns.RR
+	for _, rr := range ns {
+		switch x := rr.(type) {
+		case *dns.SOA:
+			out = append(out, x)
+		case *dns.RRSIG:
+			if x.TypeCovered == dns.TypeSOA {
+				out = append(out, x)
+			}
+		}
+	}
+	return out
+}
+
+// cutAbove reports whether n is the parent side of a delegation (or a
+// DNAME) above name: such an NSEC says nothing about names below it (RFC
+// 6840 4.1).
+func cutAbove(n *dns.NSEC, name string) bool {
+	if !dns.IsSubDomain(n.Hdr.Name, name) || equalName(n.Hdr.Name, name) {
+		return false
+	}
+	return (hasType(n.TypeBitMap, dns.TypeNS) && !hasType(n.TypeBitMap, dns.TypeSOA)) || hasType(n.TypeBitMap, dns.TypeDNAME)
 }
