@@ -32,7 +32,7 @@ type signedZone struct {
 	nsec3  bool
 	iter   uint16
 	alg    string
-	// expired signs with a validity that ended yesterday.
+	// expired signs with a validity that ended three days ago.
 	expired bool
 	// edit rewrites the signed zone's records (tampering).
 	edit func(rrs []dns.RR) []dns.RR
@@ -53,9 +53,9 @@ a.b      300  IN A 192.0.2.3
 // signedTree serves root -> test. (NSEC) -> the given leaf zones, each
 // zone on its own authority server of a random 127.x.y.0/24, and returns
 // the resolver config pointing at it with the root's DS as trust anchor.
-func signedTree(t *testing.T, leaves []signedZone) (*testNet, Config) {
+func signedTree(t *testing.T, port int, leaves []signedZone) (*testNet, Config) {
 	t.Helper()
-	n := newTestNet(t, 0)
+	n := newTestNet(t, port)
 	dir := t.TempDir()
 	now := time.Now()
 	type built struct {
@@ -100,7 +100,7 @@ func signedTree(t *testing.T, leaves []signedZone) (*testNet, Config) {
 		if b.keys != nil && !b.sz.dsOnly {
 			opt := zone.SignOptions{NSEC3: b.sz.nsec3, NSEC3Iterations: b.sz.iter, Inception: now.Add(-time.Hour), Expiration: now.Add(24 * time.Hour)}
 			if b.sz.expired {
-				opt.Inception, opt.Expiration = now.Add(-30*24*time.Hour), now.Add(-24*time.Hour)
+				opt.Inception, opt.Expiration = now.Add(-60*24*time.Hour), now.Add(-3*24*time.Hour) // past Unbound's 24h skew
 			}
 			sz, err := zone.Sign(z, b.keys, opt)
 			if err != nil {
@@ -230,7 +230,7 @@ func keytrap(rrs []dns.RR) []dns.RR {
 }
 
 func TestDNSSECValidation(t *testing.T) {
-	_, cfg := signedTree(t, []signedZone{
+	_, cfg := signedTree(t, 0, []signedZone{
 		{origin: "sec.test.", host: 3},
 		{origin: "n3.test.", host: 4, nsec3: true, alg: "ed25519"},
 		{origin: "unsigned.test.", host: 5, unsigned: true},
@@ -468,4 +468,82 @@ func bumpHash(h string, d int) string {
 		i--
 	}
 	return string(b)
+}
+
+// TestInteropDNSSECVersusUnbound validates the same signed tree with
+// Unbound (validator module) and compares rcode and AD.
+func TestInteropDNSSECVersusUnbound(t *testing.T) {
+	unbound := needPeer(t, "unbound")
+	n := newTestNet(t, 53)
+	needPort53(t, n)
+	n, cfg := signedTree(t, 53, []signedZone{
+		{origin: "sec.test.", host: 3},
+		{origin: "n3.test.", host: 4, nsec3: true, alg: "ed25519"},
+		{origin: "unsigned.test.", host: 5, unsigned: true},
+		{origin: "bad.test.", host: 6, edit: tamper},
+		{origin: "old.test.", host: 7, expired: true},
+		{origin: "strip.test.", host: 8, dsOnly: true},
+		{origin: "nonsec.test.", host: 9, edit: dropTypes(dns.TypeNSEC)},
+	})
+	dir := t.TempDir()
+	hints := filepath.Join(dir, "root.hints")
+	os.WriteFile(hints, []byte(n.zoneText(".  3600000 NS a.root.\na.root. 3600000 A {N}.1\n")), 0o600)
+	ub := n.ip(200).String()
+	conf := fmt.Sprintf(`server:
+  interface: %s
+  port: 53
+  do-daemonize: no
+  username: ""
+  chroot: ""
+  directory: "%s"
+  pidfile: "%s/unbound.pid"
+  use-syslog: no
+  root-hints: "%s"
+  trust-anchor-file: "%s"
+  do-not-query-localhost: no
+  module-config: "validator iterator"
+  access-control: 127.0.0.0/8 allow
+  num-threads: 1
+  do-ip6: no
+  verbosity: 1
+  logfile: "%s/unbound.log"
+  local-zone: "test." nodefault
+remote-control:
+  control-enable: no
+`, ub, dir, dir, hints, cfg.TrustAnchorFile, dir)
+	cf := filepath.Join(dir, "unbound.conf")
+	os.WriteFile(cf, []byte(conf), 0o600)
+	startDaemon(t, unbound, "-d", "-c", cf)
+	t.Cleanup(func() {
+		if t.Failed() {
+			b, _ := os.ReadFile(filepath.Join(dir, "unbound.log"))
+			t.Logf("unbound log:\n%s", b)
+		}
+	})
+	waitDNS(t, ub+":53", ".")
+	cfg.UpstreamPort = 53
+	r := startValidating(t, cfg)
+	for _, q := range []struct {
+		name  string
+		qtype uint16
+	}{
+		{"www.sec.test", dns.TypeA}, {"nx.sec.test", dns.TypeA}, {"www.sec.test", dns.TypeAAAA}, {"x.wild.sec.test", dns.TypeA},
+		{"www.n3.test", dns.TypeA}, {"nx.n3.test", dns.TypeA}, {"b.n3.test", dns.TypeA}, {"x.wild.n3.test", dns.TypeAAAA},
+		{"www.unsigned.test", dns.TypeA}, {"www.bad.test", dns.TypeA}, {"www.old.test", dns.TypeA},
+		{"www.strip.test", dns.TypeA}, {"nx.nonsec.test", dns.TypeA},
+	} {
+		ours := ask(t, r.addr, q.name, q.qtype, withDO)
+		m := new(dns.Msg)
+		m.SetQuestion(dns.Fqdn(q.name), q.qtype)
+		m.SetEdns0(1232, true)
+		c := &dns.Client{Timeout: 4 * time.Second}
+		theirs, _, err := c.Exchange(m, ub+":53")
+		if err != nil {
+			t.Fatalf("unbound %s: %v", q.name, err)
+		}
+		if ours.Rcode != theirs.Rcode || ours.AuthenticatedData != theirs.AuthenticatedData {
+			t.Errorf("%s %s: applayer %s AD=%v, unbound %s AD=%v", q.name, dns.TypeToString[q.qtype],
+				dns.RcodeToString[ours.Rcode], ours.AuthenticatedData, dns.RcodeToString[theirs.Rcode], theirs.AuthenticatedData)
+		}
+	}
 }
