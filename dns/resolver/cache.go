@@ -119,9 +119,13 @@ type rrEntry struct {
 	// dns.RcodeSuccess+1 (nodata) for a name without the type.
 	neg int
 	// soa holds the negative answer's SOA and denial records.
-	soa     []dns.RR
-	rank    uint8
-	sec     security
+	soa  []dns.RR
+	rank uint8
+	sec  security
+	// ede is the reason for a bogus state.
+	ede *dns.EDNS0_EDE
+	// zone is the delegating zone of a typeDSRef entry.
+	zone    string
 	stored  time.Time
 	expires time.Time
 }

@@ -72,12 +72,23 @@ type Config struct {
 	// MaxUpstreamQueries bounds the upstream queries one client query may
 	// cause (loop and amplification protection). Default 64.
 	MaxUpstreamQueries int `json:"max_upstream_queries,omitempty"`
-	// MaxSigChecks bounds signature verifications per answer (KeyTrap).
-	// Default 16.
+	// MaxSigChecks bounds the signature verifications one client query
+	// may cause, chain of trust included (KeyTrap, CVE-2023-50387): past
+	// it the answer is bogus. Default 32.
 	MaxSigChecks int `json:"max_sig_checks,omitempty"`
-	// MaxNSEC3Iterations: NSEC3 proofs with more iterations are treated as
-	// insecure (RFC 9276). Default 100.
+	// MaxSigFailures bounds the failed signature verifications per client
+	// query. Default 16.
+	MaxSigFailures int `json:"max_sig_failures,omitempty"`
+	// MaxKeyTagCollisions bounds the DNSKEYs tried for one signature (keys
+	// sharing its key tag and algorithm). Default 4.
+	MaxKeyTagCollisions int `json:"max_key_tag_collisions,omitempty"`
+	// MaxNSEC3Iterations: NSEC3 records with more iterations are not
+	// hashed (CVE-2023-50868) and a proof that needs them is insecure
+	// (RFC 9276). Default 150.
 	MaxNSEC3Iterations int `json:"max_nsec3_iterations,omitempty"`
+	// BogusTTL is how long a bogus answer or zone state is remembered.
+	// Default 60s.
+	BogusTTL config.Duration `json:"bogus_ttl,omitempty"`
 	// MaxConcurrent bounds in-flight resolutions. Default 1000.
 	MaxConcurrent int `json:"max_concurrent,omitempty"`
 	// TCPIdleTimeout closes idle client TCP connections. Default 10s.
@@ -112,10 +123,19 @@ func (c *Config) defaults() {
 		c.MaxUpstreamQueries = 64
 	}
 	if c.MaxSigChecks == 0 {
-		c.MaxSigChecks = 16
+		c.MaxSigChecks = 32
+	}
+	if c.MaxSigFailures == 0 {
+		c.MaxSigFailures = 16
+	}
+	if c.MaxKeyTagCollisions == 0 {
+		c.MaxKeyTagCollisions = 4
 	}
 	if c.MaxNSEC3Iterations == 0 {
-		c.MaxNSEC3Iterations = 100
+		c.MaxNSEC3Iterations = 150
+	}
+	if c.BogusTTL == 0 {
+		c.BogusTTL = config.Duration(60 * time.Second)
 	}
 	if c.MaxConcurrent == 0 {
 		c.MaxConcurrent = 1000
@@ -153,6 +173,14 @@ func (c Config) Validate() error {
 	}
 	if c.UpstreamPort < 0 || c.UpstreamPort > 65535 {
 		errs = append(errs, config.Errorf("upstream_port", "%d out of range", c.UpstreamPort))
+	}
+	for _, f := range []struct {
+		name string
+		v    int
+	}{{"max_sig_checks", c.MaxSigChecks}, {"max_sig_failures", c.MaxSigFailures}, {"max_key_tag_collisions", c.MaxKeyTagCollisions}, {"max_nsec3_iterations", c.MaxNSEC3Iterations}} {
+		if f.v < 0 {
+			errs = append(errs, config.Errorf(f.name, "must not be negative"))
+		}
 	}
 	if c.CacheSize < 0 {
 		errs = append(errs, config.Errorf("cache_size", "must not be negative"))

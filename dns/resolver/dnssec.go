@@ -31,6 +31,14 @@ func (res *result) mergeSec(s security) {
 	}
 }
 
+// fromEntry folds a cached entry's state (and bogus reason) into res.
+func (res *result) fromEntry(e *rrEntry) {
+	res.mergeSec(e.sec)
+	if e.sec == secBogus && res.ede == nil {
+		res.ede = e.ede
+	}
+}
+
 // verdict is the outcome of validating one reply.
 type verdict struct {
 	state security
@@ -48,17 +56,22 @@ func (r *Server) validate(ctx context.Context, t *task, m *dns.Msg, zone, qname 
 
 // cacheReferralDS remembers the DS RRset (with its signatures) or the
 // proof of its absence from a referral, for the chain of trust.
-func (r *Server) cacheReferralDS(m *dns.Msg, child string, now time.Time) {
+// It is validated, with the parent's keys, when the child's keys are
+// needed (zoneKeys).
+func (r *Server) cacheReferralDS(m *dns.Msg, child, parent string, now time.Time) {
 	if !r.validating() {
 		return
 	}
-	var ds []dns.RR
+	var rrs []dns.RR
 	for _, rr := range m.Ns {
-		if d, ok := rr.(*dns.DS); ok && equalName(d.Hdr.Name, child) {
-			ds = append(ds, d)
+		switch rr.Header().Rrtype {
+		case dns.TypeDS, dns.TypeNSEC, dns.TypeNSEC3, dns.TypeRRSIG:
+			rrs = append(rrs, rr)
 		}
 	}
-	if len(ds) > 0 {
-		r.putRRs(child, dns.TypeDS, ds, sigsFor(m.Ns, child, dns.TypeDS), rankAuth, secUnset, now)
+	ttl := r.cfg.BogusTTL.D()
+	if len(rrs) > 0 {
+		ttl = min(time.Duration(rrsetTTL(rrs))*time.Second, r.cfg.MaxTTL.D())
 	}
+	r.rr.put(rrKey(child, typeDSRef), &rrEntry{rrs: rrs, zone: parent, rank: rankAuth, stored: now, expires: now.Add(ttl)})
 }

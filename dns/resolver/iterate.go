@@ -17,8 +17,9 @@ type task struct {
 	depth    int
 	// refresh skips the cached answer for the first name (prefetch).
 	refresh bool
-	// sigChecks counts signature verifications (KeyTrap limit).
-	sigChecks int
+	// sigChecks and sigFails count signature verifications and failed
+	// ones (KeyTrap limits); keyDepth bounds chain-of-trust recursion.
+	sigChecks, sigFails, keyDepth int
 }
 
 const (
@@ -182,19 +183,27 @@ func (r *Server) resolve(ctx context.Context, t *task, qname string, qtype uint1
 				continue
 			}
 		}
+		if !skipCache && r.aggressiveNX(res, cur) {
+			return res, nil
+		}
 		m, zone, err := r.iterate(ctx, t, cur, qtype)
 		if err != nil {
 			return nil, err
 		}
 		sec := r.validate(ctx, t, m, zone, cur, qtype)
 		res.mergeSec(sec.state)
+		chain, last, complete := extractChain(m.Answer, cur, qtype)
+		r.cacheAnswer(m, chain, cur, last, qtype, complete, sec)
+		res.answer = append(res.answer, chain...)
 		if sec.state == secBogus {
+			// Kept for clients that set CD; others get SERVFAIL.
 			res.ede = sec.ede
+			res.rcode = m.Rcode
+			if !complete {
+				res.ns = negativeAuthority(m)
+			}
 			return res, nil
 		}
-		chain, last, complete := extractChain(m.Answer, cur, qtype)
-		r.cacheAnswer(m, chain, cur, last, qtype, complete, sec.state)
-		res.answer = append(res.answer, chain...)
 		switch {
 		case complete:
 			res.rcode = dns.RcodeSuccess
@@ -260,7 +269,16 @@ func (r *Server) iterate(ctx context.Context, t *task, qname string, qtype uint1
 		sanitize(m, ".")
 		return m, ".", nil
 	}
-	zone, servers, err := r.closestDelegation(ctx, t, qname)
+	// DS lives on the parent side of a zone cut: start above qname.
+	from := qname
+	if qtype == dns.TypeDS && qname != "." {
+		if idx := dns.Split(qname); len(idx) > 1 {
+			from = qname[idx[1]:]
+		} else {
+			from = "."
+		}
+	}
+	zone, servers, err := r.closestDelegation(ctx, t, from)
 	if err != nil {
 		return nil, "", err
 	}
@@ -284,9 +302,15 @@ func (r *Server) iterate(ctx context.Context, t *task, qname string, qtype uint1
 		}
 		sanitize(m, zone)
 		k, child := classify(m, qn, qt, zone)
+		if k == kindReferral && qt == dns.TypeDS && equalName(child, qn) && qn == qname {
+			// A referral to the zone asked about: the parent has no
+			// DS (the proof, if signed, is in the authority section).
+			r.cacheReferralDS(m, child, zone, r.deps.Now())
+			return m, zone, nil
+		}
 		if k == kindReferral {
 			r.m.referrals.Inc()
-			ns, err := r.followReferral(ctx, t, m, child)
+			ns, err := r.followReferral(ctx, t, m, child, zone)
 			if err != nil {
 				return nil, "", err
 			}
@@ -400,7 +424,7 @@ func (r *Server) ask(ctx context.Context, t *task, servers []netip.AddrPort, qna
 // followReferral caches the delegation in m to child and returns the
 // addresses of its servers: in-bailiwick glue, cached addresses, or
 // addresses looked up (glueless delegation).
-func (r *Server) followReferral(ctx context.Context, t *task, m *dns.Msg, child string) ([]netip.AddrPort, error) {
+func (r *Server) followReferral(ctx context.Context, t *task, m *dns.Msg, child, parent string) ([]netip.AddrPort, error) {
 	now := r.deps.Now()
 	var nsset []dns.RR
 	var names []string
@@ -410,7 +434,7 @@ func (r *Server) followReferral(ctx context.Context, t *task, m *dns.Msg, child 
 			names = append(names, lowerName(ns.Ns))
 		}
 	}
-	r.putRRs(child, dns.TypeNS, nsset, nil, rankGlue, secUnset, now)
+	r.putRRs(child, dns.TypeNS, nsset, nil, rankGlue, verdict{}, now)
 	// Glue: only addresses of the child's name servers (sanitize already
 	// dropped everything outside the delegating zone).
 	glue := map[string][]dns.RR{}
@@ -428,10 +452,10 @@ func (r *Server) followReferral(ctx context.Context, t *task, m *dns.Msg, child 
 	}
 	for _, rrs := range glue {
 		h := rrs[0].Header()
-		r.putRRs(lowerName(h.Name), h.Rrtype, rrs, nil, rankGlue, secUnset, now)
+		r.putRRs(lowerName(h.Name), h.Rrtype, rrs, nil, rankGlue, verdict{}, now)
 	}
 	// Remember DS records (or their absence) for validation.
-	r.cacheReferralDS(m, child, now)
+	r.cacheReferralDS(m, child, parent, now)
 	return r.serverAddrs(ctx, t, child, names)
 }
 
@@ -530,11 +554,11 @@ func (r *Server) fromCache(res *result, cur string, qtype uint16) (done bool, ne
 	now := r.deps.Now()
 	if e, ok := r.rr.get(rrKey(cur, 0)); ok && now.Before(e.expires) && e.neg == dns.RcodeNameError {
 		res.rcode, res.ns = dns.RcodeNameError, withTTL(e.soa, e.stored, now)
-		res.mergeSec(e.sec)
+		res.fromEntry(e)
 		return true, ""
 	}
 	if e, ok := r.rr.get(rrKey(cur, qtype)); ok && now.Before(e.expires) && e.rank >= rankAnswer {
-		res.mergeSec(e.sec)
+		res.fromEntry(e)
 		if e.neg != 0 {
 			res.rcode, res.ns = dns.RcodeSuccess, withTTL(e.soa, e.stored, now)
 			return true, ""
@@ -545,7 +569,11 @@ func (r *Server) fromCache(res *result, cur string, qtype uint16) (done bool, ne
 	}
 	if qtype != dns.TypeCNAME {
 		if e, ok := r.rr.get(rrKey(cur, dns.TypeCNAME)); ok && now.Before(e.expires) && e.neg == 0 && e.rank >= rankAnswer {
-			res.mergeSec(e.sec)
+			res.fromEntry(e)
+			if e.sec == secBogus {
+				res.answer = append(res.answer, withTTL(e.rrs, e.stored, now)...)
+				return true, ""
+			}
 			res.answer = append(res.answer, withTTL(e.rrs, e.stored, now)...)
 			return false, lowerName(e.rrs[0].(*dns.CNAME).Target)
 		}
@@ -555,7 +583,8 @@ func (r *Server) fromCache(res *result, cur string, qtype uint16) (done bool, ne
 
 // cacheAnswer stores the RRsets of a final reply's chain and, for a
 // negative answer, the negative entry (RFC 2308).
-func (r *Server) cacheAnswer(m *dns.Msg, chain []dns.RR, qname, last string, qtype uint16, complete bool, sec security) {
+func (r *Server) cacheAnswer(m *dns.Msg, chain []dns.RR, qname, last string, qtype uint16, complete bool, v verdict) {
+	sec := v.state
 	now := r.deps.Now()
 	sets := map[string][]dns.RR{}
 	var order []string
@@ -573,7 +602,7 @@ func (r *Server) cacheAnswer(m *dns.Msg, chain []dns.RR, qname, last string, qty
 	for _, k := range order {
 		rrs := sets[k]
 		h := rrs[0].Header()
-		r.putRRs(lowerName(h.Name), h.Rrtype, rrs, sigsFor(m.Answer, h.Name, h.Rrtype), rankAnswer, sec, now)
+		r.putRRs(lowerName(h.Name), h.Rrtype, rrs, sigsFor(m.Answer, h.Name, h.Rrtype), rankAnswer, v, now)
 	}
 	if complete {
 		return
@@ -589,11 +618,14 @@ func (r *Server) cacheAnswer(m *dns.Msg, chain []dns.RR, qname, last string, qty
 	}
 	ttl := min(soa.Hdr.Ttl, soa.Minttl)
 	ttl = min(ttl, uint32(r.cfg.MaxNegativeTTL.D()/time.Second))
+	if sec == secBogus {
+		ttl = min(ttl, uint32(r.cfg.BogusTTL.D()/time.Second))
+	}
 	ns := negativeAuthority(m)
 	for _, rr := range ns {
 		rr.Header().Ttl = min(rr.Header().Ttl, ttl)
 	}
-	e := &rrEntry{soa: ns, rank: rankAnswer, sec: sec, stored: now, expires: now.Add(time.Duration(ttl) * time.Second)}
+	e := &rrEntry{soa: ns, rank: rankAnswer, sec: sec, ede: v.ede, stored: now, expires: now.Add(time.Duration(ttl) * time.Second)}
 	switch m.Rcode {
 	case dns.RcodeNameError:
 		e.neg = dns.RcodeNameError
@@ -624,7 +656,7 @@ func sigsFor(rrs []dns.RR, name string, t uint16) []dns.RR {
 }
 
 // putRRs caches an RRset unless a fresher entry of higher rank exists.
-func (r *Server) putRRs(name string, qtype uint16, rrs, sigs []dns.RR, rank uint8, sec security, now time.Time) {
+func (r *Server) putRRs(name string, qtype uint16, rrs, sigs []dns.RR, rank uint8, v verdict, now time.Time) {
 	if len(rrs) == 0 {
 		return
 	}
@@ -633,5 +665,8 @@ func (r *Server) putRRs(name string, qtype uint16, rrs, sigs []dns.RR, rank uint
 		return
 	}
 	ttl := min(rrsetTTL(rrs), uint32(r.cfg.MaxTTL.D()/time.Second))
-	r.rr.put(key, &rrEntry{rrs: rrs, sigs: sigs, rank: rank, sec: sec, stored: now, expires: now.Add(time.Duration(ttl) * time.Second)})
+	if v.state == secBogus {
+		ttl = min(ttl, uint32(r.cfg.BogusTTL.D()/time.Second))
+	}
+	r.rr.put(key, &rrEntry{rrs: rrs, sigs: sigs, rank: rank, sec: v.state, ede: v.ede, stored: now, expires: now.Add(time.Duration(ttl) * time.Second)})
 }

@@ -544,6 +544,19 @@ func (s *Server) answerQuery(b []byte, req *dns.Msg) []byte {
 		out, _ := resp.Pack()
 		return out
 	}
+	if s.validating() {
+		switch res.sec {
+		case secSecure:
+			s.m.secure.Inc()
+		case secBogus:
+			s.m.bogus.Inc()
+			if !req.CheckingDisabled {
+				s.m.servfail.Inc()
+			}
+		default:
+			s.m.insecure.Inc()
+		}
+	}
 	return s.store(key, req, res)
 }
 
@@ -575,7 +588,9 @@ func (s *Server) store(key []byte, req *dns.Msg, res *result) []byte {
 	resp.Rcode = res.rcode
 	opt := req.IsEdns0()
 	do := opt != nil && opt.Do()
-	if res.sec == secBogus && !req.CheckingDisabled {
+	servfail := res.sec == secBogus && !req.CheckingDisabled
+	if servfail {
+		// RFC 4035 5.5: bogus data is not handed out, unless CD.
 		resp.Rcode = dns.RcodeServerFailure
 		resp.Answer, resp.Ns = nil, nil
 	} else {
@@ -585,7 +600,7 @@ func (s *Server) store(key []byte, req *dns.Msg, res *result) []byte {
 	}
 	if opt != nil {
 		resp.SetEdns0(1232, do)
-		if res.ede != nil {
+		if servfail && res.ede != nil {
 			resp.IsEdns0().Option = append(resp.IsEdns0().Option, res.ede)
 		}
 	}
@@ -606,6 +621,9 @@ func (s *Server) store(key []byte, req *dns.Msg, res *result) []byte {
 	}
 	if len(resp.Answer)+len(resp.Ns) == 0 || ttl == 0 {
 		return out
+	}
+	if res.sec == secBogus {
+		ttl = min(ttl, uint32(s.cfg.BogusTTL.D()/time.Second))
 	}
 	offs, err := ttlOffsets(out)
 	if err != nil {
@@ -640,6 +658,8 @@ func filterDNSSEC(rrs []dns.RR, do bool, qtype uint16) []dns.RR {
 
 // resolveShared resolves with one resolution per name and type in flight:
 // identical concurrent misses wait for the same result.
+// Validation always runs: with CD the client gets the data whatever the
+// outcome (store decides), so CD and non-CD queries share resolutions.
 func (s *Server) resolveShared(name string, qtype uint16, cd bool) (*result, error) {
 	k := strings.ToLower(name) + "/" + itoa(int(qtype))
 	s.flightMu.Lock()

@@ -10,6 +10,7 @@ import (
 type query struct {
 	id      uint16
 	rd, cd  bool
+	ad      bool
 	edns    bool
 	do      bool
 	udpSize int
@@ -45,6 +46,7 @@ func parseQuery(b []byte, q *query) error {
 	q.id = binary.BigEndian.Uint16(b)
 	q.rd = flags&0x0100 != 0
 	q.cd = flags&0x0010 != 0
+	q.ad = flags&0x0020 != 0
 	key := q.key[:0]
 	off := 12
 	for {
@@ -109,6 +111,9 @@ func parseQuery(b []byte, q *query) error {
 	}
 	if q.cd {
 		fl |= 4
+	}
+	if q.ad {
+		fl |= 8
 	}
 	key = append(key, byte(q.qtype>>8), byte(q.qtype), fl)
 	q.key = key

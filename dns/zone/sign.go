@@ -147,6 +147,9 @@ type SignOptions struct {
 	NSEC3 bool
 	// Inception and Expiration bound the signatures' validity.
 	Inception, Expiration time.Time
+	// NSEC3Iterations is the NSEC3 hash's extra iterations (RFC 9276 says
+	// 0, the default; tests of resolvers' limits use more).
+	NSEC3Iterations uint16
 	// Serial, when non-zero, replaces the SOA serial (a re-signed zone
 	// needs a new serial for its secondaries to pick it up).
 	Serial uint32
@@ -205,7 +208,7 @@ func Sign(z *Zone, keys *Keys, opt SignOptions) (*Zone, error) {
 		}
 		var hs []h
 		for _, a := range auth {
-			hs = append(hs, h{strings.ToLower(dns.HashName(a.key, dns.SHA1, 0, "")), a})
+			hs = append(hs, h{strings.ToLower(dns.HashName(a.key, dns.SHA1, opt.NSEC3Iterations, "")), a})
 		}
 		sort.Slice(hs, func(i, j int) bool { return hs[i].hash < hs[j].hash })
 		for i, x := range hs {
@@ -227,11 +230,11 @@ func Sign(z *Zone, keys *Keys, opt SignOptions) (*Zone, error) {
 			}
 			denial = append(denial, &dns.NSEC3{
 				Hdr:  dns.RR_Header{Name: owner, Rrtype: dns.TypeNSEC3, Class: dns.ClassINET, Ttl: negTTL},
-				Hash: dns.SHA1, Iterations: 0, SaltLength: 0, Salt: "", HashLength: 20,
+				Hash: dns.SHA1, Iterations: opt.NSEC3Iterations, SaltLength: 0, Salt: "", HashLength: 20,
 				NextDomain: strings.ToUpper(next), TypeBitMap: types,
 			})
 		}
-		denial = append(denial, &dns.NSEC3PARAM{Hdr: dns.RR_Header{Name: z.SOA.Hdr.Name, Rrtype: dns.TypeNSEC3PARAM, Class: dns.ClassINET, Ttl: 0}, Hash: dns.SHA1, Salt: ""})
+		denial = append(denial, &dns.NSEC3PARAM{Hdr: dns.RR_Header{Name: z.SOA.Hdr.Name, Rrtype: dns.TypeNSEC3PARAM, Class: dns.ClassINET, Ttl: 0}, Hash: dns.SHA1, Iterations: opt.NSEC3Iterations, Salt: ""})
 	} else {
 		var named []info
 		for _, a := range auth {
