@@ -132,6 +132,10 @@ func HostName(host string) string {
 }
 
 func (s *Server) route(w http.ResponseWriter, r *http.Request) {
+	if len(s.byHost) == 0 {
+		s.deflt.ServeHTTP(w, r)
+		return
+	}
 	h, ok := s.byHost[HostName(r.Host)]
 	if !ok {
 		h = s.deflt

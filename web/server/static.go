@@ -50,8 +50,10 @@ type fileSite struct {
 	cfg  Site
 	root *os.Root // confines lookups to Root (symlinks may not escape)
 
+	cache *fileCache // nil when disabled
+
 	mu    sync.Mutex
-	gz    map[string][]byte // gzip bodies by strong ETag
+	gz    map[string][]byte // gzip bodies of large files by strong ETag
 	gzLen int
 }
 
@@ -66,7 +68,18 @@ func newFileSite(cfg Site) (*fileSite, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: site root: %w", err)
 	}
-	return &fileSite{cfg: cfg, root: r, gz: map[string][]byte{}}, nil
+	s := &fileSite{cfg: cfg, root: r, gz: map[string][]byte{}}
+	if !cfg.NoFileCache {
+		s.cache = newFileCache(cfg.FileCacheValid.D(), s.stat)
+	}
+	return s, nil
+}
+
+func (s *fileSite) stat(rel string) (fs.FileInfo, error) {
+	if s.cfg.FollowSymlinks {
+		return os.Stat(filepath.Join(s.cfg.Root, filepath.FromSlash(rel)))
+	}
+	return s.root.Stat(rel)
 }
 
 func (s *fileSite) close() error { return s.root.Close() }
@@ -86,6 +99,14 @@ func (s *fileSite) allow() string {
 }
 
 func (s *fileSite) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// The hot path: a cached file. Only paths that passed CleanPath and are
+	// not redirects are ever cached.
+	if s.cache != nil && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+		if e := s.cache.get(r.URL.Path); e != nil {
+			s.serveEntry(w, r, e)
+			return
+		}
+	}
 	rel, ok := CleanPath(r.URL.Path)
 	if !ok {
 		http.Error(w, "400 bad request path", http.StatusBadRequest)
@@ -227,6 +248,24 @@ func AcceptsGzip(ae string) bool {
 }
 
 func (s *fileSite) file(w http.ResponseWriter, r *http.Request, name string, f *os.File, fi fs.FileInfo) {
+	if s.cache != nil && fi.Size() <= cacheMaxFile {
+		body := make([]byte, fi.Size())
+		if _, err := io.ReadFull(f, body); err == nil {
+			ctype := mime.TypeByExtension(path.Ext(name))
+			if ctype == "" {
+				ctype = http.DetectContentType(body)
+			}
+			zip := !s.cfg.NoGzip && isCompressible(ctype) && fi.Size() >= gzipMin
+			e := newCacheEntry(name, fi, body, ctype, zip)
+			s.cache.put(r.URL.Path, e)
+			s.serveEntry(w, r, e)
+			return
+		}
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			http.Error(w, "500 seek", http.StatusInternalServerError)
+			return
+		}
+	}
 	h := w.Header()
 	ctype := mime.TypeByExtension(path.Ext(name))
 	if ctype == "" {
@@ -352,6 +391,9 @@ func (s *fileSite) put(w http.ResponseWriter, r *http.Request, rel string) {
 		s.root.Remove(tmp)
 		http.Error(w, "500 cannot store file", http.StatusInternalServerError)
 		return
+	}
+	if s.cache != nil {
+		s.cache.forget(rel)
 	}
 	w.Header().Set("Content-Location", r.URL.Path)
 	if statErr == nil {
