@@ -128,17 +128,26 @@ func TestH2spec(t *testing.T) {
 		args []string
 		min  int
 	}{
-		{"TLS", []string{"-h", "127.0.0.1", "-p", port(e.tlsA), "-t", "-k"}, 140},
-		{"h2c", []string{"-h", "127.0.0.1", "-p", port(e.plain)}, 139},
+		{"TLS", []string{"-h", "127.0.0.1", "-p", port(e.tlsA), "-t", "-k"}, 141},
+		{"h2c", []string{"-h", "127.0.0.1", "-p", port(e.plain)}, 141},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel() // mostly waiting for h2spec's timeouts
 			out, _ := exec.Command(bin, append(tc.args, "-o", "3")...).CombinedOutput()
 			m := re.FindStringSubmatch(string(out))
 			if m == nil {
 				t.Fatalf("no summary in h2spec output:\n%s", out)
 			}
 			passed, _ := strconv.Atoi(m[2])
-			t.Logf("h2spec %s: %s", tc.name, m[0])
+			var failed []string
+			if _, fails, ok := strings.Cut(string(out), "Failures:"); ok {
+				for _, l := range strings.Split(fails, "\n") {
+					if l = strings.TrimSpace(l); strings.HasPrefix(l, "×") {
+						failed = append(failed, l)
+					}
+				}
+			}
+			t.Logf("h2spec %s: %s; failed: %q", tc.name, m[0], failed)
 			if passed < tc.min {
 				t.Errorf("h2spec %s: %s, want at least %d passed\n%s", tc.name, m[0], tc.min, out)
 			}

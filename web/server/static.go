@@ -102,6 +102,9 @@ func (s *fileSite) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// The hot path: a cached file. Only paths that passed CleanPath and are
 	// not redirects are ever cached.
 	if s.cache != nil && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+		if r.ProtoMajor == 2 {
+			drainSmall(r.Body)
+		}
 		if e := s.cache.get(r.URL.Path); e != nil {
 			s.serveEntry(w, r, e)
 			return
@@ -128,18 +131,41 @@ func (s *fileSite) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 	case http.MethodPut:
 		if !s.cfg.Uploads {
-			methodNotAllowed(w, s.allow())
+			s.refuse(w, r)
 			return
 		}
 		s.put(w, r, rel)
 	case http.MethodPost:
 		if !s.cfg.Uploads {
-			methodNotAllowed(w, s.allow())
+			s.refuse(w, r)
 			return
 		}
 		s.post(w, r)
 	default:
 		methodNotAllowed(w, s.allow())
+	}
+}
+
+// refuse answers 405 after reading a small request body, so that a
+// malformed body is reported as such (see post).
+func (s *fileSite) refuse(w http.ResponseWriter, r *http.Request) {
+	io.Copy(io.Discard, io.LimitReader(r.Body, min(s.cfg.MaxBodyBytes, 64<<10)))
+	methodNotAllowed(w, s.allow())
+}
+
+// drainSmall reads up to 64 KiB of an HTTP/2 GET's request body (normally
+// none: it returns at once) before the answer, so that frames arriving on
+// a stream the client left open (WINDOW_UPDATE overflow, a bad
+// content-length) are judged while the stream is still open rather than
+// raced by a fast response (h2spec 6.9.1/3).
+func drainSmall(b io.Reader) {
+	var buf [512]byte
+	for n := 0; n < 64<<10; {
+		m, err := b.Read(buf[:])
+		n += m
+		if err != nil {
+			return
+		}
 	}
 }
 
@@ -417,6 +443,12 @@ func (s *fileSite) post(w http.ResponseWriter, r *http.Request) {
 		err = r.ParseMultipartForm(s.cfg.MaxBodyBytes)
 	} else {
 		err = r.ParseForm()
+	}
+	if err == nil {
+		// Read what ParseForm left (other content types) before answering,
+		// so a body that breaks its framing (an HTTP/2 content-length
+		// mismatch) is refused as such rather than raced by the answer.
+		_, err = io.Copy(io.Discard, r.Body)
 	}
 	if err != nil {
 		var mbe *http.MaxBytesError
