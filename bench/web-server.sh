@@ -1,82 +1,109 @@
 #!/usr/bin/env bash
-# Static 1 KiB file over HTTP/1.1 keep-alive: applayer vs nginx, interleaved
-# A B A B A B on loopback with wrk, one worker each (GOMAXPROCS=1 for ours,
-# worker_processes 1 for nginx). Prints requests/s, requests per second of
-# server CPU (utime+stime from /proc/PID/stat), medians and the ratio.
-# Usage: bench/web-server.sh [rounds] [seconds]   (needs wrk; nginx optional)
+# Static files over HTTP/1.1: applayer vs nginx, interleaved A B A B A B on
+# loopback with wrk -t1, one worker each (GOMAXPROCS=1 for ours,
+# worker_processes 1 for nginx). Cells: 1 KiB keep-alive, 1 KiB with
+# "Connection: close" (non-persistent), 10 MiB keep-alive (throughput).
+# Prints per round and as medians: requests/s, transfer/s, requests per
+# second of server CPU (utime+stime from /proc/PID/stat; nginx = master +
+# worker), RSS, and the applayer/nginx ratios.
+#
+# Usage: bench/web-server.sh [rounds] [seconds]
+#   env: CONNS (64), CELLS ("1k 1k-close 10m"), APPLAYER (a prebuilt binary)
+# Needs wrk and curl; nginx optional (applayer alone without it).
 set -euo pipefail
 ROUNDS=${1:-3}
 SECS=${2:-5}
 CONNS=${CONNS:-64}
+CELLS=${CELLS:-"1k 1k-close 10m"}
 cd "$(dirname "$0")/.."
 command -v wrk >/dev/null || { echo "wrk not installed" >&2; exit 1; }
-TMP=$(mktemp -d)
+NGINX=$(command -v nginx || ls /usr/sbin/nginx 2>/dev/null || true)
+TMP=$(mktemp -d); chmod 755 "$TMP" # nginx workers run as nobody
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$TMP"; }
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; sleep 0.2; rm -rf "$TMP"; }
 trap cleanup EXIT
 
 mkdir -p "$TMP/root"
 head -c 1024 /dev/urandom | base64 -w0 | head -c 1024 > "$TMP/root/1k.txt"
-go build -o "$TMP/applayer" ./cmd/applayer
+head -c $((10 << 20)) /dev/urandom > "$TMP/root/10m.bin"
+if [ -n "${APPLAYER:-}" ]; then cp "$APPLAYER" "$TMP/applayer"; else go build -o "$TMP/applayer" ./cmd/applayer; fi
 
-APORT=18181 NPORT=18182
+APORT=${APORT:-18181} NPORT=${NPORT:-18182}
 GOMAXPROCS=1 "$TMP/applayer" --log-level error http serve --root "$TMP/root" --listen 127.0.0.1:$APORT >/dev/null 2>&1 &
 PIDS+=($!); APID=$!
 
 NPID=""
-if command -v nginx >/dev/null; then
+if [ -n "$NGINX" ]; then
   mkdir -p "$TMP/nginx/logs"
   cat > "$TMP/nginx/nginx.conf" <<CONF
 worker_processes 1;
 daemon off;
 pid $TMP/nginx/nginx.pid;
 error_log $TMP/nginx/logs/error.log;
-events { worker_connections 1024; }
+events { worker_connections 4096; }
 http {
   access_log off;
-  sendfile on; tcp_nopush on;
+  sendfile on; tcp_nopush on; open_file_cache max=1000;
   keepalive_requests 1000000;
+  types { text/plain txt; application/octet-stream bin; }
   server { listen 127.0.0.1:$NPORT; root $TMP/root; }
 }
 CONF
-  nginx -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" &
+  "$NGINX" -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" &
   PIDS+=($!); NPID=$!
 else
   echo "nginx not installed: measuring applayer only" >&2
 fi
 
-# wait for listeners
 for p in $APORT ${NPID:+$NPORT}; do
-  for _ in $(seq 50); do curl -sf -o /dev/null "http://127.0.0.1:$p/1k.txt" && break; sleep 0.1; done
+  for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$p/1k.txt" && break; sleep 0.1; done
 done
 
-cpu() { awk '{print $14+$15}' "/proc/$1/stat"; }
-# worker pid for nginx (child of master)
-worker() { local c; c=$(pgrep -P "$1" | head -1 || true); echo "${c:-$1}"; }
+HZ=$(getconf CLK_TCK)
+# cpu PID... -> summed utime+stime ticks of the processes and their children threads
+cpu() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{print $14+$15}' "/proc/$p/stat"))); done; echo $t; }
+rss() { local t=0 p; for p in "$@"; do t=$((t + $(awk '/VmRSS/ {print $2}' "/proc/$p/status"))); done; echo $((t / 1024)); }
+procs() { if [ "$1" = nginx ]; then echo "$NPID $(pgrep -P "$NPID" | tr '\n' ' ')"; else echo "$APID"; fi; }
 
-run() { # name port pid -> "rps cpu_rps"
-  local pid=$3 before after out rps ticks
-  before=$(cpu "$pid")
-  out=$(wrk -t1 -c"$CONNS" -d"${SECS}s" "http://127.0.0.1:$2/1k.txt")
-  after=$(cpu "$pid")
+# run NAME PORT CELL -> "rps MBps rps_per_cpu_s rss_MiB"
+run() {
+  local ps before after out rps mbps hdr=() path=1k.txt
+  ps=$(procs "$1")
+  case $3 in
+    1k-close) hdr=(-H "Connection: close") ;;
+    10m) path=10m.bin ;;
+  esac
+  # shellcheck disable=SC2086
+  before=$(cpu $ps)
+  out=$(wrk -t1 -c"$CONNS" -d"${SECS}s" "${hdr[@]}" "http://127.0.0.1:$2/$path")
+  # shellcheck disable=SC2086
+  after=$(cpu $ps)
   rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
-  ticks=$((after - before))
-  local hz; hz=$(getconf CLK_TCK)
-  awk -v r="$rps" -v t="$ticks" -v hz="$hz" -v s="$SECS" 'BEGIN { c = t/hz; printf "%.0f %.0f\n", r, (c > 0 ? r*s/c : 0) }'
+  mbps=$(echo "$out" | awk '/Transfer\/sec/ {v=$2; if (v ~ /GB/) {v+=0; v*=1024} else if (v ~ /KB/) {v+=0; v/=1024} else {v+=0}; print v}')
+  # shellcheck disable=SC2086
+  awk -v r="$rps" -v m="$mbps" -v t="$((after - before))" -v hz="$HZ" -v s="$SECS" -v rss="$(rss $ps)" \
+    'BEGIN { c = t/hz; printf "%.0f %.1f %.0f %d\n", r, m, (c > 0 ? r*s/c : 0), rss }'
 }
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-: > "$TMP/a"; : > "$TMP/n"
-for i in $(seq "$ROUNDS"); do
-  run applayer $APORT "$APID" | tee -a "$TMP/a" | sed 's/^/applayer round '"$i"': req\/s, req per CPU-s: /'
+col() { cut -d' ' -f"$2" "$1" | median; }
+printf '%-9s %-9s %5s %10s %10s %12s %8s\n' cell server round req/s MB/s req/CPU-s RSS-MiB
+for cell in $CELLS; do
+  : > "$TMP/a"; : > "$TMP/n"
+  for i in $(seq "$ROUNDS"); do
+    r=$(run applayer $APORT "$cell"); echo "$r" >> "$TMP/a"
+    printf '%-9s %-9s %5s %10s %10s %12s %8s\n' "$cell" applayer "$i" $r
+    if [ -n "$NPID" ]; then
+      r=$(run nginx $NPORT "$cell"); echo "$r" >> "$TMP/n"
+      printf '%-9s %-9s %5s %10s %10s %12s %8s\n' "$cell" nginx "$i" $r
+    fi
+  done
+  A=$(col "$TMP/a" 1); AM=$(col "$TMP/a" 2); AC=$(col "$TMP/a" 3)
+  echo "== $cell applayer median: $A req/s, $AM MB/s, $AC req per server-CPU-second"
   if [ -n "$NPID" ]; then
-    run nginx $NPORT "$(worker "$NPID")" | tee -a "$TMP/n" | sed 's/^/nginx    round '"$i"': req\/s, req per CPU-s: /'
+    N=$(col "$TMP/n" 1); NM=$(col "$TMP/n" 2); NC=$(col "$TMP/n" 3)
+    echo "== $cell nginx    median: $N req/s, $NM MB/s, $NC req per server-CPU-second"
+    awk -v c="$cell" -v a="$A" -v n="$N" -v ac="$AC" -v nc="$NC" \
+      'BEGIN { printf "== %s ratio applayer/nginx: %.2f (req/s), %.2f (per CPU-s)\n", c, a/n, (nc > 0 ? ac/nc : 0) }'
   fi
 done
-A=$(cut -d' ' -f1 "$TMP/a" | median); AC=$(cut -d' ' -f2 "$TMP/a" | median)
-echo "applayer median: $A req/s, $AC req per server-CPU-second"
-if [ -n "$NPID" ]; then
-  N=$(cut -d' ' -f1 "$TMP/n" | median); NC=$(cut -d' ' -f2 "$TMP/n" | median)
-  echo "nginx    median: $N req/s, $NC req per server-CPU-second"
-  awk -v a="$A" -v n="$N" -v ac="$AC" -v nc="$NC" 'BEGIN { printf "ratio applayer/nginx: %.2f (req/s), %.2f (per CPU-s)\n", a/n, ac/nc }'
-fi

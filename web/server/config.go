@@ -79,6 +79,12 @@ type Site struct {
 	Uploads bool `json:"uploads,omitempty"`
 	// MaxBodyBytes limits request bodies; larger gets 413. Default 1 MiB.
 	MaxBodyBytes int64 `json:"max_body_bytes,omitempty"`
+	// NoFileCache disables the in-memory cache of small files (up to 256
+	// KiB, 64 MiB in all) and their precomputed headers.
+	NoFileCache bool `json:"no_file_cache,omitempty"`
+	// FileCacheValid is how long a cached file is trusted before a stat
+	// checks its size and modification time again. Default 100ms.
+	FileCacheValid config.Duration `json:"file_cache_valid,omitempty"`
 	// NoGzip disables gzip compression of compressible types.
 	NoGzip bool `json:"no_gzip,omitempty"`
 	// Shop, when set, serves the cookie shop with its database in this
@@ -109,6 +115,9 @@ func (c *Config) defaults() {
 		}
 		if s.MaxBodyBytes <= 0 {
 			s.MaxBodyBytes = 1 << 20
+		}
+		if s.FileCacheValid <= 0 {
+			s.FileCacheValid = config.Duration(100 * time.Millisecond)
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -8,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // peer returns the path of an external program, skipping the test when it
@@ -128,20 +130,57 @@ func TestH2spec(t *testing.T) {
 		args []string
 		min  int
 	}{
-		{"TLS", []string{"-h", "127.0.0.1", "-p", port(e.tlsA), "-t", "-k"}, 140},
-		{"h2c", []string{"-h", "127.0.0.1", "-p", port(e.plain)}, 139},
+		{"TLS", []string{"-h", "127.0.0.1", "-p", port(e.tlsA), "-t", "-k"}, 141},
+		{"h2c", []string{"-h", "127.0.0.1", "-p", port(e.plain)}, 141},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel() // mostly waiting for h2spec's timeouts
 			out, _ := exec.Command(bin, append(tc.args, "-o", "3")...).CombinedOutput()
 			m := re.FindStringSubmatch(string(out))
 			if m == nil {
 				t.Fatalf("no summary in h2spec output:\n%s", out)
 			}
 			passed, _ := strconv.Atoi(m[2])
-			t.Logf("h2spec %s: %s", tc.name, m[0])
+			var failed []string
+			if _, fails, ok := strings.Cut(string(out), "Failures:"); ok {
+				for _, l := range strings.Split(fails, "\n") {
+					if l = strings.TrimSpace(l); strings.HasPrefix(l, "×") {
+						failed = append(failed, l)
+					}
+				}
+			}
+			t.Logf("h2spec %s: %s; failed: %q", tc.name, m[0], failed)
 			if passed < tc.min {
 				t.Errorf("h2spec %s: %s, want at least %d passed\n%s", tc.name, m[0], tc.min, out)
 			}
 		})
+	}
+}
+
+// TestNgtcp2Interop fetches files over HTTP/3 from our server with ngtcp2's
+// example client (gtlsclient, Debian ngtcp2-client: ngtcp2 + nghttp3).
+func TestNgtcp2Interop(t *testing.T) {
+	bin := peer(t, "gtlsclient")
+	e := start(t, nil)
+	dl := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	base := "https://localhost:" + port(e.tlsA)
+	out, err := exec.CommandContext(ctx, bin, "--exit-on-all-streams-close", "--no-quic-dump", "--download="+dl,
+		"127.0.0.1", port(e.tlsA), base+"/hello.txt", base+"/big.css").CombinedOutput()
+	if err != nil {
+		t.Fatalf("gtlsclient: %v\n%s", err, out)
+	}
+	for _, s := range []string{"Negotiated ALPN is h3", "[:status: 200]", "[etag: "} {
+		if !strings.Contains(string(out), s) {
+			t.Errorf("gtlsclient output lacks %q\n%s", s, out)
+		}
+	}
+	for _, name := range []string{"hello.txt", "big.css"} {
+		b, err := os.ReadFile(filepath.Join(dl, name))
+		if err != nil {
+			t.Fatalf("%s not downloaded: %v\n%s", name, err, out)
+		}
+		want(t, name+" over HTTP/3 with ngtcp2", string(b) == files[name], true)
 	}
 }

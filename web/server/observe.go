@@ -19,6 +19,11 @@ import (
 )
 
 type metrics struct {
+	// hot caches the counters and histograms of the (proto, method, code)
+	// tuples seen, so a request costs no label hashing or allocation.
+	mu  sync.RWMutex
+	hot map[reqKey]reqMetrics
+
 	requests *prometheus.CounterVec
 	bytes    prometheus.Counter
 	duration *prometheus.HistogramVec
@@ -29,6 +34,7 @@ type metrics struct {
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
+		hot:      map[reqKey]reqMetrics{},
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "applayer_http_requests_total", Help: "HTTP requests answered, by protocol, method and status code."}, []string{"proto", "method", "code"}),
 		bytes:    prometheus.NewCounter(prometheus.CounterOpts{Name: "applayer_http_response_body_bytes_total", Help: "Response body bytes written."}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "applayer_http_request_duration_seconds", Help: "Time from request header to end of response.", Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10)}, []string{"proto"}),
@@ -43,6 +49,39 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	return m, nil
 }
+
+type reqKey struct {
+	proto, method string
+	code          int
+}
+
+type reqMetrics struct {
+	requests prometheus.Counter
+	duration prometheus.Observer
+}
+
+// request counts one answered request.
+func (m *metrics) request(proto, method string, code int, d time.Duration, n int64) {
+	k := reqKey{proto, method, code}
+	m.mu.RLock()
+	rm, ok := m.hot[k]
+	m.mu.RUnlock()
+	if !ok {
+		rm = reqMetrics{m.requests.WithLabelValues(proto, method, strconv.Itoa(code)), m.duration.WithLabelValues(proto)}
+		m.mu.Lock()
+		if len(m.hot) < 1024 { // methods are client-chosen: bound the cache
+			m.hot[k] = rm
+		}
+		m.mu.Unlock()
+	}
+	rm.requests.Inc()
+	rm.duration.Observe(d.Seconds())
+	if n > 0 {
+		m.bytes.Add(float64(n))
+	}
+}
+
+var recorderPool = sync.Pool{New: func() any { return new(recorder) }}
 
 // recorder wraps a ResponseWriter to learn the status and body size.
 type recorder struct {
@@ -96,13 +135,14 @@ func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 func (s *Server) observe(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := s.deps.Now()
-		rec := &recorder{ResponseWriter: w}
+		rec := recorderPool.Get().(*recorder)
+		*rec = recorder{ResponseWriter: w}
 		local := ""
-		if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
-			local = a.String()
-		}
 		tr := s.deps.Trace
 		if tr.Enabled() {
+			if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+				local = a.String()
+			}
 			tr.Publish(trace.Event{From: r.RemoteAddr, To: local, Proto: r.Proto, Summary: r.Method + " " + r.RequestURI + " " + r.Proto + " Host: " + r.Host, Bytes: int(max(r.ContentLength, 0))})
 		}
 		defer func() {
@@ -121,16 +161,15 @@ func (s *Server) observe(h http.Handler) http.Handler {
 			if rec.status == 0 {
 				rec.status = http.StatusOK
 			}
-			d := s.deps.Now().Sub(start)
-			s.m.requests.WithLabelValues(r.Proto, r.Method, strconv.Itoa(rec.status)).Inc()
-			s.m.bytes.Add(float64(rec.n))
-			s.m.duration.WithLabelValues(r.Proto).Observe(d.Seconds())
+			s.m.request(r.Proto, r.Method, rec.status, s.deps.Now().Sub(start), rec.n)
 			if tr.Enabled() {
 				tr.Publish(trace.Event{From: local, To: r.RemoteAddr, Proto: r.Proto, Summary: fmt.Sprintf("%s %d %s", r.Proto, rec.status, http.StatusText(rec.status)), Bytes: int(rec.n)})
 			}
 			if s.access != nil {
 				s.access.log(r, rec.status, rec.n, start)
 			}
+			*rec = recorder{}
+			recorderPool.Put(rec)
 		}()
 		h.ServeHTTP(rec, r)
 	})

@@ -40,6 +40,7 @@ type Server struct {
 	h1    []*http.Server
 	h3    *http3.Server
 	pc    net.PacketConn
+	sniff *sniffer
 	wg    sync.WaitGroup
 	once  service.Once
 }
@@ -132,6 +133,10 @@ func HostName(host string) string {
 }
 
 func (s *Server) route(w http.ResponseWriter, r *http.Request) {
+	if len(s.byHost) == 0 {
+		s.deflt.ServeHTTP(w, r)
+		return
+	}
 	h, ok := s.byHost[HostName(r.Host)]
 	if !ok {
 		h = s.deflt
@@ -254,13 +259,25 @@ func (s *Server) Start(ctx context.Context) error {
 			})
 		}
 	}
-	i := 0
+	type serving struct {
+		hs *http.Server
+		ln net.Listener
+	}
+	var serve []serving
+	var sn *sniffer
 	if s.cfg.Addr != "" {
-		var p http.Protocols
-		p.SetHTTP1(true)
-		p.SetUnencryptedHTTP2(!s.cfg.NoH2C)
-		servers = append(servers, s.httpServer(handler, &p))
-		i++
+		if s.cfg.NoH2C {
+			var p http.Protocols
+			p.SetHTTP1(true)
+			serve = append(serve, serving{s.httpServer(handler, &p), lns[0]})
+		} else {
+			// One port, two protocols: the sniffer decides per connection.
+			sn = newSniffer(lns[0], s.cfg.ReadHeaderTimeout.D(), s.log)
+			var p1, p2 http.Protocols
+			p1.SetHTTP1(true)
+			p2.SetUnencryptedHTTP2(true)
+			serve = append(serve, serving{s.httpServer(handler, &p1), sn.h1}, serving{s.httpServer(handler, &p2), sn.h2})
+		}
 	}
 	if s.cfg.TLSAddr != "" {
 		var p http.Protocols
@@ -268,13 +285,16 @@ func (s *Server) Start(ctx context.Context) error {
 		p.SetHTTP2(true)
 		hs := s.httpServer(handler, &p)
 		hs.TLSConfig = tc
-		servers = append(servers, hs)
+		serve = append(serve, serving{hs, lns[len(lns)-1]})
+	}
+	for _, sv := range serve {
+		servers = append(servers, sv.hs)
 	}
 	s.mu.Lock()
-	s.addrs, s.h1, s.pc = addrs, servers, pc
+	s.addrs, s.h1, s.pc, s.sniff = addrs, servers, pc, sn
 	s.mu.Unlock()
-	for j, hs := range servers {
-		ln := lns[j]
+	for _, sv := range serve {
+		hs, ln := sv.hs, sv.ln
 		s.wg.Go(func() {
 			var err error
 			if hs.TLSConfig != nil {
@@ -306,8 +326,11 @@ func (s *Server) Start(ctx context.Context) error {
 func (s *Server) Shutdown(ctx context.Context) error {
 	return s.once.Do(ctx, func(ctx context.Context) error {
 		s.mu.Lock()
-		servers, h3, pc := s.h1, s.h3, s.pc
+		servers, h3, pc, sn := s.h1, s.h3, s.pc, s.sniff
 		s.mu.Unlock()
+		if sn != nil {
+			sn.close() // stop accepting; connections already handed over drain below
+		}
 		var errs []error
 		var wg sync.WaitGroup
 		var mu sync.Mutex

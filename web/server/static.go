@@ -50,8 +50,10 @@ type fileSite struct {
 	cfg  Site
 	root *os.Root // confines lookups to Root (symlinks may not escape)
 
+	cache *fileCache // nil when disabled
+
 	mu    sync.Mutex
-	gz    map[string][]byte // gzip bodies by strong ETag
+	gz    map[string][]byte // gzip bodies of large files by strong ETag
 	gzLen int
 }
 
@@ -66,7 +68,18 @@ func newFileSite(cfg Site) (*fileSite, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: site root: %w", err)
 	}
-	return &fileSite{cfg: cfg, root: r, gz: map[string][]byte{}}, nil
+	s := &fileSite{cfg: cfg, root: r, gz: map[string][]byte{}}
+	if !cfg.NoFileCache {
+		s.cache = newFileCache(cfg.FileCacheValid.D(), s.stat)
+	}
+	return s, nil
+}
+
+func (s *fileSite) stat(rel string) (fs.FileInfo, error) {
+	if s.cfg.FollowSymlinks {
+		return os.Stat(filepath.Join(s.cfg.Root, filepath.FromSlash(rel)))
+	}
+	return s.root.Stat(rel)
 }
 
 func (s *fileSite) close() error { return s.root.Close() }
@@ -86,6 +99,17 @@ func (s *fileSite) allow() string {
 }
 
 func (s *fileSite) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// The hot path: a cached file. Only paths that passed CleanPath and are
+	// not redirects are ever cached.
+	if s.cache != nil && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+		if r.ProtoMajor == 2 {
+			drainSmall(r.Body)
+		}
+		if e := s.cache.get(r.URL.Path); e != nil {
+			s.serveEntry(w, r, e)
+			return
+		}
+	}
 	rel, ok := CleanPath(r.URL.Path)
 	if !ok {
 		http.Error(w, "400 bad request path", http.StatusBadRequest)
@@ -107,18 +131,41 @@ func (s *fileSite) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 	case http.MethodPut:
 		if !s.cfg.Uploads {
-			methodNotAllowed(w, s.allow())
+			s.refuse(w, r)
 			return
 		}
 		s.put(w, r, rel)
 	case http.MethodPost:
 		if !s.cfg.Uploads {
-			methodNotAllowed(w, s.allow())
+			s.refuse(w, r)
 			return
 		}
 		s.post(w, r)
 	default:
 		methodNotAllowed(w, s.allow())
+	}
+}
+
+// refuse answers 405 after reading a small request body, so that a
+// malformed body is reported as such (see post).
+func (s *fileSite) refuse(w http.ResponseWriter, r *http.Request) {
+	io.Copy(io.Discard, io.LimitReader(r.Body, min(s.cfg.MaxBodyBytes, 64<<10)))
+	methodNotAllowed(w, s.allow())
+}
+
+// drainSmall reads up to 64 KiB of an HTTP/2 GET's request body (normally
+// none: it returns at once) before the answer, so that frames arriving on
+// a stream the client left open (WINDOW_UPDATE overflow, a bad
+// content-length) are judged while the stream is still open rather than
+// raced by a fast response (h2spec 6.9.1/3).
+func drainSmall(b io.Reader) {
+	var buf [512]byte
+	for n := 0; n < 64<<10; {
+		m, err := b.Read(buf[:])
+		n += m
+		if err != nil {
+			return
+		}
 	}
 }
 
@@ -227,6 +274,24 @@ func AcceptsGzip(ae string) bool {
 }
 
 func (s *fileSite) file(w http.ResponseWriter, r *http.Request, name string, f *os.File, fi fs.FileInfo) {
+	if s.cache != nil && fi.Size() <= cacheMaxFile {
+		body := make([]byte, fi.Size())
+		if _, err := io.ReadFull(f, body); err == nil {
+			ctype := mime.TypeByExtension(path.Ext(name))
+			if ctype == "" {
+				ctype = http.DetectContentType(body)
+			}
+			zip := !s.cfg.NoGzip && isCompressible(ctype) && fi.Size() >= gzipMin
+			e := newCacheEntry(name, fi, body, ctype, zip)
+			s.cache.put(r.URL.Path, e)
+			s.serveEntry(w, r, e)
+			return
+		}
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			http.Error(w, "500 seek", http.StatusInternalServerError)
+			return
+		}
+	}
 	h := w.Header()
 	ctype := mime.TypeByExtension(path.Ext(name))
 	if ctype == "" {
@@ -353,6 +418,9 @@ func (s *fileSite) put(w http.ResponseWriter, r *http.Request, rel string) {
 		http.Error(w, "500 cannot store file", http.StatusInternalServerError)
 		return
 	}
+	if s.cache != nil {
+		s.cache.forget(rel)
+	}
 	w.Header().Set("Content-Location", r.URL.Path)
 	if statErr == nil {
 		w.WriteHeader(http.StatusNoContent)
@@ -375,6 +443,12 @@ func (s *fileSite) post(w http.ResponseWriter, r *http.Request) {
 		err = r.ParseMultipartForm(s.cfg.MaxBodyBytes)
 	} else {
 		err = r.ParseForm()
+	}
+	if err == nil {
+		// Read what ParseForm left (other content types) before answering,
+		// so a body that breaks its framing (an HTTP/2 content-length
+		// mismatch) is refused as such rather than raced by the answer.
+		_, err = io.Copy(io.Discard, r.Body)
 	}
 	if err != nil {
 		var mbe *http.MaxBytesError

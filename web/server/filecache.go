@@ -1,0 +1,251 @@
+package server
+
+import (
+	"bytes"
+	"compress/gzip"
+	"io/fs"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// The small-file cache: the hot path of a static server. A GET or HEAD for
+// a URL path seen before is answered from memory with precomputed header
+// values (Content-Type, Content-Length, ETag, Last-Modified), without
+// opening the file; the entry is revalidated by one stat (size and
+// modification time) at most every Site.FileCacheValid, and dropped when
+// the file changes, disappears or is replaced by a PUT.
+const (
+	cacheMaxFile  = 256 << 10 // larger files go through sendfile
+	cacheMaxTotal = 64 << 20
+)
+
+// Shared header values: assigned into response headers, never modified.
+var (
+	hvBytes    = []string{"bytes"}
+	hvVary     = []string{"Accept-Encoding"}
+	hvGzip     = []string{"gzip"}
+	condFields = []string{"Range", "If-Match", "If-Unmodified-Since", "If-Range"}
+)
+
+// cacheEntry is one cached file, immutable once published except for the
+// validation time and the lazily built gzip body.
+type cacheEntry struct {
+	name    string // path relative to the root that was opened (index files too)
+	size    int64
+	mod     time.Time
+	body    []byte
+	ctype   []string
+	etag    []string
+	lastMod []string
+	clen    []string
+	zip     bool // compressible: Vary, and gzip when accepted
+
+	checked atomic.Int64 // unix nanoseconds of the last stat
+
+	gzOnce sync.Once
+	gz     []byte
+	gzEtag []string
+	gzLen  []string
+}
+
+type fileCache struct {
+	valid int64 // nanoseconds an entry is trusted without a stat
+	stat  func(name string) (fs.FileInfo, error)
+
+	mu    sync.RWMutex
+	m     map[string]*cacheEntry // by request URL path
+	bytes int64
+}
+
+func newFileCache(valid time.Duration, stat func(string) (fs.FileInfo, error)) *fileCache {
+	return &fileCache{valid: int64(valid), stat: stat, m: map[string]*cacheEntry{}}
+}
+
+// get returns the entry for a URL path, revalidating it when it is due.
+func (c *fileCache) get(key string) *cacheEntry {
+	c.mu.RLock()
+	e := c.m[key]
+	c.mu.RUnlock()
+	if e == nil {
+		return nil
+	}
+	now := time.Now().UnixNano()
+	if now-e.checked.Load() < c.valid {
+		return e
+	}
+	fi, err := c.stat(e.name)
+	if err != nil || !fi.Mode().IsRegular() || fi.Size() != e.size || !fi.ModTime().Equal(e.mod) {
+		c.drop(key, e)
+		return nil
+	}
+	e.checked.Store(now)
+	return e
+}
+
+func (c *fileCache) drop(key string, e *cacheEntry) {
+	c.mu.Lock()
+	if c.m[key] == e {
+		delete(c.m, key)
+		c.bytes -= e.size
+	}
+	c.mu.Unlock()
+}
+
+// forget drops every entry read from the file name (after a PUT).
+func (c *fileCache) forget(name string) {
+	c.mu.Lock()
+	for k, e := range c.m {
+		if e.name == name {
+			delete(c.m, k)
+			c.bytes -= e.size
+		}
+	}
+	c.mu.Unlock()
+}
+
+// put publishes an entry unless the cache is full.
+func (c *fileCache) put(key string, e *cacheEntry) {
+	e.checked.Store(time.Now().UnixNano())
+	c.mu.Lock()
+	if old := c.m[key]; old != nil {
+		c.bytes -= old.size
+		delete(c.m, key)
+	}
+	if c.bytes+e.size <= cacheMaxTotal {
+		c.m[key] = e
+		c.bytes += e.size
+	}
+	c.mu.Unlock()
+}
+
+func newCacheEntry(name string, fi fs.FileInfo, body []byte, ctype string, zip bool) *cacheEntry {
+	return &cacheEntry{
+		name:    name,
+		size:    fi.Size(),
+		mod:     fi.ModTime(),
+		body:    body,
+		ctype:   []string{ctype},
+		etag:    []string{ETag(fi)},
+		lastMod: []string{fi.ModTime().UTC().Format(http.TimeFormat)},
+		clen:    []string{strconv.FormatInt(fi.Size(), 10)},
+		zip:     zip,
+	}
+}
+
+// gzipped returns the compressed body and its validators, building them
+// once.
+func (e *cacheEntry) gzipped() (body []byte, etag, clen []string) {
+	e.gzOnce.Do(func() {
+		var buf bytes.Buffer
+		zw, _ := gzip.NewWriterLevel(&buf, gzip.DefaultCompression)
+		zw.Write(e.body)
+		if zw.Close() != nil {
+			return
+		}
+		t := e.etag[0]
+		e.gz = buf.Bytes()
+		e.gzEtag = []string{t[:len(t)-1] + `-gz"`}
+		e.gzLen = []string{strconv.Itoa(len(e.gz))}
+	})
+	return e.gz, e.gzEtag, e.gzLen
+}
+
+// serveEntry answers a GET or HEAD from a cache entry. Plain and
+// If-None-Match / If-Modified-Since requests are answered here without
+// allocating; ranges and the other preconditions go through
+// http.ServeContent over the cached bytes.
+func (s *fileSite) serveEntry(w http.ResponseWriter, r *http.Request, e *cacheEntry) {
+	h := w.Header()
+	h["Content-Type"] = e.ctype
+	h["Accept-Ranges"] = hvBytes
+	body, etag, clen := e.body, e.etag, e.clen
+	if e.zip {
+		h["Vary"] = hvVary
+		if ae := r.Header["Accept-Encoding"]; len(ae) > 0 && AcceptsGzip(ae[0]) {
+			if gz, gzEtag, gzLen := e.gzipped(); gz != nil {
+				body, etag, clen = gz, gzEtag, gzLen
+				h["Content-Encoding"] = hvGzip
+			}
+		}
+	}
+	h["Etag"] = etag
+	for _, f := range condFields {
+		if _, ok := r.Header[f]; ok {
+			h.Del("Content-Length")
+			http.ServeContent(w, r, e.name, e.mod, bytes.NewReader(body))
+			return
+		}
+	}
+	if notModified(r, etag[0], e.mod) {
+		delete(h, "Content-Type")
+		delete(h, "Content-Encoding")
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	h["Last-Modified"] = e.lastMod
+	h["Content-Length"] = clen
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		w.Write(body)
+	}
+}
+
+// notModified applies If-None-Match (weak comparison) or, without it,
+// If-Modified-Since, as RFC 9110 section 13.2.2 orders them.
+func notModified(r *http.Request, etag string, mod time.Time) bool {
+	if inm, ok := r.Header["If-None-Match"]; ok {
+		for _, v := range inm {
+			if etagListMatches(v, etag) {
+				return true
+			}
+		}
+		return false
+	}
+	ims, ok := r.Header["If-Modified-Since"]
+	if !ok || len(ims) == 0 {
+		return false
+	}
+	t, err := http.ParseTime(ims[0])
+	if err != nil {
+		return false
+	}
+	return !mod.Truncate(time.Second).After(t)
+}
+
+// etagListMatches reports whether a comma-separated If-None-Match value
+// contains "*" or etag, comparing weakly (a W/ prefix is ignored).
+func etagListMatches(list, etag string) bool {
+	for len(list) > 0 {
+		for len(list) > 0 && (list[0] == ' ' || list[0] == '\t' || list[0] == ',') {
+			list = list[1:]
+		}
+		if list == "" {
+			break
+		}
+		if list[0] == '*' {
+			return true
+		}
+		if len(list) >= 2 && list[0] == 'W' && list[1] == '/' {
+			list = list[2:]
+		}
+		if list == "" || list[0] != '"' {
+			return false // malformed: no match
+		}
+		end := 1
+		for end < len(list) && list[end] != '"' {
+			end++
+		}
+		if end == len(list) {
+			return false
+		}
+		tag := list[:end+1]
+		if tag == etag || (len(etag) > 2 && etag[0] == 'W' && etag[2:] == tag) {
+			return true
+		}
+		list = list[end+1:]
+	}
+	return false
+}
