@@ -398,16 +398,7 @@ func TestProxy(t *testing.T) {
 	}
 }
 
-func needPeer(t *testing.T, name string) string {
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("APPLAYER_REQUIRE_PEERS") != "" {
-			t.Fatalf("%s not installed", name)
-		}
-		t.Skipf("%s not installed", name)
-	}
-	return p
-}
+func needPeer(t *testing.T, name string) string { return testkit.Peer(t, name) }
 
 // TestCurlCookies exchanges a cookies.txt file with curl both ways.
 func TestCurlCookies(t *testing.T) {

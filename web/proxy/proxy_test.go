@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -209,13 +208,7 @@ func TestConnectPortRefused(t *testing.T) {
 }
 
 func TestCurlThroughProxy(t *testing.T) {
-	curl, err := exec.LookPath("curl")
-	if err != nil {
-		if os.Getenv("APPLAYER_REQUIRE_PEERS") != "" {
-			t.Fatal("curl not installed")
-		}
-		t.Skip("curl not installed")
-	}
+	curl := testkit.Peer(t, "curl")
 	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "max-age=60")
 		fmt.Fprint(w, "plain")

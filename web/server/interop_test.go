@@ -10,21 +10,13 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/applayer/applayer/internal/testkit"
 )
 
 // peer returns the path of an external program, skipping the test when it
 // is missing (failing when APPLAYER_REQUIRE_PEERS is set).
-func peer(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("APPLAYER_REQUIRE_PEERS") != "" {
-			t.Fatalf("%s is required but not installed", name)
-		}
-		t.Skipf("%s not installed", name)
-	}
-	return p
-}
+func peer(t *testing.T, name string) string { return testkit.Peer(t, name) }
 
 func runPeer(t *testing.T, name string, args ...string) string {
 	t.Helper()
