@@ -3,6 +3,7 @@ package lab
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"net/netip"
 	"sort"
 	"strings"
@@ -47,6 +48,40 @@ type Env struct {
 	// Deps carries the logger (with host and kind attributes), the metrics
 	// registerer (with host and kind labels), the trace bus and the dialer.
 	Deps service.Deps
+	// Admin adds endpoints (a cache's purge, a resolver's flush) to the
+	// lab's admin listener under /hosts/<host name>/; it does nothing when
+	// the lab has no admin listener. Use it during Build.
+	Admin AdminMux
+}
+
+// AdminMux is where a service registers its admin endpoints.
+type AdminMux interface {
+	// Handle registers h for pattern ("POST /cache/purge" or "/cache/"),
+	// relative to the service's own admin prefix.
+	Handle(pattern string, h http.Handler)
+}
+
+// hostAdmin registers a host's handlers on the lab's admin listener under
+// /hosts/<name>, with that prefix stripped before the handler sees the path.
+type hostAdmin struct {
+	mux    interface{ Handle(string, http.Handler) }
+	prefix string
+}
+
+// Handle implements AdminMux.
+func (a hostAdmin) Handle(pattern string, h http.Handler) {
+	if a.mux == nil {
+		return
+	}
+	method, path, ok := strings.Cut(pattern, " ")
+	if !ok {
+		method, path = "", pattern
+	}
+	full := a.prefix + path
+	if method != "" {
+		full = method + " " + full
+	}
+	a.mux.Handle(full, http.StripPrefix(a.prefix, h))
 }
 
 // DecodeConfig strictly decodes the service's raw config into v; an empty

@@ -173,12 +173,17 @@ func Build(p *Plan, kinds *Kinds, deps service.Deps, reg *prometheus.Registry) (
 			d := deps
 			d.Logger = deps.Logger.With("host", h.Name, "kind", kind.Name)
 			d.Metrics = prometheus.WrapRegistererWith(prometheus.Labels{"host": h.Name}, deps.Metrics)
+			admin := hostAdmin{prefix: "/hosts/" + h.Name}
+			if r.Admin != nil {
+				admin.mux = r.Admin
+			}
 			svc, err := kind.Build(Env{
 				Host:   h,
 				Spec:   s,
 				Listen: netip.AddrPortFrom(h.Addr, uint16(p.Port(portOf(s, kind)))),
 				Plan:   p,
 				Deps:   d,
+				Admin:  admin,
 			})
 			if err != nil {
 				return nil, fmt.Errorf("lab: hosts[%d].services[%d] (%s on %s): %w", i, k, kind.Name, h.Name, err)

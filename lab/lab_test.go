@@ -3,7 +3,10 @@ package lab
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"strings"
 	"testing"
@@ -70,7 +73,12 @@ func testKinds() *Kinds {
 			}
 			return nil
 		},
-		Build: func(env Env) (service.Service, error) { return &echo{addr: env.Listen.String()}, nil },
+		Build: func(env Env) (service.Service, error) {
+			env.Admin.Handle("GET /hello", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				fmt.Fprintf(w, "hello from %s at %s", env.Host.Name, r.URL.Path)
+			}))
+			return &echo{addr: env.Listen.String()}, nil
+		},
 	}, Kind{Name: "both", Port: 53, Network: "udp+tcp", Build: func(env Env) (service.Service, error) { return &echo{addr: env.Listen.String()}, nil }})
 }
 
@@ -208,6 +216,17 @@ hosts:
 			t.Errorf("%s: %q %v", addr, buf[:n], err)
 		}
 	}
+	// Each host's admin endpoints live under /hosts/<name>/.
+	resp, err := http.Get("http://" + r.Admin.Addrs()[0].String() + "/hosts/b.example/hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "hello from b.example at /hello" {
+		t.Errorf("host admin endpoint answered %d %q", resp.StatusCode, body)
+	}
+	http.DefaultClient.CloseIdleConnections()
 	if err := r.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
