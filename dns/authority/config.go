@@ -48,6 +48,11 @@ type Config struct {
 	// line, presentation format) of every signed zone's KSKs: the trust
 	// anchor a validating resolver reads for the root.
 	DSFile string `json:"ds_file,omitempty"`
+	// StateDir, when set, keeps each primary zone's IXFR journal (its
+	// last version and the differences that led to it) under
+	// <state_dir>/journal, so that secondaries still get incremental
+	// transfers after a restart.
+	StateDir string `json:"state_dir,omitempty"`
 }
 
 // ZoneConfig is one zone.

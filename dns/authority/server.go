@@ -61,6 +61,7 @@ type Server struct {
 
 	mu      sync.Mutex
 	udp     []*net.UDPConn
+	raw     []*rawSock
 	tcpLn   net.Listener
 	tcp     *dns.Server
 	local   string
@@ -98,11 +99,14 @@ func New(cfg Config, deps service.Deps) (*Server, error) {
 		if zc.Primary != "" {
 			continue // transferred after Start
 		}
+		src.prev = s.restoreJournal(src)
 		z, err := s.loadSource(src)
 		if err != nil {
 			return nil, err
 		}
 		s.install(src.key, z)
+		s.record(src, src.prev, z)
+		src.prev = nil
 	}
 	return s, nil
 }
@@ -195,6 +199,11 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	for _, c := range s.udp {
 		s.wg.Add(1)
+		if r, err := newRawSock(c); err == nil {
+			s.raw = append(s.raw, r)
+			go s.serveRaw(r, c.LocalAddr().String())
+			continue
+		}
 		go s.serveUDP(c)
 	}
 	if s.tcpLn != nil {
@@ -265,6 +274,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		close(s.stop)
 		for _, c := range s.udp {
 			c.Close()
+		}
+		for _, r := range s.raw {
+			r.wake()
 		}
 		tcp := s.tcp
 		s.mu.Unlock()

@@ -29,6 +29,9 @@ type source struct {
 	keys    *zone.Keys
 	records []dns.RR // secondary: the records last transferred
 	kick    chan struct{}
+	// prev is the version served before a restart (the journal's
+	// snapshot), until the zone is first installed.
+	prev *zone.Zone
 	// deltas are the differences between successive versions of a
 	// primary zone, oldest first, for IXFR out.
 	deltas []delta
@@ -77,6 +80,11 @@ func diffZones(a, b *zone.Zone) (del, add []dns.RR) {
 
 // recordDelta remembers the step from old to z for IXFR.
 func (src *source) recordDelta(old, z *zone.Zone) {
+	if old != nil && old.SOA.Serial == z.SOA.Serial && old.Len() <= maxDiffRecords && z.Len() <= maxDiffRecords {
+		if del, add := diffZones(old, z); len(del) == 0 && len(add) == 0 {
+			return // the same version: the differences still hold
+		}
+	}
 	if old == nil || !serialLess(old.SOA.Serial, z.SOA.Serial) || old.Len() > maxDiffRecords || z.Len() > maxDiffRecords {
 		src.mu.Lock()
 		src.deltas = nil
@@ -178,7 +186,11 @@ func (s *Server) sign(src *source, z *zone.Zone) (*zone.Zone, error) {
 	}
 	now := s.deps.Now()
 	opt := zone.SignOptions{NSEC3: sc.NSEC3, Inception: now.Add(-time.Hour), Expiration: now.Add(validity)}
-	if cur := s.Zone(src.key); cur != nil && !serialLess(cur.SOA.Serial, z.SOA.Serial) {
+	cur := s.Zone(src.key)
+	if cur == nil {
+		cur = src.prev
+	}
+	if cur != nil && !serialLess(cur.SOA.Serial, z.SOA.Serial) {
 		// Same content re-signed: a new serial, so secondaries follow.
 		opt.Serial = cur.SOA.Serial + 1
 	}
@@ -224,8 +236,8 @@ func (s *Server) Reload(force bool) error {
 			errs = append(errs, err)
 			continue
 		}
-		src.recordDelta(old, z)
 		s.install(src.key, z)
+		s.record(src, old, z)
 		s.log.Info("zone loaded", "zone", src.key, "serial", z.SOA.Serial, "records", z.Len())
 		if old == nil || old.SOA.Serial != z.SOA.Serial {
 			s.notify(z)
@@ -294,8 +306,8 @@ func (s *Server) resignDue() {
 			s.log.Warn("zone re-sign failed", "zone", src.key, "err", err)
 			continue
 		}
-		src.recordDelta(z, nz)
 		s.install(src.key, nz)
+		s.record(src, z, nz)
 		s.notify(nz)
 		s.log.Info("zone re-signed", "zone", src.key, "expires", nz.Expiry())
 	}
