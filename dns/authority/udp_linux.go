@@ -86,16 +86,19 @@ func (r *rawSock) close() {
 func (s *Server) serveRaw(r *rawSock, local string) {
 	defer s.wg.Done()
 	defer r.close()
-	var (
-		cache  answerCache
+	// On the heap, so that the kernel's pointers never point into a
+	// goroutine stack.
+	st := new(struct {
 		in     [rawBatch]mmsghdr
 		out    [rawBatch]mmsghdr
 		inIov  [rawBatch]syscall.Iovec
 		outIov [rawBatch]syscall.Iovec
 		names  [rawBatch]syscall.RawSockaddrAny
-		bufs   = make([]byte, rawBatch*rawInBuf)
-		outBuf = make([][]byte, rawBatch)
-	)
+	})
+	in, out, inIov, outIov, names := &st.in, &st.out, &st.inIov, &st.outIov, &st.names
+	var cache answerCache
+	bufs := make([]byte, rawBatch*rawInBuf)
+	outBuf := make([][]byte, rawBatch)
 	for i := range in {
 		inIov[i].Base = &bufs[i*rawInBuf]
 		inIov[i].SetLen(rawInBuf)
@@ -109,7 +112,13 @@ func (s *Server) serveRaw(r *rawSock, local string) {
 			in[i].hdr.Namelen = syscall.SizeofSockaddrAny
 			in[i].hdr.Flags = 0
 		}
-		n, _, errno := syscall.Syscall6(unix.SYS_RECVMMSG, uintptr(r.fd), uintptr(unsafe.Pointer(&in[0])), rawBatch, msgWaitForOne, 0, 0)
+		// Under load the queue has datagrams: take them without the
+		// runtime's syscall bookkeeping. When it is empty, block (letting
+		// the runtime run other goroutines) until the first one comes.
+		n, _, errno := syscall.RawSyscall6(unix.SYS_RECVMMSG, uintptr(r.fd), uintptr(unsafe.Pointer(&in[0])), rawBatch, syscall.MSG_DONTWAIT, 0, 0)
+		if errno == syscall.EAGAIN {
+			n, _, errno = syscall.Syscall6(unix.SYS_RECVMMSG, uintptr(r.fd), uintptr(unsafe.Pointer(&in[0])), rawBatch, msgWaitForOne, 0, 0)
+		}
 		select {
 		case <-s.stop:
 			return
@@ -163,9 +172,12 @@ func (s *Server) serveRaw(r *rawSock, local string) {
 			k++
 		}
 		for sent := 0; sent < k; {
-			m, _, errno := syscall.Syscall6(unix.SYS_SENDMMSG, uintptr(r.fd), uintptr(unsafe.Pointer(&out[sent])), uintptr(k-sent), 0, 0, 0)
+			m, _, errno := syscall.RawSyscall6(unix.SYS_SENDMMSG, uintptr(r.fd), uintptr(unsafe.Pointer(&out[sent])), uintptr(k-sent), syscall.MSG_DONTWAIT, 0, 0)
+			if errno == syscall.EAGAIN {
+				m, _, errno = syscall.Syscall6(unix.SYS_SENDMMSG, uintptr(r.fd), uintptr(unsafe.Pointer(&out[sent])), uintptr(k-sent), 0, 0, 0)
+			}
 			switch {
-			case errno == syscall.EINTR:
+			case errno == syscall.EINTR || errno == syscall.EAGAIN:
 			case errno != 0:
 				sent++ // skip the datagram that failed
 			default:

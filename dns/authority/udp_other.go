@@ -10,5 +10,5 @@ import (
 type rawSock struct{}
 
 func newRawSock(*net.UDPConn) (*rawSock, error) { return nil, errors.New("not linux") }
-func (*rawSock) wake()                           {}
-func (s *Server) serveRaw(*rawSock, string)      {}
+func (*rawSock) wake()                          {}
+func (s *Server) serveRaw(*rawSock, string)     {}

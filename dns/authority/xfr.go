@@ -365,29 +365,26 @@ func DSRecords(z *zone.Zone) []*dns.DS {
 	return out
 }
 
-// allowed reports whether from may transfer zones.
-func (s *Server) allowed(from netip.AddrPort) bool {
-	a := from.Addr().Unmap()
-	for _, p := range s.allow {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
-}
-
 // transfer answers AXFR, and IXFR with the whole zone (RFC 1995 section
 // 4 allows it) unless the client is current.
 func (s *Server) transfer(w dns.ResponseWriter, req *dns.Msg, from netip.AddrPort) {
 	q := req.Question[0]
 	z := s.Zone(q.Name)
+	// A signed request (verified by then: serveTCP) gets signed answers.
+	key := ""
+	sign := func(m *dns.Msg) {}
+	if t := req.IsTsig(); t != nil {
+		key = strings.ToLower(t.Hdr.Name)
+		sign = func(m *dns.Msg) { m.SetTsig(t.Hdr.Name, t.Algorithm, tsigFudge, s.deps.Now().Unix()) }
+	}
 	fail := func(rcode int, why string) {
 		s.m.transfers.WithLabelValues("out", why).Inc()
 		m := new(dns.Msg)
 		m.SetRcode(req, rcode)
+		sign(m)
 		w.WriteMsg(m)
 	}
-	if !s.allowed(from) {
+	if !s.transferAllowed(from, key) {
 		s.log.Info("transfer refused", "zone", q.Name, "remote", from.String())
 		fail(dns.RcodeRefused, "refused")
 		return
@@ -402,6 +399,7 @@ func (s *Server) transfer(w dns.ResponseWriter, req *dns.Msg, from netip.AddrPor
 			m.SetReply(req)
 			m.Authoritative = true
 			m.Answer = []dns.RR{z.SOA}
+			sign(m)
 			w.WriteMsg(m)
 			s.m.transfers.WithLabelValues("out", "current").Inc()
 			return
@@ -468,6 +466,7 @@ func (s *Server) notifyLocked(z *zone.Zone) {
 			m := new(dns.Msg)
 			m.SetNotify(z.Origin)
 			m.Answer = []dns.RR{z.SOA}
+			signOut(m, s.keyFor(s.cfg.NotifyKey))
 			for try := 0; try < 3; try++ {
 				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 				_, err := s.exchange(ctx, m, target, "udp")
@@ -498,6 +497,9 @@ func (s *Server) exchange(ctx context.Context, m *dns.Msg, addr, network string)
 		c.SetDeadline(d)
 	}
 	co := &dns.Conn{Conn: c}
+	if m.IsTsig() != nil {
+		co.TsigSecret = s.secrets()
+	}
 	if err := co.WriteMsg(m); err != nil {
 		return nil, err
 	}
@@ -539,7 +541,11 @@ func (s *Server) notified(req *dns.Msg, from netip.AddrPort, m *dns.Msg) {
 		return
 	}
 	pri, err := netip.ParseAddrPort(src.cfg.Primary)
-	if err == nil && pri.Addr().Unmap() != from.Addr().Unmap() {
+	signed := false
+	if t := req.IsTsig(); t != nil && src.cfg.PrimaryKey != "" {
+		signed = strings.EqualFold(t.Hdr.Name, dns.Fqdn(src.cfg.PrimaryKey))
+	}
+	if !signed && err == nil && pri.Addr().Unmap() != from.Addr().Unmap() {
 		m.Rcode = dns.RcodeRefused
 		return
 	}
@@ -608,6 +614,8 @@ func (s *Server) refresh(src *source) (*zone.Zone, error) {
 	cur := s.Zone(src.key)
 	q := new(dns.Msg)
 	q.SetQuestion(dns.Fqdn(src.cfg.Origin), dns.TypeSOA)
+	key := s.keyFor(src.cfg.PrimaryKey)
+	signOut(q, key)
 	r, err := s.exchange(ctx, q, src.cfg.Primary, "udp")
 	if err != nil {
 		return nil, err
@@ -627,7 +635,7 @@ func (s *Server) refresh(src *source) (*zone.Zone, error) {
 		return nil, err
 	}
 	defer c.Close()
-	tr := &dns.Transfer{Conn: &dns.Conn{Conn: c}, ReadTimeout: 10 * time.Second}
+	tr := &dns.Transfer{Conn: &dns.Conn{Conn: c}, ReadTimeout: 10 * time.Second, TsigSecret: s.secrets()}
 	m := new(dns.Msg)
 	src.mu.Lock()
 	old := src.records
@@ -638,6 +646,7 @@ func (s *Server) refresh(src *source) (*zone.Zone, error) {
 		m.SetAxfr(dns.Fqdn(src.cfg.Origin))
 		old = nil
 	}
+	signOut(m, key)
 	env, err := tr.In(m, src.cfg.Primary)
 	if err != nil {
 		return nil, err
