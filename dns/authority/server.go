@@ -491,6 +491,9 @@ func (s *Server) respond(wire []byte, from netip.AddrPort, tcp bool, buf []byte)
 	}()
 	m, cacheable := s.handle(req, from, tcp)
 	s.m.rcode(m.Rcode)
+	// Compressed as NSD and Knot do (smaller datagrams; the UDP answer
+	// cache pays the packing cost once per distinct query).
+	m.Compress = true
 	if !tcp {
 		size := dns.MinMsgSize
 		if opt := req.IsEdns0(); opt != nil {
@@ -500,8 +503,6 @@ func (s *Server) respond(wire []byte, from netip.AddrPort, tcp bool, buf []byte)
 		if m.Truncated {
 			s.m.truncated.Inc()
 		}
-	} else {
-		m.Compress = true
 	}
 	out, err := m.PackBuffer(buf)
 	if err != nil {
