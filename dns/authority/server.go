@@ -530,8 +530,7 @@ func (s *Server) respondTSIG(wire []byte, req *dns.Msg, t *dns.TSIG, from netip.
 	k, code := s.verifyTSIG(wire, t)
 	if code != 0 {
 		s.m.rcode(dns.RcodeNotAuth)
-		out, _ = tsigReject(req, t, code).PackBuffer(buf)
-		return out
+		return tsigRejectWire(req, t, code, buf)
 	}
 	m, _ := s.handle(req, from, tcp)
 	s.m.rcode(m.Rcode)
@@ -719,9 +718,7 @@ func (s *Server) serveTCP(w dns.ResponseWriter, req *dns.Msg) {
 				code = dns.RcodeBadTime
 			}
 			s.log.Info("tsig check failed", "remote", from.String(), "key", t.Hdr.Name, "err", err)
-			if out, err := tsigReject(req, t, code).Pack(); err == nil {
-				w.Write(out)
-			}
+			w.Write(tsigRejectWire(req, t, code, nil))
 			return
 		}
 	}

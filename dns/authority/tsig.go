@@ -160,6 +160,21 @@ func tsigReject(req *dns.Msg, t *dns.TSIG, code int) *dns.Msg {
 	return m
 }
 
+// tsigRejectWire packs tsigReject's answer; when the query's TSIG fields
+// make it unpackable or unparsable (fuzzed input), a plain NOTAUTH.
+func tsigRejectWire(req *dns.Msg, t *dns.TSIG, code int, buf []byte) []byte {
+	out, err := tsigReject(req, t, code).PackBuffer(buf)
+	if err == nil {
+		if err = new(dns.Msg).Unpack(out); err == nil {
+			return out
+		}
+	}
+	m := new(dns.Msg)
+	m.SetRcode(req, dns.RcodeNotAuth)
+	out, _ = m.PackBuffer(buf)
+	return out
+}
+
 // signOut adds a TSIG with key to m (sent by us: NOTIFY, SOA checks,
 // transfer requests); the connection signs it when written.
 func signOut(m *dns.Msg, k *tsigKey) {
