@@ -72,6 +72,33 @@ func (l *lookup) run(q dns.Question) {
 			l.referral(cut)
 			return
 		}
+		if owner, set := l.findDNAME(key); set != nil {
+			// RFC 6672: the DNAME, then a CNAME synthesized from it (same
+			// TTL, unsigned), followed like any CNAME.
+			labels := dns.CountLabel(owner)
+			ownerName := name
+			if off, end := dns.PrevLabel(name, labels); !end {
+				ownerName = name[off:]
+			}
+			l.add(&m.Answer, ownerName, set, false)
+			d := set.RRs[0].(*dns.DNAME)
+			prefix := name[:len(name)-len(ownerName)]
+			target := prefix + d.Target
+			if d.Target == "." {
+				target = prefix
+			}
+			if _, ok := dns.IsDomainName(target); !ok || len(target) > 254 {
+				m.Rcode = dns.RcodeYXDomain
+				return
+			}
+			m.Answer = append(m.Answer, &dns.CNAME{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeCNAME, Class: dns.ClassINET, Ttl: d.Hdr.Ttl}, Target: target})
+			tkey := zone.Key(target)
+			if !dns.IsSubDomain(z.Origin, tkey) {
+				return
+			}
+			name, key = target, tkey
+			continue
+		}
 		node := z.Node(key)
 		wild := false
 		var ce string
@@ -161,6 +188,36 @@ func (l *lookup) findCut(key string, qtype uint16) *zone.Node {
 		}
 	}
 	return nil
+}
+
+// findDNAME returns the DNAME set of the closest ancestor of key (below or
+// at the apex, key itself excluded) that has one, with that ancestor.
+func (l *lookup) findDNAME(key string) (string, *zone.RRset) {
+	origin := l.z.Origin
+	if !l.z.HasDNAME() || key == origin {
+		return "", nil
+	}
+	var stack [16]string
+	names := stack[:0]
+	for n := zone.Parent(key); n != ""; n = zone.Parent(n) {
+		names = append(names, n)
+		if n == origin {
+			break
+		}
+	}
+	for i := len(names) - 1; i >= 0; i-- {
+		n := l.z.Node(names[i])
+		if n == nil {
+			if names[i] == origin {
+				continue
+			}
+			return "", nil
+		}
+		if set := n.Set(dns.TypeDNAME); set != nil {
+			return names[i], set
+		}
+	}
+	return "", nil
 }
 
 func (l *lookup) closestEncloser(key string) string {

@@ -35,8 +35,10 @@ type Config struct {
 	IdleTimeout config.Duration `json:"idle_timeout,omitempty"`
 	// MaxTCPConns caps concurrent TCP connections. Default 256.
 	MaxTCPConns int `json:"max_tcp_conns,omitempty"`
-	// AllowTransfer lists the addresses or prefixes (e.g. "127.0.0.0/8")
-	// allowed AXFR and IXFR. Empty refuses every transfer.
+	// AllowTransfer lists who may AXFR and IXFR: an address or prefix
+	// ("127.0.0.0/8"), a TSIG key ("key:xfr-key": any address, the request
+	// signed with that key), or both ("192.0.2.2 key:xfr-key"). Empty
+	// refuses every transfer.
 	AllowTransfer []string `json:"allow_transfer,omitempty"`
 	// Notify lists secondaries (host:port) sent a NOTIFY when a zone's
 	// serial changes on reload.
@@ -48,6 +50,16 @@ type Config struct {
 	// line, presentation format) of every signed zone's KSKs: the trust
 	// anchor a validating resolver reads for the root.
 	DSFile string `json:"ds_file,omitempty"`
+	// StateDir, when set, keeps each primary zone's IXFR journal (its
+	// last version and the differences that led to it) under
+	// <state_dir>/journal, so that secondaries still get incremental
+	// transfers after a restart.
+	StateDir string `json:"state_dir,omitempty"`
+	// TSIGKeys are the shared secrets (RFC 8945) that AllowTransfer
+	// entries, PrimaryKey and NotifyKey name.
+	TSIGKeys []TSIGKey `json:"tsig_keys,omitempty"`
+	// NotifyKey, when set, names the TSIG key that signs outgoing NOTIFYs.
+	NotifyKey string `json:"notify_key,omitempty"`
 }
 
 // ZoneConfig is one zone.
@@ -62,6 +74,10 @@ type ZoneConfig struct {
 	// Primary, for a secondary zone, is the primary's host:port; the zone
 	// is transferred (AXFR) and refreshed as its SOA says.
 	Primary string `json:"primary,omitempty"`
+	// PrimaryKey, for a secondary zone, names the TSIG key that signs the
+	// SOA checks and transfers sent to the primary; a NOTIFY signed with
+	// it is accepted from any address.
+	PrimaryKey string `json:"primary_key,omitempty"`
 	// Sign signs the zone when it is loaded.
 	Sign *SignConfig `json:"sign,omitempty"`
 }
@@ -124,9 +140,26 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+	keys, err := parseTSIGKeys(c.TSIGKeys)
+	if err != nil {
+		return config.Errorf("tsig_keys", "%v", err)
+	}
 	for i, a := range c.AllowTransfer {
-		if _, err := parsePrefix(a); err != nil {
+		if _, err := parseACL(a, keys); err != nil {
 			return config.Errorf(fmt.Sprintf("allow_transfer[%d]", i), "%v", err)
+		}
+	}
+	if c.NotifyKey != "" {
+		if _, ok := keys[strings.ToLower(dns.Fqdn(c.NotifyKey))]; !ok {
+			return config.Errorf("notify_key", "unknown TSIG key %q", c.NotifyKey)
+		}
+	}
+	for i, z := range c.Zones {
+		if z.PrimaryKey == "" {
+			continue
+		}
+		if _, ok := keys[strings.ToLower(dns.Fqdn(z.PrimaryKey))]; !ok {
+			return config.Errorf(fmt.Sprintf("zones[%d].primary_key", i), "unknown TSIG key %q", z.PrimaryKey)
 		}
 	}
 	if c.MaxUDPSize != 0 && (c.MaxUDPSize < 512 || c.MaxUDPSize > 65535) {

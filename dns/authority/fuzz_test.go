@@ -24,7 +24,25 @@ func FuzzRespond(f *testing.F) {
 		f.Add(wire, false)
 	}
 	f.Add([]byte{0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xc0, 0x0c, 0, 1, 0, 1}, true)
-	s := newTestServer(f, Config{NSID: "fuzz", Zones: []ZoneConfig{
+	// Signed queries (good key, unknown key) and a DNAME redirection.
+	for _, key := range []string{tsigName, "nokey."} {
+		m := new(dns.Msg)
+		m.SetQuestion("www.example.com.", dns.TypeA)
+		m.SetTsig(key, dns.HmacSHA256, 300, 1700000000)
+		wire, _, err := dns.TsigGenerate(m, tsigSecret, "", false)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(wire, false)
+	}
+	{
+		m := new(dns.Msg)
+		m.SetQuestion("a.b.old.dname.test.", dns.TypeA)
+		wire, _ := m.Pack()
+		f.Add(wire, false)
+	}
+	s := newTestServer(f, Config{NSID: "fuzz", TSIGKeys: testKeys, Zones: []ZoneConfig{
+		{Origin: "dname.test", Text: dnameZone},
 		{Origin: "example.com.", File: "testdata/example.com.zone", Sign: &SignConfig{KeyDir: f.TempDir()}},
 		{Origin: "example.org.", File: "testdata/example.org.zone", Sign: &SignConfig{KeyDir: f.TempDir(), NSEC3: true, Algorithm: "ed25519"}},
 	}})

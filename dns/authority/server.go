@@ -46,11 +46,12 @@ type Server struct {
 	// answered.
 	beforeAnswer func(*dns.Msg)
 
-	cfg   Config
-	deps  service.Deps
-	log   *slog.Logger
-	m     *metrics
-	allow []netip.Prefix
+	cfg  Config
+	deps service.Deps
+	log  *slog.Logger
+	m    *metrics
+	acl  []aclEntry
+	tsig map[string]tsigKey
 
 	zones  atomic.Pointer[zoneSet]
 	rotate atomic.Uint32
@@ -61,6 +62,7 @@ type Server struct {
 
 	mu      sync.Mutex
 	udp     []*net.UDPConn
+	raw     []*rawSock
 	tcpLn   net.Listener
 	tcp     *dns.Server
 	local   string
@@ -79,9 +81,10 @@ func New(cfg Config, deps service.Deps) (*Server, error) {
 	cfg.defaults()
 	deps = deps.Defaults()
 	s := &Server{cfg: cfg, deps: deps, log: deps.Logger.With("service", "dns-authority"), sources: map[string]*source{}}
+	s.tsig, _ = parseTSIGKeys(cfg.TSIGKeys)
 	for _, a := range cfg.AllowTransfer {
-		p, _ := parsePrefix(a)
-		s.allow = append(s.allow, p.Masked())
+		e, _ := parseACL(a, s.tsig)
+		s.acl = append(s.acl, e)
 	}
 	if _, err := rand.Read(s.secret[:]); err != nil {
 		return nil, fmt.Errorf("authority: cookie secret: %w", err)
@@ -98,11 +101,14 @@ func New(cfg Config, deps service.Deps) (*Server, error) {
 		if zc.Primary != "" {
 			continue // transferred after Start
 		}
+		src.prev = s.restoreJournal(src)
 		z, err := s.loadSource(src)
 		if err != nil {
 			return nil, err
 		}
 		s.install(src.key, z)
+		s.record(src, src.prev, z)
+		src.prev = nil
 	}
 	return s, nil
 }
@@ -195,6 +201,11 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	for _, c := range s.udp {
 		s.wg.Add(1)
+		if r, err := newRawSock(c); err == nil {
+			s.raw = append(s.raw, r)
+			go s.serveRaw(r, c.LocalAddr().String())
+			continue
+		}
 		go s.serveUDP(c)
 	}
 	if s.tcpLn != nil {
@@ -206,6 +217,7 @@ func (s *Server) Start(ctx context.Context) error {
 			WriteTimeout:      s.cfg.ReadTimeout.D(),
 			IdleTimeout:       func() time.Duration { return s.cfg.IdleTimeout.D() },
 			MaxTCPQueries:     1000,
+			TsigSecret:        s.secrets(),
 			NotifyStartedFunc: func() { close(started) },
 		}
 		s.wg.Add(1)
@@ -265,6 +277,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		close(s.stop)
 		for _, c := range s.udp {
 			c.Close()
+		}
+		for _, r := range s.raw {
+			r.wake()
 		}
 		tcp := s.tcp
 		s.mu.Unlock()
@@ -461,6 +476,9 @@ func (s *Server) respond(wire []byte, from netip.AddrPort, tcp bool, buf []byte)
 		s.m.rcode(dns.RcodeFormatError)
 		return formErr(wire, buf), false
 	}
+	if t := req.IsTsig(); t != nil {
+		return s.respondTSIG(wire, req, t, from, tcp, buf), false
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			s.m.panics.Inc()
@@ -473,6 +491,9 @@ func (s *Server) respond(wire []byte, from netip.AddrPort, tcp bool, buf []byte)
 	}()
 	m, cacheable := s.handle(req, from, tcp)
 	s.m.rcode(m.Rcode)
+	// Compressed as NSD and Knot do (smaller datagrams; the UDP answer
+	// cache pays the packing cost once per distinct query).
+	m.Compress = true
 	if !tcp {
 		size := dns.MinMsgSize
 		if opt := req.IsEdns0(); opt != nil {
@@ -482,8 +503,6 @@ func (s *Server) respond(wire []byte, from netip.AddrPort, tcp bool, buf []byte)
 		if m.Truncated {
 			s.m.truncated.Inc()
 		}
-	} else {
-		m.Compress = true
 	}
 	out, err := m.PackBuffer(buf)
 	if err != nil {
@@ -494,6 +513,41 @@ func (s *Server) respond(wire []byte, from netip.AddrPort, tcp bool, buf []byte)
 		return out, false
 	}
 	return out, cacheable
+}
+
+// respondTSIG answers a signed query: verified, answered, and the answer
+// signed with the same key (RFC 8945); a failed check gets NOTAUTH.
+func (s *Server) respondTSIG(wire []byte, req *dns.Msg, t *dns.TSIG, from netip.AddrPort, tcp bool, buf []byte) (out []byte) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.m.panics.Inc()
+			s.log.Error("panic answering query", "panic", r, "remote", from.String())
+			m := new(dns.Msg)
+			m.SetRcode(req, dns.RcodeServerFailure)
+			out, _ = m.PackBuffer(buf)
+		}
+	}()
+	k, code := s.verifyTSIG(wire, t)
+	if code != 0 {
+		s.m.rcode(dns.RcodeNotAuth)
+		return tsigRejectWire(req, t, code, buf)
+	}
+	m, _ := s.handle(req, from, tcp)
+	s.m.rcode(m.Rcode)
+	if !tcp {
+		size := dns.MinMsgSize
+		if opt := req.IsEdns0(); opt != nil {
+			size = min(max(int(opt.UDPSize()), dns.MinMsgSize), s.cfg.MaxUDPSize)
+		}
+		m.Truncate(size - len(k.name) - len(k.alg) - 64)
+	}
+	m.SetTsig(k.name, k.alg, tsigFudge, s.deps.Now().Unix())
+	out, _, err := dns.TsigGenerate(m, k.secret, t.MAC, false)
+	if err != nil {
+		s.log.Debug("tsig sign", "err", err)
+		return nil
+	}
+	return out
 }
 
 // formErr answers an unparsable query with its header only: same ID and
@@ -509,7 +563,8 @@ func formErr(wire, buf []byte) []byte {
 }
 
 // Handle answers a parsed query (not a transfer). It is the server's
-// semantics, independent of the transport; Respond adds truncation.
+// semantics, independent of the transport; Respond adds truncation. A
+// TSIG in req is taken as verified (Respond checks it first).
 func (s *Server) Handle(req *dns.Msg, from netip.AddrPort, tcp bool) *dns.Msg {
 	m, _ := s.handle(req, from, tcp)
 	return m
@@ -653,11 +708,34 @@ func (s *Server) serverCookie(client []byte, from netip.AddrPort) []byte {
 func (s *Server) serveTCP(w dns.ResponseWriter, req *dns.Msg) {
 	s.m.tcpQueries.Inc()
 	from, _ := netip.ParseAddrPort(w.RemoteAddr().String())
+	if t := req.IsTsig(); t != nil {
+		// miekg/dns checked the MAC on the wire bytes (TsigSecret).
+		if err := w.TsigStatus(); err != nil {
+			code := dns.RcodeBadSig
+			if _, ok := s.tsig[strings.ToLower(t.Hdr.Name)]; !ok {
+				code = dns.RcodeBadKey
+			} else if errors.Is(err, dns.ErrTime) {
+				code = dns.RcodeBadTime
+			}
+			s.log.Info("tsig check failed", "remote", from.String(), "key", t.Hdr.Name, "err", err)
+			w.Write(tsigRejectWire(req, t, code, nil))
+			return
+		}
+	}
 	if len(req.Question) == 1 && (req.Question[0].Qtype == dns.TypeAXFR || req.Question[0].Qtype == dns.TypeIXFR) && req.Opcode == dns.OpcodeQuery {
 		if s.deps.Trace.Enabled() {
 			s.deps.Trace.Publish(trace.Event{From: from.String(), To: s.local, Proto: "dns/tcp", Summary: Summary(req), Bytes: req.Len()})
 		}
 		s.transfer(w, req, from)
+		return
+	}
+	if t := req.IsTsig(); t != nil {
+		m := s.Handle(req, from, true)
+		m.Compress = true
+		m.SetTsig(t.Hdr.Name, t.Algorithm, tsigFudge, s.deps.Now().Unix())
+		if err := w.WriteMsg(m); err != nil {
+			s.log.Debug("tcp write", "remote", from.String(), "err", err)
+		}
 		return
 	}
 	wire, err := req.Pack()

@@ -29,6 +29,9 @@ type source struct {
 	keys    *zone.Keys
 	records []dns.RR // secondary: the records last transferred
 	kick    chan struct{}
+	// prev is the version served before a restart (the journal's
+	// snapshot), until the zone is first installed.
+	prev *zone.Zone
 	// deltas are the differences between successive versions of a
 	// primary zone, oldest first, for IXFR out.
 	deltas []delta
@@ -77,6 +80,11 @@ func diffZones(a, b *zone.Zone) (del, add []dns.RR) {
 
 // recordDelta remembers the step from old to z for IXFR.
 func (src *source) recordDelta(old, z *zone.Zone) {
+	if old != nil && old.SOA.Serial == z.SOA.Serial && old.Len() <= maxDiffRecords && z.Len() <= maxDiffRecords {
+		if del, add := diffZones(old, z); len(del) == 0 && len(add) == 0 {
+			return // the same version: the differences still hold
+		}
+	}
 	if old == nil || !serialLess(old.SOA.Serial, z.SOA.Serial) || old.Len() > maxDiffRecords || z.Len() > maxDiffRecords {
 		src.mu.Lock()
 		src.deltas = nil
@@ -178,7 +186,11 @@ func (s *Server) sign(src *source, z *zone.Zone) (*zone.Zone, error) {
 	}
 	now := s.deps.Now()
 	opt := zone.SignOptions{NSEC3: sc.NSEC3, Inception: now.Add(-time.Hour), Expiration: now.Add(validity)}
-	if cur := s.Zone(src.key); cur != nil && !serialLess(cur.SOA.Serial, z.SOA.Serial) {
+	cur := s.Zone(src.key)
+	if cur == nil {
+		cur = src.prev
+	}
+	if cur != nil && !serialLess(cur.SOA.Serial, z.SOA.Serial) {
 		// Same content re-signed: a new serial, so secondaries follow.
 		opt.Serial = cur.SOA.Serial + 1
 	}
@@ -224,8 +236,8 @@ func (s *Server) Reload(force bool) error {
 			errs = append(errs, err)
 			continue
 		}
-		src.recordDelta(old, z)
 		s.install(src.key, z)
+		s.record(src, old, z)
 		s.log.Info("zone loaded", "zone", src.key, "serial", z.SOA.Serial, "records", z.Len())
 		if old == nil || old.SOA.Serial != z.SOA.Serial {
 			s.notify(z)
@@ -294,8 +306,8 @@ func (s *Server) resignDue() {
 			s.log.Warn("zone re-sign failed", "zone", src.key, "err", err)
 			continue
 		}
-		src.recordDelta(z, nz)
 		s.install(src.key, nz)
+		s.record(src, z, nz)
 		s.notify(nz)
 		s.log.Info("zone re-signed", "zone", src.key, "expires", nz.Expiry())
 	}
@@ -353,29 +365,26 @@ func DSRecords(z *zone.Zone) []*dns.DS {
 	return out
 }
 
-// allowed reports whether from may transfer zones.
-func (s *Server) allowed(from netip.AddrPort) bool {
-	a := from.Addr().Unmap()
-	for _, p := range s.allow {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
-}
-
 // transfer answers AXFR, and IXFR with the whole zone (RFC 1995 section
 // 4 allows it) unless the client is current.
 func (s *Server) transfer(w dns.ResponseWriter, req *dns.Msg, from netip.AddrPort) {
 	q := req.Question[0]
 	z := s.Zone(q.Name)
+	// A signed request (verified by then: serveTCP) gets signed answers.
+	key := ""
+	sign := func(m *dns.Msg) {}
+	if t := req.IsTsig(); t != nil {
+		key = strings.ToLower(t.Hdr.Name)
+		sign = func(m *dns.Msg) { m.SetTsig(t.Hdr.Name, t.Algorithm, tsigFudge, s.deps.Now().Unix()) }
+	}
 	fail := func(rcode int, why string) {
 		s.m.transfers.WithLabelValues("out", why).Inc()
 		m := new(dns.Msg)
 		m.SetRcode(req, rcode)
+		sign(m)
 		w.WriteMsg(m)
 	}
-	if !s.allowed(from) {
+	if !s.transferAllowed(from, key) {
 		s.log.Info("transfer refused", "zone", q.Name, "remote", from.String())
 		fail(dns.RcodeRefused, "refused")
 		return
@@ -390,6 +399,7 @@ func (s *Server) transfer(w dns.ResponseWriter, req *dns.Msg, from netip.AddrPor
 			m.SetReply(req)
 			m.Authoritative = true
 			m.Answer = []dns.RR{z.SOA}
+			sign(m)
 			w.WriteMsg(m)
 			s.m.transfers.WithLabelValues("out", "current").Inc()
 			return
@@ -456,6 +466,7 @@ func (s *Server) notifyLocked(z *zone.Zone) {
 			m := new(dns.Msg)
 			m.SetNotify(z.Origin)
 			m.Answer = []dns.RR{z.SOA}
+			signOut(m, s.keyFor(s.cfg.NotifyKey))
 			for try := 0; try < 3; try++ {
 				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 				_, err := s.exchange(ctx, m, target, "udp")
@@ -486,6 +497,9 @@ func (s *Server) exchange(ctx context.Context, m *dns.Msg, addr, network string)
 		c.SetDeadline(d)
 	}
 	co := &dns.Conn{Conn: c}
+	if m.IsTsig() != nil {
+		co.TsigSecret = s.secrets()
+	}
 	if err := co.WriteMsg(m); err != nil {
 		return nil, err
 	}
@@ -527,7 +541,11 @@ func (s *Server) notified(req *dns.Msg, from netip.AddrPort, m *dns.Msg) {
 		return
 	}
 	pri, err := netip.ParseAddrPort(src.cfg.Primary)
-	if err == nil && pri.Addr().Unmap() != from.Addr().Unmap() {
+	signed := false
+	if t := req.IsTsig(); t != nil && src.cfg.PrimaryKey != "" {
+		signed = strings.EqualFold(t.Hdr.Name, dns.Fqdn(src.cfg.PrimaryKey))
+	}
+	if !signed && err == nil && pri.Addr().Unmap() != from.Addr().Unmap() {
 		m.Rcode = dns.RcodeRefused
 		return
 	}
@@ -596,6 +614,8 @@ func (s *Server) refresh(src *source) (*zone.Zone, error) {
 	cur := s.Zone(src.key)
 	q := new(dns.Msg)
 	q.SetQuestion(dns.Fqdn(src.cfg.Origin), dns.TypeSOA)
+	key := s.keyFor(src.cfg.PrimaryKey)
+	signOut(q, key)
 	r, err := s.exchange(ctx, q, src.cfg.Primary, "udp")
 	if err != nil {
 		return nil, err
@@ -615,7 +635,7 @@ func (s *Server) refresh(src *source) (*zone.Zone, error) {
 		return nil, err
 	}
 	defer c.Close()
-	tr := &dns.Transfer{Conn: &dns.Conn{Conn: c}, ReadTimeout: 10 * time.Second}
+	tr := &dns.Transfer{Conn: &dns.Conn{Conn: c}, ReadTimeout: 10 * time.Second, TsigSecret: s.secrets()}
 	m := new(dns.Msg)
 	src.mu.Lock()
 	old := src.records
@@ -626,6 +646,7 @@ func (s *Server) refresh(src *source) (*zone.Zone, error) {
 		m.SetAxfr(dns.Fqdn(src.cfg.Origin))
 		old = nil
 	}
+	signOut(m, key)
 	env, err := tr.In(m, src.cfg.Primary)
 	if err != nil {
 		return nil, err

@@ -67,7 +67,12 @@ type Zone struct {
 	nsec3Hashes []string
 	nsec3Param  *dns.NSEC3PARAM
 	records     int
+	dname       bool
 }
+
+// HasDNAME reports whether the zone holds a DNAME record (RFC 6672), so
+// that lookups in zones without one skip the search for it.
+func (z *Zone) HasDNAME() bool { return z.dname }
 
 // Errors returned by New.
 var (
@@ -120,6 +125,8 @@ func New(origin string, rrs []dns.RR) (*Zone, error) {
 			if key == z.Origin {
 				z.nsec3Param = r
 			}
+		case *dns.DNAME:
+			z.dname = true
 		}
 		n := z.node(key, h.Name)
 		t := h.Rrtype
@@ -160,6 +167,9 @@ func New(origin string, rrs []dns.RR) (*Zone, error) {
 			if len(c.RRs) > 1 {
 				return nil, fmt.Errorf("%w: %s has more than one CNAME", ErrCNAMEClash, key)
 			}
+		}
+		if d := n.Set(dns.TypeDNAME); d != nil && len(d.RRs) > 1 {
+			return nil, fmt.Errorf("zone: %s has more than one DNAME (RFC 6672 2.4)", key)
 		}
 		// RRSIG-only sets (a signature with nothing to cover) are dropped.
 		kept := n.sets[:0]

@@ -38,19 +38,21 @@ func dnsCommand(g *globals) *cobra.Command {
 
 func dnsServeCommand(g *globals) *cobra.Command {
 	var (
-		cfgFile   string
-		zones     []string
-		listen    string
-		nsid      string
-		allowXfr  []string
-		notify    []string
-		secondary []string
-		sign      bool
-		nsec3     bool
-		alg       string
-		keyDir    string
-		watch     time.Duration
-		printDS   bool
+		cfgFile                         string
+		zones                           []string
+		listen                          string
+		nsid                            string
+		allowXfr                        []string
+		notify                          []string
+		secondary                       []string
+		sign                            bool
+		nsec3                           bool
+		alg                             string
+		keyDir                          string
+		watch                           time.Duration
+		printDS                         bool
+		tsigKeys                        []string
+		primaryKey, notifyKey, stateDir string
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -58,7 +60,9 @@ func dnsServeCommand(g *globals) *cobra.Command {
 		Long: `Serves zones from RFC 1035 master files (several per server) over UDP and
 TCP, as NSD and Knot answer them: AA answers, referrals with glue, NXDOMAIN and
 NODATA with the SOA, CNAME chains, wildcards, EDNS0, truncation over UDP.
-AXFR/IXFR go to the --allow-transfer addresses; --notify names secondaries.
+AXFR/IXFR go to the --allow-transfer addresses or TSIG keys (--tsig defines
+keys; "--allow-transfer key:NAME"); --notify names secondaries. --state-dir
+keeps the IXFR journal on disk, so secondaries get IXFR after a restart.
 --secondary ZONE=PRIMARY serves a zone transferred from a primary.
 --sign signs every zone (keys in --key-dir, generated when missing) and
 prints each zone's DS record to hand to the parent. SIGHUP reloads the zone
@@ -67,6 +71,8 @@ serving. A --config file (YAML or JSON, see docs/dns.md) replaces the flags.`,
 		Example: `  applayer dns serve --listen 127.0.0.1:5300 --zone example.com=db.example.com
   applayer dns serve --zone example.com=db.example.com --allow-transfer 127.0.0.1 --notify 127.0.0.2:53
   applayer dns serve --listen 127.0.0.2:53 --secondary example.com=127.0.0.1:53
+  applayer dns serve --zone example.com=db.example.com --tsig hmac-sha256:xfr-key:c2VjcmV0 --allow-transfer key:xfr-key --state-dir state
+  applayer dns serve --listen 127.0.0.2:53 --tsig hmac-sha256:xfr-key:c2VjcmV0 --primary-key xfr-key --secondary example.com=127.0.0.1:53
   applayer dns serve --zone example.com=db.example.com --sign --key-dir keys --print-ds`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -76,7 +82,19 @@ serving. A --config file (YAML or JSON, see docs/dns.md) replaces the flags.`,
 					return err
 				}
 			} else {
-				cfg = authority.Config{Addr: listen, NSID: nsid, AllowTransfer: allowXfr, Notify: notify, Watch: config.Duration(watch)}
+				cfg = authority.Config{Addr: listen, NSID: nsid, AllowTransfer: allowXfr, Notify: notify, Watch: config.Duration(watch), StateDir: stateDir, NotifyKey: notifyKey}
+				for _, k := range tsigKeys {
+					// kdig -y's form: [ALG:]NAME:SECRET.
+					parts := strings.Split(k, ":")
+					switch len(parts) {
+					case 2:
+						cfg.TSIGKeys = append(cfg.TSIGKeys, authority.TSIGKey{Name: parts[0], Secret: parts[1]})
+					case 3:
+						cfg.TSIGKeys = append(cfg.TSIGKeys, authority.TSIGKey{Algorithm: parts[0], Name: parts[1], Secret: parts[2]})
+					default:
+						return fmt.Errorf("--tsig %q: want [ALG:]NAME:SECRET", k)
+					}
+				}
 				for _, z := range zones {
 					origin, file, ok := strings.Cut(z, "=")
 					if !ok {
@@ -93,7 +111,7 @@ serving. A --config file (YAML or JSON, see docs/dns.md) replaces the flags.`,
 					if !ok {
 						return fmt.Errorf("--secondary %q: want ORIGIN=PRIMARY:PORT", z)
 					}
-					cfg.Zones = append(cfg.Zones, authority.ZoneConfig{Origin: origin, Primary: pri})
+					cfg.Zones = append(cfg.Zones, authority.ZoneConfig{Origin: origin, Primary: pri, PrimaryKey: primaryKey})
 				}
 			}
 			var srv *authority.Server
@@ -134,7 +152,11 @@ serving. A --config file (YAML or JSON, see docs/dns.md) replaces the flags.`,
 	f.StringArrayVar(&zones, "zone", nil, "zone to serve, `ORIGIN=FILE` (repeatable)")
 	f.StringArrayVar(&secondary, "secondary", nil, "secondary zone, `ORIGIN=PRIMARY:PORT` (repeatable)")
 	f.StringVar(&nsid, "nsid", "", "NSID to return to queries that ask (RFC 5001)")
-	f.StringArrayVar(&allowXfr, "allow-transfer", nil, "address or prefix allowed AXFR/IXFR (repeatable)")
+	f.StringArrayVar(&allowXfr, "allow-transfer", nil, "who may AXFR/IXFR: address, prefix, key:NAME or \"ADDR key:NAME\" (repeatable)")
+	f.StringArrayVar(&tsigKeys, "tsig", nil, "TSIG key `[ALG:]NAME:SECRET` (base64 secret; ALG default hmac-sha256; repeatable)")
+	f.StringVar(&primaryKey, "primary-key", "", "TSIG key `NAME` signing the --secondary zones' SOA checks and transfers")
+	f.StringVar(&notifyKey, "notify-key", "", "TSIG key `NAME` signing outgoing NOTIFYs")
+	f.StringVar(&stateDir, "state-dir", "", "directory for the IXFR journal (kept across restarts)")
 	f.StringArrayVar(&notify, "notify", nil, "secondary `HOST:PORT` to NOTIFY on change (repeatable)")
 	f.BoolVar(&sign, "sign", false, "sign the zones (DNSSEC)")
 	f.BoolVar(&nsec3, "nsec3", false, "with --sign: NSEC3 instead of NSEC")
@@ -392,6 +414,9 @@ func buildLabAuthority(env lab.Env) (service.Service, error) {
 		return nil, err
 	}
 	cfg := authority.Config{Addr: env.Listen.String(), NSID: mine.NSID, AllowTransfer: mine.AllowTransfer}
+	if env.Plan.StateDir != "" {
+		cfg.StateDir = filepath.Join(env.Plan.StateDir, "dns", "authority", env.Host.Name)
+	}
 	if cfg.NSID == "" {
 		cfg.NSID = env.Host.Name
 	}

@@ -1,0 +1,263 @@
+package authority
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+const (
+	tsigName   = "xfr-key."
+	tsigSecret = "c2VjcmV0LWtleS1mb3ItdGVzdGluZy10c2lnLTEyMzQ="
+	tsigOther  = "b3RoZXItc2VjcmV0LWtleS1mb3ItdGVzdGluZy0xMjM="
+)
+
+var testKeys = []TSIGKey{{Name: "xfr-key", Algorithm: "hmac-sha256", Secret: tsigSecret}}
+
+// axfr transfers example.com from s, signed with secret when not empty.
+func axfr(t *testing.T, s *Server, secret string) ([]dns.RR, error) {
+	t.Helper()
+	m := new(dns.Msg)
+	m.SetAxfr("example.com.")
+	tr := &dns.Transfer{}
+	if secret != "" {
+		m.SetTsig(tsigName, dns.HmacSHA256, 300, time.Now().Unix())
+		tr.TsigSecret = map[string]string{tsigName: secret}
+	}
+	env, err := tr.In(m, s.Addrs()[0].String())
+	if err != nil {
+		return nil, err
+	}
+	var out []dns.RR
+	for e := range env {
+		if e.Error != nil {
+			return out, e.Error
+		}
+		out = append(out, e.RR...)
+	}
+	return out, nil
+}
+
+func TestTSIGTransferACL(t *testing.T) {
+	tests := []struct {
+		name   string
+		acl    []string
+		secret string
+		ok     bool
+	}{
+		{"key only, signed", []string{"key:xfr-key"}, tsigSecret, true},
+		{"key only, unsigned", []string{"key:xfr-key"}, "", false},
+		{"key only, wrong secret", []string{"key:xfr-key"}, tsigOther, false},
+		{"address and key, signed", []string{"127.0.0.1 key:xfr-key"}, tsigSecret, true},
+		{"address and key, unsigned", []string{"127.0.0.1 key:xfr-key"}, "", false},
+		{"other address and key", []string{"192.0.2.1 key:xfr-key"}, tsigSecret, false},
+		{"address only, signed", []string{"127.0.0.0/8"}, tsigSecret, true},
+		{"address only, unsigned", []string{"127.0.0.0/8"}, "", true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newTestServer(t, Config{AllowTransfer: tc.acl, TSIGKeys: testKeys})
+			start(t, s)
+			rrs, err := axfr(t, s, tc.secret)
+			if tc.ok && (err != nil || len(rrs) < 5) {
+				t.Fatalf("transfer: %v (%d records)", err, len(rrs))
+			}
+			if !tc.ok && err == nil {
+				t.Fatalf("transfer allowed: %d records", len(rrs))
+			}
+		})
+	}
+}
+
+// TestTSIGQuery: a signed query over UDP and TCP gets a signed answer
+// (the client checks the MAC); a bad MAC gets NOTAUTH.
+func TestTSIGQuery(t *testing.T) {
+	s := newTestServer(t, Config{TSIGKeys: testKeys})
+	start(t, s)
+	for _, net := range []string{"udp", "tcp"} {
+		for _, secret := range []string{tsigSecret, tsigOther} {
+			c := &dns.Client{Net: net, TsigSecret: map[string]string{tsigName: secret}, Timeout: 2 * time.Second}
+			q := new(dns.Msg)
+			q.SetQuestion("www.example.com.", dns.TypeA)
+			q.SetTsig(tsigName, dns.HmacSHA256, 300, time.Now().Unix())
+			r, _, err := c.Exchange(q, s.Addrs()[0].String())
+			if secret == tsigSecret {
+				if err != nil || r.Rcode != dns.RcodeSuccess || len(r.Answer) == 0 || r.IsTsig() == nil {
+					t.Errorf("%s signed query: %v %v", net, err, r)
+				}
+				continue
+			}
+			// The answer is unsigned (its MAC is empty): the client says so.
+			if r == nil || r.Rcode != dns.RcodeNotAuth || r.IsTsig() == nil || r.IsTsig().Error != dns.RcodeBadSig {
+				t.Errorf("%s badly signed query: %v %v", net, err, r)
+			}
+		}
+	}
+}
+
+// TestTSIGKdig: kdig -y pulls AXFR with TSIG; without the key it is refused.
+func TestTSIGKdig(t *testing.T) {
+	kdig := peer(t, "kdig")
+	s := newTestServer(t, Config{AllowTransfer: []string{"key:xfr-key"}, TSIGKeys: testKeys})
+	start(t, s)
+	h, p := hostPort(t, s)
+	out, err := exec.Command(kdig, "@"+h, "-p", p, "-y", "hmac-sha256:xfr-key:"+tsigSecret, "example.com", "AXFR").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "www.example.com.") || strings.Contains(string(out), "failed") {
+		t.Errorf("kdig -y AXFR: %v\n%s", err, out)
+	}
+	out, _ = exec.Command(kdig, "@"+h, "-p", p, "example.com", "AXFR").CombinedOutput()
+	if strings.Contains(string(out), "www.example.com.") || !strings.Contains(string(out), "REFUSED") {
+		t.Errorf("kdig AXFR without key:\n%s", out)
+	}
+	out, _ = exec.Command(kdig, "@"+h, "-p", p, "-y", "hmac-sha256:xfr-key:"+tsigOther, "example.com", "AXFR").CombinedOutput()
+	if strings.Contains(string(out), "www.example.com.") {
+		t.Errorf("kdig AXFR with a wrong key:\n%s", out)
+	}
+}
+
+// TestTSIGSecondaryFollowsPrimary: secondary and primary both ours, the
+// transfers and the NOTIFY signed, the primary allowing the key only.
+func TestTSIGSecondaryFollowsPrimary(t *testing.T) {
+	base := randomBlock()
+	priAddr, secAddr := base.Next(), base.Next().Next()
+	path := filepath.Join(t.TempDir(), "example.net.zone")
+	writeZone(t, path, 1, "")
+	port := uint16(freePort(t, secAddr))
+	// The secondary expects NOTIFY from another address than the
+	// primary's: only the key makes it acceptable.
+	sec := newTestServer(t, Config{Addr: netip.AddrPortFrom(secAddr, port).String(), TSIGKeys: testKeys,
+		Zones: []ZoneConfig{{Origin: "example.net", Primary: netip.AddrPortFrom(priAddr, port).String(), PrimaryKey: "xfr-key"}}})
+	start(t, sec)
+	pri := newTestServer(t, Config{
+		Addr: netip.AddrPortFrom(priAddr, port).String(), TSIGKeys: testKeys, NotifyKey: "xfr-key",
+		Zones:         []ZoneConfig{{Origin: "example.net", File: path}},
+		AllowTransfer: []string{"key:xfr-key"},
+		Notify:        []string{netip.AddrPortFrom(secAddr, port).String()},
+	})
+	start(t, pri)
+	eventually(t, 10*time.Second, "signed transfer", func() bool { return sec.Zone("example.net") != nil })
+	writeZone(t, path, 2, "new A 192.0.2.7")
+	if err := pri.Reload(false); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "signed NOTIFY then IXFR", func() bool {
+		z := sec.Zone("example.net")
+		return z.SOA.Serial == 2 && z.Node("new.example.net.") != nil
+	})
+}
+
+// TestTSIGSecondaryFromKnot: our secondary pulls from Knot, which allows
+// transfers only with the key and signs its NOTIFY.
+func TestTSIGSecondaryFromKnot(t *testing.T) {
+	knotd := peer(t, "knotd")
+	knotc := peer(t, "knotc")
+	dir := t.TempDir()
+	base := randomBlock()
+	knotAddr, secAddr := base.Next(), base.Next().Next()
+	port := freePort(t, knotAddr)
+	zf := filepath.Join(dir, "example.net.zone")
+	writeZone(t, zf, 10, "")
+	sock := filepath.Join(dir, "knot.sock")
+	conf := fmt.Sprintf(`server:
+  listen: %s@%d
+  rundir: %q
+database:
+  storage: %q
+control:
+  listen: %q
+log:
+  - target: stderr
+    any: info
+key:
+  - id: xfr-key
+    algorithm: hmac-sha256
+    secret: %s
+remote:
+  - id: sec
+    address: %s@%d
+    key: xfr-key
+acl:
+  - id: xfr
+    address: 127.0.0.0/8
+    key: xfr-key
+    action: transfer
+zone:
+  - domain: example.net
+    file: %q
+    zonefile-load: difference
+    journal-content: changes
+    zonefile-sync: -1
+    acl: xfr
+    notify: sec
+`, knotAddr, port, dir, dir, sock, tsigSecret, secAddr, port, zf)
+	cf := filepath.Join(dir, "knot.conf")
+	os.WriteFile(cf, []byte(conf), 0o644)
+	cmd := exec.Command(knotd, "-c", cf)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	var logs lockedBuffer
+	cmd.Stderr = &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		cmd.Wait()
+	})
+	primary := netip.AddrPortFrom(knotAddr, uint16(port)).String()
+	c := &dns.Client{Timeout: time.Second}
+	eventually(t, 10*time.Second, "knot to answer", func() bool {
+		q := new(dns.Msg)
+		q.SetQuestion("example.net.", dns.TypeSOA)
+		r, _, err := c.Exchange(q, primary)
+		return err == nil && len(r.Answer) == 1
+	})
+	// Unsigned, Knot refuses.
+	if _, err := axfrFrom(primary, "example.net.", ""); err == nil {
+		t.Error("knot allowed an unsigned AXFR: the test's ACL is wrong")
+	}
+	sec := newTestServer(t, Config{Addr: netip.AddrPortFrom(secAddr, uint16(port)).String(), TSIGKeys: testKeys,
+		Zones: []ZoneConfig{{Origin: "example.net", Primary: primary, PrimaryKey: "xfr-key"}}})
+	start(t, sec)
+	eventually(t, 10*time.Second, "signed AXFR from knot", func() bool { return sec.Zone("example.net") != nil })
+	writeZone(t, zf, 11, "added TXT \"by ixfr\"")
+	if out, err := exec.Command(knotc, "-s", sock, "zone-reload", "example.net").CombinedOutput(); err != nil {
+		t.Fatalf("knotc: %v %s", err, out)
+	}
+	eventually(t, 10*time.Second, "signed IXFR from knot", func() bool {
+		z := sec.Zone("example.net")
+		return z.SOA.Serial == 11 && z.Node("added.example.net.") != nil
+	})
+	if l := logs.String(); !strings.Contains(l, "IXFR, outgoing") || !strings.Contains(l, "TSIG") && !strings.Contains(l, "xfr-key") {
+		t.Logf("knot's log:\n%s", l)
+	}
+}
+
+func axfrFrom(addr, zone, secret string) ([]dns.RR, error) {
+	m := new(dns.Msg)
+	m.SetAxfr(zone)
+	tr := &dns.Transfer{}
+	if secret != "" {
+		m.SetTsig(tsigName, dns.HmacSHA256, 300, time.Now().Unix())
+		tr.TsigSecret = map[string]string{tsigName: secret}
+	}
+	env, err := tr.In(m, addr)
+	if err != nil {
+		return nil, err
+	}
+	var out []dns.RR
+	for e := range env {
+		if e.Error != nil {
+			return out, e.Error
+		}
+		out = append(out, e.RR...)
+	}
+	return out, nil
+}
