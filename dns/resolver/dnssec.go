@@ -73,5 +73,5 @@ func (r *Server) cacheReferralDS(m *dns.Msg, child, parent string, now time.Time
 	if len(rrs) > 0 {
 		ttl = min(time.Duration(rrsetTTL(rrs))*time.Second, r.cfg.MaxTTL.D())
 	}
-	r.rr.put(rrKey(child, typeDSRef), &rrEntry{rrs: rrs, zone: parent, rank: rankAuth, stored: now, expires: now.Add(ttl)})
+	r.rr.put(rrKey(child, typeDSRef), &rrEntry{rrs: rrs, x: &rrExtra{zone: parent}, rank: rankAuth, stored: now.UnixNano(), expires: now.Add(ttl)})
 }

@@ -364,7 +364,7 @@ func (r *Server) rememberNoCut(name string, m *dns.Msg) {
 	}
 	now := r.deps.Now()
 	ttl := min(ns[0].Header().Ttl, uint32(r.cfg.MaxNegativeTTL.D()/time.Second))
-	r.rr.put(rrKey(name, typeNoCut), &rrEntry{neg: negNoData, rank: rankAnswer, stored: now, expires: now.Add(time.Duration(ttl) * time.Second)})
+	r.rr.put(rrKey(name, typeNoCut), &rrEntry{neg: negNoData, rank: rankAnswer, stored: now.UnixNano(), expires: now.Add(time.Duration(ttl) * time.Second)})
 }
 
 // dropServer removes from from servers.
@@ -553,14 +553,14 @@ func (r *Server) closestDelegation(ctx context.Context, t *task, qname string) (
 func (r *Server) fromCache(res *result, cur string, qtype uint16) (done bool, next string) {
 	now := r.deps.Now()
 	if e, ok := r.rr.get(rrKey(cur, 0)); ok && now.Before(e.expires) && e.neg == dns.RcodeNameError {
-		res.rcode, res.ns = dns.RcodeNameError, withTTL(e.soa, e.stored, now)
+		res.rcode, res.ns = dns.RcodeNameError, withTTL(e.soa(), e.stored, now)
 		res.fromEntry(e)
 		return true, ""
 	}
 	if e, ok := r.rr.get(rrKey(cur, qtype)); ok && now.Before(e.expires) && e.rank >= rankAnswer {
 		res.fromEntry(e)
 		if e.neg != 0 {
-			res.rcode, res.ns = dns.RcodeSuccess, withTTL(e.soa, e.stored, now)
+			res.rcode, res.ns = dns.RcodeSuccess, withTTL(e.soa(), e.stored, now)
 			return true, ""
 		}
 		res.rcode = dns.RcodeSuccess
@@ -625,7 +625,7 @@ func (r *Server) cacheAnswer(m *dns.Msg, chain []dns.RR, qname, last string, qty
 	for _, rr := range ns {
 		rr.Header().Ttl = min(rr.Header().Ttl, ttl)
 	}
-	e := &rrEntry{soa: ns, rank: rankAnswer, sec: sec, ede: v.ede, stored: now, expires: now.Add(time.Duration(ttl) * time.Second)}
+	e := &rrEntry{x: &rrExtra{soa: ns}, rank: rankAnswer, sec: sec, ede: v.ede, stored: now.UnixNano(), expires: now.Add(time.Duration(ttl) * time.Second)}
 	switch m.Rcode {
 	case dns.RcodeNameError:
 		e.neg = dns.RcodeNameError
@@ -668,5 +668,5 @@ func (r *Server) putRRs(name string, qtype uint16, rrs, sigs []dns.RR, rank uint
 	if v.state == secBogus {
 		ttl = min(ttl, uint32(r.cfg.BogusTTL.D()/time.Second))
 	}
-	r.rr.put(key, &rrEntry{rrs: rrs, sigs: sigs, rank: rank, sec: v.state, ede: v.ede, stored: now, expires: now.Add(time.Duration(ttl) * time.Second)})
+	r.rr.put(key, &rrEntry{rrs: rrs, x: withSigs(sigs), rank: rank, sec: v.state, ede: v.ede, stored: now.UnixNano(), expires: now.Add(time.Duration(ttl) * time.Second)})
 }

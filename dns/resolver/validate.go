@@ -667,7 +667,7 @@ func (r *Server) zoneKeys(ctx context.Context, t *task, zone string) *rrEntry {
 	default:
 		e = r.keysViaDS(ctx, t, zone)
 	}
-	e.stored = now
+	e.stored = now.UnixNano()
 	if e.sec == secBogus {
 		e.expires = now.Add(r.cfg.BogusTTL.D())
 	}
@@ -688,7 +688,7 @@ func (r *Server) keysViaDS(ctx context.Context, t *task, zone string) *rrEntry {
 	var rrs []dns.RR
 	parent := ""
 	if e, ok := r.rr.get(rrKey(zone, typeDSRef)); ok && now.Before(e.expires) {
-		rrs, parent = e.rrs, e.zone
+		rrs, parent = e.rrs, e.zone()
 	} else {
 		m, pz, err := r.iterate(ctx, t, zone, dns.TypeDS)
 		if err != nil {
@@ -895,7 +895,7 @@ func (r *Server) rememberNSEC(zone string, nsec []*dns.NSEC, soa []dns.RR) {
 	if t := now.Add(ttl); t.Before(expires) {
 		expires = t
 	}
-	r.rr.put(key, &rrEntry{rrs: rrs, soa: soa, sec: secSecure, stored: now, expires: expires})
+	r.rr.put(key, &rrEntry{rrs: rrs, x: &rrExtra{soa: soa}, sec: secSecure, stored: now.UnixNano(), expires: expires})
 }
 
 // aggressiveNX answers qname NXDOMAIN from the cached, validated NSEC
@@ -924,7 +924,7 @@ func (r *Server) aggressiveNX(res *result, qname string) bool {
 		}
 		r.m.aggressive.Inc()
 		res.rcode = dns.RcodeNameError
-		res.ns = append(withTTL(e.soa, e.stored, now), withTTL(e.rrs, e.stored, now)...)
+		res.ns = append(withTTL(e.soa(), e.stored, now), withTTL(e.rrs, e.stored, now)...)
 		res.mergeSec(secSecure)
 		return true
 	}
