@@ -477,25 +477,43 @@ func (r *Server) serverAddrs(ctx context.Context, t *task, zone string, names []
 		if dns.IsSubDomain(zone, n) {
 			continue // needs glue we did not get: would loop
 		}
-		t.depth++
-		res, err := r.resolve(ctx, t, n, dns.TypeA)
-		t.depth--
-		if err != nil {
-			last = err
-			continue
-		}
-		for _, rr := range res.answer {
-			if a, ok := rr.(*dns.A); ok {
-				if ip, ok := netip.AddrFromSlice(a.A.To4()); ok {
-					out = append(out, netip.AddrPortFrom(ip, uint16(r.cfg.UpstreamPort)))
-				}
+		// IPv4 first; AAAA when the name resolves but has no A (an
+		// IPv6-only name server). A failed A lookup is not retried as AAAA.
+		for _, qt := range []uint16{dns.TypeA, dns.TypeAAAA} {
+			t.depth++
+			res, err := r.resolve(ctx, t, n, qt)
+			t.depth--
+			if err != nil {
+				last = err
+				break
 			}
-		}
-		if len(out) > 0 {
-			return out, nil
+			out = append(out, r.addrsOf(res.answer)...)
+			if len(out) > 0 {
+				return out, nil
+			}
 		}
 	}
 	return nil, last
+}
+
+// addrsOf returns the addresses of the A and AAAA records in rrs (a
+// CNAME chain's target records count). An IPv4-mapped AAAA is used as the
+// IPv4 address it maps.
+func (r *Server) addrsOf(rrs []dns.RR) []netip.AddrPort {
+	var out []netip.AddrPort
+	for _, rr := range rrs {
+		var ip netip.Addr
+		switch a := rr.(type) {
+		case *dns.A:
+			ip, _ = netip.AddrFromSlice(a.A.To4())
+		case *dns.AAAA:
+			ip, _ = netip.AddrFromSlice(a.AAAA)
+		}
+		if ip = ip.Unmap(); ip.IsValid() {
+			out = append(out, netip.AddrPortFrom(ip, uint16(r.cfg.UpstreamPort)))
+		}
+	}
+	return out
 }
 
 func (r *Server) cachedAddrs(name string) []netip.AddrPort {
@@ -506,18 +524,7 @@ func (r *Server) cachedAddrs(name string) []netip.AddrPort {
 		if !ok || e.neg != 0 || now.After(e.expires) {
 			continue
 		}
-		for _, rr := range e.rrs {
-			var ip netip.Addr
-			switch a := rr.(type) {
-			case *dns.A:
-				ip, _ = netip.AddrFromSlice(a.A.To4())
-			case *dns.AAAA:
-				ip, _ = netip.AddrFromSlice(a.AAAA)
-			}
-			if ip.IsValid() {
-				out = append(out, netip.AddrPortFrom(ip, uint16(r.cfg.UpstreamPort)))
-			}
-		}
+		out = append(out, r.addrsOf(e.rrs)...)
 	}
 	return out
 }

@@ -6,10 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -35,9 +35,12 @@ type Server struct {
 	allow      []netip.Prefix
 	anchors    []dns.RR
 
-	rr    *store[*rrEntry]
-	msgs  *store[*msgEntry]
-	infra infra
+	rr   *store[*rrEntry]
+	msgs *store[*msgEntry]
+	// testHook, set only by this package's tests, runs before a query is
+	// answered on the slow path (to inject a panic).
+	testHook func(*dns.Msg)
+	infra    infra
 
 	sem chan struct{}
 
@@ -107,16 +110,37 @@ func New(cfg Config, deps service.Deps) (*Server, error) {
 // Name implements service.Service.
 func (s *Server) Name() string { return "dns-resolver " + s.cfg.Listen }
 
+// readAnchorsWait reads the trust anchor file, retrying for up to wait
+// while it is missing or incomplete (being written).
+func readAnchorsWait(ctx context.Context, name string, wait time.Duration) ([]dns.RR, error) {
+	deadline := time.Now().Add(wait)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		anchors, err := ReadTrustAnchors(name)
+		if err == nil || time.Now().After(deadline) {
+			return anchors, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w (waiting for %s)", err, name)
+		case <-tick.C:
+		}
+	}
+}
+
 // Start loads the trust anchor, binds UDP and TCP on the same address and
 // starts serving.
 func (s *Server) Start(ctx context.Context) error {
 	if f := s.cfg.TrustAnchorFile; f != "" {
-		if _, err := os.Stat(f); err == nil || !s.cfg.TrustAnchorOptional {
-			anchors, err := ReadTrustAnchors(f)
-			if err != nil {
-				return err
-			}
+		anchors, err := readAnchorsWait(ctx, f, s.cfg.TrustAnchorWait.D())
+		switch {
+		case err == nil:
 			s.anchors = anchors
+		case s.cfg.TrustAnchorOptional && errors.Is(err, fs.ErrNotExist):
+			s.log.Warn("trust anchor file not found: DNSSEC validation is OFF", "file", f, "waited", s.cfg.TrustAnchorWait.D().String())
+		default:
+			return err
 		}
 	}
 	if len(s.roots) == 0 && len(s.forwarders) == 0 {
@@ -514,6 +538,9 @@ func (s *Server) slow(b []byte, from netip.Addr, _ int) (reply []byte) {
 	case req.Question[0].Qtype == dns.TypeAXFR || req.Question[0].Qtype == dns.TypeIXFR || req.Question[0].Qtype == dns.TypeOPT:
 		resp.SetRcode(req, dns.RcodeRefused)
 	default:
+		if s.testHook != nil {
+			s.testHook(req)
+		}
 		return s.answerQuery(b, req)
 	}
 	resp.RecursionAvailable = true
