@@ -33,8 +33,12 @@ func (res *result) mergeSec(s security) {
 
 // fromEntry folds a cached entry's state (and bogus reason) into res.
 func (res *result) fromEntry(e *rrEntry) {
+	wasBogus := res.sec == secBogus
 	res.mergeSec(e.sec)
-	if e.sec == secBogus && res.ede == nil {
+	switch {
+	case e.sec == secBogus && !wasBogus:
+		res.ede = e.ede // the first bogus reason wins over an insecure one
+	case e.sec == secInsecure && res.ede == nil:
 		res.ede = e.ede
 	}
 }

@@ -208,3 +208,42 @@ func TestKeyTagCollisionLimit(t *testing.T) {
 		})
 	}
 }
+
+// TestUnsupportedAlgorithmOrDigestEDE: a zone whose DS records all use an
+// unsupported algorithm or digest type is insecure (RFC 4035 5.2): its
+// answers come without AD and carry EDE 1 or 2 (RFC 8914).
+func TestUnsupportedAlgorithmOrDigestEDE(t *testing.T) {
+	_, cfg := signedTree(t, 0, []signedZone{
+		{origin: "alg.test.", host: 3, dsEdit: func(ds *dns.DS) { ds.Algorithm = dns.PRIVATEDNS }},
+		{origin: "digest.test.", host: 4, dsEdit: func(ds *dns.DS) { ds.DigestType = dns.GOST94 }},
+		{origin: "sec.test.", host: 5},
+	})
+	r := startValidating(t, cfg)
+	tests := []struct {
+		name string
+		ede  uint16 // 0: none
+		ad   bool
+	}{
+		{"www.alg.test", dns.ExtendedErrorCodeUnsupportedDNSKEYAlgorithm, false},
+		{"www.digest.test", dns.ExtendedErrorCodeUnsupportedDSDigestType, false},
+		{"nope.digest.test", dns.ExtendedErrorCodeUnsupportedDSDigestType, false},
+		{"www.sec.test", 0, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			for i := range 2 { // resolved, then from the cache
+				m := ask(t, r.addr, tc.name, dns.TypeA, withDO)
+				if m.Rcode == dns.RcodeServerFailure || m.AuthenticatedData != tc.ad {
+					t.Fatalf("try %d: rcode %s AD %v, want an answer with AD %v", i, dns.RcodeToString[m.Rcode], m.AuthenticatedData, tc.ad)
+				}
+				e := edeOf(m)
+				switch {
+				case tc.ede == 0 && e != nil:
+					t.Errorf("try %d: unexpected EDE %v", i, e)
+				case tc.ede != 0 && (e == nil || e.InfoCode != tc.ede):
+					t.Errorf("try %d: EDE %v, want code %d", i, e, tc.ede)
+				}
+			}
+		})
+	}
+}

@@ -192,6 +192,9 @@ func (r *Server) resolve(ctx context.Context, t *task, qname string, qtype uint1
 		}
 		sec := r.validate(ctx, t, m, zone, cur, qtype)
 		res.mergeSec(sec.state)
+		if sec.state == secInsecure && res.ede == nil {
+			res.ede = sec.ede
+		}
 		chain, last, complete := extractChain(m.Answer, cur, qtype)
 		r.cacheAnswer(m, chain, cur, last, qtype, complete, sec)
 		res.answer = append(res.answer, chain...)

@@ -636,7 +636,9 @@ func (s *Server) store(key []byte, req *dns.Msg, res *result) []byte {
 	}
 	if opt != nil {
 		resp.SetEdns0(1232, do)
-		if servfail && res.ede != nil {
+		// The reason for SERVFAIL, or for an insecure answer (EDE 1/2:
+		// unsupported DNSKEY algorithm or DS digest).
+		if res.ede != nil && (servfail || res.sec == secInsecure && !req.CheckingDisabled) {
 			resp.IsEdns0().Option = append(resp.IsEdns0().Option, res.ede)
 		}
 	}

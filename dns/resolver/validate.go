@@ -226,6 +226,9 @@ func (r *Server) validateReply(ctx context.Context, t *task, m *dns.Msg, zone, q
 			res.ede = v.ede
 			return false
 		}
+		if v.state == secInsecure && res.ede == nil {
+			res.ede = v.ede // why insecure (unsupported algorithm or digest), if known
+		}
 		return true
 	}
 	type wild struct{ name, ce string }
@@ -789,10 +792,11 @@ func (d *denial) noDS(zone string) proof {
 // zone is insecure (RFC 4035 5.2).
 func (r *Server) fetchKeys(ctx context.Context, t *task, zone string, trusted []dns.RR) *rrEntry {
 	now := r.deps.Now()
-	usable := 0
+	usable, algOK := 0, false
 	for _, rr := range trusted {
 		switch x := rr.(type) {
 		case *dns.DS:
+			algOK = algOK || supportedAlg(x.Algorithm)
 			if supportedAlg(x.Algorithm) && supportedDigest(x.DigestType) {
 				usable++
 			}
@@ -803,7 +807,11 @@ func (r *Server) fetchKeys(ctx context.Context, t *task, zone string, trusted []
 		}
 	}
 	if usable == 0 {
-		return &rrEntry{sec: secInsecure, expires: now.Add(time.Hour), ede: ede(dns.ExtendedErrorCodeUnsupportedDNSKEYAlgorithm, "%s: no supported DS algorithm or digest", zone)}
+		// RFC 8914: the insecure answers say why (EDE 1 or 2).
+		if algOK {
+			return &rrEntry{sec: secInsecure, expires: now.Add(time.Hour), ede: ede(dns.ExtendedErrorCodeUnsupportedDSDigestType, "%s: no DS with a supported digest type", zone)}
+		}
+		return &rrEntry{sec: secInsecure, expires: now.Add(time.Hour), ede: ede(dns.ExtendedErrorCodeUnsupportedDNSKEYAlgorithm, "%s: no DS with a supported algorithm", zone)}
 	}
 	m, _, err := r.iterate(ctx, t, zone, dns.TypeDNSKEY)
 	if err != nil {
