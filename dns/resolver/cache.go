@@ -110,24 +110,58 @@ const (
 	rankAnswer = 3
 )
 
-// rrEntry is a cached RRset or negative answer for one name and type.
+// rrEntry is a cached RRset or negative answer for one name and type. It
+// is kept small (rarely used fields behind x, Unix-nanosecond store time)
+// because there is one per cached RRset.
 type rrEntry struct {
 	rrs []dns.RR
-	// sigs are the RRSIGs covering rrs.
-	sigs []dns.RR
-	// neg is 0 for data, dns.RcodeNameError for a nonexistent name or
-	// dns.RcodeSuccess+1 (nodata) for a name without the type.
-	neg int
-	// soa holds the negative answer's SOA and denial records.
-	soa  []dns.RR
-	rank uint8
-	sec  security
+	// x holds the fields most entries do not need, or nil.
+	x *rrExtra
 	// ede is the reason for a bogus state.
 	ede *dns.EDNS0_EDE
-	// zone is the delegating zone of a typeDSRef entry.
-	zone    string
-	stored  time.Time
+	// expires is when the entry stops being fresh.
 	expires time.Time
+	// stored is when it was cached, in Unix nanoseconds (for TTL countdown).
+	stored int64
+	// neg is 0 for data, dns.RcodeNameError for a nonexistent name or
+	// negNoData for a name without the type.
+	neg  int32
+	rank uint8
+	sec  security
+}
+
+// rrExtra holds an rrEntry's rarely needed fields.
+type rrExtra struct {
+	// sigs are the RRSIGs covering rrs.
+	sigs []dns.RR
+	// soa holds a negative answer's SOA and denial records.
+	soa []dns.RR
+	// zone is the delegating zone of a typeDSRef entry.
+	zone string
+}
+
+// soa returns the entry's negative-answer records.
+func (e *rrEntry) soa() []dns.RR {
+	if e.x == nil {
+		return nil
+	}
+	return e.x.soa
+}
+
+// zone returns the delegating zone of a typeDSRef entry.
+func (e *rrEntry) zone() string {
+	if e.x == nil {
+		return ""
+	}
+	return e.x.zone
+}
+
+// withSigs returns the extra fields holding sigs, or nil when there are none.
+func withSigs(sigs []dns.RR) *rrExtra {
+	if len(sigs) == 0 {
+		return nil
+	}
+	return &rrExtra{sigs: sigs}
 }
 
 const negNoData = 1 << 8
@@ -144,18 +178,43 @@ func rrKey(name string, qtype uint16) []byte {
 	return append(b, byte(qtype>>8), byte(qtype))
 }
 
-// msgEntry is a packed reply ready for the fast path.
+// msgEntry is a packed reply ready for the fast path. It is kept small
+// (one allocation for the reply and its TTL offsets, no Go time.Time, no
+// copy of the question: the cache key has it) because there is one per
+// cached answer.
 type msgEntry struct {
-	wire    []byte
-	ttls    []uint16
-	stored  time.Time
-	expires time.Time
-	// origTTL is the entry's lifetime, for prefetch decisions.
-	origTTL    time.Duration
-	qname      string
-	qtype      uint16
+	// data is the packed reply, then the offsets of its TTL fields
+	// (big-endian uint16 each).
+	data    []byte
+	wireLen uint16
+	// life is the entry's lifetime in seconds (stored = expires - life).
+	life uint32
+	// expires is the expiry time in Unix nanoseconds.
+	expires    int64
 	hits       atomic.Uint32
 	prefetched atomic.Bool
+}
+
+func newMsgEntry(wire []byte, offs []uint16, now time.Time, life uint32) *msgEntry {
+	data := make([]byte, len(wire), len(wire)+2*len(offs))
+	copy(data, wire)
+	for _, o := range offs {
+		data = append(data, byte(o>>8), byte(o))
+	}
+	return &msgEntry{data: data, wireLen: uint16(len(wire)), life: life, expires: now.Add(time.Duration(life) * time.Second).UnixNano()}
+}
+
+func (e *msgEntry) wire() []byte { return e.data[:e.wireLen] }
+
+// ttlOffsets are the offsets of the reply's TTL fields, packed.
+func (e *msgEntry) ttlOffsets() []byte { return e.data[e.wireLen:] }
+
+func (e *msgEntry) expiry() time.Time { return time.Unix(0, e.expires) }
+
+// elapsed is the number of whole seconds since the entry was stored.
+func (e *msgEntry) elapsed(now time.Time) uint32 {
+	d := now.UnixNano() - (e.expires - int64(e.life)*int64(time.Second))
+	return uint32(max(0, d/int64(time.Second)))
 }
 
 // rrsetTTL returns the smallest TTL in rrs.
@@ -169,9 +228,10 @@ func rrsetTTL(rrs []dns.RR) uint32 {
 	return m
 }
 
-// withTTL returns copies of rrs with their TTLs counted down to now.
-func withTTL(rrs []dns.RR, stored, now time.Time) []dns.RR {
-	el := uint32(max(0, now.Sub(stored)/time.Second))
+// withTTL returns copies of rrs with their TTLs counted down to now from
+// stored (Unix nanoseconds).
+func withTTL(rrs []dns.RR, stored int64, now time.Time) []dns.RR {
+	el := uint32(max(0, (now.UnixNano()-stored)/int64(time.Second)))
 	out := make([]dns.RR, len(rrs))
 	for i, rr := range rrs {
 		c := dns.Copy(rr)

@@ -43,7 +43,7 @@ func TestPrefetchRefreshesPopularEntries(t *testing.T) {
 	}
 	// Wait for the refreshed entry to be stored, then check it outlives the old one.
 	for time.Now().Before(deadline) {
-		if e, ok := r.msgs.get(mustKey(t, "www.example.test.", dns.TypeA)); ok && e.expires.After(r.clock.Now().Add(200*time.Second)) {
+		if e, ok := r.msgs.get(mustKey(t, "www.example.test.", dns.TypeA)); ok && e.expiry().After(r.clock.Now().Add(200*time.Second)) {
 			break
 		}
 		time.Sleep(10 * time.Millisecond)

@@ -45,6 +45,9 @@ type Config struct {
 	// TrustAnchorOptional runs without validation when TrustAnchorFile
 	// does not exist at Start (the lab: the root may be unsigned).
 	TrustAnchorOptional bool `json:"trust_anchor_optional,omitempty"`
+	// TrustAnchorWait is how long Start waits for TrustAnchorFile to
+	// appear (the lab: the root writes it when it starts). Default 0.
+	TrustAnchorWait config.Duration `json:"trust_anchor_wait,omitempty"`
 	// Allow lists the client prefixes given recursion; others are
 	// REFUSED. Default: loopback only.
 	Allow []string `json:"allow,omitempty"`
@@ -165,6 +168,15 @@ func (c Config) Validate() error {
 		if _, err := parseServer(h, 53); err != nil {
 			errs = append(errs, config.Errorf(fmt.Sprintf("forwarders[%d]", i), "%v", err))
 		}
+	}
+	if c.TrustAnchorFile != "" && len(c.Forwarders) > 0 {
+		// An unsigned answer from a forwarder cannot be placed below a zone
+		// cut without asking for DS/SOA along the way (as Unbound does);
+		// rather than call insecure answers bogus, refuse the combination.
+		errs = append(errs, config.Errorf("trust_anchor_file", "DNSSEC validation is not supported in forwarding mode (forwarders set): validate with iteration (root hints), or let the forwarder validate"))
+	}
+	if c.TrustAnchorWait < 0 {
+		errs = append(errs, config.Errorf("trust_anchor_wait", "negative"))
 	}
 	for i, a := range c.Allow {
 		if _, err := parsePrefix(a); err != nil {

@@ -33,8 +33,12 @@ func (res *result) mergeSec(s security) {
 
 // fromEntry folds a cached entry's state (and bogus reason) into res.
 func (res *result) fromEntry(e *rrEntry) {
+	wasBogus := res.sec == secBogus
 	res.mergeSec(e.sec)
-	if e.sec == secBogus && res.ede == nil {
+	switch {
+	case e.sec == secBogus && !wasBogus:
+		res.ede = e.ede // the first bogus reason wins over an insecure one
+	case e.sec == secInsecure && res.ede == nil:
 		res.ede = e.ede
 	}
 }
@@ -73,5 +77,5 @@ func (r *Server) cacheReferralDS(m *dns.Msg, child, parent string, now time.Time
 	if len(rrs) > 0 {
 		ttl = min(time.Duration(rrsetTTL(rrs))*time.Second, r.cfg.MaxTTL.D())
 	}
-	r.rr.put(rrKey(child, typeDSRef), &rrEntry{rrs: rrs, zone: parent, rank: rankAuth, stored: now, expires: now.Add(ttl)})
+	r.rr.put(rrKey(child, typeDSRef), &rrEntry{rrs: rrs, x: &rrExtra{zone: parent}, rank: rankAuth, stored: now.UnixNano(), expires: now.Add(ttl)})
 }

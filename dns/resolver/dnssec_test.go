@@ -36,6 +36,8 @@ type signedZone struct {
 	expired bool
 	// edit rewrites the signed zone's records (tampering).
 	edit func(rrs []dns.RR) []dns.RR
+	// dsEdit rewrites the DS the parent publishes (before the parent is signed).
+	dsEdit func(ds *dns.DS)
 }
 
 const leafZone = `
@@ -83,7 +85,11 @@ func signedTree(t *testing.T, port int, leaves []signedZone) (*testNet, Config) 
 		label := strings.TrimSuffix(l.origin, ".test.")
 		tld.text += fmt.Sprintf("%s 3600 IN NS ns.%s\nns.%s 3600 IN A {N}.%d\n", label, l.origin, l.origin, l.host)
 		if b.keys != nil {
-			tld.text += b.keys.DS().String() + "\n"
+			ds := b.keys.DS()
+			if l.dsEdit != nil {
+				l.dsEdit(ds)
+			}
+			tld.text += ds.String() + "\n"
 		}
 		all = append(all, b)
 	}

@@ -192,6 +192,9 @@ func (r *Server) resolve(ctx context.Context, t *task, qname string, qtype uint1
 		}
 		sec := r.validate(ctx, t, m, zone, cur, qtype)
 		res.mergeSec(sec.state)
+		if sec.state == secInsecure && res.ede == nil {
+			res.ede = sec.ede
+		}
 		chain, last, complete := extractChain(m.Answer, cur, qtype)
 		r.cacheAnswer(m, chain, cur, last, qtype, complete, sec)
 		res.answer = append(res.answer, chain...)
@@ -364,7 +367,7 @@ func (r *Server) rememberNoCut(name string, m *dns.Msg) {
 	}
 	now := r.deps.Now()
 	ttl := min(ns[0].Header().Ttl, uint32(r.cfg.MaxNegativeTTL.D()/time.Second))
-	r.rr.put(rrKey(name, typeNoCut), &rrEntry{neg: negNoData, rank: rankAnswer, stored: now, expires: now.Add(time.Duration(ttl) * time.Second)})
+	r.rr.put(rrKey(name, typeNoCut), &rrEntry{neg: negNoData, rank: rankAnswer, stored: now.UnixNano(), expires: now.Add(time.Duration(ttl) * time.Second)})
 }
 
 // dropServer removes from from servers.
@@ -477,25 +480,43 @@ func (r *Server) serverAddrs(ctx context.Context, t *task, zone string, names []
 		if dns.IsSubDomain(zone, n) {
 			continue // needs glue we did not get: would loop
 		}
-		t.depth++
-		res, err := r.resolve(ctx, t, n, dns.TypeA)
-		t.depth--
-		if err != nil {
-			last = err
-			continue
-		}
-		for _, rr := range res.answer {
-			if a, ok := rr.(*dns.A); ok {
-				if ip, ok := netip.AddrFromSlice(a.A.To4()); ok {
-					out = append(out, netip.AddrPortFrom(ip, uint16(r.cfg.UpstreamPort)))
-				}
+		// IPv4 first; AAAA when the name resolves but has no A (an
+		// IPv6-only name server). A failed A lookup is not retried as AAAA.
+		for _, qt := range []uint16{dns.TypeA, dns.TypeAAAA} {
+			t.depth++
+			res, err := r.resolve(ctx, t, n, qt)
+			t.depth--
+			if err != nil {
+				last = err
+				break
 			}
-		}
-		if len(out) > 0 {
-			return out, nil
+			out = append(out, r.addrsOf(res.answer)...)
+			if len(out) > 0 {
+				return out, nil
+			}
 		}
 	}
 	return nil, last
+}
+
+// addrsOf returns the addresses of the A and AAAA records in rrs (a
+// CNAME chain's target records count). An IPv4-mapped AAAA is used as the
+// IPv4 address it maps.
+func (r *Server) addrsOf(rrs []dns.RR) []netip.AddrPort {
+	var out []netip.AddrPort
+	for _, rr := range rrs {
+		var ip netip.Addr
+		switch a := rr.(type) {
+		case *dns.A:
+			ip, _ = netip.AddrFromSlice(a.A.To4())
+		case *dns.AAAA:
+			ip, _ = netip.AddrFromSlice(a.AAAA)
+		}
+		if ip = ip.Unmap(); ip.IsValid() {
+			out = append(out, netip.AddrPortFrom(ip, uint16(r.cfg.UpstreamPort)))
+		}
+	}
+	return out
 }
 
 func (r *Server) cachedAddrs(name string) []netip.AddrPort {
@@ -506,18 +527,7 @@ func (r *Server) cachedAddrs(name string) []netip.AddrPort {
 		if !ok || e.neg != 0 || now.After(e.expires) {
 			continue
 		}
-		for _, rr := range e.rrs {
-			var ip netip.Addr
-			switch a := rr.(type) {
-			case *dns.A:
-				ip, _ = netip.AddrFromSlice(a.A.To4())
-			case *dns.AAAA:
-				ip, _ = netip.AddrFromSlice(a.AAAA)
-			}
-			if ip.IsValid() {
-				out = append(out, netip.AddrPortFrom(ip, uint16(r.cfg.UpstreamPort)))
-			}
-		}
+		out = append(out, r.addrsOf(e.rrs)...)
 	}
 	return out
 }
@@ -553,14 +563,14 @@ func (r *Server) closestDelegation(ctx context.Context, t *task, qname string) (
 func (r *Server) fromCache(res *result, cur string, qtype uint16) (done bool, next string) {
 	now := r.deps.Now()
 	if e, ok := r.rr.get(rrKey(cur, 0)); ok && now.Before(e.expires) && e.neg == dns.RcodeNameError {
-		res.rcode, res.ns = dns.RcodeNameError, withTTL(e.soa, e.stored, now)
+		res.rcode, res.ns = dns.RcodeNameError, withTTL(e.soa(), e.stored, now)
 		res.fromEntry(e)
 		return true, ""
 	}
 	if e, ok := r.rr.get(rrKey(cur, qtype)); ok && now.Before(e.expires) && e.rank >= rankAnswer {
 		res.fromEntry(e)
 		if e.neg != 0 {
-			res.rcode, res.ns = dns.RcodeSuccess, withTTL(e.soa, e.stored, now)
+			res.rcode, res.ns = dns.RcodeSuccess, withTTL(e.soa(), e.stored, now)
 			return true, ""
 		}
 		res.rcode = dns.RcodeSuccess
@@ -625,7 +635,7 @@ func (r *Server) cacheAnswer(m *dns.Msg, chain []dns.RR, qname, last string, qty
 	for _, rr := range ns {
 		rr.Header().Ttl = min(rr.Header().Ttl, ttl)
 	}
-	e := &rrEntry{soa: ns, rank: rankAnswer, sec: sec, ede: v.ede, stored: now, expires: now.Add(time.Duration(ttl) * time.Second)}
+	e := &rrEntry{x: &rrExtra{soa: ns}, rank: rankAnswer, sec: sec, ede: v.ede, stored: now.UnixNano(), expires: now.Add(time.Duration(ttl) * time.Second)}
 	switch m.Rcode {
 	case dns.RcodeNameError:
 		e.neg = dns.RcodeNameError
@@ -668,5 +678,5 @@ func (r *Server) putRRs(name string, qtype uint16, rrs, sigs []dns.RR, rank uint
 	if v.state == secBogus {
 		ttl = min(ttl, uint32(r.cfg.BogusTTL.D()/time.Second))
 	}
-	r.rr.put(key, &rrEntry{rrs: rrs, sigs: sigs, rank: rank, sec: v.state, ede: v.ede, stored: now, expires: now.Add(time.Duration(ttl) * time.Second)})
+	r.rr.put(key, &rrEntry{rrs: rrs, x: withSigs(sigs), rank: rank, sec: v.state, ede: v.ede, stored: now.UnixNano(), expires: now.Add(time.Duration(ttl) * time.Second)})
 }

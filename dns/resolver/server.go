@@ -6,10 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -35,9 +35,12 @@ type Server struct {
 	allow      []netip.Prefix
 	anchors    []dns.RR
 
-	rr    *store[*rrEntry]
-	msgs  *store[*msgEntry]
-	infra infra
+	rr   *store[*rrEntry]
+	msgs *store[*msgEntry]
+	// testHook, set only by this package's tests, runs before a query is
+	// answered on the slow path (to inject a panic).
+	testHook func(*dns.Msg)
+	infra    infra
 
 	sem chan struct{}
 
@@ -94,7 +97,7 @@ func New(cfg Config, deps service.Deps) (*Server, error) {
 		s.allow = append(s.allow, p)
 	}
 	s.rr = newStore(cfg.CacheSize, func(e *rrEntry) time.Time { return e.expires })
-	s.msgs = newStore(cfg.CacheSize, func(e *msgEntry) time.Time { return e.expires })
+	s.msgs = newStore(cfg.CacheSize, (*msgEntry).expiry)
 	s.sem = make(chan struct{}, cfg.MaxConcurrent)
 	m, err := newMetrics(deps.Metrics, s)
 	if err != nil {
@@ -107,16 +110,37 @@ func New(cfg Config, deps service.Deps) (*Server, error) {
 // Name implements service.Service.
 func (s *Server) Name() string { return "dns-resolver " + s.cfg.Listen }
 
+// readAnchorsWait reads the trust anchor file, retrying for up to wait
+// while it is missing or incomplete (being written).
+func readAnchorsWait(ctx context.Context, name string, wait time.Duration) ([]dns.RR, error) {
+	deadline := time.Now().Add(wait)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		anchors, err := ReadTrustAnchors(name)
+		if err == nil || time.Now().After(deadline) {
+			return anchors, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w (waiting for %s)", err, name)
+		case <-tick.C:
+		}
+	}
+}
+
 // Start loads the trust anchor, binds UDP and TCP on the same address and
 // starts serving.
 func (s *Server) Start(ctx context.Context) error {
 	if f := s.cfg.TrustAnchorFile; f != "" {
-		if _, err := os.Stat(f); err == nil || !s.cfg.TrustAnchorOptional {
-			anchors, err := ReadTrustAnchors(f)
-			if err != nil {
-				return err
-			}
+		anchors, err := readAnchorsWait(ctx, f, s.cfg.TrustAnchorWait.D())
+		switch {
+		case err == nil:
 			s.anchors = anchors
+		case s.cfg.TrustAnchorOptional && errors.Is(err, fs.ErrNotExist):
+			s.log.Warn("trust anchor file not found: DNSSEC validation is OFF", "file", f, "waited", s.cfg.TrustAnchorWait.D().String())
+		default:
+			return err
 		}
 	}
 	if len(s.roots) == 0 && len(s.forwarders) == 0 {
@@ -366,19 +390,21 @@ func (s *Server) fromMsgCache(q *query, b, out []byte, limit int) ([]byte, bool)
 		return nil, false
 	}
 	now := s.deps.Now()
-	if now.After(e.expires) {
+	if now.UnixNano() > e.expires {
 		return nil, false
 	}
-	if len(e.wire) > limit {
+	if int(e.wireLen) > limit {
 		return nil, false
 	}
-	out = append(out[:0], e.wire...)
+	out = append(out[:0], e.wire()...)
 	// ID and the client's own spelling of the name; RD and CD as asked.
 	out[0], out[1] = b[0], b[1]
 	out[2] = out[2]&^0x01 | b[2]&0x01
 	copy(out[12:q.qnameEnd], b[12:q.qnameEnd])
-	el := uint32(now.Sub(e.stored) / time.Second)
-	for _, off := range e.ttls {
+	el := e.elapsed(now)
+	offs := e.ttlOffsets()
+	for i := 0; i+1 < len(offs); i += 2 {
+		off := int(offs[i])<<8 | int(offs[i+1])
 		ttl := binary.BigEndian.Uint32(out[off:])
 		if ttl > el {
 			ttl -= el
@@ -389,7 +415,7 @@ func (s *Server) fromMsgCache(q *query, b, out []byte, limit int) ([]byte, bool)
 	}
 	s.m.hits.Inc()
 	hits := e.hits.Add(1)
-	if !s.cfg.NoPrefetch && hits >= 2 && e.origTTL >= 10*time.Second && e.expires.Sub(now) < e.origTTL/10 && e.prefetched.CompareAndSwap(false, true) {
+	if !s.cfg.NoPrefetch && hits >= 2 && e.life >= 10 && e.expires-now.UnixNano() < int64(e.life)*int64(time.Second/10) && e.prefetched.CompareAndSwap(false, true) {
 		s.prefetch(e, append([]byte(nil), q.key...))
 	}
 	return out, true
@@ -409,16 +435,22 @@ func (s *Server) prefetch(e *msgEntry, key []byte) {
 	go func() {
 		defer s.workers.Done()
 		defer func() { <-s.sem }()
+		// The key is the lower-cased wire name, the type and the flags.
 		fl := key[len(key)-1]
+		qname, _, err := dns.UnpackDomainName(key, 0)
+		if err != nil {
+			return
+		}
+		qtype := binary.BigEndian.Uint16(key[len(key)-3:])
 		req := new(dns.Msg)
-		req.SetQuestion(e.qname, e.qtype)
+		req.SetQuestion(qname, qtype)
 		req.CheckingDisabled = fl&4 != 0
 		if fl&1 != 0 {
 			req.SetEdns0(1232, fl&2 != 0)
 		}
 		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.ResolveTimeout.D())
 		defer cancel()
-		res, err := s.resolve(ctx, &task{refresh: true}, e.qname, e.qtype)
+		res, err := s.resolve(ctx, &task{refresh: true}, qname, qtype)
 		if err != nil {
 			return
 		}
@@ -506,6 +538,9 @@ func (s *Server) slow(b []byte, from netip.Addr, _ int) (reply []byte) {
 	case req.Question[0].Qtype == dns.TypeAXFR || req.Question[0].Qtype == dns.TypeIXFR || req.Question[0].Qtype == dns.TypeOPT:
 		resp.SetRcode(req, dns.RcodeRefused)
 	default:
+		if s.testHook != nil {
+			s.testHook(req)
+		}
 		return s.answerQuery(b, req)
 	}
 	resp.RecursionAvailable = true
@@ -523,7 +558,7 @@ func (s *Server) answerQuery(b []byte, req *dns.Msg) []byte {
 	res, err := s.resolveShared(q.Name, q.Qtype, req.CheckingDisabled)
 	if err != nil {
 		if key != nil {
-			if e, ok := s.msgs.get(key); ok && s.cfg.ServeStale > 0 && s.deps.Now().Before(e.expires.Add(s.cfg.ServeStale.D())) {
+			if e, ok := s.msgs.get(key); ok && s.cfg.ServeStale > 0 && s.deps.Now().Before(e.expiry().Add(s.cfg.ServeStale.D())) {
 				s.m.stale.Inc()
 				return staleReply(e, b, &pq)
 			}
@@ -569,11 +604,12 @@ func shorten(s string) string {
 
 // staleReply serves an expired cached reply with TTL 30 (RFC 8767).
 func staleReply(e *msgEntry, b []byte, q *query) []byte {
-	out := append([]byte(nil), e.wire...)
+	out := append([]byte(nil), e.wire()...)
 	out[0], out[1] = b[0], b[1]
 	copy(out[12:q.qnameEnd], b[12:q.qnameEnd])
-	for _, off := range e.ttls {
-		binary.BigEndian.PutUint32(out[off:], 30)
+	offs := e.ttlOffsets()
+	for i := 0; i+1 < len(offs); i += 2 {
+		binary.BigEndian.PutUint32(out[int(offs[i])<<8|int(offs[i+1]):], 30)
 	}
 	return out
 }
@@ -600,7 +636,9 @@ func (s *Server) store(key []byte, req *dns.Msg, res *result) []byte {
 	}
 	if opt != nil {
 		resp.SetEdns0(1232, do)
-		if servfail && res.ede != nil {
+		// The reason for SERVFAIL, or for an insecure answer (EDE 1/2:
+		// unsupported DNSKEY algorithm or DS digest).
+		if res.ede != nil && (servfail || res.sec == secInsecure && !req.CheckingDisabled) {
 			resp.IsEdns0().Option = append(resp.IsEdns0().Option, res.ede)
 		}
 	}
@@ -629,10 +667,7 @@ func (s *Server) store(key []byte, req *dns.Msg, res *result) []byte {
 	if err != nil {
 		return out
 	}
-	now := s.deps.Now()
-	life := time.Duration(ttl) * time.Second
-	s.msgs.put(key, &msgEntry{wire: out, ttls: offs, stored: now, expires: now.Add(life), origTTL: life,
-		qname: lowerName(req.Question[0].Name), qtype: req.Question[0].Qtype})
+	s.msgs.put(key, newMsgEntry(out, offs, s.deps.Now(), ttl))
 	return out
 }
 

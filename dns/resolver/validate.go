@@ -226,6 +226,9 @@ func (r *Server) validateReply(ctx context.Context, t *task, m *dns.Msg, zone, q
 			res.ede = v.ede
 			return false
 		}
+		if v.state == secInsecure && res.ede == nil {
+			res.ede = v.ede // why insecure (unsupported algorithm or digest), if known
+		}
 		return true
 	}
 	type wild struct{ name, ce string }
@@ -667,7 +670,7 @@ func (r *Server) zoneKeys(ctx context.Context, t *task, zone string) *rrEntry {
 	default:
 		e = r.keysViaDS(ctx, t, zone)
 	}
-	e.stored = now
+	e.stored = now.UnixNano()
 	if e.sec == secBogus {
 		e.expires = now.Add(r.cfg.BogusTTL.D())
 	}
@@ -688,7 +691,7 @@ func (r *Server) keysViaDS(ctx context.Context, t *task, zone string) *rrEntry {
 	var rrs []dns.RR
 	parent := ""
 	if e, ok := r.rr.get(rrKey(zone, typeDSRef)); ok && now.Before(e.expires) {
-		rrs, parent = e.rrs, e.zone
+		rrs, parent = e.rrs, e.zone()
 	} else {
 		m, pz, err := r.iterate(ctx, t, zone, dns.TypeDS)
 		if err != nil {
@@ -789,10 +792,11 @@ func (d *denial) noDS(zone string) proof {
 // zone is insecure (RFC 4035 5.2).
 func (r *Server) fetchKeys(ctx context.Context, t *task, zone string, trusted []dns.RR) *rrEntry {
 	now := r.deps.Now()
-	usable := 0
+	usable, algOK := 0, false
 	for _, rr := range trusted {
 		switch x := rr.(type) {
 		case *dns.DS:
+			algOK = algOK || supportedAlg(x.Algorithm)
 			if supportedAlg(x.Algorithm) && supportedDigest(x.DigestType) {
 				usable++
 			}
@@ -803,7 +807,11 @@ func (r *Server) fetchKeys(ctx context.Context, t *task, zone string, trusted []
 		}
 	}
 	if usable == 0 {
-		return &rrEntry{sec: secInsecure, expires: now.Add(time.Hour), ede: ede(dns.ExtendedErrorCodeUnsupportedDNSKEYAlgorithm, "%s: no supported DS algorithm or digest", zone)}
+		// RFC 8914: the insecure answers say why (EDE 1 or 2).
+		if algOK {
+			return &rrEntry{sec: secInsecure, expires: now.Add(time.Hour), ede: ede(dns.ExtendedErrorCodeUnsupportedDSDigestType, "%s: no DS with a supported digest type", zone)}
+		}
+		return &rrEntry{sec: secInsecure, expires: now.Add(time.Hour), ede: ede(dns.ExtendedErrorCodeUnsupportedDNSKEYAlgorithm, "%s: no DS with a supported algorithm", zone)}
 	}
 	m, _, err := r.iterate(ctx, t, zone, dns.TypeDNSKEY)
 	if err != nil {
@@ -895,7 +903,7 @@ func (r *Server) rememberNSEC(zone string, nsec []*dns.NSEC, soa []dns.RR) {
 	if t := now.Add(ttl); t.Before(expires) {
 		expires = t
 	}
-	r.rr.put(key, &rrEntry{rrs: rrs, soa: soa, sec: secSecure, stored: now, expires: expires})
+	r.rr.put(key, &rrEntry{rrs: rrs, x: &rrExtra{soa: soa}, sec: secSecure, stored: now.UnixNano(), expires: expires})
 }
 
 // aggressiveNX answers qname NXDOMAIN from the cached, validated NSEC
@@ -924,7 +932,7 @@ func (r *Server) aggressiveNX(res *result, qname string) bool {
 		}
 		r.m.aggressive.Inc()
 		res.rcode = dns.RcodeNameError
-		res.ns = append(withTTL(e.soa, e.stored, now), withTTL(e.rrs, e.stored, now)...)
+		res.ns = append(withTTL(e.soa(), e.stored, now), withTTL(e.rrs, e.stored, now)...)
 		res.mergeSec(secSecure)
 		return true
 	}

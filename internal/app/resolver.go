@@ -5,11 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/applayer/applayer/dns/resolver"
+	"github.com/applayer/applayer/dns/zone"
 	"github.com/applayer/applayer/internal/config"
 	"github.com/applayer/applayer/internal/obs"
 	"github.com/applayer/applayer/internal/service"
@@ -168,11 +171,11 @@ func dnsResolverKinds() []lab.Kind {
 			}
 			cfg := c.Config
 			cfg.Listen = env.Listen.String()
+			names := c.RootServers
+			if len(names) == 0 {
+				names = []string{"a.root-servers.net"}
+			}
 			if len(cfg.Forwarders) == 0 && len(cfg.RootHints) == 0 && cfg.RootHintsFile == "" {
-				names := c.RootServers
-				if len(names) == 0 {
-					names = []string{"a.root-servers.net"}
-				}
 				for _, n := range names {
 					h, ok := env.Plan.Lookup(n)
 					if !ok {
@@ -186,11 +189,36 @@ func dnsResolverKinds() []lab.Kind {
 				}
 				cfg.UpstreamPort = env.Plan.Port(53)
 			}
-			if cfg.TrustAnchorFile == "" {
+			if cfg.TrustAnchorFile == "" && len(cfg.Forwarders) == 0 {
 				cfg.TrustAnchorFile = filepath.Join(env.Plan.StateDir, "dns", "root.ds")
-				cfg.TrustAnchorOptional = true
+				// A signed lab root writes root.ds when it starts: wait
+				// for it and refuse to run unvalidated; an unsigned root
+				// never writes it.
+				cfg.TrustAnchorOptional = !labRootSigned(env.Plan, names)
+				if cfg.TrustAnchorWait == 0 {
+					cfg.TrustAnchorWait = config.Duration(10 * time.Second)
+					if cfg.TrustAnchorOptional {
+						cfg.TrustAnchorWait = config.Duration(time.Second)
+					}
+				}
 			}
 			return resolver.New(cfg, env.Deps)
 		},
 	}}
+}
+
+// labRootSigned reports whether one of the named lab hosts serves a signed
+// root zone (and so writes STATE/dns/root.ds when it starts).
+func labRootSigned(p *lab.Plan, names []string) bool {
+	for _, h := range labDNSHosts(p) {
+		if h.cfg == nil || !slices.ContainsFunc(names, func(n string) bool { return strings.EqualFold(strings.TrimSuffix(n, "."), h.Name) }) {
+			continue
+		}
+		for _, z := range h.cfg.Zones {
+			if z.Sign && zone.Key(z.Origin) == "." {
+				return true
+			}
+		}
+	}
+	return false
 }
