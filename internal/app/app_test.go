@@ -2,6 +2,8 @@ package app
 
 import (
 	"context"
+	"io"
+	"net/http"
 	"net/netip"
 	"strings"
 	"testing"
@@ -50,6 +52,19 @@ func TestDefaultTopologyRuns(t *testing.T) {
 	var table strings.Builder
 	r.PrintTable(&table)
 	t.Log("\n" + table.String())
+
+	// Services' admin endpoints are reachable under /hosts/<name>/.
+	admin := "http://" + r.Admin.Addrs()[0].String()
+	resp, err := http.Post(admin+"/hosts/resolver.nyu.edu/dns/resolver/flush", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(string(body), "flushed ") {
+		t.Errorf("resolver flush through the lab admin: %d %q", resp.StatusCode, body)
+	}
+	http.DefaultClient.CloseIdleConnections()
 	if err := r.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -202,7 +202,12 @@ func dnsResolverKinds() []lab.Kind {
 					}
 				}
 			}
-			return resolver.New(cfg, env.Deps)
+			srv, err := resolver.New(cfg, env.Deps)
+			if err != nil {
+				return nil, err
+			}
+			env.Admin.Handle("POST /dns/resolver/flush", srv.FlushHandler())
+			return srv, nil
 		},
 	}}
 }
