@@ -46,7 +46,8 @@ type Env struct {
 	// Plan is the whole lab.
 	Plan *Plan
 	// Deps carries the logger (with host and kind attributes), the metrics
-	// registerer (with host and kind labels), the trace bus and the dialer.
+	// registerer (with host and kind labels), the trace bus and the dialer
+	// (whose connections to loopback leave from the host's own address).
 	Deps service.Deps
 	// Admin adds endpoints (a cache's purge, a resolver's flush) to the
 	// lab's admin listener under /hosts/<host name>/; it does nothing when

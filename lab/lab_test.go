@@ -241,3 +241,40 @@ func TestDefaultTopologyParses(t *testing.T) {
 		t.Fatal("default topology has no hosts")
 	}
 }
+
+func TestHostDialerBindsHostAddress(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	host := netip.MustParseAddr("127.1.77.9")
+	d := newHostDialer(host, &net.Dialer{})
+	tests := []struct{ network, addr string }{
+		{"tcp", ln.Addr().String()},
+		{"udp", pc.LocalAddr().String()},
+	}
+	for _, tt := range tests {
+		t.Run(tt.network, func(t *testing.T) {
+			c, err := d.DialContext(context.Background(), tt.network, tt.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			got, _ := netip.ParseAddrPort(c.LocalAddr().String())
+			if got.Addr() != host {
+				t.Fatalf("connection leaves from %s, want the host's %s", got.Addr(), host)
+			}
+		})
+	}
+	// A dialer that is not a plain net.Dialer is left alone.
+	custom := service.Dialer(&hostDialer{})
+	if newHostDialer(host, custom) != custom {
+		t.Fatal("custom dialer replaced")
+	}
+}
