@@ -174,6 +174,7 @@ func Build(p *Plan, kinds *Kinds, deps service.Deps, reg *prometheus.Registry) (
 			d.Logger = deps.Logger.With("host", h.Name, "kind", kind.Name)
 			d.Metrics = prometheus.WrapRegistererWith(prometheus.Labels{"host": h.Name}, deps.Metrics)
 			d.Dialer = newHostDialer(h.Addr, deps.Dialer)
+			d.Trace = deps.Trace.WithHost(h.Name)
 			admin := hostAdmin{prefix: "/hosts/" + h.Name}
 			if r.Admin != nil {
 				admin.mux = r.Admin

@@ -47,6 +47,22 @@ type Bus struct {
 	nextID uint64
 	sinks  atomic.Pointer[[]subscription]
 	now    func() time.Time
+
+	// parent and host are set on a bus made by WithHost: it publishes to
+	// parent, stamping events with host.
+	parent *Bus
+	host   string
+}
+
+// WithHost returns a bus that publishes to b with each event's Host set to
+// host (when the publisher left it empty), so a lab can tell which of its
+// hosts observed a message: a query is seen by its sender and its receiver.
+// Subscribing to the returned bus subscribes to b.
+func (b *Bus) WithHost(host string) *Bus {
+	if b == nil {
+		return nil
+	}
+	return &Bus{parent: b, host: host}
 }
 
 type subscription struct {
@@ -64,6 +80,9 @@ func (b *Bus) Enabled() bool {
 	if b == nil {
 		return false
 	}
+	if b.parent != nil {
+		return b.parent.Enabled()
+	}
 	p := b.sinks.Load()
 	return p != nil && len(*p) > 0
 }
@@ -71,6 +90,13 @@ func (b *Bus) Enabled() bool {
 // Publish hands e to every sink. A zero Time is set to the bus's clock.
 func (b *Bus) Publish(e Event) {
 	if b == nil {
+		return
+	}
+	if b.parent != nil {
+		if e.Host == "" {
+			e.Host = b.host
+		}
+		b.parent.Publish(e)
 		return
 	}
 	p := b.sinks.Load()
@@ -91,6 +117,9 @@ func (b *Bus) Publish(e Event) {
 
 // Subscribe adds s and returns a function that removes it.
 func (b *Bus) Subscribe(s Sink) (cancel func()) {
+	if b.parent != nil {
+		return b.parent.Subscribe(s)
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.nextID++

@@ -105,3 +105,32 @@ func TestPublishNoListenerAllocatesNothing(t *testing.T) {
 		t.Fatalf("Publish with no listener allocates %v times", allocs)
 	}
 }
+
+func TestWithHostStampsEvents(t *testing.T) {
+	b := NewBus(nil)
+	h := b.WithHost("resolver.nyu.edu")
+	if h.Enabled() {
+		t.Fatal("child enabled with no listener")
+	}
+	var got []Event
+	h.Subscribe(SinkFunc(func(e Event) { got = append(got, e) }))
+	if !h.Enabled() || !b.Enabled() {
+		t.Fatal("subscribing through the child did not enable the bus")
+	}
+	h.Publish(Event{Summary: "a"})
+	h.Publish(Event{Summary: "b", Host: "explicit"})
+	b.Publish(Event{Summary: "c"})
+	want := []string{"resolver.nyu.edu", "explicit", ""}
+	if len(got) != 3 {
+		t.Fatalf("got %d events", len(got))
+	}
+	for i, e := range got {
+		if e.Host != want[i] || e.Time.IsZero() {
+			t.Errorf("event %d: host %q time %v, want host %q", i, e.Host, e.Time, want[i])
+		}
+	}
+	var nilBus *Bus
+	if nilBus.WithHost("x") != nil {
+		t.Error("nil bus WithHost != nil")
+	}
+}
