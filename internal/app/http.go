@@ -54,7 +54,7 @@ func httpServeCommand(g *globals) *cobra.Command {
 		vhosts, redirects      []string
 		cfg                    server.Config
 		rht, idle              time.Duration
-		demo                   int
+		demo, push             int
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -68,6 +68,7 @@ JSON server config instead of the flags (see docs/web.md).`,
 		Example: `  applayer http serve --root ./site
   applayer http serve --root ./site --tls-listen 127.0.0.1:8443 --http3 --ca-dir /tmp/ca
   applayer http serve --root ./a --vhost b.example=./b --redirect /old=/new --access-log combined
+  applayer http serve --root ./site --demo 10 --tls-listen 127.0.0.1:8443 --push 16
   applayer http serve --shop /tmp/shopdata --listen 127.0.0.1:8081
   printf 'GET / HTTP/1.1\r\nHost: x\r\n\r\n' | nc 127.0.0.1 8080`,
 		Args: cobra.NoArgs,
@@ -87,6 +88,9 @@ JSON server config instead of the flags (see docs/web.md).`,
 				site.Root, site.Shop = root, shopDir
 				if shopDir != "" {
 					site.Root = ""
+				}
+				if push > 0 && shopDir == "" {
+					site.Push = &server.Push{Refs: true, Max: push}
 				}
 				site.Redirects = map[string]string{}
 				for _, r := range redirects {
@@ -122,6 +126,7 @@ JSON server config instead of the flags (see docs/web.md).`,
 	f.StringVar(&cfg.TLS.CADir, "ca-dir", filepath.Join(os.TempDir(), "applayer-ca"), "lab CA directory (ca.pem, ca.key), used without --cert")
 	f.StringSliceVar(&cfg.TLS.Names, "tls-name", nil, "extra DNS names for the lab-CA certificate")
 	f.StringVar(&root, "root", ".", "directory to serve")
+	f.IntVar(&push, "push", 0, "HTTP/2 server push: push up to `N` same-site objects each HTML page references (0: off)")
 	f.IntVar(&demo, "demo", 0, "write the chapter's demo page with `N` images into --root first")
 	f.StringVar(&shopDir, "shop", "", "serve the cookie shop with its SQLite database in `DIR` instead of files")
 	f.StringSliceVar(&site.Index, "index", []string{"index.html"}, "index file names")
@@ -382,6 +387,8 @@ type labHTTPConfig struct {
 	NonPersistent bool `json:"non_persistent,omitempty"`
 	// AccessLog is common or combined.
 	AccessLog string `json:"access_log,omitempty"`
+	// Push is HTTP/2 server push for the demo site (as server.Site.Push).
+	Push *server.Push `json:"push,omitempty"`
 }
 
 func buildHTTPKind(env lab.Env, shop bool) (service.Service, error) {
@@ -403,7 +410,7 @@ func buildHTTPKind(env lab.Env, shop bool) (service.Service, error) {
 		if err := server.WriteDemoSite(dir, n); err != nil {
 			return nil, err
 		}
-		cfg.Sites = []server.Site{{Hosts: []string{env.Host.Name}, Root: dir, Uploads: true}}
+		cfg.Sites = []server.Site{{Hosts: []string{env.Host.Name}, Root: dir, Uploads: true, Push: lc.Push}}
 	}
 	if lc.TLS {
 		cfg.TLSAddr = fmt.Sprintf("%s:%d", env.Host.Addr, env.Plan.Port(443))

@@ -26,6 +26,8 @@ import (
 
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
+
+	"github.com/applayer/applayer/internal/service"
 )
 
 // Protocol choices for Options.Proto.
@@ -62,6 +64,11 @@ type Options struct {
 	Cache *Cache
 	// NoCompression stops the client asking for gzip.
 	NoCompression bool
+	// Dialer opens the TCP connections (after the client's own name
+	// lookup, so it is given an IP address). Default a net.Dialer. The lab
+	// routes through it, and tests add delay to show what each new
+	// connection costs. HTTP/3 (QUIC over UDP) does not use it.
+	Dialer service.Dialer
 }
 
 // Client sends requests and measures them.
@@ -216,7 +223,10 @@ func (c *Client) dial(ctx context.Context, network, addr string) (net.Conn, erro
 		return nil, err
 	}
 	start := time.Now()
-	var d net.Dialer
+	var d service.Dialer = &net.Dialer{}
+	if c.opts.Dialer != nil {
+		d = c.opts.Dialer
+	}
 	conn, err := d.DialContext(ctx, network, net.JoinHostPort(ip, port))
 	cd := time.Since(start)
 	p.add(func(p *phases) { p.conn = cd })

@@ -87,9 +87,31 @@ type Site struct {
 	FileCacheValid config.Duration `json:"file_cache_valid,omitempty"`
 	// NoGzip disables gzip compression of compressible types.
 	NoGzip bool `json:"no_gzip,omitempty"`
+	// Push, when set, pushes objects with the site's HTML pages over
+	// HTTP/2 (server push): those listed for the page's path, or the
+	// objects the page references.
+	Push *Push `json:"push,omitempty"`
 	// Shop, when set, serves the cookie shop with its database in this
 	// data directory instead of files.
 	Shop string `json:"shop,omitempty"`
+}
+
+// Push configures HTTP/2 server push for a site's HTML pages (200
+// answers to GET over HTTP/2, when the client allows push). Pushed objects
+// are same-site paths; each push is a PUSH_PROMISE and then an ordinary
+// response on the promised stream, served by the same handler.
+type Push struct {
+	// Paths maps a page's request path ("/" or "/index.html") to the
+	// paths pushed with it ("/style.css"). A page listed here pushes
+	// exactly these.
+	Paths map[string][]string `json:"paths,omitempty"`
+	// Refs pushes, for pages not in Paths, the same-site objects the page
+	// references (img, script, link rel=stylesheet, ...; found by the
+	// htmlrefs extractor the client's page loader uses). Only pages in the
+	// small-file cache are scanned, once per version.
+	Refs bool `json:"refs,omitempty"`
+	// Max caps the pushes per page. Default 16, at most 100.
+	Max int `json:"max,omitempty"`
 }
 
 func (c *Config) defaults() {
@@ -119,6 +141,11 @@ func (c *Config) defaults() {
 		if s.FileCacheValid <= 0 {
 			s.FileCacheValid = config.Duration(100 * time.Millisecond)
 		}
+		if s.Push != nil && s.Push.Max <= 0 {
+			p := *s.Push // do not write through the caller's pointer
+			p.Max = 16
+			s.Push = &p
+		}
 	}
 }
 
@@ -134,6 +161,24 @@ func (c *Config) Validate() error {
 		}
 		if i > 0 && len(s.Hosts) == 0 {
 			return config.Errorf(f+".hosts", "only the first site may have no hosts")
+		}
+		if s.Push != nil {
+			if s.Shop != "" {
+				return config.Errorf(f+".push", "push is for file sites, not the shop")
+			}
+			if s.Push.Max < 0 || s.Push.Max > 100 {
+				return config.Errorf(f+".push.max", "%d: want 0 (default 16) to 100", s.Push.Max)
+			}
+			for page, objs := range s.Push.Paths {
+				if !strings.HasPrefix(page, "/") {
+					return config.Errorf(f+".push.paths", "%q: page paths start with /", page)
+				}
+				for _, o := range objs {
+					if !strings.HasPrefix(o, "/") || strings.HasPrefix(o, "//") {
+						return config.Errorf(f+".push.paths", "%q: pushed paths start with / (same site)", o)
+					}
+				}
+			}
 		}
 		for p, loc := range s.Redirects {
 			if !strings.HasPrefix(p, "/") || loc == "" {

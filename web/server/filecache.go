@@ -45,6 +45,8 @@ type cacheEntry struct {
 
 	checked atomic.Int64 // unix nanoseconds of the last stat
 
+	push pushRefs // an HTML page's references, for server push
+
 	gzOnce sync.Once
 	gz     []byte
 	gzEtag []string
@@ -184,6 +186,9 @@ func (s *fileSite) serveEntry(w http.ResponseWriter, r *http.Request, e *cacheEn
 		delete(h, "Content-Encoding")
 		w.WriteHeader(http.StatusNotModified)
 		return
+	}
+	if s.cfg.Push != nil {
+		s.pushFor(w, r, e, e.ctype[0])
 	}
 	h["Last-Modified"] = e.lastMod
 	h["Content-Length"] = clen

@@ -30,6 +30,7 @@ type metrics struct {
 	conns    prometheus.Counter
 	open     prometheus.Gauge
 	panics   prometheus.Counter
+	pushes   prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -41,8 +42,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		conns:    prometheus.NewCounter(prometheus.CounterOpts{Name: "applayer_http_connections_total", Help: "TCP connections accepted (HTTP/1 and HTTP/2)."}),
 		open:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "applayer_http_open_connections", Help: "TCP connections open now."}),
 		panics:   prometheus.NewCounter(prometheus.CounterOpts{Name: "applayer_http_panics_total", Help: "Handler panics answered with 500."}),
+		pushes:   prometheus.NewCounter(prometheus.CounterOpts{Name: "applayer_http_pushes_total", Help: "HTTP/2 server pushes (PUSH_PROMISE) made."}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.bytes, m.duration, m.conns, m.open, m.panics} {
+	for _, c := range []prometheus.Collector{m.requests, m.bytes, m.duration, m.conns, m.open, m.panics, m.pushes} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("server: metrics: %w", err)
 		}
@@ -129,6 +131,14 @@ func (r *recorder) Flush() {
 }
 
 func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// Push implements http.Pusher when the wrapped writer does (HTTP/2).
+func (r *recorder) Push(target string, opts *http.PushOptions) error {
+	if p, ok := r.ResponseWriter.(http.Pusher); ok {
+		return p.Push(target, opts)
+	}
+	return http.ErrNotSupported
+}
 
 // observe wraps h with panic recovery, trace events, metrics and the
 // access log.

@@ -74,6 +74,7 @@ func New(cfg Config, deps service.Deps) (*Server, error) {
 				return nil, err
 			}
 			s.closers = append(s.closers, fsite.close)
+			fsite.pushes = m.pushes
 			h = fsite
 		}
 		if i == 0 {

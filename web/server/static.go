@@ -19,6 +19,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // CleanPath turns a decoded URL path into a path relative to a site's
@@ -51,6 +53,8 @@ type fileSite struct {
 	root *os.Root // confines lookups to Root (symlinks may not escape)
 
 	cache *fileCache // nil when disabled
+
+	pushes prometheus.Counter // HTTP/2 pushes made; nil in tests
 
 	mu    sync.Mutex
 	gz    map[string][]byte // gzip bodies of large files by strong ETag
@@ -159,7 +163,10 @@ func (s *fileSite) refuse(w http.ResponseWriter, r *http.Request) {
 // content-length) are judged while the stream is still open rather than
 // raced by a fast response (h2spec 6.9.1/3).
 func drainSmall(b io.Reader) {
-	var buf [512]byte
+	// A pooled buffer: one on the stack escapes through the interface call
+	// and cost an allocation per HTTP/2 request.
+	buf := drainPool.Get().(*[512]byte)
+	defer drainPool.Put(buf)
 	for n := 0; n < 64<<10; {
 		m, err := b.Read(buf[:])
 		n += m
@@ -168,6 +175,8 @@ func drainSmall(b io.Reader) {
 		}
 	}
 }
+
+var drainPool = sync.Pool{New: func() any { return new([512]byte) }}
 
 func methodNotAllowed(w http.ResponseWriter, allow string) {
 	w.Header().Set("Allow", allow)
@@ -318,6 +327,9 @@ func (s *fileSite) file(w http.ResponseWriter, r *http.Request, name string, f *
 		}
 	}
 	h.Set("ETag", etag)
+	if s.cfg.Push != nil && !hasCondFields(r) && r.Header.Get("If-None-Match") == "" && r.Header.Get("If-Modified-Since") == "" {
+		s.pushFor(w, r, nil, ctype)
+	}
 	http.ServeContent(w, r, name, fi.ModTime(), content)
 }
 
