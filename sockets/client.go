@@ -75,13 +75,11 @@ func (c *Client) UDP(ctx context.Context, msg []byte) ([]byte, error) {
 		return nil, c.explain(err)
 	}
 	buf := make([]byte, 65536)
-	for {
-		n, err := conn.Read(buf)
-		if err != nil {
-			return nil, c.explain(err)
-		}
-		return buf[:n], nil
+	n, err := conn.Read(buf)
+	if err != nil {
+		return nil, c.explain(err)
 	}
+	return buf[:n], nil
 }
 
 // TCP opens a connection, sends each line read from in and writes each

@@ -336,9 +336,7 @@ func Trace(ctx context.Context, w io.Writer, o Options) error {
 			}
 		}
 		recs := m.Ns
-		if o.DNSSEC {
-			recs = m.Ns
-		} else {
+		if !o.DNSSEC {
 			recs = nil
 			for _, rr := range m.Ns {
 				if rr.Header().Rrtype == dns.TypeNS {
