@@ -18,6 +18,7 @@ import (
 	"github.com/miekg/dns"
 	"golang.org/x/net/ipv4"
 
+	"github.com/applayer/applayer/dns/internal/udpbatch"
 	"github.com/applayer/applayer/internal/service"
 	"github.com/applayer/applayer/internal/trace"
 )
@@ -51,6 +52,7 @@ type Server struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 	udp     *net.UDPConn
+	raw     []*udpbatch.Sock
 	tcp     net.Listener
 	readers sync.WaitGroup
 	workers sync.WaitGroup
@@ -173,6 +175,13 @@ func (s *Server) Start(ctx context.Context) error {
 	n := max(1, min(runtime.GOMAXPROCS(0), 8))
 	for range n {
 		s.readers.Add(1)
+		if r, err := udpbatch.Open(udp); err == nil {
+			s.mu.Lock()
+			s.raw = append(s.raw, r)
+			s.mu.Unlock()
+			go s.serveRaw(udp, r)
+			continue
+		}
 		go s.serveUDP(udp)
 	}
 	s.readers.Add(1)
@@ -195,7 +204,7 @@ func (s *Server) Addrs() []net.Addr {
 func (s *Server) Shutdown(ctx context.Context) error {
 	return s.once.Do(ctx, func(ctx context.Context) error {
 		s.mu.Lock()
-		udp, tcp, cancel := s.udp, s.tcp, s.cancel
+		udp, tcp, cancel, raw := s.udp, s.tcp, s.cancel, s.raw
 		s.mu.Unlock()
 		if udp == nil {
 			return nil
@@ -203,6 +212,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		cancel()
 		udp.Close()
 		tcp.Close()
+		for _, r := range raw {
+			r.Wake()
+		}
 		done := make(chan struct{})
 		go func() { s.readers.Wait(); s.workers.Wait(); close(done) }()
 		select {
@@ -274,6 +286,49 @@ func (s *Server) serveUDP(conn *net.UDPConn) {
 			}
 			outs = outs[k:]
 		}
+	}
+}
+
+// serveRaw is serveUDP on the Linux fast path (package udpbatch): raw
+// recvmmsg/sendmmsg on a blocking dup of conn's descriptor. conn itself
+// is only written to (answers resolved on the slow path).
+func (s *Server) serveRaw(conn *net.UDPConn, r *udpbatch.Sock) {
+	defer s.readers.Done()
+	defer r.Close()
+	b := udpbatch.NewBatch()
+	obufs := make([][]byte, udpbatch.Size)
+	for i := range obufs {
+		obufs[i] = make([]byte, 0, 4096)
+	}
+	var q query
+	q.key = make([]byte, 0, 300)
+	local := conn.LocalAddr().String()
+	for {
+		n := b.Recv(r)
+		if s.ctx.Err() != nil {
+			return
+		}
+		for i := 0; i < n; i++ {
+			d, cut := b.Datagram(i)
+			from, ok := b.From(i)
+			if !ok {
+				continue
+			}
+			var reply []byte
+			if cut {
+				// No query is this big: the header alone says FORMERR.
+				if len(d) >= 12 {
+					reply = errorReply(d[:12], dns.RcodeFormatError)
+				}
+			} else {
+				reply = s.handleUDP(conn, d, from, &q, obufs[i], local)
+			}
+			if len(reply) > 0 {
+				obufs[i] = reply[:0]
+				b.Reply(i, reply)
+			}
+		}
+		b.Send(r)
 	}
 }
 
