@@ -52,7 +52,6 @@ type Server struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 	udp     *net.UDPConn
-	raw     []*udpbatch.Sock
 	tcp     net.Listener
 	readers sync.WaitGroup
 	workers sync.WaitGroup
@@ -175,11 +174,9 @@ func (s *Server) Start(ctx context.Context) error {
 	n := max(1, min(runtime.GOMAXPROCS(0), 8))
 	for range n {
 		s.readers.Add(1)
-		if r, err := udpbatch.Open(udp); err == nil {
-			s.mu.Lock()
-			s.raw = append(s.raw, r)
-			s.mu.Unlock()
-			go s.serveRaw(udp, r)
+		b := udpbatch.NewBatch()
+		if p, err := udpbatch.NewPoller(udp, b); err == nil {
+			go s.serveBatch(udp, p, b)
 			continue
 		}
 		go s.serveUDP(udp)
@@ -204,7 +201,7 @@ func (s *Server) Addrs() []net.Addr {
 func (s *Server) Shutdown(ctx context.Context) error {
 	return s.once.Do(ctx, func(ctx context.Context) error {
 		s.mu.Lock()
-		udp, tcp, cancel, raw := s.udp, s.tcp, s.cancel, s.raw
+		udp, tcp, cancel := s.udp, s.tcp, s.cancel
 		s.mu.Unlock()
 		if udp == nil {
 			return nil
@@ -212,9 +209,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		cancel()
 		udp.Close()
 		tcp.Close()
-		for _, r := range raw {
-			r.Wake()
-		}
 		done := make(chan struct{})
 		go func() { s.readers.Wait(); s.workers.Wait(); close(done) }()
 		select {
@@ -289,13 +283,11 @@ func (s *Server) serveUDP(conn *net.UDPConn) {
 	}
 }
 
-// serveRaw is serveUDP on the Linux fast path (package udpbatch): raw
-// recvmmsg/sendmmsg on a blocking dup of conn's descriptor. conn itself
-// is only written to (answers resolved on the slow path).
-func (s *Server) serveRaw(conn *net.UDPConn, r *udpbatch.Sock) {
+// serveBatch is serveUDP on the Linux fast path (package udpbatch): raw
+// recvmmsg/sendmmsg through the netpoller, batches of 64, no allocation
+// per cache hit.
+func (s *Server) serveBatch(conn *net.UDPConn, r *udpbatch.Poller, b *udpbatch.Batch) {
 	defer s.readers.Done()
-	defer r.Close()
-	b := udpbatch.NewBatch()
 	obufs := make([][]byte, udpbatch.Size)
 	for i := range obufs {
 		obufs[i] = make([]byte, 0, 4096)
@@ -304,8 +296,8 @@ func (s *Server) serveRaw(conn *net.UDPConn, r *udpbatch.Sock) {
 	q.key = make([]byte, 0, 300)
 	local := conn.LocalAddr().String()
 	for {
-		n := b.Recv(r)
-		if s.ctx.Err() != nil {
+		n, err := r.Recv()
+		if err != nil || s.ctx.Err() != nil {
 			return
 		}
 		for i := 0; i < n; i++ {
@@ -328,7 +320,7 @@ func (s *Server) serveRaw(conn *net.UDPConn, r *udpbatch.Sock) {
 				b.Reply(i, reply)
 			}
 		}
-		b.Send(r)
+		r.Send()
 	}
 }
 

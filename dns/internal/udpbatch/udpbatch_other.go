@@ -46,3 +46,17 @@ func (*Batch) Reply(int, []byte) {}
 
 // Send does nothing off Linux.
 func (*Batch) Send(*Sock) {}
+
+// Poller is unavailable off Linux: NewPoller always fails.
+type Poller struct{}
+
+// NewPoller fails off Linux; callers keep their portable path.
+func NewPoller(*net.UDPConn, *Batch) (*Poller, error) {
+	return nil, errors.New("udpbatch: not linux")
+}
+
+// Recv fails off Linux.
+func (*Poller) Recv() (int, error) { return 0, errors.New("udpbatch: not linux") }
+
+// Send does nothing off Linux.
+func (*Poller) Send() {}
