@@ -183,7 +183,7 @@ func (r *Server) resolve(ctx context.Context, t *task, qname string, qtype uint1
 				continue
 			}
 		}
-		if !skipCache && r.aggressiveNX(res, cur) {
+		if !skipCache && r.aggressive(res, cur, qtype) {
 			return res, nil
 		}
 		m, zone, err := r.iterate(ctx, t, cur, qtype)
