@@ -262,13 +262,14 @@ func (s *Server) serveUDP(conn *net.UDPConn) {
 			continue
 		}
 		outs = outs[:0]
+		now := s.deps.Now()
 		for i := 0; i < n; i++ {
 			ua, ok := in[i].Addr.(*net.UDPAddr)
 			if !ok {
 				continue
 			}
 			from := ua.AddrPort()
-			if reply := s.handleUDP(conn, bufs[i][:in[i].N], from, &q, obufs[len(outs)], local); reply != nil {
+			if reply := s.handleUDP(conn, bufs[i][:in[i].N], from, &q, obufs[len(outs)], local, now); reply != nil {
 				obufs[len(outs)] = reply[:0]
 				outs = append(outs, ipv4.Message{Buffers: [][]byte{reply}, Addr: ua})
 			}
@@ -300,6 +301,7 @@ func (s *Server) serveBatch(conn *net.UDPConn, r *udpbatch.Poller, b *udpbatch.B
 		if err != nil || s.ctx.Err() != nil {
 			return
 		}
+		now := s.deps.Now()
 		for i := 0; i < n; i++ {
 			d, cut := b.Datagram(i)
 			from, ok := b.From(i)
@@ -313,7 +315,7 @@ func (s *Server) serveBatch(conn *net.UDPConn, r *udpbatch.Poller, b *udpbatch.B
 					reply = errorReply(d[:12], dns.RcodeFormatError)
 				}
 			} else {
-				reply = s.handleUDP(conn, d, from, &q, obufs[i], local)
+				reply = s.handleUDP(conn, d, from, &q, obufs[i], local, now)
 			}
 			if len(reply) > 0 {
 				obufs[i] = reply[:0]
@@ -326,7 +328,7 @@ func (s *Server) serveBatch(conn *net.UDPConn, r *udpbatch.Poller, b *udpbatch.B
 
 // handleUDP answers one datagram: a cache hit's reply is returned for the
 // caller to send; anything else is answered (or dropped) here.
-func (s *Server) handleUDP(conn *net.UDPConn, b []byte, from netip.AddrPort, q *query, out []byte, local string) []byte {
+func (s *Server) handleUDP(conn *net.UDPConn, b []byte, from netip.AddrPort, q *query, out []byte, local string, now time.Time) []byte {
 	s.m.queries.Inc()
 	if s.deps.Trace.Enabled() {
 		s.deps.Trace.Publish(trace.Event{From: from.String(), To: local, Proto: "dns/udp", Summary: "client query", Bytes: len(b)})
@@ -336,7 +338,7 @@ func (s *Server) handleUDP(conn *net.UDPConn, b []byte, from netip.AddrPort, q *
 		return refuse(b)
 	}
 	if parseQuery(b, q) == nil {
-		if reply, ok := s.fromMsgCache(q, b, out, q.udpSize); ok {
+		if reply, ok := s.fromMsgCache(q, b, out, q.udpSize, now); ok {
 			return reply
 		}
 	}
@@ -391,7 +393,7 @@ func (s *Server) serveUDPSimple(conn *net.UDPConn) {
 			continue
 		}
 		if parseQuery(b, &q) == nil {
-			if reply, ok := s.fromMsgCache(&q, b, out, q.udpSize); ok {
+			if reply, ok := s.fromMsgCache(&q, b, out, q.udpSize, s.deps.Now()); ok {
 				out = reply[:0]
 				conn.WriteToUDPAddrPort(reply, from)
 				continue
@@ -430,13 +432,13 @@ func maxUDP(req []byte) int {
 }
 
 // fromMsgCache answers q from the packed-reply cache, counting TTLs down,
-// and reports whether it did. out is scratch space for the reply.
-func (s *Server) fromMsgCache(q *query, b, out []byte, limit int) ([]byte, bool) {
+// and reports whether it did. out is scratch space for the reply; now is
+// read once per batch of datagrams by the UDP readers.
+func (s *Server) fromMsgCache(q *query, b, out []byte, limit int, now time.Time) ([]byte, bool) {
 	e, ok := s.msgs.get(q.key)
 	if !ok {
 		return nil, false
 	}
-	now := s.deps.Now()
 	if now.UnixNano() > e.expires {
 		return nil, false
 	}
@@ -828,7 +830,7 @@ func (s *Server) serveConn(c net.Conn) {
 			s.m.refused.Inc()
 			reply = refuse(buf)
 		case parseQuery(buf, &q) == nil:
-			if r, ok := s.fromMsgCache(&q, buf, out, 65535); ok {
+			if r, ok := s.fromMsgCache(&q, buf, out, 65535, s.deps.Now()); ok {
 				reply = r
 				break
 			}
