@@ -35,6 +35,7 @@ import (
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
 
+	"github.com/applayer/applayer/dns/internal/udpbatch"
 	"github.com/applayer/applayer/dns/zone"
 	"github.com/applayer/applayer/internal/service"
 	"github.com/applayer/applayer/internal/trace"
@@ -62,7 +63,7 @@ type Server struct {
 
 	mu      sync.Mutex
 	udp     []*net.UDPConn
-	raw     []*rawSock
+	raw     []*udpbatch.Sock
 	tcpLn   net.Listener
 	tcp     *dns.Server
 	local   string
@@ -201,7 +202,7 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	for _, c := range s.udp {
 		s.wg.Add(1)
-		if r, err := newRawSock(c); err == nil {
+		if r, err := udpbatch.Open(c); err == nil {
 			s.raw = append(s.raw, r)
 			go s.serveRaw(r, c.LocalAddr().String())
 			continue
@@ -279,7 +280,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			c.Close()
 		}
 		for _, r := range s.raw {
-			r.wake()
+			r.Wake()
 		}
 		tcp := s.tcp
 		s.mu.Unlock()

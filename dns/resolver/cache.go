@@ -156,6 +156,16 @@ func (e *rrEntry) zone() string {
 	return e.x.zone
 }
 
+// appendTo appends the entry's records and the RRSIGs covering them to
+// out, their TTLs counted down to now.
+func (e *rrEntry) appendTo(out []dns.RR, now time.Time) []dns.RR {
+	out = append(out, withTTL(e.rrs, e.stored, now)...)
+	if e.x != nil && len(e.x.sigs) > 0 {
+		out = append(out, withTTL(e.x.sigs, e.stored, now)...)
+	}
+	return out
+}
+
 // withSigs returns the extra fields holding sigs, or nil when there are none.
 func withSigs(sigs []dns.RR) *rrExtra {
 	if len(sigs) == 0 {

@@ -183,7 +183,7 @@ func (r *Server) resolve(ctx context.Context, t *task, qname string, qtype uint1
 				continue
 			}
 		}
-		if !skipCache && r.aggressiveNX(res, cur) {
+		if !skipCache && r.aggressive(res, cur, qtype) {
 			return res, nil
 		}
 		m, zone, err := r.iterate(ctx, t, cur, qtype)
@@ -197,7 +197,7 @@ func (r *Server) resolve(ctx context.Context, t *task, qname string, qtype uint1
 		}
 		chain, last, complete := extractChain(m.Answer, cur, qtype)
 		r.cacheAnswer(m, chain, cur, last, qtype, complete, sec)
-		res.answer = append(res.answer, chain...)
+		res.answer = append(res.answer, chainWithSigs(chain, m.Answer)...)
 		if sec.state == secBogus {
 			// Kept for clients that set CD; others get SERVFAIL.
 			res.ede = sec.ede
@@ -574,17 +574,16 @@ func (r *Server) fromCache(res *result, cur string, qtype uint16) (done bool, ne
 			return true, ""
 		}
 		res.rcode = dns.RcodeSuccess
-		res.answer = append(res.answer, withTTL(e.rrs, e.stored, now)...)
+		res.answer = e.appendTo(res.answer, now)
 		return true, ""
 	}
 	if qtype != dns.TypeCNAME {
 		if e, ok := r.rr.get(rrKey(cur, dns.TypeCNAME)); ok && now.Before(e.expires) && e.neg == 0 && e.rank >= rankAnswer {
 			res.fromEntry(e)
+			res.answer = e.appendTo(res.answer, now)
 			if e.sec == secBogus {
-				res.answer = append(res.answer, withTTL(e.rrs, e.stored, now)...)
 				return true, ""
 			}
-			res.answer = append(res.answer, withTTL(e.rrs, e.stored, now)...)
 			return false, lowerName(e.rrs[0].(*dns.CNAME).Target)
 		}
 	}
@@ -644,6 +643,23 @@ func (r *Server) cacheAnswer(m *dns.Msg, chain []dns.RR, qname, last string, qty
 		e.neg = negNoData
 		r.rr.put(rrKey(last, qtype), e)
 	}
+}
+
+// chainWithSigs returns chain with, after each of its RRsets, the RRSIGs
+// of answer that cover it (store drops them for clients without DO).
+func chainWithSigs(chain, answer []dns.RR) []dns.RR {
+	out := make([]dns.RR, 0, 2*len(chain))
+	for i, rr := range chain {
+		out = append(out, rr)
+		h := rr.Header()
+		if i+1 < len(chain) {
+			if n := chain[i+1].Header(); n.Rrtype == h.Rrtype && equalName(n.Name, h.Name) {
+				continue // not the RRset's last record
+			}
+		}
+		out = append(out, sigsFor(answer, h.Name, h.Rrtype)...)
+	}
+	return out
 }
 
 func isSynth(rr dns.RR, chain []dns.RR) bool {

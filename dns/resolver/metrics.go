@@ -37,7 +37,7 @@ func newMetrics(reg prometheus.Registerer, s *Server) (*metrics, error) {
 		secure:              c("secure_total", "Resolved answers validated secure (AD)."),
 		insecure:            c("insecure_total", "Resolved answers validated insecure (no chain of trust) while validating."),
 		keytrap:             c("validation_limit_total", "Validations stopped by the signature-check limits (KeyTrap)."),
-		aggressive:          c("aggressive_nsec_total", "NXDOMAIN answers synthesized from cached NSEC ranges (RFC 8198)."),
+		aggressive:          c("aggressive_nsec_total", "NXDOMAIN and NODATA answers synthesized from cached, validated NSEC/NSEC3 records (RFC 8198)."),
 		insecureDelegations: c("insecure_delegations_total", "Delegations proven unsigned (no DS)."),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "applayer", Subsystem: "dns_resolver", Name: "resolution_seconds",
 			Help: "Time to answer client queries that missed the reply cache.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),

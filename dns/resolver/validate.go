@@ -3,6 +3,7 @@ package resolver
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -299,8 +300,8 @@ func (r *Server) validateReply(ctx context.Context, t *task, m *dns.Msg, zone, q
 		if !merge(p.verdict(last, qtype)) {
 			return res
 		}
-		if p == proofOK && m.Rcode == dns.RcodeNameError && len(den.nsec) > 0 && soaSeen {
-			r.rememberNSEC(den.zone, den.nsec, soaWithSigs(m.Ns))
+		if p == proofOK && soaSeen {
+			r.rememberNSEC(den.zone, den, soaWithSigs(m.Ns))
 		}
 	}
 	for _, w := range wilds {
@@ -343,11 +344,27 @@ type denial struct {
 	// tooMany: an NSEC3 record had more iterations than allowed.
 	tooMany bool
 	hashes  map[string]string
+	// sigs are the RRSIGs of the added sets.
+	sigs []dns.RR
+	// track makes the proof checks record the NSEC/NSEC3 records they
+	// rely on in used (for synthesized answers).
+	track bool
+	used  []dns.RR
+}
+
+// use records rr as part of the proof when tracking.
+func (d *denial) use(rr dns.RR) {
+	if d.track {
+		d.used = append(d.used, rr)
+	}
 }
 
 func (d *denial) add(s rrset) {
 	if len(s.sigs) > 0 {
 		d.zone = lowerName(s.sigs[0].SignerName)
+	}
+	for _, sg := range s.sigs {
+		d.sigs = append(d.sigs, sg)
 	}
 	for _, rr := range s.rrs {
 		switch x := rr.(type) {
@@ -423,6 +440,7 @@ func nsecEncloser(n *dns.NSEC, name string) string {
 func (d *denial) nsecMatch(name string) *dns.NSEC {
 	for _, n := range d.nsec {
 		if equalName(n.Hdr.Name, name) {
+			d.use(n)
 			return n
 		}
 	}
@@ -432,6 +450,7 @@ func (d *denial) nsecMatch(name string) *dns.NSEC {
 func (d *denial) nsecCover(name string) *dns.NSEC {
 	for _, n := range d.nsec {
 		if nsecCovers(n, name) {
+			d.use(n)
 			return n
 		}
 	}
@@ -596,6 +615,7 @@ func (d *denial) n3match(name string) *dns.NSEC3 {
 			continue
 		}
 		if n3label(n) == d.hash(name, n) {
+			d.use(n)
 			return n
 		}
 	}
@@ -609,6 +629,7 @@ func (d *denial) n3cover(name string) (*dns.NSEC3, bool) {
 		}
 		h, o, x := d.hash(name, n), n3label(n), strings.ToLower(n.NextDomain)
 		if o < x && o < h && h < x || o >= x && (o < h || h < x) {
+			d.use(n)
 			return n, true
 		}
 	}
@@ -871,72 +892,141 @@ func trustedKey(k *dns.DNSKEY, tr dns.RR) bool {
 	return false
 }
 
-// typeNSECCache caches a signed zone's validated NSEC records (and its
-// SOA with signatures) for aggressive negative caching (RFC 8198).
-const typeNSECCache = 65531
+// typeNSECCache and typeNSEC3Cache cache a signed zone's validated NSEC
+// (NSEC3) records with their RRSIGs (and the zone's SOA with signatures)
+// for aggressive negative caching (RFC 8198).
+const (
+	typeNSECCache  = 65531
+	typeNSEC3Cache = 65530
+)
 
-// maxCachedNSEC bounds the NSEC records remembered per zone.
+// maxCachedNSEC bounds the NSEC (NSEC3) records remembered per zone.
 const maxCachedNSEC = 256
 
-// rememberNSEC adds validated NSEC records of zone to its range cache.
-func (r *Server) rememberNSEC(zone string, nsec []*dns.NSEC, soa []dns.RR) {
+// rememberNSEC adds the validated NSEC and NSEC3 records of a denial
+// proof from zone to the zone's caches.
+func (r *Server) rememberNSEC(zone string, d *denial, soa []dns.RR) {
+	var nsec, nsec3 []dns.RR
+	for _, n := range d.nsec {
+		nsec = append(nsec, n)
+	}
+	for _, n := range d.nsec3 {
+		nsec3 = append(nsec3, n)
+	}
+	r.rememberDenial(rrKey(zone, typeNSECCache), nsec, d.sigs, soa)
+	r.rememberDenial(rrKey(zone, typeNSEC3Cache), nsec3, d.sigs, soa)
+}
+
+func (r *Server) rememberDenial(key []byte, add, sigs, soa []dns.RR) {
+	if len(add) == 0 {
+		return
+	}
 	now := r.deps.Now()
-	key := rrKey(zone, typeNSECCache)
-	var rrs []dns.RR
+	var rrs, rsigs []dns.RR
 	expires := now.Add(r.cfg.MaxNegativeTTL.D())
 	if e, ok := r.rr.get(key); ok && now.Before(e.expires) {
-		rrs = append(rrs, withTTL(e.rrs, e.stored, now)...)
+		rrs = withTTL(e.rrs, e.stored, now)
+		if e.x != nil {
+			rsigs = withTTL(e.x.sigs, e.stored, now)
+		}
 		expires = e.expires
 	}
-	for _, n := range nsec {
+	for _, n := range add {
+		h := n.Header()
 		dup := false
 		for _, x := range rrs {
-			if equalName(x.Header().Name, n.Hdr.Name) {
+			if equalName(x.Header().Name, h.Name) {
 				dup = true
 			}
 		}
-		if !dup && len(rrs) < maxCachedNSEC {
-			rrs = append(rrs, n)
+		if dup || len(rrs) >= maxCachedNSEC {
+			continue
 		}
+		rrs = append(rrs, n)
+		rsigs = append(rsigs, sigsFor(sigs, h.Name, h.Rrtype)...)
 	}
 	ttl := time.Duration(min(rrsetTTL(rrs), rrsetTTL(soa))) * time.Second
 	if t := now.Add(ttl); t.Before(expires) {
 		expires = t
 	}
-	r.rr.put(key, &rrEntry{rrs: rrs, x: &rrExtra{soa: soa}, sec: secSecure, stored: now.UnixNano(), expires: expires})
+	r.rr.put(key, &rrEntry{rrs: rrs, x: &rrExtra{soa: soa, sigs: rsigs}, sec: secSecure, stored: now.UnixNano(), expires: expires})
 }
 
-// aggressiveNX answers qname NXDOMAIN from the cached, validated NSEC
-// ranges of the closest enclosing signed zone, without asking (RFC 8198).
-func (r *Server) aggressiveNX(res *result, qname string) bool {
+// aggressive answers qname/qtype with a synthesized NXDOMAIN or NODATA
+// from the cached, validated NSEC or NSEC3 records of the closest
+// enclosing signed zone, without asking (RFC 8198). Proofs relying on
+// NSEC3 opt-out are not used.
+func (r *Server) aggressive(res *result, qname string, qtype uint16) bool {
 	if !r.validating() {
 		return false
 	}
 	now := r.deps.Now()
 	idx := dns.Split(qname)
-	for i := 1; i <= len(idx); i++ {
+	first := 0
+	if qtype == dns.TypeDS {
+		first = 1 // the DS RRset lives in the parent zone
+	}
+	for i := first; i <= len(idx); i++ {
 		z := "."
 		if i < len(idx) {
 			z = qname[idx[i]:]
 		}
-		e, ok := r.rr.get(rrKey(z, typeNSECCache))
-		if !ok || now.After(e.expires) {
-			continue
+		var found bool
+		for _, ct := range []uint16{typeNSECCache, typeNSEC3Cache} {
+			e, ok := r.rr.get(rrKey(z, ct))
+			if !ok || now.After(e.expires) {
+				continue
+			}
+			found = true
+			if r.synthesize(res, e, qname, qtype, now) {
+				return true
+			}
 		}
-		d := &denial{r: r, t: &task{}}
-		for _, rr := range e.rrs {
-			d.nsec = append(d.nsec, rr.(*dns.NSEC))
-		}
-		if d.nxdomain(qname) != proofOK {
+		if found {
 			return false
 		}
-		r.m.aggressive.Inc()
-		res.rcode = dns.RcodeNameError
-		res.ns = append(withTTL(e.soa(), e.stored, now), withTTL(e.rrs, e.stored, now)...)
-		res.mergeSec(secSecure)
-		return true
 	}
 	return false
+}
+
+// synthesize builds the negative answer for qname/qtype from the cached
+// denial records of one zone, with just the records the proof uses.
+func (r *Server) synthesize(res *result, e *rrEntry, qname string, qtype uint16, now time.Time) bool {
+	d := &denial{r: r, t: &task{}, track: true}
+	for _, rr := range e.rrs {
+		switch x := rr.(type) {
+		case *dns.NSEC:
+			if cutAbove(x, qname) {
+				return false // qname is in a child zone
+			}
+			d.nsec = append(d.nsec, x)
+		case *dns.NSEC3:
+			d.nsec3 = append(d.nsec3, x)
+		}
+	}
+	rcode := dns.RcodeNameError
+	if d.nxdomain(qname) != proofOK {
+		d.used = d.used[:0]
+		if d.nodata(qname, qtype) != proofOK {
+			return false
+		}
+		rcode = dns.RcodeSuccess
+	}
+	r.m.aggressive.Inc()
+	res.rcode = rcode
+	res.ns = withTTL(e.soa(), e.stored, now)
+	var proofs []dns.RR
+	for _, rr := range e.rrs {
+		if slices.Contains(d.used, rr) {
+			proofs = append(proofs, rr)
+			if e.x != nil {
+				proofs = append(proofs, sigsFor(e.x.sigs, rr.Header().Name, rr.Header().Rrtype)...)
+			}
+		}
+	}
+	res.ns = append(res.ns, withTTL(proofs, e.stored, now)...)
+	res.mergeSec(secSecure)
+	return true
 }
 
 func soaWithSigs(ns []dns.RR) []dns.RR {
