@@ -129,6 +129,18 @@ func (l *lookup) run(q dns.Question) {
 			}
 			return
 		}
+		if qtype == dns.TypeRRSIG && !wild {
+			// A question for RRSIG gets every signature at the name, as
+			// NSD and BIND answer it; the name's NSEC lists RRSIG, so
+			// NODATA here would contradict the zone's own denial chain.
+			before := len(m.Answer)
+			for _, set := range node.Sets() {
+				m.Answer = appendNamed(m.Answer, name, set.Sigs)
+			}
+			if len(m.Answer) > before {
+				return
+			}
+		}
 		if set := node.Set(qtype); set != nil {
 			l.add(&m.Answer, name, set, true)
 			if wild && l.do {

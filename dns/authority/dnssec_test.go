@@ -108,6 +108,26 @@ func TestSignedAnswers(t *testing.T) {
 					}
 				})
 			}
+			t.Run("RRSIG question gets the name's signatures", func(t *testing.T) {
+				q := new(dns.Msg)
+				q.SetQuestion("www.example.com.", dns.TypeRRSIG)
+				q.SetEdns0(4096, true)
+				m := s.Handle(q, client, true)
+				if m.Rcode != dns.RcodeSuccess || len(m.Answer) == 0 {
+					t.Fatalf("rcode %s answer %q, want the name's RRSIGs", dns.RcodeToString[m.Rcode], types(m.Answer))
+				}
+				coversA := false
+				for _, rr := range m.Answer {
+					sig, ok := rr.(*dns.RRSIG)
+					if !ok || sig.Header().Name != "www.example.com." {
+						t.Fatalf("answer holds %v, want only RRSIGs at the name", rr)
+					}
+					coversA = coversA || sig.TypeCovered == dns.TypeA
+				}
+				if !coversA {
+					t.Errorf("no signature over the A set: %v", rrString(m.Answer))
+				}
+			})
 			t.Run("no DO no signatures", func(t *testing.T) {
 				q := new(dns.Msg)
 				q.SetQuestion("www.example.com.", dns.TypeA)
