@@ -368,7 +368,7 @@ func (c *Cache) notModified(e *entry, res *http.Response, sentTags int, reqTime,
 		var best *entry
 		for _, v := range vs {
 			if v.etag != "" && strings.TrimPrefix(v.etag, "W/") == strings.TrimPrefix(etag, "W/") &&
-				(best == nil || v == e || best != e && v.respTime.After(best.respTime)) {
+				(best == nil || v == e || best != e && v.moreRecent(best)) {
 				best = v
 			}
 		}

@@ -1,0 +1,62 @@
+package cache
+
+import (
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+)
+
+// RFC 9111 section 4: when several stored responses could answer a
+// request, the cache uses "the most recent response (as determined by the
+// Date header field)" — not the one it received last.
+func TestMostRecentByDate(t *testing.T) {
+	var base time.Time
+	e := newEnv(t, Config{}, func(w http.ResponseWriter, r *http.Request, n int64) {
+		w.Header().Set("Cache-Control", "max-age=1000")
+		switch n {
+		case 1: // the newer response, received first, varies on the language
+			w.Header().Set("Vary", "Accept-Language")
+			w.Header().Set("Date", base.Format(http.TimeFormat))
+		case 2: // an older response (e.g. from a lagging replica), received later
+			w.Header().Set("Vary", "Accept-Encoding")
+			w.Header().Set("Date", base.Add(-30*time.Second).Format(http.TimeFormat))
+		}
+		fmt.Fprintf(w, "v%d", n)
+	})
+	base = e.clk.Now()
+	e.wantBody(e.do("GET", "/d", "Accept-Language", "en", "Accept-Encoding", "br"), "v1")
+	e.clk.Advance(time.Second)
+	// vary-miss for the first response (another language): the second is
+	// stored alongside it, with another Vary.
+	r := e.do("GET", "/d", "Accept-Language", "fr", "Accept-Encoding", "gzip")
+	e.wantBody(r, "v2")
+	e.clk.Advance(time.Second)
+	// Both stored responses match this request; v1 has the later Date.
+	r = e.do("GET", "/d", "Accept-Language", "en", "Accept-Encoding", "gzip")
+	e.wantBody(r, "v1")
+	if e.hits.Load() != 2 {
+		t.Fatalf("origin hits %d, want 2", e.hits.Load())
+	}
+}
+
+// Equal Dates fall back to the time of receipt: the response received
+// later wins.
+func TestMostRecentEqualDates(t *testing.T) {
+	var date string
+	e := newEnv(t, Config{}, func(w http.ResponseWriter, r *http.Request, n int64) {
+		w.Header().Set("Cache-Control", "max-age=1000")
+		w.Header().Set("Date", date)
+		if n == 1 {
+			w.Header().Set("Vary", "Accept-Language")
+		} else {
+			w.Header().Set("Vary", "Accept-Encoding")
+		}
+		fmt.Fprintf(w, "v%d", n)
+	})
+	date = e.clk.Now().Format(http.TimeFormat)
+	e.do("GET", "/d", "Accept-Language", "en", "Accept-Encoding", "br")
+	e.clk.Advance(time.Second)
+	e.do("GET", "/d", "Accept-Language", "fr", "Accept-Encoding", "gzip")
+	e.wantBody(e.do("GET", "/d", "Accept-Language", "en", "Accept-Encoding", "gzip"), "v2")
+}
