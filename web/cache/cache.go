@@ -142,6 +142,10 @@ type flight struct {
 const (
 	streamOK = 1 + iota
 	streamFailed
+	// streamTooLarge: a body of unknown length outgrew MaxObjectBytes, so
+	// it is not stored and no longer published; waiters fetch the rest
+	// themselves (resume).
+	streamTooLarge
 )
 
 func newFlight() *flight {
@@ -206,6 +210,9 @@ func (c *Cache) follow(w http.ResponseWriter, r *http.Request, f *flight, status
 		switch end {
 		case streamOK:
 			return true
+		case streamTooLarge:
+			c.resume(w, r, f, off)
+			return true
 		case streamFailed:
 			// The origin's body broke off: so does ours, so the client
 			// sees a truncated response, not a short complete one.
@@ -216,6 +223,43 @@ func (c *Cache) follow(w http.ResponseWriter, r *http.Request, f *flight, status
 		case <-r.Context().Done():
 			return true
 		}
+	}
+}
+
+// resume finishes a waiter's response whose flight stopped publishing
+// after off bytes (a body of unknown length too large to store): the rest
+// is fetched with a Range request made conditional on the response's
+// strong ETag (If-Range), so the client gets one consistent
+// representation. Without a strong ETag, or when the origin doesn't answer
+// with exactly that range, the waiter's response is aborted (truncated,
+// never short-but-complete).
+func (c *Cache) resume(w http.ResponseWriter, r *http.Request, f *flight, off int) {
+	etag := ""
+	if vs := f.hdr["Etag"]; len(vs) == 1 && strings.HasPrefix(vs[0], `"`) {
+		etag = vs[0]
+	}
+	if etag == "" {
+		panic(http.ErrAbortHandler)
+	}
+	out, cancel := c.outbound(r)
+	defer cancel()
+	stripClientConditionals(out.Header)
+	out.Header["Range"] = []string{"bytes=" + strconv.Itoa(off) + "-"}
+	out.Header["If-Range"] = []string{etag}
+	res, err := c.roundTrip(out)
+	if err != nil {
+		panic(http.ErrAbortHandler)
+	}
+	defer res.Body.Close()
+	cr := res.Header.Get("Content-Range")
+	if res.StatusCode != http.StatusPartialContent || !strings.HasPrefix(cr, "bytes "+strconv.Itoa(off)+"-") ||
+		res.Header.Get("Etag") != etag {
+		panic(http.ErrAbortHandler)
+	}
+	n, err := io.Copy(w, res.Body)
+	c.st.bytesOrigin.Add(n)
+	if err != nil {
+		panic(http.ErrAbortHandler)
 	}
 }
 
@@ -643,7 +687,7 @@ func (c *Cache) stream(w http.ResponseWriter, r *http.Request, res *http.Respons
 	for k, v := range res.Header {
 		h[k] = v
 	}
-	if f != nil && (keep == nil || res.ContentLength < 0 || res.ContentLength > c.cfg.MaxObjectBytes) {
+	if f != nil && (keep == nil || res.ContentLength > c.cfg.MaxObjectBytes) {
 		f = nil
 	}
 	if f != nil {
@@ -670,7 +714,8 @@ func (c *Cache) stream(w http.ResponseWriter, r *http.Request, res *http.Respons
 		if err != nil {
 			rerr = err
 		} else if extra, _ := res.Body.Read(make([]byte, 1)); extra > 0 {
-			rerr = errors.New("cache: body longer than Content-Length")
+			// the client got the declared length; just don't store it
+			storing = false
 		}
 		if f != nil {
 			f.grow(buf)
@@ -688,6 +733,9 @@ func (c *Cache) stream(w http.ResponseWriter, r *http.Request, res *http.Respons
 				if storing {
 					if int64(len(buf)+n) > c.cfg.MaxObjectBytes {
 						storing, buf = false, nil
+						if f != nil {
+							f.finish(streamTooLarge)
+						}
 					} else {
 						buf = append(buf, chunk[:n]...)
 						if f != nil {
@@ -714,6 +762,15 @@ func (c *Cache) stream(w http.ResponseWriter, r *http.Request, res *http.Respons
 		c.chunks.Put(cp)
 	}
 	c.st.bytesOrigin.Add(total)
+	if rerr != nil && r.Method != http.MethodHead {
+		// The origin's body broke off: so does the client's response, so
+		// it sees a truncated response (a chunked one would otherwise end
+		// cleanly, short but complete). The waiters' follow suit.
+		if f != nil {
+			f.finish(streamFailed)
+		}
+		panic(http.ErrAbortHandler)
+	}
 	if f != nil && storing && rerr == nil {
 		f.finish(streamOK)
 	}
