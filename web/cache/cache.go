@@ -102,6 +102,9 @@ type Cache struct {
 	flights map[string]*flight
 	reval   map[string]bool // keys being revalidated in the background
 
+	lmu   sync.Mutex
+	large map[string]time.Time // objects found too large to store, when (passRange)
+
 	bg     sync.WaitGroup
 	bgCtx  context.Context
 	cancel context.CancelFunc
@@ -276,7 +279,8 @@ func New(cfg Config, upstream http.RoundTripper, deps service.Deps) (*Cache, err
 		return nil, err
 	}
 	c := &Cache{cfg: cfg, deps: deps, log: deps.Logger, upstream: upstream, mem: newMemStore(cfg.MaxBytes),
-		m: m, start: deps.Now(), flights: map[string]*flight{}, reval: map[string]bool{}}
+		m: m, start: deps.Now(), flights: map[string]*flight{}, reval: map[string]bool{},
+		large: map[string]time.Time{}}
 	c.bgCtx, c.cancel = context.WithCancel(context.Background())
 	c.chunks.New = func() any { b := make([]byte, 32<<10); return &b }
 	if cfg.Dir != "" {

@@ -273,3 +273,49 @@ func TestWaiterChunkedTooLarge(t *testing.T) {
 		})
 	}
 }
+
+// A range request on a miss for an object larger than max_object_bytes:
+// the object can't be stored, so the client's Range goes to the origin,
+// which sends the part asked for (206), not the whole object; later range
+// requests for it keep their Range from the start.
+func TestRangeMissTooLarge(t *testing.T) {
+	body := pattern(50000)
+	for _, known := range []bool{true, false} {
+		t.Run("content-length="+strconv.FormatBool(known), func(t *testing.T) {
+			var ranges []string
+			var mu sync.Mutex
+			e := newEnv(t, Config{MaxObjectBytes: 10000}, func(w http.ResponseWriter, r *http.Request, n int64) {
+				mu.Lock()
+				ranges = append(ranges, r.Header.Get("Range"))
+				mu.Unlock()
+				w.Header().Set("Cache-Control", "max-age=100")
+				w.Header().Set("ETag", `"L"`)
+				if r.Header.Get("Range") == "" && !known {
+					w.(http.Flusher).Flush() // chunked: the length is learned by reading
+					w.Write(body)
+					return
+				}
+				http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(body))
+			})
+			r := e.do("GET", "/big", "Range", "bytes=100-199")
+			if r.code != http.StatusPartialContent || r.body != string(body[100:200]) ||
+				r.header.Get("Content-Range") != "bytes 100-199/50000" {
+				t.Fatalf("first: status %d, %d bytes, Content-Range %q", r.code, len(r.body), r.header.Get("Content-Range"))
+			}
+			r = e.do("GET", "/big", "Range", "bytes=-10")
+			if r.code != http.StatusPartialContent || r.body != string(body[len(body)-10:]) {
+				t.Fatalf("second: status %d, %d bytes", r.code, len(r.body))
+			}
+			mu.Lock()
+			got := strings.Join(ranges, "|")
+			mu.Unlock()
+			if want := "|bytes=100-199|bytes=-10"; got != want {
+				t.Fatalf("origin saw ranges %q, want %q", got, want)
+			}
+			// a request without Range still gets (and passes through) the whole object
+			if r := e.do("GET", "/big"); r.code != 200 || r.body != string(body) {
+				t.Fatalf("whole: status %d, %d bytes", r.code, len(r.body))
+			}
+		})
+	}
+}
