@@ -608,6 +608,9 @@ func (c *Cache) outbound(r *http.Request) (*http.Request, context.CancelFunc) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), c.cfg.FetchTimeout.D())
 	out := r.Clone(ctx)
 	out.RequestURI = ""
+	// The client's "Connection: close" (or HTTP/1.0) is about its own
+	// connection, not ours to the origin (hop-by-hop).
+	out.Close = false
 	if out.URL.Scheme == "" {
 		out.URL.Scheme = "http"
 	}

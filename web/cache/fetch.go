@@ -545,6 +545,7 @@ func (c *Cache) revalidateInBackground(r *http.Request, e *entry) {
 	ctx, cancel := context.WithTimeout(c.bgCtx, c.cfg.FetchTimeout.D())
 	out := r.Clone(ctx)
 	out.RequestURI = ""
+	out.Close = false
 	out.Method = http.MethodGet
 	if out.URL.Scheme == "" {
 		out.URL.Scheme = "http"
