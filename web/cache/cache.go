@@ -529,12 +529,23 @@ func notModified(r *http.Request, e *entry) bool {
 		}
 		return false
 	}
-	if ims := r.Header.Get("If-Modified-Since"); ims != "" && e.lastMod != "" {
-		t, err1 := http.ParseTime(ims)
-		lm, err2 := http.ParseTime(e.lastMod)
-		return err1 == nil && err2 == nil && !lm.After(t)
+	if ims := r.Header.Get("If-Modified-Since"); ims != "" {
+		t, err := http.ParseTime(ims)
+		return err == nil && !lastModified(e).After(t)
 	}
 	return false
+}
+
+// lastModified is the modification time a cache compares If-Modified-Since
+// with (RFC 9111 section 4.3.2): the stored Last-Modified, else the stored
+// Date, else the time the response was received.
+func lastModified(e *entry) time.Time {
+	if e.lastMod != "" {
+		if t, err := http.ParseTime(e.lastMod); err == nil {
+			return t
+		}
+	}
+	return e.date // Date, or the time received (dateOf)
 }
 
 // ifRangeOK reports whether a Range request's If-Range (if any) matches the

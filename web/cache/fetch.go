@@ -128,6 +128,9 @@ func (c *Cache) finish(w http.ResponseWriter, r *http.Request, key string, reqCC
 	}
 	ok := storable(r, reqCC, res.StatusCode, res.Header, &cc)
 	if ok && res.ContentLength > c.cfg.MaxObjectBytes {
+		if old != nil {
+			c.invalidate(old.key) // replaced by a response too large to store
+		}
 		if c.retryRange(w, r, key, res, status) {
 			return
 		}

@@ -60,3 +60,25 @@ func TestMostRecentEqualDates(t *testing.T) {
 	e.do("GET", "/d", "Accept-Language", "fr", "Accept-Encoding", "gzip")
 	e.wantBody(e.do("GET", "/d", "Accept-Language", "en", "Accept-Encoding", "gzip"), "v2")
 }
+
+// RFC 9111 section 4.3.2: a client's If-Modified-Since is evaluated
+// against the stored Last-Modified, or the stored Date when there is none.
+func TestClientIfModifiedSinceUsesDate(t *testing.T) {
+	e := newEnv(t, Config{}, counting("Cache-Control", "max-age=100"))
+	date := e.clk.Now()
+	e.wantBody(e.do("GET", "/a"), "v1")
+	if r := e.do("GET", "/a", "If-Modified-Since", date.Add(time.Hour).Format(http.TimeFormat)); r.code != http.StatusNotModified {
+		t.Fatalf("If-Modified-Since after Date: %d, want 304", r.code)
+	}
+	if r := e.do("GET", "/a", "If-Modified-Since", date.Format(http.TimeFormat)); r.code != http.StatusNotModified {
+		t.Fatalf("If-Modified-Since equal to Date: %d, want 304", r.code)
+	}
+	r := e.do("GET", "/a", "If-Modified-Since", date.Add(-time.Hour).Format(http.TimeFormat))
+	if r.code != http.StatusOK {
+		t.Fatalf("If-Modified-Since before Date: %d, want 200", r.code)
+	}
+	e.wantBody(r, "v1")
+	if e.hits.Load() != 1 {
+		t.Fatalf("origin hits %d, want 1", e.hits.Load())
+	}
+}
