@@ -3,40 +3,54 @@ package cache
 import (
 	"fmt"
 	"net/http"
+	"strconv"
 	"testing"
 	"time"
+
+	"github.com/applayer/applayer/internal/service"
 )
 
 // RFC 9111 section 4: when several stored responses could answer a
 // request, the cache uses "the most recent response (as determined by the
 // Date header field)" — not the one it received last.
 func TestMostRecentByDate(t *testing.T) {
-	var base time.Time
-	e := newEnv(t, Config{}, func(w http.ResponseWriter, r *http.Request, n int64) {
-		w.Header().Set("Cache-Control", "max-age=1000")
-		switch n {
-		case 1: // the newer response, received first, varies on the language
-			w.Header().Set("Vary", "Accept-Language")
-			w.Header().Set("Date", base.Format(http.TimeFormat))
-		case 2: // an older response (e.g. from a lagging replica), received later
-			w.Header().Set("Vary", "Accept-Encoding")
-			w.Header().Set("Date", base.Add(-30*time.Second).Format(http.TimeFormat))
-		}
-		fmt.Fprintf(w, "v%d", n)
-	})
-	base = e.clk.Now()
-	e.wantBody(e.do("GET", "/d", "Accept-Language", "en", "Accept-Encoding", "br"), "v1")
-	e.clk.Advance(time.Second)
-	// vary-miss for the first response (another language): the second is
-	// stored alongside it, with another Vary.
-	r := e.do("GET", "/d", "Accept-Language", "fr", "Accept-Encoding", "gzip")
-	e.wantBody(r, "v2")
-	e.clk.Advance(time.Second)
-	// Both stored responses match this request; v1 has the later Date.
-	r = e.do("GET", "/d", "Accept-Language", "en", "Accept-Encoding", "gzip")
-	e.wantBody(r, "v1")
-	if e.hits.Load() != 2 {
-		t.Fatalf("origin hits %d, want 2", e.hits.Load())
+	for _, fromDisk := range []bool{false, true} {
+		t.Run("disk="+strconv.FormatBool(fromDisk), func(t *testing.T) {
+			var base time.Time
+			dir := t.TempDir()
+			e := newEnv(t, Config{Dir: dir}, func(w http.ResponseWriter, r *http.Request, n int64) {
+				w.Header().Set("Cache-Control", "max-age=1000")
+				switch n {
+				case 1: // the newer response, received first, varies on the language
+					w.Header().Set("Vary", "Accept-Language")
+					w.Header().Set("Date", base.Format(http.TimeFormat))
+				case 2: // an older response (e.g. from a lagging replica), received later
+					w.Header().Set("Vary", "Accept-Encoding")
+					w.Header().Set("Date", base.Add(-30*time.Second).Format(http.TimeFormat))
+				}
+				fmt.Fprintf(w, "v%d", n)
+			})
+			base = e.clk.Now()
+			e.wantBody(e.do("GET", "/d", "Accept-Language", "en", "Accept-Encoding", "br"), "v1")
+			e.clk.Advance(time.Second)
+			// vary-miss for the first response (another language): the
+			// second is stored alongside it, with another Vary.
+			e.wantBody(e.do("GET", "/d", "Accept-Language", "fr", "Accept-Encoding", "gzip"), "v2")
+			e.clk.Advance(time.Second)
+			if fromDisk { // a restarted cache: both only in the disk tier
+				c2, err := New(Config{Dir: dir}, e.tr, service.Deps{Now: e.clk.Now})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c2.Close()
+				e.c = c2
+			}
+			// Both stored responses match this request; v1 has the later Date.
+			e.wantBody(e.do("GET", "/d", "Accept-Language", "en", "Accept-Encoding", "gzip"), "v1")
+			if e.hits.Load() != 2 {
+				t.Fatalf("origin hits %d, want 2", e.hits.Load())
+			}
+		})
 	}
 }
 
