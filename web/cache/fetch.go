@@ -206,8 +206,8 @@ const largeMemo = 10 * time.Minute
 // so the origin sends the part asked for instead of all of it. It
 // reports false, having done nothing, when r has no Range.
 func (c *Cache) retryRange(w http.ResponseWriter, r *http.Request, key string, res *http.Response, status string) bool {
-	if r.Header.Get("Range") == "" || r.Method != http.MethodGet {
-		return false
+	if r.Header.Get("Range") == "" || r.Method != http.MethodGet || c.passRange(r, key) {
+		return false // no range, or it was sent already (passRange)
 	}
 	c.lmu.Lock()
 	if len(c.large) >= 10000 {

@@ -319,3 +319,25 @@ func TestRangeMissTooLarge(t *testing.T) {
 		})
 	}
 }
+
+// An origin that ignores Range: the ranged retry's 200 passes through
+// whole, and later range requests (sent with their Range) are not sent
+// twice.
+func TestRangeMissTooLargeOriginIgnoresRange(t *testing.T) {
+	body := strings.Repeat("z", 50000)
+	e := newEnv(t, Config{MaxObjectBytes: 10000}, counting("Cache-Control", "max-age=100"))
+	e.origin.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		e.hits.Add(1)
+		w.Header().Set("Cache-Control", "max-age=100")
+		io.WriteString(w, body)
+	})
+	for i, wantHits := range []int64{2, 3} {
+		r := e.do("GET", "/big", "Range", "bytes=0-9")
+		if r.code != http.StatusOK || r.body != body {
+			t.Fatalf("request %d: status %d, %d bytes; want the whole 200", i, r.code, len(r.body))
+		}
+		if e.hits.Load() != wantHits {
+			t.Fatalf("request %d: origin requests %d, want %d", i, e.hits.Load(), wantHits)
+		}
+	}
+}
