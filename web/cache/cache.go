@@ -207,6 +207,7 @@ func (c *Cache) follow(w http.ResponseWriter, r *http.Request, f *flight, status
 			if err != nil {
 				return true
 			}
+			flush(w) // what arrived goes out now, not with the next part
 			off += len(b)
 			continue
 		}
@@ -767,6 +768,8 @@ func (c *Cache) stream(w http.ResponseWriter, r *http.Request, res *http.Respons
 						if !storing {
 							break
 						}
+					} else {
+						flush(w) // stream at the origin's pace
 					}
 				}
 			}
@@ -801,6 +804,13 @@ func (c *Cache) stream(w http.ResponseWriter, r *http.Request, res *http.Respons
 		} else {
 			*keep = nil
 		}
+	}
+}
+
+// flush sends what w has buffered, if it can.
+func flush(w http.ResponseWriter) {
+	if f, ok := w.(http.Flusher); ok {
+		f.Flush()
 	}
 }
 

@@ -131,12 +131,14 @@ func (f *frontEnd) startPair(t *testing.T, path string, started chan struct{}, r
 	return fetcher, waiter, waiterFirst
 }
 
-func releaser(t *testing.T) (chan struct{}, func()) {
-	release := make(chan struct{})
+// releaser returns a function closing release once, also at cleanup.
+// Call it after the servers are set up: cleanups run last-first, and the
+// origin's Close waits for its blocked handler.
+func releaser(t *testing.T, release chan struct{}) func() {
 	var once sync.Once
 	unblock := func() { once.Do(func() { close(release) }) }
 	t.Cleanup(unblock)
-	return release, unblock
+	return unblock
 }
 
 // A coalesced waiter streams a chunked response (no Content-Length) as
@@ -145,8 +147,9 @@ func TestWaiterStreamsChunked(t *testing.T) {
 	body := pattern(200000)
 	const first = 70000
 	started := make(chan struct{})
-	release, unblock := releaser(t)
+	release := make(chan struct{})
 	f := newFront(t, Config{}, blockingOrigin(body, first, false, `"v1"`, 0, started, release))
+	unblock := releaser(t, release)
 	fetcher, waiter, waiterFirst := f.startPair(t, "/chunked", started, first)
 	select {
 	case b, ok := <-waiterFirst:
@@ -197,8 +200,9 @@ func TestWaiterOriginFailsMidStream(t *testing.T) {
 			body := pattern(200000)
 			const first = 50000
 			started := make(chan struct{})
-			release, unblock := releaser(t)
+			release := make(chan struct{})
 			f := newFront(t, Config{}, blockingOrigin(body, first, known, `"v1"`, 120000, started, release))
+			unblock := releaser(t, release)
 			fetcher, waiter, waiterFirst := f.startPair(t, "/broken", started, first)
 			select {
 			case <-waiterFirst:
@@ -240,8 +244,9 @@ func TestWaiterChunkedTooLarge(t *testing.T) {
 			body := pattern(300000)
 			const first = 40000
 			started := make(chan struct{})
-			release, unblock := releaser(t)
+			release := make(chan struct{})
 			f := newFront(t, Config{MaxObjectBytes: 100000}, blockingOrigin(body, first, false, etag, 0, started, release))
+			unblock := releaser(t, release)
 			fetcher, waiter, waiterFirst := f.startPair(t, "/large", started, first)
 			select {
 			case <-waiterFirst:
