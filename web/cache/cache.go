@@ -102,6 +102,9 @@ type Cache struct {
 	flights map[string]*flight
 	reval   map[string]bool // keys being revalidated in the background
 
+	lmu   sync.Mutex
+	large map[string]time.Time // objects found too large to store, when (passRange)
+
 	bg     sync.WaitGroup
 	bgCtx  context.Context
 	cancel context.CancelFunc
@@ -142,6 +145,10 @@ type flight struct {
 const (
 	streamOK = 1 + iota
 	streamFailed
+	// streamTooLarge: a body of unknown length outgrew MaxObjectBytes, so
+	// it is not stored and no longer published; waiters fetch the rest
+	// themselves (resume).
+	streamTooLarge
 )
 
 func newFlight() *flight {
@@ -200,11 +207,15 @@ func (c *Cache) follow(w http.ResponseWriter, r *http.Request, f *flight, status
 			if err != nil {
 				return true
 			}
+			flush(w) // what arrived goes out now, not with the next part
 			off += len(b)
 			continue
 		}
 		switch end {
 		case streamOK:
+			return true
+		case streamTooLarge:
+			c.resume(w, r, f, off)
 			return true
 		case streamFailed:
 			// The origin's body broke off: so does ours, so the client
@@ -216,6 +227,43 @@ func (c *Cache) follow(w http.ResponseWriter, r *http.Request, f *flight, status
 		case <-r.Context().Done():
 			return true
 		}
+	}
+}
+
+// resume finishes a waiter's response whose flight stopped publishing
+// after off bytes (a body of unknown length too large to store): the rest
+// is fetched with a Range request made conditional on the response's
+// strong ETag (If-Range), so the client gets one consistent
+// representation. Without a strong ETag, or when the origin doesn't answer
+// with exactly that range, the waiter's response is aborted (truncated,
+// never short-but-complete).
+func (c *Cache) resume(w http.ResponseWriter, r *http.Request, f *flight, off int) {
+	etag := ""
+	if vs := f.hdr["Etag"]; len(vs) == 1 && strings.HasPrefix(vs[0], `"`) {
+		etag = vs[0]
+	}
+	if etag == "" {
+		panic(http.ErrAbortHandler)
+	}
+	out, cancel := c.outbound(r)
+	defer cancel()
+	stripClientConditionals(out.Header)
+	out.Header["Range"] = []string{"bytes=" + strconv.Itoa(off) + "-"}
+	out.Header["If-Range"] = []string{etag}
+	res, err := c.roundTrip(out)
+	if err != nil {
+		panic(http.ErrAbortHandler)
+	}
+	defer res.Body.Close()
+	cr := res.Header.Get("Content-Range")
+	if res.StatusCode != http.StatusPartialContent || !strings.HasPrefix(cr, "bytes "+strconv.Itoa(off)+"-") ||
+		res.Header.Get("Etag") != etag {
+		panic(http.ErrAbortHandler)
+	}
+	n, err := io.Copy(w, res.Body)
+	c.st.bytesOrigin.Add(n)
+	if err != nil {
+		panic(http.ErrAbortHandler)
 	}
 }
 
@@ -232,7 +280,8 @@ func New(cfg Config, upstream http.RoundTripper, deps service.Deps) (*Cache, err
 		return nil, err
 	}
 	c := &Cache{cfg: cfg, deps: deps, log: deps.Logger, upstream: upstream, mem: newMemStore(cfg.MaxBytes),
-		m: m, start: deps.Now(), flights: map[string]*flight{}, reval: map[string]bool{}}
+		m: m, start: deps.Now(), flights: map[string]*flight{}, reval: map[string]bool{},
+		large: map[string]time.Time{}}
 	c.bgCtx, c.cancel = context.WithCancel(context.Background())
 	c.chunks.New = func() any { b := make([]byte, 32<<10); return &b }
 	if cfg.Dir != "" {
@@ -481,12 +530,23 @@ func notModified(r *http.Request, e *entry) bool {
 		}
 		return false
 	}
-	if ims := r.Header.Get("If-Modified-Since"); ims != "" && e.lastMod != "" {
-		t, err1 := http.ParseTime(ims)
-		lm, err2 := http.ParseTime(e.lastMod)
-		return err1 == nil && err2 == nil && !lm.After(t)
+	if ims := r.Header.Get("If-Modified-Since"); ims != "" {
+		t, err := http.ParseTime(ims)
+		return err == nil && !lastModified(e).After(t)
 	}
 	return false
+}
+
+// lastModified is the modification time a cache compares If-Modified-Since
+// with (RFC 9111 section 4.3.2): the stored Last-Modified, else the stored
+// Date, else the time the response was received.
+func lastModified(e *entry) time.Time {
+	if e.lastMod != "" {
+		if t, err := http.ParseTime(e.lastMod); err == nil {
+			return t
+		}
+	}
+	return e.date // Date, or the time received (dateOf)
 }
 
 // ifRangeOK reports whether a Range request's If-Range (if any) matches the
@@ -560,6 +620,9 @@ func (c *Cache) outbound(r *http.Request) (*http.Request, context.CancelFunc) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), c.cfg.FetchTimeout.D())
 	out := r.Clone(ctx)
 	out.RequestURI = ""
+	// The client's "Connection: close" (or HTTP/1.0) is about its own
+	// connection, not ours to the origin (hop-by-hop).
+	out.Close = false
 	if out.URL.Scheme == "" {
 		out.URL.Scheme = "http"
 	}
@@ -643,7 +706,7 @@ func (c *Cache) stream(w http.ResponseWriter, r *http.Request, res *http.Respons
 	for k, v := range res.Header {
 		h[k] = v
 	}
-	if f != nil && (keep == nil || res.ContentLength < 0 || res.ContentLength > c.cfg.MaxObjectBytes) {
+	if f != nil && (keep == nil || res.ContentLength > c.cfg.MaxObjectBytes) {
 		f = nil
 	}
 	if f != nil {
@@ -670,7 +733,8 @@ func (c *Cache) stream(w http.ResponseWriter, r *http.Request, res *http.Respons
 		if err != nil {
 			rerr = err
 		} else if extra, _ := res.Body.Read(make([]byte, 1)); extra > 0 {
-			rerr = errors.New("cache: body longer than Content-Length")
+			// the client got the declared length; just don't store it
+			storing = false
 		}
 		if f != nil {
 			f.grow(buf)
@@ -688,6 +752,9 @@ func (c *Cache) stream(w http.ResponseWriter, r *http.Request, res *http.Respons
 				if storing {
 					if int64(len(buf)+n) > c.cfg.MaxObjectBytes {
 						storing, buf = false, nil
+						if f != nil {
+							f.finish(streamTooLarge)
+						}
 					} else {
 						buf = append(buf, chunk[:n]...)
 						if f != nil {
@@ -701,6 +768,8 @@ func (c *Cache) stream(w http.ResponseWriter, r *http.Request, res *http.Respons
 						if !storing {
 							break
 						}
+					} else {
+						flush(w) // stream at the origin's pace
 					}
 				}
 			}
@@ -714,6 +783,15 @@ func (c *Cache) stream(w http.ResponseWriter, r *http.Request, res *http.Respons
 		c.chunks.Put(cp)
 	}
 	c.st.bytesOrigin.Add(total)
+	if rerr != nil && r.Method != http.MethodHead {
+		// The origin's body broke off: so does the client's response, so
+		// it sees a truncated response (a chunked one would otherwise end
+		// cleanly, short but complete). The waiters' follow suit.
+		if f != nil {
+			f.finish(streamFailed)
+		}
+		panic(http.ErrAbortHandler)
+	}
 	if f != nil && storing && rerr == nil {
 		f.finish(streamOK)
 	}
@@ -726,6 +804,13 @@ func (c *Cache) stream(w http.ResponseWriter, r *http.Request, res *http.Respons
 		} else {
 			*keep = nil
 		}
+	}
+}
+
+// flush sends what w has buffered, if it can.
+func flush(w http.ResponseWriter) {
+	if f, ok := w.(http.Flusher); ok {
+		f.Flush()
 	}
 }
 

@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -238,7 +239,7 @@ func (d *diskStore) get(key string, h http.Header) *entry {
 		if len(e.varyNames) > 0 && VaryKey(e.varyNames, h) != e.vkey {
 			continue
 		}
-		if best == nil || e.respTime.After(best.respTime) {
+		if best == nil || e.moreRecent(best) {
 			best, bestIt = e, it
 		}
 	}
@@ -256,8 +257,7 @@ func (d *diskStore) load(name string) (*entry, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := strings.NewReader(string(b))
-	m, n, err := decodeMeta(r)
+	m, n, err := decodeMeta(bytes.NewReader(b))
 	if err != nil {
 		return nil, err
 	}
@@ -266,6 +266,7 @@ func (d *diskStore) load(name string) (*entry, error) {
 	if e.header == nil {
 		e.header = http.Header{}
 	}
+	e.date = dateOf(e.header, e.respTime)
 	return e, nil
 }
 

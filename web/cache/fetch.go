@@ -17,7 +17,7 @@ import (
 // of hammering a broken origin.
 func (c *Cache) miss(w http.ResponseWriter, r *http.Request, key string, reqCC *Directives, status string) {
 	_, auth := r.Header["Authorization"]
-	if r.Method != http.MethodGet || reqCC.NoStore() || auth {
+	if r.Method != http.MethodGet || reqCC.NoStore() || auth || c.passRange(r, key) {
 		c.fetch(w, r, key, reqCC, status, nil)
 		return
 	}
@@ -85,10 +85,12 @@ func (c *Cache) fetch(w http.ResponseWriter, r *http.Request, key string, reqCC 
 	out, cancel := c.outbound(r)
 	defer cancel()
 	_, auth := r.Header["Authorization"]
-	if r.Method == http.MethodGet && !reqCC.NoStore() && !auth {
+	if r.Method == http.MethodGet && !reqCC.NoStore() && !auth && !c.passRange(r, key) {
 		// The complete response is fetched to be stored; the client's
 		// conditionals and range are answered from it. Requests whose
-		// response won't be stored keep them (a 206 or 304 passes through).
+		// response won't be stored keep them (a 206 or 304 passes
+		// through), as do range requests for objects known to be too
+		// large to store.
 		stripClientConditionals(out.Header)
 	}
 	reqTime := c.now()
@@ -124,7 +126,16 @@ func (c *Cache) finish(w http.ResponseWriter, r *http.Request, key string, reqCC
 	if _, ok := res.Header["Date"]; !ok {
 		res.Header["Date"] = []string{respTime.UTC().Format(http.TimeFormat)}
 	}
-	ok := storable(r, reqCC, res.StatusCode, res.Header, &cc) && res.ContentLength <= c.cfg.MaxObjectBytes
+	ok := storable(r, reqCC, res.StatusCode, res.Header, &cc)
+	if ok && res.ContentLength > c.cfg.MaxObjectBytes {
+		if old != nil {
+			c.invalidate(old.key) // replaced by a response too large to store
+		}
+		if c.retryRange(w, r, key, res, status) {
+			return
+		}
+		ok = false
+	}
 	var e *entry
 	if ok {
 		e = c.newEntry(key, r, res, reqTime, respTime)
@@ -149,6 +160,9 @@ func (c *Cache) finish(w http.ResponseWriter, r *http.Request, key string, reqCC
 			c.serveEntry(w, r, e, c.now(), status+"; stored", false)
 			return
 		}
+		if err == nil && c.retryRange(w, r, key, res, status) {
+			return
+		}
 		res.Body = io.NopCloser(io.MultiReader(bytesReader(body), res.Body))
 		c.stream(w, r, res, status, nil, nil)
 		return
@@ -162,6 +176,56 @@ func (c *Cache) finish(w http.ResponseWriter, r *http.Request, key string, reqCC
 			f.stored = true
 		}
 	}
+}
+
+// passRange reports whether r is a range request for an object recently
+// found too large to store (over MaxObjectBytes): its Range is sent to the
+// origin as is, so only the part asked for is transferred.
+func (c *Cache) passRange(r *http.Request, key string) bool {
+	if r.Header.Get("Range") == "" {
+		return false
+	}
+	c.lmu.Lock()
+	defer c.lmu.Unlock()
+	t, ok := c.large[key]
+	if ok && c.now().Sub(t) > largeMemo {
+		delete(c.large, key)
+		return false
+	}
+	return ok
+}
+
+// largeMemo is how long an object found too large to store makes range
+// requests for it go to the origin with their Range.
+const largeMemo = 10 * time.Minute
+
+// retryRange handles a complete response too large to store that was
+// fetched for a range request (whose Range was removed to fetch the
+// object whole): the object is remembered as too large, the response
+// dropped, and the request sent again with its Range and conditionals,
+// so the origin sends the part asked for instead of all of it. It
+// reports false, having done nothing, when r has no Range.
+func (c *Cache) retryRange(w http.ResponseWriter, r *http.Request, key string, res *http.Response, status string) bool {
+	if r.Header.Get("Range") == "" || r.Method != http.MethodGet || c.passRange(r, key) {
+		return false // no range, or it was sent already (passRange)
+	}
+	c.lmu.Lock()
+	if len(c.large) >= 10000 {
+		clear(c.large)
+	}
+	c.large[key] = c.now()
+	c.lmu.Unlock()
+	res.Body.Close()
+	out, cancel := c.outbound(r)
+	defer cancel()
+	res, err := c.roundTrip(out)
+	if err != nil {
+		c.badGateway(w, status, err)
+		return true
+	}
+	defer res.Body.Close()
+	c.stream(w, r, res, status+"; detail=too-large", nil, nil)
+	return true
 }
 
 // needsWholeBody reports requests the cache answers from the stored
@@ -368,7 +432,7 @@ func (c *Cache) notModified(e *entry, res *http.Response, sentTags int, reqTime,
 		var best *entry
 		for _, v := range vs {
 			if v.etag != "" && strings.TrimPrefix(v.etag, "W/") == strings.TrimPrefix(etag, "W/") &&
-				(best == nil || v == e || best != e && v.respTime.After(best.respTime)) {
+				(best == nil || v == e || best != e && v.moreRecent(best)) {
 				best = v
 			}
 		}
@@ -484,6 +548,7 @@ func (c *Cache) revalidateInBackground(r *http.Request, e *entry) {
 	ctx, cancel := context.WithTimeout(c.bgCtx, c.cfg.FetchTimeout.D())
 	out := r.Clone(ctx)
 	out.RequestURI = ""
+	out.Close = false
 	out.Method = http.MethodGet
 	if out.URL.Scheme == "" {
 		out.URL.Scheme = "http"

@@ -53,6 +53,7 @@ func (c *Cache) derive(e *entry) {
 	e.cc = ParseCacheControl(e.header)
 	e.etag = e.header.Get("Etag")
 	e.lastMod = e.header.Get("Last-Modified")
+	e.date = dateOf(e.header, e.respTime)
 	e.lifetime = c.lifetime(e)
 }
 

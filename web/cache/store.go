@@ -20,6 +20,7 @@ type entry struct {
 	body      []byte
 
 	reqTime, respTime time.Time
+	date              time.Time     // Date, or respTime without a valid one
 	corrInitAge       time.Duration // corrected_initial_age (section 4.2.3)
 	lifetime          time.Duration // freshness lifetime (section 4.2.1)
 	cc                Directives    // the stored response's Cache-Control
@@ -43,6 +44,28 @@ func (e *entry) size() int64 {
 		}
 	}
 	return n
+}
+
+// dateOf returns a response's Date, or respTime when it has none that
+// parses.
+func dateOf(h http.Header, respTime time.Time) time.Time {
+	if ds := h["Date"]; len(ds) > 0 {
+		if t, err := http.ParseTime(ds[0]); err == nil {
+			return t
+		}
+	}
+	return respTime
+}
+
+// moreRecent reports whether e is a more recent response than o: RFC 9111
+// section 4 picks, among several stored responses that could answer a
+// request, "the most recent response (as determined by the Date header
+// field)". Equal dates fall back to the time received.
+func (e *entry) moreRecent(o *entry) bool {
+	if !e.date.Equal(o.date) {
+		return e.date.After(o.date)
+	}
+	return e.respTime.After(o.respTime)
 }
 
 // currentAge is current_age of RFC 9111 section 4.2.3.
@@ -103,7 +126,7 @@ func (s *memStore) get(key string, h http.Header) (*entry, bool) {
 	var found *entry
 	for _, e := range vs {
 		if e.vkey == "" && len(e.varyNames) == 0 || VaryKey(e.varyNames, h) == e.vkey {
-			if found == nil || e.respTime.After(found.respTime) {
+			if found == nil || e.moreRecent(found) {
 				found = e
 			}
 		}

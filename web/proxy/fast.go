@@ -28,7 +28,14 @@ type fastConn struct {
 	peer netip.Addr
 	hdr  []byte
 	key  []byte
+	// bufs is the response to write: header and body, slices of iov (so
+	// no request allocates); WriteTo consumes it.
 	bufs net.Buffers
+	iov  [2][]byte
+	// out is the connection's *net.TCPConn when it is one: net.Buffers
+	// uses writev only on it, not through a wrapper (which would cost a
+	// write, and a TCP segment, per buffer).
+	out io.Writer
 }
 
 // countedConn decrements the open-connection count once when closed.
@@ -169,7 +176,12 @@ func (s *Server) serveFast(c net.Conn) {
 		}
 		s.wg.Done()
 	}()
-	fc := &fastConn{s: s, c: c, br: bufio.NewReaderSize(c, 8192)}
+	fc := &fastConn{s: s, c: c, br: bufio.NewReaderSize(c, 8192), out: c}
+	if cc, ok := c.(*countedConn); ok {
+		if tc, ok := cc.Conn.(*net.TCPConn); ok {
+			fc.out = tc
+		}
+	}
 	if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
 		fc.peer = ap.Addr().Unmap()
 	}
@@ -189,7 +201,9 @@ func (s *Server) serveFast(c net.Conn) {
 		}
 		fc.br.Discard(n)
 		c.SetWriteDeadline(time.Now().Add(s.cfg.IdleTimeout.D()))
-		if _, err := fc.bufs.WriteTo(c); err != nil {
+		_, err = fc.bufs.WriteTo(fc.out)
+		fc.iov[1] = nil // don't keep an evicted body alive
+		if err != nil {
 			return
 		}
 		select {
@@ -322,9 +336,10 @@ func (fc *fastConn) prepare(head []byte) bool {
 	if !ok {
 		return false
 	}
-	fc.bufs = append(fc.bufs[:0], hdr)
+	fc.iov[0], fc.iov[1] = hdr, body
+	fc.bufs = fc.iov[:1]
 	if len(body) > 0 {
-		fc.bufs = append(fc.bufs, body)
+		fc.bufs = fc.iov[:2]
 	}
 	return true
 }
