@@ -347,7 +347,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if s.deps.Trace.Enabled() {
-		s.deps.Trace.Publish(trace.Event{From: peer.String(), To: s.cfg.Name, Proto: "http", Summary: r.Method + " " + r.RequestURI})
+		to := s.cfg.Name
+		if la, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+			to = la.String()
+		}
+		s.deps.Trace.Publish(trace.Event{From: r.RemoteAddr, To: to, Proto: r.Proto, Summary: r.Method + " " + r.RequestURI})
 	}
 	if r.Method == http.MethodConnect {
 		s.connect(w, r)
