@@ -169,12 +169,6 @@ func (c Config) Validate() error {
 			errs = append(errs, config.Errorf(fmt.Sprintf("forwarders[%d]", i), "%v", err))
 		}
 	}
-	if c.TrustAnchorFile != "" && len(c.Forwarders) > 0 {
-		// An unsigned answer from a forwarder cannot be placed below a zone
-		// cut without asking for DS/SOA along the way (as Unbound does);
-		// rather than call insecure answers bogus, refuse the combination.
-		errs = append(errs, config.Errorf("trust_anchor_file", "DNSSEC validation is not supported in forwarding mode (forwarders set): validate with iteration (root hints), or let the forwarder validate"))
-	}
 	if c.TrustAnchorWait < 0 {
 		errs = append(errs, config.Errorf("trust_anchor_wait", "negative"))
 	}

@@ -529,6 +529,11 @@ remote-control:
 	waitDNS(t, ub+":53", ".")
 	cfg.UpstreamPort = 53
 	r := startValidating(t, cfg)
+	// The same, validated by applayer in forwarding mode through Unbound
+	// (queries with CD: Unbound hands over the data unvalidated).
+	fcfg := cfg
+	fcfg.RootHints, fcfg.UpstreamPort, fcfg.Forwarders = nil, 0, []string{ub + ":53"}
+	fwd := startValidating(t, fcfg)
 	for _, q := range []struct {
 		name  string
 		qtype uint16
@@ -550,6 +555,10 @@ remote-control:
 		if ours.Rcode != theirs.Rcode || ours.AuthenticatedData != theirs.AuthenticatedData {
 			t.Errorf("%s %s: applayer %s AD=%v, unbound %s AD=%v", q.name, dns.TypeToString[q.qtype],
 				dns.RcodeToString[ours.Rcode], ours.AuthenticatedData, dns.RcodeToString[theirs.Rcode], theirs.AuthenticatedData)
+		}
+		if f := ask(t, fwd.addr, q.name, q.qtype, withDO); f.Rcode != theirs.Rcode || f.AuthenticatedData != theirs.AuthenticatedData {
+			t.Errorf("%s %s: applayer forwarding to unbound %s AD=%v, unbound %s AD=%v", q.name, dns.TypeToString[q.qtype],
+				dns.RcodeToString[f.Rcode], f.AuthenticatedData, dns.RcodeToString[theirs.Rcode], theirs.AuthenticatedData)
 		}
 	}
 }

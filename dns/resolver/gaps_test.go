@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/applayer/applayer/internal/config"
 	"github.com/applayer/applayer/internal/service"
@@ -136,14 +137,118 @@ func TestTrustAnchorWait(t *testing.T) {
 	})
 }
 
-// TestForwardingWithTrustAnchorRefused: validation behind a forwarder
-// would call unsigned answers below insecure delegations bogus, so the
-// combination is a configuration error.
-func TestForwardingWithTrustAnchorRefused(t *testing.T) {
-	_, err := New(Config{Listen: "127.0.0.1:0", Forwarders: []string{"127.0.0.1"}, TrustAnchorFile: "root.ds"}, service.Deps{})
-	if err == nil || !strings.Contains(err.Error(), "trust_anchor_file") || !strings.Contains(err.Error(), "forwarding") {
-		t.Errorf("New: %v, want a trust_anchor_file error about forwarding", err)
+// TestForwardingValidation: a validating resolver forwarding to a plain
+// (non-validating) iterating resolver in front of a signed tree builds
+// the chain of trust through the forwarder (DS and DNSKEY queries with DO
+// and CD): AD on secure answers, none below an insecure delegation,
+// SERVFAIL with an EDE on bogus ones, CD returns the data.
+func TestForwardingValidation(t *testing.T) {
+	_, cfg := signedTree(t, 0, []signedZone{
+		{origin: "sec.test.", host: 3},
+		{origin: "n3.test.", host: 4, nsec3: true, alg: "ed25519"},
+		{origin: "unsigned.test.", host: 5, unsigned: true},
+		{origin: "bad.test.", host: 6, edit: tamper},
+		{origin: "strip.test.", host: 8, dsOnly: true},
+		{origin: "nonsec.test.", host: 9, edit: dropTypes(dns.TypeNSEC)},
+	})
+	plainCfg := cfg
+	plainCfg.TrustAnchorFile = ""
+	plain := startValidating(t, plainCfg)
+	fwdCfg := cfg
+	fwdCfg.RootHints, fwdCfg.UpstreamPort = nil, 0
+	fwdCfg.Forwarders = []string{plain.addr}
+	r := startValidating(t, fwdCfg)
+	if !r.validating() || !r.forwarding() {
+		t.Fatal("not a validating forwarder")
 	}
+	tests := []struct {
+		name  string
+		qtype uint16
+		rcode int
+		ad    bool
+		ede   int // -1: none expected
+	}{
+		{"www.sec.test", dns.TypeA, dns.RcodeSuccess, true, -1},
+		{"alias.sec.test", dns.TypeA, dns.RcodeSuccess, true, -1},
+		{"nx.sec.test", dns.TypeA, dns.RcodeNameError, true, -1},
+		{"www.sec.test", dns.TypeAAAA, dns.RcodeSuccess, true, -1},
+		{"b.sec.test", dns.TypeA, dns.RcodeSuccess, true, -1}, // empty non-terminal
+		{"a.b.sec.test", dns.TypeA, dns.RcodeSuccess, true, -1},
+		{"x.wild.sec.test", dns.TypeAAAA, dns.RcodeSuccess, true, -1},
+		{"x.wild.sec.test", dns.TypeA, dns.RcodeSuccess, true, -1},
+		{"x.wild.n3.test", dns.TypeA, dns.RcodeSuccess, true, -1},
+		{"www.n3.test", dns.TypeA, dns.RcodeSuccess, true, -1},
+		{"nx.n3.test", dns.TypeA, dns.RcodeNameError, true, -1},
+		{"b.n3.test", dns.TypeA, dns.RcodeSuccess, true, -1},
+		{"sec.test", dns.TypeDS, dns.RcodeSuccess, true, -1},
+		{"sec.test", dns.TypeDNSKEY, dns.RcodeSuccess, true, -1},
+		// Below an insecure delegation: unsigned answers, no AD.
+		{"www.unsigned.test", dns.TypeA, dns.RcodeSuccess, false, -1},
+		{"a.b.unsigned.test", dns.TypeA, dns.RcodeSuccess, false, -1},
+		{"alias.unsigned.test", dns.TypeA, dns.RcodeSuccess, false, -1},
+		{"nx.unsigned.test", dns.TypeA, dns.RcodeNameError, false, -1},
+		{"www.unsigned.test", dns.TypeAAAA, dns.RcodeSuccess, false, -1},
+		{"unsigned.test", dns.TypeDS, dns.RcodeSuccess, true, -1}, // signed proof of no DS
+		{"www.bad.test", dns.TypeA, dns.RcodeServerFailure, false, int(dns.ExtendedErrorCodeDNSBogus)},
+		{"www.strip.test", dns.TypeA, dns.RcodeServerFailure, false, int(dns.ExtendedErrorCodeDNSKEYMissing)},
+		{"nx.nonsec.test", dns.TypeA, dns.RcodeServerFailure, false, int(dns.ExtendedErrorCodeNSECMissing)},
+		{"www.nonsec.test", dns.TypeA, dns.RcodeSuccess, true, -1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name+"/"+dns.TypeToString[tc.qtype], func(t *testing.T) {
+			m := ask(t, r.addr, tc.name, tc.qtype, withDO)
+			if m.Rcode != tc.rcode || m.AuthenticatedData != tc.ad {
+				t.Fatalf("rcode %s AD=%v, want %s AD=%v\n%v", dns.RcodeToString[m.Rcode], m.AuthenticatedData, dns.RcodeToString[tc.rcode], tc.ad, m)
+			}
+			e := edeOf(m)
+			switch {
+			case tc.ede < 0 && e != nil:
+				t.Errorf("unexpected EDE %d %q", e.InfoCode, e.ExtraText)
+			case tc.ede >= 0 && (e == nil || int(e.InfoCode) != tc.ede):
+				t.Errorf("EDE %v, want code %d", e, tc.ede)
+			}
+			// The plain resolver itself never sets AD.
+			if p := ask(t, plain.addr, tc.name, tc.qtype, withDO); p.AuthenticatedData {
+				t.Errorf("the non-validating forwarder set AD")
+			}
+		})
+	}
+	t.Run("wildcard proof passed on", func(t *testing.T) {
+		// The plain resolver hands a DO client the NSEC proof of a
+		// wildcard expansion, fresh and from its caches.
+		for i := 0; i < 2; i++ {
+			m := ask(t, plain.addr, "y.wild.n3.test", dns.TypeA, withDO)
+			n := 0
+			for _, rr := range m.Ns {
+				if rr.Header().Rrtype == dns.TypeNSEC3 {
+					n++
+				}
+			}
+			if len(m.Answer) == 0 || n == 0 {
+				t.Fatalf("ask %d: no NSEC3 proof with the wildcard answer: %v", i, m)
+			}
+		}
+		if m := ask(t, plain.addr, "y.wild.n3.test", dns.TypeA); len(m.Ns) != 0 {
+			t.Errorf("proof records sent to a client without DO: %v", m.Ns)
+		}
+	})
+	t.Run("CD bypasses validation", func(t *testing.T) {
+		m := ask(t, r.addr, "www.bad.test", dns.TypeA, withDO, withCD)
+		if m.Rcode != dns.RcodeSuccess || m.AuthenticatedData || len(m.Answer) == 0 {
+			t.Fatalf("CD query: %v", m)
+		}
+		if a, ok := m.Answer[0].(*dns.A); !ok || a.A.String() != "192.0.2.66" {
+			t.Errorf("CD answer %v, want the (tampered) data", m.Answer[0])
+		}
+	})
+	t.Run("metrics", func(t *testing.T) {
+		if n := testutil.ToFloat64(r.m.insecureDelegations); n < 1 {
+			t.Errorf("insecure_delegations_total %v", n)
+		}
+		if n := testutil.ToFloat64(r.m.bogus); n < 3 {
+			t.Errorf("bogus_total %v", n)
+		}
+	})
 }
 
 // TestKeyTagCollisionLimit: keys sharing the signature's key tag and

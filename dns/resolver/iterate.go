@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/miekg/dns"
@@ -198,6 +199,9 @@ func (r *Server) resolve(ctx context.Context, t *task, qname string, qtype uint1
 		chain, last, complete := extractChain(m.Answer, cur, qtype)
 		r.cacheAnswer(m, chain, cur, last, qtype, complete, sec)
 		res.answer = append(res.answer, chainWithSigs(chain, m.Answer)...)
+		// The proof of a wildcard expansion goes along (RFC 4035
+		// 3.1.3.3), so a validator behind this resolver can check it.
+		res.ns = append(res.ns, wildcardProof(m, chain)...)
 		if sec.state == secBogus {
 			// Kept for clients that set CD; others get SERVFAIL.
 			res.ede = sec.ede
@@ -217,7 +221,7 @@ func (r *Server) resolve(ctx context.Context, t *task, qname string, qtype uint1
 			continue
 		default:
 			res.rcode = m.Rcode
-			res.ns = negativeAuthority(m)
+			res.ns = append(res.ns, negativeAuthority(m)...)
 			for _, rr := range res.ns {
 				rr.Header().Ttl = min(rr.Header().Ttl, uint32(r.cfg.MaxNegativeTTL.D()/time.Second))
 			}
@@ -575,12 +579,14 @@ func (r *Server) fromCache(res *result, cur string, qtype uint16) (done bool, ne
 		}
 		res.rcode = dns.RcodeSuccess
 		res.answer = e.appendTo(res.answer, now)
+		res.ns = append(res.ns, withTTL(e.soa(), e.stored, now)...) // a wildcard proof
 		return true, ""
 	}
 	if qtype != dns.TypeCNAME {
 		if e, ok := r.rr.get(rrKey(cur, dns.TypeCNAME)); ok && now.Before(e.expires) && e.neg == 0 && e.rank >= rankAnswer {
 			res.fromEntry(e)
 			res.answer = e.appendTo(res.answer, now)
+			res.ns = append(res.ns, withTTL(e.soa(), e.stored, now)...)
 			if e.sec == secBogus {
 				return true, ""
 			}
@@ -612,6 +618,14 @@ func (r *Server) cacheAnswer(m *dns.Msg, chain []dns.RR, qname, last string, qty
 		rrs := sets[k]
 		h := rrs[0].Header()
 		r.putRRs(lowerName(h.Name), h.Rrtype, rrs, sigsFor(m.Answer, h.Name, h.Rrtype), rankAnswer, v, now)
+		if p := wildcardProof(m, rrs); len(p) > 0 {
+			if e, ok := r.rr.get(rrKey(h.Name, h.Rrtype)); ok && e.stored == now.UnixNano() {
+				if e.x == nil {
+					e.x = &rrExtra{}
+				}
+				e.x.soa = p // served with the RRset (fromCache)
+			}
+		}
 	}
 	if complete {
 		return
@@ -695,4 +709,43 @@ func (r *Server) putRRs(name string, qtype uint16, rrs, sigs []dns.RR, rank uint
 		ttl = min(ttl, uint32(r.cfg.BogusTTL.D()/time.Second))
 	}
 	r.rr.put(key, &rrEntry{rrs: rrs, x: withSigs(sigs), rank: rank, sec: v.state, ede: v.ede, stored: now.UnixNano(), expires: now.Add(time.Duration(ttl) * time.Second)})
+}
+
+// wildcardProof returns copies of the NSEC/NSEC3 records (with their
+// RRSIGs) in m's authority section when an RRset of chain was expanded
+// from a wildcard (an RRSIG labels field below the owner's label count).
+func wildcardProof(m *dns.Msg, chain []dns.RR) []dns.RR {
+	expanded := false
+	for _, rr := range m.Answer {
+		sig, ok := rr.(*dns.RRSIG)
+		if !ok {
+			continue
+		}
+		n := dns.CountLabel(sig.Hdr.Name)
+		if strings.HasPrefix(sig.Hdr.Name, "*.") {
+			n--
+		}
+		if int(sig.Labels) >= n {
+			continue
+		}
+		for _, c := range chain {
+			if c.Header().Rrtype == sig.TypeCovered && equalName(c.Header().Name, sig.Hdr.Name) {
+				expanded = true
+			}
+		}
+	}
+	if !expanded {
+		return nil
+	}
+	var out []dns.RR
+	for _, rr := range m.Ns {
+		t := rr.Header().Rrtype
+		if s, ok := rr.(*dns.RRSIG); ok {
+			t = s.TypeCovered
+		}
+		if t == dns.TypeNSEC || t == dns.TypeNSEC3 {
+			out = append(out, dns.Copy(rr))
+		}
+	}
+	return out
 }

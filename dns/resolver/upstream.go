@@ -126,7 +126,10 @@ func (r *Server) exchange(ctx context.Context, server netip.AddrPort, qname stri
 	q.RecursionDesired = len(r.forwarders) > 0
 	edns := !st.noEDNS
 	if edns {
-		q.SetEdns0(1232, r.validating())
+		// DO always (RFC 4035 3.2.1: a security-aware resolver sets it),
+		// so a validating resolver forwarding to this one gets the
+		// signatures and proofs; CD when this one validates itself.
+		q.SetEdns0(1232, true)
 		q.CheckingDisabled = r.validating()
 	}
 	start := time.Now()

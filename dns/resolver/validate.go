@@ -170,7 +170,18 @@ func signerOf(s rrset, zone string) string {
 func (r *Server) validateSet(ctx context.Context, t *task, s rrset, zone string) verdict {
 	signer := signerOf(s, zone)
 	if signer == "" {
-		st := r.zoneKeys(ctx, t, zone)
+		var st *rrEntry
+		if r.forwarding() {
+			// The forwarder hides the zone cuts: find the owner's zone
+			// (the parent's for a DS) by asking DS down from the anchor.
+			owner := s.name()
+			if s.rtype() == dns.TypeDS {
+				owner = parentName(lowerName(owner))
+			}
+			_, st = r.fwdEnclosing(ctx, t, owner)
+		} else {
+			st = r.zoneKeys(ctx, t, zone)
+		}
 		if st.sec != secSecure {
 			return verdict{state: st.sec, ede: st.ede}
 		}
@@ -688,6 +699,8 @@ func (r *Server) zoneKeys(ctx context.Context, t *task, zone string) *rrEntry {
 		e = &rrEntry{sec: secInsecure, expires: now.Add(r.cfg.MaxTTL.D())}
 	case len(r.anchorsFor(zone)) > 0:
 		e = r.fetchKeys(ctx, t, zone, r.anchorsFor(zone))
+	case r.forwarding():
+		e = r.fwdKeys(ctx, t, zone)
 	default:
 		e = r.keysViaDS(ctx, t, zone)
 	}

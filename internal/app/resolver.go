@@ -189,7 +189,9 @@ func dnsResolverKinds() []lab.Kind {
 				}
 				cfg.UpstreamPort = env.Plan.Port(53)
 			}
-			if cfg.TrustAnchorFile == "" && len(cfg.Forwarders) == 0 {
+			if cfg.TrustAnchorFile == "" {
+				// Forwarding too: the chain of trust is then built
+				// through the forwarder (DS and DNSKEY queries).
 				cfg.TrustAnchorFile = filepath.Join(env.Plan.StateDir, "dns", "root.ds")
 				// A signed lab root writes root.ds when it starts: wait
 				// for it and refuse to run unvalidated; an unsigned root
