@@ -270,6 +270,9 @@ func TestReverseProxyRoundRobin(t *testing.T) {
 		if seen[fmt.Sprintf("o%d", i)] != 2 {
 			t.Fatalf("round robin: %v", seen)
 		}
+		if n := origins[i].hits.Load(); n != 2 {
+			t.Fatalf("origin %d served %d requests, want 2", i, n)
+		}
 	}
 	req, _ := http.NewRequest("GET", "http://"+addr+"/p", nil)
 	req.Host = "unknown.example"
