@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 )
 
 func main() {
@@ -16,7 +17,8 @@ func main() {
 	flag.Parse()
 	small := []byte(strings.Repeat("a", 1024))
 	big := []byte(strings.Repeat("b", 100*1024))
-	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		body := small
 		if strings.HasPrefix(r.URL.Path, "/100k") {
 			body = big
@@ -27,5 +29,15 @@ func main() {
 		h.Set("Content-Length", strconv.Itoa(len(body)))
 		w.Write(body)
 	})
-	log.Fatal(http.ListenAndServe(*addr, nil))
+	// Loopback-only bench helper, but still a server: bounded like one.
+	srv := &http.Server{
+		Addr:              *addr,
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    16 << 10,
+	}
+	log.Fatal(srv.ListenAndServe())
 }

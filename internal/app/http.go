@@ -201,7 +201,7 @@ nonpersistent-parallel, persistent, pipelined, h2, h3, or all).
 	fl.StringVar(&f.cacheDir, "cache", "", "keep responses in `DIR` and revalidate them with conditional requests")
 	fl.BoolVar(&f.timing, "timing", false, "print DNS, connect, TLS, first-byte and transfer times")
 	fl.BoolVar(&f.page, "page", false, "load the page and every object it references")
-	fl.StringVar(&f.mode, "mode", "persistent", "page mode: "+strings.Join(client.Modes, ", ")+" or all")
+	fl.StringVar(&f.mode, "mode", "persistent", "page mode: "+strings.Join(client.Modes(), ", ")+" or all")
 	fl.IntVar(&f.parallel, "parallel", 5, "connections for nonpersistent-parallel")
 	return cmd
 }
@@ -219,7 +219,7 @@ func runGet(cmd *cobra.Command, g *globals, f *getFlags, u string) error {
 	if f.page {
 		modes := []string{f.mode}
 		if f.mode == "all" {
-			modes = client.Modes
+			modes = client.Modes()
 			if !strings.HasPrefix(u, "https:") {
 				modes = modes[:len(modes)-1] // HTTP/3 needs https
 			}

@@ -26,16 +26,16 @@ import (
 
 func httpProxyCommand(g *globals) *cobra.Command {
 	var (
-		cfg        proxy.Config
-		cfgFile    string
-		sites      []string
-		balance    string
-		stats      bool
-		memMiB     int64
-		maxObjKiB  int64
-		connect    []int
-		timeoutSec time.Duration
-		gcPercent  int
+		cfg          proxy.Config
+		cfgFile      string
+		sites        []string
+		balance      string
+		stats        bool
+		memMiB       int64
+		maxObjKiB    int64
+		connect      []int
+		fetchTimeout time.Duration
+		gcPercent    int
 	)
 	cmd := &cobra.Command{
 		Use:   "proxy",
@@ -91,7 +91,7 @@ origins, and the access-link utilisation they imply for --link-rate.`,
 				cfg.ConnectPorts = connect
 			}
 			if cmd.Flags().Changed("fetch-timeout") {
-				cfg.Cache.FetchTimeout = config.Duration(timeoutSec)
+				cfg.Cache.FetchTimeout = config.Duration(fetchTimeout)
 			}
 			if os.Getenv("GOGC") == "" {
 				// Cached bodies are long-lived and hits allocate nothing:
@@ -116,7 +116,7 @@ origins, and the access-link utilisation they imply for --link-rate.`,
 	f.Int64Var(&memMiB, "cache-mem", 256, "memory tier budget in MiB")
 	f.Int64Var(&maxObjKiB, "max-object", 16<<10, "largest object stored, in KiB")
 	f.Float64Var(&cfg.Cache.LinkRate, "link-rate", 15.4e6, "access-link rate in bits/s for the utilisation statistic")
-	f.DurationVar(&timeoutSec, "fetch-timeout", 60*time.Second, "time allowed for one origin fetch")
+	f.DurationVar(&fetchTimeout, "fetch-timeout", 60*time.Second, "time allowed for one origin fetch")
 	f.StringArrayVar(&sites, "site", nil, "reverse-proxy `HOST=ADDR[,ADDR...]` (repeatable; HOST * is the default site)")
 	f.StringVar(&balance, "balance", "round-robin", "choice among a site's replicas: round-robin or least-loaded")
 	f.IntSliceVar(&connect, "connect-port", []int{443}, "ports CONNECT may reach")

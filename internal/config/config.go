@@ -53,10 +53,11 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 
 // FieldError says which field of a config is wrong and why.
 type FieldError struct {
-	Field  string
-	Reason string
+	Field  string // dotted path of the field, e.g. "sites[0].root"
+	Reason string // what is wrong with its value
 }
 
+// Error returns "field: reason".
 func (e *FieldError) Error() string { return e.Field + ": " + e.Reason }
 
 // Errorf returns a *FieldError for field.

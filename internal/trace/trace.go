@@ -18,12 +18,12 @@ import (
 
 // Event is one protocol message seen by a server or a client.
 type Event struct {
-	Time    time.Time `json:"time"`
-	From    string    `json:"from"`
-	To      string    `json:"to"`
-	Proto   string    `json:"proto"`
-	Summary string    `json:"summary"`
-	Bytes   int       `json:"bytes"`
+	Time    time.Time `json:"time"`    // when it was seen (set by Publish if zero)
+	From    string    `json:"from"`    // sender, host:port
+	To      string    `json:"to"`      // receiver, host:port
+	Proto   string    `json:"proto"`   // e.g. "dns/udp", "http/1.1", "tcp"
+	Summary string    `json:"summary"` // one line describing the message
+	Bytes   int       `json:"bytes"`   // size of the message on the wire
 	// Host is the lab host (or service instance) that observed the message.
 	Host string `json:"host,omitempty"`
 }

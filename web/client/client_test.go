@@ -61,7 +61,7 @@ func TestLoadPageModes(t *testing.T) {
 	l := startServer(t, nil)
 	wantConns := map[string]int{ModeNonPersistent: 13, ModeNonPersistentParallel: 13, ModePersistent: 1, ModePipelined: 1, ModeH2: 1, ModeH3: 1}
 	for _, base := range []string{l.tls + "/", l.plain + "/"} {
-		for _, m := range Modes {
+		for _, m := range Modes() {
 			if m == ModeH3 && strings.HasPrefix(base, "http:") {
 				continue
 			}

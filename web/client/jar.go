@@ -77,8 +77,14 @@ func (j *Jar) Read(r io.Reader) error {
 		if err != nil {
 			continue
 		}
+		// A domain name never begins with a dot: "..x" is x (trimming one
+		// dot would write back as ".x", read next time as x).
+		domain := strings.ToLower(strings.TrimLeft(f[0], "."))
+		if domain == "" {
+			continue
+		}
 		e := jarEntry{
-			Domain: strings.ToLower(strings.TrimPrefix(f[0], ".")), Subdomains: strings.EqualFold(f[1], "TRUE"),
+			Domain: domain, Subdomains: strings.EqualFold(f[1], "TRUE"),
 			Path: f[2], Secure: strings.EqualFold(f[3], "TRUE"), Expires: exp, Name: f[5], Value: f[6], HTTPOnly: httpOnly,
 		}
 		j.mu.Lock()

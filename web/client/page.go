@@ -24,8 +24,10 @@ const (
 	ModeH3                    = "h3"                     // HTTP/3, all requests multiplexed on one QUIC connection
 )
 
-// Modes lists every page-loading mode.
-var Modes = []string{ModeNonPersistent, ModeNonPersistentParallel, ModePersistent, ModePipelined, ModeH2, ModeH3}
+// Modes returns every page-loading mode (a fresh slice each call).
+func Modes() []string {
+	return []string{ModeNonPersistent, ModeNonPersistentParallel, ModePersistent, ModePipelined, ModeH2, ModeH3}
+}
 
 // Object is one fetched object of a page.
 type Object struct {
@@ -48,7 +50,7 @@ type PageResult struct {
 
 // PageOptions configure LoadPage.
 type PageOptions struct {
-	// Mode is one of Modes.
+	// Mode is one of Modes().
 	Mode string
 	// Parallel is N for ModeNonPersistentParallel. Default 5.
 	Parallel int
@@ -76,7 +78,7 @@ func LoadPage(ctx context.Context, base string, po PageOptions) (*PageResult, er
 	case ModeH3:
 		o.Proto = ProtoH3
 	default:
-		return nil, fmt.Errorf("client: unknown page mode %q (want one of %s)", po.Mode, strings.Join(Modes, ", "))
+		return nil, fmt.Errorf("client: unknown page mode %q (want one of %s)", po.Mode, strings.Join(Modes(), ", "))
 	}
 	c, err := New(o)
 	if err != nil {

@@ -78,11 +78,10 @@ func (r *replayConn) CloseWrite() error {
 // handoff is the net.Listener net/http serves: connections the fast path
 // hands over.
 type handoff struct {
-	ch     chan net.Conn
-	done   chan struct{}
-	once   sync.Once
-	addr   net.Addr
-	closed bool
+	ch   chan net.Conn
+	done chan struct{}
+	once sync.Once
+	addr net.Addr
 }
 
 func newHandoff(addr net.Addr) *handoff {

@@ -238,14 +238,16 @@ func TestCurlThroughProxy(t *testing.T) {
 }
 
 func TestReverseProxyRoundRobin(t *testing.T) {
-	var origins []*origin
 	var addrs []string
+	var served [3]atomic.Int64 // requests for /p (health checks ask for /)
 	for i := range 3 {
 		o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/p" {
+				served[i].Add(1)
+			}
 			w.Header().Set("Cache-Control", "no-store")
 			fmt.Fprintf(w, "o%d %s %s", i, r.Host, r.Header.Get("X-Forwarded-For"))
 		})
-		origins = append(origins, o)
 		addrs = append(addrs, o.Listener.Addr().String())
 	}
 	_, addr := start(t, Config{Sites: []Site{{Host: "www.example.com", Origins: addrs}}})
@@ -269,6 +271,9 @@ func TestReverseProxyRoundRobin(t *testing.T) {
 	for i := range 3 {
 		if seen[fmt.Sprintf("o%d", i)] != 2 {
 			t.Fatalf("round robin: %v", seen)
+		}
+		if n := served[i].Load(); n != 2 {
+			t.Fatalf("origin %d served %d requests, want 2", i, n)
 		}
 	}
 	req, _ := http.NewRequest("GET", "http://"+addr+"/p", nil)

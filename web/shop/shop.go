@@ -33,16 +33,19 @@ type Product struct {
 	Cents int    `json:"cents"`
 }
 
-// Products is the catalogue.
-var Products = []Product{
-	{"book", "Computer Networking: A Top-Down Approach", 12999},
-	{"cable", "Ethernet cable, 2 m", 499},
-	{"router", "Home router", 5900},
-	{"mug", "RFC 2324 coffee mug", 1200},
+// Products returns the catalogue (a fresh copy: the shop's prices cannot
+// be changed through it).
+func Products() []Product {
+	return []Product{
+		{"book", "Computer Networking: A Top-Down Approach", 12999},
+		{"cable", "Ethernet cable, 2 m", 499},
+		{"router", "Home router", 5900},
+		{"mug", "RFC 2324 coffee mug", 1200},
+	}
 }
 
 func product(id string) (Product, bool) {
-	for _, p := range Products {
+	for _, p := range Products() {
 		if p.ID == id {
 			return p, true
 		}
@@ -216,7 +219,7 @@ func money(c int) string { return "$" + strconv.Itoa(c/100) + "." + fmt.Sprintf(
 func (s *Shop) catalogue(w http.ResponseWriter, sid string) {
 	var b strings.Builder
 	b.WriteString("<!doctype html>\n<html><head><title>Shop</title></head><body>\n<h1>The applayer shop</h1>\n<p><a href=\"/cart\">Your cart</a></p>\n<ul>\n")
-	for _, p := range Products {
+	for _, p := range Products() {
 		fmt.Fprintf(&b, "<li>%s, %s <form method=\"post\" action=\"/cart/add\"><input type=\"hidden\" name=\"item\" value=\"%s\"><button>Add to cart</button></form></li>\n",
 			html.EscapeString(p.Name), money(p.Cents), p.ID)
 	}

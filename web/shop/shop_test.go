@@ -142,3 +142,21 @@ func TestShopErrors(t *testing.T) {
 		t.Error("unknown session id accepted without a new cookie")
 	}
 }
+
+// TestCatalogueNotMutable: changing the slice Products returns does not
+// change what the shop sells.
+func TestCatalogueNotMutable(t *testing.T) {
+	p := Products()
+	p[0].Cents = 1
+	p[0].ID = "stolen"
+	q := Products()
+	if q[0].Cents != 12999 || q[0].ID != "book" {
+		t.Fatalf("catalogue changed through a returned slice: %+v", q[0])
+	}
+	if got, ok := product("book"); !ok || got.Cents != 12999 {
+		t.Fatalf("product(book) = %+v, %v", got, ok)
+	}
+	if _, ok := product("stolen"); ok {
+		t.Fatal("an id set on a returned slice is for sale")
+	}
+}
