@@ -66,6 +66,8 @@ type TCPServer struct {
 	// closing is set by Shutdown before it wakes idle readers; readers
 	// check it after setting their own deadline, so none sleeps through it.
 	closing atomic.Bool
+	// stop is closed by Shutdown, to cut an accept back-off short.
+	stop chan struct{}
 }
 
 // NewTCPServer returns a server for cfg; Start binds it.
@@ -79,7 +81,7 @@ func NewTCPServer(cfg TCPConfig, deps service.Deps) (*TCPServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &TCPServer{cfg: cfg, deps: deps, log: deps.Logger.With("service", "tcp-upper"), m: m, conns: map[net.Conn]struct{}{}}, nil
+	return &TCPServer{cfg: cfg, deps: deps, log: deps.Logger.With("service", "tcp-upper"), m: m, conns: map[net.Conn]struct{}{}, stop: make(chan struct{})}, nil
 }
 
 // Name implements service.Service.
@@ -117,7 +119,11 @@ func (s *TCPServer) accept(ln net.Listener) {
 				backoff = time.Second
 			}
 			s.log.Warn("tcp accept", "err", err, "retry_in", backoff)
-			time.Sleep(backoff)
+			select {
+			case <-time.After(backoff):
+			case <-s.stop:
+				return
+			}
 			continue
 		}
 		backoff = 0
@@ -161,6 +167,7 @@ func (s *TCPServer) handle(c net.Conn) {
 	defer func() {
 		if r := recover(); r != nil {
 			log.Error("panic in connection handler", "panic", r)
+			c.SetWriteDeadline(time.Now().Add(time.Second))
 			io.WriteString(c, "ERROR internal error\n")
 		}
 	}()
@@ -260,6 +267,7 @@ func (s *TCPServer) Addrs() []net.Addr {
 func (s *TCPServer) Shutdown(ctx context.Context) error {
 	return s.once.Do(ctx, func(ctx context.Context) error {
 		s.closing.Store(true)
+		close(s.stop)
 		s.mu.Lock()
 		s.quit = true
 		ln := s.ln

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -76,15 +77,21 @@ func (s *UDPServer) serve(conn *net.UDPConn) {
 	defer close(s.done)
 	buf := make([]byte, s.cfg.MaxDatagram+1)
 	local := conn.LocalAddr().String()
+	errs := 0
 	for {
 		n, from, err := conn.ReadFromUDPAddrPort(buf)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
+			// A socket that keeps failing must not spin the CPU.
+			if errs++; errs > 10 {
+				time.Sleep(10 * time.Millisecond)
+			}
 			s.log.Debug("udp read", "err", err)
 			continue
 		}
+		errs = 0
 		if n > s.cfg.MaxDatagram {
 			s.m.refused.Inc()
 			s.log.Debug("udp datagram too large, dropped", "remote", from.String(), "max", s.cfg.MaxDatagram)

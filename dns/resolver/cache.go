@@ -68,13 +68,6 @@ func (s *store[V]) put(key []byte, v V) {
 	sh.mu.Unlock()
 }
 
-func (s *store[V]) del(key []byte) {
-	sh := &s.shards[s.shard(key)]
-	sh.mu.Lock()
-	delete(sh.m, string(key))
-	sh.mu.Unlock()
-}
-
 func (s *store[V]) len() int {
 	n := 0
 	for i := range s.shards {

@@ -78,7 +78,7 @@ func signedTree(t *testing.T, port int, leaves []signedZone) (*testNet, Config) 
 	}
 	tld := &built{sz: signedZone{origin: "test.", host: 2}}
 	tld.keys = keysFor(tld.sz)
-	tld.text = fmt.Sprintf("$ORIGIN test.\n@ 3600 IN SOA ns admin 1 3600 600 86400 300\n@ 3600 IN NS ns\nns 3600 IN A {N}.2\n")
+	tld.text = "$ORIGIN test.\n@ 3600 IN SOA ns admin 1 3600 600 86400 300\n@ 3600 IN NS ns\nns 3600 IN A {N}.2\n"
 	for _, l := range leaves {
 		b := &built{sz: l, keys: keysFor(l)}
 		b.text = strings.NewReplacer("{Z}", l.origin, "{H}", fmt.Sprint(l.host)).Replace(leafZone)
