@@ -329,14 +329,20 @@ func (s *Server) serveUDP(c *net.UDPConn) {
 		outBufs[i] = make([]byte, 65535)
 		out[i].Buffers = [][]byte{nil}
 	}
+	errs := 0
 	for {
 		n, err := pc.ReadBatch(in, 0)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
+			// A socket that keeps failing must not spin the CPU.
+			if errs++; errs > 10 {
+				time.Sleep(10 * time.Millisecond)
+			}
 			continue
 		}
+		errs = 0
 		zs := s.zones.Load()
 		tracing := s.deps.Trace.Enabled()
 		k := 0
