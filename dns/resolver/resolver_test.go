@@ -505,3 +505,21 @@ func TestFlush(t *testing.T) {
 		t.Errorf("unrelated name was flushed")
 	}
 }
+
+// An IPv6 listener is served by the one-datagram-at-a-time loop: it must
+// answer misses and cache hits like the batched IPv4 loop.
+func TestIPv6Listener(t *testing.T) {
+	if ln, err := net.ListenPacket("udp", "[::1]:0"); err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	} else {
+		ln.Close()
+	}
+	h := newHierarchy(t, 0)
+	r := startResolver(t, h, func(c *Config) { c.Listen = "[::1]:0" })
+	for range 2 { // a miss, then a cache hit
+		m := ask(t, r.addr, "www.example.test", dns.TypeA)
+		if m.Rcode != dns.RcodeSuccess || len(m.Answer) != 2 || !m.RecursionAvailable {
+			t.Fatalf("answer over IPv6: %v", m)
+		}
+	}
+}

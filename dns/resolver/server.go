@@ -372,53 +372,23 @@ func (s *Server) serveUDPSimple(conn *net.UDPConn) {
 	var q query
 	q.key = make([]byte, 0, 300)
 	local := conn.LocalAddr().String()
+	errs := 0
 	for {
 		n, from, err := conn.ReadFromUDPAddrPort(buf)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
-			continue
-		}
-		s.m.queries.Inc()
-		b := buf[:n]
-		if s.deps.Trace.Enabled() {
-			s.deps.Trace.Publish(trace.Event{From: from.String(), To: local, Proto: "dns/udp", Summary: "client query", Bytes: n})
-		}
-		if !s.allowed(from.Addr()) {
-			s.m.refused.Inc()
-			if r := refuse(b); r != nil {
-				conn.WriteToUDPAddrPort(r, from)
+			// A socket that keeps failing must not spin the CPU.
+			if errs++; errs > 10 {
+				time.Sleep(10 * time.Millisecond)
 			}
 			continue
 		}
-		if parseQuery(b, &q) == nil {
-			if reply, ok := s.fromMsgCache(&q, b, out, q.udpSize, s.deps.Now()); ok {
-				out = reply[:0]
-				conn.WriteToUDPAddrPort(reply, from)
-				continue
-			}
+		errs = 0
+		if reply := s.handleUDP(conn, buf[:n], from, &q, out[:0], local, s.deps.Now()); reply != nil {
+			conn.WriteToUDPAddrPort(reply, from)
 		}
-		s.m.misses.Inc()
-		select {
-		case s.sem <- struct{}{}:
-		default:
-			s.m.dropped.Inc()
-			continue
-		}
-		req := append([]byte(nil), b...)
-		s.workers.Add(1)
-		go func() {
-			defer s.workers.Done()
-			defer func() { <-s.sem }()
-			reply := s.slow(req, from.Addr(), 0)
-			if reply != nil {
-				if len(reply) > maxUDP(req) {
-					reply = truncate(req)
-				}
-				conn.WriteToUDPAddrPort(reply, from)
-			}
-		}()
 	}
 }
 
