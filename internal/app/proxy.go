@@ -59,6 +59,7 @@ origins, and the access-link utilisation they imply for --link-rate.`,
 		Example: `  applayer http proxy --listen 127.0.0.1:3128 --admin 127.0.0.1:9931 --cache-dir /var/tmp/webcache
   curl --proxy http://127.0.0.1:3128 http://gaia.cs.umass.edu/
   applayer http proxy --stats --admin 127.0.0.1:9931
+  applayer http proxy --stats --admin 127.0.0.1:9900/hosts/cache.nyu.edu   # the lab's campus cache
   curl -X POST '127.0.0.1:9931/cache/purge?prefix=http://gaia.cs.umass.edu/'
   applayer http proxy --listen 127.0.0.1:8080 --site www.example.com=127.0.0.1:8081,127.0.0.1:8082 --balance least-loaded`,
 		Args: cobra.NoArgs,
@@ -221,7 +222,14 @@ func proxyKinds() []lab.Kind {
 			}
 			d := env.Deps.Defaults()
 			d.Dialer = labDialer{plan: env.Plan, next: d.Dialer}
-			return proxy.New(c, d)
+			srv, err := proxy.New(c, d)
+			if err != nil {
+				return nil, err
+			}
+			// Stats and purge on the lab's admin listener, under
+			// /hosts/<name>/: applayer http proxy --stats --admin 127.0.0.1:9900/hosts/cache.nyu.edu
+			env.Admin.Handle("/cache/", srv.Cache().AdminHandler())
+			return srv, nil
 		},
 	}}
 }

@@ -51,7 +51,7 @@ func TestLabCampusCache(t *testing.T) {
 	b := 100 + rand.IntN(150)
 	offset := 40000 + rand.IntN(20)*10
 	topo := &lab.Topology{
-		Lab: lab.Settings{Block: fmt.Sprintf("127.%d.0.0/16", b), PortOffset: &offset, Admin: "off", StateDir: t.TempDir()},
+		Lab: lab.Settings{Block: fmt.Sprintf("127.%d.0.0/16", b), PortOffset: &offset, Admin: "127.0.0.1:0", StateDir: t.TempDir()},
 		Hosts: []lab.Host{
 			{Name: "gaia.cs.umass.edu", Services: []lab.ServiceSpec{{Kind: "http-server", Config: site}}},
 			{Name: "cache.nyu.edu", Services: []lab.ServiceSpec{{Kind: "web-cache"}}},
@@ -109,6 +109,18 @@ func TestLabCampusCache(t *testing.T) {
 	if n != 1 {
 		t.Fatalf("origin served %v requests, want 1", n)
 	}
+
+	// `applayer http proxy --stats` reads the campus cache's statistics
+	// from the lab's admin listener.
+	var stats strings.Builder
+	admin := r.Admin.Addrs()[0].String() + "/hosts/cache.nyu.edu"
+	if err := printProxyStats(context.Background(), &stats, admin); err != nil {
+		t.Fatalf("stats through the lab admin: %v", err)
+	}
+	if !strings.Contains(stats.String(), "hit") {
+		t.Fatalf("stats output lacks the hit figures:\n%s", stats.String())
+	}
+	t.Logf("stats:\n%s", stats.String())
 }
 
 // counterSum adds up a counter's series for one lab host, read from the
