@@ -94,6 +94,12 @@ type SignConfig struct {
 	// Validity is how long signatures are valid. Default 14 days; the zone
 	// is re-signed when a quarter of that remains.
 	Validity config.Duration `json:"validity,omitempty"`
+	// ZSKLifetime, when set, rolls the ZSK over (pre-publish, RFC 6781
+	// 4.1.1.1) once it has signed that long; 0 keeps it forever.
+	ZSKLifetime config.Duration `json:"zsk_lifetime,omitempty"`
+	// PropagationDelay is how long a change takes to reach every
+	// secondary; rollover steps wait for it on top of the TTLs. Default 5m.
+	PropagationDelay config.Duration `json:"propagation_delay,omitempty"`
 }
 
 // Validate checks the config and reports the first problem by field.
@@ -134,6 +140,9 @@ func (c *Config) Validate() error {
 			case "", "ecdsap256sha256", "ed25519":
 			default:
 				return config.Errorf(f+".sign.algorithm", "must be ecdsap256sha256 or ed25519, not %q", z.Sign.Algorithm)
+			}
+			if z.Sign.ZSKLifetime < 0 || z.Sign.PropagationDelay < 0 {
+				return config.Errorf(f+".sign", "zsk_lifetime and propagation_delay cannot be negative")
 			}
 			if z.Primary != "" {
 				return config.Errorf(f+".sign", "a secondary zone cannot be signed here")

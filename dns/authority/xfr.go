@@ -27,7 +27,9 @@ type source struct {
 	mtime   time.Time
 	size    int64
 	keys    *zone.Keys
-	records []dns.RR // secondary: the records last transferred
+	store   *zone.KeyStore // signed zones: the keys and their timing
+	nextKey time.Time      // when the key set next changes (rollover)
+	records []dns.RR       // secondary: the records last transferred
 	kick    chan struct{}
 	// prev is the version served before a restart (the journal's
 	// snapshot), until the zone is first installed.
@@ -167,24 +169,41 @@ func (s *Server) loadSource(src *source) (*zone.Zone, error) {
 
 func (s *Server) sign(src *source, z *zone.Zone) (*zone.Zone, error) {
 	sc := src.cfg.Sign
+	now := s.deps.Now()
+	prop := time.Duration(sc.PropagationDelay)
+	if prop <= 0 {
+		prop = 5 * time.Minute
+	}
+	var maxTTL uint32
+	for _, rr := range z.Records() {
+		maxTTL = max(maxTTL, rr.Header().Ttl)
+	}
+	policy := zone.KeyPolicy{
+		ZSKLifetime: time.Duration(sc.ZSKLifetime),
+		PublishWait: time.Duration(z.SOA.Hdr.Ttl)*time.Second + prop,
+		RetireWait:  time.Duration(maxTTL)*time.Second + prop,
+	}
 	src.mu.Lock()
-	keys := src.keys
-	src.mu.Unlock()
-	if keys == nil {
-		var err error
-		keys, err = zone.LoadOrCreateKeys(sc.KeyDir, src.cfg.Origin, sc.Algorithm)
+	if src.store == nil {
+		st, err := zone.OpenKeyStore(sc.KeyDir, src.cfg.Origin, sc.Algorithm)
 		if err != nil {
+			src.mu.Unlock()
 			return nil, err
 		}
-		src.mu.Lock()
-		src.keys = keys
-		src.mu.Unlock()
+		src.store = st
+	}
+	keys, next, err := src.store.Step(now, policy)
+	if err == nil {
+		src.keys, src.nextKey = keys, next
+	}
+	src.mu.Unlock()
+	if err != nil {
+		return nil, err
 	}
 	validity := sc.Validity.D()
 	if validity <= 0 {
 		validity = 14 * 24 * time.Hour
 	}
-	now := s.deps.Now()
 	opt := zone.SignOptions{NSEC3: sc.NSEC3, Inception: now.Add(-time.Hour), Expiration: now.Add(validity)}
 	cur := s.Zone(src.key)
 	if cur == nil {
@@ -287,7 +306,7 @@ func (s *Server) maintain(interval time.Duration) {
 }
 
 // resignDue re-signs the zones whose signatures expire within a quarter
-// of their validity.
+// of their validity, or whose keys change (a rollover step is due).
 func (s *Server) resignDue() {
 	for _, src := range s.sources {
 		if src.cfg.Sign == nil {
@@ -298,7 +317,12 @@ func (s *Server) resignDue() {
 		if validity <= 0 {
 			validity = 14 * 24 * time.Hour
 		}
-		if z == nil || s.deps.Now().Add(validity/4).Before(z.Expiry()) {
+		now := s.deps.Now()
+		src.mu.Lock()
+		next := src.nextKey
+		src.mu.Unlock()
+		roll := !next.IsZero() && !now.Before(next)
+		if z == nil || (!roll && now.Add(validity/4).Before(z.Expiry())) {
 			continue
 		}
 		nz, err := s.loadSource(src)
@@ -309,8 +333,19 @@ func (s *Server) resignDue() {
 		s.install(src.key, nz)
 		s.record(src, z, nz)
 		s.notify(nz)
-		s.log.Info("zone re-signed", "zone", src.key, "expires", nz.Expiry())
+		s.log.Info("zone re-signed", "zone", src.key, "serial", nz.SOA.Serial, "expires", nz.Expiry(), "keys", keyTags(nz))
 	}
+}
+
+// keyTags lists the tags of the zone's DNSKEYs, for logs.
+func keyTags(z *zone.Zone) []uint16 {
+	var tags []uint16
+	if n := z.Node(z.Origin); n != nil && n.Set(dns.TypeDNSKEY) != nil {
+		for _, rr := range n.Set(dns.TypeDNSKEY).RRs {
+			tags = append(tags, rr.(*dns.DNSKEY).KeyTag())
+		}
+	}
+	return tags
 }
 
 // writeDS writes the DS records of every signed zone's KSKs to DSFile.

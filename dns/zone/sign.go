@@ -4,7 +4,6 @@ import (
 	"crypto"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -21,6 +20,10 @@ type KeyPair struct {
 // Keys are a zone's key-signing and zone-signing keys.
 type Keys struct {
 	KSK, ZSK KeyPair
+	// Published are further keys in the DNSKEY set that do not sign: a
+	// ZSK published ahead of its use, or a retired one kept until the
+	// signatures it made have left caches.
+	Published []KeyPair
 }
 
 // DS returns the DS record (SHA-256) of the KSK, to hand to the parent.
@@ -31,51 +34,16 @@ var algorithms = map[string]uint8{"": dns.ECDSAP256SHA256, "ecdsap256sha256": dn
 
 // LoadOrCreateKeys reads the zone's KSK and ZSK of algorithm alg from dir
 // (files K<zone>+<alg>+<tag>.key and .private, as dnssec-keygen names
-// them) and generates and writes whichever is missing.
+// them, with the timing in .state files) and generates and writes
+// whichever is missing. The keys are those in use now; no rollover is
+// started (see KeyStore).
 func LoadOrCreateKeys(dir, origin, alg string) (*Keys, error) {
-	a, ok := algorithms[strings.ToLower(alg)]
-	if !ok {
-		return nil, fmt.Errorf("zone: unknown algorithm %q", alg)
+	ks, err := OpenKeyStore(dir, origin, alg)
+	if err != nil {
+		return nil, err
 	}
-	origin = Key(origin)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("zone: key dir: %w", err)
-	}
-	prefix := "K" + origin
-	if origin == "." {
-		prefix = "K."
-	}
-	files, _ := filepath.Glob(filepath.Join(dir, fmt.Sprintf("%s+%03d+*.key", globEscape(prefix), a)))
-	sort.Strings(files)
-	keys := &Keys{}
-	for _, f := range files {
-		k, err := readKey(f)
-		if err != nil {
-			return nil, err
-		}
-		if k.DNSKEY.Flags&dns.SEP != 0 {
-			if keys.KSK.DNSKEY == nil {
-				keys.KSK = k
-			}
-		} else if keys.ZSK.DNSKEY == nil {
-			keys.ZSK = k
-		}
-	}
-	for _, flags := range []uint16{257, 256} {
-		cur := &keys.ZSK
-		if flags == 257 {
-			cur = &keys.KSK
-		}
-		if cur.DNSKEY != nil {
-			continue
-		}
-		k, err := generateKey(dir, prefix, origin, a, flags)
-		if err != nil {
-			return nil, err
-		}
-		*cur = k
-	}
-	return keys, nil
+	keys, _, err := ks.Step(time.Now(), KeyPolicy{})
+	return keys, err
 }
 
 func globEscape(s string) string {
@@ -123,19 +91,12 @@ func stripComments(s string) string {
 	return strings.Join(out, "\n")
 }
 
-func generateKey(dir, prefix, origin string, alg uint8, flags uint16) (KeyPair, error) {
+func generateKey(origin string, alg uint8, flags uint16) (KeyPair, error) {
 	dk := &dns.DNSKEY{Hdr: dns.RR_Header{Name: origin, Rrtype: dns.TypeDNSKEY, Class: dns.ClassINET, Ttl: 3600}, Flags: flags, Protocol: 3, Algorithm: alg}
 	bits := 256
 	priv, err := dk.Generate(bits)
 	if err != nil {
 		return KeyPair{}, fmt.Errorf("zone: generate key: %w", err)
-	}
-	base := filepath.Join(dir, fmt.Sprintf("%s+%03d+%05d", prefix, alg, dk.KeyTag()))
-	if err := os.WriteFile(base+".private", []byte(dk.PrivateKeyString(priv)), 0o600); err != nil {
-		return KeyPair{}, fmt.Errorf("zone: %w", err)
-	}
-	if err := os.WriteFile(base+".key", []byte(dk.String()+"\n"), 0o644); err != nil {
-		return KeyPair{}, fmt.Errorf("zone: %w", err)
 	}
 	return KeyPair{DNSKEY: dk, Private: priv.(crypto.Signer)}, nil
 }
@@ -175,7 +136,11 @@ func Sign(z *Zone, keys *Keys, opt SignOptions) (*Zone, error) {
 		}
 		rrs = append(rrs, rr)
 	}
-	for _, k := range []*dns.DNSKEY{keys.KSK.DNSKEY, keys.ZSK.DNSKEY} {
+	dnskeys := []*dns.DNSKEY{keys.KSK.DNSKEY, keys.ZSK.DNSKEY}
+	for _, k := range keys.Published {
+		dnskeys = append(dnskeys, k.DNSKEY)
+	}
+	for _, k := range dnskeys {
 		c := dns.Copy(k).(*dns.DNSKEY)
 		c.Hdr.Name = z.SOA.Hdr.Name
 		c.Hdr.Ttl = z.SOA.Hdr.Ttl
