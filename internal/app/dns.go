@@ -49,7 +49,7 @@ func dnsServeCommand(g *globals) *cobra.Command {
 		nsec3                           bool
 		alg                             string
 		keyDir                          string
-		watch                           time.Duration
+		watch, zskLifetime              time.Duration
 		printDS                         bool
 		tsigKeys                        []string
 		primaryKey, notifyKey, stateDir string
@@ -65,7 +65,8 @@ keys; "--allow-transfer key:NAME"); --notify names secondaries. --state-dir
 keeps the IXFR journal on disk, so secondaries get IXFR after a restart.
 --secondary ZONE=PRIMARY serves a zone transferred from a primary.
 --sign signs every zone (keys in --key-dir, generated when missing) and
-prints each zone's DS record to hand to the parent. SIGHUP reloads the zone
+prints each zone's DS record to hand to the parent; --zsk-lifetime rolls the
+zone-signing key over (pre-publish) when it has signed that long. SIGHUP reloads the zone
 files; a broken file is reported with file:line and the old zone keeps
 serving. A --config file (YAML or JSON, see docs/dns.md) replaces the flags.`,
 		Example: `  applayer dns serve --listen 127.0.0.1:5300 --zone example.com=db.example.com
@@ -73,7 +74,8 @@ serving. A --config file (YAML or JSON, see docs/dns.md) replaces the flags.`,
   applayer dns serve --listen 127.0.0.2:53 --secondary example.com=127.0.0.1:53
   applayer dns serve --zone example.com=db.example.com --tsig hmac-sha256:xfr-key:c2VjcmV0 --allow-transfer key:xfr-key --state-dir state
   applayer dns serve --listen 127.0.0.2:53 --tsig hmac-sha256:xfr-key:c2VjcmV0 --primary-key xfr-key --secondary example.com=127.0.0.1:53
-  applayer dns serve --zone example.com=db.example.com --sign --key-dir keys --print-ds`,
+  applayer dns serve --zone example.com=db.example.com --sign --key-dir keys --print-ds
+  applayer dns serve --zone example.com=db.example.com --sign --key-dir keys --zsk-lifetime 720h`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var cfg authority.Config
@@ -102,7 +104,7 @@ serving. A --config file (YAML or JSON, see docs/dns.md) replaces the flags.`,
 					}
 					zc := authority.ZoneConfig{Origin: origin, File: file}
 					if sign {
-						zc.Sign = &authority.SignConfig{KeyDir: keyDir, Algorithm: alg, NSEC3: nsec3}
+						zc.Sign = &authority.SignConfig{KeyDir: keyDir, Algorithm: alg, NSEC3: nsec3, ZSKLifetime: config.Duration(zskLifetime)}
 					}
 					cfg.Zones = append(cfg.Zones, zc)
 				}
@@ -162,6 +164,7 @@ serving. A --config file (YAML or JSON, see docs/dns.md) replaces the flags.`,
 	f.BoolVar(&nsec3, "nsec3", false, "with --sign: NSEC3 instead of NSEC")
 	f.StringVar(&alg, "algorithm", "ecdsap256sha256", "with --sign: ecdsap256sha256 or ed25519")
 	f.StringVar(&keyDir, "key-dir", "keys", "with --sign: directory of the zones' keys")
+	f.DurationVar(&zskLifetime, "zsk-lifetime", 0, "with --sign: roll the ZSK over (pre-publish) after this `DURATION` of use, e.g. 720h; 0 never")
 	f.BoolVar(&printDS, "print-ds", false, "print each signed zone's DS record at start")
 	f.DurationVar(&watch, "watch", 0, "poll zone files this often and reload changed ones (0: only on SIGHUP)")
 	return cmd
