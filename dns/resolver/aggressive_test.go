@@ -158,3 +158,158 @@ func TestAggressiveNegativeCaching(t *testing.T) {
 		}
 	})
 }
+
+// TestAggressiveWildcard: a validated wildcard expansion (the wildcard
+// RRset with its RRSIG and the NSEC/NSEC3 proof) answers a later name the
+// cached proof covers without any upstream query (RFC 8198 5.3): the
+// answer has the queried owner name, the wildcard's RRSIG (labels field
+// below the owner's label count) and the proof, it verifies with the
+// zone's key, and carries AD. A name outside the proven range, a type the
+// wildcard lacks and clients without DO behave as without synthesis.
+func TestAggressiveWildcard(t *testing.T) {
+	_, cfg := signedTree(t, 0, []signedZone{
+		{origin: "sec.test.", host: 3},
+		{origin: "n3.test.", host: 4, nsec3: true, iter: 5},
+	})
+	r := startValidating(t, cfg)
+	upstream := func() float64 { return testutil.ToFloat64(r.m.upstreamQueries) }
+	synthesized := func() float64 { return testutil.ToFloat64(r.m.aggressiveWildcard) }
+
+	for _, zoneName := range []string{"sec.test.", "n3.test."} {
+		t.Run(zoneName, func(t *testing.T) {
+			keys := ask(t, r.addr, zoneName, dns.TypeDNSKEY, withDO)
+			first := ask(t, r.addr, "x.wild."+zoneName, dns.TypeA, withDO)
+			if first.Rcode != dns.RcodeSuccess || !first.AuthenticatedData || len(first.Answer) == 0 {
+				t.Fatalf("first wildcard answer: %v", first)
+			}
+			// A second name: the cached proof must cover it too.
+			var name string
+			for i := 0; i < 1000 && name == ""; i++ {
+				c := fmt.Sprintf("y%d.wild.%s", i, zoneName)
+				for _, rr := range first.Ns {
+					switch n := rr.(type) {
+					case *dns.NSEC:
+						if nsecCovers(n, c) {
+							name = c
+						}
+					case *dns.NSEC3:
+						if n.Cover(c) {
+							name = c
+						}
+					}
+				}
+			}
+			if name == "" {
+				t.Fatalf("no other name covered by the proof in\n%v", first)
+			}
+			u, s := upstream(), synthesized()
+			m := ask(t, r.addr, name, dns.TypeA, withDO)
+			if du, ds := upstream()-u, synthesized()-s; du != 0 || ds != 1 {
+				t.Fatalf("%s: %v upstream queries, %v synthesized; want 0 and 1", name, du, ds)
+			}
+			if m.Rcode != dns.RcodeSuccess || !m.AuthenticatedData {
+				t.Fatalf("%s: want NOERROR with AD\n%v", name, m)
+			}
+			var rrs []dns.RR
+			var sig *dns.RRSIG
+			for _, rr := range m.Answer {
+				if !strings.EqualFold(rr.Header().Name, name) {
+					t.Errorf("owner %s, want %s", rr.Header().Name, name)
+				}
+				switch x := rr.(type) {
+				case *dns.RRSIG:
+					sig = x
+				case *dns.A:
+					if x.A.String() != "192.0.2.2" {
+						t.Errorf("A %v, want 192.0.2.2", x.A)
+					}
+					rrs = append(rrs, x)
+				}
+			}
+			if len(rrs) != 1 || sig == nil {
+				t.Fatalf("%s: want one A and its RRSIG\n%v", name, m)
+			}
+			if int(sig.Labels) != dns.CountLabel("wild."+zoneName) {
+				t.Errorf("RRSIG labels %d, want %d (expanded from *.wild)", sig.Labels, dns.CountLabel("wild."+zoneName))
+			}
+			verify := func(sig *dns.RRSIG, set []dns.RR) error {
+				var err error
+				for _, k := range keys.Answer {
+					if key, ok := k.(*dns.DNSKEY); ok && key.KeyTag() == sig.KeyTag {
+						if err = sig.Verify(key, set); err == nil {
+							return nil
+						}
+					}
+				}
+				return fmt.Errorf("no key verifies %v: %v", sig, err)
+			}
+			// TTLs were counted down from the originals: verify with them.
+			for _, rr := range rrs {
+				rr.Header().Ttl = sig.OrigTtl
+			}
+			if err := verify(sig, rrs); err != nil {
+				t.Errorf("answer: %v", err)
+			}
+			// The proof: a record covering the name (NSEC) or its next
+			// closer (NSEC3), each signed.
+			covered := false
+			for _, rr := range m.Ns {
+				var ok bool
+				switch n := rr.(type) {
+				case *dns.NSEC:
+					ok = nsecCovers(n, name)
+				case *dns.NSEC3:
+					ok = n.Cover(name) && n.Flags&1 == 0
+				case *dns.RRSIG:
+					continue
+				default:
+					t.Errorf("unexpected %v", rr)
+					continue
+				}
+				covered = covered || ok
+				var psig *dns.RRSIG
+				for _, s := range m.Ns {
+					if x, isSig := s.(*dns.RRSIG); isSig && x.TypeCovered == rr.Header().Rrtype && strings.EqualFold(x.Hdr.Name, rr.Header().Name) {
+						psig = x
+					}
+				}
+				if psig == nil {
+					t.Errorf("unsigned proof %v", rr)
+					continue
+				}
+				c := dns.Copy(rr)
+				c.Header().Ttl = psig.OrigTtl
+				if err := verify(psig, []dns.RR{c}); err != nil {
+					t.Errorf("proof: %v", err)
+				}
+			}
+			if !covered {
+				t.Errorf("%s: no proof record covers the name\n%v", name, m)
+			}
+
+			// Without DO: the data only, no RRSIG, no proof; still no query.
+			u, s = upstream(), synthesized()
+			plain := ask(t, r.addr, "z"+name, dns.TypeA)
+			if upstream() != u {
+				// Not covered by the same proof: asked; that is allowed.
+				t.Logf("z%s was asked (outside the cached proof)", name)
+			} else if synthesized()-s != 1 {
+				t.Errorf("z%s: answered without a query but not synthesized", name)
+			}
+			if plain.Rcode != dns.RcodeSuccess || len(plain.Answer) != 1 || len(plain.Ns) != 0 {
+				t.Errorf("plain client: want one A and nothing else\n%v", plain)
+			}
+			// A type the wildcard lacks is not synthesized as data.
+			s = synthesized()
+			m = ask(t, r.addr, name, dns.TypeMX, withDO)
+			if m.Rcode != dns.RcodeSuccess || len(m.Answer) != 0 || !m.AuthenticatedData || synthesized() != s {
+				t.Errorf("%s MX: want a secure NODATA, not a synthesized answer\n%v", name, m)
+			}
+			// A name that exists is asked and answered with its own data.
+			m = ask(t, r.addr, "www."+zoneName, dns.TypeA, withDO)
+			if len(m.Answer) == 0 || !strings.Contains(m.String(), "192.0.2.1") {
+				t.Errorf("www.%s: %v", zoneName, m)
+			}
+		})
+	}
+}

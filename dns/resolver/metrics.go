@@ -10,7 +10,7 @@ type metrics struct {
 	queries, hits, misses, refused, servfail, dropped, stale, prefetches prometheus.Counter
 	upstreamQueries, upstreamTimeouts, referrals, lame, mismatched       prometheus.Counter
 	tcpFallback, bogus, secure, insecure, keytrap, insecureDelegations   prometheus.Counter
-	aggressive                                                           prometheus.Counter
+	aggressive, aggressiveWildcard                                       prometheus.Counter
 	latency, rtt                                                         prometheus.Histogram
 }
 
@@ -38,6 +38,7 @@ func newMetrics(reg prometheus.Registerer, s *Server) (*metrics, error) {
 		insecure:            c("insecure_total", "Resolved answers validated insecure (no chain of trust) while validating."),
 		keytrap:             c("validation_limit_total", "Validations stopped by the signature-check limits (KeyTrap)."),
 		aggressive:          c("aggressive_nsec_total", "NXDOMAIN and NODATA answers synthesized from cached, validated NSEC/NSEC3 records (RFC 8198)."),
+		aggressiveWildcard:  c("aggressive_wildcard_total", "Positive answers synthesized from a cached, validated wildcard RRset and NSEC/NSEC3 proof (RFC 8198 5.3)."),
 		insecureDelegations: c("insecure_delegations_total", "Delegations proven unsigned (no DS)."),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "applayer", Subsystem: "dns_resolver", Name: "resolution_seconds",
 			Help: "Time to answer client queries that missed the reply cache.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
@@ -47,7 +48,7 @@ func newMetrics(reg prometheus.Registerer, s *Server) (*metrics, error) {
 	entries := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "applayer", Subsystem: "dns_resolver", Name: "cache_entries",
 		Help: "Entries in the reply and RRset caches."}, func() float64 { return float64(s.msgs.len() + s.rr.len()) })
 	for _, col := range []prometheus.Collector{m.queries, m.hits, m.misses, m.refused, m.servfail, m.dropped, m.stale, m.prefetches,
-		m.upstreamQueries, m.upstreamTimeouts, m.referrals, m.lame, m.mismatched, m.tcpFallback, m.bogus, m.secure, m.insecure, m.keytrap, m.insecureDelegations, m.aggressive, m.latency, m.rtt, entries} {
+		m.upstreamQueries, m.upstreamTimeouts, m.referrals, m.lame, m.mismatched, m.tcpFallback, m.bogus, m.secure, m.insecure, m.keytrap, m.insecureDelegations, m.aggressive, m.aggressiveWildcard, m.latency, m.rtt, entries} {
 		if err := reg.Register(col); err != nil {
 			return nil, fmt.Errorf("resolver: metrics: %w", err)
 		}

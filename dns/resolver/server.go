@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -56,6 +57,8 @@ type Server struct {
 	readers sync.WaitGroup
 	workers sync.WaitGroup
 	once    service.Once
+	// prevGC is the GC percentage before Start applied cfg.GCPercent.
+	prevGC int
 }
 
 type call struct {
@@ -183,6 +186,10 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.readers.Add(1)
 	go s.serveTCP(ln)
+	if s.cfg.GCPercent > 0 {
+		s.prevGC = debug.SetGCPercent(s.cfg.GCPercent)
+		s.log.Info("GC target set", "gc_percent", s.cfg.GCPercent, "was", s.prevGC)
+	}
 	s.log.Info("resolver listening", "addr", udp.LocalAddr().String(), "validating", s.validating(), "forwarding", len(s.forwarders) > 0)
 	return nil
 }
@@ -205,6 +212,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.mu.Unlock()
 		if udp == nil {
 			return nil
+		}
+		if s.cfg.GCPercent > 0 {
+			debug.SetGCPercent(s.prevGC)
 		}
 		cancel()
 		udp.Close()

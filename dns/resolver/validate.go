@@ -243,7 +243,10 @@ func (r *Server) validateReply(ctx context.Context, t *task, m *dns.Msg, zone, q
 		}
 		return true
 	}
-	type wild struct{ name, ce string }
+	type wild struct {
+		name, ce string
+		set      rrset
+	}
 	var wilds []wild
 	for _, s := range groupSets(m.Answer, func(rr dns.RR) bool { return inChain[string(rrKey(rr.Header().Name, rr.Header().Rrtype))] }) {
 		v := r.validateSet(ctx, t, s, zone)
@@ -252,7 +255,7 @@ func (r *Server) validateReply(ctx context.Context, t *task, m *dns.Msg, zone, q
 		}
 		if v.state == secSecure {
 			if ce := wildcardOf(s); ce != "" {
-				wilds = append(wilds, wild{lowerName(s.name()), ce})
+				wilds = append(wilds, wild{lowerName(s.name()), ce, s})
 			}
 		}
 	}
@@ -320,7 +323,41 @@ func (r *Server) validateReply(ctx context.Context, t *task, m *dns.Msg, zone, q
 			return res
 		}
 	}
+	if res.state == secSecure && len(wilds) > 0 && den.zone != "" {
+		// RFC 8198 5.3: keep the wildcard RRsets and the proof records so
+		// later names the proof covers are answered without a query.
+		now := r.deps.Now()
+		for _, w := range wilds {
+			r.rememberWildcard(den.zone, w.ce, w.set, now)
+		}
+		r.rememberNSEC(den.zone, den, nil)
+	}
 	return res
+}
+
+// rememberWildcard caches the validated RRset s, expanded from the
+// wildcard at ce in zone, under the wildcard's own owner name (*.ce) with
+// its RRSIGs, for positive answers synthesized by aggressiveWildcard.
+func (r *Server) rememberWildcard(zone, ce string, s rrset, now time.Time) {
+	owner := wildcardAt(ce)
+	var rrs, sigs []dns.RR
+	for _, rr := range s.rrs {
+		c := dns.Copy(rr)
+		c.Header().Name = owner
+		rrs = append(rrs, c)
+	}
+	for _, sig := range s.sigs {
+		if !equalName(sig.SignerName, zone) || int(sig.Labels) != dns.CountLabel(ce) {
+			continue
+		}
+		c := dns.Copy(sig).(*dns.RRSIG)
+		c.Hdr.Name = owner
+		sigs = append(sigs, c)
+	}
+	if len(sigs) == 0 {
+		return
+	}
+	r.putRRs(owner, s.rtype(), rrs, sigs, rankAnswer, verdict{state: secSecure}, now)
 }
 
 // proof is the outcome of a denial-of-existence check.
@@ -943,6 +980,10 @@ func (r *Server) rememberDenial(key []byte, add, sigs, soa []dns.RR) {
 			rsigs = withTTL(e.x.sigs, e.stored, now)
 		}
 		expires = e.expires
+		if len(soa) == 0 {
+			// Records from a wildcard proof (no SOA): keep the zone's SOA.
+			soa = withTTL(e.soa(), e.stored, now)
+		}
 	}
 	for _, n := range add {
 		h := n.Header()
@@ -958,7 +999,10 @@ func (r *Server) rememberDenial(key []byte, add, sigs, soa []dns.RR) {
 		rrs = append(rrs, n)
 		rsigs = append(rsigs, sigsFor(sigs, h.Name, h.Rrtype)...)
 	}
-	ttl := time.Duration(min(rrsetTTL(rrs), rrsetTTL(soa))) * time.Second
+	ttl := time.Duration(rrsetTTL(rrs)) * time.Second
+	if len(soa) > 0 {
+		ttl = min(ttl, time.Duration(rrsetTTL(soa))*time.Second)
+	}
 	if t := now.Add(ttl); t.Before(expires) {
 		expires = t
 	}
@@ -991,7 +1035,7 @@ func (r *Server) aggressive(res *result, qname string, qtype uint16) bool {
 				continue
 			}
 			found = true
-			if r.synthesize(res, e, qname, qtype, now) {
+			if r.synthesize(res, e, qname, qtype, now) || r.aggressiveWildcard(res, e, z, qname, qtype, now) {
 				return true
 			}
 		}
@@ -1005,6 +1049,9 @@ func (r *Server) aggressive(res *result, qname string, qtype uint16) bool {
 // synthesize builds the negative answer for qname/qtype from the cached
 // denial records of one zone, with just the records the proof uses.
 func (r *Server) synthesize(res *result, e *rrEntry, qname string, qtype uint16, now time.Time) bool {
+	if len(e.soa()) == 0 {
+		return false // only records of wildcard proofs so far: no SOA to answer with
+	}
 	d := &denial{r: r, t: &task{}, track: true}
 	for _, rr := range e.rrs {
 		switch x := rr.(type) {
@@ -1040,6 +1087,83 @@ func (r *Server) synthesize(res *result, e *rrEntry, qname string, qtype uint16,
 	res.ns = append(res.ns, withTTL(proofs, e.stored, now)...)
 	res.mergeSec(secSecure)
 	return true
+}
+
+// aggressiveWildcard answers qname/qtype with a positive answer expanded
+// from a cached, validated wildcard RRset of zone when the cached denial
+// records of zone (e) prove that qname does not exist and that the
+// wildcard's closest encloser is the closest encloser of qname (RFC 8198
+// section 5.3, RFC 4035 5.3.4, RFC 5155 8.8). The answer carries the
+// wildcard's RRSIGs (their labels field shows the expansion) and the
+// proof records with theirs. NSEC3 opt-out spans are never used.
+func (r *Server) aggressiveWildcard(res *result, e *rrEntry, zone, qname string, qtype uint16, now time.Time) bool {
+	if qtype == dns.TypeDS || qtype == dns.TypeRRSIG || qtype == dns.TypeNSEC || qtype == dns.TypeNSEC3 {
+		return false
+	}
+	d := &denial{r: r, t: &task{}, track: true}
+	for _, rr := range e.rrs {
+		switch x := rr.(type) {
+		case *dns.NSEC:
+			if cutAbove(x, qname) {
+				return false // qname is in a child zone
+			}
+			d.nsec = append(d.nsec, x)
+		case *dns.NSEC3:
+			d.nsec3 = append(d.nsec3, x)
+		}
+	}
+	idx := dns.Split(qname)
+	// Candidate closest enclosers, longest first, inside zone.
+	for i := 1; i < len(idx); i++ {
+		ce := qname[idx[i]:]
+		if !dns.IsSubDomain(zone, ce) {
+			break
+		}
+		w, ok := r.rr.get(rrKey(wildcardAt(ce), qtype))
+		if !ok || w.neg != 0 || w.sec != secSecure || !now.Before(w.expires) || w.x == nil || len(w.x.sigs) == 0 {
+			continue
+		}
+		signed := true
+		for _, sg := range w.x.sigs {
+			sig, ok := sg.(*dns.RRSIG)
+			signed = signed && ok && equalName(sig.SignerName, zone) && int(sig.Labels) == dns.CountLabel(ce)
+		}
+		if !signed {
+			continue
+		}
+		d.used = d.used[:0]
+		if len(d.nsec) > 0 {
+			n := d.nsecCover(qname)
+			if n == nil || d.nsecMatch(qname) != nil || nsecEncloser(n, qname) != lowerName(ce) {
+				return false
+			}
+		} else {
+			n, ok := d.n3cover(nextCloser(qname, ce))
+			if !ok || n.Flags&1 != 0 {
+				return false
+			}
+		}
+		// The wildcard's records renamed to qname, then its RRSIGs.
+		for _, rr := range w.appendTo(nil, now) {
+			rr.Header().Name = qname
+			res.answer = append(res.answer, rr)
+		}
+		var proofs []dns.RR
+		for _, rr := range e.rrs {
+			if slices.Contains(d.used, rr) {
+				proofs = append(proofs, rr)
+				if e.x != nil {
+					proofs = append(proofs, sigsFor(e.x.sigs, rr.Header().Name, rr.Header().Rrtype)...)
+				}
+			}
+		}
+		res.ns = append(res.ns, withTTL(proofs, e.stored, now)...)
+		res.rcode = dns.RcodeSuccess
+		res.mergeSec(secSecure)
+		r.m.aggressiveWildcard.Inc()
+		return true
+	}
+	return false
 }
 
 func soaWithSigs(ns []dns.RR) []dns.RR {
