@@ -79,6 +79,7 @@ given with --config; flags override it.`,
 	f.BoolVar(&cfg.NoPrefetch, "no-prefetch", false, "do not refresh popular entries before they expire")
 	f.DurationVar(&timeout, "timeout", 400*time.Millisecond, "first per-try upstream timeout (doubles each round)")
 	f.DurationVar(&stale, "serve-stale", 24*time.Hour, "serve expired answers this long when no authority answers (negative disables)")
+	f.IntVar(&cfg.GCPercent, "gc-percent", 0, "Go GC target percentage (as GOGC): lower trades CPU for memory; 0 leaves the runtime's default")
 	f.StringVar(&admin, "admin", "", "admin listener (loopback) with /metrics and POST /dns/resolver/flush[?name=]")
 	return cmd
 }
@@ -115,6 +116,9 @@ func mergeResolverFlags(cmd *cobra.Command, dst *resolver.Config, src resolver.C
 	}
 	if ch("no-prefetch") {
 		dst.NoPrefetch = src.NoPrefetch
+	}
+	if ch("gc-percent") {
+		dst.GCPercent = src.GCPercent
 	}
 }
 
