@@ -97,6 +97,15 @@ type SignConfig struct {
 	// ZSKLifetime, when set, rolls the ZSK over (pre-publish, RFC 6781
 	// 4.1.1.1) once it has signed that long; 0 keeps it forever.
 	ZSKLifetime config.Duration `json:"zsk_lifetime,omitempty"`
+	// KSKLifetime, when set, rolls the KSK over (double signature, RFC
+	// 6781 4.1.2) once it has signed that long; the rollover waits for the
+	// operator to confirm that the parent publishes the new DS (the file
+	// K<zone>.ds-seen in KeyDir); 0 keeps the KSK forever.
+	KSKLifetime config.Duration `json:"ksk_lifetime,omitempty"`
+	// ParentDSTTL is the TTL of the zone's DS at the parent: the old KSK
+	// keeps signing this long (plus PropagationDelay) after the new DS is
+	// confirmed. Default 24h.
+	ParentDSTTL config.Duration `json:"parent_ds_ttl,omitempty"`
 	// PropagationDelay is how long a change takes to reach every
 	// secondary; rollover steps wait for it on top of the TTLs. Default 5m.
 	PropagationDelay config.Duration `json:"propagation_delay,omitempty"`
@@ -141,8 +150,8 @@ func (c *Config) Validate() error {
 			default:
 				return config.Errorf(f+".sign.algorithm", "must be ecdsap256sha256 or ed25519, not %q", z.Sign.Algorithm)
 			}
-			if z.Sign.ZSKLifetime < 0 || z.Sign.PropagationDelay < 0 {
-				return config.Errorf(f+".sign", "zsk_lifetime and propagation_delay cannot be negative")
+			if z.Sign.ZSKLifetime < 0 || z.Sign.KSKLifetime < 0 || z.Sign.ParentDSTTL < 0 || z.Sign.PropagationDelay < 0 {
+				return config.Errorf(f+".sign", "zsk_lifetime, ksk_lifetime, parent_ds_ttl and propagation_delay cannot be negative")
 			}
 			if z.Primary != "" {
 				return config.Errorf(f+".sign", "a secondary zone cannot be signed here")

@@ -174,6 +174,10 @@ func (s *Server) sign(src *source, z *zone.Zone) (*zone.Zone, error) {
 	if prop <= 0 {
 		prop = 5 * time.Minute
 	}
+	dsTTL := time.Duration(sc.ParentDSTTL)
+	if dsTTL <= 0 {
+		dsTTL = 24 * time.Hour
+	}
 	var maxTTL uint32
 	for _, rr := range z.Records() {
 		maxTTL = max(maxTTL, rr.Header().Ttl)
@@ -182,6 +186,8 @@ func (s *Server) sign(src *source, z *zone.Zone) (*zone.Zone, error) {
 		ZSKLifetime: time.Duration(sc.ZSKLifetime),
 		PublishWait: time.Duration(z.SOA.Hdr.Ttl)*time.Second + prop,
 		RetireWait:  time.Duration(maxTTL)*time.Second + prop,
+		KSKLifetime: time.Duration(sc.KSKLifetime),
+		DSWait:      dsTTL + prop,
 	}
 	src.mu.Lock()
 	if src.store == nil {
@@ -190,6 +196,7 @@ func (s *Server) sign(src *source, z *zone.Zone) (*zone.Zone, error) {
 			src.mu.Unlock()
 			return nil, err
 		}
+		st.SetLogger(s.log)
 		src.store = st
 	}
 	keys, next, err := src.store.Step(now, policy)
@@ -320,8 +327,11 @@ func (s *Server) resignDue() {
 		now := s.deps.Now()
 		src.mu.Lock()
 		next := src.nextKey
+		// A KSK rollover waiting for the parent's DS moves on as soon as
+		// the operator confirms it.
+		confirmed := src.store != nil && src.store.DSConfirmed(now)
 		src.mu.Unlock()
-		roll := !next.IsZero() && !now.Before(next)
+		roll := confirmed || (!next.IsZero() && !now.Before(next))
 		if z == nil || (!roll && now.Add(validity/4).Before(z.Expiry())) {
 			continue
 		}

@@ -3,8 +3,10 @@ package zone
 import (
 	"bufio"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -18,6 +20,10 @@ import (
 // file); a zero Retired or Removed means "never".
 type KeyTiming struct {
 	Generated, Published, Active, Retired, Removed time.Time
+	// SyncPublish (a new KSK) is when its DS may go to the parent: the
+	// new DNSKEY set has reached every cache. DSPublish is when the
+	// operator confirmed the parent publishes it (BIND's field names).
+	SyncPublish, DSPublish time.Time
 }
 
 // PublishedAt reports whether the key is in the DNSKEY set at t.
@@ -51,6 +57,15 @@ type KeyPolicy struct {
 	// RetireWait is how long a retired ZSK stays published: the largest
 	// TTL of the zone's signatures plus the propagation delay.
 	RetireWait time.Duration
+	// KSKLifetime is how long a KSK signs before a double-signature
+	// rollover (RFC 6781 4.1.2) replaces it; 0 disables KSK rollovers.
+	// The rollover waits for the operator's confirmation that the parent
+	// publishes the new DS (DSSeenFile).
+	KSKLifetime time.Duration
+	// DSWait is how long after that confirmation the old KSK keeps
+	// signing the DNSKEY set: the parent's DS TTL plus its propagation
+	// delay, after which no validator holds the old DS.
+	DSWait time.Duration
 }
 
 // KeyStore is a zone's keys in a directory: dnssec-keygen's
@@ -62,6 +77,133 @@ type KeyStore struct {
 	alg                 uint8
 	keys                []*ManagedKey
 	signer              *ManagedKey // the ZSK Step last returned
+	log                 *slog.Logger
+}
+
+// SetLogger sets where the store reports a KSK rollover's steps (the new
+// DS to hand to the parent, the confirmation seen, ...).
+func (ks *KeyStore) SetLogger(l *slog.Logger) { ks.log = l }
+
+func (ks *KeyStore) logger() *slog.Logger {
+	if ks.log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return ks.log
+}
+
+// DSSeenFile is the file the operator creates (any content) to confirm
+// that the parent publishes the new KSK's DS: K<zone>.ds-seen in the key
+// directory. The store removes it once the confirmation is recorded.
+func (ks *KeyStore) DSSeenFile() string {
+	return filepath.Join(ks.dir, strings.TrimSuffix(ks.prefix, ".")+".ds-seen")
+}
+
+// DSFile is where the store writes the DS of key (one line, master file
+// format) for the operator to hand to the parent.
+func (ks *KeyStore) DSFile(k *ManagedKey) string { return k.base + ".ds" }
+
+// kskRolling returns the KSK a rollover introduces, when one is waiting
+// for its DS to be confirmed, or nil.
+func (ks *KeyStore) kskRolling(now time.Time) *ManagedKey {
+	kskl := ks.activeKSKs(now)
+	if len(kskl) < 2 {
+		return nil
+	}
+	if n := kskl[len(kskl)-1]; n.Timing.DSPublish.IsZero() && !n.Timing.SyncPublish.IsZero() {
+		return n
+	}
+	return nil
+}
+
+// DSConfirmed reports whether a KSK rollover waits at now for the
+// parent's DS and the operator has confirmed it (DSSeenFile exists): the
+// next Step records the confirmation.
+func (ks *KeyStore) DSConfirmed(now time.Time) bool {
+	n := ks.kskRolling(now)
+	if n == nil || now.Before(n.Timing.SyncPublish) {
+		return false
+	}
+	_, err := os.Stat(ks.DSSeenFile())
+	return err == nil
+}
+
+// activeKSKs returns the KSKs published and signing at now, the oldest
+// (by activation) first.
+func (ks *KeyStore) activeKSKs(now time.Time) []*ManagedKey {
+	var out []*ManagedKey
+	for _, k := range ks.keys {
+		if k.KSK() && k.Timing.ActiveAt(now) && k.Timing.PublishedAt(now) {
+			out = append(out, k)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Timing.Active.Before(out[j].Timing.Active) })
+	return out
+}
+
+// rollKSK drives the double-signature KSK rollover: when the only KSK's
+// lifetime is up, a new KSK is published and signs the DNSKEY set beside
+// it; once the new DNSKEY set has reached the caches (PublishWait) its DS
+// is written to DSFile for the parent; when the operator confirms the
+// parent publishes it (DSSeenFile), the old KSK stops signing DSWait
+// later and leaves the DNSKEY set PublishWait (the DNSKEY TTL and the
+// propagation delay) after that.
+func (ks *KeyStore) rollKSK(now time.Time, p KeyPolicy) error {
+	act := ks.activeKSKs(now)
+	switch {
+	case len(act) == 1 && p.KSKLifetime > 0 && act[0].Timing.Retired.IsZero():
+		old := act[0]
+		start := old.Timing.Active
+		if start.IsZero() {
+			start = old.Timing.Generated
+		}
+		if now.Before(start.Add(p.KSKLifetime)) {
+			return nil
+		}
+		os.Remove(ks.DSSeenFile()) // a confirmation from an earlier rollover
+		n, err := ks.generate(257, now, now)
+		if err != nil {
+			return err
+		}
+		n.Timing.SyncPublish = ceilSecond(now.Add(p.PublishWait))
+		if err := n.writeState(); err != nil {
+			return err
+		}
+		ks.logger().Info("KSK rollover started: new KSK published, DNSKEY set signed by both",
+			"zone", ks.origin, "old", old.DNSKEY.KeyTag(), "new", n.DNSKEY.KeyTag(), "ds_ready", n.Timing.SyncPublish)
+	case len(act) >= 2:
+		n := act[len(act)-1]
+		if n.Timing.SyncPublish.IsZero() || now.Before(n.Timing.SyncPublish) || !n.Timing.DSPublish.IsZero() {
+			return nil
+		}
+		ds := n.DNSKEY.ToDS(dns.SHA256)
+		if _, err := os.Stat(ks.DSFile(n)); err != nil {
+			if err := os.WriteFile(ks.DSFile(n), []byte(ds.String()+"\n"), 0o644); err != nil {
+				return fmt.Errorf("zone: %w", err)
+			}
+			ks.logger().Warn("KSK rollover: hand the new DS to the parent, then create the confirmation file once the parent publishes it",
+				"zone", ks.origin, "ds", ds.String(), "ds_file", ks.DSFile(n), "confirm", ks.DSSeenFile())
+		}
+		if _, err := os.Stat(ks.DSSeenFile()); err != nil {
+			return nil // waiting for the operator
+		}
+		seen := now.UTC().Truncate(time.Second)
+		n.Timing.DSPublish = seen
+		if err := n.writeState(); err != nil {
+			return err
+		}
+		retire := ceilSecond(seen.Add(p.DSWait))
+		for _, old := range act[:len(act)-1] {
+			old.Timing.Retired = retire
+			old.Timing.Removed = ceilSecond(retire.Add(p.PublishWait))
+			if err := old.writeState(); err != nil {
+				return err
+			}
+		}
+		os.Remove(ks.DSSeenFile())
+		ks.logger().Info("KSK rollover: parent DS confirmed; the old KSK stops signing after the DS wait",
+			"zone", ks.origin, "new", n.DNSKEY.KeyTag(), "retire_old", retire)
+	}
+	return nil
 }
 
 // OpenKeyStore reads the keys of algorithm alg for origin from dir
@@ -105,15 +247,18 @@ func (ks *KeyStore) All() []*ManagedKey { return append([]*ManagedKey(nil), ks.k
 // next time the key set changes (zero when nothing is scheduled).
 func (ks *KeyStore) Step(now time.Time, p KeyPolicy) (*Keys, time.Time, error) {
 	var ksk, zsk *ManagedKey
+	if err := ks.rollKSK(now, p); err != nil {
+		return nil, time.Time{}, err
+	}
+	kskl := ks.activeKSKs(now)
+	if len(kskl) > 0 {
+		ksk = kskl[0]
+	}
 	for _, k := range ks.keys {
-		if !k.Timing.ActiveAt(now) || !k.Timing.PublishedAt(now) {
+		if !k.Timing.ActiveAt(now) || !k.Timing.PublishedAt(now) || k.KSK() {
 			continue
 		}
-		if k.KSK() {
-			if ksk == nil {
-				ksk = k
-			}
-		} else if zsk == nil || k.Timing.Active.After(zsk.Timing.Active) {
+		if zsk == nil || k.Timing.Active.After(zsk.Timing.Active) {
 			zsk = k
 		}
 	}
@@ -122,6 +267,7 @@ func (ks *KeyStore) Step(now time.Time, p KeyPolicy) (*Keys, time.Time, error) {
 		if ksk, err = ks.generate(257, now, now); err != nil {
 			return nil, time.Time{}, err
 		}
+		kskl = []*ManagedKey{ksk}
 	}
 	if zsk == nil {
 		if zsk, err = ks.generate(256, now, now); err != nil {
@@ -138,6 +284,9 @@ func (ks *KeyStore) Step(now time.Time, p KeyPolicy) (*Keys, time.Time, error) {
 	}
 	ks.signer = zsk
 	keys := &Keys{KSK: ksk.KeyPair, ZSK: zsk.KeyPair}
+	for _, k := range kskl[1:] {
+		keys.KSKs = append(keys.KSKs, k.KeyPair)
+	}
 	var next time.Time
 	soon := func(t time.Time) {
 		if t.After(now) && (next.IsZero() || t.Before(next)) {
@@ -145,7 +294,7 @@ func (ks *KeyStore) Step(now time.Time, p KeyPolicy) (*Keys, time.Time, error) {
 		}
 	}
 	for _, k := range ks.keys {
-		if k != ksk && k != zsk && k.Timing.PublishedAt(now) {
+		if k != zsk && !slices.Contains(kskl, k) && k.Timing.PublishedAt(now) {
 			keys.Published = append(keys.Published, k.KeyPair)
 		}
 		t := k.Timing
@@ -153,6 +302,14 @@ func (ks *KeyStore) Step(now time.Time, p KeyPolicy) (*Keys, time.Time, error) {
 		soon(t.Active)
 		soon(t.Retired)
 		soon(t.Removed)
+		soon(t.SyncPublish)
+	}
+	if p.KSKLifetime > 0 && len(kskl) == 1 && ksk.Timing.Retired.IsZero() {
+		start := ksk.Timing.Active
+		if start.IsZero() {
+			start = ksk.Timing.Generated
+		}
+		soon(start.Add(p.KSKLifetime))
 	}
 	if p.ZSKLifetime > 0 && zsk.Timing.Retired.IsZero() {
 		soon(ks.rollStart(zsk, p))
@@ -266,7 +423,7 @@ func writeKeyFiles(base string, kp KeyPair) error {
 
 const stateTime = "20060102150405"
 
-var stateFields = []string{"Generated", "Published", "Active", "Retired", "Removed"}
+var stateFields = []string{"Generated", "Published", "Active", "Retired", "Removed", "SyncPublish", "DSPublish"}
 
 func (k *ManagedKey) field(name string) *time.Time {
 	switch name {
@@ -280,6 +437,10 @@ func (k *ManagedKey) field(name string) *time.Time {
 		return &k.Timing.Retired
 	case "Removed":
 		return &k.Timing.Removed
+	case "SyncPublish":
+		return &k.Timing.SyncPublish
+	case "DSPublish":
+		return &k.Timing.DSPublish
 	}
 	return nil
 }

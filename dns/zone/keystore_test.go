@@ -85,3 +85,76 @@ func TestKeysWithoutState(t *testing.T) {
 		t.Error("a broken key file was accepted")
 	}
 }
+
+// TestKSKRolloverWaitsForDS walks the KeyStore through a KSK rollover:
+// an early or stale confirmation is not taken, the DS file appears at
+// SyncPublish, and the confirmation's time survives a reopen.
+func TestKSKRolloverWaitsForDS(t *testing.T) {
+	dir := t.TempDir()
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	p := KeyPolicy{KSKLifetime: 24 * time.Hour, PublishWait: time.Hour, RetireWait: time.Hour, DSWait: 3 * time.Hour}
+	ks, err := OpenKeyStore(dir, "example.com", "ed25519")
+	if err != nil {
+		t.Fatal(err)
+	}
+	k0, next, err := ks.Step(t0, p)
+	if err != nil || !next.Equal(t0.Add(24*time.Hour)) {
+		t.Fatalf("fresh store: next %s, err %v", next, err)
+	}
+	seen := filepath.Join(dir, "Kexample.com.ds-seen")
+	if seen != ks.DSSeenFile() {
+		t.Fatalf("DSSeenFile %s", ks.DSSeenFile())
+	}
+	// A confirmation left from before the rollover is discarded.
+	if err := os.WriteFile(seen, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tStart := t0.Add(24 * time.Hour)
+	k1, next, err := ks.Step(tStart, p)
+	if err != nil || len(k1.KSKs) != 1 || k1.KSK.DNSKEY.KeyTag() != k0.KSK.DNSKEY.KeyTag() || !next.Equal(tStart.Add(time.Hour)) {
+		t.Fatalf("rollover start: %d extra KSKs, next %s, err %v", len(k1.KSKs), next, err)
+	}
+	if _, err := os.Stat(seen); !os.IsNotExist(err) {
+		t.Fatal("stale confirmation kept")
+	}
+	newTag := k1.KSKs[0].DNSKEY.KeyTag()
+	dsFiles := func() []string { f, _ := filepath.Glob(filepath.Join(dir, "*.ds")); return f }
+	if ks.DSConfirmed(tStart) || len(dsFiles()) != 0 {
+		t.Fatal("DS written before the new DNSKEY set reached caches")
+	}
+	// At SyncPublish the DS file appears; hours later, without the
+	// confirmation, both KSKs still sign and nothing is scheduled.
+	for _, at := range []time.Duration{time.Hour, 10 * time.Hour} {
+		k, next, err := ks.Step(tStart.Add(at), p)
+		if err != nil || len(k.KSKs) != 1 || !next.IsZero() || len(dsFiles()) != 1 {
+			t.Fatalf("+%s: %d extra KSKs, next %s, DS files %v, err %v", at, len(k.KSKs), next, dsFiles(), err)
+		}
+	}
+	if err := os.WriteFile(seen, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tSeen := tStart.Add(11 * time.Hour) // before the new KSK is due in turn
+	if !ks.DSConfirmed(tSeen) {
+		t.Fatal("confirmation not noticed")
+	}
+	if _, next, err = ks.Step(tSeen, p); err != nil || !next.Equal(tSeen.Add(3*time.Hour)) {
+		t.Fatalf("confirmed: next %s, err %v", next, err)
+	}
+	re, err := OpenKeyStore(dir, "example.com", "ed25519")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		at        time.Duration
+		extra     int
+		published int
+	}{{3*time.Hour - time.Second, 1, 0}, {3 * time.Hour, 0, 1}, {4 * time.Hour, 0, 0}} {
+		k, _, err := re.Step(tSeen.Add(tc.at), p)
+		if err != nil || len(k.KSKs) != tc.extra || len(k.Published) != tc.published {
+			t.Fatalf("+%s: %d extra KSKs, %d published, err %v", tc.at, len(k.KSKs), len(k.Published), err)
+		}
+		if tc.extra == 0 && k.KSK.DNSKEY.KeyTag() != newTag {
+			t.Fatalf("+%s: KSK %d, want %d", tc.at, k.KSK.DNSKEY.KeyTag(), newTag)
+		}
+	}
+}

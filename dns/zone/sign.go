@@ -4,6 +4,7 @@ import (
 	"crypto"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -24,6 +25,9 @@ type Keys struct {
 	// ZSK published ahead of its use, or a retired one kept until the
 	// signatures it made have left caches.
 	Published []KeyPair
+	// KSKs are further KSKs that sign the DNSKEY set beside KSK: the new
+	// KSK of a double-signature rollover (RFC 6781 4.1.2).
+	KSKs []KeyPair
 }
 
 // DS returns the DS record (SHA-256) of the KSK, to hand to the parent.
@@ -137,7 +141,7 @@ func Sign(z *Zone, keys *Keys, opt SignOptions) (*Zone, error) {
 		rrs = append(rrs, rr)
 	}
 	dnskeys := []*dns.DNSKEY{keys.KSK.DNSKEY, keys.ZSK.DNSKEY}
-	for _, k := range keys.Published {
+	for _, k := range slices.Concat(keys.KSKs, keys.Published) {
 		dnskeys = append(dnskeys, k.DNSKEY)
 	}
 	for _, k := range dnskeys {
@@ -237,15 +241,17 @@ func Sign(z *Zone, keys *Keys, opt SignOptions) (*Zone, error) {
 			if a.cut && t != dns.TypeDS {
 				continue
 			}
-			k := keys.ZSK
+			signers := []KeyPair{keys.ZSK}
 			if t == dns.TypeDNSKEY {
-				k = keys.KSK
+				signers = append([]KeyPair{keys.KSK}, keys.KSKs...)
 			}
-			sig, err := sigFor(s.RRs, k)
-			if err != nil {
-				return nil, err
+			for _, k := range signers {
+				sig, err := sigFor(s.RRs, k)
+				if err != nil {
+					return nil, err
+				}
+				out = append(out, sig)
 			}
-			out = append(out, sig)
 		}
 	}
 	for _, d := range denial {

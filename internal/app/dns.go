@@ -49,7 +49,8 @@ func dnsServeCommand(g *globals) *cobra.Command {
 		nsec3                           bool
 		alg                             string
 		keyDir                          string
-		watch, zskLifetime              time.Duration
+		watch, zskLifetime, kskLifetime time.Duration
+		parentDSTTL                     time.Duration
 		printDS                         bool
 		tsigKeys                        []string
 		primaryKey, notifyKey, stateDir string
@@ -66,7 +67,10 @@ keeps the IXFR journal on disk, so secondaries get IXFR after a restart.
 --secondary ZONE=PRIMARY serves a zone transferred from a primary.
 --sign signs every zone (keys in --key-dir, generated when missing) and
 prints each zone's DS record to hand to the parent; --zsk-lifetime rolls the
-zone-signing key over (pre-publish) when it has signed that long. SIGHUP reloads the zone
+zone-signing key over (pre-publish) when it has signed that long;
+--ksk-lifetime rolls the key-signing key over (double signature): the new DS is
+logged and written to K<zone>+<alg>+<tag>.ds in --key-dir, and the rollover
+waits until you create K<zone>.ds-seen there once the parent publishes it. SIGHUP reloads the zone
 files; a broken file is reported with file:line and the old zone keeps
 serving. A --config file (YAML or JSON, see docs/dns.md) replaces the flags.`,
 		Example: `  applayer dns serve --listen 127.0.0.1:5300 --zone example.com=db.example.com
@@ -75,7 +79,8 @@ serving. A --config file (YAML or JSON, see docs/dns.md) replaces the flags.`,
   applayer dns serve --zone example.com=db.example.com --tsig hmac-sha256:xfr-key:c2VjcmV0 --allow-transfer key:xfr-key --state-dir state
   applayer dns serve --listen 127.0.0.2:53 --tsig hmac-sha256:xfr-key:c2VjcmV0 --primary-key xfr-key --secondary example.com=127.0.0.1:53
   applayer dns serve --zone example.com=db.example.com --sign --key-dir keys --print-ds
-  applayer dns serve --zone example.com=db.example.com --sign --key-dir keys --zsk-lifetime 720h`,
+  applayer dns serve --zone example.com=db.example.com --sign --key-dir keys --zsk-lifetime 720h
+  applayer dns serve --zone example.com=db.example.com --sign --key-dir keys --ksk-lifetime 8760h --parent-ds-ttl 24h`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var cfg authority.Config
@@ -104,7 +109,8 @@ serving. A --config file (YAML or JSON, see docs/dns.md) replaces the flags.`,
 					}
 					zc := authority.ZoneConfig{Origin: origin, File: file}
 					if sign {
-						zc.Sign = &authority.SignConfig{KeyDir: keyDir, Algorithm: alg, NSEC3: nsec3, ZSKLifetime: config.Duration(zskLifetime)}
+						zc.Sign = &authority.SignConfig{KeyDir: keyDir, Algorithm: alg, NSEC3: nsec3, ZSKLifetime: config.Duration(zskLifetime),
+							KSKLifetime: config.Duration(kskLifetime), ParentDSTTL: config.Duration(parentDSTTL)}
 					}
 					cfg.Zones = append(cfg.Zones, zc)
 				}
@@ -165,6 +171,8 @@ serving. A --config file (YAML or JSON, see docs/dns.md) replaces the flags.`,
 	f.StringVar(&alg, "algorithm", "ecdsap256sha256", "with --sign: ecdsap256sha256 or ed25519")
 	f.StringVar(&keyDir, "key-dir", "keys", "with --sign: directory of the zones' keys")
 	f.DurationVar(&zskLifetime, "zsk-lifetime", 0, "with --sign: roll the ZSK over (pre-publish) after this `DURATION` of use, e.g. 720h; 0 never")
+	f.DurationVar(&kskLifetime, "ksk-lifetime", 0, "with --sign: roll the KSK over (double signature, waiting for K<zone>.ds-seen in --key-dir) after this `DURATION` of use, e.g. 8760h; 0 never")
+	f.DurationVar(&parentDSTTL, "parent-ds-ttl", 24*time.Hour, "with --ksk-lifetime: the TTL of the zone's DS at the parent")
 	f.BoolVar(&printDS, "print-ds", false, "print each signed zone's DS record at start")
 	f.DurationVar(&watch, "watch", 0, "poll zone files this often and reload changed ones (0: only on SIGHUP)")
 	return cmd
