@@ -481,7 +481,7 @@ func bumpHash(h string, d int) string {
 // TestInteropDNSSECVersusUnbound validates the same signed tree with
 // Unbound (validator module) and compares rcode and AD.
 func TestInteropDNSSECVersusUnbound(t *testing.T) {
-	unbound := needPeer(t, "unbound")
+	needPeer(t, "unbound")
 	n := newTestNet(t, 53)
 	needPort53(t, n)
 	n, cfg := signedTree(t, 53, []signedZone{
@@ -493,42 +493,10 @@ func TestInteropDNSSECVersusUnbound(t *testing.T) {
 		{origin: "strip.test.", host: 8, dsOnly: true},
 		{origin: "nonsec.test.", host: 9, edit: dropTypes(dns.TypeNSEC)},
 	})
-	dir := t.TempDir()
-	hints := filepath.Join(dir, "root.hints")
-	os.WriteFile(hints, []byte(n.zoneText(".  3600000 NS a.root.\na.root. 3600000 A {N}.1\n")), 0o600)
-	ub := n.ip(200).String()
-	conf := fmt.Sprintf(`server:
-  interface: %s
-  port: 53
-  do-daemonize: no
-  username: ""
-  chroot: ""
-  directory: "%s"
-  pidfile: "%s/unbound.pid"
-  use-syslog: no
-  root-hints: "%s"
-  trust-anchor-file: "%s"
-  do-not-query-localhost: no
-  module-config: "validator iterator"
-  access-control: 127.0.0.0/8 allow
-  num-threads: 1
-  do-ip6: no
-  verbosity: 1
-  logfile: "%s/unbound.log"
-  local-zone: "test." nodefault
-remote-control:
-  control-enable: no
-`, ub, dir, dir, hints, cfg.TrustAnchorFile, dir)
-	cf := filepath.Join(dir, "unbound.conf")
-	os.WriteFile(cf, []byte(conf), 0o600)
-	startDaemon(t, unbound, "-d", "-c", cf)
-	t.Cleanup(func() {
-		if t.Failed() {
-			b, _ := os.ReadFile(filepath.Join(dir, "unbound.log"))
-			t.Logf("unbound log:\n%s", b)
-		}
-	})
-	waitDNS(t, ub+":53", ".")
+	ub, _ := startUnbound(t, n,
+		fmt.Sprintf("trust-anchor-file: %q", cfg.TrustAnchorFile),
+		`module-config: "validator iterator"`,
+		`local-zone: "test." nodefault`)
 	cfg.UpstreamPort = 53
 	r := startValidating(t, cfg)
 	// The same, validated by applayer in forwarding mode through Unbound

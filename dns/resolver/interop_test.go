@@ -122,7 +122,7 @@ remote-control:
 // dead one, and resolves a list of names with applayer and with Unbound:
 // the answers must agree.
 func TestInteropNSDHierarchyVersusUnbound(t *testing.T) {
-	unbound := needPeer(t, "unbound")
+	needPeer(t, "unbound")
 	needPeer(t, "nsd")
 	n := newTestNet(t, 53)
 	needPort53(t, n)
@@ -132,42 +132,10 @@ func TestInteropNSDHierarchyVersusUnbound(t *testing.T) {
 	startAuth(t, n, 5, map[string]string{"other.": lameZone}) // lame for lame.test.
 	// {N}.3 (test.'s second server) is dead.
 
-	dir := t.TempDir()
-	hints := filepath.Join(dir, "root.hints")
-	os.WriteFile(hints, []byte(n.zoneText(".  3600000 NS a.root.\na.root. 3600000 A {N}.1\n")), 0o600)
-	ub := n.ip(200).String()
-	conf := fmt.Sprintf(`server:
-  interface: %s
-  port: 53
-  do-daemonize: no
-  username: ""
-  chroot: ""
-  directory: "%s"
-  pidfile: "%s/unbound.pid"
-  use-syslog: no
-  root-hints: "%s"
-  do-not-query-localhost: no
-  module-config: "iterator"
-  access-control: 127.0.0.0/8 allow
-  num-threads: 1
-  do-ip6: no
-  verbosity: 1
-  logfile: "%s/unbound.log"
-  local-zone: "test." nodefault
-  local-zone: "invalid." nodefault
-remote-control:
-  control-enable: no
-`, ub, dir, dir, hints, dir)
-	cf := filepath.Join(dir, "unbound.conf")
-	os.WriteFile(cf, []byte(conf), 0o600)
-	startDaemon(t, unbound, "-d", "-c", cf)
-	t.Cleanup(func() {
-		if t.Failed() {
-			b, _ := os.ReadFile(filepath.Join(dir, "unbound.log"))
-			t.Logf("unbound log:\n%s", b)
-		}
-	})
-	waitDNS(t, ub+":53", ".")
+	ub, hints := startUnbound(t, n,
+		`module-config: "iterator"`,
+		`local-zone: "test." nodefault`,
+		`local-zone: "invalid." nodefault`)
 
 	r := startResolver(t, &hierarchy{net: n}, func(c *Config) {
 		c.RootHints, c.RootHintsFile, c.UpstreamPort = nil, hints, 53
@@ -205,6 +173,55 @@ remote-control:
 			}
 		})
 	}
+}
+
+// startUnbound runs Unbound on {N}.200 port 53 with root hints pointing at
+// {N}.1 and the extra server: lines given (module-config, trust anchor,
+// local zones), waits until it answers, and logs its log if the test
+// fails. It returns Unbound's IP and the root hints file.
+func startUnbound(t *testing.T, n *testNet, server ...string) (ip, hints string) {
+	t.Helper()
+	unbound := needPeer(t, "unbound")
+	dir := t.TempDir()
+	hints = filepath.Join(dir, "root.hints")
+	if err := os.WriteFile(hints, []byte(n.zoneText(".  3600000 NS a.root.\na.root. 3600000 A {N}.1\n")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ip = n.ip(200).String()
+	conf := fmt.Sprintf(`server:
+  interface: %s
+  port: 53
+  do-daemonize: no
+  username: ""
+  chroot: ""
+  directory: "%s"
+  pidfile: "%s/unbound.pid"
+  use-syslog: no
+  root-hints: "%s"
+  do-not-query-localhost: no
+  access-control: 127.0.0.0/8 allow
+  num-threads: 1
+  do-ip6: no
+  verbosity: 1
+  logfile: "%s/unbound.log"
+`, ip, dir, dir, hints, dir)
+	for _, l := range server {
+		conf += "  " + l + "\n"
+	}
+	conf += "remote-control:\n  control-enable: no\n"
+	cf := filepath.Join(dir, "unbound.conf")
+	if err := os.WriteFile(cf, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	startDaemon(t, unbound, "-d", "-c", cf)
+	t.Cleanup(func() {
+		if t.Failed() {
+			b, _ := os.ReadFile(filepath.Join(dir, "unbound.log"))
+			t.Logf("unbound log:\n%s", b)
+		}
+	})
+	waitDNS(t, ip+":53", ".")
+	return ip, hints
 }
 
 // askRetry queries like a stub resolver: 2s per try, 4 tries.
