@@ -172,6 +172,22 @@ func withDO(m *dns.Msg) { m.SetEdns0(1232, true) }
 func withCD(m *dns.Msg) { m.CheckingDisabled = true }
 func withAD(m *dns.Msg) { m.AuthenticatedData = true }
 
+// checkVerdict fails the test unless m has the rcode and AD bit given
+// (fatal) and the Extended DNS Error code ede (-1: no EDE at all).
+func checkVerdict(t *testing.T, m *dns.Msg, rcode int, ad bool, ede int) {
+	t.Helper()
+	if m.Rcode != rcode || m.AuthenticatedData != ad {
+		t.Fatalf("rcode %s AD=%v, want %s AD=%v\n%v", dns.RcodeToString[m.Rcode], m.AuthenticatedData, dns.RcodeToString[rcode], ad, m)
+	}
+	e := edeOf(m)
+	switch {
+	case ede < 0 && e != nil:
+		t.Errorf("unexpected EDE %d %q", e.InfoCode, e.ExtraText)
+	case ede >= 0 && (e == nil || int(e.InfoCode) != ede):
+		t.Errorf("EDE %v, want code %d", e, ede)
+	}
+}
+
 func edeOf(m *dns.Msg) *dns.EDNS0_EDE {
 	if o := m.IsEdns0(); o != nil {
 		for _, op := range o.Option {
@@ -285,16 +301,7 @@ func TestDNSSECValidation(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name+"/"+dns.TypeToString[tc.qtype], func(t *testing.T) {
 			m := ask(t, r.addr, tc.name, tc.qtype, withDO)
-			if m.Rcode != tc.rcode || m.AuthenticatedData != tc.ad {
-				t.Fatalf("rcode %s AD=%v, want %s AD=%v\n%v", dns.RcodeToString[m.Rcode], m.AuthenticatedData, dns.RcodeToString[tc.rcode], tc.ad, m)
-			}
-			e := edeOf(m)
-			switch {
-			case tc.ede < 0 && e != nil:
-				t.Errorf("unexpected EDE %d %q", e.InfoCode, e.ExtraText)
-			case tc.ede >= 0 && (e == nil || int(e.InfoCode) != tc.ede):
-				t.Errorf("EDE %v, want code %d", e, tc.ede)
-			}
+			checkVerdict(t, m, tc.rcode, tc.ad, tc.ede)
 			// Without DO: the same data without DNSSEC records, and AD
 			// only if asked for with the AD bit.
 			m2 := ask(t, r.addr, tc.name, tc.qtype)

@@ -197,16 +197,7 @@ func TestForwardingValidation(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name+"/"+dns.TypeToString[tc.qtype], func(t *testing.T) {
 			m := ask(t, r.addr, tc.name, tc.qtype, withDO)
-			if m.Rcode != tc.rcode || m.AuthenticatedData != tc.ad {
-				t.Fatalf("rcode %s AD=%v, want %s AD=%v\n%v", dns.RcodeToString[m.Rcode], m.AuthenticatedData, dns.RcodeToString[tc.rcode], tc.ad, m)
-			}
-			e := edeOf(m)
-			switch {
-			case tc.ede < 0 && e != nil:
-				t.Errorf("unexpected EDE %d %q", e.InfoCode, e.ExtraText)
-			case tc.ede >= 0 && (e == nil || int(e.InfoCode) != tc.ede):
-				t.Errorf("EDE %v, want code %d", e, tc.ede)
-			}
+			checkVerdict(t, m, tc.rcode, tc.ad, tc.ede)
 			// The plain resolver itself never sets AD.
 			if p := ask(t, plain.addr, tc.name, tc.qtype, withDO); p.AuthenticatedData {
 				t.Errorf("the non-validating forwarder set AD")
