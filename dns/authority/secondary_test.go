@@ -229,8 +229,44 @@ func TestApplyIXFR(t *testing.T) {
 // then, after the zone changes on Knot, by IXFR (Knot's journal holds the
 // difference) following Knot's NOTIFY.
 func TestSecondaryFromKnotIXFR(t *testing.T) {
-	knotd := peer(t, "knotd")
 	knotc := peer(t, "knotc")
+	k := startKnot(t, "")
+	sec := newTestServer(t, Config{Addr: netip.AddrPortFrom(k.secAddr, uint16(k.port)).String(), Zones: []ZoneConfig{{Origin: "example.net", Primary: k.primary}}})
+	start(t, sec)
+	eventually(t, 10*time.Second, "AXFR from knot", func() bool { return sec.Zone("example.net") != nil })
+	writeZone(t, k.zoneFile, 11, "added TXT \"by ixfr\"")
+	if out, err := exec.Command(knotc, "-s", k.sock, "zone-reload", "example.net").CombinedOutput(); err != nil {
+		t.Fatalf("knotc: %v %s", err, out)
+	}
+	eventually(t, 10*time.Second, "IXFR from knot", func() bool {
+		z := sec.Zone("example.net")
+		return z.SOA.Serial == 11 && z.Node("added.example.net.") != nil
+	})
+	if z := sec.Zone("example.net"); z.Node("www.example.net.") == nil {
+		t.Error("IXFR lost a record")
+	}
+	if !strings.Contains(k.logs.String(), "IXFR, outgoing") {
+		t.Errorf("knot did not serve an IXFR:\n%s", k.logs.String())
+	}
+}
+
+// knot is a Knot primary for example.net started by startKnot.
+type knot struct {
+	zoneFile string        // the zone's file (serial 10 at the start)
+	sock     string        // knotc's control socket
+	primary  string        // Knot's address
+	secAddr  netip.Addr    // where Knot sends NOTIFY, at the same port
+	port     int           // Knot's port, and the secondary's
+	logs     *lockedBuffer // Knot's log
+}
+
+// startKnot starts Knot as the primary for example.net (serial 10) on a
+// random 127 block, allowing transfers to 127.0.0.0/8 and sending NOTIFY
+// to secAddr at the same port; with a TSIG secret, transfers and NOTIFY
+// need and carry the key xfr-key. It returns once Knot answers.
+func startKnot(t *testing.T, secret string) *knot {
+	t.Helper()
+	knotd := peer(t, "knotd")
 	dir := t.TempDir()
 	base := randomBlock()
 	knotAddr, secAddr := base.Next(), base.Next().Next()
@@ -238,6 +274,11 @@ func TestSecondaryFromKnotIXFR(t *testing.T) {
 	zf := filepath.Join(dir, "example.net.zone")
 	writeZone(t, zf, 10, "")
 	sock := filepath.Join(dir, "knot.sock")
+	keySection, useKey := "", ""
+	if secret != "" {
+		keySection = "key:\n  - id: xfr-key\n    algorithm: hmac-sha256\n    secret: " + secret + "\n"
+		useKey = "    key: xfr-key\n"
+	}
 	conf := fmt.Sprintf(`server:
   listen: %s@%d
   rundir: %q
@@ -248,13 +289,13 @@ control:
 log:
   - target: stderr
     any: info
-remote:
+%sremote:
   - id: sec
     address: %s@%d
-acl:
+%sacl:
   - id: xfr
     address: 127.0.0.0/8
-    action: transfer
+%s    action: transfer
 zone:
   - domain: example.net
     file: %q
@@ -263,13 +304,16 @@ zone:
     zonefile-sync: -1
     acl: xfr
     notify: sec
-`, knotAddr, port, dir, dir, sock, secAddr, port, zf)
+`, knotAddr, port, dir, dir, sock, keySection, secAddr, port, useKey, useKey, zf)
 	cf := filepath.Join(dir, "knot.conf")
-	os.WriteFile(cf, []byte(conf), 0o644)
+	if err := os.WriteFile(cf, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	cmd := exec.Command(knotd, "-c", cf)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	var logs lockedBuffer
-	cmd.Stderr = &logs
+	k := &knot{zoneFile: zf, sock: sock, secAddr: secAddr, port: port, logs: new(lockedBuffer),
+		primary: netip.AddrPortFrom(knotAddr, uint16(port)).String()}
+	cmd.Stderr = k.logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -277,35 +321,18 @@ zone:
 		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
 		cmd.Wait()
 	})
-	primary := netip.AddrPortFrom(knotAddr, uint16(port)).String()
 	c := &dns.Client{Timeout: time.Second}
-	serial := func() uint32 {
+	eventually(t, 10*time.Second, "knot to answer", func() bool {
 		q := new(dns.Msg)
 		q.SetQuestion("example.net.", dns.TypeSOA)
-		r, _, err := c.Exchange(q, primary)
+		r, _, err := c.Exchange(q, k.primary)
 		if err != nil || len(r.Answer) != 1 {
-			return 0
+			return false
 		}
-		return r.Answer[0].(*dns.SOA).Serial
-	}
-	eventually(t, 10*time.Second, "knot to answer", func() bool { return serial() == 10 })
-	sec := newTestServer(t, Config{Addr: netip.AddrPortFrom(secAddr, uint16(port)).String(), Zones: []ZoneConfig{{Origin: "example.net", Primary: primary}}})
-	start(t, sec)
-	eventually(t, 10*time.Second, "AXFR from knot", func() bool { return sec.Zone("example.net") != nil })
-	writeZone(t, zf, 11, "added TXT \"by ixfr\"")
-	if out, err := exec.Command(knotc, "-s", sock, "zone-reload", "example.net").CombinedOutput(); err != nil {
-		t.Fatalf("knotc: %v %s", err, out)
-	}
-	eventually(t, 10*time.Second, "IXFR from knot", func() bool {
-		z := sec.Zone("example.net")
-		return z.SOA.Serial == 11 && z.Node("added.example.net.") != nil
+		soa, ok := r.Answer[0].(*dns.SOA)
+		return ok && soa.Serial == 10
 	})
-	if z := sec.Zone("example.net"); z.Node("www.example.net.") == nil {
-		t.Error("IXFR lost a record")
-	}
-	if !strings.Contains(logs.String(), "IXFR, outgoing") {
-		t.Errorf("knot did not serve an IXFR:\n%s", logs.String())
-	}
+	return k
 }
 
 // lockedBuffer collects a peer's output while the test reads it.
@@ -339,28 +366,7 @@ func TestIXFROut(t *testing.T) {
 	if err := s.Reload(false); err != nil {
 		t.Fatal(err)
 	}
-	ixfr := func(serial uint32) []string {
-		q := new(dns.Msg)
-		q.SetIxfr("example.net.", serial, "ns1.example.net.", "hostmaster.example.net.")
-		env, err := (&dns.Transfer{}).In(q, s.Addrs()[0].String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		var out []string
-		for e := range env {
-			if e.Error != nil {
-				t.Fatal(e.Error)
-			}
-			for _, rr := range e.RR {
-				if soa, ok := rr.(*dns.SOA); ok {
-					out = append(out, fmt.Sprintf("SOA%d", soa.Serial))
-				} else {
-					out = append(out, strings.Split(rr.Header().Name, ".")[0])
-				}
-			}
-		}
-		return out
-	}
+	ixfr := func(serial uint32) []string { return ixfrSummary(t, s.Addrs()[0].String(), serial) }
 	if got := strings.Join(ixfr(1), " "); got != "SOA3 SOA1 old SOA2 new SOA2 SOA3 newer SOA3" {
 		t.Errorf("IXFR from 1: %s", got)
 	}
@@ -380,6 +386,33 @@ func TestIXFROut(t *testing.T) {
 			t.Errorf("kdig IXFR=1: %v\n%s", err, out)
 		}
 	}
+}
+
+// ixfrSummary asks addr for an IXFR of example.net. from serial and
+// returns the records received in order: "SOA<serial>" for an SOA, the
+// first label of the owner name for anything else.
+func ixfrSummary(t *testing.T, addr string, serial uint32) []string {
+	t.Helper()
+	q := new(dns.Msg)
+	q.SetIxfr("example.net.", serial, "ns1.example.net.", "hostmaster.example.net.")
+	env, err := (&dns.Transfer{}).In(q, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for e := range env {
+		if e.Error != nil {
+			t.Fatal(e.Error)
+		}
+		for _, rr := range e.RR {
+			if soa, ok := rr.(*dns.SOA); ok {
+				out = append(out, fmt.Sprintf("SOA%d", soa.Serial))
+			} else {
+				out = append(out, strings.Split(rr.Header().Name, ".")[0])
+			}
+		}
+	}
+	return out
 }
 
 // TestSecondaryExpires: when the primary is gone for longer than the
@@ -429,28 +462,7 @@ func TestIXFRJournalSurvivesRestart(t *testing.T) {
 	writeZone(t, path, 3, "new A 192.0.2.2\nnewer A 192.0.2.3")
 	s2 := newTestServer(t, cfg)
 	start(t, s2)
-	ixfr := func(serial uint32) string {
-		q := new(dns.Msg)
-		q.SetIxfr("example.net.", serial, "ns1.example.net.", "hostmaster.example.net.")
-		env, err := (&dns.Transfer{}).In(q, s2.Addrs()[0].String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		var out []string
-		for e := range env {
-			if e.Error != nil {
-				t.Fatal(e.Error)
-			}
-			for _, rr := range e.RR {
-				if soa, ok := rr.(*dns.SOA); ok {
-					out = append(out, fmt.Sprintf("SOA%d", soa.Serial))
-				} else {
-					out = append(out, strings.Split(rr.Header().Name, ".")[0])
-				}
-			}
-		}
-		return strings.Join(out, " ")
-	}
+	ixfr := func(serial uint32) string { return strings.Join(ixfrSummary(t, s2.Addrs()[0].String(), serial), " ") }
 	if got := ixfr(1); got != "SOA3 SOA1 old SOA2 new SOA2 SOA3 newer SOA3" {
 		t.Errorf("IXFR from 1 after restart: %s", got)
 	}

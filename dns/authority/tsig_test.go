@@ -1,13 +1,10 @@
 package authority
 
 import (
-	"fmt"
 	"net/netip"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -157,85 +154,25 @@ func TestTSIGSecondaryFollowsPrimary(t *testing.T) {
 // TestTSIGSecondaryFromKnot: our secondary pulls from Knot, which allows
 // transfers only with the key and signs its NOTIFY.
 func TestTSIGSecondaryFromKnot(t *testing.T) {
-	knotd := peer(t, "knotd")
 	knotc := peer(t, "knotc")
-	dir := t.TempDir()
-	base := randomBlock()
-	knotAddr, secAddr := base.Next(), base.Next().Next()
-	port := freePort(t, knotAddr)
-	zf := filepath.Join(dir, "example.net.zone")
-	writeZone(t, zf, 10, "")
-	sock := filepath.Join(dir, "knot.sock")
-	conf := fmt.Sprintf(`server:
-  listen: %s@%d
-  rundir: %q
-database:
-  storage: %q
-control:
-  listen: %q
-log:
-  - target: stderr
-    any: info
-key:
-  - id: xfr-key
-    algorithm: hmac-sha256
-    secret: %s
-remote:
-  - id: sec
-    address: %s@%d
-    key: xfr-key
-acl:
-  - id: xfr
-    address: 127.0.0.0/8
-    key: xfr-key
-    action: transfer
-zone:
-  - domain: example.net
-    file: %q
-    zonefile-load: difference
-    journal-content: changes
-    zonefile-sync: -1
-    acl: xfr
-    notify: sec
-`, knotAddr, port, dir, dir, sock, tsigSecret, secAddr, port, zf)
-	cf := filepath.Join(dir, "knot.conf")
-	os.WriteFile(cf, []byte(conf), 0o644)
-	cmd := exec.Command(knotd, "-c", cf)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	var logs lockedBuffer
-	cmd.Stderr = &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		cmd.Wait()
-	})
-	primary := netip.AddrPortFrom(knotAddr, uint16(port)).String()
-	c := &dns.Client{Timeout: time.Second}
-	eventually(t, 10*time.Second, "knot to answer", func() bool {
-		q := new(dns.Msg)
-		q.SetQuestion("example.net.", dns.TypeSOA)
-		r, _, err := c.Exchange(q, primary)
-		return err == nil && len(r.Answer) == 1
-	})
+	k := startKnot(t, tsigSecret)
 	// Unsigned, Knot refuses.
-	if _, err := axfrFrom(primary, "example.net.", ""); err == nil {
+	if _, err := axfrFrom(k.primary, "example.net.", ""); err == nil {
 		t.Error("knot allowed an unsigned AXFR: the test's ACL is wrong")
 	}
-	sec := newTestServer(t, Config{Addr: netip.AddrPortFrom(secAddr, uint16(port)).String(), TSIGKeys: testKeys,
-		Zones: []ZoneConfig{{Origin: "example.net", Primary: primary, PrimaryKey: "xfr-key"}}})
+	sec := newTestServer(t, Config{Addr: netip.AddrPortFrom(k.secAddr, uint16(k.port)).String(), TSIGKeys: testKeys,
+		Zones: []ZoneConfig{{Origin: "example.net", Primary: k.primary, PrimaryKey: "xfr-key"}}})
 	start(t, sec)
 	eventually(t, 10*time.Second, "signed AXFR from knot", func() bool { return sec.Zone("example.net") != nil })
-	writeZone(t, zf, 11, "added TXT \"by ixfr\"")
-	if out, err := exec.Command(knotc, "-s", sock, "zone-reload", "example.net").CombinedOutput(); err != nil {
+	writeZone(t, k.zoneFile, 11, "added TXT \"by ixfr\"")
+	if out, err := exec.Command(knotc, "-s", k.sock, "zone-reload", "example.net").CombinedOutput(); err != nil {
 		t.Fatalf("knotc: %v %s", err, out)
 	}
 	eventually(t, 10*time.Second, "signed IXFR from knot", func() bool {
 		z := sec.Zone("example.net")
 		return z.SOA.Serial == 11 && z.Node("added.example.net.") != nil
 	})
-	if l := logs.String(); !strings.Contains(l, "IXFR, outgoing") || !strings.Contains(l, "TSIG") && !strings.Contains(l, "xfr-key") {
+	if l := k.logs.String(); !strings.Contains(l, "IXFR, outgoing") || !strings.Contains(l, "TSIG") && !strings.Contains(l, "xfr-key") {
 		t.Logf("knot's log:\n%s", l)
 	}
 }
