@@ -3,14 +3,11 @@ package app
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/applayer/applayer/internal/obs"
-	"github.com/applayer/applayer/internal/service"
 	"github.com/applayer/applayer/internal/testkit"
 	"github.com/applayer/applayer/lab"
 	"github.com/applayer/applayer/web/client"
@@ -63,27 +60,9 @@ func TestLabPageModes(t *testing.T) {
 	if len(gaia.Services) != 1 {
 		t.Fatalf("default lab: gaia.cs.umass.edu has %d http-server services", len(gaia.Services))
 	}
-	// A random block (not 127.0/16, 127.1/16 of a running lab, 127.91/16 of
-	// the default-topology test) and a high port offset no other test uses.
-	b := 100 + rand.IntN(150)
-	offset := 45000 + rand.IntN(20)*10
-	topo.Lab = lab.Settings{Block: fmt.Sprintf("127.%d.0.0/16", b), PortOffset: &offset, Admin: "off", StateDir: t.TempDir()}
 	topo.Hosts = []lab.Host{gaia}
-	kinds := labKinds()
-	plan, err := lab.NewPlan(topo, kinds, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg := obs.NewRegistry()
-	r, err := lab.Build(plan, kinds, service.Deps{Logger: testkit.Logger(t), Metrics: reg}, reg)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx := testkit.Context(t, 60*time.Second)
-	if err := r.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer r.Shutdown(context.Background())
+	plan, _, _ := startRandomLab(t, ctx, topo, 45000, "off")
 	host, _ := plan.Lookup("gaia.cs.umass.edu")
 	base := fmt.Sprintf("http://%s:%d/", host.Addr, plan.Port(80))
 

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -16,8 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/applayer/applayer/internal/obs"
-	"github.com/applayer/applayer/internal/service"
 	"github.com/applayer/applayer/internal/testkit"
 	"github.com/applayer/applayer/lab"
 	"github.com/prometheus/client_golang/prometheus"
@@ -46,32 +43,14 @@ func TestLabCampusCache(t *testing.T) {
 	}
 	site, _ := json.Marshal(map[string]any{"sites": []map[string]any{{"hosts": []string{"gaia.cs.umass.edu"}, "root": root}}})
 
-	// A random block (not 127.0/16, the 127.1/16 of a running lab, or the
-	// default-topology test's 127.91/16) and a high port offset.
-	b := 100 + rand.IntN(150)
-	offset := 40000 + rand.IntN(20)*10
 	topo := &lab.Topology{
-		Lab: lab.Settings{Block: fmt.Sprintf("127.%d.0.0/16", b), PortOffset: &offset, Admin: "127.0.0.1:0", StateDir: t.TempDir()},
 		Hosts: []lab.Host{
 			{Name: "gaia.cs.umass.edu", Services: []lab.ServiceSpec{{Kind: "http-server", Config: site}}},
 			{Name: "cache.nyu.edu", Services: []lab.ServiceSpec{{Kind: "web-cache"}}},
 		},
 	}
-	kinds := labKinds()
-	plan, err := lab.NewPlan(topo, kinds, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg := obs.NewRegistry()
-	r, err := lab.Build(plan, kinds, service.Deps{Logger: testkit.Logger(t), Metrics: reg}, reg)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx := testkit.Context(t, 30*time.Second)
-	if err := r.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer r.Shutdown(context.Background())
+	plan, r, reg := startRandomLab(t, ctx, topo, 40000, "127.0.0.1:0")
 
 	cache, _ := plan.Lookup("cache.nyu.edu")
 	proxyURL := &url.URL{Scheme: "http", Host: fmt.Sprintf("%s:%d", cache.Addr, plan.Port(3128))}
