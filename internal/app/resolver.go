@@ -84,41 +84,28 @@ given with --config; flags override it.`,
 	return cmd
 }
 
-// mergeResolverFlags copies the flags the user set over the file's config.
+// mergeResolverFlags copies the flags the user set over the file's config,
+// and --listen's value when the file gives no address.
 func mergeResolverFlags(cmd *cobra.Command, dst *resolver.Config, src resolver.Config) {
-	ch := cmd.Flags().Changed
-	if ch("listen") || dst.Listen == "" {
+	if dst.Listen == "" {
 		dst.Listen = src.Listen
 	}
-	if ch("root-hint") {
-		dst.RootHints = src.RootHints
-	}
-	if ch("root-hints-file") {
-		dst.RootHintsFile = src.RootHintsFile
-	}
-	if ch("upstream-port") {
-		dst.UpstreamPort = src.UpstreamPort
-	}
-	if ch("forward") {
-		dst.Forwarders = src.Forwarders
-	}
-	if ch("trust-anchor") {
-		dst.TrustAnchorFile = src.TrustAnchorFile
-	}
-	if ch("allow") {
-		dst.Allow = src.Allow
-	}
-	if ch("cache-size") {
-		dst.CacheSize = src.CacheSize
-	}
-	if ch("no-qname-minimisation") {
-		dst.NoQNAMEMinimisation = src.NoQNAMEMinimisation
-	}
-	if ch("no-prefetch") {
-		dst.NoPrefetch = src.NoPrefetch
-	}
-	if ch("gc-percent") {
-		dst.GCPercent = src.GCPercent
+	for name, set := range map[string]func(){
+		"listen":                func() { dst.Listen = src.Listen },
+		"root-hint":             func() { dst.RootHints = src.RootHints },
+		"root-hints-file":       func() { dst.RootHintsFile = src.RootHintsFile },
+		"upstream-port":         func() { dst.UpstreamPort = src.UpstreamPort },
+		"forward":               func() { dst.Forwarders = src.Forwarders },
+		"trust-anchor":          func() { dst.TrustAnchorFile = src.TrustAnchorFile },
+		"allow":                 func() { dst.Allow = src.Allow },
+		"cache-size":            func() { dst.CacheSize = src.CacheSize },
+		"no-qname-minimisation": func() { dst.NoQNAMEMinimisation = src.NoQNAMEMinimisation },
+		"no-prefetch":           func() { dst.NoPrefetch = src.NoPrefetch },
+		"gc-percent":            func() { dst.GCPercent = src.GCPercent },
+	} {
+		if cmd.Flags().Changed(name) {
+			set()
+		}
 	}
 }
 
