@@ -17,7 +17,7 @@ import (
 func TestMain(m *testing.M) { testkit.VerifyNoLeaks(m) }
 
 func TestRunPrintsLikeDig(t *testing.T) {
-	h := dnstest.Start(t, dnstest.Chapter, dnstest.Options{Signed: []string{".", "edu", "umass.edu"}, Records: map[string][]string{
+	h := dnstest.Start(t, dnstest.Chapter(), dnstest.Options{Signed: []string{".", "edu", "umass.edu"}, Records: map[string][]string{
 		"amazon.com.": {"www CNAME edge", "edge A 192.0.2.1", "edge A 192.0.2.2"},
 	}})
 	server := h.Servers["dns.amazon.com"].Addrs()[0].String()
@@ -71,8 +71,8 @@ func TestRunPrintsLikeDig(t *testing.T) {
 		}
 	})
 	t.Run("hints", func(t *testing.T) {
-		hints, err := dig.ReadHints(h.HintsFile(t, dnstest.Chapter), h.Port)
-		if err != nil || len(hints) != 1 || hints[0] != h.Root(dnstest.Chapter).String() {
+		hints, err := dig.ReadHints(h.HintsFile(t, dnstest.Chapter()), h.Port)
+		if err != nil || len(hints) != 1 || hints[0] != h.Root(dnstest.Chapter()).String() {
 			t.Fatalf("hints %v %v", hints, err)
 		}
 	})

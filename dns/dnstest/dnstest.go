@@ -180,14 +180,16 @@ func (h *Hierarchy) HintsFile(t testing.TB, hosts []Host) string {
 	return p
 }
 
-// Chapter is the textbook's hierarchy: root, edu/com TLDs, umass.edu with
+// Chapter returns the textbook's hierarchy: root, edu/com TLDs, umass.edu with
 // cs.umass.edu delegated to gaia.
-var Chapter = []Host{
-	{Name: "a.root-servers.net", Zones: []string{"."}},
-	{Name: "a.edu-servers.net", Zones: []string{"edu"}},
-	{Name: "a.gtld-servers.net", Zones: []string{"com", "net"}},
-	{Name: "dns.umass.edu", Zones: []string{"umass.edu"}},
-	{Name: "gaia.cs.umass.edu", Zones: []string{"cs.umass.edu"}},
-	{Name: "dns.amazon.com", Zones: []string{"amazon.com"}},
-	{Name: "www.umass.edu"},
+func Chapter() []Host {
+	return []Host{
+		{Name: "a.root-servers.net", Zones: []string{"."}},
+		{Name: "a.edu-servers.net", Zones: []string{"edu"}},
+		{Name: "a.gtld-servers.net", Zones: []string{"com", "net"}},
+		{Name: "dns.umass.edu", Zones: []string{"umass.edu"}},
+		{Name: "gaia.cs.umass.edu", Zones: []string{"cs.umass.edu"}},
+		{Name: "dns.amazon.com", Zones: []string{"amazon.com"}},
+		{Name: "www.umass.edu"},
+	}
 }

@@ -23,11 +23,11 @@ import (
 func TestMain(m *testing.M) { testkit.VerifyNoLeaks(m) }
 
 func TestTrace(t *testing.T) {
-	h := Start(t, Chapter, Options{Signed: []string{".", "edu", "umass.edu"}})
+	h := Start(t, Chapter(), Options{Signed: []string{".", "edu", "umass.edu"}})
 	var out bytes.Buffer
 	err := dig.Trace(testkit.Context(t, 10*time.Second), &out, dig.Options{
 		Name: "gaia.cs.umass.edu", Type: dns.TypeA,
-		Roots: []string{h.Root(Chapter).String()}, Port: h.Port,
+		Roots: []string{h.Root(Chapter()).String()}, Port: h.Port,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -74,7 +74,7 @@ func TestUnboundValidatesChain(t *testing.T) {
 	} else {
 		pc.Close()
 	}
-	h := Start(t, Chapter, Options{Port: 53, Signed: []string{".", "edu", "umass.edu"}, Records: map[string][]string{
+	h := Start(t, Chapter(), Options{Port: 53, Signed: []string{".", "edu", "umass.edu"}, Records: map[string][]string{
 		"umass.edu.": {"tampered A 192.0.2.1"},
 	}})
 	if _, err := os.Stat(h.RootDS); err != nil {
@@ -100,7 +100,7 @@ func TestUnboundValidatesChain(t *testing.T) {
   access-control: 127.0.0.0/8 allow
 remote-control:
   control-enable: no
-`, listen, h.RootDS, h.HintsFile(t, Chapter), dir)
+`, listen, h.RootDS, h.HintsFile(t, Chapter()), dir)
 	cf := filepath.Join(dir, "unbound.conf")
 	os.WriteFile(cf, []byte(conf), 0o644)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -371,8 +371,8 @@ func TestDNSSECValidation(t *testing.T) {
 // umass.edu signed by dns/authority's signer; cs.umass.edu and amazon.com
 // unsigned) with the root's DS file as trust anchor, as the lab does.
 func TestDNSSECChapterHierarchy(t *testing.T) {
-	h := dnstest.Start(t, dnstest.Chapter, dnstest.Options{Signed: []string{".", "edu", "umass.edu"}})
-	root := h.Root(dnstest.Chapter)
+	h := dnstest.Start(t, dnstest.Chapter(), dnstest.Options{Signed: []string{".", "edu", "umass.edu"}})
+	root := h.Root(dnstest.Chapter())
 	r := startValidating(t, Config{Listen: "127.0.0.1:0", RootHints: []string{root.Addr().String()}, UpstreamPort: h.Port,
 		Timeout: config100ms, TrustAnchorFile: h.RootDS})
 	tests := []struct {
