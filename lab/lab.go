@@ -65,7 +65,9 @@ func NewPlan(t *Topology, kinds *Kinds, canBind func(netip.Addr) bool) (*Plan, e
 	block, _ := t.block()
 	p := &Plan{Topology: t, Block: block, StateDir: t.Lab.StateDir}
 	if p.StateDir == "" {
-		p.StateDir = filepath.Join(os.TempDir(), "applayer-lab")
+		// One per user: a directory another user created (root's lab,
+		// say) would not be writable.
+		p.StateDir = filepath.Join(os.TempDir(), fmt.Sprintf("applayer-lab-%d", os.Getuid()))
 	}
 	used := map[netip.Addr]bool{}
 	for _, h := range t.Hosts {
@@ -228,6 +230,9 @@ func (r *Running) PrintTable(w io.Writer) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", "(lab)", "-", "admin", listenString(r.Admin)+"  /metrics /healthz /readyz")
 	}
 	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if _, err := fmt.Fprintf(w, "\nState (keys, trust anchor, lab CA, caches, databases): %s\n", r.Plan.StateDir); err != nil {
 		return err
 	}
 	if r.Plan.PortOffset != 0 {

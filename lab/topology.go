@@ -70,7 +70,7 @@ type Settings struct {
 	// Default 127.0.0.1:9900; "off" disables it.
 	Admin string `json:"admin,omitempty"`
 	// StateDir keeps the lab's state between runs: DNSSEC keys, trust
-	// anchors, caches, databases. Default: applayer-lab in the system's
+	// anchors, caches, databases. Default: applayer-lab-<uid> in the system's
 	// temporary directory.
 	StateDir string `json:"state_dir,omitempty"`
 }
