@@ -93,7 +93,7 @@ func netipPort(h lab.PlannedHost, p *lab.Plan) netip.AddrPort {
 }
 
 func TestDigCommand(t *testing.T) {
-	h := dnstest.Start(t, dnstest.Chapter, dnstest.Options{Records: map[string][]string{"amazon.com.": {"www CNAME edge", "edge A 192.0.2.9"}}})
+	h := dnstest.Start(t, dnstest.Chapter(), dnstest.Options{Records: map[string][]string{"amazon.com.": {"www CNAME edge", "edge A 192.0.2.9"}}})
 	run := func(args ...string) string {
 		t.Helper()
 		var out, errb bytes.Buffer
@@ -115,7 +115,7 @@ func TestDigCommand(t *testing.T) {
 	if got := run("dig", "@"+amazon, "amazon.com", "NS", "+norecurse", "+tcp"); !strings.Contains(got, ";; flags: qr aa;") || !strings.Contains(got, "(TCP)") {
 		t.Errorf("NS +norecurse +tcp:\n%s", got)
 	}
-	got := run("dig", "--root", h.Root(dnstest.Chapter).String(), "gaia.cs.umass.edu", "+trace")
+	got := run("dig", "--root", h.Root(dnstest.Chapter()).String(), "gaia.cs.umass.edu", "+trace")
 	if !strings.Contains(got, "(dns.umass.edu)") || !strings.Contains(got, "gaia.cs.umass.edu.\t3600\tIN\tA\t"+h.Addrs["gaia.cs.umass.edu"].String()) {
 		t.Errorf("+trace:\n%s", got)
 	}
