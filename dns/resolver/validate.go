@@ -1046,23 +1046,50 @@ func (r *Server) aggressive(res *result, qname string, qtype uint16) bool {
 	return false
 }
 
+// cachedDenial loads the cached NSEC/NSEC3 records of one zone (e) into a
+// denial checker that tracks which records a proof uses. It reports false
+// when an NSEC is the parent side of a cut above qname: qname is then in a
+// child zone and nothing here proves anything about it.
+func (r *Server) cachedDenial(e *rrEntry, qname string) (*denial, bool) {
+	d := &denial{r: r, t: &task{}, track: true}
+	for _, rr := range e.rrs {
+		switch x := rr.(type) {
+		case *dns.NSEC:
+			if cutAbove(x, qname) {
+				return nil, false
+			}
+			d.nsec = append(d.nsec, x)
+		case *dns.NSEC3:
+			d.nsec3 = append(d.nsec3, x)
+		}
+	}
+	return d, true
+}
+
+// usedProofs returns the cached denial records a proof used, each followed
+// by its RRSIGs.
+func usedProofs(e *rrEntry, d *denial) []dns.RR {
+	var proofs []dns.RR
+	for _, rr := range e.rrs {
+		if slices.Contains(d.used, rr) {
+			proofs = append(proofs, rr)
+			if e.x != nil {
+				proofs = append(proofs, sigsFor(e.x.sigs, rr.Header().Name, rr.Header().Rrtype)...)
+			}
+		}
+	}
+	return proofs
+}
+
 // synthesize builds the negative answer for qname/qtype from the cached
 // denial records of one zone, with just the records the proof uses.
 func (r *Server) synthesize(res *result, e *rrEntry, qname string, qtype uint16, now time.Time) bool {
 	if len(e.soa()) == 0 {
 		return false // only records of wildcard proofs so far: no SOA to answer with
 	}
-	d := &denial{r: r, t: &task{}, track: true}
-	for _, rr := range e.rrs {
-		switch x := rr.(type) {
-		case *dns.NSEC:
-			if cutAbove(x, qname) {
-				return false // qname is in a child zone
-			}
-			d.nsec = append(d.nsec, x)
-		case *dns.NSEC3:
-			d.nsec3 = append(d.nsec3, x)
-		}
+	d, ok := r.cachedDenial(e, qname)
+	if !ok {
+		return false // qname is in a child zone
 	}
 	rcode := dns.RcodeNameError
 	if d.nxdomain(qname) != proofOK {
@@ -1075,16 +1102,7 @@ func (r *Server) synthesize(res *result, e *rrEntry, qname string, qtype uint16,
 	r.m.aggressive.Inc()
 	res.rcode = rcode
 	res.ns = withTTL(e.soa(), e.stored, now)
-	var proofs []dns.RR
-	for _, rr := range e.rrs {
-		if slices.Contains(d.used, rr) {
-			proofs = append(proofs, rr)
-			if e.x != nil {
-				proofs = append(proofs, sigsFor(e.x.sigs, rr.Header().Name, rr.Header().Rrtype)...)
-			}
-		}
-	}
-	res.ns = append(res.ns, withTTL(proofs, e.stored, now)...)
+	res.ns = append(res.ns, withTTL(usedProofs(e, d), e.stored, now)...)
 	res.mergeSec(secSecure)
 	return true
 }
@@ -1100,17 +1118,9 @@ func (r *Server) aggressiveWildcard(res *result, e *rrEntry, zone, qname string,
 	if qtype == dns.TypeDS || qtype == dns.TypeRRSIG || qtype == dns.TypeNSEC || qtype == dns.TypeNSEC3 {
 		return false
 	}
-	d := &denial{r: r, t: &task{}, track: true}
-	for _, rr := range e.rrs {
-		switch x := rr.(type) {
-		case *dns.NSEC:
-			if cutAbove(x, qname) {
-				return false // qname is in a child zone
-			}
-			d.nsec = append(d.nsec, x)
-		case *dns.NSEC3:
-			d.nsec3 = append(d.nsec3, x)
-		}
+	d, ok := r.cachedDenial(e, qname)
+	if !ok {
+		return false // qname is in a child zone
 	}
 	idx := dns.Split(qname)
 	// Candidate closest enclosers, longest first, inside zone.
@@ -1148,16 +1158,7 @@ func (r *Server) aggressiveWildcard(res *result, e *rrEntry, zone, qname string,
 			rr.Header().Name = qname
 			res.answer = append(res.answer, rr)
 		}
-		var proofs []dns.RR
-		for _, rr := range e.rrs {
-			if slices.Contains(d.used, rr) {
-				proofs = append(proofs, rr)
-				if e.x != nil {
-					proofs = append(proofs, sigsFor(e.x.sigs, rr.Header().Name, rr.Header().Rrtype)...)
-				}
-			}
-		}
-		res.ns = append(res.ns, withTTL(proofs, e.stored, now)...)
+		res.ns = append(res.ns, withTTL(usedProofs(e, d), e.stored, now)...)
 		res.rcode = dns.RcodeSuccess
 		res.mergeSec(secSecure)
 		r.m.aggressiveWildcard.Inc()
