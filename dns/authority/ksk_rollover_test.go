@@ -67,7 +67,7 @@ func TestKSKRollover(t *testing.T) {
 		step     = 10 * time.Minute
 		wait     = 2 * 24 * time.Hour // the operator's delay
 	)
-	clock := &fakeClock{t: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)}
+	clock := testkit.NewClock(time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC))
 	start := clock.Now()
 	keyDir, stateDir := t.TempDir(), t.TempDir()
 	cfg := Config{Addr: "127.0.0.1:0", StateDir: stateDir, Zones: []ZoneConfig{{
@@ -126,7 +126,7 @@ func TestKSKRollover(t *testing.T) {
 	}
 	walk := func(until time.Time, each func()) {
 		for clock.Now().Before(until) {
-			clock.Add(step)
+			clock.Advance(step)
 			s.resignDue()
 			observe()
 			if each != nil {

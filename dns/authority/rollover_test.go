@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,19 +14,6 @@ import (
 	"github.com/applayer/applayer/internal/service"
 	"github.com/applayer/applayer/internal/testkit"
 )
-
-// fakeClock is a settable deps.Now.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 // rollVersion is one version of the signed zone as served, from..to.
 type rollVersion struct {
@@ -117,7 +103,7 @@ func TestZSKRollover(t *testing.T) {
 		ttl      = time.Hour // the zone's $TTL: DNSKEY TTL and largest TTL
 		step     = 10 * time.Minute
 	)
-	clock := &fakeClock{t: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)}
+	clock := testkit.NewClock(time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC))
 	start := clock.Now()
 	keyDir, stateDir := t.TempDir(), t.TempDir()
 	cfg := Config{Addr: "127.0.0.1:0", StateDir: stateDir, Zones: []ZoneConfig{{
@@ -151,7 +137,7 @@ func TestZSKRollover(t *testing.T) {
 	observe()
 	restarted := false
 	for clock.Now().Before(start.Add(lifetime + 2*ttl + 2*prop + 2*step)) {
-		clock.Add(step)
+		clock.Advance(step)
 		if !restarted && clock.Now().After(start.Add(lifetime-ttl/2)) {
 			// In the middle of the pre-publish stage: a restart carries on.
 			before := s.Zone("example.com").SOA.Serial

@@ -18,23 +18,10 @@ import (
 
 func TestMain(m *testing.M) { testkit.VerifyNoLeaks(m) }
 
-// clock is a settable clock for deps.Now.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 // env is a cache in front of a scripted origin.
 type env struct {
 	t      *testing.T
-	clk    *clock
+	clk    *testkit.Clock
 	origin *httptest.Server
 	hits   atomic.Int64
 	mu     sync.Mutex
@@ -49,7 +36,7 @@ func (e *env) lastReq() http.Header { e.mu.Lock(); defer e.mu.Unlock(); return e
 // unless h sets it) and a cache in front of it.
 func newEnv(t *testing.T, cfg Config, h func(w http.ResponseWriter, r *http.Request, n int64)) *env {
 	t.Helper()
-	e := &env{t: t, clk: &clock{t: time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)}}
+	e := &env{t: t, clk: testkit.NewClock(time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC))}
 	e.origin = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n := e.hits.Add(1)
 		e.mu.Lock()
