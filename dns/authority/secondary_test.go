@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -252,12 +251,12 @@ func TestSecondaryFromKnotIXFR(t *testing.T) {
 
 // knot is a Knot primary for example.net started by startKnot.
 type knot struct {
-	zoneFile string        // the zone's file (serial 10 at the start)
-	sock     string        // knotc's control socket
-	primary  string        // Knot's address
-	secAddr  netip.Addr    // where Knot sends NOTIFY, at the same port
-	port     int           // Knot's port, and the secondary's
-	logs     *lockedBuffer // Knot's log
+	zoneFile string          // the zone's file (serial 10 at the start)
+	sock     string          // knotc's control socket
+	primary  string          // Knot's address
+	secAddr  netip.Addr      // where Knot sends NOTIFY, at the same port
+	port     int             // Knot's port, and the secondary's
+	logs     *testkit.Buffer // Knot's log
 }
 
 // startKnot starts Knot as the primary for example.net (serial 10) on a
@@ -311,7 +310,7 @@ zone:
 	}
 	cmd := exec.Command(knotd, "-c", cf)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	k := &knot{zoneFile: zf, sock: sock, secAddr: secAddr, port: port, logs: new(lockedBuffer),
+	k := &knot{zoneFile: zf, sock: sock, secAddr: secAddr, port: port, logs: new(testkit.Buffer),
 		primary: netip.AddrPortFrom(knotAddr, uint16(port)).String()}
 	cmd.Stderr = k.logs
 	if err := cmd.Start(); err != nil {
@@ -333,24 +332,6 @@ zone:
 		return ok && soa.Serial == 10
 	})
 	return k
-}
-
-// lockedBuffer collects a peer's output while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func TestIXFROut(t *testing.T) {

@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -104,7 +103,7 @@ remote-control:
 	cf := filepath.Join(dir, "unbound.conf")
 	os.WriteFile(cf, []byte(conf), 0o644)
 	ctx, cancel := context.WithCancel(context.Background())
-	var logs lockedBuffer
+	var logs testkit.Buffer
 	cmd := exec.CommandContext(ctx, unbound, "-d", "-c", cf)
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
@@ -157,22 +156,4 @@ remote-control:
 	if r.Rcode != dns.RcodeServerFailure {
 		t.Errorf("tampered record: rcode %s ad=%v, want SERVFAIL\n%s", dns.RcodeToString[r.Rcode], r.AuthenticatedData, r)
 	}
-}
-
-// lockedBuffer collects a peer's output while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
