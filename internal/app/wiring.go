@@ -15,6 +15,7 @@ func commands(g *globals) []*cobra.Command {
 		httpCommand(g),
 		dnsCommand(g),
 		digCommand(g),
+		torrentCommand(g),
 	}
 }
 
