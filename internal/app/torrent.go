@@ -10,6 +10,10 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/applayer/applayer/internal/config"
+	"github.com/applayer/applayer/internal/obs"
+	"github.com/applayer/applayer/internal/service"
+	"github.com/applayer/applayer/torrent/tracker"
 	"github.com/applayer/applayer/torrent/metainfo"
 )
 
@@ -22,9 +26,10 @@ identified by its SHA-1 in the .torrent's info dictionary, whose own SHA-1
 (the info-hash) names the torrent in trackers, magnet links and the peer
 wire protocol.`,
 		Example: `  applayer torrent create --announce http://127.0.0.1:6969/announce -o movie.torrent movie.mp4
-  applayer torrent info movie.torrent`,
+  applayer torrent info movie.torrent
+  applayer torrent tracker --http 127.0.0.1:6969 --udp 127.0.0.1:6969`,
 	}
-	cmd.AddCommand(torrentCreateCommand(g), torrentInfoCommand(g))
+	cmd.AddCommand(torrentCreateCommand(g), torrentInfoCommand(g), torrentTrackerCommand(g))
 	return cmd
 }
 
@@ -208,4 +213,55 @@ func writeFileAtomic(path string, data []byte) error {
 		return err
 	}
 	return os.Rename(f.Name(), path)
+}
+
+func torrentTrackerCommand(g *globals) *cobra.Command {
+	var (
+		cfg                             tracker.Config
+		interval, minInterval, peerTime time.Duration
+		allowFile                       string
+	)
+	cmd := &cobra.Command{
+		Use:   "tracker",
+		Short: "Run a BitTorrent tracker: HTTP announce/scrape and the UDP tracker protocol",
+		Long: `Runs a tracker: peers announce (info-hash, peer id, port, bytes left, event) and
+get back a random sample of the torrent's swarm. HTTP (BEP 3, compact peer
+lists BEP 23, IPv6 peers BEP 7, scrape) at http://ADDR/announce and UDP
+(BEP 15) at udp://ADDR. Peers that stop announcing are dropped after
+--peer-timeout. With --admin, /torrent/tracker/stats and
+/torrent/tracker/peers?info_hash=HEX show the swarms.`,
+		Example: `  applayer torrent tracker --http 127.0.0.1:6969 --udp 127.0.0.1:6969 --admin 127.0.0.1:9169
+  applayer torrent tracker --http 127.0.0.1:6969 --udp "" --allow c12fe1c06bba254a9dc9f519b335aa7c1367a88a --snapshot tracker.json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg.Interval, cfg.MinInterval, cfg.PeerTimeout = config.Duration(interval), config.Duration(minInterval), config.Duration(peerTime)
+			if allowFile != "" {
+				b, err := os.ReadFile(allowFile)
+				if err != nil {
+					return fmt.Errorf("tracker: %w", err)
+				}
+				for _, l := range strings.Split(string(b), "\n") {
+					if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
+						cfg.AllowList = append(cfg.AllowList, l)
+					}
+				}
+			}
+			return serveWithAdmin(cmd, g, func(d service.Deps) (service.Service, error) { return tracker.New(cfg, d) },
+				func(s service.Service, a *obs.Admin) { a.Handle("/torrent/tracker/", s.(*tracker.Tracker).AdminHandler()) })
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.HTTPAddr, "http", "127.0.0.1:6969", "HTTP tracker address (empty for none)")
+	f.StringVar(&cfg.UDPAddr, "udp", "127.0.0.1:6969", "UDP tracker address (empty for none)")
+	f.DurationVar(&interval, "interval", 2*time.Minute, "announce interval handed to peers")
+	f.DurationVar(&minInterval, "min-interval", 30*time.Second, "minimum announce interval")
+	f.DurationVar(&peerTime, "peer-timeout", 0, "drop peers silent this long (default 2 intervals + min interval)")
+	f.IntVar(&cfg.DefaultNumWant, "numwant", 50, "peers per answer when the client does not say")
+	f.IntVar(&cfg.MaxNumWant, "max-numwant", 200, "most peers per answer")
+	f.StringArrayVar(&cfg.AllowList, "allow", nil, "serve only this info-hash (hex; repeatable)")
+	f.StringVar(&allowFile, "allow-file", "", "serve only the info-hashes listed in `FILE`, one per line")
+	f.BoolVar(&cfg.TrustIP, "trust-ip", false, "honour the ip parameter of announces")
+	f.StringVar(&cfg.Snapshot, "snapshot", "", "save the state to `FILE` on shutdown and restore it on start")
+	adminFlag(cmd, g)
+	return cmd
 }
