@@ -13,8 +13,8 @@ import (
 	"github.com/applayer/applayer/internal/config"
 	"github.com/applayer/applayer/internal/obs"
 	"github.com/applayer/applayer/internal/service"
-	"github.com/applayer/applayer/torrent/tracker"
 	"github.com/applayer/applayer/torrent/metainfo"
+	"github.com/applayer/applayer/torrent/tracker"
 )
 
 func torrentCommand(g *globals) *cobra.Command {
@@ -247,7 +247,9 @@ lists BEP 23, IPv6 peers BEP 7, scrape) at http://ADDR/announce and UDP
 				}
 			}
 			return serveWithAdmin(cmd, g, func(d service.Deps) (service.Service, error) { return tracker.New(cfg, d) },
-				func(s service.Service, a *obs.Admin) { a.Handle("/torrent/tracker/", s.(*tracker.Tracker).AdminHandler()) })
+				func(s service.Service, a *obs.Admin) {
+					a.Handle("/torrent/tracker/", s.(*tracker.Tracker).AdminHandler())
+				})
 		},
 	}
 	f := cmd.Flags()

@@ -30,7 +30,7 @@ func TestMain(m *testing.M) { testkit.VerifyNoLeaks(m) }
 var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
 func ih(n byte) InfoHash { var h InfoHash; h[0] = n; h[19] = 0xaa; return h }
-func pid(n byte) PeerID   { var p PeerID; copy(p[:], fmt.Sprintf("-AL0001-%012d", n)); return p }
+func pid(n byte) PeerID  { var p PeerID; copy(p[:], fmt.Sprintf("-AL0001-%012d", n)); return p }
 func ap(s string) netip.AddrPort {
 	return netip.MustParseAddrPort(s)
 }
@@ -444,6 +444,5 @@ func FuzzParseAnnounceResponse(f *testing.F) {
 		ParseScrapeResponse(b)
 	})
 }
-
 
 func testutilValue(c prometheus.Collector) float64 { return testutil.ToFloat64(c) }
