@@ -162,7 +162,7 @@ func Build(p *Plan, kinds *Kinds, deps service.Deps, reg *prometheus.Registry) (
 		if a == "" {
 			a = DefaultAdmin
 		}
-		admin, err := obs.NewAdmin(obs.AdminConfig{Addr: a}, reg, deps.Logger.With("service", "admin"))
+		admin, err := obs.NewAdmin(obs.AdminConfig{Addr: a, AllowRemote: p.Topology.Lab.AdminAllowRemote}, reg, deps.Logger.With("service", "admin"))
 		if err != nil {
 			return nil, err
 		}
