@@ -1,13 +1,11 @@
 package app
 
 import (
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -20,7 +18,6 @@ import (
 	"github.com/applayer/applayer/dns/authority"
 	"github.com/applayer/applayer/dns/dig"
 	"github.com/applayer/applayer/dns/labzone"
-	"github.com/applayer/applayer/dns/zone"
 	"github.com/applayer/applayer/internal/config"
 	"github.com/applayer/applayer/internal/obs"
 	"github.com/applayer/applayer/internal/service"
@@ -327,163 +324,10 @@ func labRoot(cmd *cobra.Command, offset int) (string, int, error) {
 	if err != nil {
 		return "", 0, err
 	}
-	for _, h := range labDNSHosts(plan) {
-		for _, z := range h.Zones {
-			if z == "." {
-				port := plan.Port(53)
-				return net.JoinHostPort(h.Addr.String(), strconv.Itoa(port)), port, nil
-			}
-		}
+	h, ok := labzone.Root(plan)
+	if !ok {
+		return "", 0, fmt.Errorf("the lab topology has no root server")
 	}
-	return "", 0, fmt.Errorf("the lab topology has no root server")
-}
-
-// dnsLabConfig is the config of a dns-authority service in a topology.
-type dnsLabConfig struct {
-	// Zones are the zones the host serves. Zone data is generated from the
-	// lab's hosts unless a file is given.
-	Zones []dnsLabZone `json:"zones"`
-	// NSID is returned to queries that ask for it; default the host name.
-	NSID string `json:"nsid,omitempty"`
-	// AllowTransfer lists addresses or prefixes allowed AXFR/IXFR.
-	AllowTransfer []string `json:"allow_transfer,omitempty"`
-}
-
-type dnsLabZone struct {
-	// Origin is the zone's apex.
-	Origin string `json:"origin"`
-	// File, when set, is a master file used instead of generated data.
-	File string `json:"file,omitempty"`
-	// Records are extra master-file lines added to the generated zone.
-	Records []string `json:"records,omitempty"`
-	// Sign signs the zone (keys under the lab's state dir, dns/keys).
-	Sign bool `json:"sign,omitempty"`
-	// NSEC3 uses NSEC3 rather than NSEC when signing.
-	NSEC3 bool `json:"nsec3,omitempty"`
-}
-
-func (c *dnsLabConfig) check() error {
-	if len(c.Zones) == 0 {
-		return config.Errorf("zones", "at least one zone is required")
-	}
-	for i, z := range c.Zones {
-		if _, ok := dns.IsDomainName(z.Origin); !ok || z.Origin == "" {
-			return config.Errorf(fmt.Sprintf("zones[%d].origin", i), "%q is not a domain name", z.Origin)
-		}
-	}
-	return nil
-}
-
-func decodeDNSLab(raw json.RawMessage) (*dnsLabConfig, error) {
-	var c dnsLabConfig
-	if err := lab.DecodeConfig(raw, &c); err != nil {
-		return nil, err
-	}
-	return &c, c.check()
-}
-
-type labDNSHost struct {
-	labzone.Host
-	cfg *dnsLabConfig
-}
-
-// labDNSHosts lists every host of the plan, with the zones it serves.
-func labDNSHosts(p *lab.Plan) []labDNSHost {
-	var out []labDNSHost
-	for _, h := range p.Hosts {
-		lh := labDNSHost{Host: labzone.Host{Name: h.Name, Addr: h.Addr}}
-		for _, s := range h.Services {
-			if s.Kind != "dns-authority" {
-				continue
-			}
-			c, err := decodeDNSLab(s.Config)
-			if err != nil {
-				continue
-			}
-			lh.cfg = c
-			for _, z := range c.Zones {
-				lh.Zones = append(lh.Zones, zone.Key(z.Origin))
-			}
-		}
-		out = append(out, lh)
-	}
-	return out
-}
-
-func buildLabAuthority(env lab.Env) (service.Service, error) {
-	mine, err := decodeDNSLab(env.Spec.Config)
-	if err != nil {
-		return nil, err
-	}
-	hosts := labDNSHosts(env.Plan)
-	keyDir := filepath.Join(env.Plan.StateDir, "dns", "keys")
-	signed := map[string]dnsLabZone{}
-	records := map[string][]string{}
-	var zh []labzone.Host
-	for _, h := range hosts {
-		zh = append(zh, h.Host)
-		if h.cfg == nil {
-			continue
-		}
-		for _, z := range h.cfg.Zones {
-			k := zone.Key(z.Origin)
-			if z.Sign {
-				signed[k] = z
-			}
-			records[k] = append(records[k], z.Records...)
-		}
-	}
-	texts, err := labzone.Zones(zh, labzone.Options{
-		Records: records,
-		DS: func(origin string) ([]dns.RR, error) {
-			if _, ok := signed[origin]; !ok {
-				return nil, nil
-			}
-			keys, err := zone.LoadOrCreateKeys(keyDir, origin, "")
-			if err != nil {
-				return nil, err
-			}
-			return []dns.RR{keys.DS()}, nil
-		},
-	})
-	if err != nil {
-		return nil, err
-	}
-	cfg := authority.Config{Addr: env.Listen.String(), NSID: mine.NSID, AllowTransfer: mine.AllowTransfer}
-	if env.Plan.StateDir != "" {
-		cfg.StateDir = filepath.Join(env.Plan.StateDir, "dns", "authority", env.Host.Name)
-	}
-	if cfg.NSID == "" {
-		cfg.NSID = env.Host.Name
-	}
-	for _, z := range mine.Zones {
-		k := zone.Key(z.Origin)
-		zc := authority.ZoneConfig{Origin: k, File: z.File}
-		if z.File == "" {
-			zc.Text = texts[k]
-		}
-		if z.Sign {
-			zc.Sign = &authority.SignConfig{KeyDir: keyDir, NSEC3: z.NSEC3}
-			if k == "." {
-				cfg.DSFile = filepath.Join(env.Plan.StateDir, "dns", "root.ds")
-			}
-		}
-		cfg.Zones = append(cfg.Zones, zc)
-	}
-	return authority.New(cfg, env.Deps)
-}
-
-// dnsKinds are the lab kinds of the dns packages.
-func dnsKinds() []lab.Kind {
-	return []lab.Kind{{
-		Name:    "dns-authority",
-		Summary: "authoritative DNS server (zones generated from the lab's hosts)",
-		Port:    53,
-		Network: "udp+tcp",
-		Check: func(raw json.RawMessage) error {
-			_, err := decodeDNSLab(raw)
-			return err
-		},
-		Build: buildLabAuthority,
-	}}
+	port := plan.Port(53)
+	return net.JoinHostPort(h.Addr.String(), strconv.Itoa(port)), port, nil
 }

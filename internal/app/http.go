@@ -2,7 +2,6 @@ package app
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -16,7 +15,6 @@ import (
 
 	"github.com/applayer/applayer/internal/config"
 	"github.com/applayer/applayer/internal/service"
-	"github.com/applayer/applayer/lab"
 	"github.com/applayer/applayer/web/client"
 	"github.com/applayer/applayer/web/server"
 )
@@ -376,68 +374,5 @@ func printHeader(w io.Writer, h http.Header, prefix string) {
 		for _, v := range h[k] {
 			fmt.Fprintf(w, "%s%s: %s\n", prefix, k, v)
 		}
-	}
-}
-
-// labHTTPConfig is the lab config of kinds http-server and shop.
-type labHTTPConfig struct {
-	// Sites are served as in server.Config; with none, the host serves
-	// the demo page (DemoImages images) generated under the state dir.
-	Sites []server.Site `json:"sites,omitempty"`
-	// DemoImages is how many images the generated demo page references. Default 10.
-	DemoImages int `json:"demo_images,omitempty"`
-	// TLS serves HTTPS (lab CA, port 443 plus the lab's offset) and HTTP/3 there.
-	TLS bool `json:"tls,omitempty"`
-	// NonPersistent closes the connection after every response.
-	NonPersistent bool `json:"non_persistent,omitempty"`
-	// AccessLog is common or combined.
-	AccessLog string `json:"access_log,omitempty"`
-	// Push is HTTP/2 server push for the demo site (as server.Site.Push).
-	Push *server.Push `json:"push,omitempty"`
-}
-
-func buildHTTPKind(env lab.Env, shop bool) (service.Service, error) {
-	var lc labHTTPConfig
-	if err := lab.DecodeConfig(env.Spec.Config, &lc); err != nil {
-		return nil, err
-	}
-	web := filepath.Join(env.Plan.StateDir, "web")
-	cfg := server.Config{Addr: env.Listen.String(), NonPersistent: lc.NonPersistent, AccessLog: lc.AccessLog, Sites: lc.Sites}
-	switch {
-	case shop:
-		cfg.Sites = []server.Site{{Hosts: []string{env.Host.Name}, Shop: filepath.Join(web, "shop")}}
-	case len(cfg.Sites) == 0:
-		dir := filepath.Join(web, env.Host.Name)
-		n := lc.DemoImages
-		if n <= 0 {
-			n = 10
-		}
-		if err := server.WriteDemoSite(dir, n); err != nil {
-			return nil, err
-		}
-		cfg.Sites = []server.Site{{Hosts: []string{env.Host.Name}, Root: dir, Uploads: true, Push: lc.Push}}
-	}
-	if lc.TLS {
-		cfg.TLSAddr = fmt.Sprintf("%s:%d", env.Host.Addr, env.Plan.Port(443))
-		cfg.HTTP3 = true
-		cfg.TLS = server.TLSConfig{CADir: filepath.Join(web, "ca"), Names: []string{env.Host.Name}}
-	}
-	return server.New(cfg, env.Deps)
-}
-
-// httpKinds are the lab kinds of the web packages.
-func httpKinds() []lab.Kind {
-	check := func(raw json.RawMessage) error { var c labHTTPConfig; return lab.DecodeConfig(raw, &c) }
-	return []lab.Kind{
-		{
-			Name: "http-server", Summary: "web server (static files, demo page with images; tls: https + HTTP/3 on 443)", Port: 80, Network: "tcp",
-			Check: check,
-			Build: func(env lab.Env) (service.Service, error) { return buildHTTPKind(env, false) },
-		},
-		{
-			Name: "shop", Summary: "the cookie shop: session cookie, cart in SQLite under the state dir", Port: 80, Network: "tcp",
-			Check: check,
-			Build: func(env lab.Env) (service.Service, error) { return buildHTTPKind(env, true) },
-		},
 	}
 }

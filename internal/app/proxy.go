@@ -5,10 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -17,7 +14,6 @@ import (
 	"github.com/applayer/applayer/internal/config"
 	"github.com/applayer/applayer/internal/obs"
 	"github.com/applayer/applayer/internal/service"
-	"github.com/applayer/applayer/lab"
 	"github.com/applayer/applayer/web/cache"
 	"github.com/applayer/applayer/web/proxy"
 )
@@ -165,60 +161,4 @@ func printProxyStats(ctx context.Context, w io.Writer, admin string) error {
 	}
 	_, err = io.WriteString(w, st.String())
 	return err
-}
-
-// labDialer resolves the lab's host names to their planned addresses and
-// moves standard ports by the lab's offset, so the campus cache can fetch
-// http://gaia.cs.umass.edu/ inside the mini-Internet.
-type labDialer struct {
-	plan *lab.Plan
-	next service.Dialer
-}
-
-func (d labDialer) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
-	host, port, err := net.SplitHostPort(address)
-	if err == nil {
-		if h, ok := d.plan.Lookup(host); ok {
-			p, _ := strconv.Atoi(port)
-			address = net.JoinHostPort(h.Addr.String(), strconv.Itoa(d.plan.Port(p)))
-		}
-	}
-	return d.next.DialContext(ctx, network, address)
-}
-
-// proxyKinds are the lab kinds of package web/proxy.
-func proxyKinds() []lab.Kind {
-	return []lab.Kind{{
-		Name: "web-cache", Summary: "campus web cache: caching forward proxy (RFC 9111)", Port: proxy.DefaultPort, Network: "tcp",
-		Check: func(raw json.RawMessage) error {
-			var c proxy.Config
-			if err := lab.DecodeConfig(raw, &c); err != nil {
-				return err
-			}
-			return c.Validate()
-		},
-		Build: func(env lab.Env) (service.Service, error) {
-			var c proxy.Config
-			if err := lab.DecodeConfig(env.Spec.Config, &c); err != nil {
-				return nil, err
-			}
-			c.Addr = env.Listen.String()
-			if c.Name == "" {
-				c.Name = env.Host.Name
-			}
-			if c.Cache.Dir == "" && env.Plan.StateDir != "" {
-				c.Cache.Dir = filepath.Join(env.Plan.StateDir, "web-cache", env.Host.Name)
-			}
-			d := env.Deps.Defaults()
-			d.Dialer = labDialer{plan: env.Plan, next: d.Dialer}
-			srv, err := proxy.New(c, d)
-			if err != nil {
-				return nil, err
-			}
-			// Stats and purge on the lab's admin listener, under
-			// /hosts/<name>/: applayer http proxy --stats --admin 127.0.0.1:9900/hosts/cache.nyu.edu
-			env.Admin.Handle("/cache/", srv.Cache().AdminHandler())
-			return srv, nil
-		},
-	}}
 }

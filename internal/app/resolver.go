@@ -1,23 +1,16 @@
 package app
 
 import (
-	"encoding/json"
 	"errors"
-	"fmt"
-	"path/filepath"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
 	"github.com/applayer/applayer/dns/resolver"
-	"github.com/applayer/applayer/dns/zone"
 	"github.com/applayer/applayer/internal/config"
 	"github.com/applayer/applayer/internal/obs"
 	"github.com/applayer/applayer/internal/service"
-	"github.com/applayer/applayer/lab"
 )
 
 // resolverFile is `dns resolver`'s config file: the resolver's own fields
@@ -103,87 +96,4 @@ func resolverFlags(f *pflag.FlagSet, fc *resolverFile, cfgFile *string) {
 	f.Var(&cfg.Timeout, "timeout", "first per-try upstream timeout (doubles each round)")
 	f.Var(&cfg.ServeStale, "serve-stale", "serve expired answers this long when no authority answers (negative disables)")
 	gcPercentFlag(f, &fc.GCPercent, 0)
-}
-
-// dnsResolverLabConfig is the lab's config of a dns-resolver: the
-// resolver's own fields plus the lab hosts serving the root.
-type dnsResolverLabConfig struct {
-	resolver.Config
-	// RootServers are lab host names of root servers; default
-	// ["a.root-servers.net"].
-	RootServers []string `json:"root_servers,omitempty"`
-}
-
-// dnsResolverKinds are the lab kinds of package dns/resolver.
-func dnsResolverKinds() []lab.Kind {
-	return []lab.Kind{{
-		Name: "dns-resolver", Summary: "recursive caching validating DNS resolver (local DNS server)", Port: 53, Network: "udp+tcp",
-		Check: func(raw json.RawMessage) error {
-			var c dnsResolverLabConfig
-			return lab.DecodeConfig(raw, &c)
-		},
-		Build: func(env lab.Env) (service.Service, error) {
-			var c dnsResolverLabConfig
-			if err := lab.DecodeConfig(env.Spec.Config, &c); err != nil {
-				return nil, err
-			}
-			cfg := c.Config
-			cfg.Listen = env.Listen.String()
-			names := c.RootServers
-			if len(names) == 0 {
-				names = []string{"a.root-servers.net"}
-			}
-			if len(cfg.Forwarders) == 0 && len(cfg.RootHints) == 0 && cfg.RootHintsFile == "" {
-				for _, n := range names {
-					h, ok := env.Plan.Lookup(n)
-					if !ok {
-						if len(c.RootServers) > 0 {
-							return nil, fmt.Errorf("dns-resolver: root server %q is not a lab host", n)
-						}
-						env.Deps.Logger.Warn("dns-resolver: root server is not a lab host; resolution will fail", "host", n)
-						continue
-					}
-					cfg.RootHints = append(cfg.RootHints, h.Addr.String())
-				}
-				cfg.UpstreamPort = env.Plan.Port(53)
-			}
-			if cfg.TrustAnchorFile == "" {
-				// Forwarding too: the chain of trust is then built
-				// through the forwarder (DS and DNSKEY queries).
-				cfg.TrustAnchorFile = filepath.Join(env.Plan.StateDir, "dns", "root.ds")
-				// A signed lab root writes root.ds when it starts: wait
-				// for it and refuse to run unvalidated; an unsigned root
-				// never writes it.
-				cfg.TrustAnchorOptional = !labRootSigned(env.Plan, names)
-				if cfg.TrustAnchorWait == 0 {
-					cfg.TrustAnchorWait = config.Duration(10 * time.Second)
-					if cfg.TrustAnchorOptional {
-						cfg.TrustAnchorWait = config.Duration(time.Second)
-					}
-				}
-			}
-			srv, err := resolver.New(cfg, env.Deps)
-			if err != nil {
-				return nil, err
-			}
-			env.Admin.Handle("POST /dns/resolver/flush", srv.FlushHandler())
-			return srv, nil
-		},
-	}}
-}
-
-// labRootSigned reports whether one of the named lab hosts serves a signed
-// root zone (and so writes STATE/dns/root.ds when it starts).
-func labRootSigned(p *lab.Plan, names []string) bool {
-	for _, h := range labDNSHosts(p) {
-		if h.cfg == nil || !slices.ContainsFunc(names, func(n string) bool { return strings.EqualFold(strings.TrimSuffix(n, "."), h.Name) }) {
-			continue
-		}
-		for _, z := range h.cfg.Zones {
-			if z.Sign && zone.Key(z.Origin) == "." {
-				return true
-			}
-		}
-	}
-	return false
 }

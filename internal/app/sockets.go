@@ -2,7 +2,6 @@ package app
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -12,7 +11,6 @@ import (
 
 	"github.com/applayer/applayer/internal/config"
 	"github.com/applayer/applayer/internal/service"
-	"github.com/applayer/applayer/lab"
 	"github.com/applayer/applayer/sockets"
 )
 
@@ -138,34 +136,4 @@ or, with no arguments, each line of standard input, printing each answer.`,
 	}
 	c = socketClient(cmd)
 	return cmd
-}
-
-// socketKinds are the lab kinds of package sockets.
-func socketKinds() []lab.Kind {
-	return []lab.Kind{
-		{
-			Name: "udp-upper", Summary: "UDP upper-case server (socket programming)", Port: sockets.DefaultPort, Network: "udp",
-			Check: func(raw json.RawMessage) error { var c sockets.UDPConfig; return lab.DecodeConfig(raw, &c) },
-			Build: func(env lab.Env) (service.Service, error) {
-				var c sockets.UDPConfig
-				if err := lab.DecodeConfig(env.Spec.Config, &c); err != nil {
-					return nil, err
-				}
-				c.Addr = env.Listen.String()
-				return sockets.NewUDPServer(c, env.Deps)
-			},
-		},
-		{
-			Name: "tcp-upper", Summary: "TCP upper-case server (socket programming)", Port: sockets.DefaultPort, Network: "tcp",
-			Check: func(raw json.RawMessage) error { var c sockets.TCPConfig; return lab.DecodeConfig(raw, &c) },
-			Build: func(env lab.Env) (service.Service, error) {
-				var c sockets.TCPConfig
-				if err := lab.DecodeConfig(env.Spec.Config, &c); err != nil {
-					return nil, err
-				}
-				c.Addr = env.Listen.String()
-				return sockets.NewTCPServer(c, env.Deps)
-			},
-		},
-	}
 }
