@@ -433,6 +433,15 @@ func (s *Server) looped(h http.Header) bool {
 	return false
 }
 
+// untrustedForwarding are the fields by which a proxy tells the origin
+// about the original request. From a peer that is not a trusted proxy they
+// are dropped: the origin may build the response from them (links,
+// redirects, routing) and they are not part of the cache key, so one
+// client could poison the response stored for everyone.
+var untrustedForwarding = [...]string{"Forwarded", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Forwarded-Port",
+	"X-Forwarded-Server", "X-Forwarded-Prefix", "X-Forwarded-Scheme", "X-Original-Url", "X-Rewrite-Url",
+	"X-Http-Method-Override", "X-Http-Method", "X-Method-Override"}
+
 // forwardedFor sets X-Forwarded-For: the peer appended to the client's
 // value when the peer is a trusted proxy, else the peer alone.
 func (s *Server) forwardedFor(h http.Header, peer netip.Addr) {
@@ -448,7 +457,9 @@ func (s *Server) forwardedFor(h http.Header, peer netip.Addr) {
 			return
 		}
 	} else {
-		delete(h, "Forwarded")
+		for _, f := range untrustedForwarding {
+			delete(h, f)
+		}
 	}
 	h["X-Forwarded-For"] = []string{peer.String()}
 }
