@@ -32,22 +32,68 @@ type fastConn struct {
 	// no request allocates); WriteTo consumes it.
 	bufs net.Buffers
 	iov  [2][]byte
+	// hdrDeadline is the current request header's deadline, zero while
+	// the connection is idle between requests.
+	hdrDeadline time.Time
 	// out is the connection's *net.TCPConn when it is one: net.Buffers
 	// uses writev only on it, not through a wrapper (which would cost a
 	// write, and a TCP segment, per buffer).
 	out io.Writer
 }
 
-// countedConn decrements the open-connection count once when closed.
+// countedConn decrements the open-connection counts once when closed.
 type countedConn struct {
 	net.Conn
 	n    *atomic.Int64
+	s    *Server
+	peer netip.Addr // counted against the per-client limit when valid
 	once sync.Once
 }
 
 func (c *countedConn) Close() error {
-	c.once.Do(func() { c.n.Add(-1) })
+	c.once.Do(func() {
+		c.n.Add(-1)
+		if c.peer.IsValid() {
+			c.s.releaseClient(c.peer)
+		}
+	})
 	return c.Conn.Close()
+}
+
+// admitClient counts a connection from peer against the per-client limit
+// (trusted proxies are exempt: they carry many clients); false when the
+// peer is at the limit. A valid returned address is to be released.
+func (s *Server) admitClient(c net.Conn) (netip.Addr, bool) {
+	ap, err := netip.ParseAddrPort(c.RemoteAddr().String())
+	if err != nil {
+		return netip.Addr{}, true
+	}
+	peer := ap.Addr().Unmap()
+	if s.trustedPeer(peer) {
+		return netip.Addr{}, true
+	}
+	s.cmu.Lock()
+	defer s.cmu.Unlock()
+	if s.perClient[peer] >= s.cfg.MaxConnsPerClient {
+		return netip.Addr{}, false
+	}
+	s.perClient[peer]++
+	return peer, true
+}
+
+func (s *Server) releaseClient(peer netip.Addr) {
+	s.cmu.Lock()
+	defer s.cmu.Unlock()
+	if s.perClient[peer]--; s.perClient[peer] <= 0 {
+		delete(s.perClient, peer)
+	}
+}
+
+// busy answers a connection refused for a limit and closes it.
+func busy(c net.Conn) {
+	c.SetWriteDeadline(time.Now().Add(time.Second))
+	io.WriteString(c, "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+	c.Close()
 }
 
 // CloseWrite half-closes the connection when it supports it.
@@ -60,9 +106,32 @@ func (c *countedConn) CloseWrite() error {
 
 // replayConn is a connection handed to net/http: reads come from the
 // fast path's buffer first.
+//
+// hdrDeadline, when set, is the deadline of a request header that had
+// begun on the fast path: net/http's first read deadline (its header
+// timeout, counted from the hand-over) is capped by it, so handing over
+// does not give a slow client a second header timeout.
 type replayConn struct {
 	net.Conn
-	br *bufio.Reader
+	br          *bufio.Reader
+	hdrDeadline time.Time
+}
+
+func (r *replayConn) SetReadDeadline(t time.Time) error {
+	if !r.hdrDeadline.IsZero() && !t.IsZero() {
+		if t.After(r.hdrDeadline) {
+			t = r.hdrDeadline
+		}
+		r.hdrDeadline = time.Time{}
+	}
+	return r.Conn.SetReadDeadline(t)
+}
+
+func (r *replayConn) SetDeadline(t time.Time) error {
+	if err := r.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return r.Conn.SetWriteDeadline(t)
 }
 
 func (r *replayConn) Read(p []byte) (int, error) { return r.br.Read(p) }
@@ -139,12 +208,16 @@ func (s *Server) acceptLoop(ln net.Listener) {
 		delay = 0
 		if s.conns.Add(1) > int64(s.cfg.MaxConns) {
 			s.conns.Add(-1)
-			c.SetWriteDeadline(time.Now().Add(time.Second))
-			io.WriteString(c, "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-			c.Close()
+			busy(c)
 			continue
 		}
-		c = &countedConn{Conn: c, n: &s.conns}
+		peer, ok := s.admitClient(c)
+		if !ok {
+			s.conns.Add(-1)
+			busy(c)
+			continue
+		}
+		c = &countedConn{Conn: c, n: &s.conns, s: s, peer: peer}
 		s.mu.Lock()
 		select {
 		case <-s.stop:
@@ -188,8 +261,13 @@ func (s *Server) serveFast(c net.Conn) {
 		handed = s.handOver(fc)
 		return
 	}
+	// The first request's header must arrive within the header timeout of
+	// the connection's start (as net/http and nginx's client_header_timeout);
+	// a later one's within the header timeout of its first byte, after
+	// at most the idle timeout without one.
+	fc.hdrDeadline = time.Now().Add(s.cfg.ReadHeaderTimeout.D())
+	c.SetReadDeadline(fc.hdrDeadline)
 	for {
-		c.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout.D()))
 		n, ok, err := fc.next()
 		if err != nil {
 			return
@@ -210,12 +288,14 @@ func (s *Server) serveFast(c net.Conn) {
 			return
 		default:
 		}
+		fc.hdrDeadline = time.Time{}
+		c.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout.D()))
 	}
 }
 
 func (s *Server) handOver(fc *fastConn) bool {
 	fc.c.SetDeadline(time.Time{})
-	return s.handoff.give(&replayConn{Conn: fc.c, br: fc.br})
+	return s.handoff.give(&replayConn{Conn: fc.c, br: fc.br, hdrDeadline: fc.hdrDeadline})
 }
 
 // next reads the next request header and, if it can be answered on the
@@ -235,9 +315,13 @@ func (fc *fastConn) next() (n int, ok bool, err error) {
 		if bytes.Contains(b, lflf) {
 			return 0, false, nil
 		}
-		if len(b) > 0 {
-			// a request has begun: it must finish within the header timeout
-			fc.c.SetReadDeadline(time.Now().Add(fc.s.cfg.ReadHeaderTimeout.D()))
+		if len(b) > 0 && fc.hdrDeadline.IsZero() {
+			// A request has begun: its header must be complete within the
+			// header timeout of its first byte. The deadline is set once,
+			// never moved by later bytes (a slowloris client sends one
+			// at a time).
+			fc.hdrDeadline = time.Now().Add(fc.s.cfg.ReadHeaderTimeout.D())
+			fc.c.SetReadDeadline(fc.hdrDeadline)
 		}
 		if fc.br.Buffered() == fc.br.Size() {
 			return 0, false, nil // a large header: net/http enforces the limit

@@ -72,6 +72,10 @@ type Config struct {
 	// MaxConns caps concurrent client connections; more are answered 503
 	// and closed. Default 10000.
 	MaxConns int `json:"max_conns,omitempty"`
+	// MaxConnsPerClient caps concurrent connections from one client
+	// address (trusted proxies are exempt); more are answered 503 and
+	// closed. Default 1000 (at most MaxConns).
+	MaxConnsPerClient int `json:"max_conns_per_client,omitempty"`
 	// HealthInterval is how often origins are checked. Default 5s.
 	HealthInterval config.Duration `json:"health_interval,omitempty"`
 }
@@ -154,6 +158,9 @@ func (c *Config) defaults() {
 	if c.MaxConns <= 0 {
 		c.MaxConns = 10000
 	}
+	if c.MaxConnsPerClient <= 0 {
+		c.MaxConnsPerClient = min(1000, c.MaxConns)
+	}
 	if c.HealthInterval <= 0 {
 		c.HealthInterval = config.Duration(5 * time.Second)
 	}
@@ -179,9 +186,12 @@ type Server struct {
 	fast    map[net.Conn]struct{} // connections on the fast path
 	handoff *handoff
 	conns   atomic.Int64 // open client connections
-	wg      sync.WaitGroup
-	stop    chan struct{}
-	once    service.Once
+
+	cmu       sync.Mutex
+	perClient map[netip.Addr]int // open connections per client address
+	wg        sync.WaitGroup
+	stop      chan struct{}
+	once      service.Once
 }
 
 // New returns a proxy for cfg; Start binds it.
@@ -192,7 +202,8 @@ func New(cfg Config, deps service.Deps) (*Server, error) {
 	cfg.defaults()
 	deps = deps.Defaults()
 	s := &Server{cfg: cfg, deps: deps, log: deps.Logger.With("service", "web-cache"), via: "1.1 " + cfg.Name,
-		sites: map[string]*site{}, tunnels: map[net.Conn]struct{}{}, fast: map[net.Conn]struct{}{}, stop: make(chan struct{})}
+		sites: map[string]*site{}, tunnels: map[net.Conn]struct{}{}, fast: map[net.Conn]struct{}{}, stop: make(chan struct{}),
+		perClient: map[netip.Addr]int{}}
 	for _, n := range cfg.AllowedClients {
 		s.allowed = append(s.allowed, netip.MustParsePrefix(n))
 	}
@@ -420,6 +431,16 @@ func (s *Server) allowedPeer(a netip.Addr) bool {
 	return false
 }
 
+// trustedPeer reports whether a is a trusted proxy (trust_forwarded_from).
+func (s *Server) trustedPeer(a netip.Addr) bool {
+	for _, p := range s.trusted {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
 // looped reports whether a Via entry carries our own pseudonym.
 func (s *Server) looped(h http.Header) bool {
 	for _, line := range h["Via"] {
@@ -445,13 +466,7 @@ var untrustedForwarding = [...]string{"Forwarded", "X-Forwarded-Host", "X-Forwar
 // forwardedFor sets X-Forwarded-For: the peer appended to the client's
 // value when the peer is a trusted proxy, else the peer alone.
 func (s *Server) forwardedFor(h http.Header, peer netip.Addr) {
-	trusted := false
-	for _, p := range s.trusted {
-		if p.Contains(peer) {
-			trusted = true
-		}
-	}
-	if trusted {
+	if s.trustedPeer(peer) {
 		if prior := strings.Join(h["X-Forwarded-For"], ", "); prior != "" {
 			h["X-Forwarded-For"] = []string{prior + ", " + peer.String()}
 			return
