@@ -45,7 +45,9 @@ curl configured to use it send it absolute URLs; it answers from its cache
 when it can (RFC 9111 freshness, validation, Vary, ...) and otherwise fetches
 from the origin, and it tunnels https with CONNECT (port 443 only unless
 --connect-port says otherwise) without caching. Only loopback clients may use
-it unless --allow says otherwise.
+it unless --allow says otherwise, and it refuses to forward to loopback,
+link-local or its own addresses unless --allow-to lists them (the lab lists
+its own block).
 
 With --site HOST=ADDR[,ADDR...] it is a caching reverse proxy for HOST,
 spreading requests over the replicas (--balance round-robin or least-loaded)
@@ -123,6 +125,7 @@ origins, and the access-link utilisation they imply for --link-rate.`,
 	f.IntSliceVar(&connect, "connect-port", []int{443}, "ports CONNECT may reach")
 	f.StringSliceVar(&cfg.AllowedClients, "allow", nil, "client networks (CIDR) allowed to use the proxy (default loopback)")
 	f.StringSliceVar(&cfg.TrustForwardedFrom, "trust-xff", nil, "proxies (CIDR) whose X-Forwarded-For is kept")
+	f.StringSliceVar(&cfg.AllowDestinations, "allow-to", nil, "loopback/link-local/own networks (CIDR) forward requests may reach (refused by default)")
 	return cmd
 }
 
@@ -149,6 +152,9 @@ func mergeFlags(cmd *cobra.Command, fc, flags *proxy.Config) {
 	}
 	if ch("trust-xff") {
 		fc.TrustForwardedFrom = flags.TrustForwardedFrom
+	}
+	if ch("allow-to") {
+		fc.AllowDestinations = flags.AllowDestinations
 	}
 }
 
@@ -216,6 +222,10 @@ func proxyKinds() []lab.Kind {
 			c.Addr = env.Listen.String()
 			if c.Name == "" {
 				c.Name = env.Host.Name
+			}
+			if c.AllowDestinations == nil {
+				// the lab's hosts live on loopback: allowed explicitly
+				c.AllowDestinations = []string{env.Plan.Block.String()}
 			}
 			if c.Cache.Dir == "" && env.Plan.StateDir != "" {
 				c.Cache.Dir = filepath.Join(env.Plan.StateDir, "web-cache", env.Host.Name)

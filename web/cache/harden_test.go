@@ -79,7 +79,7 @@ func TestSetCookieFrom304NotStored(t *testing.T) {
 	if got := v.header.Get("Set-Cookie"); got != "session=client2" {
 		t.Fatalf("validating client's Set-Cookie %q, want its own session=client2", got)
 	}
-	r := e.do("GET", "/a")              // a hit for another client
+	r := e.do("GET", "/a") // a hit for another client
 	e.wantBody(r, "v1")
 	if !strings.Contains(r.header.Get("Cache-Status"), "hit") {
 		t.Fatalf("Cache-Status %q, want a hit", r.header.Get("Cache-Status"))

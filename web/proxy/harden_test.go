@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/applayer/applayer/internal/config"
+	"github.com/applayer/applayer/web/cache"
 )
 
 // rawGet sends one raw request on a new connection and reads the response.
@@ -205,4 +206,125 @@ func TestSlowloris(t *testing.T) {
 	if refused != attackers-40 {
 		t.Errorf("%d attackers refused, want %d past the per-client limit", refused, attackers-40)
 	}
+}
+
+// exchange sends raw on a new connection, half-closes, and returns the
+// status codes of every response read until the proxy closes.
+func exchange(t *testing.T, addr, raw string) []int {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(conn, raw)
+	conn.(*net.TCPConn).CloseWrite()
+	br := bufio.NewReader(conn)
+	var codes []int
+	for {
+		res, err := http.ReadResponse(br, nil)
+		if err != nil {
+			return codes
+		}
+		io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		codes = append(codes, res.StatusCode)
+	}
+}
+
+// TestFastPathFramingAsNetHTTP: the same bytes get the same responses
+// whether the URL is cached (the fast path parses the first request) or
+// not (net/http parses everything): a bare LF, CR or NUL inside the header
+// must not make the fast path see other fields or another header end than
+// net/http does.
+func TestFastPathFramingAsNetHTTP(t *testing.T) {
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=600")
+		fmt.Fprint(w, "hello")
+	})
+	sites := []Site{{Host: "*", Origins: []string{o.Listener.Addr().String()}}}
+	_, warm := start(t, Config{Sites: sites})
+	_, cold := start(t, Config{Sites: sites, Cache: cache.Config{MaxObjectBytes: 1}}) // stores nothing
+	rawGet(t, warm, "GET /obj HTTP/1.1\r\nHost: site\r\n\r\n")
+	for _, raw := range []string{
+		// a bare LF ends a line for net/http: Content-Length is a field
+		"GET /obj HTTP/1.1\r\nHost: site\r\nX-A: 1\nContent-Length: 5\r\n\r\nGET /obj HTTP/1.1\r\nHost: site\r\n\r\n",
+		"GET /obj HTTP/1.1\r\nHost: site\r\nX-A: 1\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+		"GET /obj HTTP/1.1\nHost: site\r\n\r\n",
+		"GET /obj HTTP/1.1\r\nHost: site\r\nX-A: 1\n\r\nGET /obj HTTP/1.1\r\nHost: site\r\n\r\n",
+		// bare CR and NUL in a value: net/http refuses
+		"GET /obj HTTP/1.1\r\nHost: site\r\nX-A: a\rb\r\n\r\n",
+		"GET /obj HTTP/1.1\r\nHost: site\r\nX-A: a\x00b\r\n\r\n",
+		"GET /obj HTTP/1.1\r\nHost: site\r\nX-A: a\x01b\r\n\r\n",
+		// field names and Host values net/http refuses
+		"GET /obj HTTP/1.1\r\nHost: site\r\nX(A): 1\r\n\r\n",
+		"GET /obj HTTP/1.1\r\nHost: si<te\r\n\r\n",
+		"GET /obj HTTP/1.1\r\n\r\n",
+		// pipelined, well framed: two answers
+		"GET /obj HTTP/1.1\r\nHost: site\r\n\r\nHEAD /obj HTTP/1.1\r\nHost: site\r\n\r\n",
+	} {
+		w, c := exchange(t, warm, raw), exchange(t, cold, raw)
+		if fmt.Sprint(w) != fmt.Sprint(c) {
+			t.Errorf("%q: cached URL got %v, uncached %v", raw, w, c)
+		}
+	}
+}
+
+// TestForwardToOwnHostRefused: forward requests (and CONNECT) to
+// loopback, link-local, unspecified or the proxy's own addresses are
+// refused, whether named by address or by a name resolving to one, unless
+// allow_destinations lists them; a widened --allow must not let remote
+// clients reach the proxy host's own services (e.g. the purge endpoint).
+func TestForwardToOwnHostRefused(t *testing.T) {
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		fmt.Fprint(w, "secret")
+	})
+	_, port, _ := net.SplitHostPort(o.Listener.Addr().String())
+	t.Run("refused by default", func(t *testing.T) {
+		s, addr := start(t, Config{AllowDestinations: []string{}, Admin: "127.0.0.1:0"})
+		admin := s.Addrs()[1].String()
+		for _, u := range []string{
+			"http://127.0.0.1:" + port + "/",
+			"http://127.0.0.2:" + port + "/",
+			"http://localhost:" + port + "/",
+			"http://[::ffff:127.0.0.1]:" + port + "/",
+			"http://0.0.0.0:" + port + "/",
+			"http://169.254.169.254/latest/meta-data/",
+			"http://[fe80::1]/",
+			"http://" + admin + "/cache/purge?prefix=http://",
+			"http://" + addr + "/",
+		} {
+			res, body := rawGet(t, addr, "GET "+u+" HTTP/1.1\r\nHost: x\r\n\r\n")
+			if res.StatusCode < 400 || strings.Contains(body, "secret") {
+				t.Errorf("GET %s: %d %q, want refused", u, res.StatusCode, body)
+			}
+		}
+		res, _ := rawGet(t, addr, "POST http://"+admin+"/cache/purge?prefix=http:// HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+		if res.StatusCode != http.StatusForbidden {
+			t.Errorf("POST to the admin purge endpoint: %d, want 403", res.StatusCode)
+		}
+		if n := o.hits.Load(); n != 0 {
+			t.Errorf("the origin on loopback was reached %d times", n)
+		}
+	})
+	t.Run("CONNECT refused by default", func(t *testing.T) {
+		p := 0
+		fmt.Sscan(port, &p)
+		_, addr := start(t, Config{AllowDestinations: []string{}, ConnectPorts: []int{p}})
+		for _, target := range []string{"127.0.0.1:" + port, "localhost:" + port} {
+			res, _ := rawGet(t, addr, "CONNECT "+target+" HTTP/1.1\r\nHost: "+target+"\r\n\r\n")
+			if res.StatusCode != http.StatusForbidden {
+				t.Errorf("CONNECT %s: %d, want 403", target, res.StatusCode)
+			}
+		}
+	})
+	t.Run("allowed explicitly", func(t *testing.T) {
+		_, addr := start(t, Config{AllowDestinations: []string{"127.0.0.0/8"}})
+		res, body := rawGet(t, addr, "GET http://127.0.0.1:"+port+"/ HTTP/1.1\r\nHost: x\r\n\r\n")
+		if res.StatusCode != 200 || body != "secret" {
+			t.Fatalf("allowed destination: %d %q", res.StatusCode, body)
+		}
+	})
 }
