@@ -1,11 +1,16 @@
 package cache
 
 import (
+	"bytes"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/applayer/applayer/internal/service"
 )
 
 // TestSetCookieNotReplayed: a shared cache must never hand one client's
@@ -87,4 +92,76 @@ func TestSetCookieFrom304NotStored(t *testing.T) {
 	if got := r.header.Values("Set-Cookie"); len(got) != 0 {
 		t.Fatalf("a hit replayed the 304's Set-Cookie %q", got)
 	}
+}
+
+// TestDiskTierCleansLeftovers: temporary files left by a write cut short
+// (kill -9, ENOSPC) are removed at start, as are torn object files; they
+// would otherwise sit outside the byte budget for ever.
+func TestDiskTierCleansLeftovers(t *testing.T) {
+	dir := t.TempDir()
+	e := newEnv(t, Config{Dir: dir}, counting("Cache-Control", "max-age=100"))
+	e.wantBody(e.do("GET", "/a", "Accept-Language", "en"), "v1")
+	objs, _ := filepath.Glob(filepath.Join(dir, "*.obj"))
+	if len(objs) != 1 {
+		t.Fatalf("object files %v", objs)
+	}
+	// a write cut short, and an object file torn mid-metadata
+	if err := os.WriteFile(filepath.Join(dir, "tmp-123456"), []byte("half a response"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "0123456789abcdef0123456789abcdef.obj"), []byte{0, 0, 1, 0, '{'}, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c2, err := New(Config{Dir: dir}, e.tr, service.Deps{Now: e.clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	names, _ := os.ReadDir(dir)
+	var left []string
+	for _, n := range names {
+		left = append(left, n.Name())
+	}
+	if len(left) != 1 || left[0] != filepath.Base(objs[0]) {
+		t.Fatalf("after a restart the disk tier holds %v, want only %s", left, filepath.Base(objs[0]))
+	}
+	e.c = c2
+	e.wantBody(e.do("GET", "/a"), "v1")
+}
+
+// TestDiskTierChecksum: a stored body that changed on disk (bit rot, a
+// torn write that kept its length) is detected by its checksum: it is
+// never served, its file is removed, and the object is fetched again.
+func TestDiskTierChecksum(t *testing.T) {
+	dir := t.TempDir()
+	body := strings.Repeat("payload.", 64)
+	e := newEnv(t, Config{Dir: dir}, func(w http.ResponseWriter, r *http.Request, n int64) {
+		w.Header().Set("Cache-Control", "max-age=100")
+		fmt.Fprintf(w, "%s%d", body, n)
+	})
+	e.wantBody(e.do("GET", "/a"), body+"1")
+	objs, _ := filepath.Glob(filepath.Join(dir, "*.obj"))
+	if len(objs) != 1 {
+		t.Fatalf("object files %v", objs)
+	}
+	b, err := os.ReadFile(objs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := bytes.LastIndex(b, []byte("payload"))
+	b[i] = 'P' // same length, one byte changed
+	if err := os.WriteFile(objs[0], b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c2, err := New(Config{Dir: dir}, e.tr, service.Deps{Now: e.clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	e.c = c2
+	r := e.do("GET", "/a")
+	if strings.Contains(r.body, "Payload") {
+		t.Fatalf("served a corrupted stored body (Cache-Status %q)", r.header.Get("Cache-Status"))
+	}
+	e.wantBody(r, body+"2")
 }
