@@ -12,20 +12,15 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/applayer/applayer/internal/testkit"
 )
 
-// needPeer skips the test when the command is missing, unless
-// APPLAYER_REQUIRE_PEERS is set.
+// needPeer is testkit.Peer: PATH, then /usr/sbin and /sbin (where nsd
+// and unbound live); a failure under APPLAYER_REQUIRE_PEERS.
 func needPeer(t *testing.T, name string) string {
 	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("APPLAYER_REQUIRE_PEERS") != "" {
-			t.Fatalf("%s not installed (APPLAYER_REQUIRE_PEERS is set)", name)
-		}
-		t.Skipf("%s not installed: skipping interop test", name)
-	}
-	return p
+	return testkit.Peer(t, name)
 }
 
 // needPort53 skips unless port 53 can be bound (root).
@@ -33,10 +28,7 @@ func needPort53(t *testing.T, n *testNet) {
 	t.Helper()
 	pc, err := net.ListenPacket("udp", n.ip(250).String()+":53")
 	if err != nil {
-		if os.Getenv("APPLAYER_REQUIRE_PEERS") != "" {
-			t.Fatalf("cannot bind port 53: %v", err)
-		}
-		t.Skipf("cannot bind port 53 (not root?): %v", err)
+		testkit.Skip(t, "cannot bind port 53 (not root?): %v", err)
 	}
 	pc.Close()
 }

@@ -510,7 +510,7 @@ func TestFlush(t *testing.T) {
 // answer misses and cache hits like the batched IPv4 loop.
 func TestIPv6Listener(t *testing.T) {
 	if ln, err := net.ListenPacket("udp", "[::1]:0"); err != nil {
-		t.Skipf("no IPv6 loopback: %v", err)
+		testkit.Skip(t, "no IPv6 loopback: %v", err)
 	} else {
 		ln.Close()
 	}
