@@ -533,3 +533,35 @@ func TestIXFRJournalSurvivesRestart(t *testing.T) {
 		}
 	}
 }
+
+// TestStateLeftoversCleaned: temporary files a crash or a full disk left
+// in the state dir (this version's and the older "<file>.tmp") are removed
+// at start; the journal itself is kept and used.
+func TestStateLeftoversCleaned(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "example.net.zone")
+	state := filepath.Join(dir, "state")
+	cfg := Config{Zones: []ZoneConfig{{Origin: "example.net", File: path}}, AllowTransfer: []string{"127.0.0.1"}, StateDir: state}
+	writeZone(t, path, 1, "old A 192.0.2.1")
+	s1 := newTestServer(t, cfg)
+	writeZone(t, path, 2, "new A 192.0.2.2")
+	if err := s1.Reload(false); err != nil {
+		t.Fatal(err)
+	}
+	jdir := filepath.Join(state, "journal")
+	leftovers := []string{"example.net.ixfr.tmp", ".atomic-example.net.zone-123456"}
+	for _, n := range leftovers {
+		if err := os.WriteFile(filepath.Join(jdir, n), []byte("half"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s2 := newTestServer(t, cfg)
+	for _, n := range leftovers {
+		if _, err := os.Stat(filepath.Join(jdir, n)); err == nil {
+			t.Errorf("leftover %s still there after start", n)
+		}
+	}
+	if got := len(s2.sources["example.net."].deltas); got != 1 {
+		t.Errorf("journal after cleaning: %d differences, want 1", got)
+	}
+}
