@@ -315,7 +315,7 @@ func (p *peerConn) handleLocked(m peerwire.Message) error {
 		}
 		p.haveAll = m.ID == peerwire.HaveAll
 		if c.info != nil && p.haveAll {
-			return p.applyBitfieldLocked(all(c.info.NumPieces()))
+			return p.applyBitfieldLocked(allPieces(c.info.NumPieces()))
 		}
 	case peerwire.Request:
 		return p.onRequestLocked(m)
@@ -368,7 +368,7 @@ func (p *peerConn) infoArrivedLocked() {
 	p.has = NewBitfield(n)
 	switch {
 	case p.haveAll:
-		p.applyBitfieldLocked(all(n))
+		p.applyBitfieldLocked(allPieces(n))
 	case p.rawBitfield != nil:
 		if err := p.applyBitfieldLocked(p.rawBitfield); err != nil {
 			p.nc.Close()

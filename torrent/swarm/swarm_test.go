@@ -255,7 +255,7 @@ func startCorruptPeer(t *testing.T, addr string, m *metainfo.MetaInfo) netip.Add
 				me.InfoHash = h.InfoHash
 				copy(me.PeerID[:], "-XX0001-corruptpeer!")
 				c.Write(me.Bytes())
-				c.Write(peerwire.Message{ID: peerwire.Bitfield, Bitfield: all(m.Info.NumPieces())}.Bytes())
+				c.Write(peerwire.Message{ID: peerwire.Bitfield, Bitfield: allPieces(m.Info.NumPieces())}.Bytes())
 				c.Write(peerwire.Message{ID: peerwire.Unchoke}.Bytes())
 				for {
 					msg, _, err := peerwire.ReadMessage(c, 1<<20, nil)

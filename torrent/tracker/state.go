@@ -176,8 +176,10 @@ func (s *state) announce(req AnnounceRequest) (AnnounceResult, error) {
 	return s.resultLocked(sw, req), nil
 }
 
-// resultLocked picks up to numwant peers other than the requester, of the
-// requester's address family first; a seed gets only leechers.
+// resultLocked picks up to numwant peers other than the requester, at
+// random. Seeds are not withheld from seeds: a client starting from a
+// magnet link announces left=0 before it knows the size (aria2 does) and
+// needs the seeds for the metadata.
 func (s *state) resultLocked(sw *swarm, req AnnounceRequest) AnnounceResult {
 	r := AnnounceResult{Interval: s.cfg.Interval.D(), MinInterval: s.cfg.MinInterval.D()}
 	if sw == nil || req.Event == EventStopped {
@@ -199,9 +201,6 @@ func (s *state) resultLocked(sw *swarm, req AnnounceRequest) AnnounceResult {
 	for k, p := range sw.peers {
 		if k.id == req.PeerID {
 			continue
-		}
-		if req.Left == 0 && p.Left == 0 {
-			continue // seeds have nothing to give each other
 		}
 		cand = append(cand, Peer{ID: k.id, Addr: p.Addr})
 	}
