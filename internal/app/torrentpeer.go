@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -155,10 +156,12 @@ func runPeer(cmd *cobra.Command, g *globals, pf *peerFlags, cfg swarm.Config, ex
 	d := e.deps()
 	reg := obs.NewRegistry()
 	d.Metrics = reg
+	// The trace sink (swarm goroutines) and the progress loop share stdout.
+	stdout := &syncWriter{w: g.stdout}
 	if pf.verbose {
 		cancel := e.trace.Subscribe(trace.SinkFunc(func(ev trace.Event) {
 			if strings.HasPrefix(ev.Proto, "bittorrent/") {
-				fmt.Fprintf(g.stdout, "%s %s\n", strings.TrimPrefix(ev.Proto, "bittorrent/"), ev.Summary)
+				fmt.Fprintf(stdout, "%s %s\n", strings.TrimPrefix(ev.Proto, "bittorrent/"), ev.Summary)
 			}
 		}))
 		defer cancel()
@@ -181,11 +184,11 @@ func runPeer(cmd *cobra.Command, g *globals, pf *peerFlags, cfg swarm.Config, ex
 	if err := group.Start(ctx); err != nil {
 		return err
 	}
-	fmt.Fprintf(g.stdout, "peer listening on %s, info-hash %s\n", c.Addrs()[0], c.InfoHash())
+	fmt.Fprintf(stdout, "peer listening on %s, info-hash %s\n", c.Addrs()[0], c.InfoHash())
 	if admin != nil {
 		admin.SetReady(true)
 	}
-	p := newProgress(g.stdout, pf.verbose)
+	p := newProgress(g.stdout, stdout, pf.verbose)
 	tick := time.NewTicker(pf.statusFreq)
 	defer tick.Stop()
 	done := c.Done()
@@ -210,7 +213,7 @@ func runPeer(cmd *cobra.Command, g *globals, pf *peerFlags, cfg swarm.Config, ex
 	err = group.Shutdown(sctx)
 	st := c.Stats()
 	if st.Complete {
-		fmt.Fprintf(g.stdout, "complete: %s (%s), uploaded %s\n", st.Name, humanBytes(st.Total), humanBytes(st.Uploaded))
+		fmt.Fprintf(stdout, "complete: %s (%s), uploaded %s\n", st.Name, humanBytes(st.Total), humanBytes(st.Uploaded))
 	} else if exitWhenDone {
 		return fmt.Errorf("torrent: stopped before completion (%d of %d pieces)", st.Have, st.Pieces)
 	}
@@ -226,9 +229,9 @@ type progress struct {
 	lastLine bool
 }
 
-func newProgress(w io.Writer, verbose bool) *progress {
+func newProgress(out, w io.Writer, verbose bool) *progress {
 	tty := false
-	if f, ok := w.(*os.File); ok {
+	if f, ok := out.(*os.File); ok {
 		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
 			tty = true
 		}
@@ -270,4 +273,16 @@ func (p *progress) end() {
 	if p.lastLine {
 		fmt.Fprintln(p.w)
 	}
+}
+
+// syncWriter serialises writes from several goroutines.
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
 }
