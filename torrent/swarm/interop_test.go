@@ -99,3 +99,70 @@ func TestInteropOursFromAria2Seed(t *testing.T) {
 	f.checkFile("magnet")
 	_ = context.Background
 }
+
+// transmission runs transmission-cli on addr with its own config dir (DHT,
+// LPD, PEX, uTP, port mapping and encryption off), downloading into or
+// seeding from dir. transmission-cli never exits by itself; it is killed
+// at the end of the test.
+func transmission(t *testing.T, addr, dir, torrent string) {
+	t.Helper()
+	bin := testkit.Peer(t, "transmission-cli")
+	cfg := t.TempDir()
+	port := testkit.FreePort(t, "tcp", addr)
+	settings := `{"dht-enabled": false, "lpd-enabled": false, "pex-enabled": false, "port-forwarding-enabled": false,
+ "utp-enabled": false, "bind-address-ipv4": "` + addr + `", "bind-address-ipv6": "::1", "peer-port": ` + strconv.Itoa(port) + `,
+ "peer-port-random-on-start": false, "encryption": 0, "rpc-enabled": false, "ratio-limit-enabled": false,
+ "blocklist-enabled": false, "message-level": 2}`
+	if err := os.WriteFile(filepath.Join(cfg, "settings.json"), []byte(settings), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(dir, 0o755)
+	var out testkit.Buffer
+	cmd := exec.Command(bin, "-g", cfg, "-w", dir, "-et", "-M", torrent)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.Env = append(os.Environ(), "HOME="+cfg)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if t.Failed() {
+			s := out.String()
+			if len(s) > 4000 {
+				s = s[len(s)-4000:]
+			}
+			t.Logf("transmission-cli output (tail):\n%s", s)
+		}
+	})
+}
+
+// TestInteropTransmission: Transmission 3.00 downloads from our seed (our
+// seed dials it: it learned Transmission from the tracker), and our peer
+// downloads from a Transmission seed (we dial it). PEERS.md: Transmission
+// never dials loopback peers itself.
+func TestInteropTransmission(t *testing.T) {
+	f := newFixture(t, 1<<20+99, 32<<10)
+	tf := f.torrentFile()
+	f.client("seed", 2, Config{Dir: filepath.Join(f.dir, "seed"), Seed: true}, nil)
+	transmission(t, f.block+"20", filepath.Join(f.dir, "tx"), tf)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if got, err := os.ReadFile(filepath.Join(f.dir, "tx", "file.bin")); err == nil && len(got) == len(f.data) && string(got) == string(f.data) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("Transmission did not download from our seed in 60 s")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	// A second swarm with its own tracker where Transmission is the only
+	// seed: our peer finds it through the tracker and dials it.
+	f2 := newFixture(t, 1<<20+99, 32<<10)
+	os.MkdirAll(filepath.Join(f2.dir, "txseed"), 0o755)
+	os.WriteFile(filepath.Join(f2.dir, "txseed", "file.bin"), f2.data, 0o644)
+	transmission(t, f2.block+"21", filepath.Join(f2.dir, "txseed"), f2.torrentFile())
+	l := f2.client("leech", 3, Config{}, nil)
+	waitDone(t, l, 60*time.Second)
+	f2.checkFile("leech")
+}

@@ -12,6 +12,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/applayer/applayer/internal/atomicfile"
 )
 
 // InfoHash is a torrent's 20-byte SHA-1 info-hash.
@@ -384,25 +386,7 @@ func (s *state) save(path string) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("tracker: snapshot: %w", err)
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), ".tracker-*")
-	if err != nil {
-		return fmt.Errorf("tracker: snapshot: %w", err)
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		os.Remove(f.Name())
-		return fmt.Errorf("tracker: snapshot: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		os.Remove(f.Name())
-		return fmt.Errorf("tracker: snapshot: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(f.Name())
-		return fmt.Errorf("tracker: snapshot: %w", err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
+	if err := atomicfile.Write(path, data, 0o644); err != nil {
 		return fmt.Errorf("tracker: snapshot: %w", err)
 	}
 	return nil
