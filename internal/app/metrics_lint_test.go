@@ -19,7 +19,7 @@ import (
 
 // metricSubsystems are the systems' metric subsystems: one per system,
 // applayer_<subsystem>_<name>.
-var metricSubsystems = []string{"sockets", "dns_authority", "dns_resolver", "http_server", "web_cache"}
+var metricSubsystems = []string{"sockets", "dns_authority", "dns_resolver", "http_server", "web_cache", "torrent"}
 
 // exerciseLab sends a recursive query to the lab's resolver and fetches
 // gaia's page through the campus cache, so the labelled metric families
