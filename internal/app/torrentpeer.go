@@ -200,6 +200,7 @@ func runPeer(cmd *cobra.Command, g *globals, pf *peerFlags, cfg swarm.Config, ex
 		case <-done:
 			done = nil
 			p.print(c.Stats(), true)
+			fmt.Fprintf(stdout, "download complete after %.3fs\n", time.Since(p.start).Seconds())
 			if exitWhenDone {
 				finished = true
 			}
