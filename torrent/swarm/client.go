@@ -642,6 +642,7 @@ func (c *Client) maintain(now time.Time) {
 		connected[p.addr] = true
 		p.expireRequestsLocked(now)
 		p.keepAliveLocked(now)
+		p.pexLocked(now)
 		p.fillRequestsLocked()
 	}
 	wantMore := !c.complete || c.cfg.Seed
@@ -721,6 +722,15 @@ func (c *Client) describeChoke(d ChokeDecision) string {
 	}
 	return fmt.Sprintf("unchoke [%s] optimistic %s (rotated %v) snubbed [%s]; %s",
 		strings.Join(reg, " "), opt, d.Rotated, strings.Join(sn, " "), mode)
+}
+
+// pexAllowedLocked reports whether peer exchange may be used: not for a
+// private torrent (BEP 27: peers only from the trackers).
+func (c *Client) pexAllowedLocked() bool {
+	if c.info != nil {
+		return !c.info.Private
+	}
+	return c.cfg.Torrent == nil || !c.cfg.Torrent.Info.Private
 }
 
 // ban drops every connection from ip and refuses it from now on.

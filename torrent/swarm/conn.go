@@ -13,8 +13,16 @@ import (
 
 // Our extended message ids (what peers send us with).
 const (
+	extIDPex      = 1
 	extIDMetadata = 2
 )
+
+// pexEvery is how often peers are told about our other peers (BEP 11:
+// at most once a minute).
+const pexEvery = time.Minute
+
+// maxKnown caps the candidate addresses kept from trackers and PEX.
+const maxKnown = 2000
 
 // peerConn is one neighbour. Its fields are guarded by Client.mu, except
 // the meters (their own locks) and nc.
@@ -36,7 +44,11 @@ type peerConn struct {
 	queue                       int                 // current pipeline depth
 	uploads                     []Block             // its requests to us
 	extMetadata                 uint8               // its id for ut_metadata
+	extPex                      uint8               // its id for ut_pex
 	metadataSize                int
+	listenPort                  uint16 // from its extension handshake
+	pexSent                     map[netip.AddrPort]bool
+	lastPex                     time.Time
 
 	down, up  Meter
 	lastBlock time.Time
@@ -82,7 +94,11 @@ func (c *Client) run(nc net.Conn, addr netip.AddrPort, h peerwire.Handshake, out
 	c.peers[p.id] = p
 	c.m.conns.Inc()
 	if h.Extended() {
-		eh := peerwire.ExtHandshake{M: map[string]uint8{peerwire.ExtMetadata: extIDMetadata}, Port: c.listenPort,
+		exts := map[string]uint8{peerwire.ExtMetadata: extIDMetadata}
+		if c.pexAllowedLocked() {
+			exts[peerwire.ExtPEX] = extIDPex
+		}
+		eh := peerwire.ExtHandshake{M: exts, Port: c.listenPort,
 			Client: ClientName, ReqQ: c.cfg.MaxPeerRequests, YourIP: addr.Addr()}
 		if c.infoRaw != nil {
 			eh.MetadataSize = len(c.infoRaw)
@@ -601,9 +617,31 @@ func (p *peerConn) onExtendedLocked(m peerwire.Message) error {
 			return err
 		}
 		p.extMetadata = eh.M[peerwire.ExtMetadata]
+		p.extPex = eh.M[peerwire.ExtPEX]
 		p.metadataSize = eh.MetadataSize
+		p.listenPort = eh.Port
 		if c.info == nil && p.extMetadata != 0 && p.metadataSize > 0 {
 			c.metaFetchLocked().addPeer(p)
+		}
+	case extIDPex:
+		if !c.pexAllowedLocked() {
+			return nil
+		}
+		pm, err := peerwire.ParsePexMsg(m.ExtPayload)
+		if err != nil {
+			return err
+		}
+		self := netip.AddrPortFrom(c.local, c.listenPort)
+		for _, ap := range pm.Added {
+			if len(c.known) >= maxKnown {
+				break
+			}
+			if _, ok := c.known[ap]; !ok && ap != self && ap.Addr().Is4() == c.local.Is4() {
+				c.known[ap] = time.Time{}
+			}
+		}
+		if len(pm.Added) > 0 {
+			c.kick()
 		}
 	case extIDMetadata:
 		mm, err := peerwire.ParseMetadataMsg(m.ExtPayload)
@@ -613,4 +651,59 @@ func (p *peerConn) onExtendedLocked(m peerwire.Message) error {
 		return c.onMetadataLocked(p, mm)
 	}
 	return nil
+}
+
+// listenAddr is where the peer accepts connections: the address we dialled,
+// or its IP with the port of its extension handshake; invalid if unknown.
+func (p *peerConn) listenAddr() netip.AddrPort {
+	if p.outgoing {
+		return p.addr
+	}
+	if p.listenPort != 0 {
+		return netip.AddrPortFrom(p.addr.Addr(), p.listenPort)
+	}
+	return netip.AddrPort{}
+}
+
+// pexLocked tells the peer, at most once a minute, which peers we gained
+// and lost since we last told it (BEP 11).
+func (p *peerConn) pexLocked(now time.Time) {
+	c := p.c
+	if p.extPex == 0 || !c.pexAllowedLocked() || (!p.lastPex.IsZero() && now.Sub(p.lastPex) < pexEvery) {
+		return
+	}
+	cur := map[netip.AddrPort]bool{}
+	for _, q := range c.peers {
+		if q == p {
+			continue
+		}
+		if ap := q.listenAddr(); ap.IsValid() {
+			cur[ap] = true
+		}
+	}
+	var msg peerwire.PexMsg
+	for ap := range cur {
+		if !p.pexSent[ap] && len(msg.Added) < 50 {
+			msg.Added = append(msg.Added, ap)
+		}
+	}
+	for ap := range p.pexSent {
+		if !cur[ap] && len(msg.Dropped) < 50 {
+			msg.Dropped = append(msg.Dropped, ap)
+		}
+	}
+	if len(msg.Added) == 0 && len(msg.Dropped) == 0 {
+		return
+	}
+	if p.pexSent == nil {
+		p.pexSent = map[netip.AddrPort]bool{}
+	}
+	for _, ap := range msg.Added {
+		p.pexSent[ap] = true
+	}
+	for _, ap := range msg.Dropped {
+		delete(p.pexSent, ap)
+	}
+	p.lastPex = now
+	p.sendLocked(peerwire.Message{ID: peerwire.Extended, ExtID: p.extPex, ExtPayload: msg.Bytes()})
 }

@@ -272,3 +272,40 @@ func startCorruptPeer(t *testing.T, addr string, m *metainfo.MetaInfo) netip.Add
 	ap, _ := netip.ParseAddrPort(ln.Addr().String())
 	return ap
 }
+
+// TestPEX: B knows only A; A is connected to the seed S and tells B about
+// it (BEP 11), so B connects to S. With the private flag, nobody tells.
+func TestPEX(t *testing.T) {
+	for _, private := range []bool{false, true} {
+		t.Run(fmt.Sprintf("private=%v", private), func(t *testing.T) {
+			f := newFixture(t, 256<<10, 16<<10)
+			m := *f.m
+			if private {
+				m.Info.Private = true // the info-hash is not checked between our own peers here
+			}
+			s := f.client("seed", 2, Config{Torrent: &m, Dir: filepath.Join(f.dir, "seed"), Seed: true, UploadLimit: 64 << 10}, nil)
+			a := f.client("a", 3, Config{Torrent: &m, Peers: []string{s.Addrs()[0].String()}, Seed: true, UploadLimit: 64 << 10}, nil)
+			time.Sleep(300 * time.Millisecond)
+			m2 := m
+			m2.Announce = "" // B does not use the tracker
+			b := f.client("b", 4, Config{Torrent: &m2, Peers: []string{a.Addrs()[0].String()}, Seed: true}, nil)
+			seedAddr, _ := netip.ParseAddrPort(s.Addrs()[0].String())
+			learned := func() bool {
+				b.mu.Lock()
+				defer b.mu.Unlock()
+				_, ok := b.known[seedAddr]
+				return ok
+			}
+			deadline := time.Now().Add(5 * time.Second)
+			if private {
+				deadline = time.Now().Add(2 * time.Second)
+			}
+			for !learned() && time.Now().Before(deadline) {
+				time.Sleep(50 * time.Millisecond)
+			}
+			if learned() == private {
+				t.Fatalf("private %v: B learned the seed %s by PEX: %v", private, seedAddr, learned())
+			}
+		})
+	}
+}
