@@ -633,6 +633,10 @@ func (c *Client) tickLoop() {
 	}
 }
 
+// redialAfter is how long a candidate address rests after a dial before
+// the next one.
+const redialAfter = 10 * time.Second
+
 // maintain dials candidates and times out requests.
 func (c *Client) maintain(now time.Time) {
 	c.mu.Lock()
@@ -658,7 +662,7 @@ func (c *Client) maintain(now time.Time) {
 				break
 			}
 			last := c.known[ap]
-			if connected[ap] || c.banned[ap.Addr()] || (!last.IsZero() && now.Sub(last) < 30*time.Second) {
+			if connected[ap] || c.banned[ap.Addr()] || (!last.IsZero() && now.Sub(last) < redialAfter) {
 				continue
 			}
 			if c.complete && !c.cfg.Seed {
