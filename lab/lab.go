@@ -227,7 +227,8 @@ func (r *Running) Start(ctx context.Context) error {
 	return nil
 }
 
-// Shutdown stops every service in reverse order.
+// Shutdown stops every service at once, each within ctx (see
+// service.Group.Shutdown): only real failures are returned.
 func (r *Running) Shutdown(ctx context.Context) error {
 	if r.Admin != nil {
 		r.Admin.SetReady(false)

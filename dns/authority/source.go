@@ -10,6 +10,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/applayer/applayer/internal/atomicfile"
 	"github.com/applayer/applayer/dns/zone"
 )
 
@@ -367,11 +368,7 @@ func (s *Server) writeDS() error {
 	if err := os.MkdirAll(dirOf(s.cfg.DSFile), 0o755); err != nil {
 		return fmt.Errorf("authority: ds file: %w", err)
 	}
-	tmp := s.cfg.DSFile + ".tmp"
-	if err := os.WriteFile(tmp, []byte(b.String()), 0o644); err != nil {
-		return fmt.Errorf("authority: ds file: %w", err)
-	}
-	if err := os.Rename(tmp, s.cfg.DSFile); err != nil {
+	if err := atomicfile.Write(s.cfg.DSFile, []byte(b.String()), 0o644); err != nil {
 		return fmt.Errorf("authority: ds file: %w", err)
 	}
 	return nil

@@ -17,6 +17,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/applayer/applayer/internal/service"
+	"github.com/applayer/applayer/internal/testkit"
 )
 
 // BenchmarkCacheEntryMemory measures the live heap one cached answer costs
@@ -116,7 +117,7 @@ func fillCache(b *testing.B, s *Server, n int, missGarbage bool) {
 func vmRSS(b *testing.B) int {
 	data, err := os.ReadFile("/proc/self/status")
 	if err != nil {
-		b.Skip("no /proc/self/status")
+		testkit.Skip(b, "no /proc/self/status")
 	}
 	for _, l := range strings.Split(string(data), "\n") {
 		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
@@ -124,7 +125,7 @@ func vmRSS(b *testing.B) int {
 			return v
 		}
 	}
-	b.Skip("no VmRSS")
+	testkit.Skip(b, "no VmRSS")
 	return 0
 }
 

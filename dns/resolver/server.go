@@ -649,8 +649,9 @@ func (s *Server) store(key []byte, req *dns.Msg, res *result) []byte {
 		resp.Rcode = dns.RcodeServerFailure
 		resp.Answer, resp.Ns = nil, nil
 	} else {
-		resp.Answer = filterDNSSEC(res.answer, do, req.Question[0].Qtype)
-		resp.Ns = filterDNSSEC(res.ns, do, req.Question[0].Qtype)
+		qname := req.Question[0].Name
+		resp.Answer = clientSpelling(filterDNSSEC(res.answer, do, req.Question[0].Qtype), qname)
+		resp.Ns = clientSpelling(filterDNSSEC(res.ns, do, req.Question[0].Qtype), qname)
 		resp.AuthenticatedData = res.sec == secSecure && (do || req.AuthenticatedData) && !req.CheckingDisabled
 	}
 	if opt != nil {

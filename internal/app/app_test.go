@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -82,10 +83,37 @@ func TestDefaultTopologyRuns(t *testing.T) {
 		t.Errorf("resolver flush through the lab admin: %d %q", resp.StatusCode, body)
 	}
 	http.DefaultClient.CloseIdleConnections()
+	var addrs []net.Addr
+	for _, s := range r.Group.Services() {
+		if a, ok := s.(service.Addresser); ok {
+			addrs = append(addrs, a.Addrs()...)
+		}
+	}
 	if err := r.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if len(r.Entries) == 0 {
 		t.Fatal("default lab started no services")
+	}
+	if len(addrs) < len(r.Entries) {
+		t.Fatalf("%d addresses for %d services", len(addrs), len(r.Entries))
+	}
+	// Every listener is closed: each address can be bound again.
+	for _, a := range addrs {
+		if a.Network() == "udp" {
+			c, err := net.ListenPacket("udp", a.String())
+			if err != nil {
+				t.Errorf("after Shutdown, udp %s is still bound: %v", a, err)
+				continue
+			}
+			c.Close()
+			continue
+		}
+		l, err := net.Listen("tcp", a.String())
+		if err != nil {
+			t.Errorf("after Shutdown, tcp %s is still bound: %v", a, err)
+			continue
+		}
+		l.Close()
 	}
 }

@@ -46,7 +46,9 @@ curl configured to use it send it absolute URLs; it answers from its cache
 when it can (RFC 9111 freshness, validation, Vary, ...) and otherwise fetches
 from the origin, and it tunnels https with CONNECT (port 443 only unless
 --connect-port says otherwise) without caching. Only loopback clients may use
-it unless --allow says otherwise.
+it unless --allow says otherwise, and it refuses to forward to loopback,
+link-local or its own addresses unless --allow-to lists them (the lab lists
+its own block).
 
 With --site HOST=ADDR[,ADDR...] it is a caching reverse proxy for HOST,
 spreading requests over the replicas (--balance round-robin or least-loaded)
@@ -134,6 +136,7 @@ proxy.Config plus gc_percent) may be given; flags given override it.`,
 	f.IntSliceVar(&cfg.ConnectPorts, "connect-port", cfg.ConnectPorts, "ports CONNECT may reach")
 	f.StringSliceVar(&cfg.AllowedClients, "allow", nil, "client networks (CIDR) allowed to use the proxy (default loopback)")
 	f.StringSliceVar(&cfg.TrustForwardedFrom, "trust-xff", nil, "proxies (CIDR) whose X-Forwarded-For is kept")
+	f.StringSliceVar(&cfg.AllowDestinations, "allow-to", nil, "loopback/link-local/own networks (CIDR) forward requests may reach (refused by default)")
 	return cmd
 }
 

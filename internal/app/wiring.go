@@ -22,6 +22,7 @@ func commands(g *globals) []*cobra.Command {
 		httpCommand(g),
 		dnsCommand(g),
 		digCommand(g),
+		torrentCommand(g),
 	}
 }
 

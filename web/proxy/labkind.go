@@ -29,6 +29,10 @@ func LabKinds() []lab.Kind {
 			if c.Name == "" {
 				c.Name = env.Host.Name
 			}
+			if c.AllowDestinations == nil {
+				// the lab's hosts live on loopback: allowed explicitly
+				c.AllowDestinations = []string{env.Plan.Block.String()}
+			}
 			if c.Cache.Dir == "" && env.Plan.StateDir != "" {
 				c.Cache.Dir = filepath.Join(env.Plan.StateDir, "web-cache", env.Host.Name)
 			}
