@@ -83,7 +83,7 @@ func fromFlag(cmd *cobra.Command, empty bool, names ...string) bool {
 func adminFlags(cmd *cobra.Command, g *globals, extra string) {
 	usage := "serve /metrics, /healthz and /readyz"
 	if extra != "" {
-		usage += " and " + extra
+		usage = "serve /metrics, /healthz, /readyz and " + extra
 	}
 	cmd.Flags().StringVar(&g.admin.Addr, "admin", "", usage+" on this loopback `ADDR` (default: none)")
 	cmd.Flags().BoolVar(&g.admin.AllowRemote, "admin-allow-remote", false, "allow a non-loopback --admin address (its endpoints are unauthenticated)")
