@@ -152,4 +152,3 @@ func Start[S Server](t testing.TB, s S) S {
 	})
 	return s
 }
-
