@@ -88,6 +88,7 @@ func New(cfg Config, deps service.Deps) (*Server, error) {
 	}
 	s.m = m
 	s.zones.Store(&zoneSet{zones: map[string]*zone.Zone{}})
+	s.cleanState()
 	for _, zc := range cfg.Zones {
 		src := &source{cfg: zc, key: zone.Key(zc.Origin), kick: make(chan struct{}, 1)}
 		s.sources[src.key] = src

@@ -19,7 +19,8 @@ func TestMain(m *testing.M) { testkit.VerifyNoLeaks(m) }
 
 // TestDefaultTopologyRuns builds the embedded default lab with the real
 // wiring table, starts it and stops it: every kind it names builds, every
-// service binds, and (checked by TestMain) no goroutine is left behind.
+// service binds, every registered metric passes promlint and the naming
+// scheme, and (checked by TestMain) no goroutine is left behind.
 func TestDefaultTopologyRuns(t *testing.T) {
 	topo, err := lab.DefaultTopology()
 	if err != nil {
@@ -53,6 +54,22 @@ func TestDefaultTopologyRuns(t *testing.T) {
 	var table strings.Builder
 	r.PrintTable(&table)
 	t.Log("\n" + table.String())
+
+	// Every kind of the wiring table runs in the default lab, so every
+	// registered metric is linted here.
+	used := map[string]bool{}
+	for _, h := range plan.Hosts {
+		for _, s := range h.Services {
+			used[s.Kind] = true
+		}
+	}
+	for _, k := range kinds.All() {
+		if !used[k.Name] {
+			t.Errorf("kind %s is not in the default lab: its metrics go unlinted", k.Name)
+		}
+	}
+	exerciseLab(t, plan)
+	lintMetrics(t, reg, metricSubsystems...)
 
 	// Services' admin endpoints are reachable under /hosts/<name>/.
 	admin := "http://" + r.Admin.Addrs()[0].String()

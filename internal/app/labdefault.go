@@ -5,6 +5,7 @@ import (
 	"net"
 	"strconv"
 
+	"github.com/applayer/applayer/dns/labzone"
 	"github.com/applayer/applayer/lab"
 )
 
@@ -40,15 +41,12 @@ func labResolver(plan *lab.Plan) (string, error) {
 	return "", fmt.Errorf("the lab topology has no dns-resolver")
 }
 
-// labRoot returns the default lab's root server address and its DNS port.
+// labRoot returns the plan's root server address and its DNS port.
 func labRoot(plan *lab.Plan) (string, int, error) {
-	for _, h := range labDNSHosts(plan) {
-		for _, z := range h.Zones {
-			if z == "." {
-				port := plan.Port(53)
-				return net.JoinHostPort(h.Addr.String(), strconv.Itoa(port)), port, nil
-			}
-		}
+	h, ok := labzone.Root(plan)
+	if !ok {
+		return "", 0, fmt.Errorf("the lab topology has no root server")
 	}
-	return "", 0, fmt.Errorf("the lab topology has no root server")
+	port := plan.Port(53)
+	return net.JoinHostPort(h.Addr.String(), strconv.Itoa(port)), port, nil
 }
