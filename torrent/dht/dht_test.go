@@ -154,4 +154,3 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
-

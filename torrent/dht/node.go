@@ -48,6 +48,7 @@ type Node struct {
 	peers   peerStore
 	pending map[string]chan Msg
 	nextT   uint32
+	closed  bool
 
 	conn *net.UDPConn
 	pkt  *transport.PacketServer
@@ -123,6 +124,9 @@ func (n *Node) Start(ctx context.Context) error {
 func (n *Node) Shutdown(ctx context.Context) error {
 	return n.once.Do(ctx, func(ctx context.Context) error {
 		close(n.stop)
+		n.mu.Lock()
+		n.closed = true
+		n.mu.Unlock()
 		var err error
 		if n.pkt != nil {
 			err = n.pkt.Shutdown(ctx)
@@ -418,6 +422,24 @@ func (n *Node) Announce(ctx context.Context, ih ID, port int) ([]netip.AddrPort,
 		}
 	}
 	return peers, ok
+}
+
+// AddNode pings addr in the background; if it answers it joins the
+// routing table (a peer's port message, BEP 5).
+func (n *Node) AddNode(addr netip.AddrPort) {
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return
+	}
+	n.wg.Add(1)
+	n.mu.Unlock()
+	go func() {
+		defer n.wg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.QueryTimeout)
+		defer cancel()
+		n.query(ctx, addr, Msg{Y: "q", Q: "ping"})
+	}()
 }
 
 // TableSize is how many nodes the routing table holds.

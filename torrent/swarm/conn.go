@@ -105,6 +105,10 @@ func (c *Client) run(nc net.Conn, addr netip.AddrPort, h peerwire.Handshake, out
 		}
 		p.sendLocked(peerwire.Message{ID: peerwire.Extended, ExtID: 0, ExtPayload: eh.Bytes()})
 	}
+	if c.cfg.DHT != nil && h.DHT() {
+		// BEP 5: tell a DHT-capable peer our node's port.
+		p.sendLocked(peerwire.Message{ID: peerwire.Port, Port: c.cfg.DHT.AddrPort().Port()})
+	}
 	if c.info != nil {
 		p.has = NewBitfield(c.info.NumPieces())
 		have := c.picker.Have()
@@ -359,6 +363,11 @@ func (p *peerConn) handleLocked(m peerwire.Message) error {
 		}
 	case peerwire.Extended:
 		return p.onExtendedLocked(m)
+	case peerwire.Port:
+		// A DHT node at the peer's address: add it to our routing table.
+		if c.cfg.DHT != nil && m.Port != 0 {
+			c.cfg.DHT.AddNode(netip.AddrPortFrom(p.addr.Addr(), m.Port))
+		}
 	}
 	// Port, Suggest, AllowedFast and unknown messages are ignored.
 	return nil
