@@ -16,6 +16,7 @@ import (
 	"github.com/applayer/applayer/internal/obs"
 	"github.com/applayer/applayer/internal/service"
 	"github.com/applayer/applayer/internal/trace"
+	"github.com/applayer/applayer/torrent/dht"
 	"github.com/applayer/applayer/torrent/metainfo"
 	"github.com/applayer/applayer/torrent/swarm"
 )
@@ -27,6 +28,8 @@ type peerFlags struct {
 	verbose    bool
 	interval   time.Duration
 	statusFreq time.Duration
+	dhtAddr    string
+	dhtBoot    []string
 }
 
 func (pf *peerFlags) add(cmd *cobra.Command, listen string) {
@@ -41,6 +44,8 @@ func (pf *peerFlags) add(cmd *cobra.Command, listen string) {
 	f.DurationVar(&pf.interval, "announce-interval", 0, "announce at least this often (default: the tracker's interval)")
 	f.BoolVarP(&pf.verbose, "verbose", "v", false, "print every choke decision and piece pick, and a live piece map")
 	f.DurationVar(&pf.statusFreq, "status-interval", time.Second, "how often to print progress")
+	f.StringVar(&pf.dhtAddr, "dht", "", "run a DHT node (BEP 5) on this UDP `ADDR` and find peers through it")
+	f.StringArrayVar(&pf.dhtBoot, "dht-bootstrap", nil, "DHT node `HOST:PORT` to join through (repeatable; no public routers are used)")
 }
 
 func (pf *peerFlags) config(target string) (swarm.Config, error) {
@@ -166,11 +171,21 @@ func runPeer(cmd *cobra.Command, g *globals, pf *peerFlags, cfg swarm.Config, ex
 		}))
 		defer cancel()
 	}
+	group := service.NewGroup(e.logger)
+	if pf.dhtAddr != "" {
+		node, err := dht.New(dht.Config{Addr: pf.dhtAddr, Bootstrap: pf.dhtBoot}, d)
+		if err != nil {
+			return err
+		}
+		group.Add(node)
+		cfg.DHT = node
+	} else if len(pf.dhtBoot) > 0 {
+		return fmt.Errorf("--dht-bootstrap needs --dht ADDR")
+	}
 	c, err := swarm.New(cfg, d)
 	if err != nil {
 		return err
 	}
-	group := service.NewGroup(e.logger)
 	var admin *obs.Admin
 	if g.admin.Addr != "" {
 		admin, err = obs.NewAdmin(g.admin, reg, e.logger.With("service", "admin"))
@@ -286,4 +301,26 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.w.Write(p)
+}
+
+func torrentDHTCommand(g *globals) *cobra.Command {
+	var cfg dht.Config
+	cmd := &cobra.Command{
+		Use:   "dht",
+		Short: "Run a DHT node (BEP 5) alone, e.g. as the bootstrap node of a lab",
+		Long: `Runs a Mainline DHT node: it answers ping, find_node, get_peers and
+announce_peer, keeps a routing table and stores announced peers. Peers join
+the DHT through it with --dht-bootstrap. It contacts only the nodes given
+with --bootstrap.`,
+		Example: `  applayer torrent dht --listen 127.0.0.1:6881
+  applayer torrent get --dht 127.0.0.3:6881 --dht-bootstrap 127.0.0.1:6881 --listen 127.0.0.3:6881 'magnet:?xt=urn:btih:c12fe1c06bba254a9dc9f519b335aa7c1367a88a'`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return serve(cmd, g, func(d service.Deps) (service.Service, error) { return dht.New(cfg, d) })
+		},
+	}
+	cmd.Flags().StringVar(&cfg.Addr, "listen", "127.0.0.1:6881", "UDP address to listen on")
+	cmd.Flags().StringArrayVar(&cfg.Bootstrap, "bootstrap", nil, "DHT node `HOST:PORT` to join through (repeatable)")
+	adminFlags(cmd, g, "")
+	return cmd
 }
