@@ -9,7 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/applayer/applayer/internal/service"
 	"github.com/applayer/applayer/internal/testkit"
+	"github.com/applayer/applayer/torrent/dht"
 	"github.com/applayer/applayer/torrent/metainfo"
 )
 
@@ -273,4 +275,29 @@ func TestInteropQBittorrent(t *testing.T) {
 	l := f2.client("leech", 3, Config{Torrent: &m}, nil)
 	waitDone(t, l, 60*time.Second)
 	f2.checkFile("leech")
+}
+
+// TestInteropAria2DHT: aria2c joins the DHT through our bootstrap node and
+// finds our seed there from a magnet link without trackers.
+func TestInteropAria2DHT(t *testing.T) {
+	f := newFixture(t, 600<<10, 16<<10)
+	boot, err := dht.New(dht.Config{Addr: f.block + "40:0"}, service.Deps{Logger: testkit.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testkit.Start(t, boot)
+	seedNode, err := dht.New(dht.Config{Addr: f.block + "2:0", Bootstrap: []string{boot.AddrPort().String()}}, service.Deps{Logger: testkit.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testkit.Start(t, seedNode)
+	m := *f.m
+	m.Announce = ""
+	f.client("seed", 2, Config{Torrent: &m, Dir: filepath.Join(f.dir, "seed"), Seed: true, DHT: seedNode}, nil)
+	addr := f.block + "50"
+	dir := filepath.Join(f.dir, "aria")
+	cmd, _ := aria2(t, addr, dir, "--enable-dht=true", "--dht-listen-port="+strconv.Itoa(testkit.FreePort(t, "udp", addr)),
+		"--dht-entry-point="+boot.AddrPort().String(), "--seed-time=0", "magnet:?xt=urn:btih:"+f.m.InfoHash.String())
+	waitExit(t, cmd, 90*time.Second)
+	f.checkFile("aria")
 }
