@@ -1,7 +1,6 @@
 package tracker
 
 import (
-	"context"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -142,11 +141,7 @@ func startTracker(t *testing.T, cfg Config, deps service.Deps) *Tracker {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := tr.Start(testkit.Context(t, 5*time.Second)); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { tr.Shutdown(context.Background()) })
-	return tr
+	return testkit.Start(t, tr)
 }
 
 // TestAnnounceOverHTTPAndUDP has peers on their own loopback addresses
