@@ -43,14 +43,30 @@ func Peer(t testing.TB, name string) string {
 	t.Helper()
 	path, err := exec.LookPath(name)
 	if err != nil {
-		for _, dir := range []string{"/usr/sbin", "/sbin"} {
-			if p := filepath.Join(dir, name); isExecutable(p) {
+		for _, dir := range []string{"/usr/sbin", "/sbin", goBin()} {
+			if p := filepath.Join(dir, name); dir != "" && isExecutable(p) {
 				return p
 			}
 		}
 		Skip(t, "test peer %s is not installed (make test installs it: see scripts/peers.txt)", name)
 	}
 	return path
+}
+
+// goBin is where go install puts programs (scripts/install-peers.sh builds
+// the Go test peers there): $GOBIN, else the first $GOPATH's bin, else
+// ~/go/bin (the go command's defaults).
+func goBin() string {
+	if d := os.Getenv("GOBIN"); d != "" {
+		return d
+	}
+	if gp := filepath.SplitList(os.Getenv("GOPATH")); len(gp) > 0 && gp[0] != "" {
+		return filepath.Join(gp[0], "bin")
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, "go", "bin")
+	}
+	return ""
 }
 
 func isExecutable(p string) bool {
