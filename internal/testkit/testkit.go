@@ -1,5 +1,6 @@
 // Package testkit holds helpers shared by applayer's tests: a goroutine-leak
-// check, a logger that writes to the test log, and a short-lived context.
+// check, a logger that writes to the test log, a short-lived context, a
+// service started for the length of a test, peer lookup, a settable clock.
 package testkit
 
 import (
@@ -134,4 +135,36 @@ func (l *Buffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// Server is what Start runs: an internal/service.Service (declared here so
+// that service's own tests may use testkit).
+type Server interface {
+	Start(ctx context.Context) error
+	Shutdown(ctx context.Context) error
+}
+
+// StopTimeout bounds Start's start-up and the shutdown at test end.
+const StopTimeout = 10 * time.Second
+
+// Start starts s, configured by the caller to listen on 127.0.0.1:0 (or a
+// test's own loopback address), failing the test at once if it does not
+// start within StopTimeout, and shuts it down when the test ends
+// (t.Cleanup), reporting a shutdown that fails or outlasts StopTimeout. It
+// returns s, for s.Addrs().
+func Start[S Server](t testing.TB, s S) S {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), StopTimeout)
+	defer cancel()
+	if err := s.Start(ctx); err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), StopTimeout)
+		defer cancel()
+		if err := s.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+	})
+	return s
 }

@@ -105,20 +105,15 @@ func start(t *testing.T, mod func(*Config)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	// Registered first, so it runs after Start's shutdown.
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := s.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-		if err := s.Shutdown(ctx); err != nil {
 			t.Errorf("second shutdown: %v", err)
 		}
 	})
-	e.srv = s
+	e.srv = testkit.Start(t, s)
 	for _, a := range s.Addrs() {
 		if a.Network() != "tcp" {
 			continue
