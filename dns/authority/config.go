@@ -53,7 +53,9 @@ type Config struct {
 	// StateDir, when set, keeps each primary zone's IXFR journal (its
 	// last version and the differences that led to it) under
 	// <state_dir>/journal, so that secondaries still get incremental
-	// transfers after a restart.
+	// transfers after a restart, and each secondary zone's last transferred
+	// copy under <state_dir>/secondary, served after a restart until its
+	// SOA expire runs out even while the primary is down (as NSD and Knot).
 	StateDir string `json:"state_dir,omitempty"`
 	// TSIGKeys are the shared secrets (RFC 8945) that AllowTransfer
 	// entries, PrimaryKey and NotifyKey name.

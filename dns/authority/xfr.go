@@ -208,7 +208,7 @@ func (s *Server) notified(req *dns.Msg, from netip.AddrPort, m *dns.Msg) {
 // failure, and stops serving the zone once it expires.
 func (s *Server) secondary(src *source) {
 	defer s.wg.Done()
-	var lastOK time.Time
+	lastOK := src.refreshed
 	wait := time.Duration(0)
 	for {
 		if wait > 0 {
@@ -237,6 +237,7 @@ func (s *Server) secondary(src *source) {
 				cur = z
 				s.log.Info("secondary zone loaded", "zone", src.key, "serial", z.SOA.Serial, "records", z.Len(), "transfer", kind)
 			}
+			s.saveSecondary(src, z, lastOK)
 			wait = time.Duration(cur.SOA.Refresh) * time.Second
 		default:
 			s.log.Warn("secondary refresh failed", "zone", src.key, "primary", src.cfg.Primary, "err", err)
