@@ -62,6 +62,11 @@ type Config struct {
 	TSIGKeys []TSIGKey `json:"tsig_keys,omitempty"`
 	// NotifyKey, when set, names the TSIG key that signs outgoing NOTIFYs.
 	NotifyKey string `json:"notify_key,omitempty"`
+	// ZoneLoaded, when set, is called after each zone load or reload from
+	// a file or text with the zone's origin and record count. The library
+	// changes no process-wide setting itself: the binary uses this to give
+	// a big zone's parsing garbage back to the system (debug.FreeOSMemory).
+	ZoneLoaded func(origin string, records int) `json:"-"`
 }
 
 // ZoneConfig is one zone.

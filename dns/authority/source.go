@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -158,11 +157,8 @@ func (s *Server) loadSource(src *source) (*zone.Zone, error) {
 		return nil, fmt.Errorf("authority: %w", err)
 	}
 	s.m.reloads.WithLabelValues("ok").Inc()
-	if z.Len() > 100_000 {
-		// Loading a big zone leaves much garbage (the parser's records
-		// list, its tokens); give it back to the system now rather than
-		// at the scavenger's pace.
-		debug.FreeOSMemory()
+	if s.cfg.ZoneLoaded != nil {
+		s.cfg.ZoneLoaded(src.key, z.Len())
 	}
 	return z, nil
 }

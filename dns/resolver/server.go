@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
-	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -57,8 +56,6 @@ type Server struct {
 	readers sync.WaitGroup
 	workers sync.WaitGroup
 	once    service.Once
-	// prevGC is the GC percentage before Start applied cfg.GCPercent.
-	prevGC int
 }
 
 type call struct {
@@ -186,10 +183,6 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.readers.Add(1)
 	go s.serveTCP(ln)
-	if s.cfg.GCPercent > 0 {
-		s.prevGC = debug.SetGCPercent(s.cfg.GCPercent)
-		s.log.Info("GC target set", "gc_percent", s.cfg.GCPercent, "was", s.prevGC)
-	}
 	s.log.Info("resolver listening", "addr", udp.LocalAddr().String(), "validating", s.validating(), "forwarding", len(s.forwarders) > 0)
 	return nil
 }
@@ -212,9 +205,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.mu.Unlock()
 		if udp == nil {
 			return nil
-		}
-		if s.cfg.GCPercent > 0 {
-			debug.SetGCPercent(s.prevGC)
 		}
 		cancel()
 		udp.Close()
