@@ -200,7 +200,9 @@ func Print(w io.Writer, r *Result) {
 			case *dns.EDNS0_COOKIE:
 				fmt.Fprintf(w, "; COOKIE: %s\n", o.Cookie)
 			default:
-				fmt.Fprintf(w, "; %s\n", o.String())
+				// Option text (an EDE's extra text) is the server's:
+				// escaped, so it cannot drive the terminal.
+				fmt.Fprintf(w, "; %s\n", printable(o.String()))
 			}
 		}
 	}
@@ -229,6 +231,20 @@ func Print(w io.Writer, r *Result) {
 	port = strings.TrimPrefix(strings.TrimPrefix(port, "]"), ":")
 	fmt.Fprintf(w, "\n;; Query time: %d msec\n;; SERVER: %s#%s(%s) (%s)\n;; WHEN: %s\n;; MSG SIZE  rcvd: %d\n\n",
 		r.RTT.Milliseconds(), host, port, host, r.Proto, time.Now().Format("Mon Jan 02 15:04:05 MST 2006"), r.Size)
+}
+
+// printable escapes control characters (and DEL) as \DDD, as dig and
+// miekg/dns do inside names and TXT strings.
+func printable(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == 0x7f {
+			fmt.Fprintf(&b, "\\%03d", c)
+			continue
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }
 
 func rcodeString(m *dns.Msg) string {
