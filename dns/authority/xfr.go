@@ -34,6 +34,10 @@ func (s *Server) transfer(w dns.ResponseWriter, req *dns.Msg, from netip.AddrPor
 		sign(m)
 		w.WriteMsg(m)
 	}
+	if tsigMisplaced(req) {
+		fail(dns.RcodeFormatError, "formerr")
+		return
+	}
 	if !s.transferAllowed(from, key) {
 		s.log.Info("transfer refused", "zone", q.Name, "remote", from.String())
 		fail(dns.RcodeRefused, "refused")
