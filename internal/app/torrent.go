@@ -264,6 +264,6 @@ lists BEP 23, IPv6 peers BEP 7, scrape) at http://ADDR/announce and UDP
 	f.StringVar(&allowFile, "allow-file", "", "serve only the info-hashes listed in `FILE`, one per line")
 	f.BoolVar(&cfg.TrustIP, "trust-ip", false, "honour the ip parameter of announces")
 	f.StringVar(&cfg.Snapshot, "snapshot", "", "save the state to `FILE` on shutdown and restore it on start")
-	adminFlag(cmd, g)
+	adminFlags(cmd, g, "/torrent/tracker/ (stats and each torrent's peer table)")
 	return cmd
 }
