@@ -62,6 +62,10 @@ type Config struct {
 	TSIGKeys []TSIGKey `json:"tsig_keys,omitempty"`
 	// NotifyKey, when set, names the TSIG key that signs outgoing NOTIFYs.
 	NotifyKey string `json:"notify_key,omitempty"`
+	// RateLimit is response rate limiting for UDP answers (RRL, as NSD and
+	// Knot): on by default at NSD's 200 answers per second, slip 2, except
+	// for loopback clients.
+	RateLimit RateLimitConfig `json:"rate_limit,omitempty"`
 	// ZoneLoaded, when set, is called after each zone load or reload from
 	// a file or text with the zone's origin and record count. The library
 	// changes no process-wide setting itself: the binary uses this to give

@@ -44,6 +44,7 @@ type Server struct {
 	log  *slog.Logger
 	m    *metrics
 	acl  []aclEntry
+	rrl  *rrl // nil when off
 	tsig map[string]tsigKey
 
 	zones  atomic.Pointer[zoneSet]
@@ -87,6 +88,9 @@ func New(cfg Config, deps service.Deps) (*Server, error) {
 		return nil, err
 	}
 	s.m = m
+	if s.rrl, err = newRRL(cfg.RateLimit, deps.Now, deps.Metrics); err != nil {
+		return nil, err
+	}
 	s.zones.Store(&zoneSet{zones: map[string]*zone.Zone{}})
 	s.cleanState()
 	for _, zc := range cfg.Zones {

@@ -57,6 +57,16 @@ func (s *Server) serveRaw(r *udpbatch.Sock, local string) {
 			if len(resp) == 0 {
 				continue
 			}
+			if s.rrl != nil {
+				if from, ok := b.From(i); ok {
+					switch s.rrl.check(from.Addr(), resp, zs) {
+					case rrlDrop:
+						continue
+					case rrlSlip:
+						resp = slipReply(resp)
+					}
+				}
+			}
 			outBuf[i] = resp[:0]
 			b.Reply(i, resp)
 		}
