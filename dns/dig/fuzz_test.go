@@ -33,6 +33,7 @@ func FuzzPrint(f *testing.F) {
 		var out bytes.Buffer
 		dig.Print(&out, &dig.Result{Msg: m, Server: "127.0.0.1:53", Proto: "udp", RTT: time.Millisecond, Size: len(b)})
 		dig.PrintShort(&out, m)
+		dig.PrintWith(&out, &dig.Result{Msg: m, Server: "[::1]:53", Proto: "tcp"}, dig.Display{}, true) // +multi
 		s := out.String()
 		if !strings.Contains(s, "id: "+strconv.Itoa(int(m.Id))+"\n") || !strings.Contains(s, "ANSWER: "+strconv.Itoa(len(m.Answer))+",") {
 			t.Fatalf("header missing:\n%s", s)

@@ -1,7 +1,6 @@
 package resolver
 
 import (
-	"context"
 	"encoding/base64"
 	"fmt"
 	"strings"
@@ -96,14 +95,7 @@ func startValidating(t *testing.T, cfg Config) *testResolver {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		s.Shutdown(ctx)
-	})
+	testkit.Start(t, s)
 	return &testResolver{Server: s, addr: s.Addrs()[0].String(), clock: clock}
 }
 
