@@ -209,3 +209,15 @@ func slipReply(resp []byte) []byte {
 	}
 	return resp
 }
+
+// limit applies response rate limiting to a UDP answer to from: it
+// returns resp, resp truncated in place (slip), or nil (drop).
+func (s *Server) limit(from netip.Addr, resp []byte, zones *zoneSet) []byte {
+	switch s.rrl.check(from, resp, zones) {
+	case rrlDrop:
+		return nil
+	case rrlSlip:
+		return slipReply(resp)
+	}
+	return resp
+}

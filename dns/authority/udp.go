@@ -77,11 +77,8 @@ func (s *Server) serveUDP(c *net.UDPConn) {
 			} else {
 				s.m.rcode(int(resp[3] & 0xf))
 			}
-			switch s.rrl.check(from.Addr(), resp, zs) {
-			case rrlDrop:
+			if resp = s.limit(from.Addr(), resp, zs); resp == nil {
 				continue
-			case rrlSlip:
-				resp = slipReply(resp)
 			}
 			if tracing {
 				s.traceMsg(local, from.String(), "dns/udp", resp)

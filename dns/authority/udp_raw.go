@@ -59,11 +59,8 @@ func (s *Server) serveRaw(r *udpbatch.Sock, local string) {
 			}
 			if s.rrl != nil {
 				if from, ok := b.From(i); ok {
-					switch s.rrl.check(from.Addr(), resp, zs) {
-					case rrlDrop:
+					if resp = s.limit(from.Addr(), resp, zs); resp == nil {
 						continue
-					case rrlSlip:
-						resp = slipReply(resp)
 					}
 				}
 			}
