@@ -879,15 +879,15 @@ type metrics struct {
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	const ns, sub = "applayer", "torrent"
+	pieces := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "peer_pieces_checked_total",
+		Help: "Pieces checked against their SHA-1, by result: verified (matched) or failed (did not)."}, []string{"result"})
 	m := &metrics{
 		down: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "peer_downloaded_bytes_total",
 			Help: "Piece payload bytes received from peers."}),
 		up: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "peer_uploaded_bytes_total",
 			Help: "Piece payload bytes sent to peers."}),
-		verified: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "peer_pieces_verified_total",
-			Help: "Pieces whose SHA-1 matched."}),
-		failed: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "peer_pieces_failed_total",
-			Help: "Pieces whose SHA-1 did not match."}),
+		verified: pieces.WithLabelValues("verified"),
+		failed:   pieces.WithLabelValues("failed"),
 		banned: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "peer_bans_total",
 			Help: "Peers banned for sending bad data or breaking the protocol."}),
 		announces: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "peer_announces_total",
@@ -895,7 +895,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		conns: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "peer_connections",
 			Help: "Peer connections open."}),
 	}
-	for _, x := range []prometheus.Collector{m.down, m.up, m.verified, m.failed, m.banned, m.announces, m.conns} {
+	for _, x := range []prometheus.Collector{m.down, m.up, pieces, m.banned, m.announces, m.conns} {
 		if err := reg.Register(x); err != nil {
 			return nil, fmt.Errorf("swarm: metrics: %w", err)
 		}
