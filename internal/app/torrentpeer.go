@@ -104,8 +104,9 @@ func torrentSeedCommand(g *globals) *cobra.Command {
 trackers from --listen's address and uploads to the peers it meets, unchoking
 by upload rate (seeding mode of tit-for-tat). A partial copy is completed
 first.`,
-		Example: `  applayer torrent seed --dir . --listen 127.0.0.2:6881 movie.torrent
-  applayer torrent seed --dir /srv --listen 127.0.0.2:6881 --upload-limit 4M --admin 127.0.0.1:9170 movie.torrent`,
+		Example: `  applayer torrent create -a http://127.0.0.1:6969/announce -o movie.torrent movie.mp4
+  applayer torrent seed --dir . --listen 127.0.0.2:6881 movie.torrent &
+  applayer torrent seed --dir . --listen 127.0.0.3:6881 --upload-limit 4M --admin 127.0.0.1:9170 movie.torrent &`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := pf.config(args[0])
@@ -132,8 +133,11 @@ rarest-first piece selection and tit-for-tat, checks every piece's SHA-1 and
 bans peers that send bad data. Data already in DIR is checked and kept, so
 an interrupted download resumes. Progress is a bar on a terminal and a line
 a second otherwise. Exits when complete, unless --seed.`,
-		Example: `  applayer torrent get --dir downloads --listen 127.0.0.3:6881 movie.torrent
-  applayer torrent get --dir downloads --listen 127.0.0.4:0 --verbose 'magnet:?xt=urn:btih:c12fe1c06bba254a9dc9f519b335aa7c1367a88a&tr=http%3A%2F%2F127.0.0.1%3A6969%2Fannounce'`,
+		Example: `  applayer torrent tracker --http 127.0.0.1:6969 --udp 127.0.0.1:6969 &
+  applayer torrent create -a udp://127.0.0.1:6969 -o movie.torrent movie.mp4
+  applayer torrent seed --listen 127.0.0.2:6881 movie.torrent &
+  applayer torrent get --dir downloads --listen 127.0.0.3:6881 movie.torrent          # -> complete: movie.mp4
+  applayer torrent get --dir downloads2 --listen 127.0.0.4:0 --verbose movie.torrent  # -> pick piece`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := pf.config(args[0])
@@ -312,8 +316,10 @@ func torrentDHTCommand(g *globals) *cobra.Command {
 announce_peer, keeps a routing table and stores announced peers. Peers join
 the DHT through it with --dht-bootstrap. It contacts only the nodes given
 with --bootstrap.`,
-		Example: `  applayer torrent dht --listen 127.0.0.1:6881
-  applayer torrent get --dht 127.0.0.3:6881 --dht-bootstrap 127.0.0.1:6881 --listen 127.0.0.3:6881 'magnet:?xt=urn:btih:c12fe1c06bba254a9dc9f519b335aa7c1367a88a'`,
+		Example: `  applayer torrent dht --listen 127.0.0.1:6881 &
+  applayer torrent create -o movie.torrent movie.mp4
+  applayer torrent seed --listen 127.0.0.2:6881 --dht 127.0.0.2:6881 --dht-bootstrap 127.0.0.1:6881 movie.torrent &
+  applayer torrent get --dir viadht --listen 127.0.0.3:6881 --dht 127.0.0.3:6881 --dht-bootstrap 127.0.0.1:6881 movie.torrent   # -> complete: movie.mp4`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return serve(cmd, g, func(d service.Deps) (service.Service, error) { return dht.New(cfg, d) })
