@@ -140,7 +140,7 @@ func FuzzValidatedForwarderReply(f *testing.F) {
 		f.Fatal(err)
 	}
 	r, err := New(Config{Listen: "127.0.0.1:0", Forwarders: []string{pc.LocalAddr().String()}, TrustAnchorFile: anchor,
-		Timeout: 50 * 1e6, ResolveTimeout: 5e8, NoPrefetch: true}, service.Deps{Logger: quiet})
+		Timeout: 10 * 1e6, ResolveTimeout: 2e8, NoPrefetch: true}, service.Deps{Logger: quiet})
 	if err != nil {
 		f.Fatal(err)
 	}
