@@ -31,7 +31,7 @@ for c in dnsperf nsd knotd taskset go; do
 done
 
 echo "building applayer..." >&2
-(cd "$HERE" && GOTOOLCHAIN=auto go build -o "$WORK/applayer" ./cmd/applayer)
+if [ -n "${APPLAYER:-}" ]; then cp "$APPLAYER" "$WORK/applayer"; else (cd "$HERE" && GOTOOLCHAIN=auto go build -o "$WORK/applayer" ./cmd/applayer); fi
 
 # The zone: 10,000 hosts with an A record each, some MX/TXT, a wildcard.
 N=10000

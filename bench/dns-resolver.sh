@@ -32,7 +32,7 @@ cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap cleanup EXIT
 
 ROOT=127.53.0.1 OURS=127.53.0.2 UB=127.53.0.3
-go build -o "$W/applayer" ./cmd/applayer
+if [ -n "${APPLAYER:-}" ]; then cp "$APPLAYER" "$W/applayer"; else go build -o "$W/applayer" ./cmd/applayer; fi
 cpu() { awk '{print $14+$15}' "/proc/$1/stat"; }
 rss() { awk '/VmRSS/{print $2}' "/proc/$1/status"; }
 median() { sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }

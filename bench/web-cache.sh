@@ -36,7 +36,7 @@ cleanup() {
 trap cleanup EXIT
 
 for c in wrk varnishd squid curl; do command -v $c >/dev/null || { echo "missing $c" >&2; exit 1; }; done
-go build -o "$TMP/applayer" ./cmd/applayer
+if [ -n "${APPLAYER:-}" ]; then cp "$APPLAYER" "$TMP/applayer"; else go build -o "$TMP/applayer" ./cmd/applayer; fi
 go build -o "$TMP/origin" ./bench/webcache-origin
 
 "$TMP/origin" -listen $ORIGIN & PIDS+=($!)
