@@ -166,6 +166,12 @@ func (c Config) Validate() error {
 	} else if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		errs = append(errs, config.Errorf("listen", "%v", err))
 	}
+	return errors.Join(append(errs, c.engineErrors()...)...)
+}
+
+// engineErrors reports the invalid fields that an Engine uses.
+func (c Config) engineErrors() []error {
+	var errs []error
 	for i, h := range c.RootHints {
 		if _, err := parseServer(h, 53); err != nil {
 			errs = append(errs, config.Errorf(fmt.Sprintf("root_hints[%d]", i), "%v", err))
@@ -201,7 +207,7 @@ func (c Config) Validate() error {
 	if c.GCPercent < 0 {
 		errs = append(errs, config.Errorf("gc_percent", "must not be negative (turning the GC off would let the heap grow without bound)"))
 	}
-	return errors.Join(errs...)
+	return errs
 }
 
 func parseServer(s string, port int) (netip.AddrPort, error) {

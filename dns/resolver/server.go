@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"log/slog"
 	"net"
 	"net/netip"
 	"runtime"
@@ -25,24 +24,17 @@ import (
 )
 
 // Server is the recursive resolver: it serves clients over UDP and TCP and
-// resolves their queries by iteration (or forwarding), with a cache.
+// answers their queries with its Engine (iteration or forwarding, the
+// caches, validation), plus a cache of packed replies for the fast path.
 type Server struct {
-	cfg  Config
-	deps service.Deps
-	log  *slog.Logger
-	m    *metrics
+	Engine
 
-	roots      []netip.AddrPort
-	forwarders []netip.AddrPort
-	allow      []netip.Prefix
-	anchors    []dns.RR
+	allow []netip.Prefix
 
-	rr   *store[*rrEntry]
 	msgs *store[*msgEntry]
 	// testHook, set only by this package's tests, runs before a query is
 	// answered on the slow path (to inject a panic).
 	testHook func(*dns.Msg)
-	infra    infra
 
 	sem chan struct{}
 
@@ -74,24 +66,9 @@ func New(cfg Config, deps service.Deps) (*Server, error) {
 	}
 	cfg.defaults()
 	deps = deps.Defaults()
-	s := &Server{cfg: cfg, deps: deps, log: deps.Logger.With("service", "dns-resolver"), flight: map[string]*call{}}
-	s.infra.m = map[netip.AddrPort]*serverStat{}
-	for _, h := range cfg.RootHints {
-		ap, _ := parseServer(h, cfg.UpstreamPort)
-		s.roots = append(s.roots, ap)
-	}
-	if len(cfg.RootHints) == 0 && cfg.RootHintsFile != "" {
-		addrs, err := ReadRootHints(cfg.RootHintsFile)
-		if err != nil {
-			return nil, err
-		}
-		for _, a := range addrs {
-			s.roots = append(s.roots, netip.AddrPortFrom(a, uint16(cfg.UpstreamPort)))
-		}
-	}
-	for _, h := range cfg.Forwarders {
-		ap, _ := parseServer(h, 53)
-		s.forwarders = append(s.forwarders, ap)
+	s := &Server{flight: map[string]*call{}}
+	if err := s.Engine.init(cfg, deps, "dns-resolver"); err != nil {
+		return nil, err
 	}
 	if len(cfg.Allow) == 0 {
 		s.allow = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
@@ -100,10 +77,9 @@ func New(cfg Config, deps service.Deps) (*Server, error) {
 		p, _ := parsePrefix(a)
 		s.allow = append(s.allow, p)
 	}
-	s.rr = newStore(cfg.CacheSize, func(e *rrEntry) time.Time { return e.expires })
 	s.msgs = newStore(cfg.CacheSize, (*msgEntry).expiry)
 	s.sem = make(chan struct{}, cfg.MaxConcurrent)
-	m, err := newMetrics(deps.Metrics, s)
+	m, err := newMetrics(s.deps.Metrics, func() int { return s.msgs.len() + s.rr.len() })
 	if err != nil {
 		return nil, err
 	}
