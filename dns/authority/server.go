@@ -47,6 +47,7 @@ type Server struct {
 	tsig map[string]tsigKey
 
 	zones  atomic.Pointer[zoneSet]
+	cache  *answerCache // nil: off
 	rotate atomic.Uint32
 	secret [16]byte
 
@@ -87,6 +88,9 @@ func New(cfg Config, deps service.Deps) (*Server, error) {
 		return nil, err
 	}
 	s.m = m
+	if cfg.AnswerCacheBytes > 0 {
+		s.cache = newAnswerCache(cfg.AnswerCacheBytes, cfg.AnswerCacheAge.D())
+	}
 	s.zones.Store(&zoneSet{zones: map[string]*zone.Zone{}})
 	for _, zc := range cfg.Zones {
 		src := &source{cfg: zc, key: zone.Key(zc.Origin), kick: make(chan struct{}, 1)}
@@ -224,6 +228,10 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.started = true
 	s.startBackground()
+	if s.cache != nil && len(s.udp) > 0 {
+		s.wg.Add(1)
+		go s.sweepCache()
+	}
 	// Tell the secondaries the zones are (re)loaded, as Knot does at start.
 	for _, src := range s.sources {
 		if z := s.zones.Load().zones[src.key]; z != nil && src.cfg.Primary == "" {
@@ -232,6 +240,21 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.log.Info("dns authority listening", "addr", addr, "network", s.cfg.Network, "zones", len(s.cfg.Zones))
 	return nil
+}
+
+// sweepCache removes aged answers from the answer cache until Shutdown.
+func (s *Server) sweepCache() {
+	defer s.wg.Done()
+	t := time.NewTicker(max(s.cfg.AnswerCacheAge.D()/2, time.Second))
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			s.cache.sweep(s.deps.Now())
+		}
+	}
 }
 
 func (s *Server) closeListeners() {

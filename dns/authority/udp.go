@@ -30,7 +30,6 @@ func (s *Server) serveUDP(c *net.UDPConn) {
 		pc = ipv6.NewPacketConn(c)
 	}
 	local := c.LocalAddr().String()
-	var cache answerCache
 	in := make([]ipv4.Message, batch)
 	out := make([]ipv4.Message, batch)
 	outBufs := make([][]byte, batch)
@@ -54,6 +53,7 @@ func (s *Server) serveUDP(c *net.UDPConn) {
 		}
 		errs = 0
 		zs := s.zones.Load()
+		now := s.deps.Now()
 		tracing := s.deps.Trace.Enabled()
 		k := 0
 		for i := 0; i < n; i++ {
@@ -64,7 +64,7 @@ func (s *Server) serveUDP(c *net.UDPConn) {
 				continue
 			}
 			from := ua.AddrPort()
-			resp := cache.get(zs, q, outBufs[i])
+			resp := s.cache.get(zs, q, outBufs[i], now)
 			if resp == nil || tracing {
 				var cacheable bool
 				resp, cacheable = s.respond(q, from, false, outBufs[i])
@@ -72,7 +72,7 @@ func (s *Server) serveUDP(c *net.UDPConn) {
 					continue
 				}
 				if cacheable {
-					cache.put(zs, q, resp)
+					s.cache.put(zs, q, resp, now)
 				}
 			} else {
 				s.m.rcode(int(resp[3] & 0xf))
@@ -94,34 +94,4 @@ func (s *Server) serveUDP(c *net.UDPConn) {
 			sent += m
 		}
 	}
-}
-
-// answerCache keeps packed UDP answers by the exact bytes of the query
-// after its ID (so case, flags, EDNS buffer and DO all take part), for one
-// serving goroutine: no locks. It is emptied when the zones change and when
-// it grows past maxCached entries.
-type answerCache struct {
-	zs *zoneSet
-	m  map[string][]byte
-}
-
-const maxCached = 200_000
-
-func (c *answerCache) get(zs *zoneSet, q, out []byte) []byte {
-	if c.zs != zs || len(q) < 12 {
-		return nil
-	}
-	a, ok := c.m[string(q[2:])]
-	if !ok {
-		return nil
-	}
-	out = append(out[:0], q[0], q[1])
-	return append(out, a...)
-}
-
-func (c *answerCache) put(zs *zoneSet, q, a []byte) {
-	if c.zs != zs || c.m == nil || len(c.m) >= maxCached {
-		c.zs, c.m = zs, make(map[string][]byte)
-	}
-	c.m[string(q[2:])] = append([]byte(nil), a[2:]...)
 }

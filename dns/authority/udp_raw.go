@@ -9,7 +9,6 @@ import (
 func (s *Server) serveRaw(r *udpbatch.Sock, local string) {
 	defer s.wg.Done()
 	defer r.Close()
-	var cache answerCache
 	b := udpbatch.NewBatch()
 	outBuf := make([][]byte, udpbatch.Size)
 	for i := range outBuf {
@@ -26,6 +25,7 @@ func (s *Server) serveRaw(r *udpbatch.Sock, local string) {
 			continue // EINTR, or a shutdown racing a late packet
 		}
 		zs := s.zones.Load()
+		now := s.deps.Now()
 		tracing := s.deps.Trace.Enabled()
 		s.m.udpQueries.Add(float64(n))
 		for i := 0; i < n; i++ {
@@ -34,7 +34,7 @@ func (s *Server) serveRaw(r *udpbatch.Sock, local string) {
 				// Cut: the header alone says FORMERR.
 				q = q[:12]
 			}
-			resp := cache.get(zs, q, outBuf[i])
+			resp := s.cache.get(zs, q, outBuf[i], now)
 			if resp == nil || tracing {
 				from, ok := b.From(i)
 				if !ok {
@@ -46,7 +46,7 @@ func (s *Server) serveRaw(r *udpbatch.Sock, local string) {
 					continue
 				}
 				if cacheable {
-					cache.put(zs, q, resp)
+					s.cache.put(zs, q, resp, now)
 				}
 				if tracing {
 					s.traceMsg(local, from.String(), "dns/udp", resp)
