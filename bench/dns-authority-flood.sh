@@ -10,13 +10,13 @@
 # built from BASE in a temporary git worktree ("before"), then with the
 # working tree ("after").
 #
-# Usage: bench/dns-authority-flood.sh [seconds] [rate] [idle]   (default 60 20000 45)
+# Usage: bench/dns-authority-flood.sh [seconds] [rate] [idle]   (default 60 20000 150)
 #        BASE=877628d bench/dns-authority-flood.sh
 set -euo pipefail
 
 SECS=${1:-60}
 RATE=${2:-20000}
-IDLE=${3:-45}
+IDLE=${3:-150}
 ADDR=127.0.0.1
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 WORK=$(mktemp -d /tmp/bench-dns-flood.XXXXXX)
@@ -68,7 +68,7 @@ echo "date: $(date -u +%Y-%m-%dT%H:%MZ)  flood: ${RATE} q/s of random names for 
 printf "%-8s %10s %10s %10s %12s %10s\n" binary "start KiB" "peak KiB" "end KiB" "idle KiB" "answered"
 for which in "${RUNS[@]}"; do
 	P=$(freeport)
-	"$WORK/applayer-$which" --log-level warn dns serve --listen "$ADDR:$P" --zone "flood.test=$WORK/flood.test.zone" &
+	"$WORK/applayer-$which" --log-level warn dns serve --listen "$ADDR:$P" --zone "flood.test=$WORK/flood.test.zone" >/dev/null &
 	PID=$!
 	for _ in $(seq 1 100); do
 		dig +time=1 +tries=1 @$ADDR -p "$P" flood.test SOA +short 2>/dev/null | grep -q hostmaster && break

@@ -73,7 +73,7 @@ func mustKey(t *testing.T, name string, qtype uint16) []byte {
 	if err := parseQuery(b, &q); err != nil {
 		t.Fatal(err)
 	}
-	return q.key
+	return q.Key
 }
 
 // TestGCPercent: gc_percent is applied at Start and the previous value

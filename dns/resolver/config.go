@@ -101,10 +101,20 @@ type Config struct {
 	// the miss path (docs/BENCHMARKS.md). Default: unset (the runtime's,
 	// GOGC or 100).
 	GCPercent int `json:"gc_percent,omitempty"`
-	// TCPIdleTimeout closes idle client TCP connections. Default 10s.
+	// TCPIdleTimeout closes client TCP connections that wait this long
+	// for their next query (Unbound's tcp-idle-timeout). Default 10s.
 	TCPIdleTimeout config.Duration `json:"tcp_idle_timeout,omitempty"`
-	// MaxTCPConns bounds client TCP connections. Default 256.
+	// TCPQueryTimeout bounds the rest of a query once its first byte
+	// came, and the writing of its answer. Default 5s.
+	TCPQueryTimeout config.Duration `json:"tcp_query_timeout,omitempty"`
+	// MaxTCPConns bounds client TCP connections (Unbound's
+	// incoming-num-tcp, for all threads). When they are all taken, the
+	// connection idle longest is closed for the new one. Default 256.
 	MaxTCPConns int `json:"max_tcp_conns,omitempty"`
+	// MaxTCPConnsPerClient bounds the TCP connections of one client
+	// address (Unbound's tcp-connection-limit): more are closed at once.
+	// Default 32; negative: no limit.
+	MaxTCPConnsPerClient int `json:"max_tcp_conns_per_client,omitempty"`
 }
 
 func (c *Config) defaults() {
@@ -155,6 +165,15 @@ func (c *Config) defaults() {
 	}
 	if c.MaxTCPConns == 0 {
 		c.MaxTCPConns = 256
+	}
+	if c.TCPQueryTimeout == 0 {
+		c.TCPQueryTimeout = config.Duration(5 * time.Second)
+	}
+	switch {
+	case c.MaxTCPConnsPerClient == 0:
+		c.MaxTCPConnsPerClient = 32
+	case c.MaxTCPConnsPerClient < 0:
+		c.MaxTCPConnsPerClient = 0 // no limit
 	}
 }
 
