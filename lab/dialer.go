@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"strconv"
 
 	"github.com/applayer/applayer/internal/service"
 )
@@ -42,4 +43,28 @@ func (d *hostDialer) DialContext(ctx context.Context, network, address string) (
 		}
 	}
 	return nd.DialContext(ctx, network, address)
+}
+
+// Dialer returns a dialer that resolves the lab's host names to their
+// planned addresses and moves standard ports by the lab's offset, so a
+// service (the campus cache) can fetch http://gaia.cs.umass.edu/ inside the
+// mini-Internet; other addresses go to next unchanged.
+func (p *Plan) Dialer(next service.Dialer) service.Dialer {
+	return planDialer{plan: p, next: next}
+}
+
+type planDialer struct {
+	plan *Plan
+	next service.Dialer
+}
+
+func (d planDialer) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	host, port, err := net.SplitHostPort(address)
+	if err == nil {
+		if h, ok := d.plan.Lookup(host); ok {
+			p, _ := strconv.Atoi(port)
+			address = net.JoinHostPort(h.Addr.String(), strconv.Itoa(d.plan.Port(p)))
+		}
+	}
+	return d.next.DialContext(ctx, network, address)
 }

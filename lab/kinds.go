@@ -13,7 +13,10 @@ import (
 )
 
 // Kind is a kind of service the lab can run, e.g. "udp-upper" or
-// "dns-authority". The wiring table in internal/app lists them all.
+// "dns-authority". Each system declares its kinds beside its code (e.g.
+// sockets.LabKinds in sockets/labkind.go); the wiring table in internal/app
+// lists them all. The lab package imports no system, so any system may
+// import it.
 type Kind struct {
 	// Name is the kind's name in topology files.
 	Name string
@@ -27,6 +30,16 @@ type Kind struct {
 	Check func(raw json.RawMessage) error
 	// Build constructs the service for one host of a planned lab.
 	Build func(env Env) (service.Service, error)
+	// Records, when set, is the service's contribution to the lab's DNS:
+	// resource records in master-file form with fully qualified owner
+	// names ("nyu.edu. MX 10 mail.nyu.edu.", "www.cdn.lab. CNAME
+	// edge.cdn.lab.", "cdn.lab. NS ns.cdn.lab."). Each goes into the
+	// deepest zone of the lab that contains its owner (dns/labzone), so a
+	// system adds MX, aliases or a delegation without touching the DNS
+	// wiring. It gets the Env of Build without Deps and Admin, during
+	// NewPlan, after every host has its address; the records are in
+	// Plan.Records.
+	Records func(env Env) ([]string, error)
 }
 
 func (k Kind) networks() []string {

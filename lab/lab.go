@@ -33,6 +33,9 @@ type Plan struct {
 	// Build). Services use a subdirectory named after their system, e.g.
 	// StateDir/dns. The signed root's trust anchor is StateDir/dns/root.ds.
 	StateDir string
+	// Records are the DNS records the kinds' Records hooks contribute,
+	// master-file lines with fully qualified owner names, in topology order.
+	Records []string
 }
 
 // PlannedHost is a host with its address decided.
@@ -111,7 +114,25 @@ func NewPlan(t *Topology, kinds *Kinds, canBind func(netip.Addr) bool) (*Plan, e
 			}
 		}
 	}
+	for i, h := range p.Hosts {
+		for k, s := range h.Services {
+			kind, _ := kinds.Get(s.Kind)
+			if kind.Records == nil {
+				continue
+			}
+			rrs, err := kind.Records(p.env(h, s, kind))
+			if err != nil {
+				return nil, fmt.Errorf("lab: hosts[%d].services[%d] (%s on %s): records: %w", i, k, kind.Name, h.Name, err)
+			}
+			p.Records = append(p.Records, rrs...)
+		}
+	}
 	return p, nil
+}
+
+// env is the Env of service s of host h, without Deps and Admin.
+func (p *Plan) env(h PlannedHost, s ServiceSpec, kind Kind) Env {
+	return Env{Host: h, Spec: s, Listen: netip.AddrPortFrom(h.Addr, uint16(p.Port(portOf(s, kind)))), Plan: p}
 }
 
 func portOf(s ServiceSpec, k Kind) int {
@@ -162,7 +183,7 @@ func Build(p *Plan, kinds *Kinds, deps service.Deps, reg *prometheus.Registry) (
 		if a == "" {
 			a = DefaultAdmin
 		}
-		admin, err := obs.NewAdmin(obs.AdminConfig{Addr: a}, reg, deps.Logger.With("service", "admin"))
+		admin, err := obs.NewAdmin(obs.AdminConfig{Addr: a, AllowRemote: p.Topology.Lab.AdminAllowRemote}, reg, deps.Logger.With("service", "admin"))
 		if err != nil {
 			return nil, err
 		}
@@ -181,14 +202,9 @@ func Build(p *Plan, kinds *Kinds, deps service.Deps, reg *prometheus.Registry) (
 			if r.Admin != nil {
 				admin.mux = r.Admin
 			}
-			svc, err := kind.Build(Env{
-				Host:   h,
-				Spec:   s,
-				Listen: netip.AddrPortFrom(h.Addr, uint16(p.Port(portOf(s, kind)))),
-				Plan:   p,
-				Deps:   d,
-				Admin:  admin,
-			})
+			env := p.env(h, s, kind)
+			env.Deps, env.Admin = d, admin
+			svc, err := kind.Build(env)
 			if err != nil {
 				return nil, fmt.Errorf("lab: hosts[%d].services[%d] (%s on %s): %w", i, k, kind.Name, h.Name, err)
 			}
@@ -211,7 +227,8 @@ func (r *Running) Start(ctx context.Context) error {
 	return nil
 }
 
-// Shutdown stops every service in reverse order.
+// Shutdown stops every service at once, each within ctx (see
+// service.Group.Shutdown): only real failures are returned.
 func (r *Running) Shutdown(ctx context.Context) error {
 	if r.Admin != nil {
 		r.Admin.SetReady(false)

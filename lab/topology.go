@@ -67,8 +67,12 @@ type Settings struct {
 	// 0 if it may bind privileged ports, DefaultPortOffset otherwise.
 	PortOffset *int `json:"port_offset,omitempty"`
 	// Admin is the admin listener's address (/metrics, /healthz, /readyz).
-	// Default 127.0.0.1:9900; "off" disables it.
+	// Default 127.0.0.1:9900; "off" disables it. It must be a loopback
+	// address unless AdminAllowRemote.
 	Admin string `json:"admin,omitempty"`
+	// AdminAllowRemote permits a non-loopback Admin address (its
+	// endpoints, purge and flush included, are unauthenticated).
+	AdminAllowRemote bool `json:"admin_allow_remote,omitempty"`
 	// StateDir keeps the lab's state between runs: DNSSEC keys, trust
 	// anchors, caches, databases. Default: applayer-lab-<uid> in the system's
 	// temporary directory.

@@ -151,11 +151,12 @@ type metrics struct {
 }
 
 func newMetrics(reg prometheus.Registerer, proto string) (*metrics, error) {
+	lbl := prometheus.Labels{"proto": proto}
 	m := &metrics{
-		received: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "applayer", Subsystem: "sockets_" + proto, Name: "messages_received_total", Help: "Lines or datagrams received."}),
-		sent:     prometheus.NewCounter(prometheus.CounterOpts{Namespace: "applayer", Subsystem: "sockets_" + proto, Name: "messages_sent_total", Help: "Upper-cased replies sent."}),
-		refused:  prometheus.NewCounter(prometheus.CounterOpts{Namespace: "applayer", Subsystem: "sockets_" + proto, Name: "refused_total", Help: "Messages or connections refused for exceeding a limit."}),
-		conns:    prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "applayer", Subsystem: "sockets_" + proto, Name: "connections", Help: "Open connections."}),
+		received: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "applayer", Subsystem: "sockets", Name: "messages_received_total", Help: "Lines or datagrams received, by transport.", ConstLabels: lbl}),
+		sent:     prometheus.NewCounter(prometheus.CounterOpts{Namespace: "applayer", Subsystem: "sockets", Name: "messages_sent_total", Help: "Upper-cased replies sent, by transport.", ConstLabels: lbl}),
+		refused:  prometheus.NewCounter(prometheus.CounterOpts{Namespace: "applayer", Subsystem: "sockets", Name: "refused_total", Help: "Messages or connections refused for exceeding a limit, by transport.", ConstLabels: lbl}),
+		conns:    prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "applayer", Subsystem: "sockets", Name: "open_connections", Help: "Open connections, by transport.", ConstLabels: lbl}),
 	}
 	cs := []prometheus.Collector{m.received, m.sent, m.refused}
 	if proto == "tcp" {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -106,67 +107,145 @@ func TestEveryCommandHasHelp(t *testing.T) {
 	walk(root)
 }
 
-// TestLabUp starts the lab as a user would, talks to it with nc, and stops
-// it with SIGINT.
-func TestLabUp(t *testing.T) {
-	nc := testkit.Peer(t, "nc")
-	dir := t.TempDir()
+// defaultLabFile writes the embedded default topology (every kind of
+// service) to a file, moved to its own random block and port offset with
+// its own state dir, so it runs beside a lab the user has up.
+func defaultLabFile(t *testing.T, dir string) string {
+	t.Helper()
+	out, errOut, code := run(t, "lab", "default-topology")
+	if code != 0 {
+		t.Fatalf("lab default-topology: %d %s", code, errOut)
+	}
 	block := fmt.Sprintf("127.%d.0.0/16", 100+rand.IntN(100))
-	topo := filepath.Join(dir, "lab.yaml")
-	os.WriteFile(topo, []byte(fmt.Sprintf(`
-lab: {block: %q, admin: "127.0.0.1:0", port_offset: 0, state_dir: %q}
-hosts:
-- name: sockets.lab
-  services: [{kind: udp-upper}, {kind: tcp-upper}]
-`, block, dir)), 0o600)
-	tracePath := filepath.Join(dir, "trace.jsonl")
-	ctx := testkit.Context(t, 60*time.Second)
-	cmd := applayer(ctx, "--trace", tracePath, "lab", "up", "-f", topo)
-	stdout, _ := cmd.StdoutPipe()
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
+	offset := 21000 + rand.IntN(50)*10
+	lines := fmt.Sprintf("lab:\n  block: %s\n  admin: 127.0.0.1:0\n  port_offset: %d\n  state_dir: %q\n", block, offset, dir)
+	topo := regexp.MustCompile(`(?m)^lab:\n(  .*\n)+`).ReplaceAllString(out, lines)
+	if !strings.Contains(topo, block) || strings.Contains(topo, "127.1.0.0/16") {
+		t.Fatalf("could not move the default topology to %s:\n%s", block, topo)
+	}
+	path := filepath.Join(dir, "lab.yaml")
+	if err := os.WriteFile(path, []byte(topo), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cmd.Process.Kill() })
+	return path
+}
 
-	// Read the table until the lab says it is up.
-	sc := bufio.NewScanner(stdout)
-	var table strings.Builder
-	for sc.Scan() {
-		table.WriteString(sc.Text() + "\n")
-		if strings.Contains(sc.Text(), "lab is up") {
-			break
-		}
-	}
-	udp := regexp.MustCompile(`udp (127\.[0-9.]+):(\d+)`).FindStringSubmatch(table.String())
-	tcp := regexp.MustCompile(`tcp-upper\s+tcp (127\.[0-9.]+):(\d+)`).FindStringSubmatch(table.String())
-	if udp == nil || tcp == nil {
-		t.Fatalf("table lacks the socket servers:\n%s\nstderr: %s", table.String(), stderr.String())
-	}
-	go io.Copy(io.Discard, stdout)
+// TestLabUp starts the default lab (every kind of service) as a user would,
+// talks to it with nc, reads the trace while the lab runs (it is flushed as
+// events happen), and stops it with SIGINT or SIGTERM: the lab must exit 0
+// (make lab must not end in "Error 1"), say it stopped, report no failure,
+// and leave no listener open.
+func TestLabUp(t *testing.T) {
+	nc := testkit.Peer(t, "nc")
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
+		t.Run(sig.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			topo := defaultLabFile(t, dir)
+			tracePath := filepath.Join(dir, "trace.jsonl")
+			ctx := testkit.Context(t, 90*time.Second)
+			cmd := applayer(ctx, "--trace", tracePath, "lab", "up", "-f", topo)
+			stdout, _ := cmd.StdoutPipe()
+			var stderr testkit.Buffer
+			cmd.Stderr = &stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { cmd.Process.Kill() })
 
-	ncu := exec.CommandContext(ctx, nc, "-u", "-w1", udp[1], udp[2])
-	ncu.Stdin = strings.NewReader("over udp\n")
-	if out, err := ncu.Output(); err != nil || string(out) != "OVER UDP\n" {
-		t.Errorf("nc -u to the lab: %q %v", out, err)
-	}
-	nct := exec.CommandContext(ctx, nc, "-N", tcp[1], tcp[2])
-	nct.Stdin = strings.NewReader("over tcp\n")
-	if out, err := nct.Output(); err != nil || string(out) != "OVER TCP\n" {
-		t.Errorf("nc to the lab: %q %v", out, err)
-	}
+			// Read the table until the lab says it is up.
+			sc := bufio.NewScanner(stdout)
+			var table strings.Builder
+			for sc.Scan() {
+				table.WriteString(sc.Text() + "\n")
+				if strings.Contains(sc.Text(), "lab is up") {
+					break
+				}
+			}
+			var rest testkit.Buffer
+			copied := make(chan struct{})
+			go func() { io.Copy(&rest, stdout); close(copied) }()
+			udp := regexp.MustCompile(`udp-upper\s+udp (127\.[0-9.]+):(\d+)`).FindStringSubmatch(table.String())
+			tcp := regexp.MustCompile(`tcp-upper\s+tcp (127\.[0-9.]+):(\d+)`).FindStringSubmatch(table.String())
+			if udp == nil || tcp == nil {
+				t.Fatalf("table lacks the socket servers:\n%s\nstderr: %s", table.String(), stderr.String())
+			}
+			kinds := map[string]bool{}
+			for _, k := range regexp.MustCompile(`(?m)^\S+\s+127\.[0-9.]+\s+(\S+)`).FindAllStringSubmatch(table.String(), -1) {
+				kinds[k[1]] = true
+			}
+			for _, k := range []string{"udp-upper", "tcp-upper", "dns-authority", "dns-resolver", "http-server", "shop", "web-cache"} {
+				if !kinds[k] {
+					t.Errorf("the default lab's table lacks %s:\n%s", k, table.String())
+				}
+			}
 
-	start := time.Now()
-	cmd.Process.Signal(syscall.SIGINT)
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("lab up after SIGINT: %v\nstderr: %s", err, stderr.String())
-	}
-	if d := time.Since(start); d > 5*time.Second {
-		t.Errorf("lab took %v to stop after SIGINT, want < 5s", d)
-	}
-	trace, _ := os.ReadFile(tracePath)
-	if !bytes.Contains(trace, []byte(`"summary":"reply \"OVER UDP\""`)) || !bytes.Contains(trace, []byte(`"proto":"tcp"`)) {
-		t.Errorf("trace file lacks the exchanges:\n%s", trace)
+			ncu := exec.CommandContext(ctx, nc, "-u", "-w1", udp[1], udp[2])
+			ncu.Stdin = strings.NewReader("over udp\n")
+			if out, err := ncu.Output(); err != nil || string(out) != "OVER UDP\n" {
+				t.Errorf("nc -u to the lab: %q %v", out, err)
+			}
+			nct := exec.CommandContext(ctx, nc, "-N", tcp[1], tcp[2])
+			nct.Stdin = strings.NewReader("over tcp\n")
+			if out, err := nct.Output(); err != nil || string(out) != "OVER TCP\n" {
+				t.Errorf("nc to the lab: %q %v", out, err)
+			}
+			// The trace is written as events happen, not at exit.
+			deadline := time.Now().Add(20 * time.Second)
+			for {
+				trace, _ := os.ReadFile(tracePath)
+				if bytes.Contains(trace, []byte(`"summary":"reply \"OVER UDP\""`)) && bytes.Contains(trace, []byte(`"proto":"tcp"`)) {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("while the lab runs, the trace file lacks the exchanges:\n%s", trace)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+
+			if sig == syscall.SIGTERM {
+				// A client in the middle of a request keeps gaia's web
+				// server draining until its grace period ends: the other
+				// services must still stop cleanly, and the lab exit 0.
+				web := regexp.MustCompile(`http-server\s+tcp (127\.[0-9.]+:\d+)`).FindStringSubmatch(table.String())
+				if web == nil {
+					t.Fatalf("table lacks the web server:\n%s", table.String())
+				}
+				c, err := net.Dial("tcp", web[1])
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: gaia.cs.umass.edu\r\n")
+				time.Sleep(100 * time.Millisecond) // the server has read the partial header
+			}
+			cmd.Process.Signal(sig)
+			err := cmd.Wait()
+			<-copied
+			if err != nil {
+				t.Fatalf("lab up after %s: %v (want exit 0)\nstderr: %s", sig, err, stderr.String())
+			}
+			if !strings.Contains(rest.String(), "lab stopped") {
+				t.Errorf("lab up did not say it stopped:\n%s", rest.String())
+			}
+			if e := stderr.String(); strings.Contains(e, "level=ERROR") || strings.Contains(e, "applayer:") {
+				t.Errorf("lab up reported a failure on %s:\n%s", sig, e)
+			}
+			// Every listener of the table is closed.
+			for _, m := range regexp.MustCompile(`(tcp|udp) (127\.[0-9.]+:\d+)`).FindAllStringSubmatch(table.String(), -1) {
+				if m[1] == "tcp" {
+					if c, err := net.DialTimeout("tcp", m[2], time.Second); err == nil {
+						c.Close()
+						t.Errorf("tcp %s still accepts after the lab stopped", m[2])
+					}
+					continue
+				}
+				c, err := net.ListenPacket("udp", m[2])
+				if err != nil {
+					t.Errorf("udp %s still bound after the lab stopped: %v", m[2], err)
+					continue
+				}
+				c.Close()
+			}
+		})
 	}
 }

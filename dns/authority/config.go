@@ -68,6 +68,11 @@ type Config struct {
 	TSIGKeys []TSIGKey `json:"tsig_keys,omitempty"`
 	// NotifyKey, when set, names the TSIG key that signs outgoing NOTIFYs.
 	NotifyKey string `json:"notify_key,omitempty"`
+	// ZoneLoaded, when set, is called after each zone load or reload from
+	// a file or text with the zone's origin and record count. The library
+	// changes no process-wide setting itself: the binary uses this to give
+	// a big zone's parsing garbage back to the system (debug.FreeOSMemory).
+	ZoneLoaded func(origin string, records int) `json:"-"`
 }
 
 // ZoneConfig is one zone.
@@ -86,6 +91,12 @@ type ZoneConfig struct {
 	// SOA checks and transfers sent to the primary; a NOTIFY signed with
 	// it is accepted from any address.
 	PrimaryKey string `json:"primary_key,omitempty"`
+	// AllowNotify, for a secondary zone, lists who else may send NOTIFY
+	// besides the primary's address, in allow_transfer's syntax
+	// ("127.0.0.0/8", "key:NAME", "192.0.2.1 key:NAME"); as NSD's
+	// allow-notify and Knot's notify acl. Primaries often send from the
+	// host's default address rather than the one they serve on.
+	AllowNotify []string `json:"allow_notify,omitempty"`
 	// Sign signs the zone when it is loaded.
 	Sign *SignConfig `json:"sign,omitempty"`
 }
@@ -181,6 +192,14 @@ func (c *Config) Validate() error {
 		}
 	}
 	for i, z := range c.Zones {
+		for j, a := range z.AllowNotify {
+			if z.Primary == "" {
+				return config.Errorf(fmt.Sprintf("zones[%d].allow_notify", i), "only a secondary zone (with primary) takes NOTIFY")
+			}
+			if _, err := parseACL(a, keys); err != nil {
+				return config.Errorf(fmt.Sprintf("zones[%d].allow_notify[%d]", i, j), "%v", err)
+			}
+		}
 		if z.PrimaryKey == "" {
 			continue
 		}

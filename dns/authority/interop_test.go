@@ -2,24 +2,18 @@ package authority
 
 import (
 	"net"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/applayer/applayer/internal/testkit"
 )
 
-// peer returns the path of an interop peer, skipping the test when it is
-// missing unless APPLAYER_REQUIRE_PEERS is set.
+// peer returns the path of an interop peer (testkit.Peer: PATH, then
+// /usr/sbin and /sbin; a failure under APPLAYER_REQUIRE_PEERS).
 func peer(t *testing.T, name string) string {
 	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("APPLAYER_REQUIRE_PEERS") != "" {
-			t.Fatalf("%s is required (APPLAYER_REQUIRE_PEERS): %v", name, err)
-		}
-		t.Skipf("%s not installed (scripts/peers.txt lists its package): %v", name, err)
-	}
-	return p
+	return testkit.Peer(t, name)
 }
 
 func run(t *testing.T, name string, args ...string) string {

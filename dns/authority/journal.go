@@ -11,6 +11,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/applayer/applayer/dns/zone"
+	"github.com/applayer/applayer/internal/atomicfile"
 )
 
 // The IXFR journal: with a state directory, each primary zone keeps two
@@ -153,15 +154,38 @@ func (s *Server) saveJournal(src *source, z *zone.Zone) {
 	}
 }
 
+// writeAtomic replaces path with data: written to a temporary file,
+// synced, renamed (a crash or a full disk leaves the old file whole).
 func writeAtomic(path string, data []byte) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
-		return err
+	return atomicfile.Write(path, data, 0o644)
+}
+
+// cleanState removes what a crash or a full disk left half-written in the
+// state dir's journal and zones directories: temporary files of atomic
+// writes, and the "<file>.tmp" of earlier versions. Called once, in New.
+func (s *Server) cleanState() {
+	if s.cfg.StateDir == "" {
+		return
 	}
-	return os.Rename(tmp, path)
+	for _, sub := range []string{"journal", "secondary"} {
+		dir := filepath.Join(s.cfg.StateDir, sub)
+		removed, err := atomicfile.Clean(dir, "")
+		if err != nil {
+			s.log.Warn("state dir: cleaning leftovers", "dir", dir, "err", err)
+		}
+		old, _ := filepath.Glob(filepath.Join(dir, "*.tmp"))
+		for _, f := range old {
+			if os.Remove(f) == nil {
+				removed = append(removed, filepath.Base(f))
+			}
+		}
+		if len(removed) > 0 {
+			s.log.Info("state dir: removed leftovers of an interrupted write", "dir", dir, "files", removed)
+		}
+	}
 }
 
 // record remembers the step from old to z for IXFR and persists it.

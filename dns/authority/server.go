@@ -103,6 +103,7 @@ func New(cfg Config, deps service.Deps) (*Server, error) {
 		s.cache = newAnswerCache(cfg.AnswerCacheBytes, cfg.AnswerCacheAge.D())
 	}
 	s.zones.Store(&zoneSet{zones: map[string]*zone.Zone{}})
+	s.cleanState()
 	for _, zc := range cfg.Zones {
 		src := &source{cfg: zc, key: zone.Key(zc.Origin), kick: make(chan struct{}, 1)}
 		s.sources[src.key] = src

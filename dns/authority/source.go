@@ -4,13 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/miekg/dns"
 
+	"github.com/applayer/applayer/internal/atomicfile"
 	"github.com/applayer/applayer/dns/zone"
 )
 
@@ -154,11 +154,8 @@ func (s *Server) loadSource(src *source) (*zone.Zone, error) {
 		return nil, fmt.Errorf("authority: %w", err)
 	}
 	s.m.reloads.WithLabelValues("ok").Inc()
-	if z.Len() > 100_000 {
-		// Loading a big zone leaves much garbage (the parser's records
-		// list, its tokens); give it back to the system now rather than
-		// at the scavenger's pace.
-		debug.FreeOSMemory()
+	if s.cfg.ZoneLoaded != nil {
+		s.cfg.ZoneLoaded(src.key, z.Len())
 	}
 	return z, nil
 }
@@ -371,11 +368,7 @@ func (s *Server) writeDS() error {
 	if err := os.MkdirAll(dirOf(s.cfg.DSFile), 0o755); err != nil {
 		return fmt.Errorf("authority: ds file: %w", err)
 	}
-	tmp := s.cfg.DSFile + ".tmp"
-	if err := os.WriteFile(tmp, []byte(b.String()), 0o644); err != nil {
-		return fmt.Errorf("authority: ds file: %w", err)
-	}
-	if err := os.Rename(tmp, s.cfg.DSFile); err != nil {
+	if err := atomicfile.Write(s.cfg.DSFile, []byte(b.String()), 0o644); err != nil {
 		return fmt.Errorf("authority: ds file: %w", err)
 	}
 	return nil

@@ -190,15 +190,12 @@ func (s *Server) notified(req *dns.Msg, from netip.AddrPort, m *dns.Msg) {
 		m.Rcode = dns.RcodeNotAuth
 		return
 	}
-	pri, err := netip.ParseAddrPort(src.cfg.Primary)
-	signed := false
-	if t := req.IsTsig(); t != nil && src.cfg.PrimaryKey != "" {
-		signed = strings.EqualFold(t.Hdr.Name, dns.Fqdn(src.cfg.PrimaryKey))
-	}
-	if !signed && err == nil && pri.Addr().Unmap() != from.Addr().Unmap() {
+	if !s.notifyAllowed(src, req, from) {
+		s.log.Warn("notify refused", "zone", src.key, "from", from.String(), "hint", "list the sender in the zone's allow_notify")
 		m.Rcode = dns.RcodeRefused
 		return
 	}
+	s.log.Info("notify accepted", "zone", src.key, "from", from.String())
 	m.Authoritative = true
 	select {
 	case src.kick <- struct{}{}:
@@ -230,7 +227,7 @@ func (s *Server) secondary(src *source) {
 			return
 		default:
 		}
-		z, err := s.refresh(src)
+		z, kind, err := s.refresh(src)
 		cur := s.Zone(src.key)
 		switch {
 		case err == nil:
@@ -238,7 +235,7 @@ func (s *Server) secondary(src *source) {
 			if z != nil {
 				s.install(src.key, z)
 				cur = z
-				s.log.Info("secondary zone loaded", "zone", src.key, "serial", z.SOA.Serial, "records", z.Len())
+				s.log.Info("secondary zone loaded", "zone", src.key, "serial", z.SOA.Serial, "records", z.Len(), "transfer", kind)
 			}
 			wait = time.Duration(cur.SOA.Refresh) * time.Second
 		default:
@@ -257,8 +254,9 @@ func (s *Server) secondary(src *source) {
 }
 
 // refresh checks the primary's serial and transfers the zone when it is
-// newer. It returns nil, nil when the copy is current.
-func (s *Server) refresh(src *source) (*zone.Zone, error) {
+// newer. It returns a nil zone when the copy is current; kind says how the
+// zone came ("AXFR", or "IXFR" when the primary sent differences).
+func (s *Server) refresh(src *source) (z *zone.Zone, kind string, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	cur := s.Zone(src.key)
@@ -268,21 +266,21 @@ func (s *Server) refresh(src *source) (*zone.Zone, error) {
 	signOut(q, key)
 	r, err := s.exchange(ctx, q, src.cfg.Primary, "udp")
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if len(r.Answer) == 0 || r.Rcode != dns.RcodeSuccess {
-		return nil, fmt.Errorf("authority: primary answered %s to SOA", dns.RcodeToString[r.Rcode])
+		return nil, "", fmt.Errorf("authority: primary answered %s to SOA", dns.RcodeToString[r.Rcode])
 	}
 	soa, ok := r.Answer[0].(*dns.SOA)
 	if !ok {
-		return nil, errors.New("authority: primary's SOA answer has no SOA")
+		return nil, "", errors.New("authority: primary's SOA answer has no SOA")
 	}
 	if cur != nil && !serialLess(cur.SOA.Serial, soa.Serial) {
-		return nil, nil
+		return nil, "", nil
 	}
 	c, err := s.dial(ctx, "tcp", src.cfg.Primary)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	defer c.Close()
 	tr := &dns.Transfer{Conn: &dns.Conn{Conn: c}, ReadTimeout: 10 * time.Second, TsigSecret: s.secrets()}
@@ -299,7 +297,7 @@ func (s *Server) refresh(src *source) (*zone.Zone, error) {
 	signOut(m, key)
 	env, err := tr.In(m, src.cfg.Primary)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	var all []dns.RR
 	var terr error
@@ -312,26 +310,30 @@ func (s *Server) refresh(src *source) (*zone.Zone, error) {
 	}
 	if terr != nil {
 		s.m.transfers.WithLabelValues("in", "error").Inc()
-		return nil, fmt.Errorf("authority: transfer %s: %w", src.key, terr)
+		return nil, "", fmt.Errorf("authority: transfer %s: %w", src.key, terr)
 	}
 	recs, err := applyTransfer(old, all)
 	if err != nil {
 		s.m.transfers.WithLabelValues("in", "error").Inc()
-		return nil, err
+		return nil, "", err
 	}
 	if recs == nil {
-		return nil, nil
+		return nil, "", nil
 	}
-	z, err := zone.New(src.cfg.Origin, recs)
+	kind = "AXFR"
+	if _, ok := all[1].(*dns.SOA); ok && old != nil {
+		kind = "IXFR"
+	}
+	z, err = zone.New(src.cfg.Origin, recs)
 	if err != nil {
 		s.m.transfers.WithLabelValues("in", "error").Inc()
-		return nil, fmt.Errorf("authority: transferred %s: %w", src.key, err)
+		return nil, "", fmt.Errorf("authority: transferred %s: %w", src.key, err)
 	}
 	src.mu.Lock()
 	src.records = recs
 	src.mu.Unlock()
 	s.m.transfers.WithLabelValues("in", "ok").Inc()
-	return z, nil
+	return z, kind, nil
 }
 
 // applyTransfer turns the records of an AXFR or IXFR answer into the

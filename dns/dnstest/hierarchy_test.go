@@ -57,19 +57,10 @@ func TestTrace(t *testing.T) {
 // signed (root, edu, umass.edu) with the root's DS as its trust anchor:
 // answers in the chain carry AD, a tampered record fails validation.
 func TestUnboundValidatesChain(t *testing.T) {
-	unbound, err := exec.LookPath("unbound")
-	if err != nil {
-		if os.Getenv("APPLAYER_REQUIRE_PEERS") != "" {
-			t.Fatal("unbound is required")
-		}
-		t.Skip("unbound not installed (package unbound)")
-	}
+	unbound := testkit.Peer(t, "unbound")
 	// Resolvers only follow delegations to port 53.
 	if pc, err := net.ListenPacket("udp", RandomBlock().Next().String()+":53"); err != nil {
-		if os.Getenv("APPLAYER_REQUIRE_PEERS") != "" {
-			t.Fatalf("cannot bind port 53: %v", err)
-		}
-		t.Skipf("cannot bind port 53 (needs root or CAP_NET_BIND_SERVICE): %v", err)
+		testkit.Skip(t, "cannot bind port 53 (needs root or CAP_NET_BIND_SERVICE): %v", err)
 	} else {
 		pc.Close()
 	}

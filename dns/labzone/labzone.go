@@ -38,6 +38,11 @@ type Options struct {
 	// Records are extra master-file lines per zone origin (relative names
 	// are relative to the zone), e.g. "www CNAME web.g".
 	Records map[string][]string
+	// Placed are extra master-file lines with fully qualified owner
+	// names, each added to the deepest zone that contains its owner (a
+	// delegation's NS records to the parent of the cut), e.g.
+	// "nyu.edu. MX 10 mail.nyu.edu.". A line no zone contains is an error.
+	Placed []string
 	// DS returns the DS records of a signed child zone, or nil when the
 	// zone is not signed.
 	DS func(origin string) ([]dns.RR, error)
@@ -78,6 +83,31 @@ func Zones(hosts []Host, opt Options) (map[string]string, error) {
 		}
 		return ""
 	}
+	records := map[string][]string{}
+	for z, ls := range opt.Records {
+		records[zone.Key(z)] = append(records[zone.Key(z)], ls...)
+	}
+	for _, l := range opt.Placed {
+		rr, err := dns.NewRR(l)
+		if err != nil {
+			return nil, fmt.Errorf("labzone: record %q: %w", l, err)
+		}
+		if rr == nil || !dns.IsFqdn(rr.Header().Name) || !strings.HasSuffix(strings.Fields(l)[0], ".") {
+			return nil, fmt.Errorf("labzone: record %q: the owner name must be fully qualified", l)
+		}
+		owner := rr.Header().Name
+		except := ""
+		if rr.Header().Rrtype == dns.TypeNS || rr.Header().Rrtype == dns.TypeDS {
+			// A delegation's records belong to the parent side of the cut.
+			except = zone.Key(owner)
+		}
+		z := deepest(owner, except)
+		if z == "" {
+			return nil, fmt.Errorf("labzone: record %q: no zone of the lab contains %s", l, owner)
+		}
+		records[z] = append(records[z], l)
+	}
+	opt.Records = records
 	out := map[string]string{}
 	for _, z := range origins {
 		var b strings.Builder

@@ -54,3 +54,57 @@ func TestZones(t *testing.T) {
 		}
 	}
 }
+
+// TestPlaced: records with fully qualified owners go into the deepest zone
+// containing the owner; a delegation's NS goes to the parent side of the
+// cut even when the child is a lab zone; a CNAME owner gets no generated
+// address; an owner no zone contains, or a relative owner, is an error.
+func TestPlaced(t *testing.T) {
+	hosts := []Host{
+		{Name: "a.root-servers.net", Addr: netip.MustParseAddr("127.1.0.1"), Zones: []string{"."}},
+		{Name: "dns.nyu.edu", Addr: netip.MustParseAddr("127.1.0.2"), Zones: []string{"nyu.edu"}},
+		{Name: "mail.nyu.edu", Addr: netip.MustParseAddr("127.1.0.3")},
+		{Name: "ns.cdn.lab", Addr: netip.MustParseAddr("127.1.0.4"), Zones: []string{"cdn.lab"}},
+	}
+	zs, err := Zones(hosts, Options{Placed: []string{
+		"nyu.edu. 300 IN MX 10 mail.nyu.edu.",
+		"webmail.nyu.edu. CNAME mail.nyu.edu.",
+		"mail.nyu.edu. CNAME smtp.nyu.edu.",
+		"edge.cdn.lab. A 127.1.0.9",
+		"video.cdn.lab. NS ns2.cdn.lab.",
+		"lab. TXT \"root side\"",
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ origin, line string }{
+		{"nyu.edu.", "nyu.edu. 300 IN MX 10 mail.nyu.edu."},
+		{"nyu.edu.", "webmail.nyu.edu. CNAME mail.nyu.edu."},
+		{"cdn.lab.", "edge.cdn.lab. A 127.1.0.9"},
+		{"cdn.lab.", "video.cdn.lab. NS ns2.cdn.lab."},
+		{".", "lab. TXT \"root side\""},
+	} {
+		if !strings.Contains(zs[c.origin], c.line) {
+			t.Errorf("zone %s lacks %q:\n%s", c.origin, c.line, zs[c.origin])
+		}
+	}
+	if strings.Contains(zs["nyu.edu."], "mail.nyu.edu. 3600 IN A") {
+		t.Errorf("the CNAME owner mail.nyu.edu also got an address:\n%s", zs["nyu.edu."])
+	}
+	if _, err := zone.Parse(strings.NewReader(zs["nyu.edu."]), "nyu.edu.", "nyu.edu", false); err != nil {
+		t.Errorf("nyu.edu does not parse: %v", err)
+	}
+	for _, bad := range []string{"example.org. MX 10 mail.example.org.", "www CNAME web.nyu.edu.", "nyu.edu. MX ten mail"} {
+		if _, err := Zones(hosts[1:2], Options{Placed: []string{bad}}); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+	// A delegation of a lab zone is placed on the parent's side.
+	zs, err = Zones(hosts, Options{Placed: []string{"cdn.lab. NS ns9.example.net."}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(zs["."], "cdn.lab. NS ns9.example.net.") {
+		t.Errorf("the root lacks the delegation:\n%s", zs["."])
+	}
+}

@@ -1,17 +1,11 @@
 package resolver
 
 import (
-	"context"
 	"fmt"
-	"runtime/debug"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
-
-	"github.com/applayer/applayer/internal/service"
-	"github.com/applayer/applayer/internal/testkit"
 )
 
 func TestStoreSizeBound(t *testing.T) {
@@ -74,45 +68,4 @@ func mustKey(t *testing.T, name string, qtype uint16) []byte {
 		t.Fatal(err)
 	}
 	return q.Key
-}
-
-// TestGCPercent: gc_percent is applied at Start and the previous value
-// restored at Shutdown; a negative value is refused.
-func TestGCPercent(t *testing.T) {
-	cur := func() int { v := debug.SetGCPercent(100); debug.SetGCPercent(v); return v }
-	before := cur()
-	s, err := New(Config{Listen: "127.0.0.1:0", RootHints: []string{"127.0.0.1"}, GCPercent: 37}, service.Deps{Logger: testkit.Logger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := cur(); got != before {
-		t.Fatalf("GC percent %d after New, want %d (applied at Start only)", got, before)
-	}
-	if err := s.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if got := cur(); got != 37 {
-		t.Errorf("GC percent %d after Start, want 37", got)
-	}
-	if err := s.Shutdown(testkit.Context(t, 5*time.Second)); err != nil {
-		t.Fatal(err)
-	}
-	if got := cur(); got != before {
-		t.Errorf("GC percent %d after Shutdown, want %d restored", got, before)
-	}
-	// Unset: left alone.
-	s, err = New(Config{Listen: "127.0.0.1:0", RootHints: []string{"127.0.0.1"}}, service.Deps{Logger: testkit.Logger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if got := cur(); got != before {
-		t.Errorf("GC percent %d with gc_percent unset, want %d", got, before)
-	}
-	s.Shutdown(testkit.Context(t, 5*time.Second))
-	if _, err := New(Config{Listen: "127.0.0.1:0", GCPercent: -1}, service.Deps{}); err == nil || !strings.Contains(err.Error(), "gc_percent") {
-		t.Errorf("gc_percent -1: err %v, want a gc_percent error", err)
-	}
 }

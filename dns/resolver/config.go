@@ -94,13 +94,6 @@ type Config struct {
 	BogusTTL config.Duration `json:"bogus_ttl,omitempty"`
 	// MaxConcurrent bounds in-flight resolutions. Default 1000.
 	MaxConcurrent int `json:"max_concurrent,omitempty"`
-	// GCPercent, when set (> 0), is the Go garbage collector's target
-	// percentage (as GOGC, debug.SetGCPercent), applied at Start to the
-	// whole process; Shutdown restores the previous value. A lower value
-	// keeps the resident size closer to the live cache for some CPU on
-	// the miss path (docs/BENCHMARKS.md). Default: unset (the runtime's,
-	// GOGC or 100).
-	GCPercent int `json:"gc_percent,omitempty"`
 	// TCPIdleTimeout closes client TCP connections that wait this long
 	// for their next query (Unbound's tcp-idle-timeout). Default 10s.
 	TCPIdleTimeout config.Duration `json:"tcp_idle_timeout,omitempty"`
@@ -222,9 +215,6 @@ func (c Config) engineErrors() []error {
 	}
 	if c.CacheSize < 0 {
 		errs = append(errs, config.Errorf("cache_size", "must not be negative"))
-	}
-	if c.GCPercent < 0 {
-		errs = append(errs, config.Errorf("gc_percent", "must not be negative (turning the GC off would let the heap grow without bound)"))
 	}
 	return errs
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -16,6 +17,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/applayer/applayer/internal/service"
+	"github.com/applayer/applayer/internal/testkit"
 )
 
 // BenchmarkCacheEntryMemory measures the live heap one cached answer costs
@@ -45,7 +47,8 @@ func BenchmarkCacheEntryMemory(b *testing.B) {
 // BenchmarkCacheFillRSS measures what 100,000 cached answers cost in
 // resident memory (VmRSS growth, Go GC headroom included) and the CPU
 // time per insert of the fill, with the GC target from
-// APPLAYER_GC_PERCENT (Config.GCPercent; unset: the runtime's default).
+// APPLAYER_GC_PERCENT (what `applayer dns resolver --gc-percent` sets for
+// the process; unset: the runtime's default).
 // Run it in a fresh process per setting, once:
 //
 //	APPLAYER_GC_PERCENT=50 go test -run - -bench CacheFillRSS -benchtime 1x ./dns/resolver
@@ -57,9 +60,10 @@ func BenchmarkCacheFillRSS(b *testing.B) {
 		if gc, err = strconv.Atoi(v); err != nil {
 			b.Fatal(err)
 		}
+		defer debug.SetGCPercent(debug.SetGCPercent(gc))
 	}
 	for range b.N {
-		s, err := New(Config{Listen: "127.0.0.1:0", RootHints: []string{"127.0.0.1"}, CacheSize: 2 * n, GCPercent: gc}, service.Deps{Logger: slog.New(slog.DiscardHandler)})
+		s, err := New(Config{Listen: "127.0.0.1:0", RootHints: []string{"127.0.0.1"}, CacheSize: 2 * n}, service.Deps{Logger: slog.New(slog.DiscardHandler)})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -113,7 +117,7 @@ func fillCache(b *testing.B, s *Server, n int, missGarbage bool) {
 func vmRSS(b *testing.B) int {
 	data, err := os.ReadFile("/proc/self/status")
 	if err != nil {
-		b.Skip("no /proc/self/status")
+		testkit.Skip(b, "no /proc/self/status")
 	}
 	for _, l := range strings.Split(string(data), "\n") {
 		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
@@ -121,7 +125,7 @@ func vmRSS(b *testing.B) int {
 			return v
 		}
 	}
-	b.Skip("no VmRSS")
+	testkit.Skip(b, "no VmRSS")
 	return 0
 }
 

@@ -17,15 +17,24 @@ type metrics struct {
 // newMetrics registers the resolver's metrics with reg; entries counts
 // the cached entries.
 func newMetrics(reg prometheus.Registerer, entries func() int) (*metrics, error) {
+	const ns, sub = "applayer", "dns_resolver"
 	c := func(name, help string) prometheus.Counter {
-		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: "applayer", Subsystem: "dns_resolver", Name: name, Help: help})
+		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: name, Help: help})
 	}
+	lookups := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "cache_lookups_total",
+		Help: "Client queries looked up in the reply cache, by result (hit: answered from it; miss: needed resolution)."}, []string{"result"})
+	errs := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "error_responses_total",
+		Help: "Error answers, by RCODE: REFUSED (client not allowed; also TCP connections refused at the limit) and SERVFAIL."}, []string{"rcode"})
+	validations := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "validations_total",
+		Help: "Resolved answers by DNSSEC validation result: secure (AD), insecure (no chain of trust), bogus (SERVFAIL unless CD)."}, []string{"result"})
+	synth := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "synthesized_answers_total",
+		Help: "Answers synthesized from cached, validated records (RFC 8198), by source: nsec (NXDOMAIN and NODATA from NSEC/NSEC3), wildcard (positive answers from a wildcard RRset and its proof)."}, []string{"from"})
 	m := &metrics{
 		queries:             c("queries_total", "Client queries received."),
-		hits:                c("cache_hits_total", "Client queries answered from the reply cache."),
-		misses:              c("cache_misses_total", "Client queries that needed resolution."),
-		refused:             c("refused_total", "Queries refused (client not allowed) or connections refused (limit)."),
-		servfail:            c("servfail_total", "Queries answered SERVFAIL."),
+		hits:                lookups.WithLabelValues("hit"),
+		misses:              lookups.WithLabelValues("miss"),
+		refused:             errs.WithLabelValues("REFUSED"),
+		servfail:            errs.WithLabelValues("SERVFAIL"),
 		dropped:             c("dropped_total", "Queries dropped because too many resolutions were in flight."),
 		stale:               c("stale_answers_total", "Expired answers served because no authority answered (RFC 8767)."),
 		prefetches:          c("prefetches_total", "Popular entries refreshed before expiry."),
@@ -35,22 +44,22 @@ func newMetrics(reg prometheus.Registerer, entries func() int) (*metrics, error)
 		lame:                c("lame_replies_total", "Replies from servers that do not serve the zone they were asked about."),
 		mismatched:          c("mismatched_replies_total", "Replies ignored for a wrong ID, question or case (possible spoofing)."),
 		tcpFallback:         c("tcp_fallback_total", "Truncated replies retried over TCP."),
-		bogus:               c("bogus_total", "Resolved answers that failed DNSSEC validation (SERVFAIL unless CD)."),
-		secure:              c("secure_total", "Resolved answers validated secure (AD)."),
-		insecure:            c("insecure_total", "Resolved answers validated insecure (no chain of trust) while validating."),
+		bogus:               validations.WithLabelValues("bogus"),
+		secure:              validations.WithLabelValues("secure"),
+		insecure:            validations.WithLabelValues("insecure"),
 		keytrap:             c("validation_limit_total", "Validations stopped by the signature-check limits (KeyTrap)."),
-		aggressive:          c("aggressive_nsec_total", "NXDOMAIN and NODATA answers synthesized from cached, validated NSEC/NSEC3 records (RFC 8198)."),
-		aggressiveWildcard:  c("aggressive_wildcard_total", "Positive answers synthesized from a cached, validated wildcard RRset and NSEC/NSEC3 proof (RFC 8198 5.3)."),
+		aggressive:          synth.WithLabelValues("nsec"),
+		aggressiveWildcard:  synth.WithLabelValues("wildcard"),
 		insecureDelegations: c("insecure_delegations_total", "Delegations proven unsigned (no DS)."),
-		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "applayer", Subsystem: "dns_resolver", Name: "resolution_seconds",
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "resolution_seconds",
 			Help: "Time to answer client queries that missed the reply cache.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
-		rtt: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "applayer", Subsystem: "dns_resolver", Name: "upstream_rtt_seconds",
+		rtt: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "upstream_rtt_seconds",
 			Help: "Round-trip time of upstream queries.", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}),
 	}
-	cached := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "applayer", Subsystem: "dns_resolver", Name: "cache_entries",
+	cached := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "cache_entries",
 		Help: "Entries in the reply and RRset caches."}, func() float64 { return float64(entries()) })
-	for _, col := range []prometheus.Collector{m.queries, m.hits, m.misses, m.refused, m.servfail, m.dropped, m.stale, m.prefetches,
-		m.upstreamQueries, m.upstreamTimeouts, m.referrals, m.lame, m.mismatched, m.tcpFallback, m.bogus, m.secure, m.insecure, m.keytrap, m.insecureDelegations, m.aggressive, m.aggressiveWildcard, m.latency, m.rtt, cached} {
+	for _, col := range []prometheus.Collector{m.queries, lookups, errs, m.dropped, m.stale, m.prefetches,
+		m.upstreamQueries, m.upstreamTimeouts, m.referrals, m.lame, m.mismatched, m.tcpFallback, validations, m.keytrap, m.insecureDelegations, synth, m.latency, m.rtt, cached} {
 		if err := reg.Register(col); err != nil {
 			return nil, fmt.Errorf("resolver: metrics: %w", err)
 		}

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
-	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -48,8 +47,6 @@ type Server struct {
 	started bool
 	workers sync.WaitGroup
 	once    service.Once
-	// prevGC is the GC percentage before Start applied cfg.GCPercent.
-	prevGC int
 }
 
 type call struct {
@@ -155,10 +152,6 @@ func (s *Server) Start(ctx context.Context) error {
 	s.mu.Lock()
 	s.started = true
 	s.mu.Unlock()
-	if s.cfg.GCPercent > 0 {
-		s.prevGC = debug.SetGCPercent(s.cfg.GCPercent)
-		s.log.Info("GC target set", "gc_percent", s.cfg.GCPercent, "was", s.prevGC)
-	}
 	s.log.Info("resolver listening", "addr", s.srv.Local(), "validating", s.validating(), "forwarding", len(s.forwarders) > 0)
 	return nil
 }
@@ -180,9 +173,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.mu.Unlock()
 		if !started {
 			return nil
-		}
-		if s.cfg.GCPercent > 0 {
-			debug.SetGCPercent(s.prevGC)
 		}
 		cancel()
 		err := s.srv.Shutdown(ctx)
@@ -472,8 +462,9 @@ func (s *Server) store(key []byte, req *dns.Msg, res *result) []byte {
 		resp.Rcode = dns.RcodeServerFailure
 		resp.Answer, resp.Ns = nil, nil
 	} else {
-		resp.Answer = filterDNSSEC(res.answer, do, req.Question[0].Qtype)
-		resp.Ns = filterDNSSEC(res.ns, do, req.Question[0].Qtype)
+		qname := req.Question[0].Name
+		resp.Answer = clientSpelling(filterDNSSEC(res.answer, do, req.Question[0].Qtype), qname)
+		resp.Ns = clientSpelling(filterDNSSEC(res.ns, do, req.Question[0].Qtype), qname)
 		resp.AuthenticatedData = res.sec == secSecure && (do || req.AuthenticatedData) && !req.CheckingDisabled
 	}
 	if opt != nil {

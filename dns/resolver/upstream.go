@@ -177,50 +177,6 @@ func (r *Engine) exchange(ctx context.Context, t *task, server netip.AddrPort, q
 	return resp, nil
 }
 
-// undo0x20 puts back the case of qname wherever the server copied our
-// randomised spelling: owner names, and names inside records, equal to sent
-// or ending in one of its suffixes (name compression points into the
-// question, so an SOA owner of "uMAsS.edu." comes from "gAIA.cs.uMAsS.edu.").
-// Without it the random case would be cached and handed to clients.
-func undo0x20(m *dns.Msg, sent, qname string) {
-	fix := func(name *string) {
-		n := len(*name)
-		if n == 0 || n > len(sent) {
-			return
-		}
-		tail := sent[len(sent)-n:]
-		if (n == len(sent) || sent[len(sent)-n-1] == '.') && strings.EqualFold(*name, tail) {
-			*name = qname[len(qname)-n:]
-		}
-	}
-	for _, sec := range [][]dns.RR{m.Answer, m.Ns, m.Extra} {
-		for _, rr := range sec {
-			fix(&rr.Header().Name)
-			switch v := rr.(type) {
-			case *dns.CNAME:
-				fix(&v.Target)
-			case *dns.DNAME:
-				fix(&v.Target)
-			case *dns.NS:
-				fix(&v.Ns)
-			case *dns.MX:
-				fix(&v.Mx)
-			case *dns.SRV:
-				fix(&v.Target)
-			case *dns.PTR:
-				fix(&v.Ptr)
-			case *dns.SOA:
-				fix(&v.Ns)
-				fix(&v.Mbox)
-			case *dns.RRSIG:
-				fix(&v.SignerName)
-			case *dns.NSEC:
-				fix(&v.NextDomain)
-			}
-		}
-	}
-}
-
 func (r *Engine) validating() bool { return len(r.anchors) > 0 }
 
 func (r *Engine) traceQuery(local, remote, proto string, q *dns.Msg, n int) {

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/applayer/applayer/internal/atomicfile"
 )
 
 // KeyTiming is when a key enters and leaves the DNSKEY set and the
@@ -177,7 +179,7 @@ func (ks *KeyStore) rollKSK(now time.Time, p KeyPolicy) error {
 		}
 		ds := n.DNSKEY.ToDS(dns.SHA256)
 		if _, err := os.Stat(ks.DSFile(n)); err != nil {
-			if err := os.WriteFile(ks.DSFile(n), []byte(ds.String()+"\n"), 0o644); err != nil {
+			if err := atomicfile.Write(ks.DSFile(n), []byte(ds.String()+"\n"), 0o644); err != nil {
 				return fmt.Errorf("zone: %w", err)
 			}
 			ks.logger().Warn("KSK rollover: hand the new DS to the parent, then create the confirmation file once the parent publishes it",
@@ -220,6 +222,15 @@ func OpenKeyStore(dir, origin, alg string) (*KeyStore, error) {
 	ks := &KeyStore{dir: dir, origin: origin, prefix: "K" + origin, alg: a}
 	if origin == "." {
 		ks.prefix = "K."
+	}
+	// What a crash or a full disk left half-written: the temporary files
+	// of atomic writes, and the .state.tmp files of earlier versions.
+	if _, err := atomicfile.Clean(dir, ks.prefix+"+"); err != nil {
+		return nil, fmt.Errorf("zone: key dir: %w", err)
+	}
+	old, _ := filepath.Glob(filepath.Join(dir, globEscape(ks.prefix)+"+*.state.tmp"))
+	for _, f := range old {
+		os.Remove(f)
 	}
 	files, _ := filepath.Glob(filepath.Join(dir, fmt.Sprintf("%s+%03d+*.key", globEscape(ks.prefix), a)))
 	sort.Strings(files)
@@ -411,11 +422,13 @@ func ceilSecond(t time.Time) time.Time {
 	return t
 }
 
+// writeKeyFiles writes the key pair, each file atomically, the .private
+// first: a key is only found (by its .key) once both are whole.
 func writeKeyFiles(base string, kp KeyPair) error {
-	if err := os.WriteFile(base+".private", []byte(kp.DNSKEY.PrivateKeyString(kp.Private)), 0o600); err != nil {
+	if err := atomicfile.Write(base+".private", []byte(kp.DNSKEY.PrivateKeyString(kp.Private)), 0o600); err != nil {
 		return fmt.Errorf("zone: %w", err)
 	}
-	if err := os.WriteFile(base+".key", []byte(kp.DNSKEY.String()+"\n"), 0o644); err != nil {
+	if err := atomicfile.Write(base+".key", []byte(kp.DNSKEY.String()+"\n"), 0o644); err != nil {
 		return fmt.Errorf("zone: %w", err)
 	}
 	return nil
@@ -497,11 +510,7 @@ func (k *ManagedKey) writeState() error {
 			fmt.Fprintf(&b, "%s: %s\n", name, t.UTC().Format(stateTime))
 		}
 	}
-	tmp := k.base + ".state.tmp"
-	if err := os.WriteFile(tmp, []byte(b.String()), 0o644); err != nil {
-		return fmt.Errorf("zone: %w", err)
-	}
-	if err := os.Rename(tmp, k.base+".state"); err != nil {
+	if err := atomicfile.Write(k.base+".state", []byte(b.String()), 0o644); err != nil {
 		return fmt.Errorf("zone: %w", err)
 	}
 	return nil

@@ -49,8 +49,8 @@ type globals struct {
 	logFormat string
 	logLevel  string
 	traceFile string
-	// admin is the admin listener of a single-server command (see adminFlag).
-	admin string
+	// admin is the admin listener of a single-server command (see adminFlags).
+	admin obs.AdminConfig
 
 	stdin          io.Reader
 	stdout, stderr io.Writer
@@ -65,8 +65,13 @@ type env struct {
 	close  func() error
 }
 
+// logger returns the logger the global flags ask for.
+func (g *globals) logger() (*slog.Logger, error) {
+	return obs.NewLogger(g.stderr, g.logFormat, g.logLevel)
+}
+
 func (g *globals) env() (*env, error) {
-	logger, err := obs.NewLogger(g.stderr, g.logFormat, g.logLevel)
+	logger, err := g.logger()
 	if err != nil {
 		return nil, err
 	}

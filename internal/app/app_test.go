@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -18,7 +19,8 @@ func TestMain(m *testing.M) { testkit.VerifyNoLeaks(m) }
 
 // TestDefaultTopologyRuns builds the embedded default lab with the real
 // wiring table, starts it and stops it: every kind it names builds, every
-// service binds, and (checked by TestMain) no goroutine is left behind.
+// service binds, every registered metric passes promlint and the naming
+// scheme, and (checked by TestMain) no goroutine is left behind.
 func TestDefaultTopologyRuns(t *testing.T) {
 	topo, err := lab.DefaultTopology()
 	if err != nil {
@@ -53,6 +55,22 @@ func TestDefaultTopologyRuns(t *testing.T) {
 	r.PrintTable(&table)
 	t.Log("\n" + table.String())
 
+	// Every kind of the wiring table runs in the default lab, so every
+	// registered metric is linted here.
+	used := map[string]bool{}
+	for _, h := range plan.Hosts {
+		for _, s := range h.Services {
+			used[s.Kind] = true
+		}
+	}
+	for _, k := range kinds.All() {
+		if !used[k.Name] {
+			t.Errorf("kind %s is not in the default lab: its metrics go unlinted", k.Name)
+		}
+	}
+	exerciseLab(t, plan)
+	lintMetrics(t, reg, metricSubsystems...)
+
 	// Services' admin endpoints are reachable under /hosts/<name>/.
 	admin := "http://" + r.Admin.Addrs()[0].String()
 	resp, err := http.Post(admin+"/hosts/resolver.nyu.edu/dns/resolver/flush", "", nil)
@@ -65,10 +83,37 @@ func TestDefaultTopologyRuns(t *testing.T) {
 		t.Errorf("resolver flush through the lab admin: %d %q", resp.StatusCode, body)
 	}
 	http.DefaultClient.CloseIdleConnections()
+	var addrs []net.Addr
+	for _, s := range r.Group.Services() {
+		if a, ok := s.(service.Addresser); ok {
+			addrs = append(addrs, a.Addrs()...)
+		}
+	}
 	if err := r.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if len(r.Entries) == 0 {
 		t.Fatal("default lab started no services")
+	}
+	if len(addrs) < len(r.Entries) {
+		t.Fatalf("%d addresses for %d services", len(addrs), len(r.Entries))
+	}
+	// Every listener is closed: each address can be bound again.
+	for _, a := range addrs {
+		if a.Network() == "udp" {
+			c, err := net.ListenPacket("udp", a.String())
+			if err != nil {
+				t.Errorf("after Shutdown, udp %s is still bound: %v", a, err)
+				continue
+			}
+			c.Close()
+			continue
+		}
+		l, err := net.Listen("tcp", a.String())
+		if err != nil {
+			t.Errorf("after Shutdown, tcp %s is still bound: %v", a, err)
+			continue
+		}
+		l.Close()
 	}
 }

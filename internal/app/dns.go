@@ -1,14 +1,14 @@
 package app
 
 import (
-	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -18,8 +18,8 @@ import (
 	"github.com/applayer/applayer/dns/authority"
 	"github.com/applayer/applayer/dns/dig"
 	"github.com/applayer/applayer/dns/labzone"
-	"github.com/applayer/applayer/dns/zone"
 	"github.com/applayer/applayer/internal/config"
+	"github.com/applayer/applayer/internal/obs"
 	"github.com/applayer/applayer/internal/service"
 	"github.com/applayer/applayer/lab"
 )
@@ -38,22 +38,19 @@ func dnsCommand(g *globals) *cobra.Command {
 
 func dnsServeCommand(g *globals) *cobra.Command {
 	var (
-		cfgFile                         string
-		zones                           []string
-		listen                          string
-		nsid                            string
-		allowXfr                        []string
-		notify                          []string
-		secondary                       []string
-		sign                            bool
-		nsec3                           bool
-		alg                             string
-		keyDir                          string
-		watch, zskLifetime, kskLifetime time.Duration
-		parentDSTTL                     time.Duration
-		printDS                         bool
-		tsigKeys                        []string
-		primaryKey, notifyKey, stateDir string
+		cfg                      authority.Config
+		cfgFile                  string
+		zones                    []string
+		secondary                []string
+		sign                     bool
+		nsec3                    bool
+		alg                      string
+		keyDir                   string
+		zskLifetime, kskLifetime time.Duration
+		parentDSTTL              time.Duration
+		printDS                  bool
+		tsigKeys                 []string
+		primaryKey               string
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -72,7 +69,9 @@ zone-signing key over (pre-publish) when it has signed that long;
 logged and written to K<zone>+<alg>+<tag>.ds in --key-dir, and the rollover
 waits until you create K<zone>.ds-seen there once the parent publishes it. SIGHUP reloads the zone
 files; a broken file is reported with file:line and the old zone keeps
-serving. A --config file (YAML or JSON, see docs/dns.md) replaces the flags.`,
+serving. A --config file (YAML or JSON, see docs/dns.md) may give the
+settings; flags given on the command line override it (--zone and
+--secondary replace its zones, --tsig its keys).`,
 		Example: `  applayer dns serve --listen 127.0.0.1:5300 --zone example.com=db.example.com
   applayer dns serve --zone example.com=db.example.com --allow-transfer 127.0.0.1 --notify 127.0.0.2:53
   applayer dns serve --listen 127.0.0.2:53 --secondary example.com=127.0.0.1:53
@@ -83,13 +82,11 @@ serving. A --config file (YAML or JSON, see docs/dns.md) replaces the flags.`,
   applayer dns serve --zone example.com=db.example.com --sign --key-dir keys --ksk-lifetime 8760h --parent-ds-ttl 24h`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var cfg authority.Config
-			if cfgFile != "" {
-				if err := config.Load(cfgFile, &cfg); err != nil {
-					return err
-				}
-			} else {
-				cfg = authority.Config{Addr: listen, NSID: nsid, AllowTransfer: allowXfr, Notify: notify, Watch: config.Duration(watch), StateDir: stateDir, NotifyKey: notifyKey}
+			if err := loadConfigFile(cmd, cfgFile, &cfg); err != nil {
+				return err
+			}
+			if fromFlag(cmd, len(cfg.TSIGKeys) == 0, "tsig") {
+				cfg.TSIGKeys = nil
 				for _, k := range tsigKeys {
 					// kdig -y's form: [ALG:]NAME:SECRET.
 					parts := strings.Split(k, ":")
@@ -102,6 +99,9 @@ serving. A --config file (YAML or JSON, see docs/dns.md) replaces the flags.`,
 						return fmt.Errorf("--tsig %q: want [ALG:]NAME:SECRET", k)
 					}
 				}
+			}
+			if fromFlag(cmd, len(cfg.Zones) == 0, "zone", "secondary") {
+				cfg.Zones = nil
 				for _, z := range zones {
 					origin, file, ok := strings.Cut(z, "=")
 					if !ok {
@@ -122,20 +122,27 @@ serving. A --config file (YAML or JSON, see docs/dns.md) replaces the flags.`,
 					cfg.Zones = append(cfg.Zones, authority.ZoneConfig{Origin: origin, Primary: pri, PrimaryKey: primaryKey})
 				}
 			}
-			var srv *authority.Server
+			cfg.ZoneLoaded = freeAfterBigZone
+			var srv atomic.Pointer[authority.Server]
 			hup := make(chan os.Signal, 1)
 			signal.Notify(hup, syscall.SIGHUP)
-			defer signal.Stop(hup)
+			stop := make(chan struct{})
+			defer func() { signal.Stop(hup); close(stop) }()
 			go func() {
-				for range hup {
-					if srv != nil {
-						if err := srv.Reload(true); err != nil {
-							fmt.Fprintln(g.stderr, "reload:", err)
+				for {
+					select {
+					case <-stop:
+						return
+					case <-hup:
+						if s := srv.Load(); s != nil {
+							if err := s.Reload(true); err != nil {
+								fmt.Fprintln(g.stderr, "reload:", err)
+							}
 						}
 					}
 				}
 			}()
-			return serve(cmd, g, func(d service.Deps) (service.Service, error) {
+			return serveWithAdmin(cmd, g, func(d service.Deps) (service.Service, error) {
 				s, err := authority.New(cfg, d)
 				if err != nil {
 					return nil, err
@@ -149,23 +156,25 @@ serving. A --config file (YAML or JSON, see docs/dns.md) replaces the flags.`,
 						}
 					}
 				}
-				srv = s
+				srv.Store(s)
 				return s, nil
+			}, func(s service.Service, a *obs.Admin) {
+				a.Handle("POST /dns/authority/reload", reloadHandler(s.(*authority.Server)))
 			})
 		},
 	}
 	f := cmd.Flags()
-	f.StringVarP(&cfgFile, "config", "c", "", "server config `FILE` (YAML or JSON) instead of flags")
-	f.StringVar(&listen, "listen", "127.0.0.1:53", "address to listen on (UDP and TCP)")
+	f.StringVarP(&cfgFile, "config", "c", "", "server config `FILE` (YAML or JSON); flags given override it")
+	f.StringVar(&cfg.Addr, "listen", "127.0.0.1:53", "address to listen on (UDP and TCP)")
 	f.StringArrayVar(&zones, "zone", nil, "zone to serve, `ORIGIN=FILE` (repeatable)")
 	f.StringArrayVar(&secondary, "secondary", nil, "secondary zone, `ORIGIN=PRIMARY:PORT` (repeatable)")
-	f.StringVar(&nsid, "nsid", "", "NSID to return to queries that ask (RFC 5001)")
-	f.StringArrayVar(&allowXfr, "allow-transfer", nil, "who may AXFR/IXFR: address, prefix, key:NAME or \"ADDR key:NAME\" (repeatable)")
+	f.StringVar(&cfg.NSID, "nsid", "", "NSID to return to queries that ask (RFC 5001)")
+	f.StringArrayVar(&cfg.AllowTransfer, "allow-transfer", nil, "who may AXFR/IXFR: address, prefix, key:NAME or \"ADDR key:NAME\" (repeatable)")
 	f.StringArrayVar(&tsigKeys, "tsig", nil, "TSIG key `[ALG:]NAME:SECRET` (base64 secret; ALG default hmac-sha256; repeatable)")
 	f.StringVar(&primaryKey, "primary-key", "", "TSIG key `NAME` signing the --secondary zones' SOA checks and transfers")
-	f.StringVar(&notifyKey, "notify-key", "", "TSIG key `NAME` signing outgoing NOTIFYs")
-	f.StringVar(&stateDir, "state-dir", "", "directory for the IXFR journal (kept across restarts)")
-	f.StringArrayVar(&notify, "notify", nil, "secondary `HOST:PORT` to NOTIFY on change (repeatable)")
+	f.StringVar(&cfg.NotifyKey, "notify-key", "", "TSIG key `NAME` signing outgoing NOTIFYs")
+	f.StringVar(&cfg.StateDir, "state-dir", "", "directory for the IXFR journal (kept across restarts)")
+	f.StringArrayVar(&cfg.Notify, "notify", nil, "secondary `HOST:PORT` to NOTIFY on change (repeatable)")
 	f.BoolVar(&sign, "sign", false, "sign the zones (DNSSEC)")
 	f.BoolVar(&nsec3, "nsec3", false, "with --sign: NSEC3 instead of NSEC")
 	f.StringVar(&alg, "algorithm", "ecdsap256sha256", "with --sign: ecdsap256sha256 or ed25519")
@@ -174,8 +183,21 @@ serving. A --config file (YAML or JSON, see docs/dns.md) replaces the flags.`,
 	f.DurationVar(&kskLifetime, "ksk-lifetime", 0, "with --sign: roll the KSK over (double signature, waiting for K<zone>.ds-seen in --key-dir) after this `DURATION` of use, e.g. 8760h; 0 never")
 	f.DurationVar(&parentDSTTL, "parent-ds-ttl", 24*time.Hour, "with --ksk-lifetime: the TTL of the zone's DS at the parent")
 	f.BoolVar(&printDS, "print-ds", false, "print each signed zone's DS record at start")
-	f.DurationVar(&watch, "watch", 0, "poll zone files this often and reload changed ones (0: only on SIGHUP)")
+	f.Var(&cfg.Watch, "watch", "poll zone files this often and reload changed ones (0: only on SIGHUP)")
+	adminFlags(cmd, g, "POST /dns/authority/reload")
 	return cmd
+}
+
+// reloadHandler reloads every zone from its file, as SIGHUP does; a broken
+// file is reported and its old zone keeps serving.
+func reloadHandler(s *authority.Server) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if err := s.Reload(true); err != nil {
+			http.Error(w, "reload: "+err.Error(), http.StatusUnprocessableEntity)
+			return
+		}
+		fmt.Fprintln(w, "reloaded")
+	})
 }
 
 func digCommand(g *globals) *cobra.Command {
@@ -302,163 +324,10 @@ func labRoot(cmd *cobra.Command, offset int) (string, int, error) {
 	if err != nil {
 		return "", 0, err
 	}
-	for _, h := range labDNSHosts(plan) {
-		for _, z := range h.Zones {
-			if z == "." {
-				port := plan.Port(53)
-				return net.JoinHostPort(h.Addr.String(), strconv.Itoa(port)), port, nil
-			}
-		}
+	h, ok := labzone.Root(plan)
+	if !ok {
+		return "", 0, fmt.Errorf("the lab topology has no root server")
 	}
-	return "", 0, fmt.Errorf("the lab topology has no root server")
-}
-
-// dnsLabConfig is the config of a dns-authority service in a topology.
-type dnsLabConfig struct {
-	// Zones are the zones the host serves. Zone data is generated from the
-	// lab's hosts unless a file is given.
-	Zones []dnsLabZone `json:"zones"`
-	// NSID is returned to queries that ask for it; default the host name.
-	NSID string `json:"nsid,omitempty"`
-	// AllowTransfer lists addresses or prefixes allowed AXFR/IXFR.
-	AllowTransfer []string `json:"allow_transfer,omitempty"`
-}
-
-type dnsLabZone struct {
-	// Origin is the zone's apex.
-	Origin string `json:"origin"`
-	// File, when set, is a master file used instead of generated data.
-	File string `json:"file,omitempty"`
-	// Records are extra master-file lines added to the generated zone.
-	Records []string `json:"records,omitempty"`
-	// Sign signs the zone (keys under the lab's state dir, dns/keys).
-	Sign bool `json:"sign,omitempty"`
-	// NSEC3 uses NSEC3 rather than NSEC when signing.
-	NSEC3 bool `json:"nsec3,omitempty"`
-}
-
-func (c *dnsLabConfig) check() error {
-	if len(c.Zones) == 0 {
-		return config.Errorf("zones", "at least one zone is required")
-	}
-	for i, z := range c.Zones {
-		if _, ok := dns.IsDomainName(z.Origin); !ok || z.Origin == "" {
-			return config.Errorf(fmt.Sprintf("zones[%d].origin", i), "%q is not a domain name", z.Origin)
-		}
-	}
-	return nil
-}
-
-func decodeDNSLab(raw json.RawMessage) (*dnsLabConfig, error) {
-	var c dnsLabConfig
-	if err := lab.DecodeConfig(raw, &c); err != nil {
-		return nil, err
-	}
-	return &c, c.check()
-}
-
-type labDNSHost struct {
-	labzone.Host
-	cfg *dnsLabConfig
-}
-
-// labDNSHosts lists every host of the plan, with the zones it serves.
-func labDNSHosts(p *lab.Plan) []labDNSHost {
-	var out []labDNSHost
-	for _, h := range p.Hosts {
-		lh := labDNSHost{Host: labzone.Host{Name: h.Name, Addr: h.Addr}}
-		for _, s := range h.Services {
-			if s.Kind != "dns-authority" {
-				continue
-			}
-			c, err := decodeDNSLab(s.Config)
-			if err != nil {
-				continue
-			}
-			lh.cfg = c
-			for _, z := range c.Zones {
-				lh.Zones = append(lh.Zones, zone.Key(z.Origin))
-			}
-		}
-		out = append(out, lh)
-	}
-	return out
-}
-
-func buildLabAuthority(env lab.Env) (service.Service, error) {
-	mine, err := decodeDNSLab(env.Spec.Config)
-	if err != nil {
-		return nil, err
-	}
-	hosts := labDNSHosts(env.Plan)
-	keyDir := filepath.Join(env.Plan.StateDir, "dns", "keys")
-	signed := map[string]dnsLabZone{}
-	records := map[string][]string{}
-	var zh []labzone.Host
-	for _, h := range hosts {
-		zh = append(zh, h.Host)
-		if h.cfg == nil {
-			continue
-		}
-		for _, z := range h.cfg.Zones {
-			k := zone.Key(z.Origin)
-			if z.Sign {
-				signed[k] = z
-			}
-			records[k] = append(records[k], z.Records...)
-		}
-	}
-	texts, err := labzone.Zones(zh, labzone.Options{
-		Records: records,
-		DS: func(origin string) ([]dns.RR, error) {
-			if _, ok := signed[origin]; !ok {
-				return nil, nil
-			}
-			keys, err := zone.LoadOrCreateKeys(keyDir, origin, "")
-			if err != nil {
-				return nil, err
-			}
-			return []dns.RR{keys.DS()}, nil
-		},
-	})
-	if err != nil {
-		return nil, err
-	}
-	cfg := authority.Config{Addr: env.Listen.String(), NSID: mine.NSID, AllowTransfer: mine.AllowTransfer}
-	if env.Plan.StateDir != "" {
-		cfg.StateDir = filepath.Join(env.Plan.StateDir, "dns", "authority", env.Host.Name)
-	}
-	if cfg.NSID == "" {
-		cfg.NSID = env.Host.Name
-	}
-	for _, z := range mine.Zones {
-		k := zone.Key(z.Origin)
-		zc := authority.ZoneConfig{Origin: k, File: z.File}
-		if z.File == "" {
-			zc.Text = texts[k]
-		}
-		if z.Sign {
-			zc.Sign = &authority.SignConfig{KeyDir: keyDir, NSEC3: z.NSEC3}
-			if k == "." {
-				cfg.DSFile = filepath.Join(env.Plan.StateDir, "dns", "root.ds")
-			}
-		}
-		cfg.Zones = append(cfg.Zones, zc)
-	}
-	return authority.New(cfg, env.Deps)
-}
-
-// dnsKinds are the lab kinds of the dns packages.
-func dnsKinds() []lab.Kind {
-	return []lab.Kind{{
-		Name:    "dns-authority",
-		Summary: "authoritative DNS server (zones generated from the lab's hosts)",
-		Port:    53,
-		Network: "udp+tcp",
-		Check: func(raw json.RawMessage) error {
-			_, err := decodeDNSLab(raw)
-			return err
-		},
-		Build: buildLabAuthority,
-	}}
+	port := plan.Port(53)
+	return net.JoinHostPort(h.Addr.String(), strconv.Itoa(port)), port, nil
 }

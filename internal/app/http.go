@@ -2,7 +2,6 @@ package app
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -16,7 +15,6 @@ import (
 
 	"github.com/applayer/applayer/internal/config"
 	"github.com/applayer/applayer/internal/service"
-	"github.com/applayer/applayer/lab"
 	"github.com/applayer/applayer/web/client"
 	"github.com/applayer/applayer/web/server"
 )
@@ -47,13 +45,18 @@ HTTP/3 modes.`,
 	return cmd
 }
 
+// siteFlags are `http serve`'s flags that build its sites: given on the
+// command line, they replace the config file's sites.
+func siteFlags() []string {
+	return []string{"root", "shop", "demo", "push", "index", "listing", "follow-symlinks", "uploads", "max-body", "no-gzip", "vhost", "redirect"}
+}
+
 func httpServeCommand(g *globals) *cobra.Command {
 	var (
 		cfgFile, root, shopDir string
 		site                   server.Site
 		vhosts, redirects      []string
 		cfg                    server.Config
-		rht, idle              time.Duration
 		demo, push             int
 	)
 	cmd := &cobra.Command{
@@ -64,7 +67,9 @@ cleartext HTTP/2 on --listen, and with --tls-listen over TLS (HTTP/1.1 and
 HTTP/2 by ALPN), plus HTTP/3 on the same UDP port with --http3. Without
 --cert/--key the server issues its own certificate from a lab CA kept in
 --ca-dir; give ca.pem from there to curl --cacert. --config reads a YAML or
-JSON server config instead of the flags (see docs/web.md).`,
+JSON server config (see docs/web.md); flags given on the command line
+override it (the site flags --root, --shop, --vhost, --redirect, --index...
+replace its sites).`,
 		Example: `  applayer http serve --root ./site
   applayer http serve --root ./site --tls-listen 127.0.0.1:8443 --http3 --ca-dir /tmp/ca
   applayer http serve --root ./a --vhost b.example=./b --redirect /old=/new --access-log combined
@@ -73,13 +78,10 @@ JSON server config instead of the flags (see docs/web.md).`,
   printf 'GET / HTTP/1.1\r\nHost: x\r\n\r\n' | nc 127.0.0.1 8080`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if cfgFile != "" {
-				var fc server.Config
-				if err := config.Load(cfgFile, &fc); err != nil {
-					return err
-				}
-				cfg = fc
-			} else {
+			if err := loadConfigFile(cmd, cfgFile, &cfg); err != nil {
+				return err
+			}
+			if fromFlag(cmd, len(cfg.Sites) == 0, siteFlags()...) {
 				if demo > 0 {
 					if err := server.WriteDemoSite(root, demo); err != nil {
 						return err
@@ -110,13 +112,12 @@ JSON server config instead of the flags (see docs/web.md).`,
 					s.Hosts, s.Root, s.Shop, s.Redirects = []string{name}, dir, "", nil
 					cfg.Sites = append(cfg.Sites, s)
 				}
-				cfg.ReadHeaderTimeout, cfg.IdleTimeout = config.Duration(rht), config.Duration(idle)
 			}
 			return serve(cmd, g, func(d service.Deps) (service.Service, error) { return server.New(cfg, d) })
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&cfgFile, "config", "", "read the server config from this YAML/JSON `FILE` (other flags ignored)")
+	f.StringVar(&cfgFile, "config", "", "read the server config from this YAML/JSON `FILE`; flags given override it")
 	f.StringVar(&cfg.Addr, "listen", "127.0.0.1:8080", "cleartext address (HTTP/1.1 and h2c); empty disables")
 	f.StringVar(&cfg.TLSAddr, "tls-listen", "", "TLS address (HTTP/1.1 and HTTP/2 by ALPN)")
 	f.BoolVar(&cfg.HTTP3, "http3", false, "also serve HTTP/3 on the TLS port (UDP) and advertise it with Alt-Svc")
@@ -138,11 +139,13 @@ JSON server config instead of the flags (see docs/web.md).`,
 	f.StringArrayVar(&vhosts, "vhost", nil, "virtual host `name=dir` (repeatable)")
 	f.StringArrayVar(&redirects, "redirect", nil, "301 redirect `/path=URL` (repeatable)")
 	f.BoolVar(&cfg.NonPersistent, "non-persistent", false, "close the connection after every response")
-	f.DurationVar(&rht, "read-header-timeout", 10*time.Second, "time allowed to send a request header")
-	f.DurationVar(&idle, "idle-timeout", 60*time.Second, "close keep-alive connections idle this long")
+	cfg.ReadHeaderTimeout, cfg.IdleTimeout = config.Duration(10*time.Second), config.Duration(60*time.Second)
+	f.Var(&cfg.ReadHeaderTimeout, "read-header-timeout", "time allowed to send a request header")
+	f.Var(&cfg.IdleTimeout, "idle-timeout", "close keep-alive connections idle this long")
 	f.IntVar(&cfg.MaxHeaderBytes, "max-header-bytes", 16<<10, "largest request header (431 beyond)")
 	f.StringVar(&cfg.AccessLog, "access-log", "", "access log format: common or combined")
 	f.StringVar(&cfg.AccessLogFile, "access-log-file", "", "write the access log to this file (default: the log)")
+	adminFlags(cmd, g, "")
 	return cmd
 }
 
@@ -371,68 +374,5 @@ func printHeader(w io.Writer, h http.Header, prefix string) {
 		for _, v := range h[k] {
 			fmt.Fprintf(w, "%s%s: %s\n", prefix, k, v)
 		}
-	}
-}
-
-// labHTTPConfig is the lab config of kinds http-server and shop.
-type labHTTPConfig struct {
-	// Sites are served as in server.Config; with none, the host serves
-	// the demo page (DemoImages images) generated under the state dir.
-	Sites []server.Site `json:"sites,omitempty"`
-	// DemoImages is how many images the generated demo page references. Default 10.
-	DemoImages int `json:"demo_images,omitempty"`
-	// TLS serves HTTPS (lab CA, port 443 plus the lab's offset) and HTTP/3 there.
-	TLS bool `json:"tls,omitempty"`
-	// NonPersistent closes the connection after every response.
-	NonPersistent bool `json:"non_persistent,omitempty"`
-	// AccessLog is common or combined.
-	AccessLog string `json:"access_log,omitempty"`
-	// Push is HTTP/2 server push for the demo site (as server.Site.Push).
-	Push *server.Push `json:"push,omitempty"`
-}
-
-func buildHTTPKind(env lab.Env, shop bool) (service.Service, error) {
-	var lc labHTTPConfig
-	if err := lab.DecodeConfig(env.Spec.Config, &lc); err != nil {
-		return nil, err
-	}
-	web := filepath.Join(env.Plan.StateDir, "web")
-	cfg := server.Config{Addr: env.Listen.String(), NonPersistent: lc.NonPersistent, AccessLog: lc.AccessLog, Sites: lc.Sites}
-	switch {
-	case shop:
-		cfg.Sites = []server.Site{{Hosts: []string{env.Host.Name}, Shop: filepath.Join(web, "shop")}}
-	case len(cfg.Sites) == 0:
-		dir := filepath.Join(web, env.Host.Name)
-		n := lc.DemoImages
-		if n <= 0 {
-			n = 10
-		}
-		if err := server.WriteDemoSite(dir, n); err != nil {
-			return nil, err
-		}
-		cfg.Sites = []server.Site{{Hosts: []string{env.Host.Name}, Root: dir, Uploads: true, Push: lc.Push}}
-	}
-	if lc.TLS {
-		cfg.TLSAddr = fmt.Sprintf("%s:%d", env.Host.Addr, env.Plan.Port(443))
-		cfg.HTTP3 = true
-		cfg.TLS = server.TLSConfig{CADir: filepath.Join(web, "ca"), Names: []string{env.Host.Name}}
-	}
-	return server.New(cfg, env.Deps)
-}
-
-// httpKinds are the lab kinds of the web packages.
-func httpKinds() []lab.Kind {
-	check := func(raw json.RawMessage) error { var c labHTTPConfig; return lab.DecodeConfig(raw, &c) }
-	return []lab.Kind{
-		{
-			Name: "http-server", Summary: "web server (static files, demo page with images; tls: https + HTTP/3 on 443)", Port: 80, Network: "tcp",
-			Check: check,
-			Build: func(env lab.Env) (service.Service, error) { return buildHTTPKind(env, false) },
-		},
-		{
-			Name: "shop", Summary: "the cookie shop: session cookie, cart in SQLite under the state dir", Port: 80, Network: "tcp",
-			Check: check,
-			Build: func(env lab.Env) (service.Service, error) { return buildHTTPKind(env, true) },
-		},
 	}
 }

@@ -37,6 +37,7 @@ func labUpCommand(g *globals) *cobra.Command {
 		check  bool
 		offset int
 		admin  string
+		remote bool
 	)
 	cmd := &cobra.Command{
 		Use:   "up",
@@ -63,6 +64,9 @@ otherwise every port of the lab is offset by 10000 (DNS on 10053, HTTP on
 			}
 			if cmd.Flags().Changed("admin") {
 				topo.Lab.Admin = admin
+			}
+			if cmd.Flags().Changed("admin-allow-remote") {
+				topo.Lab.AdminAllowRemote = remote
 			}
 			kinds := labKinds()
 			plan, err := lab.NewPlan(topo, kinds, nil)
@@ -109,7 +113,8 @@ otherwise every port of the lab is offset by 10000 (DNS on 10053, HTTP on
 	f.StringVarP(&path, "topology", "f", "", "topology `FILE` (YAML or JSON); default: the embedded topology")
 	f.BoolVar(&check, "check", false, "validate the topology and exit")
 	f.IntVar(&offset, "port-offset", 0, "add this to every port (default: 0 if privileged ports can be bound, else 10000)")
-	f.StringVar(&admin, "admin", lab.DefaultAdmin, `admin listener (loopback) for /metrics, /healthz, /readyz; "off" disables it`)
+	f.StringVar(&admin, "admin", lab.DefaultAdmin, `admin listener (loopback) for /metrics, /healthz, /readyz and the services' endpoints under /hosts/NAME/; "off" disables it`)
+	f.BoolVar(&remote, "admin-allow-remote", false, "allow a non-loopback --admin address (its endpoints are unauthenticated)")
 	return cmd
 }
 

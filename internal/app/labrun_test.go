@@ -22,10 +22,16 @@ import (
 // replaces topo.Lab, and shuts the lab down when the test ends.
 func startRandomLab(t *testing.T, ctx context.Context, topo *lab.Topology, offsetBase int, admin string) (*lab.Plan, *lab.Running, *prometheus.Registry) {
 	t.Helper()
+	return startRandomLabKinds(t, ctx, topo, labKinds(), offsetBase, admin)
+}
+
+// startRandomLabKinds is startRandomLab with the given kinds instead of the
+// wiring table's.
+func startRandomLabKinds(t *testing.T, ctx context.Context, topo *lab.Topology, kinds *lab.Kinds, offsetBase int, admin string) (*lab.Plan, *lab.Running, *prometheus.Registry) {
+	t.Helper()
 	b := 100 + rand.IntN(150)
 	offset := offsetBase + rand.IntN(20)*10
 	topo.Lab = lab.Settings{Block: fmt.Sprintf("127.%d.0.0/16", b), PortOffset: &offset, Admin: admin, StateDir: t.TempDir()}
-	kinds := labKinds()
 	plan, err := lab.NewPlan(topo, kinds, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -5,12 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"os"
-	"path/filepath"
-	"runtime/debug"
-	"strconv"
 	"strings"
 	"time"
 
@@ -19,24 +14,30 @@ import (
 	"github.com/applayer/applayer/internal/config"
 	"github.com/applayer/applayer/internal/obs"
 	"github.com/applayer/applayer/internal/service"
-	"github.com/applayer/applayer/lab"
 	"github.com/applayer/applayer/web/cache"
 	"github.com/applayer/applayer/web/proxy"
 )
 
+// proxyFile is `http proxy`'s config file: the proxy's own fields plus the
+// process's GC target, which is the binary's choice.
+type proxyFile struct {
+	proxy.Config
+	// GCPercent is --gc-percent: the Go GC target of the process (as
+	// GOGC). Default 25.
+	GCPercent int `json:"gc_percent,omitempty"`
+}
+
 func httpProxyCommand(g *globals) *cobra.Command {
 	var (
-		cfg          proxy.Config
-		cfgFile      string
-		sites        []string
-		balance      string
-		stats        bool
-		memMiB       int64
-		maxObjKiB    int64
-		connect      []int
-		fetchTimeout time.Duration
-		gcPercent    int
+		fc        proxyFile
+		cfgFile   string
+		sites     []string
+		balance   string
+		stats     bool
+		memMiB    int64
+		maxObjKiB int64
 	)
+	cfg := &fc.Config
 	cmd := &cobra.Command{
 		Use:   "proxy",
 		Short: "Run the web cache: a caching forward proxy (and reverse proxy) following RFC 9111",
@@ -45,17 +46,21 @@ curl configured to use it send it absolute URLs; it answers from its cache
 when it can (RFC 9111 freshness, validation, Vary, ...) and otherwise fetches
 from the origin, and it tunnels https with CONNECT (port 443 only unless
 --connect-port says otherwise) without caching. Only loopback clients may use
-it unless --allow says otherwise.
+it unless --allow says otherwise, and it refuses to forward to loopback,
+link-local or its own addresses unless --allow-to lists them (the lab lists
+its own block).
 
 With --site HOST=ADDR[,ADDR...] it is a caching reverse proxy for HOST,
 spreading requests over the replicas (--balance round-robin or least-loaded)
 and health-checking them.
 
 Every response carries Cache-Status (RFC 9211). With --admin, a loopback
-listener serves /metrics, /cache/stats and POST /cache/purge?url=|prefix=.
-With --stats, the command instead prints the statistics of a running proxy
-(from its --admin listener): requests, hit ratio, bytes from cache and from
-origins, and the access-link utilisation they imply for --link-rate.`,
+listener serves /metrics, /healthz, /readyz, /cache/stats and
+POST /cache/purge?url=|prefix=. With --stats, the command instead prints the
+statistics of a running proxy (from its --admin listener): requests, hit
+ratio, bytes from cache and from origins, and the access-link utilisation
+they imply for --link-rate. A --config file (YAML or JSON, the fields of
+proxy.Config plus gc_percent) may be given; flags given override it.`,
 		Example: `  applayer http proxy --listen 127.0.0.1:3128 --admin 127.0.0.1:9931 --cache-dir /var/tmp/webcache
   curl --proxy http://127.0.0.1:3128 http://gaia.cs.umass.edu/
   applayer http proxy --stats --admin 127.0.0.1:9931
@@ -65,91 +70,74 @@ origins, and the access-link utilisation they imply for --link-rate.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if stats {
-				return printProxyStats(cmd.Context(), g.stdout, cfg.Admin)
+				return printProxyStats(cmd.Context(), g.stdout, g.admin.Addr)
 			}
-			if cfgFile != "" {
-				var fc proxy.Config
-				if err := config.Load(cfgFile, &fc); err != nil {
-					return err
+			if err := loadConfigFile(cmd, cfgFile, &fc); err != nil {
+				return err
+			}
+			if fromFlag(cmd, len(cfg.Sites) == 0, "site") {
+				cfg.Sites = nil
+				for _, s := range sites {
+					host, origins, ok := strings.Cut(s, "=")
+					if !ok || host == "" || origins == "" {
+						return fmt.Errorf("--site %q: want HOST=ADDR[,ADDR...]", s)
+					}
+					cfg.Sites = append(cfg.Sites, proxy.Site{Host: host, Origins: strings.Split(origins, ","), Balance: balance})
 				}
-				mergeFlags(cmd, &fc, &cfg)
-				cfg = fc
 			}
-			for _, s := range sites {
-				host, origins, ok := strings.Cut(s, "=")
-				if !ok || host == "" || origins == "" {
-					return fmt.Errorf("--site %q: want HOST=ADDR[,ADDR...]", s)
-				}
-				cfg.Sites = append(cfg.Sites, proxy.Site{Host: host, Origins: strings.Split(origins, ","), Balance: balance})
-			}
-			if cmd.Flags().Changed("cache-mem") {
+			if fromFlag(cmd, cfg.Cache.MaxBytes == 0, "cache-mem") {
 				cfg.Cache.MaxBytes = memMiB << 20
 			}
-			if cmd.Flags().Changed("max-object") {
+			if fromFlag(cmd, cfg.Cache.MaxObjectBytes == 0, "max-object") {
 				cfg.Cache.MaxObjectBytes = maxObjKiB << 10
 			}
-			if cmd.Flags().Changed("connect-port") {
-				cfg.ConnectPorts = connect
+			// The proxy's admin listener is the command's shared one; an
+			// admin address in the file is used when --admin is not given.
+			if g.admin.Addr == "" {
+				g.admin.Addr = cfg.Admin
 			}
-			if cmd.Flags().Changed("fetch-timeout") {
-				cfg.Cache.FetchTimeout = config.Duration(fetchTimeout)
+			cfg.Admin = ""
+			logger, err := g.logger()
+			if err != nil {
+				return err
 			}
-			if os.Getenv("GOGC") == "" {
-				// Cached bodies are long-lived and hits allocate nothing:
-				// a lower GC target trades a little miss-path CPU for a
-				// resident size closer to the cache's byte budget.
-				debug.SetGCPercent(gcPercent)
+			// Cached bodies are long-lived and hits allocate nothing: a
+			// lower GC target trades a little miss-path CPU for a
+			// resident size closer to the cache's byte budget.
+			restore, err := setGCPercent(cmd, fc.GCPercent, logger)
+			if err != nil {
+				return err
 			}
-			return serve(cmd, g, func(d service.Deps) (service.Service, error) {
-				d.Metrics = obs.NewRegistry()
-				return proxy.New(cfg, d)
+			defer restore()
+			return serveWithAdmin(cmd, g, func(d service.Deps) (service.Service, error) {
+				return proxy.New(*cfg, d)
+			}, func(s service.Service, a *obs.Admin) {
+				a.Handle("/cache/", s.(*proxy.Server).Cache().AdminHandler())
 			})
 		},
 	}
+	cfg.Cache.LinkRate = 15.4e6
+	cfg.Cache.FetchTimeout = config.Duration(60 * time.Second)
+	cfg.ConnectPorts = []int{443}
 	f := cmd.Flags()
-	f.IntVar(&gcPercent, "gc-percent", 25, "Go GC target percentage for this process (unless GOGC is set)")
+	gcPercentFlag(f, &fc.GCPercent, 25)
 	f.StringVar(&cfgFile, "config", "", "configuration `FILE` (YAML or JSON, the fields of proxy.Config); flags given override it")
 	f.StringVar(&cfg.Addr, "listen", "127.0.0.1:3128", "address to listen on")
 	f.StringVar(&cfg.Name, "name", "applayer", "pseudonym in Via and Cache-Status")
-	f.StringVar(&cfg.Admin, "admin", "", "loopback admin listener for /metrics, /cache/stats, /cache/purge (with --stats: the running proxy's)")
+	adminFlags(cmd, g, "/cache/stats, POST /cache/purge (with --stats: the running proxy's)")
 	f.BoolVar(&stats, "stats", false, "print the statistics of the proxy running with --admin ADDR and exit")
 	f.StringVar(&cfg.Cache.Dir, "cache-dir", "", "enable the disk tier in this directory (survives restarts)")
 	f.Int64Var(&memMiB, "cache-mem", 256, "memory tier budget in MiB")
 	f.Int64Var(&maxObjKiB, "max-object", 16<<10, "largest object stored, in KiB")
-	f.Float64Var(&cfg.Cache.LinkRate, "link-rate", 15.4e6, "access-link rate in bits/s for the utilisation statistic")
-	f.DurationVar(&fetchTimeout, "fetch-timeout", 60*time.Second, "time allowed for one origin fetch")
+	f.Float64Var(&cfg.Cache.LinkRate, "link-rate", cfg.Cache.LinkRate, "access-link rate in bits/s for the utilisation statistic")
+	f.Var(&cfg.Cache.FetchTimeout, "fetch-timeout", "time allowed for one origin fetch")
 	f.StringArrayVar(&sites, "site", nil, "reverse-proxy `HOST=ADDR[,ADDR...]` (repeatable; HOST * is the default site)")
 	f.StringVar(&balance, "balance", "round-robin", "choice among a site's replicas: round-robin or least-loaded")
-	f.IntSliceVar(&connect, "connect-port", []int{443}, "ports CONNECT may reach")
+	f.IntSliceVar(&cfg.ConnectPorts, "connect-port", cfg.ConnectPorts, "ports CONNECT may reach")
 	f.StringSliceVar(&cfg.AllowedClients, "allow", nil, "client networks (CIDR) allowed to use the proxy (default loopback)")
 	f.StringSliceVar(&cfg.TrustForwardedFrom, "trust-xff", nil, "proxies (CIDR) whose X-Forwarded-For is kept")
+	f.StringSliceVar(&cfg.AllowDestinations, "allow-to", nil, "loopback/link-local/own networks (CIDR) forward requests may reach (refused by default)")
 	return cmd
-}
-
-// mergeFlags copies into fc the flag values the user gave explicitly.
-func mergeFlags(cmd *cobra.Command, fc, flags *proxy.Config) {
-	ch := cmd.Flags().Changed
-	if ch("listen") || fc.Addr == "" {
-		fc.Addr = flags.Addr
-	}
-	if ch("name") {
-		fc.Name = flags.Name
-	}
-	if ch("admin") {
-		fc.Admin = flags.Admin
-	}
-	if ch("cache-dir") {
-		fc.Cache.Dir = flags.Cache.Dir
-	}
-	if ch("link-rate") {
-		fc.Cache.LinkRate = flags.Cache.LinkRate
-	}
-	if ch("allow") {
-		fc.AllowedClients = flags.AllowedClients
-	}
-	if ch("trust-xff") {
-		fc.TrustForwardedFrom = flags.TrustForwardedFrom
-	}
 }
 
 func printProxyStats(ctx context.Context, w io.Writer, admin string) error {
@@ -176,60 +164,4 @@ func printProxyStats(ctx context.Context, w io.Writer, admin string) error {
 	}
 	_, err = io.WriteString(w, st.String())
 	return err
-}
-
-// labDialer resolves the lab's host names to their planned addresses and
-// moves standard ports by the lab's offset, so the campus cache can fetch
-// http://gaia.cs.umass.edu/ inside the mini-Internet.
-type labDialer struct {
-	plan *lab.Plan
-	next service.Dialer
-}
-
-func (d labDialer) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
-	host, port, err := net.SplitHostPort(address)
-	if err == nil {
-		if h, ok := d.plan.Lookup(host); ok {
-			p, _ := strconv.Atoi(port)
-			address = net.JoinHostPort(h.Addr.String(), strconv.Itoa(d.plan.Port(p)))
-		}
-	}
-	return d.next.DialContext(ctx, network, address)
-}
-
-// proxyKinds are the lab kinds of package web/proxy.
-func proxyKinds() []lab.Kind {
-	return []lab.Kind{{
-		Name: "web-cache", Summary: "campus web cache: caching forward proxy (RFC 9111)", Port: proxy.DefaultPort, Network: "tcp",
-		Check: func(raw json.RawMessage) error {
-			var c proxy.Config
-			if err := lab.DecodeConfig(raw, &c); err != nil {
-				return err
-			}
-			return c.Validate()
-		},
-		Build: func(env lab.Env) (service.Service, error) {
-			var c proxy.Config
-			if err := lab.DecodeConfig(env.Spec.Config, &c); err != nil {
-				return nil, err
-			}
-			c.Addr = env.Listen.String()
-			if c.Name == "" {
-				c.Name = env.Host.Name
-			}
-			if c.Cache.Dir == "" && env.Plan.StateDir != "" {
-				c.Cache.Dir = filepath.Join(env.Plan.StateDir, "web-cache", env.Host.Name)
-			}
-			d := env.Deps.Defaults()
-			d.Dialer = labDialer{plan: env.Plan, next: d.Dialer}
-			srv, err := proxy.New(c, d)
-			if err != nil {
-				return nil, err
-			}
-			// Stats and purge on the lab's admin listener, under
-			// /hosts/<name>/: applayer http proxy --stats --admin 127.0.0.1:9900/hosts/cache.nyu.edu
-			env.Admin.Handle("/cache/", srv.Cache().AdminHandler())
-			return srv, nil
-		},
-	}}
 }

@@ -74,16 +74,16 @@ func TestLabCampusCache(t *testing.T) {
 	if !strings.Contains(statuses[0], "fwd=uri-miss") || !strings.Contains(statuses[1], "; hit") {
 		t.Fatalf("Cache-Status %q, want a miss then a hit", statuses)
 	}
-	if n := counterSum(t, reg, "applayer_webcache_origin_requests_total", "cache.nyu.edu"); n != 1 {
+	if n := counterSum(t, reg, "applayer_web_cache_origin_requests_total", "cache.nyu.edu"); n != 1 {
 		t.Fatalf("the cache made %v origin requests, want 1", n)
 	}
 	// The web server counts a request after its response is sent: wait
 	// for the count to arrive, then check there is exactly one.
 	deadline := time.Now().Add(10 * time.Second)
-	n := counterSum(t, reg, "applayer_http_requests_total", "gaia.cs.umass.edu")
+	n := counterSum(t, reg, "applayer_http_server_requests_total", "gaia.cs.umass.edu")
 	for n == 0 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
-		n = counterSum(t, reg, "applayer_http_requests_total", "gaia.cs.umass.edu")
+		n = counterSum(t, reg, "applayer_http_server_requests_total", "gaia.cs.umass.edu")
 	}
 	if n != 1 {
 		t.Fatalf("origin served %v requests, want 1", n)

@@ -22,7 +22,7 @@ func TestHTTPProxyStats(t *testing.T) {
 		io.WriteString(w, strings.Repeat("x", 125000)) // 1 Mbit
 	}))
 	defer origin.Close()
-	p, err := proxy.New(proxy.Config{Addr: "127.0.0.1:0", Admin: "127.0.0.1:0"}, service.Deps{})
+	p, err := proxy.New(proxy.Config{Addr: "127.0.0.1:0", Admin: "127.0.0.1:0", AllowDestinations: []string{"127.0.0.0/8"}}, service.Deps{})
 	if err != nil {
 		t.Fatal(err)
 	}

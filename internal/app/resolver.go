@@ -1,28 +1,32 @@
 package app
 
 import (
-	"encoding/json"
 	"errors"
-	"fmt"
-	"path/filepath"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/applayer/applayer/dns/resolver"
-	"github.com/applayer/applayer/dns/zone"
 	"github.com/applayer/applayer/internal/config"
 	"github.com/applayer/applayer/internal/obs"
 	"github.com/applayer/applayer/internal/service"
-	"github.com/applayer/applayer/lab"
 )
 
+// resolverFile is `dns resolver`'s config file: the resolver's own fields
+// plus the process's GC target, which is the binary's choice, not the
+// library's.
+type resolverFile struct {
+	resolver.Config
+	// GCPercent is --gc-percent: the Go GC target of the process (as
+	// GOGC). Lower keeps the resident size closer to the live cache for
+	// some CPU on the miss path (docs/BENCHMARKS.md). 0: the runtime's.
+	GCPercent int `json:"gc_percent,omitempty"`
+}
+
 func dnsResolverCommand(g *globals) *cobra.Command {
-	var cfg resolver.Config
-	var cfgFile, admin string
-	var timeout, stale time.Duration
+	var fc resolverFile
+	var cfgFile string
 	cmd := &cobra.Command{
 		Use:   "resolver",
 		Short: "Run a recursive, caching, validating resolver (the local DNS server)",
@@ -37,36 +41,48 @@ it sends (RFC 9156). With --forward it sends every query to an upstream
 resolver instead. With --trust-anchor it validates DNSSEC.
 
 A config file (YAML or JSON, the fields of the flags in snake_case) may be
-given with --config; flags override it.`,
+given with --config; flags given on the command line override it.`,
 		Example: `  applayer dns resolver --listen 127.0.0.1:5353 --root-hints-file /usr/share/dns/root.hints
   applayer dns resolver --listen 127.0.0.1:5353 --root-hint 127.53.0.1 --upstream-port 10053
   applayer dns resolver --listen 127.0.0.1:5353 --forward 127.0.0.53 --admin 127.0.0.1:9953
   dig @127.0.0.1 -p 5353 www.example.com`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			final := cfg
-			if cfgFile != "" {
-				var fc resolver.Config
-				if err := config.Load(cfgFile, &fc); err != nil {
-					return err
-				}
-				mergeResolverFlags(cmd, &fc, cfg)
-				final = fc
+			if err := loadConfigFile(cmd, cfgFile, &fc); err != nil {
+				return err
 			}
-			if cmd.Flags().Changed("timeout") || cfgFile == "" {
-				final.Timeout = config.Duration(timeout)
-			}
-			if cmd.Flags().Changed("serve-stale") || cfgFile == "" {
-				final.ServeStale = config.Duration(stale)
-			}
-			if len(final.RootHints) == 0 && final.RootHintsFile == "" && len(final.Forwarders) == 0 {
+			cfg := fc.Config
+			if len(cfg.RootHints) == 0 && cfg.RootHintsFile == "" && len(cfg.Forwarders) == 0 {
 				return errors.New("dns resolver: give --root-hint, --root-hints-file or --forward")
 			}
-			return runResolver(cmd, g, final, admin)
+			logger, err := g.logger()
+			if err != nil {
+				return err
+			}
+			restore, err := setGCPercent(cmd, fc.GCPercent, logger)
+			if err != nil {
+				return err
+			}
+			defer restore()
+			return serveWithAdmin(cmd, g, func(d service.Deps) (service.Service, error) {
+				return resolver.New(cfg, d)
+			}, func(s service.Service, a *obs.Admin) {
+				a.Handle("/dns/resolver/flush", s.(*resolver.Server).FlushHandler())
+			})
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&cfgFile, "config", "", "config file (YAML or JSON)")
+	resolverFlags(f, &fc, &cfgFile)
+	adminFlags(cmd, g, "POST /dns/resolver/flush[?name=]")
+	return cmd
+}
+
+// resolverFlags binds `dns resolver`'s flags to the config fields they set.
+func resolverFlags(f *pflag.FlagSet, fc *resolverFile, cfgFile *string) {
+	cfg := &fc.Config
+	cfg.Timeout = config.Duration(400 * time.Millisecond)
+	cfg.ServeStale = config.Duration(24 * time.Hour)
+	f.StringVar(cfgFile, "config", "", "config `FILE` (YAML or JSON); flags given override it")
 	f.StringVar(&cfg.Listen, "listen", "127.0.0.1:53", "address to serve on (UDP and TCP)")
 	f.StringSliceVar(&cfg.RootHints, "root-hint", nil, "root server address (repeatable)")
 	f.StringVar(&cfg.RootHintsFile, "root-hints-file", "", "root hints file (zone-file format)")
@@ -77,146 +93,7 @@ given with --config; flags override it.`,
 	f.IntVar(&cfg.CacheSize, "cache-size", 100000, "most cached entries")
 	f.BoolVar(&cfg.NoQNAMEMinimisation, "no-qname-minimisation", false, "send the full name to every server")
 	f.BoolVar(&cfg.NoPrefetch, "no-prefetch", false, "do not refresh popular entries before they expire")
-	f.DurationVar(&timeout, "timeout", 400*time.Millisecond, "first per-try upstream timeout (doubles each round)")
-	f.DurationVar(&stale, "serve-stale", 24*time.Hour, "serve expired answers this long when no authority answers (negative disables)")
-	f.IntVar(&cfg.GCPercent, "gc-percent", 0, "Go GC target percentage (as GOGC): lower trades CPU for memory; 0 leaves the runtime's default")
-	f.StringVar(&admin, "admin", "", "admin listener (loopback) with /metrics and POST /dns/resolver/flush[?name=]")
-	return cmd
-}
-
-// mergeResolverFlags copies the flags the user set over the file's config,
-// and --listen's value when the file gives no address.
-func mergeResolverFlags(cmd *cobra.Command, dst *resolver.Config, src resolver.Config) {
-	if dst.Listen == "" {
-		dst.Listen = src.Listen
-	}
-	for name, set := range map[string]func(){
-		"listen":                func() { dst.Listen = src.Listen },
-		"root-hint":             func() { dst.RootHints = src.RootHints },
-		"root-hints-file":       func() { dst.RootHintsFile = src.RootHintsFile },
-		"upstream-port":         func() { dst.UpstreamPort = src.UpstreamPort },
-		"forward":               func() { dst.Forwarders = src.Forwarders },
-		"trust-anchor":          func() { dst.TrustAnchorFile = src.TrustAnchorFile },
-		"allow":                 func() { dst.Allow = src.Allow },
-		"cache-size":            func() { dst.CacheSize = src.CacheSize },
-		"no-qname-minimisation": func() { dst.NoQNAMEMinimisation = src.NoQNAMEMinimisation },
-		"no-prefetch":           func() { dst.NoPrefetch = src.NoPrefetch },
-		"gc-percent":            func() { dst.GCPercent = src.GCPercent },
-	} {
-		if cmd.Flags().Changed(name) {
-			set()
-		}
-	}
-}
-
-func runResolver(cmd *cobra.Command, g *globals, cfg resolver.Config, admin string) error {
-	e, err := g.env()
-	if err != nil {
-		return err
-	}
-	defer e.close()
-	deps := e.deps()
-	reg := obs.NewRegistry()
-	deps.Metrics = reg
-	s, err := resolver.New(cfg, deps)
-	if err != nil {
-		return err
-	}
-	group := service.NewGroup(e.logger, s)
-	if admin != "" {
-		a, err := obs.NewAdmin(obs.AdminConfig{Addr: admin}, reg, e.logger.With("service", "admin"))
-		if err != nil {
-			return err
-		}
-		a.Handle("/dns/resolver/flush", s.FlushHandler())
-		group.Add(a)
-	}
-	return service.Run(cmd.Context(), group, service.DefaultGrace, func() {
-		for _, addr := range s.Addrs() {
-			fmt.Fprintf(g.stdout, "%s listening on %s %s\n", s.Name(), addr.Network(), addr)
-		}
-	})
-}
-
-// dnsResolverLabConfig is the lab's config of a dns-resolver: the
-// resolver's own fields plus the lab hosts serving the root.
-type dnsResolverLabConfig struct {
-	resolver.Config
-	// RootServers are lab host names of root servers; default
-	// ["a.root-servers.net"].
-	RootServers []string `json:"root_servers,omitempty"`
-}
-
-// dnsResolverKinds are the lab kinds of package dns/resolver.
-func dnsResolverKinds() []lab.Kind {
-	return []lab.Kind{{
-		Name: "dns-resolver", Summary: "recursive caching validating DNS resolver (local DNS server)", Port: 53, Network: "udp+tcp",
-		Check: func(raw json.RawMessage) error {
-			var c dnsResolverLabConfig
-			return lab.DecodeConfig(raw, &c)
-		},
-		Build: func(env lab.Env) (service.Service, error) {
-			var c dnsResolverLabConfig
-			if err := lab.DecodeConfig(env.Spec.Config, &c); err != nil {
-				return nil, err
-			}
-			cfg := c.Config
-			cfg.Listen = env.Listen.String()
-			names := c.RootServers
-			if len(names) == 0 {
-				names = []string{"a.root-servers.net"}
-			}
-			if len(cfg.Forwarders) == 0 && len(cfg.RootHints) == 0 && cfg.RootHintsFile == "" {
-				for _, n := range names {
-					h, ok := env.Plan.Lookup(n)
-					if !ok {
-						if len(c.RootServers) > 0 {
-							return nil, fmt.Errorf("dns-resolver: root server %q is not a lab host", n)
-						}
-						env.Deps.Logger.Warn("dns-resolver: root server is not a lab host; resolution will fail", "host", n)
-						continue
-					}
-					cfg.RootHints = append(cfg.RootHints, h.Addr.String())
-				}
-				cfg.UpstreamPort = env.Plan.Port(53)
-			}
-			if cfg.TrustAnchorFile == "" {
-				// Forwarding too: the chain of trust is then built
-				// through the forwarder (DS and DNSKEY queries).
-				cfg.TrustAnchorFile = filepath.Join(env.Plan.StateDir, "dns", "root.ds")
-				// A signed lab root writes root.ds when it starts: wait
-				// for it and refuse to run unvalidated; an unsigned root
-				// never writes it.
-				cfg.TrustAnchorOptional = !labRootSigned(env.Plan, names)
-				if cfg.TrustAnchorWait == 0 {
-					cfg.TrustAnchorWait = config.Duration(10 * time.Second)
-					if cfg.TrustAnchorOptional {
-						cfg.TrustAnchorWait = config.Duration(time.Second)
-					}
-				}
-			}
-			srv, err := resolver.New(cfg, env.Deps)
-			if err != nil {
-				return nil, err
-			}
-			env.Admin.Handle("POST /dns/resolver/flush", srv.FlushHandler())
-			return srv, nil
-		},
-	}}
-}
-
-// labRootSigned reports whether one of the named lab hosts serves a signed
-// root zone (and so writes STATE/dns/root.ds when it starts).
-func labRootSigned(p *lab.Plan, names []string) bool {
-	for _, h := range labDNSHosts(p) {
-		if h.cfg == nil || !slices.ContainsFunc(names, func(n string) bool { return strings.EqualFold(strings.TrimSuffix(n, "."), h.Name) }) {
-			continue
-		}
-		for _, z := range h.cfg.Zones {
-			if z.Sign && zone.Key(z.Origin) == "." {
-				return true
-			}
-		}
-	}
-	return false
+	f.Var(&cfg.Timeout, "timeout", "first per-try upstream timeout (doubles each round)")
+	f.Var(&cfg.ServeStale, "serve-stale", "serve expired answers this long when no authority answers (negative disables)")
+	gcPercentFlag(f, &fc.GCPercent, 0)
 }

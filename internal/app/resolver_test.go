@@ -1,46 +1,79 @@
 package app
 
 import (
+	"os"
+	"path/filepath"
 	"reflect"
 	"testing"
+	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/applayer/applayer/dns/resolver"
+	"github.com/applayer/applayer/internal/config"
 )
 
-// TestMergeResolverFlags: a flag given on the command line overrides the
-// config file's field; one not given leaves the file's value, except that
-// an empty listen address in the file takes --listen's value.
-func TestMergeResolverFlags(t *testing.T) {
-	file := resolver.Config{RootHintsFile: "file-hints", UpstreamPort: 5353, CacheSize: 7, Allow: []string{"10.0.0.0/8"}, NoPrefetch: true}
-	flags := resolver.Config{Listen: "127.0.0.2:5300", RootHints: []string{"192.0.2.1"}, RootHintsFile: "flag-hints", UpstreamPort: 53,
-		Forwarders: []string{"192.0.2.9"}, TrustAnchorFile: "ta", Allow: []string{"192.0.2.0/24"}, CacheSize: 9,
-		NoQNAMEMinimisation: true, GCPercent: 50}
-	fileWithListen := file
-	fileWithListen.Listen = "127.0.0.3:53"
+// TestResolverConfigFileAndFlags: every setting of `dns resolver` takes
+// the flag given on the command line, else the config file's value, else
+// the flag's default.
+func TestResolverConfigFileAndFlags(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "resolver.yaml")
+	os.WriteFile(file, []byte("root_hints_file: file-hints\nupstream_port: 5353\ncache_size: 7\nallow: [10.0.0.0/8]\nno_prefetch: true\ntimeout: 1s\ngc_percent: 10\n"), 0o644)
+	withListen := filepath.Join(dir, "listen.json")
+	os.WriteFile(withListen, []byte(`{"listen": "127.0.0.3:53", "root_hints_file": "file-hints"}`), 0o644)
+	defaults := resolverFile{Config: resolver.Config{Listen: "127.0.0.1:53", UpstreamPort: 53, CacheSize: 100000,
+		Timeout: config.Duration(400 * time.Millisecond), ServeStale: config.Duration(24 * time.Hour)}}
+	fromFile := resolverFile{Config: resolver.Config{Listen: "127.0.0.1:53", RootHintsFile: "file-hints", UpstreamPort: 5353, CacheSize: 7,
+		Allow: []string{"10.0.0.0/8"}, NoPrefetch: true, Timeout: config.Duration(time.Second), ServeStale: config.Duration(24 * time.Hour)}, GCPercent: 10}
+	everyFlag := resolverFile{Config: resolver.Config{Listen: "x", RootHints: []string{"x"}, RootHintsFile: "x", UpstreamPort: 1, Forwarders: []string{"x", "y"},
+		TrustAnchorFile: "x", Allow: []string{"x"}, CacheSize: 1, NoQNAMEMinimisation: true, NoPrefetch: false,
+		Timeout: config.Duration(2 * time.Second), ServeStale: config.Duration(time.Minute)}, GCPercent: 1}
+	some := fromFile
+	some.CacheSize, some.Forwarders = 1, []string{"x"}
+	listen := defaults
+	listen.Listen, listen.RootHintsFile = "127.0.0.3:53", "file-hints"
 	tests := []struct {
-		name string
-		file resolver.Config
-		args []string
-		want resolver.Config
+		name, file string
+		args       []string
+		want       resolverFile
 	}{
-		{"no flags", file, nil, resolver.Config{Listen: "127.0.0.2:5300", RootHintsFile: "file-hints", UpstreamPort: 5353, CacheSize: 7, Allow: []string{"10.0.0.0/8"}, NoPrefetch: true}},
-		{"no flags, file listen", fileWithListen, nil, fileWithListen},
-		{"every flag", fileWithListen, []string{"--listen=x", "--root-hint=x", "--root-hints-file=x", "--upstream-port=1", "--forward=x",
-			"--trust-anchor=x", "--allow=x", "--cache-size=1", "--no-qname-minimisation", "--no-prefetch=false", "--gc-percent=1"}, flags},
-		{"some flags", file, []string{"--cache-size=1", "--forward=x"}, resolver.Config{Listen: "127.0.0.2:5300", RootHintsFile: "file-hints", UpstreamPort: 5353,
-			CacheSize: 9, Forwarders: []string{"192.0.2.9"}, Allow: []string{"10.0.0.0/8"}, NoPrefetch: true}},
+		{"no file, no flags", "", nil, defaults},
+		{"no flags: the file, flag defaults for the rest", file, nil, fromFile},
+		{"file listen", withListen, nil, listen},
+		{"every flag", file, []string{"--listen=x", "--root-hint=x", "--root-hints-file=x", "--upstream-port=1", "--forward=x", "--forward=y",
+			"--trust-anchor=x", "--allow=x", "--cache-size=1", "--no-qname-minimisation", "--no-prefetch=false", "--timeout=2s", "--serve-stale=1m", "--gc-percent=1"}, everyFlag},
+		{"some flags", file, []string{"--cache-size=1", "--forward=x"}, some},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			cmd := dnsResolverCommand(&globals{})
-			if err := cmd.ParseFlags(tc.args); err != nil {
+			cmd := &cobra.Command{}
+			var got resolverFile
+			var cfgFile string
+			resolverFlags(cmd.Flags(), &got, &cfgFile)
+			args := tc.args
+			if tc.file != "" {
+				args = append(args, "--config", tc.file)
+			}
+			if err := cmd.ParseFlags(args); err != nil {
 				t.Fatal(err)
 			}
-			got := tc.file
-			mergeResolverFlags(cmd, &got, flags)
+			if err := loadConfigFile(cmd, cfgFile, &got); err != nil {
+				t.Fatal(err)
+			}
 			if !reflect.DeepEqual(got, tc.want) {
-				t.Errorf("merged\n%+v\nwant\n%+v", got, tc.want)
+				t.Errorf("got\n%+v\nwant\n%+v", got, tc.want)
 			}
 		})
+	}
+	// The file is as strict as ever: an unknown field is an error.
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("listen: 127.0.0.1:53\ncache_sise: 3\n"), 0o644)
+	cmd := &cobra.Command{}
+	var fc resolverFile
+	var cfgFile string
+	resolverFlags(cmd.Flags(), &fc, &cfgFile)
+	if err := loadConfigFile(cmd, bad, &fc); err == nil {
+		t.Error("unknown field cache_sise accepted")
 	}
 }

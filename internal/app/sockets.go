@@ -2,7 +2,6 @@ package app
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -11,9 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/applayer/applayer/internal/config"
-	"github.com/applayer/applayer/internal/obs"
 	"github.com/applayer/applayer/internal/service"
-	"github.com/applayer/applayer/lab"
 	"github.com/applayer/applayer/sockets"
 )
 
@@ -34,59 +31,6 @@ at once and upper-cases each line, and their clients. nc works as a peer.`,
 
 func defaultSocketAddr() string { return "127.0.0.1:" + strconv.Itoa(sockets.DefaultPort) }
 
-// adminFlag gives a server command the --admin flag: a loopback listener
-// serving /metrics, /healthz and /readyz for that server.
-func adminFlag(cmd *cobra.Command, g *globals) {
-	cmd.Flags().StringVar(&g.admin, "admin", "", "serve /metrics, /healthz and /readyz on this loopback `ADDR` (default: none)")
-}
-
-// serve runs one service until the command's context ends, with the admin
-// listener in front of it when --admin was given. extra, if not nil, may add
-// handlers to the admin listener before it starts.
-func serve(cmd *cobra.Command, g *globals, build func(service.Deps) (service.Service, error)) error {
-	return serveWithAdmin(cmd, g, build, nil)
-}
-
-func serveWithAdmin(cmd *cobra.Command, g *globals, build func(service.Deps) (service.Service, error), extra func(service.Service, *obs.Admin)) error {
-	e, err := g.env()
-	if err != nil {
-		return err
-	}
-	defer e.close()
-	d := e.deps()
-	reg := obs.NewRegistry()
-	d.Metrics = reg
-	svc, err := build(d)
-	if err != nil {
-		return err
-	}
-	group := service.NewGroup(e.logger)
-	var admin *obs.Admin
-	if g.admin != "" {
-		admin, err = obs.NewAdmin(obs.AdminConfig{Addr: g.admin}, reg, e.logger.With("service", "admin"))
-		if err != nil {
-			return err
-		}
-		if extra != nil {
-			extra(svc, admin)
-		}
-		group.Add(admin)
-	}
-	group.Add(svc)
-	return service.Run(cmd.Context(), group, service.DefaultGrace, func() {
-		for _, s := range group.Services() {
-			if a, ok := s.(service.Addresser); ok {
-				for _, addr := range a.Addrs() {
-					fmt.Fprintf(g.stdout, "%s listening on %s %s\n", s.Name(), addr.Network(), addr)
-				}
-			}
-		}
-		if admin != nil {
-			admin.SetReady(true)
-		}
-	})
-}
-
 func udpServerCommand(g *globals) *cobra.Command {
 	var cfg sockets.UDPConfig
 	cmd := &cobra.Command{
@@ -100,7 +44,7 @@ func udpServerCommand(g *globals) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&cfg.Addr, "listen", defaultSocketAddr(), "address to listen on")
 	cmd.Flags().IntVar(&cfg.MaxDatagram, "max-datagram", 2048, "largest datagram answered, in bytes")
-	adminFlag(cmd, g)
+	adminFlags(cmd, g, "")
 	return cmd
 }
 
@@ -123,7 +67,7 @@ func tcpServerCommand(g *globals) *cobra.Command {
 	f.DurationVar(&idle, "idle-timeout", 2*time.Minute, "close a connection idle this long")
 	f.IntVar(&cfg.MaxLineBytes, "max-line", 4096, "longest line accepted, in bytes")
 	f.IntVar(&cfg.MaxConns, "max-conns", 1024, "most concurrent connections")
-	adminFlag(cmd, g)
+	adminFlags(cmd, g, "")
 	return cmd
 }
 
@@ -192,34 +136,4 @@ or, with no arguments, each line of standard input, printing each answer.`,
 	}
 	c = socketClient(cmd)
 	return cmd
-}
-
-// socketKinds are the lab kinds of package sockets.
-func socketKinds() []lab.Kind {
-	return []lab.Kind{
-		{
-			Name: "udp-upper", Summary: "UDP upper-case server (socket programming)", Port: sockets.DefaultPort, Network: "udp",
-			Check: func(raw json.RawMessage) error { var c sockets.UDPConfig; return lab.DecodeConfig(raw, &c) },
-			Build: func(env lab.Env) (service.Service, error) {
-				var c sockets.UDPConfig
-				if err := lab.DecodeConfig(env.Spec.Config, &c); err != nil {
-					return nil, err
-				}
-				c.Addr = env.Listen.String()
-				return sockets.NewUDPServer(c, env.Deps)
-			},
-		},
-		{
-			Name: "tcp-upper", Summary: "TCP upper-case server (socket programming)", Port: sockets.DefaultPort, Network: "tcp",
-			Check: func(raw json.RawMessage) error { var c sockets.TCPConfig; return lab.DecodeConfig(raw, &c) },
-			Build: func(env lab.Env) (service.Service, error) {
-				var c sockets.TCPConfig
-				if err := lab.DecodeConfig(env.Spec.Config, &c); err != nil {
-					return nil, err
-				}
-				c.Addr = env.Listen.String()
-				return sockets.NewTCPServer(c, env.Deps)
-			},
-		},
-	}
 }

@@ -1,9 +1,16 @@
 package app
 
 import (
+	"slices"
+
 	"github.com/spf13/cobra"
 
+	"github.com/applayer/applayer/dns/authority"
+	"github.com/applayer/applayer/dns/resolver"
 	"github.com/applayer/applayer/lab"
+	"github.com/applayer/applayer/sockets"
+	"github.com/applayer/applayer/web/proxy"
+	"github.com/applayer/applayer/web/server"
 )
 
 // commands is the wiring table of subcommands: one entry per system.
@@ -15,17 +22,19 @@ func commands(g *globals) []*cobra.Command {
 		httpCommand(g),
 		dnsCommand(g),
 		digCommand(g),
+		torrentCommand(g),
 	}
 }
 
 // labKinds is the wiring table of what the lab can run: every kind of
-// service, by the name topology files use.
+// service, by the name topology files use. Each system declares its kinds
+// beside its code (LabKinds in the package's labkind.go).
 func labKinds() *lab.Kinds {
-	var ks []lab.Kind
-	ks = append(ks, socketKinds()...)
-	ks = append(ks, httpKinds()...)
-	ks = append(ks, dnsKinds()...)
-	ks = append(ks, proxyKinds()...)
-	ks = append(ks, dnsResolverKinds()...)
-	return lab.NewKinds(ks...)
+	return lab.NewKinds(slices.Concat(
+		sockets.LabKinds(),
+		server.LabKinds(),
+		authority.LabKinds(),
+		proxy.LabKinds(),
+		resolver.LabKinds(),
+	)...)
 }

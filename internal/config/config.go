@@ -148,3 +148,20 @@ func Load(path string, v any) error {
 	}
 	return nil
 }
+
+// String returns d as "1m30s", so a Duration can be a command-line flag
+// bound to a config field (with Set and Type, it is a pflag.Value).
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// Set parses "1m30s".
+func (d *Duration) Set(s string) error {
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("config: invalid duration %q", s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Type names the flag's value type in help texts.
+func (d *Duration) Type() string { return "duration" }

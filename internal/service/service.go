@@ -1,6 +1,6 @@
 // Package service defines the lifecycle every applayer server shares and a
 // Group that starts several services in order, rolls back on the first
-// failure and stops them in reverse order.
+// failure and stops them all at once, each within its grace period.
 //
 // The lifecycle, for every server in the project:
 //
@@ -43,7 +43,7 @@ type Addresser interface {
 // when the caller's context has no deadline.
 const DefaultGrace = 5 * time.Second
 
-// Group starts services in order and stops them in reverse order.
+// Group starts services in order and stops them in parallel.
 type Group struct {
 	logger *slog.Logger
 
@@ -75,7 +75,7 @@ func (g *Group) Services() []Service {
 }
 
 // Start starts every service in order. If one fails, those already started
-// are shut down in reverse order and the returned error names the failing
+// are shut down and the returned error names the failing
 // service (joined with any error from the rollback).
 func (g *Group) Start(ctx context.Context) error {
 	g.mu.Lock()
@@ -97,8 +97,13 @@ func (g *Group) Start(ctx context.Context) error {
 	return nil
 }
 
-// Shutdown stops the started services in reverse order. Each service gets
-// what is left of ctx; errors are joined. Safe to call more than once.
+// Shutdown stops the started services, all at once: they are independent
+// (each drains its own connections), so one slow to drain does not eat into
+// the others' time. Each gets ctx as its grace period, or DefaultGrace when
+// ctx has no deadline. A service that is still draining when its grace
+// period ends closes what is left (that is what the grace period is for):
+// it is logged as a warning, not reported as a failure. Other errors are
+// joined, each naming its service. Safe to call more than once.
 func (g *Group) Shutdown(ctx context.Context) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -106,15 +111,29 @@ func (g *Group) Shutdown(ctx context.Context) error {
 }
 
 func (g *Group) shutdownLocked(ctx context.Context) error {
-	var errs []error
-	for i := len(g.started) - 1; i >= 0; i-- {
-		s := g.started[i]
-		if err := s.Shutdown(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("service: shutdown %s: %w", s.Name(), err))
-		}
-		g.logger.Debug("service stopped", "service", s.Name())
-	}
+	started := g.started
 	g.started = nil
+	errs := make([]error, len(started))
+	var wg sync.WaitGroup
+	for i, s := range started {
+		wg.Go(func() {
+			sctx, cancel := ctx, context.CancelFunc(func() {})
+			if _, ok := ctx.Deadline(); !ok {
+				sctx, cancel = context.WithTimeout(ctx, DefaultGrace)
+			}
+			defer cancel()
+			err := s.Shutdown(sctx)
+			switch {
+			case err == nil:
+				g.logger.Debug("service stopped", "service", s.Name())
+			case sctx.Err() != nil && errors.Is(err, sctx.Err()):
+				g.logger.Warn("service stopped: it did not drain within its grace period, so its remaining work was cut off", "service", s.Name())
+			default:
+				errs[i] = fmt.Errorf("service: shutdown %s: %w", s.Name(), err)
+			}
+		})
+	}
+	wg.Wait()
 	return errors.Join(errs...)
 }
 
@@ -163,6 +182,11 @@ func (o *Once) Do(ctx context.Context, f func(context.Context) error) error {
 	case <-done:
 		return o.err
 	case <-ctx.Done():
-		return ctx.Err()
+		select {
+		case <-done: // finished as ctx ended: its own result counts
+			return o.err
+		default:
+			return ctx.Err()
+		}
 	}
 }

@@ -147,13 +147,23 @@ func (b *Bus) Subscribe(s Sink) (cancel func()) {
 	}
 }
 
-// JSONL writes events as JSON lines. It is safe for concurrent use.
+// FlushInterval is the longest an event written to a JSONL sink waits in
+// its buffer: a `tail -f` of the trace sees each event within this time, and
+// a process killed outright loses at most this much of the trace.
+const FlushInterval = 100 * time.Millisecond
+
+// JSONL writes events as JSON lines. It is safe for concurrent use. Events
+// are buffered and written out within FlushInterval of being published (and
+// on Flush and Close), so a busy lab does not pay a write per event and a
+// reader of the file still sees them as they happen.
 type JSONL struct {
-	mu  sync.Mutex
-	w   *bufio.Writer
-	c   io.Closer
-	enc *json.Encoder
-	err error
+	mu      sync.Mutex
+	w       *bufio.Writer
+	c       io.Closer
+	enc     *json.Encoder
+	err     error
+	pending *time.Timer // the flush scheduled for buffered events, if any
+	closed  bool
 }
 
 // NewJSONL returns a sink writing to w; Close flushes it and closes w if it
@@ -180,25 +190,40 @@ func CreateJSONL(path string) (*JSONL, error) {
 func (j *JSONL) Event(e Event) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if j.err != nil {
+	if j.err != nil || j.closed {
 		return
 	}
 	j.err = j.enc.Encode(e)
+	if j.pending == nil && j.w.Buffered() > 0 {
+		j.pending = time.AfterFunc(FlushInterval, func() { j.Flush() })
+	}
 }
 
 // Flush writes buffered events out.
 func (j *JSONL) Flush() error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	return j.flushLocked()
+}
+
+func (j *JSONL) flushLocked() error {
+	if j.pending != nil {
+		j.pending.Stop()
+		j.pending = nil
+	}
 	if err := j.w.Flush(); err != nil && j.err == nil {
 		j.err = err
 	}
 	return j.err
 }
 
-// Close flushes and closes the underlying writer.
+// Close flushes and closes the underlying writer. Events published after
+// Close are dropped.
 func (j *JSONL) Close() error {
-	err := j.Flush()
+	j.mu.Lock()
+	err := j.flushLocked()
+	j.closed = true
+	j.mu.Unlock()
 	if j.c != nil {
 		if cerr := j.c.Close(); cerr != nil && err == nil {
 			err = cerr

@@ -3,6 +3,8 @@ package trace
 import (
 	"bytes"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -132,5 +134,46 @@ func TestWithHostStampsEvents(t *testing.T) {
 	var nilBus *Bus
 	if nilBus.WithHost("x") != nil {
 		t.Error("nil bus WithHost != nil")
+	}
+}
+
+// TestJSONLFlushesAsEventsHappen: a reader of the trace file (tail -f) sees
+// each event without waiting for Close, and a process killed before Close
+// keeps what was traced until then. The bound is generous; the flush itself
+// is scheduled FlushInterval after the first buffered event.
+func TestJSONLFlushesAsEventsHappen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "trace.jsonl")
+	j, err := CreateJSONL(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	b := NewBus(nil)
+	b.Subscribe(j)
+	waitLines := func(n int) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			data, _ := os.ReadFile(path)
+			if got := strings.Count(string(data), "\n"); got >= n {
+				return
+			} else if time.Now().After(deadline) {
+				t.Fatalf("after 10s the file holds %d lines, want %d (events are not flushed as they happen)", got, n)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	b.Publish(Event{Summary: "first"})
+	waitLines(1)
+	b.Publish(Event{Summary: "second"})
+	b.Publish(Event{Summary: "third"})
+	waitLines(3)
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b.Publish(Event{Summary: "after close"}) // dropped, no panic
+	data, _ := os.ReadFile(path)
+	if strings.Count(string(data), "\n") != 3 || strings.Contains(string(data), "after close") {
+		t.Fatalf("file after Close:\n%s", data)
 	}
 }

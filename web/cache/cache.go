@@ -195,6 +195,7 @@ func (c *Cache) follow(w http.ResponseWriter, r *http.Request, f *flight, status
 	}
 	h["Cache-Status"] = c.cacheStatus(f.hdr["Cache-Status"], status+"; "+csDetailColl)
 	c.st.hits.Add(1)
+	noSniff(h)
 	w.WriteHeader(f.code)
 	off := 0
 	for {
@@ -504,6 +505,7 @@ func (c *Cache) serveEntry(w http.ResponseWriter, r *http.Request, e *entry, now
 	if code != http.StatusNoContent && code != http.StatusNotModified && code >= 200 {
 		h["Content-Length"] = []string{strconv.Itoa(len(body))}
 	}
+	noSniff(h)
 	w.WriteHeader(code)
 	if r.Method == http.MethodHead {
 		return
@@ -714,6 +716,7 @@ func (c *Cache) stream(w http.ResponseWriter, r *http.Request, res *http.Respons
 		defer f.finish(streamFailed) // unless finished well below
 	}
 	h["Cache-Status"] = c.cacheStatus(res.Header["Cache-Status"], status)
+	noSniff(h)
 	w.WriteHeader(res.StatusCode)
 	var buf []byte
 	if keep != nil && res.ContentLength >= 0 && res.ContentLength <= c.cfg.MaxObjectBytes {
@@ -804,6 +807,15 @@ func (c *Cache) stream(w http.ResponseWriter, r *http.Request, res *http.Respons
 		} else {
 			*keep = nil
 		}
+	}
+}
+
+// noSniff keeps net/http from inventing a Content-Type for a response
+// that has none (it sniffs the body otherwise): the field passes through
+// untouched, as nginx and Varnish pass it, so hits and misses agree.
+func noSniff(h http.Header) {
+	if _, ok := h["Content-Type"]; !ok {
+		h["Content-Type"] = nil
 	}
 }
 

@@ -234,6 +234,43 @@ func parseDelta(v string, hasVal bool) int64 {
 	return n
 }
 
+// excludes reports whether the canonical field name f is named in a
+// qualified no-cache="..." or private="..." (RFC 9111 sections 5.2.2.4 and
+// 5.2.2.7): a shared cache stores the response without it.
+func (d *Directives) excludes(f string) bool {
+	for _, n := range d.NoCacheFields {
+		if n == f {
+			return true
+		}
+	}
+	for _, n := range d.PrivateFields {
+		if n == f {
+			return true
+		}
+	}
+	return false
+}
+
+// neverStored are the response fields a shared cache never stores: a
+// cookie set for one client (section 3.1's hop-by-hop fields are removed
+// before).
+var neverStored = [...]string{"Set-Cookie", "Set-Cookie2"}
+
+// storedHeader removes from h (a response header about to be stored or
+// merged into a stored one) the fields named in cc's qualified no-cache
+// and private directives and those never stored.
+func storedHeader(h http.Header, cc *Directives) {
+	for _, f := range cc.PrivateFields {
+		delete(h, f)
+	}
+	for _, f := range cc.NoCacheFields {
+		delete(h, f)
+	}
+	for _, f := range neverStored {
+		delete(h, f)
+	}
+}
+
 // fieldList splits a comma-separated list of field names, canonicalised.
 func fieldList(v string) []string {
 	var out []string

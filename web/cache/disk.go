@@ -8,7 +8,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -20,8 +22,11 @@ import (
 )
 
 // diskStore is the optional disk tier: one file per stored response
-// (metadata as JSON, then the body), named by a hash of its keys, so the
-// cache's contents survive a restart. An in-memory index (rebuilt from the
+// (metadata as JSON, then the body, then a CRC-32C of both), named by a
+// hash of its keys, so the cache's contents survive a restart. Files are
+// written to a temporary file, fsynced and renamed into place; temporary
+// files left by a crash are removed at start, and a file whose checksum
+// doesn't match is never served (it is removed when read). An in-memory index (rebuilt from the
 // files' metadata at start) maps primary keys to files; bodies are read
 // only on a memory-tier miss.
 type diskStore struct {
@@ -48,8 +53,18 @@ type diskItem struct {
 // touch marks it as just used.
 func (d *diskStore) touch(it *diskItem) { it.seq.Store(d.seq.Add(1)) }
 
+// diskFormat is the version of the files' layout; files of another are
+// removed at start.
+const diskFormat = 2
+
+// diskTmpPrefix starts the names of files being written.
+const diskTmpPrefix = "tmp-"
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
 // diskMeta is the stored form of an entry's metadata.
 type diskMeta struct {
+	Version     int         `json:"v"`
 	Key         string      `json:"key"`
 	VKey        string      `json:"vkey"`
 	VaryNames   []string    `json:"vary,omitempty"`
@@ -65,6 +80,15 @@ func openDisk(dir string, budget int64) (*diskStore, error) {
 		return nil, fmt.Errorf("cache: disk tier: %w", err)
 	}
 	d := &diskStore{dir: dir, budget: budget, byKey: map[string][]*diskItem{}}
+	// Writes cut short (kill -9, a full disk) leave temporary files that
+	// nothing else would ever remove.
+	tmps, err := filepath.Glob(filepath.Join(dir, diskTmpPrefix+"*"))
+	if err != nil {
+		return nil, fmt.Errorf("cache: disk tier: %w", err)
+	}
+	for _, name := range tmps {
+		os.Remove(name)
+	}
 	names, err := filepath.Glob(filepath.Join(dir, "*.obj"))
 	if err != nil {
 		return nil, fmt.Errorf("cache: disk tier: %w", err)
@@ -76,6 +100,9 @@ func openDisk(dir string, budget int64) (*diskStore, error) {
 	var items []found
 	for _, name := range names {
 		meta, size, mod, err := readMeta(name)
+		if err == nil && meta.Version != diskFormat {
+			err = errors.New("cache: disk entry of another format")
+		}
 		if err != nil {
 			os.Remove(name) // a torn or foreign file
 			continue
@@ -104,7 +131,10 @@ func readMeta(name string) (diskMeta, int64, time.Time, error) {
 	if err != nil {
 		return m, 0, time.Time{}, err
 	}
-	m, _, err = decodeMeta(f)
+	m, n, err := decodeMeta(f)
+	if err == nil && st.Size() < int64(n)+4 {
+		err = errors.New("cache: disk entry truncated")
+	}
 	return m, st.Size(), st.ModTime(), err
 }
 
@@ -136,24 +166,25 @@ func (d *diskStore) fileFor(key, vkey string) string {
 // put writes e to disk (atomically: a temporary file renamed into place)
 // and links e to its file for access tracking.
 func (d *diskStore) put(e *entry) error {
-	meta, err := json.Marshal(diskMeta{Key: e.key, VKey: e.vkey, VaryNames: e.varyNames, Status: e.status,
+	meta, err := json.Marshal(diskMeta{Version: diskFormat, Key: e.key, VKey: e.vkey, VaryNames: e.varyNames, Status: e.status,
 		Header: e.header, ReqTime: e.reqTime, RespTime: e.respTime, CorrInitAge: int64(e.corrInitAge)})
 	if err != nil {
 		return err
 	}
 	name := d.fileFor(e.key, e.vkey)
-	tmp, err := os.CreateTemp(d.dir, "tmp-*")
+	tmp, err := os.CreateTemp(d.dir, diskTmpPrefix+"*")
 	if err != nil {
 		return fmt.Errorf("cache: disk tier: %w", err)
 	}
-	var hdr [4]byte
+	var hdr, sum [4]byte
 	binary.BigEndian.PutUint32(hdr[:], uint32(len(meta)))
-	_, err = tmp.Write(hdr[:])
+	crc := crc32.Update(crc32.Update(crc32.Checksum(hdr[:], castagnoli), castagnoli, meta), castagnoli, e.body)
+	binary.BigEndian.PutUint32(sum[:], crc)
+	_, err = (&net.Buffers{hdr[:], meta, e.body, sum[:]}).WriteTo(tmp)
 	if err == nil {
-		_, err = tmp.Write(meta)
-	}
-	if err == nil {
-		_, err = tmp.Write(e.body)
+		// the data reaches the disk before the name does: a crash leaves
+		// the old file or the new one, never a torn one under the name
+		err = tmp.Sync()
 	}
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
@@ -165,7 +196,7 @@ func (d *diskStore) put(e *entry) error {
 		os.Remove(tmp.Name())
 		return fmt.Errorf("cache: disk tier: %w", err)
 	}
-	size := int64(4 + len(meta) + len(e.body))
+	size := int64(4 + len(meta) + len(e.body) + 4)
 	it := &diskItem{file: name, key: e.key, vkey: e.vkey, size: size}
 	d.touch(it)
 	e.disk.Store(it)
@@ -233,7 +264,12 @@ func (d *diskStore) get(key string, h http.Header) *entry {
 	var bestIt *diskItem
 	for _, it := range items {
 		e, err := d.load(it.file)
-		if err != nil || e.key != key {
+		if err != nil || e.key != key || e.vkey != it.vkey {
+			// torn, corrupted or foreign: never served, and removed
+			d.mu.Lock()
+			os.Remove(it.file)
+			d.removeFileLocked(it.key, it.file)
+			d.mu.Unlock()
 			continue
 		}
 		if len(e.varyNames) > 0 && VaryKey(e.varyNames, h) != e.vkey {
@@ -257,12 +293,30 @@ func (d *diskStore) load(name string) (*entry, error) {
 	if err != nil {
 		return nil, err
 	}
-	m, n, err := decodeMeta(bytes.NewReader(b))
+	return decodeEntry(b)
+}
+
+// decodeEntry decodes a disk tier file: its checksum, metadata and body.
+func decodeEntry(b []byte) (*entry, error) {
+	if len(b) < 8 {
+		return nil, errors.New("cache: disk entry truncated")
+	}
+	data, sum := b[:len(b)-4], b[len(b)-4:]
+	if crc32.Checksum(data, castagnoli) != binary.BigEndian.Uint32(sum) {
+		return nil, errors.New("cache: disk entry checksum mismatch")
+	}
+	m, n, err := decodeMeta(bytes.NewReader(data))
 	if err != nil {
 		return nil, err
 	}
+	if m.Version != diskFormat {
+		return nil, errors.New("cache: disk entry of another format")
+	}
+	if m.Status < 100 || m.Status > 999 {
+		return nil, fmt.Errorf("cache: disk entry status %d", m.Status)
+	}
 	e := &entry{key: m.Key, vkey: m.VKey, varyNames: m.VaryNames, status: m.Status, header: m.Header,
-		body: b[n:], reqTime: m.ReqTime, respTime: m.RespTime, corrInitAge: time.Duration(m.CorrInitAge)}
+		body: data[n:], reqTime: m.ReqTime, respTime: m.RespTime, corrInitAge: time.Duration(m.CorrInitAge)}
 	if e.header == nil {
 		e.header = http.Header{}
 	}

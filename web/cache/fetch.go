@@ -255,12 +255,7 @@ func bytesReader(b []byte) io.Reader { return &byteReader{b} }
 func (c *Cache) newEntry(key string, r *http.Request, res *http.Response, reqTime, respTime time.Time) *entry {
 	h := res.Header.Clone()
 	cc := ParseCacheControl(h)
-	for _, f := range cc.PrivateFields {
-		delete(h, f)
-	}
-	for _, f := range cc.NoCacheFields {
-		delete(h, f)
-	}
+	storedHeader(h, &cc)
 	ageValue, _ := parseAge(h)
 	delete(h, "Age")
 	names, _ := varyNames(h)
@@ -310,12 +305,15 @@ func (c *Cache) store(e *entry) {
 // removed); the age is recomputed from the 304.
 func (c *Cache) updated(e *entry, res *http.Response, reqTime, respTime time.Time) *entry {
 	h := e.header.Clone()
-	for k, v := range res.Header {
+	from := res.Header.Clone()
+	cc := ParseCacheControl(from)
+	storedHeader(from, &cc) // a 304's cookie is for the validating client only
+	for k, v := range from {
 		switch k {
 		case "Content-Length", "Age", "Cache-Status":
 			continue
 		}
-		h[k] = append([]string(nil), v...)
+		h[k] = v
 	}
 	if _, ok := res.Header["Date"]; !ok {
 		h["Date"] = []string{respTime.UTC().Format(http.TimeFormat)}
@@ -383,6 +381,9 @@ func (c *Cache) validate(w http.ResponseWriter, r *http.Request, e *entry, reqCC
 			return
 		}
 		c.st.revalidated.Add(1)
+		if sc, ok := res.Header["Set-Cookie"]; ok {
+			w.Header()["Set-Cookie"] = sc // the validating client's own, never stored
+		}
 		c.serveEntry(w, r, ne, respTime, why+"; fwd-status=304", false)
 		return
 	}

@@ -121,6 +121,14 @@ func storable(req *http.Request, reqCC *Directives, status int, h http.Header, c
 	if _, star := varyNames(h); star {
 		return false // can never be selected
 	}
+	if _, ok := h["Set-Cookie"]; ok && !cc.excludes("Set-Cookie") {
+		// A shared cache never replays one client's cookie to another:
+		// like Varnish's builtin VCL and nginx's proxy_cache, a response
+		// setting a cookie is not stored, unless it says the cookie is not
+		// to be stored (no-cache="Set-Cookie" or private="Set-Cookie"),
+		// when it is stored without it.
+		return false
+	}
 	if _, ok := h["Expires"]; ok {
 		return true
 	}

@@ -128,26 +128,30 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 
 // register adds collectors that read the cache's counters.
 func (m *metrics) register(c *Cache) error {
-	counter := func(name, help string, f func() int64) prometheus.Collector {
-		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "applayer_webcache_" + name, Help: help},
+	const ns, sub = "applayer", "web_cache"
+	counter := func(name, help string, lbl prometheus.Labels, f func() int64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: name, Help: help, ConstLabels: lbl},
 			func() float64 { return float64(f()) })
 	}
 	gauge := func(name, help string, f func() float64) prometheus.Collector {
-		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "applayer_webcache_" + name, Help: help}, f)
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: name, Help: help}, f)
 	}
+	// Ratios (hit ratio, link utilisation) are left to PromQL, e.g.
+	// sum(rate(applayer_web_cache_lookups_total{result="hit"}[5m])) / sum(rate(applayer_web_cache_requests_total[5m])).
+	const lookups = "Requests by how the cache answered them: hit (from storage), miss (full response from the origin), revalidated (stored response validated with a 304), stale (stale-while-revalidate, stale-if-error)."
+	const body = "Body bytes served, by source: cache (from storage) or origin (fetched from origins)."
 	cs := []prometheus.Collector{
-		counter("requests_total", "Requests the cache handled.", c.st.requests.Load),
-		counter("hits_total", "Requests answered from storage without contacting the origin.", c.st.hits.Load),
-		counter("misses_total", "Requests answered with a full response from the origin.", c.st.misses.Load),
-		counter("revalidations_total", "Stored responses validated with a 304.", c.st.revalidated.Load),
-		counter("stale_served_total", "Stale responses served (stale-while-revalidate, stale-if-error).", c.st.stale.Load),
-		counter("origin_requests_total", "Requests sent to origins.", c.st.originRequests.Load),
-		counter("cache_bytes_total", "Body bytes served from storage.", c.st.bytesCache.Load),
-		counter("origin_bytes_total", "Body bytes fetched from origins.", c.st.bytesOrigin.Load),
+		counter("requests_total", "Requests the cache handled.", nil, c.st.requests.Load),
+		counter("lookups_total", lookups, prometheus.Labels{"result": "hit"}, c.st.hits.Load),
+		counter("lookups_total", lookups, prometheus.Labels{"result": "miss"}, c.st.misses.Load),
+		counter("lookups_total", lookups, prometheus.Labels{"result": "revalidated"}, c.st.revalidated.Load),
+		counter("lookups_total", lookups, prometheus.Labels{"result": "stale"}, c.st.stale.Load),
+		counter("origin_requests_total", "Requests sent to origins.", nil, c.st.originRequests.Load),
+		counter("body_bytes_total", body, prometheus.Labels{"source": "cache"}, c.st.bytesCache.Load),
+		counter("body_bytes_total", body, prometheus.Labels{"source": "origin"}, c.st.bytesOrigin.Load),
 		gauge("objects", "Stored responses in memory.", func() float64 { n, _ := c.mem.usage(); return float64(n) }),
 		gauge("memory_bytes", "Bytes used by the memory tier.", func() float64 { _, b := c.mem.usage(); return float64(b) }),
-		gauge("hit_ratio", "Hits per request since start.", func() float64 { return c.Stats().HitRatio }),
-		gauge("link_utilisation", "Access-link utilisation implied by origin traffic for the configured link rate.", func() float64 { return c.Stats().LinkUtilisation }),
+		gauge("link_rate_bytes_per_second", "The configured access-link rate, for the link utilisation in PromQL: rate(applayer_web_cache_body_bytes_total{source=\"origin\"}[1m]) / this.", func() float64 { return c.cfg.LinkRate / 8 }),
 	}
 	for _, col := range cs {
 		if err := m.reg.Register(col); err != nil {

@@ -80,8 +80,8 @@ func (j *Jar) Read(r io.Reader) error {
 		// A domain name never begins with a dot: "..x" is x (trimming one
 		// dot would write back as ".x", read next time as x).
 		domain := strings.ToLower(strings.TrimLeft(f[0], "."))
-		if domain == "" {
-			continue
+		if !validCookieDomain(domain) {
+			continue // "#x" would be written back as a comment and lost
 		}
 		e := jarEntry{
 			Domain: domain, Subdomains: strings.EqualFold(f[1], "TRUE"),
@@ -153,6 +153,26 @@ func (j *Jar) remove(domain, path, name string) {
 			return
 		}
 	}
+}
+
+// validCookieDomain reports whether d can be a cookie's domain: a host name
+// (letters, digits, '-', '_', '.') or an IP address (IPv6 without brackets,
+// as hostOf gives it). Anything else, such as a "#" (the comment marker of
+// cookies.txt), is a malformed line, skipped as curl skips them.
+func validCookieDomain(d string) bool {
+	if d == "" {
+		return false
+	}
+	if net.ParseIP(d) != nil {
+		return true
+	}
+	for i := 0; i < len(d); i++ {
+		c := d[i]
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
 }
 
 func hostOf(u *url.URL) string {

@@ -14,6 +14,10 @@ func FuzzJarRead(f *testing.F) {
 	f.Add("# Netscape HTTP Cookie File\n.example.com\tTRUE\t/\tFALSE\t0\tsid\tabc\n")
 	f.Add("#HttpOnly_shop.example\tFALSE\t/cart\tTRUE\t4102444800\tid\t1\n")
 	f.Add("host\tFALSE\t/\tFALSE\t0\tname\n..x\tFALSE\t/\tFALSE\t0\ta\tb\r\n")
+	// A domain starting with "#" was written back as a comment line and
+	// lost on the next read.
+	f.Add(".#x\tFALSE\t/\tFALSE\t0\ta\tb\n")
+	f.Add("..#HttpOnly_x\tFALSE\t/\tFALSE\t0\ta\tb\n")
 	now := time.Unix(1_800_000_000, 0)
 	write := func(t *testing.T, in string) string {
 		j := &Jar{now: func() time.Time { return now }}

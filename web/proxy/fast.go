@@ -20,6 +20,10 @@ import (
 // hands the connection, with the unread bytes, to the net/http server,
 // which serves it from then on.
 
+// fastBufSize is the fast path's read buffer: a request header that
+// doesn't fit is handed to net/http.
+const fastBufSize = 8192
+
 // fastConn is the state of one connection on the fast path.
 type fastConn struct {
 	s    *Server
@@ -32,22 +36,68 @@ type fastConn struct {
 	// no request allocates); WriteTo consumes it.
 	bufs net.Buffers
 	iov  [2][]byte
+	// hdrDeadline is the current request header's deadline, zero while
+	// the connection is idle between requests.
+	hdrDeadline time.Time
 	// out is the connection's *net.TCPConn when it is one: net.Buffers
 	// uses writev only on it, not through a wrapper (which would cost a
 	// write, and a TCP segment, per buffer).
 	out io.Writer
 }
 
-// countedConn decrements the open-connection count once when closed.
+// countedConn decrements the open-connection counts once when closed.
 type countedConn struct {
 	net.Conn
 	n    *atomic.Int64
+	s    *Server
+	peer netip.Addr // counted against the per-client limit when valid
 	once sync.Once
 }
 
 func (c *countedConn) Close() error {
-	c.once.Do(func() { c.n.Add(-1) })
+	c.once.Do(func() {
+		c.n.Add(-1)
+		if c.peer.IsValid() {
+			c.s.releaseClient(c.peer)
+		}
+	})
 	return c.Conn.Close()
+}
+
+// admitClient counts a connection from peer against the per-client limit
+// (trusted proxies are exempt: they carry many clients); false when the
+// peer is at the limit. A valid returned address is to be released.
+func (s *Server) admitClient(c net.Conn) (netip.Addr, bool) {
+	ap, err := netip.ParseAddrPort(c.RemoteAddr().String())
+	if err != nil {
+		return netip.Addr{}, true
+	}
+	peer := ap.Addr().Unmap()
+	if s.trustedPeer(peer) {
+		return netip.Addr{}, true
+	}
+	s.cmu.Lock()
+	defer s.cmu.Unlock()
+	if s.perClient[peer] >= s.cfg.MaxConnsPerClient {
+		return netip.Addr{}, false
+	}
+	s.perClient[peer]++
+	return peer, true
+}
+
+func (s *Server) releaseClient(peer netip.Addr) {
+	s.cmu.Lock()
+	defer s.cmu.Unlock()
+	if s.perClient[peer]--; s.perClient[peer] <= 0 {
+		delete(s.perClient, peer)
+	}
+}
+
+// busy answers a connection refused for a limit and closes it.
+func busy(c net.Conn) {
+	c.SetWriteDeadline(time.Now().Add(time.Second))
+	io.WriteString(c, "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+	c.Close()
 }
 
 // CloseWrite half-closes the connection when it supports it.
@@ -60,9 +110,32 @@ func (c *countedConn) CloseWrite() error {
 
 // replayConn is a connection handed to net/http: reads come from the
 // fast path's buffer first.
+//
+// hdrDeadline, when set, is the deadline of a request header that had
+// begun on the fast path: net/http's first read deadline (its header
+// timeout, counted from the hand-over) is capped by it, so handing over
+// does not give a slow client a second header timeout.
 type replayConn struct {
 	net.Conn
-	br *bufio.Reader
+	br          *bufio.Reader
+	hdrDeadline time.Time
+}
+
+func (r *replayConn) SetReadDeadline(t time.Time) error {
+	if !r.hdrDeadline.IsZero() && !t.IsZero() {
+		if t.After(r.hdrDeadline) {
+			t = r.hdrDeadline
+		}
+		r.hdrDeadline = time.Time{}
+	}
+	return r.Conn.SetReadDeadline(t)
+}
+
+func (r *replayConn) SetDeadline(t time.Time) error {
+	if err := r.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return r.Conn.SetWriteDeadline(t)
 }
 
 func (r *replayConn) Read(p []byte) (int, error) { return r.br.Read(p) }
@@ -139,12 +212,16 @@ func (s *Server) acceptLoop(ln net.Listener) {
 		delay = 0
 		if s.conns.Add(1) > int64(s.cfg.MaxConns) {
 			s.conns.Add(-1)
-			c.SetWriteDeadline(time.Now().Add(time.Second))
-			io.WriteString(c, "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-			c.Close()
+			busy(c)
 			continue
 		}
-		c = &countedConn{Conn: c, n: &s.conns}
+		peer, ok := s.admitClient(c)
+		if !ok {
+			s.conns.Add(-1)
+			busy(c)
+			continue
+		}
+		c = &countedConn{Conn: c, n: &s.conns, s: s, peer: peer}
 		s.mu.Lock()
 		select {
 		case <-s.stop:
@@ -175,7 +252,7 @@ func (s *Server) serveFast(c net.Conn) {
 		}
 		s.wg.Done()
 	}()
-	fc := &fastConn{s: s, c: c, br: bufio.NewReaderSize(c, 8192), out: c}
+	fc := &fastConn{s: s, c: c, br: bufio.NewReaderSize(c, fastBufSize), out: c}
 	if cc, ok := c.(*countedConn); ok {
 		if tc, ok := cc.Conn.(*net.TCPConn); ok {
 			fc.out = tc
@@ -188,8 +265,13 @@ func (s *Server) serveFast(c net.Conn) {
 		handed = s.handOver(fc)
 		return
 	}
+	// The first request's header must arrive within the header timeout of
+	// the connection's start (as net/http and nginx's client_header_timeout);
+	// a later one's within the header timeout of its first byte, after
+	// at most the idle timeout without one.
+	fc.hdrDeadline = time.Now().Add(s.cfg.ReadHeaderTimeout.D())
+	c.SetReadDeadline(fc.hdrDeadline)
 	for {
-		c.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout.D()))
 		n, ok, err := fc.next()
 		if err != nil {
 			return
@@ -210,12 +292,14 @@ func (s *Server) serveFast(c net.Conn) {
 			return
 		default:
 		}
+		fc.hdrDeadline = time.Time{}
+		c.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout.D()))
 	}
 }
 
 func (s *Server) handOver(fc *fastConn) bool {
 	fc.c.SetDeadline(time.Time{})
-	return s.handoff.give(&replayConn{Conn: fc.c, br: fc.br})
+	return s.handoff.give(&replayConn{Conn: fc.c, br: fc.br, hdrDeadline: fc.hdrDeadline})
 }
 
 // next reads the next request header and, if it can be answered on the
@@ -225,19 +309,21 @@ func (fc *fastConn) next() (n int, ok bool, err error) {
 	var head []byte
 	for {
 		b, _ := fc.br.Peek(fc.br.Buffered())
-		if i := bytes.Index(b, crlfcrlf); i >= 0 {
-			head = b[:i+4]
-			if bytes.Contains(head[:i+2], lflf) {
-				return 0, false, nil // bare LF line ends: the general path
-			}
+		end, done := scanHead(b)
+		if end > 0 {
+			head = b[:end]
 			break
 		}
-		if bytes.Contains(b, lflf) {
-			return 0, false, nil
+		if done {
+			return 0, false, nil // not plain CRLF framing: net/http decides
 		}
-		if len(b) > 0 {
-			// a request has begun: it must finish within the header timeout
-			fc.c.SetReadDeadline(time.Now().Add(fc.s.cfg.ReadHeaderTimeout.D()))
+		if len(b) > 0 && fc.hdrDeadline.IsZero() {
+			// A request has begun: its header must be complete within the
+			// header timeout of its first byte. The deadline is set once,
+			// never moved by later bytes (a slowloris client sends one
+			// at a time).
+			fc.hdrDeadline = time.Now().Add(fc.s.cfg.ReadHeaderTimeout.D())
+			fc.c.SetReadDeadline(fc.hdrDeadline)
 		}
 		if fc.br.Buffered() == fc.br.Size() {
 			return 0, false, nil // a large header: net/http enforces the limit
@@ -249,16 +335,48 @@ func (fc *fastConn) next() (n int, ok bool, err error) {
 			return 0, false, err
 		}
 	}
-	if !fc.prepare(head) {
+	if !fc.take(head) {
 		return 0, false, nil
 	}
 	return len(head), true, nil
 }
 
-var (
-	crlfcrlf = []byte("\r\n\r\n")
-	lflf     = []byte("\n\n")
-)
+// take reports whether the fast path answers the request whose complete
+// header (as scanHead framed it) is head, having prepared the response.
+func (fc *fastConn) take(head []byte) bool {
+	return len(head) <= fc.s.cfg.MaxHeaderBytes && fc.prepare(head)
+}
+
+// scanHead finds the end of the request header at the start of b: end is
+// its length (through the blank line) when b holds all of it. The fast
+// path takes only strict framing: every line ends in CRLF, with no bare
+// CR or LF and no other control character but HTAB anywhere, so that it
+// can never see the header end, or a field, where net/http sees another.
+// done with end 0 means b can't be a header the fast path takes (hand
+// it over); neither means more bytes are needed.
+func scanHead(b []byte) (end int, done bool) {
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		switch {
+		case c == '\r':
+			if i+1 == len(b) {
+				return 0, false
+			}
+			if b[i+1] != '\n' {
+				return 0, true // bare CR
+			}
+			if i >= 2 && b[i-1] == '\n' && b[i-2] == '\r' {
+				return i + 2, true // CRLF CRLF
+			}
+			i++ // the LF
+		case c == '\n':
+			return 0, true // bare LF
+		case c < ' ' && c != '\t', c == 0x7f:
+			return 0, true // NUL and other controls
+		}
+	}
+	return 0, false
+}
 
 // prepare parses one request header and looks it up in the cache.
 func (fc *fastConn) prepare(head []byte) bool {
@@ -277,20 +395,21 @@ func (fc *fastConn) prepare(head []byte) bool {
 		return false
 	}
 	var host []byte
+	haveHost := false
 	for len(rest) > 2 {
 		var l []byte
 		l, rest, _ = bytes.Cut(rest, []byte("\r\n"))
 		name, value, ok := bytes.Cut(l, []byte(":"))
-		if !ok || len(name) == 0 || bytes.ContainsAny(name, " \t\r\n") {
+		if !ok || !isToken(name) {
 			return false // obs-fold or a malformed field: net/http decides
 		}
-		value = bytes.TrimSpace(value)
+		value = bytes.Trim(value, " \t")
 		switch {
 		case eqFold(name, "host"):
-			if host != nil {
+			if haveHost || !validHost(value) {
 				return false
 			}
-			host = value
+			host, haveHost = value, true
 		case eqFold(name, "connection"):
 			if !eqFold(value, "keep-alive") {
 				return false // close, upgrade or named fields: the general path
@@ -302,10 +421,18 @@ func (fc *fastConn) prepare(head []byte) bool {
 			return false
 		}
 	}
+	if !haveHost {
+		return false // HTTP/1.1 requires Host: net/http answers 400
+	}
+	for _, c := range target {
+		if c <= ' ' || c == 0x7f {
+			return false
+		}
+	}
 	key := fc.key[:0]
 	switch {
 	case len(target) > 0 && target[0] == '/':
-		if host == nil || !fc.s.reverseHost(host) {
+		if !fc.s.reverseHost(host) {
 			return false
 		}
 		key = append(key, "http://"...)
@@ -367,6 +494,48 @@ func appendHost(dst, host []byte) []byte {
 	}
 	return dst
 }
+
+// isToken reports whether b is a non-empty token (RFC 9110 section 5.6.2),
+// the only field names net/http accepts.
+func isToken(b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	for _, c := range b {
+		if c >= 0x80 || !tokenByte[c] {
+			return false
+		}
+	}
+	return true
+}
+
+// validHost reports whether b is a Host value net/http accepts (the bytes
+// of golang.org/x/net/http/httpguts.ValidHostHeader).
+func validHost(b []byte) bool {
+	for _, c := range b {
+		if c >= 0x80 || !hostByte[c] {
+			return false
+		}
+	}
+	return true
+}
+
+var tokenByte, hostByte = func() (tok, host [128]bool) {
+	for c := '0'; c <= '9'; c++ {
+		tok[c], host[c] = true, true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		tok[c], host[c] = true, true
+		tok[c-'a'+'A'], host[c-'a'+'A'] = true, true
+	}
+	for _, c := range "!#$%&'*+-.^_`|~" {
+		tok[c] = true
+	}
+	for _, c := range "!$%&'()*+,-.:;=[]_~" {
+		host[c] = true
+	}
+	return
+}()
 
 func eqFold(b []byte, lower string) bool {
 	if len(b) != len(lower) {

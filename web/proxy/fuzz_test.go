@@ -4,35 +4,49 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/textproto"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"golang.org/x/net/http/httpguts"
+
 	"github.com/applayer/applayer/internal/config"
 	"github.com/applayer/applayer/internal/service"
 	"github.com/applayer/applayer/web/cache"
 )
 
-// FuzzFastPath feeds arbitrary request headers to the fast path's parser.
-// It must never panic, and whatever it accepts net/http must parse as the
-// same GET or HEAD request.
+// FuzzFastPath feeds arbitrary byte streams (pipelined requests) to the
+// fast path's framing and parser, as serveFast runs them, and to net/http.
+// It must never panic, and every request the fast path answers must be
+// one net/http's server parses from the same bytes: the same start and
+// end (no body), a GET or HEAD with the same cache key, accepted by the
+// server's own checks (Host, field names and values). The requests after
+// the first the fast path hands over are net/http's alone.
 func FuzzFastPath(f *testing.F) {
 	f.Add([]byte("GET /obj HTTP/1.1\r\nHost: site\r\n\r\n"))
 	f.Add([]byte("HEAD http://Example.com:80/obj HTTP/1.1\r\nHost: example.com\r\nConnection: keep-alive\r\n\r\n"))
 	f.Add([]byte("GET /obj HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"))
 	f.Add([]byte("GET /obj HTTP/1.1\r\nCache-Control: no-cache\r\n\r\n"))
 	f.Add([]byte("GET  HTTP/1.1\r\n\r\n"))
+	f.Add([]byte("GET /obj HTTP/1.1\r\nHost: site\r\n\r\nHEAD /obj HTTP/1.1\r\nHost: SITE:80\r\n\r\nGET /obj HTTP/1.1\r\nHost: site\r\n\r\n"))
+	f.Add([]byte("GET /obj HTTP/1.1\r\nHost: site\r\nX-A: 1\nContent-Length: 5\r\n\r\nGET /obj HTTP/1.1\r\nHost: site\r\n\r\n"))
+	f.Add([]byte("GET /obj HTTP/1.1\r\nHost: site\r\nX-A: a\rb\r\n\r\n"))
+	f.Add([]byte("GET /obj HTTP/1.1\r\nHost: site\r\nX-A: a\x00b\r\n\r\n"))
+	f.Add([]byte("GET /obj HTTP/1.1\r\nHost: site\r\nX-A:\t\xffb \r\n\r\nGET /obj HTTP/1.1\r\nHost: site\r\nContent-Length: 2\r\n\r\nab"))
+	f.Add([]byte("GET /obj HTTP/1.1\r\nHost: site\r\n\r\n\r\nGET /obj HTTP/1.1\r\nHost: site\r\n\r\n"))
 	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "max-age=600")
 		w.Write([]byte("hello"))
 	}))
-	s, err := New(Config{Sites: []Site{{Host: "*", Origins: []string{origin.Listener.Addr().String()}}}, Forward: ptr(true)},
-		service.Deps{Now: func() time.Time { return time.Unix(1e9, 0) }})
+	s, err := New(Config{Sites: []Site{{Host: "*", Origins: []string{origin.Listener.Addr().String()}}}, Forward: ptr(true),
+		MaxHeaderBytes: 4096}, service.Deps{Now: func() time.Time { return time.Unix(1e9, 0) }})
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -43,22 +57,96 @@ func FuzzFastPath(f *testing.F) {
 	})
 	// store one object so the parser's lookups can hit
 	s.cache.ServeHTTP(discard{}, httptest.NewRequest("GET", "http://site/obj", nil))
-	f.Fuzz(func(t *testing.T, head []byte) {
-		if !bytes.HasSuffix(head, []byte("\r\n\r\n")) {
-			head = append(head, "\r\n\r\n"...)
-		}
+	f.Fuzz(func(t *testing.T, stream []byte) {
 		fc := &fastConn{s: s}
-		if !fc.prepare(head) {
+		type frame struct {
+			start, end int
+			key        string
+			head       bool
+		}
+		var fast []frame
+		for off := 0; ; {
+			b := stream[off:]
+			if len(b) > fastBufSize {
+				b = b[:fastBufSize]
+			}
+			end, _ := scanHead(b)
+			if end == 0 || !fc.take(b[:end]) {
+				break
+			}
+			fast = append(fast, frame{off, off + end, string(fc.key), bytes.HasPrefix(b, []byte("HEAD "))})
+			off += end
+		}
+		if len(fast) == 0 {
 			return
 		}
-		req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(head)))
-		if err != nil {
-			t.Fatalf("fast path accepted %q that net/http rejects: %v", head, err)
-		}
-		if req.Method != http.MethodGet && req.Method != http.MethodHead {
-			t.Fatalf("fast path accepted method %q", req.Method)
+		rd := bytes.NewReader(stream)
+		br := bufio.NewReader(rd)
+		prev := 0
+		for i, fr := range fast {
+			req, err := http.ReadRequest(br)
+			end := len(stream) - rd.Len() - br.Buffered()
+			if err == nil {
+				err = serverChecks(req, stream[prev:end])
+			}
+			if err != nil {
+				t.Fatalf("fast path answered request %d %q that net/http refuses: %v", i, stream[fr.start:fr.end], err)
+			}
+			if req.ContentLength != 0 || len(req.TransferEncoding) > 0 {
+				t.Fatalf("request %d: net/http sees a body (length %d, %v)", i, req.ContentLength, req.TransferEncoding)
+			}
+			if prev != fr.start || end != fr.end {
+				t.Fatalf("request %d: fast path framed bytes %d-%d, net/http %d-%d of %q", i, fr.start, fr.end, prev, end, stream)
+			}
+			prev = end
+			if want := map[bool]string{false: http.MethodGet, true: http.MethodHead}[fr.head]; req.Method != want {
+				t.Fatalf("request %d: fast path answered %s, net/http read %q", i, want, req.Method)
+			}
+			u := *req.URL
+			if !u.IsAbs() {
+				u.Scheme, u.Host = "http", req.Host
+			}
+			if k := cache.Key(&http.Request{URL: &u, Host: u.Host}); k != fr.key {
+				t.Fatalf("request %d: fast path key %q, net/http's %q", i, fr.key, k)
+			}
 		}
 	})
+}
+
+// serverChecks are the checks net/http's server makes of a request after
+// parsing it (net/http's conn.readRequest): a Host field for HTTP/1.1,
+// exactly one and valid, and valid field names and values. raw is the
+// request's bytes (http.ReadRequest drops the Host fields from the header).
+func serverChecks(req *http.Request, raw []byte) error {
+	tr := textproto.NewReader(bufio.NewReader(bytes.NewReader(raw)))
+	if _, err := tr.ReadLine(); err != nil {
+		return err
+	}
+	h, err := tr.ReadMIMEHeader()
+	if err != nil {
+		return err
+	}
+	hosts, haveHost := h["Host"]
+	if req.ProtoAtLeast(1, 1) && (!haveHost || len(hosts) == 0) && req.Method != http.MethodConnect {
+		return errors.New("missing required Host header")
+	}
+	if len(hosts) > 1 {
+		return errors.New("too many Host headers")
+	}
+	if len(hosts) == 1 && !httpguts.ValidHostHeader(hosts[0]) {
+		return errors.New("malformed Host header")
+	}
+	for k, vv := range req.Header {
+		if !httpguts.ValidHeaderFieldName(k) {
+			return errors.New("invalid header name")
+		}
+		for _, v := range vv {
+			if !httpguts.ValidHeaderFieldValue(v) {
+				return errors.New("invalid header value")
+			}
+		}
+	}
+	return nil
 }
 
 func ptr[T any](v T) *T { return &v }
@@ -95,6 +183,7 @@ func FuzzProxyRequest(f *testing.F) {
 	f.Add([]byte("GET https://h/ HTTP/1.1\r\nHost: h\r\n\r\n"))
 	f.Add([]byte("GET * HTTP/1.1\r\nHost: h\r\nProxy-Connection: keep-alive\r\nUpgrade: websocket\r\nTE: trailers\r\n\r\n"))
 	f.Add([]byte("GET //h/a HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 10.0.0.1\r\nForwarded: for=10.0.0.1\r\n\r\n"))
+	f.Add([]byte("GET /a HTTP/1.1\r\nHost: h\r\nX-Forwarded-Host: evil\r\nx-forwarded-proto: https\r\nX-Original-URL: /admin\r\n\r\n"))
 	f.Add([]byte("GET http://user@h:80/a HTTP/1.0\r\nConnection: X-Forwarded-For, Cache-Control\r\nCache-Control: no-cache\r\n\r\n"))
 	var hits atomic.Int64
 	var mu sync.Mutex
@@ -110,7 +199,8 @@ func FuzzProxyRequest(f *testing.F) {
 		w.Write([]byte("ok"))
 	}))
 	s, err := New(Config{Name: "fuzzcache", Sites: []Site{{Host: "*", Origins: []string{origin.Listener.Addr().String()}}},
-		Forward: ptr(true), Cache: cache.Config{FetchTimeout: config.Duration(5 * time.Second)}},
+		Forward: ptr(true), Cache: cache.Config{FetchTimeout: config.Duration(5 * time.Second)},
+		AllowDestinations: []string{"127.0.0.0/8"}},
 		service.Deps{Dialer: originDialer{origin.Listener.Addr().String()}})
 	if err != nil {
 		f.Fatal(err)
@@ -164,7 +254,7 @@ func FuzzProxyRequest(f *testing.F) {
 		mu.Lock()
 		h := got
 		mu.Unlock()
-		for _, f := range []string{"Connection", "Proxy-Connection", "Keep-Alive", "Te", "Trailer", "Upgrade", "Proxy-Authorization", "Forwarded"} {
+		for _, f := range append([]string{"Connection", "Proxy-Connection", "Keep-Alive", "Te", "Trailer", "Upgrade", "Proxy-Authorization"}, untrustedForwarding[:]...) {
 			if _, ok := h[f]; ok {
 				t.Fatalf("hop-by-hop or untrusted field %s reached the origin: %q", f, h[f])
 			}

@@ -53,6 +53,12 @@ type Config struct {
 	// AllowedClients are the client networks (CIDR) that may use the
 	// proxy. Default loopback only.
 	AllowedClients []string `json:"allowed_clients,omitempty"`
+	// AllowDestinations are the networks (CIDR) that forward requests and
+	// CONNECT may reach even though they are loopback, link-local,
+	// unspecified or one of the proxy's own addresses (refused otherwise:
+	// a client must not reach the proxy host's own services through it).
+	// The lab lists its own block.
+	AllowDestinations []string `json:"allow_destinations,omitempty"`
 	// TrustForwardedFrom lists proxies (CIDR) whose X-Forwarded-For is
 	// kept and appended to; from anyone else it is replaced.
 	TrustForwardedFrom []string `json:"trust_forwarded_from,omitempty"`
@@ -72,6 +78,10 @@ type Config struct {
 	// MaxConns caps concurrent client connections; more are answered 503
 	// and closed. Default 10000.
 	MaxConns int `json:"max_conns,omitempty"`
+	// MaxConnsPerClient caps concurrent connections from one client
+	// address (trusted proxies are exempt); more are answered 503 and
+	// closed. Default 1000 (at most MaxConns).
+	MaxConnsPerClient int `json:"max_conns_per_client,omitempty"`
 	// HealthInterval is how often origins are checked. Default 5s.
 	HealthInterval config.Duration `json:"health_interval,omitempty"`
 }
@@ -114,6 +124,11 @@ func (c *Config) Validate() error {
 			return config.Errorf(fmt.Sprintf("allowed_clients/trust_forwarded_from[%d]", i), "%v", err)
 		}
 	}
+	for i, n := range c.AllowDestinations {
+		if _, err := netip.ParsePrefix(n); err != nil {
+			return config.Errorf(fmt.Sprintf("allow_destinations[%d]", i), "%v", err)
+		}
+	}
 	for i, p := range c.ConnectPorts {
 		if p <= 0 || p > 65535 {
 			return config.Errorf(fmt.Sprintf("connect_ports[%d]", i), "%d is not a port", p)
@@ -154,6 +169,9 @@ func (c *Config) defaults() {
 	if c.MaxConns <= 0 {
 		c.MaxConns = 10000
 	}
+	if c.MaxConnsPerClient <= 0 {
+		c.MaxConnsPerClient = min(1000, c.MaxConns)
+	}
 	if c.HealthInterval <= 0 {
 		c.HealthInterval = config.Duration(5 * time.Second)
 	}
@@ -169,19 +187,25 @@ type Server struct {
 	via     string
 	allowed []netip.Prefix
 	trusted []netip.Prefix
+	dests   []netip.Prefix  // allow_destinations
+	fwd     *http.Transport // forward requests: destinations checked
 	sites   map[string]*site
 	admin   *obs.Admin
 
 	mu      sync.Mutex
+	own     []netip.Addr // the proxy's own addresses, set by Start
 	ln      net.Listener
 	srv     *http.Server
 	tunnels map[net.Conn]struct{}
 	fast    map[net.Conn]struct{} // connections on the fast path
 	handoff *handoff
 	conns   atomic.Int64 // open client connections
-	wg      sync.WaitGroup
-	stop    chan struct{}
-	once    service.Once
+
+	cmu       sync.Mutex
+	perClient map[netip.Addr]int // open connections per client address
+	wg        sync.WaitGroup
+	stop      chan struct{}
+	once      service.Once
 }
 
 // New returns a proxy for cfg; Start binds it.
@@ -192,7 +216,8 @@ func New(cfg Config, deps service.Deps) (*Server, error) {
 	cfg.defaults()
 	deps = deps.Defaults()
 	s := &Server{cfg: cfg, deps: deps, log: deps.Logger.With("service", "web-cache"), via: "1.1 " + cfg.Name,
-		sites: map[string]*site{}, tunnels: map[net.Conn]struct{}{}, fast: map[net.Conn]struct{}{}, stop: make(chan struct{})}
+		sites: map[string]*site{}, tunnels: map[net.Conn]struct{}{}, fast: map[net.Conn]struct{}{}, stop: make(chan struct{}),
+		perClient: map[netip.Addr]int{}}
 	for _, n := range cfg.AllowedClients {
 		s.allowed = append(s.allowed, netip.MustParsePrefix(n))
 	}
@@ -207,6 +232,11 @@ func New(cfg Config, deps service.Deps) (*Server, error) {
 		IdleConnTimeout:       90 * time.Second,
 		ResponseHeaderTimeout: 30 * time.Second,
 	}
+	for _, n := range cfg.AllowDestinations {
+		s.dests = append(s.dests, netip.MustParsePrefix(n))
+	}
+	s.fwd = s.tr.Clone()
+	s.fwd.DialContext = s.dialForward
 	for _, sc := range cfg.Sites {
 		st := newSite(sc)
 		s.sites[strings.ToLower(sc.Host)] = st
@@ -272,7 +302,14 @@ func (s *Server) Start(ctx context.Context) error {
 		MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
+	own := ownAddrs(ln.Addr())
+	if s.admin != nil {
+		for _, a := range s.admin.Addrs() {
+			own = append(own, ownAddrs(a)...)
+		}
+	}
 	s.mu.Lock()
+	s.own = own
 	s.ln, s.srv = ln, srv
 	s.handoff = newHandoff(ln.Addr())
 	s.mu.Unlock()
@@ -322,6 +359,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.wg.Wait()
 		s.cache.Close()
 		s.tr.CloseIdleConnections()
+		s.fwd.CloseIdleConnections()
 		return err
 	})
 }
@@ -369,6 +407,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		out.Host = r.URL.Host
+		if a, ok := literalAddr(r.URL.Hostname()); ok && !s.destinationAllowed(a) {
+			s.refuse(w, http.StatusForbidden, "forwarding to "+a.String()+" is not allowed")
+			return
+		}
 	} else {
 		if s.siteFor(r.Host) == nil {
 			if *s.cfg.Forward {
@@ -420,6 +462,16 @@ func (s *Server) allowedPeer(a netip.Addr) bool {
 	return false
 }
 
+// trustedPeer reports whether a is a trusted proxy (trust_forwarded_from).
+func (s *Server) trustedPeer(a netip.Addr) bool {
+	for _, p := range s.trusted {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
 // looped reports whether a Via entry carries our own pseudonym.
 func (s *Server) looped(h http.Header) bool {
 	for _, line := range h["Via"] {
@@ -433,22 +485,27 @@ func (s *Server) looped(h http.Header) bool {
 	return false
 }
 
+// untrustedForwarding are the fields by which a proxy tells the origin
+// about the original request. From a peer that is not a trusted proxy they
+// are dropped: the origin may build the response from them (links,
+// redirects, routing) and they are not part of the cache key, so one
+// client could poison the response stored for everyone.
+var untrustedForwarding = [...]string{"Forwarded", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Forwarded-Port",
+	"X-Forwarded-Server", "X-Forwarded-Prefix", "X-Forwarded-Scheme", "X-Original-Url", "X-Rewrite-Url",
+	"X-Http-Method-Override", "X-Http-Method", "X-Method-Override"}
+
 // forwardedFor sets X-Forwarded-For: the peer appended to the client's
 // value when the peer is a trusted proxy, else the peer alone.
 func (s *Server) forwardedFor(h http.Header, peer netip.Addr) {
-	trusted := false
-	for _, p := range s.trusted {
-		if p.Contains(peer) {
-			trusted = true
-		}
-	}
-	if trusted {
+	if s.trustedPeer(peer) {
 		if prior := strings.Join(h["X-Forwarded-For"], ", "); prior != "" {
 			h["X-Forwarded-For"] = []string{prior + ", " + peer.String()}
 			return
 		}
 	} else {
-		delete(h, "Forwarded")
+		for _, f := range untrustedForwarding {
+			delete(h, f)
+		}
 	}
 	h["X-Forwarded-For"] = []string{peer.String()}
 }
@@ -499,9 +556,17 @@ func (s *Server) connect(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, http.StatusForbidden, "CONNECT to port "+portStr+" is not allowed")
 		return
 	}
+	if a, ok := literalAddr(host); ok && !s.destinationAllowed(a) {
+		s.refuse(w, http.StatusForbidden, "CONNECT to "+a.String()+" is not allowed")
+		return
+	}
 	dctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
-	up, err := s.deps.Dialer.DialContext(dctx, "tcp", net.JoinHostPort(host, portStr))
+	up, err := s.dialForward(dctx, "tcp", net.JoinHostPort(host, portStr))
 	cancel()
+	if errors.Is(err, errDestination) {
+		s.refuse(w, http.StatusForbidden, err.Error())
+		return
+	}
 	if err != nil {
 		s.refuse(w, http.StatusBadGateway, "cannot reach "+r.Host)
 		return
@@ -564,6 +629,82 @@ func (s *Server) connect(w http.ResponseWriter, r *http.Request) {
 	go relay(conn, up)
 	<-done
 	<-done
+}
+
+// errDestination is a forward request's destination that is refused.
+var errDestination = errors.New("proxy: destination not allowed")
+
+// dialForward dials a forward request's (or CONNECT's) destination and
+// checks the address actually connected to, so a name that resolves to
+// the proxy host itself (or changes to, between a check and the dial) is
+// refused too; nothing is sent on a refused connection.
+func (s *Server) dialForward(ctx context.Context, network, addr string) (net.Conn, error) {
+	c, err := s.deps.Dialer.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	ap, perr := netip.ParseAddrPort(c.RemoteAddr().String())
+	if perr != nil || !s.destinationAllowed(ap.Addr()) {
+		c.Close()
+		return nil, fmt.Errorf("%w: %s is %s", errDestination, addr, c.RemoteAddr())
+	}
+	return c, nil
+}
+
+// destinationAllowed reports whether a forward request may reach a: not
+// loopback, link-local, unspecified or one of the proxy's own addresses
+// unless allow_destinations lists it (Squid's default configuration
+// denies to_localhost and to_linklocal the same way).
+func (s *Server) destinationAllowed(a netip.Addr) bool {
+	a = a.Unmap()
+	for _, p := range s.dests {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	if a.IsLoopback() || a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast() || a.IsUnspecified() || !a.IsValid() {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, o := range s.own {
+		if o == a {
+			return false
+		}
+	}
+	return true
+}
+
+// literalAddr parses host as an IP address (the forms a URL may carry).
+func literalAddr(host string) (netip.Addr, bool) {
+	a, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(host, "["), "]"))
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	return a.WithZone("").Unmap(), true
+}
+
+// ownAddrs are the addresses a listener on la answers on: its own, or
+// every interface's when it listens on the unspecified address.
+func ownAddrs(la net.Addr) []netip.Addr {
+	ap, err := netip.ParseAddrPort(la.String())
+	if err != nil {
+		return nil
+	}
+	if !ap.Addr().Unmap().IsUnspecified() {
+		return []netip.Addr{ap.Addr().Unmap()}
+	}
+	ifs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil
+	}
+	var out []netip.Addr
+	for _, ia := range ifs {
+		if p, err := netip.ParsePrefix(ia.String()); err == nil {
+			out = append(out, p.Addr().Unmap())
+		}
+	}
+	return out
 }
 
 // idleReader refreshes a read deadline before each read, so a tunnel idle

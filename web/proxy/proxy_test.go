@@ -29,6 +29,11 @@ func start(t *testing.T, cfg Config) (*Server, string) {
 	if cfg.Addr == "" {
 		cfg.Addr = "127.0.0.1:0"
 	}
+	if cfg.AllowDestinations == nil {
+		// the test origins are on loopback: allowed explicitly (an empty,
+		// non-nil list keeps the default refusal)
+		cfg.AllowDestinations = []string{"127.0.0.0/8"}
+	}
 	s, err := New(cfg, service.Deps{Logger: testkit.Logger(t)})
 	if err != nil {
 		t.Fatal(err)

@@ -89,7 +89,7 @@ func (rt *router) RoundTrip(r *http.Request) (*http.Response, error) {
 		if !*rt.s.cfg.Forward {
 			return nil, fmt.Errorf("proxy: no site for %s", r.URL.Host)
 		}
-		return rt.s.tr.RoundTrip(r)
+		return rt.s.fwd.RoundTrip(r) // destinations checked
 	}
 	b := st.pick()
 	r2 := r.Clone(r.Context())

@@ -36,13 +36,13 @@ type metrics struct {
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		hot:      map[reqKey]reqMetrics{},
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "applayer_http_requests_total", Help: "HTTP requests answered, by protocol, method and status code."}, []string{"proto", "method", "code"}),
-		bytes:    prometheus.NewCounter(prometheus.CounterOpts{Name: "applayer_http_response_body_bytes_total", Help: "Response body bytes written."}),
-		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "applayer_http_request_duration_seconds", Help: "Time from request header to end of response.", Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10)}, []string{"proto"}),
-		conns:    prometheus.NewCounter(prometheus.CounterOpts{Name: "applayer_http_connections_total", Help: "TCP connections accepted (HTTP/1 and HTTP/2)."}),
-		open:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "applayer_http_open_connections", Help: "TCP connections open now."}),
-		panics:   prometheus.NewCounter(prometheus.CounterOpts{Name: "applayer_http_panics_total", Help: "Handler panics answered with 500."}),
-		pushes:   prometheus.NewCounter(prometheus.CounterOpts{Name: "applayer_http_pushes_total", Help: "HTTP/2 server pushes (PUSH_PROMISE) made."}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "applayer", Subsystem: "http_server", Name: "requests_total", Help: "HTTP requests answered, by protocol, method and status code."}, []string{"proto", "method", "code"}),
+		bytes:    prometheus.NewCounter(prometheus.CounterOpts{Namespace: "applayer", Subsystem: "http_server", Name: "response_body_bytes_total", Help: "Response body bytes written."}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "applayer", Subsystem: "http_server", Name: "request_duration_seconds", Help: "Time from request header to end of response.", Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10)}, []string{"proto"}),
+		conns:    prometheus.NewCounter(prometheus.CounterOpts{Namespace: "applayer", Subsystem: "http_server", Name: "connections_total", Help: "TCP connections accepted (HTTP/1 and HTTP/2)."}),
+		open:     prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "applayer", Subsystem: "http_server", Name: "open_connections", Help: "TCP connections open now."}),
+		panics:   prometheus.NewCounter(prometheus.CounterOpts{Namespace: "applayer", Subsystem: "http_server", Name: "panics_total", Help: "Handler panics answered with 500."}),
+		pushes:   prometheus.NewCounter(prometheus.CounterOpts{Namespace: "applayer", Subsystem: "http_server", Name: "pushes_total", Help: "HTTP/2 server pushes (PUSH_PROMISE) made."}),
 	}
 	for _, c := range []prometheus.Collector{m.requests, m.bytes, m.duration, m.conns, m.open, m.panics, m.pushes} {
 		if err := reg.Register(c); err != nil {

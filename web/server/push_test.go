@@ -95,7 +95,7 @@ func TestPushNghttp(t *testing.T) {
 		}
 	})
 	if got := testutil.ToFloat64(e.srv.m.pushes); int(got) != pushed {
-		t.Errorf("applayer_http_pushes_total = %v, want %d", got, pushed)
+		t.Errorf("applayer_http_server_pushes_total = %v, want %d", got, pushed)
 	}
 }
 

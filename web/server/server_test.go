@@ -412,7 +412,7 @@ func TestTraceAndMetrics(t *testing.T) {
 	}
 	found := false
 	for _, mf := range mfs {
-		if mf.GetName() == "applayer_http_requests_total" {
+		if mf.GetName() == "applayer_http_server_requests_total" {
 			for _, m := range mf.GetMetric() {
 				if m.GetCounter().GetValue() == 1 {
 					found = true
@@ -421,7 +421,7 @@ func TestTraceAndMetrics(t *testing.T) {
 		}
 	}
 	if !found {
-		t.Error("applayer_http_requests_total not counted")
+		t.Error("applayer_http_server_requests_total not counted")
 	}
 }
 

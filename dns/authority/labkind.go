@@ -1,0 +1,61 @@
+package authority
+
+import (
+	"encoding/json"
+	"path/filepath"
+
+	"github.com/applayer/applayer/dns/labzone"
+	"github.com/applayer/applayer/dns/zone"
+	"github.com/applayer/applayer/internal/service"
+	"github.com/applayer/applayer/lab"
+)
+
+// LabKinds are the lab kinds of the authoritative server: dns-authority,
+// serving zones generated from the lab's hosts by dns/labzone (config:
+// labzone.ServerConfig).
+func LabKinds() []lab.Kind {
+	return []lab.Kind{{
+		Name:    labzone.AuthorityKind,
+		Summary: "authoritative DNS server (zones generated from the lab's hosts)",
+		Port:    53,
+		Network: "udp+tcp",
+		Check: func(raw json.RawMessage) error {
+			_, err := labzone.DecodeServerConfig(raw)
+			return err
+		},
+		Build: buildLab,
+	}}
+}
+
+func buildLab(env lab.Env) (service.Service, error) {
+	mine, err := labzone.DecodeServerConfig(env.Spec.Config)
+	if err != nil {
+		return nil, err
+	}
+	texts, err := labzone.LabZones(env.Plan)
+	if err != nil {
+		return nil, err
+	}
+	cfg := Config{Addr: env.Listen.String(), NSID: mine.NSID, AllowTransfer: mine.AllowTransfer}
+	if env.Plan.StateDir != "" {
+		cfg.StateDir = filepath.Join(env.Plan.StateDir, "dns", "authority", env.Host.Name)
+	}
+	if cfg.NSID == "" {
+		cfg.NSID = env.Host.Name
+	}
+	for _, z := range mine.Zones {
+		k := zone.Key(z.Origin)
+		zc := ZoneConfig{Origin: k, File: z.File}
+		if z.File == "" {
+			zc.Text = texts[k]
+		}
+		if z.Sign {
+			zc.Sign = &SignConfig{KeyDir: labzone.KeyDir(env.Plan), NSEC3: z.NSEC3}
+			if k == "." {
+				cfg.DSFile = labzone.TrustAnchorFile(env.Plan)
+			}
+		}
+		cfg.Zones = append(cfg.Zones, zc)
+	}
+	return New(cfg, env.Deps)
+}

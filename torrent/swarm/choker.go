@@ -1,0 +1,176 @@
+package swarm
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"time"
+)
+
+// ChokePeer is what the choker knows of one neighbour.
+type ChokePeer struct {
+	ID int
+	// Interested is whether the peer wants pieces from us.
+	Interested bool
+	// DownRate is the rate the peer uploads to us (bytes/s, last 20 s).
+	DownRate float64
+	// UpRate is the rate we upload to the peer (bytes/s, last 20 s).
+	UpRate float64
+	// LastBlock is when the peer last sent us a block (zero: never).
+	LastBlock time.Time
+	// AmInterested is whether we want pieces from the peer.
+	AmInterested bool
+	// Connected is when the connection was made.
+	Connected time.Time
+}
+
+// ChokeDecision is the outcome of one round.
+type ChokeDecision struct {
+	// Unchoked are the peers to unchoke (regular slots and the optimistic
+	// one); every other peer is choked.
+	Unchoked map[int]bool
+	// Regular are the peers unchoked for their rate, best first.
+	Regular []int
+	// Optimistic is the optimistically unchoked peer (-1 for none).
+	Optimistic int
+	// Rotated reports whether the optimistic unchoke moved this round.
+	Rotated bool
+	// Snubbed are the peers that lost their chance at a regular slot for
+	// sending us nothing for SnubTimeout.
+	Snubbed []int
+	// Reason explains the round in a line, for the trace.
+	Reason string
+}
+
+// Choker is the chapter's tit-for-tat: every 10 seconds unchoke the four
+// interested peers that upload to us fastest (when seeding: that we upload
+// to fastest, so the pieces go where they travel best); every 30 seconds
+// optimistically unchoke one more peer at random, newly connected peers
+// three times as likely, so newcomers get a first piece and we discover
+// better partners. Anti-snubbing: a peer that has sent us nothing for
+// SnubTimeout while we wanted its pieces loses its regular slot; only an
+// optimistic unchoke can reach it.
+//
+// The caller calls Decide every Interval; the choker keeps only the
+// optimistic unchoke's state, on the clock it is given. It is not safe for
+// concurrent use.
+type Choker struct {
+	// Slots is the number of regular unchokes. Default 4.
+	Slots int
+	// Interval is how often Decide is called (regular re-evaluation).
+	// Default 10 s.
+	Interval time.Duration
+	// OptimisticEvery rotates the optimistic unchoke. Default 30 s.
+	OptimisticEvery time.Duration
+	// NewPeer is the age under which a peer is new (3x as likely to be
+	// picked optimistically). Default 1 minute.
+	NewPeer time.Duration
+	// SnubTimeout marks a peer snubbed. Default 1 minute.
+	SnubTimeout time.Duration
+
+	rnd         *rand.Rand
+	optimistic  int
+	lastRotated time.Time
+}
+
+// NewChoker returns a choker with the defaults, drawing from rnd.
+func NewChoker(rnd *rand.Rand) *Choker {
+	return &Choker{Slots: 4, Interval: 10 * time.Second, OptimisticEvery: 30 * time.Second,
+		NewPeer: time.Minute, SnubTimeout: time.Minute, rnd: rnd, optimistic: -1}
+}
+
+// Snubbed reports whether p has starved us for SnubTimeout.
+func (c *Choker) Snubbed(now time.Time, p ChokePeer) bool {
+	if !p.AmInterested {
+		return false
+	}
+	since := p.LastBlock
+	if since.IsZero() {
+		since = p.Connected
+	}
+	return now.Sub(since) >= c.SnubTimeout
+}
+
+// Decide runs one round at now over the connected peers.
+func (c *Choker) Decide(now time.Time, peers []ChokePeer, seeding bool) ChokeDecision {
+	d := ChokeDecision{Unchoked: map[int]bool{}, Optimistic: -1}
+	var cand []ChokePeer
+	for _, p := range peers {
+		if !p.Interested {
+			continue
+		}
+		if !seeding && c.Snubbed(now, p) {
+			d.Snubbed = append(d.Snubbed, p.ID)
+			continue
+		}
+		cand = append(cand, p)
+	}
+	rate := func(p ChokePeer) float64 {
+		if seeding {
+			return p.UpRate
+		}
+		return p.DownRate
+	}
+	sort.SliceStable(cand, func(i, j int) bool {
+		if rate(cand[i]) != rate(cand[j]) {
+			return rate(cand[i]) > rate(cand[j])
+		}
+		return cand[i].ID < cand[j].ID
+	})
+	for _, p := range cand {
+		if len(d.Regular) == c.Slots {
+			break
+		}
+		d.Regular = append(d.Regular, p.ID)
+		d.Unchoked[p.ID] = true
+	}
+	// Keep the optimistic unchoke until its 30 s are up, unless it left,
+	// lost interest or won a regular slot.
+	present := false
+	for _, p := range peers {
+		if p.ID == c.optimistic && p.Interested && !d.Unchoked[p.ID] {
+			present = true
+		}
+	}
+	if !present || c.lastRotated.IsZero() || now.Sub(c.lastRotated) >= c.OptimisticEvery {
+		var pool []ChokePeer
+		var weights []int
+		total := 0
+		for _, p := range peers {
+			if !p.Interested || d.Unchoked[p.ID] {
+				continue
+			}
+			w := 1
+			if now.Sub(p.Connected) < c.NewPeer {
+				w = 3
+			}
+			pool = append(pool, p)
+			weights = append(weights, w)
+			total += w
+		}
+		prev := c.optimistic
+		c.optimistic = -1
+		if total > 0 {
+			x := c.rnd.IntN(total)
+			for i, w := range weights {
+				if x < w {
+					c.optimistic = pool[i].ID
+					break
+				}
+				x -= w
+			}
+		}
+		c.lastRotated = now
+		d.Rotated = c.optimistic != prev
+	}
+	if c.optimistic >= 0 {
+		d.Optimistic = c.optimistic
+		d.Unchoked[c.optimistic] = true
+	}
+	what := "download"
+	if seeding {
+		what = "upload"
+	}
+	d.Reason = fmt.Sprintf("tit-for-tat by %s rate: regular %v, optimistic %d (rotated %v), snubbed %v", what, d.Regular, d.Optimistic, d.Rotated, d.Snubbed)
+	return d
+}
