@@ -96,7 +96,7 @@ func New(cfg Config, deps service.Deps) (*Server, error) {
 		MaxTCPConns: cfg.MaxTCPConns, DropIdle: true,
 		IdleTimeout: cfg.IdleTimeout.D(), QueryTimeout: cfg.ReadTimeout.D(), MaxTCPQueries: 1000,
 		TSIGSecrets: s.secrets(),
-		Logger:      s.log, Trace: deps.Trace,
+		Now:         deps.Now, Logger: s.log, Trace: deps.Trace,
 		OnPanic: func(any) { s.m.panics.Inc() },
 	}, s)
 	if cfg.AnswerCacheBytes > 0 {

@@ -10,8 +10,8 @@ import (
 
 	"github.com/miekg/dns"
 
-	"github.com/applayer/applayer/internal/atomicfile"
 	"github.com/applayer/applayer/dns/zone"
+	"github.com/applayer/applayer/internal/atomicfile"
 )
 
 // source is where a zone comes from, with its reload and refresh state.

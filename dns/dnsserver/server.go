@@ -160,8 +160,9 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	if wantUDP {
 		s.packets = transport.NewPacketServer(transport.PacketConfig{
+			// Datagrams over 8 KiB (transport's default buffer) are cut
+			// and answered FORMERR: no query is that large.
 			Readers: s.cfg.UDPReaders, BlockingReads: s.cfg.BlockingReads, Logger: s.log,
-			MaxDatagram: dns.MaxMsgSize,
 			Observe: func(e transport.Event) {
 				if e.Kind == transport.EventPanic && s.cfg.OnPanic != nil {
 					s.cfg.OnPanic(e.Panic)
