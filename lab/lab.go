@@ -160,6 +160,8 @@ type Running struct {
 	Admin *obs.Admin
 	// Entries lists, per service, the host and where it listens.
 	Entries []Entry
+
+	claimed string // the file recording this lab on its block (claim.go)
 }
 
 // Entry is one started service, for the table.
@@ -219,8 +221,9 @@ func Build(p *Plan, kinds *Kinds, deps service.Deps, reg *prometheus.Registry) (
 // stopped again.
 func (r *Running) Start(ctx context.Context) error {
 	if err := r.Group.Start(ctx); err != nil {
-		return err
+		return r.explainInUse(err)
 	}
+	r.writeClaim()
 	if r.Admin != nil {
 		r.Admin.SetReady(true)
 	}
@@ -233,6 +236,7 @@ func (r *Running) Shutdown(ctx context.Context) error {
 	if r.Admin != nil {
 		r.Admin.SetReady(false)
 	}
+	defer r.removeClaim()
 	return r.Group.Shutdown(ctx)
 }
 

@@ -38,6 +38,18 @@ type Options struct {
 	NoRecurse bool
 	// Short prints only the answers' data (+short).
 	Short bool
+	// CD sets the checking-disabled bit (+cd): a validating resolver
+	// answers without validating.
+	CD bool
+	// NSID asks the server for its name server identifier (+nsid).
+	NSID bool
+	// Multi prints long records (SOA, DNSKEY, RRSIG, DS) over several
+	// lines with comments (+multi).
+	Multi bool
+	// Display chooses the parts printed (+noall +answer, +nostats...).
+	Display Display
+	// JSON prints the answer as one JSON object instead (--json).
+	JSON bool
 	// Trace resolves iteratively from Roots (+trace).
 	Trace bool
 	// Roots are the root servers' addresses (host:port) for +trace.
@@ -85,7 +97,12 @@ func Exchange(ctx context.Context, o Options, server, name string, qtype uint16,
 	q := new(dns.Msg)
 	q.SetQuestion(dns.Fqdn(name), qtype)
 	q.RecursionDesired = rd
+	q.CheckingDisabled = o.CD
 	q.SetEdns0(1232, o.DNSSEC)
+	if o.NSID {
+		opt := q.IsEdns0()
+		opt.Option = append(opt.Option, &dns.EDNS0_NSID{Code: dns.EDNS0NSID})
+	}
 	proto := "udp"
 	if o.TCP {
 		proto = "tcp"
@@ -150,12 +167,17 @@ func Run(ctx context.Context, w io.Writer, o Options) error {
 	if err != nil {
 		return err
 	}
-	if o.Short {
+	switch {
+	case o.JSON:
+		return PrintJSON(w, r)
+	case o.Short:
 		PrintShort(w, r.Msg)
 		return nil
 	}
-	fmt.Fprintf(w, "\n; <<>> applayer dig <<>> %s\n;; global options: +cmd\n;; Got answer:\n", o.Args)
-	Print(w, r)
+	if !o.Display.NoCmd {
+		fmt.Fprintf(w, "\n; <<>> applayer dig <<>> %s\n;; global options: +cmd\n", o.Args)
+	}
+	PrintWith(w, r, o.Display, o.Multi)
 	return nil
 }
 
@@ -172,83 +194,6 @@ func systemServer() (string, error) {
 		return "", errors.New("dig: no server given (@server) and none in /etc/resolv.conf")
 	}
 	return net.JoinHostPort(cc.Servers[0], cc.Port), nil
-}
-
-// Print writes r the way dig does.
-func Print(w io.Writer, r *Result) {
-	m := r.Msg
-	fmt.Fprintf(w, ";; ->>HEADER<<- opcode: %s, status: %s, id: %d\n", dns.OpcodeToString[m.Opcode], rcodeString(m), m.Id)
-	var flags []string
-	for _, f := range []struct {
-		on   bool
-		name string
-	}{{m.Response, "qr"}, {m.Authoritative, "aa"}, {m.Truncated, "tc"}, {m.RecursionDesired, "rd"}, {m.RecursionAvailable, "ra"}, {m.AuthenticatedData, "ad"}, {m.CheckingDisabled, "cd"}} {
-		if f.on {
-			flags = append(flags, f.name)
-		}
-	}
-	extra := len(m.Extra)
-	fmt.Fprintf(w, ";; flags: %s; QUERY: %d, ANSWER: %d, AUTHORITY: %d, ADDITIONAL: %d\n", strings.Join(flags, " "), len(m.Question), len(m.Answer), len(m.Ns), extra)
-	if opt := m.IsEdns0(); opt != nil {
-		fmt.Fprintf(w, "\n;; OPT PSEUDOSECTION:\n; EDNS: version: %d, flags:", opt.Version())
-		if opt.Do() {
-			fmt.Fprint(w, " do")
-		}
-		fmt.Fprintf(w, "; udp: %d\n", opt.UDPSize())
-		for _, o := range opt.Option {
-			switch o := o.(type) {
-			case *dns.EDNS0_NSID:
-				fmt.Fprintf(w, "; NSID: %s\n", o.Nsid)
-			case *dns.EDNS0_COOKIE:
-				fmt.Fprintf(w, "; COOKIE: %s\n", o.Cookie)
-			default:
-				fmt.Fprintf(w, "; %s\n", o.String())
-			}
-		}
-	}
-	fmt.Fprint(w, "\n;; QUESTION SECTION:\n")
-	for _, q := range m.Question {
-		fmt.Fprintf(w, ";%s\t\t%s\t%s\n", q.Name, dns.ClassToString[q.Qclass], dns.TypeToString[q.Qtype])
-	}
-	section := func(title string, rrs []dns.RR) {
-		var lines []string
-		for _, rr := range rrs {
-			if rr.Header().Rrtype == dns.TypeOPT {
-				continue
-			}
-			lines = append(lines, rr.String())
-		}
-		if len(lines) == 0 {
-			return
-		}
-		fmt.Fprintf(w, "\n;; %s SECTION:\n%s\n", title, strings.Join(lines, "\n"))
-	}
-	section("ANSWER", m.Answer)
-	section("AUTHORITY", m.Ns)
-	section("ADDITIONAL", m.Extra)
-	host, _, _ := net.SplitHostPort(r.Server)
-	port := r.Server[len(host):]
-	port = strings.TrimPrefix(strings.TrimPrefix(port, "]"), ":")
-	fmt.Fprintf(w, "\n;; Query time: %d msec\n;; SERVER: %s#%s(%s) (%s)\n;; WHEN: %s\n;; MSG SIZE  rcvd: %d\n\n",
-		r.RTT.Milliseconds(), host, port, host, r.Proto, time.Now().Format("Mon Jan 02 15:04:05 MST 2006"), r.Size)
-}
-
-func rcodeString(m *dns.Msg) string {
-	if s, ok := dns.RcodeToString[m.Rcode]; ok {
-		return s
-	}
-	return "RESERVED" + strconv.Itoa(m.Rcode)
-}
-
-// PrintShort writes only the data of the answer records (+short).
-func PrintShort(w io.Writer, m *dns.Msg) {
-	for _, rr := range m.Answer {
-		fmt.Fprintln(w, rdata(rr))
-	}
-}
-
-func rdata(rr dns.RR) string {
-	return strings.TrimPrefix(rr.String(), rr.Header().String())
 }
 
 // ReadHints reads a root hints file (named.root format: ". NS name" and

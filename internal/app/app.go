@@ -32,7 +32,10 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	root := NewRoot(stdin, stdout, stderr)
 	root.SetArgs(args)
 	if err := root.ExecuteContext(ctx); err != nil {
-		fmt.Fprintln(stderr, "applayer:", err)
+		var q quiet
+		if !errors.As(err, &q) || !q.Silent() {
+			fmt.Fprintln(stderr, "applayer:", err)
+		}
 		var ec exitCoder
 		if errors.As(err, &ec) {
 			return ec.ExitCode()
@@ -43,6 +46,9 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 }
 
 type exitCoder interface{ ExitCode() int }
+
+// quiet is an error the command asked not to print (curl's -s).
+type quiet interface{ Silent() bool }
 
 // globals are the flags every command shares.
 type globals struct {

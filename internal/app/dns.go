@@ -2,26 +2,20 @@ package app
 
 import (
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
 
-	"github.com/miekg/dns"
 	"github.com/spf13/cobra"
 
 	"github.com/applayer/applayer/dns/authority"
-	"github.com/applayer/applayer/dns/dig"
-	"github.com/applayer/applayer/dns/labzone"
 	"github.com/applayer/applayer/internal/config"
 	"github.com/applayer/applayer/internal/obs"
 	"github.com/applayer/applayer/internal/service"
-	"github.com/applayer/applayer/lab"
 )
 
 func dnsCommand(g *globals) *cobra.Command {
@@ -198,136 +192,4 @@ func reloadHandler(s *authority.Server) http.Handler {
 		}
 		fmt.Fprintln(w, "reloaded")
 	})
-}
-
-func digCommand(g *globals) *cobra.Command {
-	var (
-		hints   string
-		roots   []string
-		useLab  bool
-		offset  int
-		timeout time.Duration
-		port    int
-	)
-	cmd := &cobra.Command{
-		Use:   "dig [@server[:port]] name [type] [+trace] [+dnssec] [+tcp] [+norecurse] [+short]",
-		Short: "Query a DNS server and print the answer the way dig does; +trace resolves iteratively from the root",
-		Long: `Sends one query and prints the answer laid out like dig's: the header with its
-flags, the question, answer, authority and additional sections, the query
-time, the server and the size. Options: +tcp, +dnssec (DO bit), +norecurse
-(RD clear), +short (answer data only), +trace (iterate from the root servers,
-printing each referral, like the textbook's iterated-query figure).
-
-+trace starts from --root addresses, a --hints file (named.root format), or,
-with --lab, the root server of the default lab topology.`,
-		Example: `  applayer dig @127.0.0.1:5300 www.example.com
-  applayer dig @127.1.0.1 umass.edu NS +norecurse
-  applayer dig --lab gaia.cs.umass.edu +trace
-  applayer dig --hints named.root www.umass.edu +trace +dnssec`,
-		Args: cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			o := dig.Options{Timeout: timeout, Args: strings.Join(args, " "), Port: 53}
-			for _, a := range args {
-				switch {
-				case strings.HasPrefix(a, "@"):
-					o.Server = a[1:]
-				case strings.HasPrefix(a, "+"):
-					switch strings.ToLower(a) {
-					case "+trace":
-						o.Trace = true
-					case "+dnssec":
-						o.DNSSEC = true
-					case "+tcp", "+vc":
-						o.TCP = true
-					case "+norecurse", "+norec":
-						o.NoRecurse = true
-					case "+short":
-						o.Short = true
-					default:
-						return fmt.Errorf("unknown option %s", a)
-					}
-				default:
-					if t, ok := dns.StringToType[strings.ToUpper(a)]; ok && o.Name != "" {
-						o.Type = t
-					} else if o.Name == "" {
-						o.Name = a
-					} else {
-						return fmt.Errorf("unexpected argument %q", a)
-					}
-				}
-			}
-			if o.Name == "" {
-				return fmt.Errorf("no name to query")
-			}
-			if port != 0 && o.Server != "" {
-				host := o.Server
-				if h, _, err := net.SplitHostPort(o.Server); err == nil {
-					host = h
-				}
-				o.Server = net.JoinHostPort(strings.Trim(host, "[]"), strconv.Itoa(port))
-			}
-			if o.Server != "" && strings.Count(o.Server, ":") > 1 && !strings.HasPrefix(o.Server, "[") {
-				o.Server = net.JoinHostPort(o.Server, "53")
-			}
-			if o.Trace {
-				o.Roots = roots
-				switch {
-				case useLab:
-					r, port, err := labRoot(cmd, offset)
-					if err != nil {
-						return err
-					}
-					o.Roots, o.Port = []string{r}, port
-				case hints != "":
-					h, err := dig.ReadHints(hints, 53)
-					if err != nil {
-						return err
-					}
-					o.Roots = h
-				case len(roots) == 0 && o.Server != "":
-					o.Roots = []string{o.Server}
-				}
-				for i, r := range o.Roots {
-					if _, _, err := net.SplitHostPort(r); err != nil {
-						o.Roots[i] = net.JoinHostPort(r, "53")
-					}
-				}
-				if len(o.Roots) > 0 && !useLab {
-					if _, p, err := net.SplitHostPort(o.Roots[0]); err == nil {
-						o.Port, _ = strconv.Atoi(p)
-					}
-				}
-			}
-			return dig.Run(cmd.Context(), g.stdout, o)
-		},
-	}
-	f := cmd.Flags()
-	f.StringVar(&hints, "hints", "", "+trace: root hints `FILE` (named.root format)")
-	f.StringArrayVar(&roots, "root", nil, "+trace: a root server `ADDR[:PORT]` (repeatable)")
-	f.BoolVar(&useLab, "lab", false, "+trace: start from the default lab topology's root server")
-	f.IntVar(&offset, "port-offset", -1, "with --lab: the lab's port offset (default: as lab up decides)")
-	f.DurationVar(&timeout, "timeout", 3*time.Second, "time to wait for each answer")
-	f.IntVarP(&port, "port", "p", 0, "the server's port (as dig -p)")
-	return cmd
-}
-
-// labRoot returns the default lab's root server address and its DNS port.
-func labRoot(cmd *cobra.Command, offset int) (string, int, error) {
-	topo, err := lab.DefaultTopology()
-	if err != nil {
-		return "", 0, err
-	}
-	if offset >= 0 {
-		topo.Lab.PortOffset = &offset
-	}
-	plan, err := lab.NewPlan(topo, labKinds(), nil)
-	if err != nil {
-		return "", 0, err
-	}
-	h, ok := labzone.Root(plan)
-	if !ok {
-		return "", 0, fmt.Errorf("the lab topology has no root server")
-	}
-	port := plan.Port(53)
-	return net.JoinHostPort(h.Addr.String(), strconv.Itoa(port)), port, nil
 }

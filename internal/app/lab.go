@@ -33,11 +33,12 @@ func loadTopology(path string) (*lab.Topology, error) {
 
 func labUpCommand(g *globals) *cobra.Command {
 	var (
-		path   string
-		check  bool
-		offset int
-		admin  string
-		remote bool
+		path    string
+		check   bool
+		offset  int
+		admin   string
+		remote  bool
+		jsonOut bool
 	)
 	cmd := &cobra.Command{
 		Use:   "up",
@@ -52,7 +53,8 @@ otherwise every port of the lab is offset by 10000 (DNS on 10053, HTTP on
 10080). --port-offset forces an offset.`,
 		Example: `  applayer lab up
   applayer lab up --topology lab.yaml --trace lab.jsonl
-  applayer lab up --topology lab.yaml --check`,
+  applayer lab up --topology lab.yaml --check
+  applayer lab up --json > lab.json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			topo, err := loadTopology(path)
@@ -97,15 +99,24 @@ otherwise every port of the lab is offset by 10000 (DNS on 10053, HTTP on
 			if err := running.Start(ctx); err != nil {
 				return err
 			}
-			running.PrintTable(g.stdout)
-			fmt.Fprintln(g.stdout, "\nlab is up; press Ctrl-C to stop")
+			// With --json, stdout carries only the table; the notes go to stderr.
+			notes := g.stdout
+			if jsonOut {
+				notes = g.stderr
+				if err := writeJSON(g.stdout, running.Table()); err != nil {
+					return err
+				}
+			} else {
+				running.PrintTable(g.stdout)
+			}
+			fmt.Fprintln(notes, "\nlab is up; press Ctrl-C to stop")
 			<-ctx.Done()
 			sctx, cancel := context.WithTimeout(context.Background(), service.DefaultGrace)
 			defer cancel()
 			if err := running.Shutdown(sctx); err != nil {
 				return err
 			}
-			fmt.Fprintln(g.stdout, "lab stopped")
+			fmt.Fprintln(notes, "lab stopped")
 			return nil
 		},
 	}
@@ -113,6 +124,7 @@ otherwise every port of the lab is offset by 10000 (DNS on 10053, HTTP on
 	f.StringVarP(&path, "topology", "f", "", "topology `FILE` (YAML or JSON); default: the embedded topology")
 	f.BoolVar(&check, "check", false, "validate the topology and exit")
 	f.IntVar(&offset, "port-offset", 0, "add this to every port (default: 0 if privileged ports can be bound, else 10000)")
+	f.BoolVar(&jsonOut, "json", false, "print the table as JSON on stdout (the notes go to stderr)")
 	f.StringVar(&admin, "admin", lab.DefaultAdmin, `admin listener (loopback) for /metrics, /healthz, /readyz and the services' endpoints under /hosts/NAME/; "off" disables it`)
 	f.BoolVar(&remote, "admin-allow-remote", false, "allow a non-loopback --admin address (its endpoints are unauthenticated)")
 	return cmd

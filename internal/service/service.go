@@ -74,9 +74,11 @@ func (g *Group) Services() []Service {
 	return append([]Service(nil), g.services...)
 }
 
-// Start starts every service in order. If one fails, those already started
-// are shut down and the returned error names the failing
-// service (joined with any error from the rollback).
+// Start starts every service in order. If one fails, every service of the
+// group is shut down (those started, the one that failed and those never
+// started: constructing a service may already hold resources, such as a
+// database, that only Shutdown releases) and the returned error names the
+// failing service (joined with any error from the rollback).
 func (g *Group) Start(ctx context.Context) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -86,9 +88,8 @@ func (g *Group) Start(ctx context.Context) error {
 	for _, s := range g.services {
 		if err := s.Start(ctx); err != nil {
 			startErr := fmt.Errorf("service: start %s: %w", s.Name(), err)
-			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), DefaultGrace)
-			rbErr := g.shutdownLocked(sctx)
-			cancel()
+			g.started = append([]Service(nil), g.services...)
+			rbErr := g.shutdownLocked(context.WithoutCancel(ctx))
 			return errors.Join(startErr, rbErr)
 		}
 		g.logger.Debug("service started", "service", s.Name())

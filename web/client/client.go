@@ -8,6 +8,8 @@
 package client
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -19,6 +21,7 @@ import (
 	"net/http/httptrace"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -62,8 +65,14 @@ type Options struct {
 	Jar http.CookieJar
 	// Cache, when set, keeps responses and revalidates them.
 	Cache *Cache
-	// NoCompression stops the client asking for gzip.
+	// NoCompression stops the client asking for gzip. When it asks, the
+	// client decodes the body itself and leaves the response header as it
+	// came over the wire (Content-Encoding and Content-Length included).
 	NoCompression bool
+	// PortOffset is added to the port of every connection the client
+	// opens (server or proxy): the lab's offset when it runs as a normal
+	// user. URLs and Host headers keep the standard ports.
+	PortOffset int
 	// Dialer opens the TCP connections (after the client's own name
 	// lookup, so it is given an IP address). Default a net.Dialer. The lab
 	// routes through it, and tests add delay to show what each new
@@ -80,6 +89,9 @@ type Client struct {
 	dials atomic.Int64
 	res   *net.Resolver
 	tlsc  *tls.Config
+	// resolverAddr is Options.Resolver with its port: errors name it
+	// (net.Resolver names the system's server even when Dial goes elsewhere).
+	resolverAddr string
 }
 
 // New returns a client for opts.
@@ -90,6 +102,7 @@ func New(opts Options) (*Client, error) {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			addr = net.JoinHostPort(addr, "53")
 		}
+		c.resolverAddr = addr
 		c.res = &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
 			var d net.Dialer
 			return d.DialContext(ctx, network, addr)
@@ -112,7 +125,7 @@ func New(opts Options) (*Client, error) {
 	}
 	switch opts.Proto {
 	case ProtoH3:
-		c.h3 = &http3.Transport{TLSClientConfig: c.tlsc.Clone(), DisableCompression: opts.NoCompression, Dial: c.dialQUIC}
+		c.h3 = &http3.Transport{TLSClientConfig: c.tlsc.Clone(), DisableCompression: true, Dial: c.dialQUIC}
 		c.rt = c.h3
 		return c, nil
 	case ProtoAuto, ProtoH1, ProtoH2:
@@ -125,7 +138,7 @@ func New(opts Options) (*Client, error) {
 		DisableKeepAlives:   opts.NoKeepAlive,
 		MaxConnsPerHost:     opts.MaxConnsPerHost,
 		MaxIdleConnsPerHost: 64,
-		DisableCompression:  opts.NoCompression,
+		DisableCompression:  true, // Do asks for gzip and decodes it, keeping the header intact
 		TLSHandshakeTimeout: 10 * time.Second,
 		IdleConnTimeout:     90 * time.Second,
 	}
@@ -201,6 +214,10 @@ func (c *Client) resolve(ctx context.Context, host string) (string, time.Duratio
 	addrs, err := c.res.LookupIPAddr(ctx, host)
 	d := time.Since(start)
 	if err != nil {
+		var de *net.DNSError
+		if c.resolverAddr != "" && errors.As(err, &de) {
+			de.Server = c.resolverAddr
+		}
 		return "", d, fmt.Errorf("client: resolve %s: %w", host, err)
 	}
 	for _, a := range addrs {
@@ -211,11 +228,24 @@ func (c *Client) resolve(ctx context.Context, host string) (string, time.Duratio
 	return addrs[0].IP.String(), d, nil
 }
 
+// offsetPort adds the client's PortOffset to port.
+func (c *Client) offsetPort(port string) string {
+	if c.opts.PortOffset == 0 {
+		return port
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil {
+		return port
+	}
+	return strconv.Itoa(n + c.opts.PortOffset)
+}
+
 func (c *Client) dial(ctx context.Context, network, addr string) (net.Conn, error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, err
 	}
+	port = c.offsetPort(port)
 	p, _ := ctx.Value(timingKey{}).(*phases)
 	ip, dnsd, err := c.resolve(ctx, host)
 	p.add(func(p *phases) { p.dns = dnsd })
@@ -242,6 +272,7 @@ func (c *Client) dialQUIC(ctx context.Context, addr string, tc *tls.Config, qc *
 	if err != nil {
 		return nil, err
 	}
+	port = c.offsetPort(port)
 	p, _ := ctx.Value(timingKey{}).(*phases)
 	ip, dnsd, err := c.resolve(ctx, host)
 	p.add(func(p *phases) { p.dns = dnsd })
@@ -280,6 +311,11 @@ type Result struct {
 	FromCache bool
 	// Remote is the server address the request went to.
 	Remote string
+	// Decoded is true when the body came gzip-encoded (the Response's
+	// Content-Encoding says so) and Body holds it decoded. WireBytes is the
+	// body's size as it came over the wire.
+	Decoded   bool
+	WireBytes int
 }
 
 // Do sends req, reads the whole body, and measures every phase.
@@ -334,6 +370,11 @@ func (c *Client) Do(ctx context.Context, req *http.Request) (*Result, error) {
 		},
 		GotFirstResponseByte: func() { p.add(func(p *phases) { p.firstByte = time.Now() }) },
 	}
+	askedGzip := false
+	if !c.opts.NoCompression && req.Header.Get("Accept-Encoding") == "" && req.Header.Get("Range") == "" {
+		req.Header.Set("Accept-Encoding", "gzip")
+		askedGzip = true
+	}
 	ctx = context.WithValue(httptrace.WithClientTrace(ctx, ct), timingKey{}, p)
 	req = req.WithContext(ctx)
 	start := time.Now()
@@ -354,7 +395,17 @@ func (c *Client) Do(ctx context.Context, req *http.Request) (*Result, error) {
 	if fb.IsZero() {
 		fb = headerAt
 	}
-	r := &Result{Request: req, SentHeader: p.sentHeader, Response: resp, Body: body, Remote: p.remote}
+	r := &Result{Request: req, SentHeader: p.sentHeader, Response: resp, Body: body, Remote: p.remote, WireBytes: len(body)}
+	if askedGzip && len(body) > 0 && strings.EqualFold(strings.TrimSpace(resp.Header.Get("Content-Encoding")), "gzip") {
+		zr, err := gzip.NewReader(bytes.NewReader(body))
+		if err == nil {
+			body, err = io.ReadAll(io.LimitReader(zr, maxDecoded))
+		}
+		if err != nil {
+			return nil, fmt.Errorf("client: %s %s: gzip body: %w", req.Method, req.URL, err)
+		}
+		r.Body, r.Decoded = body, true
+	}
 	r.Timing = Timing{DNS: p.dns, Connect: p.conn, TLS: p.tls, Reused: p.reused, Total: end.Sub(start), Transfer: end.Sub(fb)}
 	r.Timing.TTFB = fb.Sub(start) - p.dns - p.conn - p.tls
 	if c.opts.Jar != nil {
@@ -368,13 +419,17 @@ func (c *Client) Do(ctx context.Context, req *http.Request) (*Result, error) {
 			r.FromCache = true
 			r.Body = entry.body
 		case resp.StatusCode == http.StatusOK:
-			if err := c.opts.Cache.store(req.URL.String(), resp, body); err != nil {
+			if err := c.opts.Cache.store(req.URL.String(), resp, r.Body); err != nil {
 				return r, err
 			}
 		}
 	}
 	return r, nil
 }
+
+// maxDecoded bounds a decoded gzip body (a small body can inflate a
+// thousandfold).
+const maxDecoded = 1 << 30
 
 // Get fetches u.
 func (c *Client) Get(ctx context.Context, u string) (*Result, error) {
