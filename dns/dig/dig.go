@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -254,8 +255,12 @@ func Trace(ctx context.Context, w io.Writer, o Options) error {
 			break
 		}
 	}
+	roots, err := rootAddrs(ctx, o.Roots)
+	if err != nil {
+		return err
+	}
 	eng, err := resolver.NewEngine(resolver.Config{
-		RootHints:           o.Roots,
+		RootHints:           roots,
 		UpstreamPort:        o.Port,
 		NoQNAMEMinimisation: true,
 		NoPrefetch:          true,
@@ -297,6 +302,34 @@ func Trace(ctx context.Context, w io.Writer, o Options) error {
 		return fmt.Errorf("dig: %w", err)
 	}
 	return nil
+}
+
+// rootAddrs returns the roots as address:port, looking up the ones given
+// by host name.
+func rootAddrs(ctx context.Context, roots []string) ([]string, error) {
+	var out []string
+	for _, r := range roots {
+		host, port, err := net.SplitHostPort(r)
+		if err != nil {
+			return nil, fmt.Errorf("dig: root %q: %w", r, err)
+		}
+		if _, err := netip.ParseAddr(host); err == nil {
+			out = append(out, r)
+			continue
+		}
+		ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+		if err != nil {
+			return nil, fmt.Errorf("dig: root %q: %w", r, err)
+		}
+		p, err := strconv.Atoi(port)
+		if err != nil {
+			return nil, fmt.Errorf("dig: root %q: bad port", r)
+		}
+		for _, ip := range ips {
+			out = append(out, netip.AddrPortFrom(ip.Unmap(), uint16(p)).String())
+		}
+	}
+	return out, nil
 }
 
 // maxReferrals bounds the time of an iterative resolution: this many
