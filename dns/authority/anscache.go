@@ -3,17 +3,20 @@ package authority
 import (
 	"hash/maphash"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
 // answerCache keeps packed UDP answers by the exact bytes of the query
 // after its ID (so case, flags, EDNS buffer and DO all take part). One
 // cache serves every UDP socket. Its size is bounded in bytes (keys,
-// answers and a per-entry overhead), entries older than maxAge are not
-// served and are removed, and it is emptied when the zones change. Under
-// a flood of random names the oldest entries go first: the cache holds
-// at most maxBytes whatever the query mix (issue 10: one unbounded cache
-// per socket reached 437 MB).
+// answers and a per-entry overhead): when full, the oldest entry goes,
+// unless it was asked for since it was cached or last spared (CLOCK's
+// second chance), so a flood of random names pushes out its own answers
+// and not the popular ones. Entries unused for maxAge are not served and
+// are removed by sweep, and the cache is emptied when the zones change.
+// It holds at most maxBytes whatever the query mix (issue 10: one
+// unbounded cache per socket reached 437 MB).
 //
 // It is split in shards, each with its own lock, so the readers of
 // different sockets rarely wait for each other; a hit takes a read lock
@@ -46,9 +49,13 @@ type cacheShard struct {
 }
 
 type cacheEntry struct {
-	key  string
-	ans  []byte // the answer after its ID
-	born int64  // unix nanoseconds
+	key string
+	ans []byte // the answer after its ID
+	// used is when the entry was cached or last served (unix
+	// nanoseconds, kept to the second); ref is set when it is served and
+	// cleared when eviction spares it.
+	used atomic.Int64
+	ref  atomic.Bool
 }
 
 func (e *cacheEntry) size() int64 { return int64(len(e.key)+len(e.ans)) + entryOverhead }
@@ -70,9 +77,16 @@ func (c *answerCache) get(zs *zoneSet, q, out []byte, now time.Time) []byte {
 	sh := c.shard(q[2:])
 	sh.mu.RLock()
 	e, ok := sh.m[string(q[2:])]
-	if !ok || sh.zs != zs || now.UnixNano()-e.born > int64(c.maxAge) {
+	t := now.UnixNano()
+	if !ok || sh.zs != zs || t-e.used.Load() > int64(c.maxAge) {
 		sh.mu.RUnlock()
 		return nil
+	}
+	if t-e.used.Load() > int64(time.Second) {
+		e.used.Store(t)
+	}
+	if !e.ref.Load() {
+		e.ref.Store(true)
 	}
 	out = append(out[:0], q[0], q[1])
 	out = append(out, e.ans...)
@@ -85,7 +99,8 @@ func (c *answerCache) put(zs *zoneSet, q, a []byte, now time.Time) {
 	if c == nil || len(q) < 12 || len(a) < 12 {
 		return
 	}
-	e := &cacheEntry{key: string(q[2:]), ans: append([]byte(nil), a[2:]...), born: now.UnixNano()}
+	e := &cacheEntry{key: string(q[2:]), ans: append([]byte(nil), a[2:]...)}
+	e.used.Store(now.UnixNano())
 	if e.size() > c.maxShard {
 		return
 	}
@@ -98,7 +113,7 @@ func (c *answerCache) put(zs *zoneSet, q, a []byte, now time.Time) {
 	if _, ok := sh.m[e.key]; ok {
 		return // another reader answered it first
 	}
-	sh.trim(c.maxShard-e.size(), now.UnixNano()-int64(c.maxAge))
+	sh.evict(c.maxShard - e.size())
 	sh.m[e.key] = e
 	sh.queue = append(sh.queue, e)
 	sh.bytes += e.size()
@@ -115,7 +130,7 @@ func (c *answerCache) sweep(now time.Time) {
 	for i := range c.shards {
 		sh := &c.shards[i]
 		sh.mu.Lock()
-		sh.trim(c.maxShard, now.UnixNano()-int64(c.maxAge))
+		sh.expire(now.UnixNano() - int64(c.maxAge))
 		sh.mu.Unlock()
 	}
 }
@@ -148,21 +163,50 @@ func (sh *cacheShard) reset(zs *zoneSet) {
 	sh.zs, sh.m, sh.queue, sh.head, sh.bytes, sh.peak = zs, make(map[string]*cacheEntry), nil, 0, 0, 0
 }
 
-// trim removes the oldest entries until the shard holds at most limit
-// bytes and none was born before oldest.
-func (sh *cacheShard) trim(limit, oldest int64) {
-	for sh.head < len(sh.queue) {
+// evict removes entries, oldest first, until the shard holds at most
+// limit bytes. An entry served since it was cached or last spared is
+// spared once more: moved to the back with its mark cleared.
+func (sh *cacheShard) evict(limit int64) {
+	for sh.bytes > limit && sh.head < len(sh.queue) {
 		e := sh.queue[sh.head]
-		if sh.bytes <= limit && e.born >= oldest {
-			break
-		}
 		sh.queue[sh.head] = nil
 		sh.head++
-		if sh.m[e.key] == e {
-			delete(sh.m, e.key)
+		if e.ref.Load() {
+			e.ref.Store(false)
+			sh.queue = append(sh.queue, e)
+			continue
 		}
-		sh.bytes -= e.size()
+		sh.drop(e)
 	}
+	sh.compact()
+}
+
+// expire removes the entries unused since oldest (unix nanoseconds).
+func (sh *cacheShard) expire(oldest int64) {
+	live := sh.queue[:0]
+	for _, e := range sh.queue[sh.head:] {
+		if e.used.Load() < oldest {
+			sh.drop(e)
+			continue
+		}
+		live = append(live, e)
+	}
+	clear(sh.queue[len(live):])
+	sh.queue, sh.head = live, 0
+	sh.compact()
+}
+
+func (sh *cacheShard) drop(e *cacheEntry) {
+	if sh.m[e.key] == e {
+		delete(sh.m, e.key)
+	}
+	sh.bytes -= e.size()
+}
+
+// compact gives back the space of the queue's consumed head and of a map
+// that shrank to a quarter of its peak (a map keeps its buckets when
+// entries are deleted).
+func (sh *cacheShard) compact() {
 	if sh.head > 0 && sh.head >= len(sh.queue)/2 {
 		sh.queue = append(sh.queue[:0:0], sh.queue[sh.head:]...)
 		sh.head = 0
@@ -173,5 +217,8 @@ func (sh *cacheShard) trim(limit, oldest int64) {
 			m[k] = v
 		}
 		sh.m, sh.peak = m, len(m)
+	}
+	if len(sh.queue) == 0 && cap(sh.queue) > 1024 {
+		sh.queue = nil
 	}
 }

@@ -161,3 +161,37 @@ func BenchmarkServeCachedUDP(b *testing.B) {
 		}
 	}
 }
+
+// TestAnswerCacheKeepsPopularAnswers: a flood of names asked once pushes
+// out its own answers, not the answers clients keep asking for.
+func TestAnswerCacheKeepsPopularAnswers(t *testing.T) {
+	c := newAnswerCache(cacheShards*8192, time.Minute)
+	now := time.Now()
+	zs := &zoneSet{}
+	pack := func(name string) (q, a []byte) {
+		m := new(dns.Msg)
+		m.SetQuestion(name, dns.TypeA)
+		q, _ = m.Pack()
+		r := new(dns.Msg)
+		r.SetRcode(m, dns.RcodeNameError)
+		a, _ = r.Pack()
+		return q, a
+	}
+	hotQ, hotA := pack("popular.example.")
+	coldQ, coldA := pack("once.example.")
+	c.put(zs, hotQ, hotA, now)
+	c.put(zs, coldQ, coldA, now)
+	for i := range 20000 {
+		if i%20 == 0 && c.get(zs, hotQ, nil, now) == nil {
+			t.Fatalf("popular answer evicted after %d random names", i)
+		}
+		q, a := pack(fmt.Sprintf("r%d.example.", i))
+		c.put(zs, q, a, now)
+	}
+	if c.get(zs, coldQ, nil, now) != nil {
+		t.Error("an answer asked for once survived 20,000 others")
+	}
+	if b := c.bytes(); b > cacheShards*8192 {
+		t.Errorf("%d bytes cached", b)
+	}
+}
