@@ -15,6 +15,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/applayer/applayer/dns/dnsserver"
 	"github.com/applayer/applayer/internal/trace"
 )
 
@@ -179,23 +180,21 @@ func (r *Engine) exchange(ctx context.Context, t *task, server netip.AddrPort, q
 
 func (r *Engine) validating() bool { return len(r.anchors) > 0 }
 
+// traceQuery and traceReply publish an upstream exchange in the one DNS
+// trace format (dnsserver.Summary); a referral says where it points.
 func (r *Engine) traceQuery(local, remote, proto string, q *dns.Msg, n int) {
 	if !r.deps.Trace.Enabled() {
 		return
 	}
-	r.deps.Trace.Publish(trace.Event{From: local, To: remote, Proto: proto,
-		Summary: fmt.Sprintf("query %s %s", q.Question[0].Name, dns.TypeToString[q.Question[0].Qtype]), Bytes: n})
+	r.deps.Trace.Publish(trace.Event{From: local, To: remote, Proto: proto, Summary: dnsserver.Summary(q), Bytes: n})
 }
 
 func (r *Engine) traceReply(local, remote, proto string, m *dns.Msg, n int) {
 	if !r.deps.Trace.Enabled() {
 		return
 	}
-	s := fmt.Sprintf("reply %s %s", dns.RcodeToString[m.Rcode], m.Question[0].Name)
-	switch {
-	case len(m.Answer) > 0:
-		s += fmt.Sprintf(" %d answers", len(m.Answer))
-	case !m.Authoritative && len(m.Ns) > 0 && m.Ns[0].Header().Rrtype == dns.TypeNS:
+	s := dnsserver.Summary(m)
+	if len(m.Answer) == 0 && !m.Authoritative && len(m.Ns) > 0 && m.Ns[0].Header().Rrtype == dns.TypeNS {
 		s += " referral to " + m.Ns[0].Header().Name
 	}
 	r.deps.Trace.Publish(trace.Event{From: remote, To: local, Proto: proto, Summary: s, Bytes: n})
