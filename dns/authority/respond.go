@@ -27,13 +27,18 @@ func (s *Server) ServeDNS(req *dnsserver.Request, out []byte) []byte {
 	}
 	s.m.udpQueries.Inc()
 	zs := s.zones.Load()
-	if reply := s.cache.get(zs, req.Wire, out, req.Now); reply != nil {
+	reply := s.cache.get(zs, req.Wire, out, req.Now)
+	if reply != nil {
 		s.m.rcode(int(reply[3] & 0xf))
-		return reply
+	} else {
+		var cacheable bool
+		reply, cacheable = s.respond(req, out)
+		if reply != nil && cacheable {
+			s.cache.put(zs, req.Wire, reply, req.Now)
+		}
 	}
-	reply, cacheable := s.respond(req, out)
-	if reply != nil && cacheable {
-		s.cache.put(zs, req.Wire, reply, req.Now)
+	if s.rrl != nil && len(reply) > 0 {
+		reply = s.limit(req.From.Addr(), reply, zs)
 	}
 	return reply
 }
@@ -133,7 +138,7 @@ func (s *Server) handle(req *dns.Msg, from netip.AddrPort, tcp bool) (*dns.Msg, 
 		return m, false
 	}
 	opt, nopt := findOPT(req)
-	if nopt > 1 {
+	if nopt > 1 || tsigMisplaced(req) {
 		m.Rcode = dns.RcodeFormatError
 		return m, false
 	}

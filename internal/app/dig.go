@@ -55,11 +55,10 @@ lab's root server.`,
 		Example: `  applayer dig --lab gaia.cs.umass.edu +trace
   applayer dig --lab gaia.cs.umass.edu +noall +answer
   applayer dig --lab @127.1.0.3 umass.edu NS +norecurse
-  applayer dig --lab -x 127.1.0.7 +short
   applayer dig --lab -t MX umass.edu +json
   applayer dig --lab @127.1.0.6 umass.edu SOA +multi +nsid
   applayer dig @127.0.0.1:5300 www.example.com
-  applayer dig --hints named.root www.umass.edu +trace +dnssec`,
+  applayer dig --lab --hints named.root www.umass.edu +trace +dnssec`,
 		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o := dig.Options{Timeout: timeout, Args: strings.Join(args, " "), Port: 53, TCP: tcpFlag}
@@ -115,43 +114,45 @@ lab's root server.`,
 			if o.JSON && o.Trace {
 				return fmt.Errorf("--json does not apply to +trace")
 			}
+			// Ports: -p, else the lab's DNS port with --lab, else 53.
+			defPort := 53
 			if useLab {
 				plan, err := clientLabPlan(topoPath, offset)
 				if err != nil {
 					return err
 				}
+				defPort = plan.Port(53)
 				switch {
-				case o.Trace:
-					r, p, err := labRoot(plan)
+				case o.Trace && hints == "" && len(roots) == 0:
+					r, _, err := labRoot(plan)
 					if err != nil {
 						return err
 					}
-					o.Roots, o.Port = []string{r}, p
-				case o.Server == "":
+					roots = []string{r}
+				case !o.Trace && o.Server == "":
 					if o.Server, err = labResolver(plan); err != nil {
 						return err
 					}
-				default:
-					if _, _, err := net.SplitHostPort(o.Server); err != nil && port == 0 {
-						port = plan.Port(53)
+				}
+			}
+			if port != 0 {
+				defPort = port
+			}
+			if o.Server != "" {
+				host := o.Server
+				if h, p, err := net.SplitHostPort(o.Server); err == nil {
+					host = h
+					if port == 0 {
+						defPort, _ = strconv.Atoi(p)
 					}
 				}
+				o.Server = net.JoinHostPort(strings.Trim(host, "[]"), strconv.Itoa(defPort))
 			}
-			if port != 0 && o.Server != "" {
-				host := o.Server
-				if h, _, err := net.SplitHostPort(o.Server); err == nil {
-					host = h
-				}
-				o.Server = net.JoinHostPort(strings.Trim(host, "[]"), strconv.Itoa(port))
-			}
-			if o.Server != "" && strings.Count(o.Server, ":") > 1 && !strings.HasPrefix(o.Server, "[") {
-				o.Server = net.JoinHostPort(o.Server, "53")
-			}
-			if o.Trace && !useLab {
+			if o.Trace {
 				o.Roots = roots
 				switch {
 				case hints != "":
-					h, err := dig.ReadHints(hints, 53)
+					h, err := dig.ReadHints(hints, defPort)
 					if err != nil {
 						return err
 					}
@@ -161,7 +162,7 @@ lab's root server.`,
 				}
 				for i, r := range o.Roots {
 					if _, _, err := net.SplitHostPort(r); err != nil {
-						o.Roots[i] = net.JoinHostPort(r, "53")
+						o.Roots[i] = net.JoinHostPort(strings.Trim(r, "[]"), strconv.Itoa(defPort))
 					}
 				}
 				if len(o.Roots) > 0 {

@@ -67,13 +67,13 @@ serving. A --config file (YAML or JSON, see docs/dns.md) may give the
 settings; flags given on the command line override it (--zone and
 --secondary replace its zones, --tsig its keys).`,
 		Example: `  applayer dns serve --listen 127.0.0.1:5300 --zone example.com=db.example.com
-  applayer dns serve --zone example.com=db.example.com --allow-transfer 127.0.0.1 --notify 127.0.0.2:53
-  applayer dns serve --listen 127.0.0.2:53 --secondary example.com=127.0.0.1:53
-  applayer dns serve --zone example.com=db.example.com --tsig hmac-sha256:xfr-key:c2VjcmV0 --allow-transfer key:xfr-key --state-dir state
-  applayer dns serve --listen 127.0.0.2:53 --tsig hmac-sha256:xfr-key:c2VjcmV0 --primary-key xfr-key --secondary example.com=127.0.0.1:53
-  applayer dns serve --zone example.com=db.example.com --sign --key-dir keys --print-ds
-  applayer dns serve --zone example.com=db.example.com --sign --key-dir keys --zsk-lifetime 720h
-  applayer dns serve --zone example.com=db.example.com --sign --key-dir keys --ksk-lifetime 8760h --parent-ds-ttl 24h`,
+  applayer dns serve --listen 127.0.0.1:5300 --zone example.com=db.example.com --allow-transfer 127.0.0.2 --notify 127.0.0.2:5301
+  applayer dns serve --listen 127.0.0.2:5301 --secondary example.com=127.0.0.1:5300
+  applayer dns serve --listen 127.0.0.1:5300 --zone example.com=db.example.com --tsig hmac-sha256:xfr-key:c2VjcmV0 --allow-transfer key:xfr-key --state-dir state
+  applayer dns serve --listen 127.0.0.2:5301 --tsig hmac-sha256:xfr-key:c2VjcmV0 --primary-key xfr-key --secondary example.com=127.0.0.1:5300
+  applayer dns serve --listen 127.0.0.1:5300 --zone example.com=db.example.com --sign --key-dir keys --print-ds
+  applayer dns serve --listen 127.0.0.1:5300 --zone example.com=db.example.com --sign --key-dir keys --zsk-lifetime 720h
+  applayer dns serve --listen 127.0.0.1:5300 --zone example.com=db.example.com --sign --key-dir keys --ksk-lifetime 8760h --parent-ds-ttl 24h`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := loadConfigFile(cmd, cfgFile, &cfg); err != nil {

@@ -70,8 +70,7 @@ not root). --json prints the result as JSON.`,
   applayer http get --lab --page --mode all http://gaia.cs.umass.edu/
   applayer http get --lab -s -o /dev/null -w '%{http_code} %{size_download}\n' http://gaia.cs.umass.edu/
   applayer http get --lab -L --cookie-jar /tmp/cookies.txt http://shop.amazon.com/
-  applayer http get --lab --json -I http://gaia.cs.umass.edu/
-  applayer http get --page --mode all --resolver 127.1.0.14:53 http://gaia.cs.umass.edu/`,
+  applayer http get --lab --json -I http://gaia.cs.umass.edu/`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			err := runGet(cmd, g, &f, args[0])

@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"fmt"
+	"os"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -24,7 +25,15 @@ func labCommand(g *globals) *cobra.Command {
 	return cmd
 }
 
+// TopologyEnv names the topology file lab up and the clients' --lab use
+// when none is given (-f, --lab-topology): set it once to work with your own
+// lab. Unset, they use the embedded default.
+const TopologyEnv = "APPLAYER_LAB_TOPOLOGY"
+
 func loadTopology(path string) (*lab.Topology, error) {
+	if path == "" {
+		path = os.Getenv(TopologyEnv)
+	}
 	if path == "" {
 		return lab.DefaultTopology()
 	}
@@ -50,7 +59,10 @@ Ctrl-C. With --check it only validates the topology and exits.
 
 Services use their standard ports when the process may bind privileged ports;
 otherwise every port of the lab is offset by 10000 (DNS on 10053, HTTP on
-10080). --port-offset forces an offset.`,
+10080). --port-offset forces an offset.
+
+Without --topology, $APPLAYER_LAB_TOPOLOGY names the topology file (for lab
+up and for the clients' --lab flags alike); unset, the embedded default.`,
 		Example: `  applayer lab up
   applayer lab up --topology lab.yaml --trace lab.jsonl
   applayer lab up --topology lab.yaml --check

@@ -61,11 +61,11 @@ statistics of a running proxy (from its --admin listener): requests, hit
 ratio, bytes from cache and from origins, and the access-link utilisation
 they imply for --link-rate. A --config file (YAML or JSON, the fields of
 proxy.Config plus gc_percent) may be given; flags given override it.`,
-		Example: `  applayer http proxy --listen 127.0.0.1:3128 --admin 127.0.0.1:9931 --cache-dir /var/tmp/webcache
-  curl --proxy http://127.0.0.1:3128 http://gaia.cs.umass.edu/
+		Example: `  applayer http proxy --listen 127.0.0.1:3128 --admin 127.0.0.1:9931 --allow-to 127.0.0.0/8 --cache-dir /var/tmp/webcache
+  curl --proxy http://127.0.0.1:3128 http://127.0.0.1:8080/     # a site on loopback (--allow-to admits it)
   applayer http proxy --stats --admin 127.0.0.1:9931
   applayer http proxy --stats --admin 127.0.0.1:9900/hosts/cache.nyu.edu   # the lab's campus cache
-  curl -X POST '127.0.0.1:9931/cache/purge?prefix=http://gaia.cs.umass.edu/'
+  curl -X POST '127.0.0.1:9931/cache/purge?prefix=http://127.0.0.1:8080/'
   applayer http proxy --listen 127.0.0.1:8080 --site www.example.com=127.0.0.1:8081,127.0.0.1:8082 --balance least-loaded`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

@@ -42,7 +42,7 @@ resolver instead. With --trust-anchor it validates DNSSEC.
 
 A config file (YAML or JSON, the fields of the flags in snake_case) may be
 given with --config; flags given on the command line override it.`,
-		Example: `  applayer dns resolver --listen 127.0.0.1:5353 --root-hints-file /usr/share/dns/root.hints
+		Example: `  applayer dns resolver --listen 127.0.0.1:5353 --root-hints-file root.hints
   applayer dns resolver --listen 127.0.0.1:5353 --root-hint 127.53.0.1 --upstream-port 10053
   applayer dns resolver --listen 127.0.0.1:5353 --forward 127.0.0.53 --admin 127.0.0.1:9953
   dig @127.0.0.1 -p 5353 www.example.com`,

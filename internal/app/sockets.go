@@ -22,7 +22,7 @@ func socketsCommand(g *globals) *cobra.Command {
 datagram with its payload upper-cased, a TCP server that serves many clients
 at once and upper-cases each line, and their clients. nc works as a peer.`,
 		Example: `  applayer sockets udp-server --listen 127.0.0.1:12000 &
-  applayer sockets udp-client --server 127.0.0.1:12000 "hello"
+  applayer sockets udp-client --server 127.0.0.1:12000 "hello"    # -> HELLO
   echo hello | nc -u -w1 127.0.0.1 12000`,
 	}
 	cmd.AddCommand(udpServerCommand(g), tcpServerCommand(g), udpClientCommand(g), tcpClientCommand(g))
@@ -87,7 +87,7 @@ func udpClientCommand(g *globals) *cobra.Command {
 no arguments, each line of standard input in its own datagram, and prints
 each answer.`,
 		Example: `  applayer sockets udp-client --server 127.0.0.1:12000 hello world
-  printf 'one\ntwo\n' | applayer sockets udp-client`,
+  printf 'one\ntwo\n' | applayer sockets udp-client --server 127.0.0.1:12000`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			lines := [][]byte{[]byte(strings.Join(args, " "))}
 			if len(args) == 0 {
@@ -125,7 +125,7 @@ func tcpClientCommand(g *globals) *cobra.Command {
 		Long: `Opens one connection and sends the message (the arguments joined by spaces),
 or, with no arguments, each line of standard input, printing each answer.`,
 		Example: `  applayer sockets tcp-client --server 127.0.0.1:12000 hello
-  cat notes.txt | applayer sockets tcp-client`,
+  cat notes.txt | applayer sockets tcp-client --server 127.0.0.1:12000`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			in := g.stdin
 			if len(args) > 0 {
