@@ -175,7 +175,7 @@ func (s *Server) handle(req *dns.Msg, from netip.AddrPort, tcp bool) (*dns.Msg, 
 		m.Rcode = dns.RcodeFormatError
 		return m, false
 	case dns.TypeAXFR, dns.TypeIXFR:
-		// Transfers go over TCP (serveTCP); over UDP, AXFR is refused and
+		// Transfers go over TCP (serveStream); over UDP, AXFR is refused and
 		// IXFR gets TC so the client retries over TCP.
 		if q.Qtype == dns.TypeIXFR && !tcp {
 			m.Truncated = true
