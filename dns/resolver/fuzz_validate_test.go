@@ -16,6 +16,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/applayer/applayer/dns/authority"
+	"github.com/applayer/applayer/dns/dnsserver"
 	"github.com/applayer/applayer/dns/zone"
 	"github.com/applayer/applayer/internal/service"
 )
@@ -171,7 +172,7 @@ func FuzzValidatedForwarderReply(f *testing.F) {
 		if err != nil {
 			return
 		}
-		out := r.slow(qb, netip.MustParseAddr("127.0.0.1"), 0)
+		out := r.slow(&dnsserver.Request{Wire: qb, From: netip.MustParseAddrPort("127.0.0.1:5353"), Proto: dnsserver.TCP})
 		resp := new(dns.Msg)
 		if err := resp.Unpack(out); err != nil {
 			t.Fatalf("unparsable reply: %v", err)
