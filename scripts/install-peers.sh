@@ -1,13 +1,35 @@
 #!/usr/bin/env bash
 # Installs the interop test peers listed in scripts/peers.txt from Debian's
-# packages when their commands are missing. Fails, naming them, when it
+# packages (or, for Go programs, with go install from a pinned module) when
+# their commands are missing. Fails, naming them, when it
 # cannot install them.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 missing_pkgs=()
 missing_cmds=()
+# Go programs ("go-tool:DIR" in peers.txt: a module under the repository
+# pinning the program and its dependencies with a tool directive) are
+# built from the Go module proxy into go's bin directory, where
+# testkit.Peer looks too.
+gobin=$(GOTOOLCHAIN=auto go env GOBIN 2>/dev/null || true)
+if [ -z "$gobin" ]; then
+  gopath=$(GOTOOLCHAIN=auto go env GOPATH 2>/dev/null || true)
+  gobin="${gopath%%:*}/bin"
+fi
 while read -r cmd pkg; do
   case "$cmd" in ''|'#'*) continue ;; esac
+  case "$pkg" in
+  go-tool:*)
+    if ! command -v "$cmd" >/dev/null 2>&1 && [ ! -x "$gobin/$cmd" ]; then
+      echo "installing test peer $cmd (go install tool in ${pkg#go-tool:})" >&2
+      if ! (cd "$here/../${pkg#go-tool:}" && GOTOOLCHAIN=auto GOFLAGS= GOBIN="$gobin" go install tool >&2); then
+        echo "make test: cannot build test peer $cmd (${pkg#go-tool:}: go install tool)" >&2
+        exit 1
+      fi
+    fi
+    continue
+    ;;
+  esac
   ok=1
   if [ "$cmd" = nc ]; then
     # The tests need OpenBSD netcat's flags (-N, -u with -w).

@@ -48,11 +48,7 @@ func startUDP(t *testing.T, cfg UDPConfig, deps service.Deps) *UDPServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Shutdown(context.Background()) })
-	return s
+	return testkit.Start(t, s)
 }
 
 func startTCP(t *testing.T, cfg TCPConfig) *TCPServer {
@@ -64,11 +60,7 @@ func startTCP(t *testing.T, cfg TCPConfig) *TCPServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Shutdown(context.Background()) })
-	return s
+	return testkit.Start(t, s)
 }
 
 func TestUDPServer(t *testing.T) {

@@ -15,6 +15,7 @@ import (
 	"github.com/applayer/applayer/internal/config"
 	"github.com/applayer/applayer/internal/service"
 	"github.com/applayer/applayer/internal/trace"
+	"github.com/applayer/applayer/internal/transport"
 )
 
 // TCPConfig configures a TCPServer. Zero fields take the documented defaults.
@@ -50,24 +51,21 @@ func (c *TCPConfig) defaults() {
 
 // TCPServer is the textbook's TCP server: a welcoming socket, and one
 // connection socket (and goroutine) per client. Each line a client sends is
-// answered with the line upper-cased.
+// answered with the line upper-cased. The accept loop, the connection cap,
+// panic recovery and shutdown are internal/transport's StreamServer.
 type TCPServer struct {
 	cfg  TCPConfig
 	deps service.Deps
 	log  *slog.Logger
 	m    *metrics
+	srv  *transport.StreamServer
 
-	mu    sync.Mutex
-	ln    net.Listener
-	conns map[net.Conn]struct{}
-	wg    sync.WaitGroup
-	once  service.Once
-	quit  bool
-	// closing is set by Shutdown before it wakes idle readers; readers
-	// check it after setting their own deadline, so none sleeps through it.
+	mu   sync.Mutex
+	ln   net.Listener
+	once service.Once
+	// closing is set by Shutdown: connections served outside the stream
+	// server (tests) are not registered any more.
 	closing atomic.Bool
-	// stop is closed by Shutdown, to cut an accept back-off short.
-	stop chan struct{}
 }
 
 // NewTCPServer returns a server for cfg; Start binds it.
@@ -81,7 +79,21 @@ func NewTCPServer(cfg TCPConfig, deps service.Deps) (*TCPServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &TCPServer{cfg: cfg, deps: deps, log: deps.Logger.With("service", "tcp-upper"), m: m, conns: map[net.Conn]struct{}{}, stop: make(chan struct{})}, nil
+	s := &TCPServer{cfg: cfg, deps: deps, log: deps.Logger.With("service", "tcp-upper"), m: m}
+	s.srv = transport.NewStreamServer(transport.StreamConfig{
+		MaxConns: cfg.MaxConns,
+		OnReject: func(c net.Conn, _ transport.RejectReason) {
+			s.m.refused.Inc()
+			io.WriteString(c, "ERROR too many connections\n")
+		},
+		OnPanic: func(c net.Conn, _ any) { io.WriteString(c, "ERROR internal error\n") },
+		Logger:  s.log,
+	}, transport.HandlerFunc(func(_ context.Context, c *transport.Conn) {
+		if s.track(c) {
+			s.handle(c)
+		}
+	}))
+	return s, nil
 }
 
 // Name implements service.Service.
@@ -89,88 +101,42 @@ func (s *TCPServer) Name() string { return "tcp-upper " + s.cfg.Addr }
 
 // Start binds the welcoming socket and starts accepting.
 func (s *TCPServer) Start(ctx context.Context) error {
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", s.cfg.Addr)
+	ln, err := transport.ListenConfig{}.Listen(ctx, "tcp", s.cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("sockets: tcp listen: %w", err)
 	}
 	s.mu.Lock()
 	s.ln = ln
 	s.mu.Unlock()
-	s.wg.Add(1)
-	go s.accept(ln)
+	if err := s.srv.Start(ln); err != nil {
+		return fmt.Errorf("sockets: %w", err)
+	}
 	s.log.Info("tcp server listening", "addr", ln.Addr().String())
 	return nil
 }
 
-func (s *TCPServer) accept(ln net.Listener) {
-	defer s.wg.Done()
-	var backoff time.Duration
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			// Out of file descriptors and the like: back off, as net/http does.
-			if backoff == 0 {
-				backoff = 5 * time.Millisecond
-			} else if backoff *= 2; backoff > time.Second {
-				backoff = time.Second
-			}
-			s.log.Warn("tcp accept", "err", err, "retry_in", backoff)
-			select {
-			case <-time.After(backoff):
-			case <-s.stop:
-				return
-			}
-			continue
-		}
-		backoff = 0
-		if !s.track(c) {
-			s.m.refused.Inc()
-			c.SetWriteDeadline(time.Now().Add(time.Second))
-			io.WriteString(c, "ERROR too many connections\n")
-			c.Close()
-			continue
-		}
-		go s.handle(c)
-	}
-}
-
-// track registers c; it reports false when the server is full or closing.
+// track counts c as open; it reports false when the server is closing.
 func (s *TCPServer) track(c net.Conn) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.quit || len(s.conns) >= s.cfg.MaxConns {
+	if s.closing.Load() {
 		return false
 	}
-	s.conns[c] = struct{}{}
-	s.wg.Add(1)
 	s.m.conns.Inc()
 	return true
 }
 
-func (s *TCPServer) untrack(c net.Conn) {
-	s.mu.Lock()
-	delete(s.conns, c)
-	s.mu.Unlock()
-	s.m.conns.Dec()
-	s.wg.Done()
+func (s *TCPServer) untrack(net.Conn) { s.m.conns.Dec() }
+
+// idleMarker is the transport's connection state: idle while waiting for
+// a line (Shutdown may close it), busy while reading one.
+type idleMarker interface {
+	SetIdle() bool
+	SetBusy()
 }
 
 func (s *TCPServer) handle(c net.Conn) {
 	defer s.untrack(c)
-	defer c.Close()
 	remote, local := c.RemoteAddr().String(), c.LocalAddr().String()
 	log := s.log.With("remote", remote)
-	defer func() {
-		if r := recover(); r != nil {
-			log.Error("panic in connection handler", "panic", r)
-			c.SetWriteDeadline(time.Now().Add(time.Second))
-			io.WriteString(c, "ERROR internal error\n")
-		}
-	}()
 	if s.deps.Trace.Enabled() {
 		s.deps.Trace.Publish(trace.Event{From: remote, To: local, Proto: "tcp", Summary: "connection opened"})
 	}
@@ -223,14 +189,18 @@ var errLineTooLong = errors.New("sockets: line too long")
 // readLine reads one line (with its newline, if any). It waits up to
 // IdleTimeout for the first byte and ReadTimeout for the rest of the line.
 func (s *TCPServer) readLine(c net.Conn, r *bufio.Reader) ([]byte, error) {
+	im, _ := c.(idleMarker)
 	if r.Buffered() == 0 {
 		c.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout.D()))
-		if s.closing.Load() {
-			return nil, net.ErrClosed
+		if im != nil && !im.SetIdle() {
+			return nil, net.ErrClosed // shutting down
 		}
 		if _, err := r.Peek(1); err != nil {
 			return nil, err
 		}
+	}
+	if im != nil {
+		im.SetBusy()
 	}
 	c.SetReadDeadline(time.Now().Add(s.cfg.ReadTimeout.D()))
 	var line []byte
@@ -262,36 +232,12 @@ func (s *TCPServer) Addrs() []net.Addr {
 	return []net.Addr{s.ln.Addr()}
 }
 
-// Shutdown closes the welcoming socket, lets connections finish the line
-// they are on, and closes every connection when ctx ends.
+// Shutdown closes the welcoming socket and the idle connections, lets
+// connections finish the line they are on, and closes every connection
+// when ctx ends.
 func (s *TCPServer) Shutdown(ctx context.Context) error {
 	return s.once.Do(ctx, func(ctx context.Context) error {
 		s.closing.Store(true)
-		close(s.stop)
-		s.mu.Lock()
-		s.quit = true
-		ln := s.ln
-		// Idle readers are woken at once; a line in progress gets a moment.
-		for c := range s.conns {
-			c.SetReadDeadline(time.Now())
-		}
-		s.mu.Unlock()
-		if ln != nil {
-			ln.Close()
-		}
-		done := make(chan struct{})
-		go func() { s.wg.Wait(); close(done) }()
-		select {
-		case <-done:
-			return nil
-		case <-ctx.Done():
-			s.mu.Lock()
-			for c := range s.conns {
-				c.Close()
-			}
-			s.mu.Unlock()
-			<-done
-			return ctx.Err()
-		}
+		return s.srv.Shutdown(ctx)
 	})
 }

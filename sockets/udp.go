@@ -7,12 +7,12 @@ import (
 	"log/slog"
 	"net"
 	"sync"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/applayer/applayer/internal/service"
 	"github.com/applayer/applayer/internal/trace"
+	"github.com/applayer/applayer/internal/transport"
 )
 
 // UDPConfig configures a UDPServer.
@@ -25,16 +25,17 @@ type UDPConfig struct {
 }
 
 // UDPServer answers each datagram with its upper-cased payload, sent to the
-// address the datagram came from.
+// address the datagram came from. The read loop (recvmmsg batches on
+// Linux) is internal/transport's PacketServer.
 type UDPServer struct {
 	cfg  UDPConfig
 	deps service.Deps
 	log  *slog.Logger
 	m    *metrics
+	srv  *transport.PacketServer
 
 	mu   sync.Mutex
 	conn *net.UDPConn
-	done chan struct{}
 	once service.Once
 }
 
@@ -51,7 +52,10 @@ func NewUDPServer(cfg UDPConfig, deps service.Deps) (*UDPServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &UDPServer{cfg: cfg, deps: deps, log: deps.Logger.With("service", "udp-upper"), m: m}, nil
+	s := &UDPServer{cfg: cfg, deps: deps, log: deps.Logger.With("service", "udp-upper"), m: m}
+	s.srv = transport.NewPacketServer(transport.PacketConfig{MaxDatagram: cfg.MaxDatagram, Logger: s.log},
+		func() transport.PacketHandler { return transport.PacketHandlerFunc(s.serveBatch) })
+	return s, nil
 }
 
 // Name implements service.Service.
@@ -59,53 +63,48 @@ func (s *UDPServer) Name() string { return "udp-upper " + s.cfg.Addr }
 
 // Start binds the socket and starts serving.
 func (s *UDPServer) Start(ctx context.Context) error {
-	var lc net.ListenConfig
-	pc, err := lc.ListenPacket(ctx, "udp", s.cfg.Addr)
+	conn, err := transport.ListenConfig{}.ListenUDP(ctx, "udp", s.cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("sockets: udp listen: %w", err)
 	}
-	conn := pc.(*net.UDPConn)
 	s.mu.Lock()
-	s.conn, s.done = conn, make(chan struct{})
+	s.conn = conn
 	s.mu.Unlock()
-	go s.serve(conn)
+	if err := s.srv.Start(conn); err != nil {
+		conn.Close()
+		return fmt.Errorf("sockets: %w", err)
+	}
 	s.log.Info("udp server listening", "addr", conn.LocalAddr().String())
 	return nil
 }
 
-func (s *UDPServer) serve(conn *net.UDPConn) {
-	defer close(s.done)
-	buf := make([]byte, s.cfg.MaxDatagram+1)
-	local := conn.LocalAddr().String()
-	errs := 0
-	for {
-		n, from, err := conn.ReadFromUDPAddrPort(buf)
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			// A socket that keeps failing must not spin the CPU.
-			if errs++; errs > 10 {
-				time.Sleep(10 * time.Millisecond)
-			}
-			s.log.Debug("udp read", "err", err)
+// serveBatch answers one batch of datagrams.
+func (s *UDPServer) serveBatch(b *transport.Batch) {
+	local := b.LocalString()
+	for i := 0; i < b.Len(); i++ {
+		from := b.From(i)
+		if !from.IsValid() {
 			continue
 		}
-		errs = 0
-		if n > s.cfg.MaxDatagram {
+		if b.Truncated(i) {
 			s.m.refused.Inc()
 			s.log.Debug("udp datagram too large, dropped", "remote", from.String(), "max", s.cfg.MaxDatagram)
 			continue
 		}
 		s.m.received.Inc()
-		in := buf[:n]
+		in := b.Data(i)
 		if s.deps.Trace.Enabled() {
-			s.deps.Trace.Publish(trace.Event{From: from.String(), To: local, Proto: "udp", Summary: summary("datagram", in), Bytes: n})
+			s.deps.Trace.Publish(trace.Event{From: from.String(), To: local, Proto: "udp", Summary: summary("datagram", in), Bytes: len(in)})
 		}
 		out := Upper(in)
-		if _, err := conn.WriteToUDPAddrPort(out, from); err != nil {
-			s.log.Debug("udp write", "remote", from.String(), "err", err)
-			continue
+		if len(out) == 0 {
+			// An empty datagram gets an empty answer, written at once (a
+			// batch reply must not be empty).
+			if _, err := b.Conn().WriteToUDPAddrPort(out, from); err != nil {
+				continue
+			}
+		} else {
+			b.Reply(i, out)
 		}
 		s.m.sent.Inc()
 		if s.deps.Trace.Enabled() {
@@ -124,22 +123,11 @@ func (s *UDPServer) Addrs() []net.Addr {
 	return []net.Addr{s.conn.LocalAddr()}
 }
 
-// Shutdown closes the socket and waits for the serving goroutine.
+// Shutdown stops reading, answers the datagrams in hand and closes the
+// socket.
 func (s *UDPServer) Shutdown(ctx context.Context) error {
 	return s.once.Do(ctx, func(ctx context.Context) error {
-		s.mu.Lock()
-		conn, done := s.conn, s.done
-		s.mu.Unlock()
-		if conn == nil {
-			return nil
-		}
-		conn.Close()
-		select {
-		case <-done:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+		return s.srv.Shutdown(ctx)
 	})
 }
 

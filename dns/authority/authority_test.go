@@ -1,7 +1,6 @@
 package authority
 
 import (
-	"context"
 	"encoding/hex"
 	"net"
 	"net/netip"
@@ -43,16 +42,7 @@ func newTestServer(t testing.TB, cfg Config) *Server {
 
 func start(t testing.TB, s *Server) {
 	t.Helper()
-	if err := s.Start(testkit.Context(t, 5*time.Second)); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := s.Shutdown(ctx); err != nil {
-			t.Error(err)
-		}
-	})
+	testkit.Start(t, s)
 }
 
 func rrString(rrs []dns.RR) []string {

@@ -1,7 +1,6 @@
 package resolver
 
 import (
-	"context"
 	"encoding/base64"
 	"fmt"
 	"os"
@@ -126,14 +125,7 @@ func signedTree(t *testing.T, port int, leaves []signedZone) (*testNet, Config) 
 		if err != nil {
 			t.Fatalf("%s: %v", b.sz.origin, err)
 		}
-		if err := s.Start(context.Background()); err != nil {
-			t.Fatalf("%s: %v", b.sz.origin, err)
-		}
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			s.Shutdown(ctx)
-		})
+		testkit.Start(t, s)
 	}
 	anchor := filepath.Join(dir, "root.ds")
 	if err := os.WriteFile(anchor, []byte(root.keys.DS().String()+"\n"), 0o644); err != nil {
@@ -157,14 +149,7 @@ func startValidating(t *testing.T, cfg Config) *testResolver {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		s.Shutdown(ctx)
-	})
+	testkit.Start(t, s)
 	return &testResolver{Server: s, addr: s.Addrs()[0].String(), clock: clock}
 }
 

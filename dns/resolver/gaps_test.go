@@ -66,11 +66,7 @@ func TestPanicAnswersServfail(t *testing.T) {
 			panic("injected")
 		}
 	}
-	if err := s.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Shutdown(context.Background()) })
-	r := struct{ addr string }{s.Addrs()[0].String()}
+	r := struct{ addr string }{testkit.Start(t, s).Addrs()[0].String()}
 	for _, proto := range []string{"udp", "tcp"} {
 		c := &dns.Client{Net: proto, Timeout: 3 * time.Second}
 		m := new(dns.Msg)

@@ -1,7 +1,6 @@
 package resolver
 
 import (
-	"context"
 	"net"
 	"net/netip"
 	"strings"
@@ -115,16 +114,7 @@ func startResolver(t *testing.T, h *hierarchy, mod func(*Config)) *testResolver 
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := s.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-	})
+	testkit.Start(t, s)
 	return &testResolver{Server: s, addr: s.Addrs()[0].String(), clock: clock}
 }
 

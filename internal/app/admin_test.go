@@ -66,6 +66,7 @@ func TestAdminOnEveryServerCommand(t *testing.T) {
 		{"dns resolver", []string{"dns", "resolver", "--listen", "127.0.0.1:0", "--root-hint", "127.0.0.1"}, "applayer_dns_resolver_", "POST /dns/resolver/flush", "flushed"},
 		{"http serve", []string{"http", "serve", "--listen", "127.0.0.1:0", "--root", dir}, "applayer_http_server_", "", ""},
 		{"http proxy", []string{"http", "proxy", "--listen", "127.0.0.1:0", "--gc-percent", "0"}, "applayer_web_cache_", "GET /cache/stats", `"requests"`},
+		{"torrent tracker", []string{"torrent", "tracker", "--http", "127.0.0.1:0", "--udp", "127.0.0.1:0"}, "applayer_torrent_", "GET /torrent/tracker/stats", "torrents"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -137,6 +138,7 @@ func TestAdminLoopbackOnly(t *testing.T) {
 		{"dns", "resolver", "--listen", "127.0.0.1:0", "--root-hint", "127.0.0.1"},
 		{"http", "serve", "--listen", "127.0.0.1:0"},
 		{"http", "proxy", "--listen", "127.0.0.1:0", "--gc-percent", "0"},
+		{"torrent", "tracker", "--http", "127.0.0.1:0", "--udp", "127.0.0.1:0"},
 	} {
 		t.Run(strings.Join(cmd[:2], " "), func(t *testing.T) {
 			// 192.0.2.1 (TEST-NET-1) is not on this machine: with the

@@ -83,7 +83,7 @@ func fromFlag(cmd *cobra.Command, empty bool, names ...string) bool {
 func adminFlags(cmd *cobra.Command, g *globals, extra string) {
 	usage := "serve /metrics, /healthz and /readyz"
 	if extra != "" {
-		usage += " and " + extra
+		usage = "serve /metrics, /healthz, /readyz and " + extra
 	}
 	cmd.Flags().StringVar(&g.admin.Addr, "admin", "", usage+" on this loopback `ADDR` (default: none)")
 	cmd.Flags().BoolVar(&g.admin.AllowRemote, "admin-allow-remote", false, "allow a non-loopback --admin address (its endpoints are unauthenticated)")
@@ -148,9 +148,9 @@ func gcPercentFlag(f *pflag.FlagSet, p *int, def int) {
 
 // setGCPercent makes the process-wide GC choice of a server command, once,
 // in the binary (libraries never change process settings): a --gc-percent
-// given on the command line (or in the config file) wins; a default yields
-// to GOGC when that is set; 0 leaves the runtime alone. It returns a
-// function that restores the previous value.
+// given on the command line wins over GOGC; a value from the config file or
+// the flag's default yields to GOGC when that is set; 0 leaves the runtime
+// alone. It returns a function that restores the previous value.
 func setGCPercent(cmd *cobra.Command, percent int, logger *slog.Logger) (restore func(), err error) {
 	switch {
 	case percent < 0:

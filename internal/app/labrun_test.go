@@ -41,9 +41,6 @@ func startRandomLabKinds(t *testing.T, ctx context.Context, topo *lab.Topology, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := r.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Shutdown(context.Background()) })
+	testkit.Start(t, r)
 	return plan, r, reg
 }

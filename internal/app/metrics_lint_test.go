@@ -14,12 +14,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 
+	"github.com/applayer/applayer/internal/obs"
+	"github.com/applayer/applayer/internal/service"
+	"github.com/applayer/applayer/internal/testkit"
 	"github.com/applayer/applayer/lab"
+	"github.com/applayer/applayer/torrent/tracker"
 )
 
 // metricSubsystems are the systems' metric subsystems: one per system,
 // applayer_<subsystem>_<name>.
-var metricSubsystems = []string{"sockets", "dns_authority", "dns_resolver", "http_server", "web_cache"}
+var metricSubsystems = []string{"sockets", "dns_authority", "dns_resolver", "http_server", "web_cache", "torrent"}
 
 // exerciseLab sends a recursive query to the lab's resolver and fetches
 // gaia's page through the campus cache, so the labelled metric families
@@ -140,4 +144,27 @@ func TestLintCatchesBadNames(t *testing.T) {
 		}
 		t.Log(p)
 	}
+}
+
+// TestTrackerMetricsLint lints the BitTorrent tracker's metrics (it has no
+// lab kind yet, so the default lab does not run it) after one announce, so
+// its labelled families are exposed.
+func TestTrackerMetricsLint(t *testing.T) {
+	reg := obs.NewRegistry()
+	tr, err := tracker.New(tracker.Config{HTTPAddr: "127.0.0.1:0"}, service.Deps{Logger: testkit.Logger(t), Metrics: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testkit.Start(t, tr)
+	hash := url.QueryEscape(strings.Repeat("\x12", 20))
+	resp, err := http.Get("http://" + tr.Addrs()[0].String() + "/announce?info_hash=" + hash + "&peer_id=" + url.QueryEscape("-AL0001-123456789012") + "&port=6881&uploaded=0&downloaded=0&left=10&compact=1&event=started")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	http.DefaultClient.CloseIdleConnections()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("announce: %s", resp.Status)
+	}
+	lintMetrics(t, reg, "torrent")
 }

@@ -2,7 +2,6 @@ package app
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/applayer/applayer/internal/service"
+	"github.com/applayer/applayer/internal/testkit"
 	"github.com/applayer/applayer/web/proxy"
 )
 
@@ -26,12 +26,8 @@ func TestHTTPProxyStats(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := p.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer p.Shutdown(ctx)
+	ctx := testkit.Context(t, 10*time.Second)
+	testkit.Start(t, p)
 	u, _ := url.Parse("http://" + p.Addrs()[0].String())
 	tr := &http.Transport{Proxy: http.ProxyURL(u)}
 	defer tr.CloseIdleConnections()

@@ -4,12 +4,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/applayer/applayer/internal/atomicfile"
 	"github.com/applayer/applayer/internal/config"
 	"github.com/applayer/applayer/internal/obs"
 	"github.com/applayer/applayer/internal/service"
@@ -27,9 +27,11 @@ identified by its SHA-1 in the .torrent's info dictionary, whose own SHA-1
 wire protocol.`,
 		Example: `  applayer torrent create --announce http://127.0.0.1:6969/announce -o movie.torrent movie.mp4
   applayer torrent info movie.torrent
-  applayer torrent tracker --http 127.0.0.1:6969 --udp 127.0.0.1:6969`,
+  applayer torrent tracker --http 127.0.0.1:6969 --udp 127.0.0.1:6969 &
+  applayer torrent seed --dir . --listen 127.0.0.2:6881 movie.torrent &
+  applayer torrent get --dir downloads --listen 127.0.0.3:6881 movie.torrent`,
 	}
-	cmd.AddCommand(torrentCreateCommand(g), torrentInfoCommand(g), torrentTrackerCommand(g))
+	cmd.AddCommand(torrentCreateCommand(g), torrentInfoCommand(g), torrentTrackerCommand(g), torrentSeedCommand(g), torrentGetCommand(g))
 	return cmd
 }
 
@@ -80,7 +82,7 @@ tier with commas.`,
 				out = m.Info.Name + ".torrent"
 			}
 			if !printOnly {
-				if err := writeFileAtomic(out, m.Bytes()); err != nil {
+				if err := atomicfile.Write(out, m.Bytes(), 0o644); err != nil {
 					return err
 				}
 				fmt.Fprintf(g.stdout, "wrote %s\n", out)
@@ -192,29 +194,6 @@ func humanBytes(n int64) string {
 	return fmt.Sprintf("%d B", n)
 }
 
-// writeFileAtomic writes data to a temporary file beside path and renames
-// it into place, so a crash never leaves half a file.
-func writeFileAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".applayer-*")
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		os.Remove(f.Name())
-		return err
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(f.Name())
-		return err
-	}
-	if err := os.Chmod(f.Name(), 0o644); err != nil {
-		os.Remove(f.Name())
-		return err
-	}
-	return os.Rename(f.Name(), path)
-}
-
 func torrentTrackerCommand(g *globals) *cobra.Command {
 	var (
 		cfg                             tracker.Config
@@ -264,6 +243,6 @@ lists BEP 23, IPv6 peers BEP 7, scrape) at http://ADDR/announce and UDP
 	f.StringVar(&allowFile, "allow-file", "", "serve only the info-hashes listed in `FILE`, one per line")
 	f.BoolVar(&cfg.TrustIP, "trust-ip", false, "honour the ip parameter of announces")
 	f.StringVar(&cfg.Snapshot, "snapshot", "", "save the state to `FILE` on shutdown and restore it on start")
-	adminFlags(cmd, g, "")
+	adminFlags(cmd, g, "/torrent/tracker/ (stats and each torrent's peer table)")
 	return cmd
 }

@@ -3,13 +3,17 @@ package app
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 
+	"github.com/applayer/applayer/internal/service"
 	"github.com/applayer/applayer/torrent/metainfo"
+	"github.com/applayer/applayer/torrent/swarm"
 )
 
 // runApp runs the applayer command line in-process and returns stdout.
@@ -74,5 +78,45 @@ func TestTorrentCreateAndInfo(t *testing.T) {
 	}
 	if _, err := runApp(t, "torrent", "info", src); err == nil || !strings.Contains(err.Error(), "metainfo:") {
 		t.Errorf("info on a non-torrent: %v", err)
+	}
+}
+
+// TestTorrentGetCommand downloads with `applayer torrent get` from an
+// in-process seed and checks the progress lines and the file.
+func TestTorrentGetCommand(t *testing.T) {
+	dir := t.TempDir()
+	data := bytes.Repeat([]byte("0123456789abcdef"), 50000)
+	os.MkdirAll(filepath.Join(dir, "seed"), 0o755)
+	os.WriteFile(filepath.Join(dir, "seed", "d.bin"), data, 0o644)
+	tf := filepath.Join(dir, "d.torrent")
+	if _, err := runApp(t, "torrent", "create", "-o", tf, filepath.Join(dir, "seed", "d.bin")); err != nil {
+		t.Fatal(err)
+	}
+	m, err := metainfo.ReadFile(tf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk := fmt.Sprintf("127.%d.%d.", 100+rand.IntN(100), rand.IntN(250))
+	seed, err := swarm.New(swarm.Config{Torrent: m, Dir: filepath.Join(dir, "seed"), Listen: blk + "2:0", Seed: true}, service.Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := seed.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer seed.Shutdown(context.Background())
+	out, err := runApp(t, "torrent", "get", "--dir", filepath.Join(dir, "got"), "--listen", blk+"3:0", "--peer", seed.Addrs()[0].String(),
+		"--status-interval", "100ms", "--verbose", tf)
+	if err != nil {
+		t.Fatalf("get: %v\n%s", err, out)
+	}
+	got, _ := os.ReadFile(filepath.Join(dir, "got", "d.bin"))
+	if !bytes.Equal(got, data) {
+		t.Fatal("downloaded file differs")
+	}
+	for _, want := range []string{"peer listening on " + blk + "3:", "100.0% 49/49 pieces", "complete: d.bin (781.2 KiB)", "pick piece ", "pieces ####"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
 	}
 }

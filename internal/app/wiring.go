@@ -9,6 +9,8 @@ import (
 	"github.com/applayer/applayer/dns/resolver"
 	"github.com/applayer/applayer/lab"
 	"github.com/applayer/applayer/sockets"
+	"github.com/applayer/applayer/torrent/swarm"
+	"github.com/applayer/applayer/torrent/tracker"
 	"github.com/applayer/applayer/web/proxy"
 	"github.com/applayer/applayer/web/server"
 )
@@ -36,5 +38,7 @@ func labKinds() *lab.Kinds {
 		authority.LabKinds(),
 		proxy.LabKinds(),
 		resolver.LabKinds(),
+		tracker.LabKinds(),
+		swarm.LabKinds(),
 	)...)
 }

@@ -83,11 +83,7 @@ func TestAdminEndpoints(t *testing.T) {
 		t.Fatal(err)
 	}
 	a.Handle("POST /flush", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "flushed") }))
-	if err := a.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	defer a.Shutdown(context.Background())
-	base := "http://" + a.Addrs()[0].String()
+	base := "http://" + testkit.Start(t, a).Addrs()[0].String()
 	client := &http.Client{}
 	get := func(method, path string) (int, string) {
 		req, _ := http.NewRequest(method, base+path, nil)

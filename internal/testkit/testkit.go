@@ -1,5 +1,6 @@
 // Package testkit holds helpers shared by applayer's tests: a goroutine-leak
-// check, a logger that writes to the test log, and a short-lived context.
+// check, a logger that writes to the test log, a short-lived context, a
+// service started for the length of a test, peer lookup, a settable clock.
 package testkit
 
 import (
@@ -42,14 +43,30 @@ func Peer(t testing.TB, name string) string {
 	t.Helper()
 	path, err := exec.LookPath(name)
 	if err != nil {
-		for _, dir := range []string{"/usr/sbin", "/sbin"} {
-			if p := filepath.Join(dir, name); isExecutable(p) {
+		for _, dir := range []string{"/usr/sbin", "/sbin", goBin()} {
+			if p := filepath.Join(dir, name); dir != "" && isExecutable(p) {
 				return p
 			}
 		}
 		Skip(t, "test peer %s is not installed (make test installs it: see scripts/peers.txt)", name)
 	}
 	return path
+}
+
+// goBin is where go install puts programs (scripts/install-peers.sh builds
+// the Go test peers there): $GOBIN, else the first $GOPATH's bin, else
+// ~/go/bin (the go command's defaults).
+func goBin() string {
+	if d := os.Getenv("GOBIN"); d != "" {
+		return d
+	}
+	if gp := filepath.SplitList(os.Getenv("GOPATH")); len(gp) > 0 && gp[0] != "" {
+		return filepath.Join(gp[0], "bin")
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, "go", "bin")
+	}
+	return ""
 }
 
 func isExecutable(p string) bool {
@@ -118,4 +135,36 @@ func (l *Buffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// Server is what Start runs: an internal/service.Service (declared here so
+// that service's own tests may use testkit).
+type Server interface {
+	Start(ctx context.Context) error
+	Shutdown(ctx context.Context) error
+}
+
+// StopTimeout bounds Start's start-up and the shutdown at test end.
+const StopTimeout = 10 * time.Second
+
+// Start starts s, configured by the caller to listen on 127.0.0.1:0 (or a
+// test's own loopback address), failing the test at once if it does not
+// start within StopTimeout, and shuts it down when the test ends
+// (t.Cleanup), reporting a shutdown that fails or outlasts StopTimeout. It
+// returns s, for s.Addrs().
+func Start[S Server](t testing.TB, s S) S {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), StopTimeout)
+	defer cancel()
+	if err := s.Start(ctx); err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), StopTimeout)
+		defer cancel()
+		if err := s.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+	})
+	return s
 }

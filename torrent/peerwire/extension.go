@@ -152,3 +152,99 @@ func ParseMetadataMsg(b []byte) (MetadataMsg, error) {
 	}
 	return m, nil
 }
+
+// MaxPexPeers caps the peers of one ut_pex message, each way.
+const MaxPexPeers = 200
+
+// PexMsg is a peer exchange message (BEP 11): peers the sender connected
+// to and dropped since its last message.
+type PexMsg struct {
+	Added   []netip.AddrPort
+	Dropped []netip.AddrPort
+}
+
+// Bytes encodes the message payload (IPv4 peers in added/dropped, IPv6
+// in added6/dropped6, compact form; added.f flags all zero).
+func (m PexMsg) Bytes() []byte {
+	split := func(l []netip.AddrPort) (v4, v6 []byte) {
+		for _, ap := range l {
+			b := ap.Addr().AsSlice()
+			b = append(b, byte(ap.Port()>>8), byte(ap.Port()))
+			if ap.Addr().Is4() {
+				v4 = append(v4, b...)
+			} else {
+				v6 = append(v6, b...)
+			}
+		}
+		return v4, v6
+	}
+	a4, a6 := split(m.Added)
+	d4, d6 := split(m.Dropped)
+	d := map[string]bencode.Value{
+		"added":   bencode.Bytes(nonNil(a4)),
+		"added.f": bencode.Bytes(make([]byte, len(a4)/6)),
+		"dropped": bencode.Bytes(nonNil(d4)),
+	}
+	if len(a6) > 0 {
+		d["added6"] = bencode.Bytes(a6)
+		d["added6.f"] = bencode.Bytes(make([]byte, len(a6)/18))
+	}
+	if len(d6) > 0 {
+		d["dropped6"] = bencode.Bytes(d6)
+	}
+	return bencode.MustEncode(bencode.Dict(d))
+}
+
+func nonNil(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}
+
+// ParsePexMsg decodes a ut_pex payload. Entries with port 0 are skipped;
+// more than MaxPexPeers in a list is an error.
+func ParsePexMsg(b []byte) (PexMsg, error) {
+	var m PexMsg
+	v, err := bencode.Decode(b, bencode.Limits{MaxSize: 16 << 10, MaxDepth: 4})
+	if err != nil {
+		return m, fmt.Errorf("peerwire: ut_pex: %w", err)
+	}
+	if v.Kind != bencode.KindDict {
+		return m, errors.New("peerwire: ut_pex is not a dictionary")
+	}
+	read := func(key string, alen int) ([]netip.AddrPort, error) {
+		s, ok := v.GetString(key)
+		if !ok {
+			return nil, nil
+		}
+		n := alen + 2
+		if len(s)%n != 0 {
+			return nil, fmt.Errorf("peerwire: ut_pex: %s of %d bytes", key, len(s))
+		}
+		if len(s)/n > MaxPexPeers {
+			return nil, fmt.Errorf("peerwire: ut_pex: more than %d peers in %s", MaxPexPeers, key)
+		}
+		var out []netip.AddrPort
+		for i := 0; i < len(s); i += n {
+			a, _ := netip.AddrFromSlice([]byte(s[i : i+alen]))
+			port := uint16(s[i+alen])<<8 | uint16(s[i+alen+1])
+			if port != 0 {
+				out = append(out, netip.AddrPortFrom(a.Unmap(), port))
+			}
+		}
+		return out, nil
+	}
+	for _, k := range []struct {
+		key  string
+		alen int
+		dst  *[]netip.AddrPort
+	}{{"added", 4, &m.Added}, {"added6", 16, &m.Added}, {"dropped", 4, &m.Dropped}, {"dropped6", 16, &m.Dropped}} {
+		l, err := read(k.key, k.alen)
+		if err != nil {
+			return m, err
+		}
+		*k.dst = append(*k.dst, l...)
+	}
+	return m, nil
+}

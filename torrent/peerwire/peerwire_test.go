@@ -146,6 +146,23 @@ func TestMetadataMsg(t *testing.T) {
 	}
 }
 
+func TestPexMsg(t *testing.T) {
+	m := PexMsg{Added: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.2:6881"), netip.MustParseAddrPort("[::1]:7000")},
+		Dropped: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.3:1")}}
+	got, err := ParsePexMsg(m.Bytes())
+	if err != nil || !reflect.DeepEqual(got, m) {
+		t.Fatalf("round trip: %+v %v", got, err)
+	}
+	if !strings.Contains(string(m.Bytes()), "5:added6:\x7f\x00\x00\x02\x1a\xe1") {
+		t.Errorf("added not compact: %q", m.Bytes())
+	}
+	for _, bad := range []string{"d5:added5:12345e", "li1ee", "d5:added1206:" + strings.Repeat("\x7f\x00\x00\x01\x00\x01", 201) + "e"} {
+		if _, err := ParsePexMsg([]byte(bad)); err == nil {
+			t.Errorf("%.40q accepted", bad)
+		}
+	}
+}
+
 func FuzzReadMessage(f *testing.F) {
 	for _, m := range []Message{{ID: Have, Index: 1}, {ID: Piece, Index: 1, Block: []byte("ab")}, {ID: Request, Length: 16384}, {ID: Extended, ExtID: 1, ExtPayload: []byte("d8:msg_typei0e5:piecei0ee")}, {KeepAlive: true}} {
 		f.Add(m.Bytes())
@@ -171,11 +188,18 @@ func FuzzReadMessage(f *testing.F) {
 
 func FuzzExtension(f *testing.F) {
 	f.Add(ExtHandshake{M: map[string]uint8{ExtMetadata: 1}, MetadataSize: 100}.Bytes())
+	f.Add(PexMsg{Added: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.2:6881")}}.Bytes())
 	f.Add(MetadataMsg{Type: MetadataData, Piece: 0, TotalSize: 5, Data: []byte("hello")}.Bytes())
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if h, err := ParseExtHandshake(b); err == nil {
 			if _, err := ParseExtHandshake(h.Bytes()); err != nil {
 				t.Fatalf("re-encoded handshake refused: %v", err)
+			}
+		}
+		if p, err := ParsePexMsg(b); err == nil {
+			again, err := ParsePexMsg(p.Bytes())
+			if err != nil || len(again.Added) != len(p.Added) || len(again.Dropped) != len(p.Dropped) {
+				t.Fatalf("pex round trip: %v", err)
 			}
 		}
 		if m, err := ParseMetadataMsg(b); err == nil {

@@ -20,50 +20,6 @@ func bf(n int, pieces ...int) Bitfield {
 	return b
 }
 
-func all(n int) Bitfield {
-	b := NewBitfield(n)
-	for i := range n {
-		b.Set(i)
-	}
-	return b
-}
-
-// TestRarestFirst: after the random first pieces, a peer that has every
-// piece is asked for the piece fewest neighbours have.
-func TestRarestFirst(t *testing.T) {
-	const n = 10
-	// We already have 4 pieces, so random-first is over.
-	p := NewPicker(n*4, 4, 4, bf(n, 0, 1, 2, 3), rand.New(rand.NewPCG(1, 2)))
-	// Neighbours' bitfields: piece 7 is on 1 neighbour, 5 on 2, 4, 6 on 3,
-	// 8 and 9 on 4.
-	for _, nb := range []Bitfield{bf(n, 4, 5, 6, 7, 8, 9), bf(n, 4, 5, 6, 8, 9), bf(n, 4, 6, 8, 9), bf(n, 8, 9)} {
-		p.PeerBitfield(nb, +1)
-	}
-	var order []int
-	for range 6 {
-		picks := p.Pick(0, all(n), 1)
-		if len(picks) != 1 || picks[0].Mode != ModeRarest {
-			t.Fatalf("picks %+v", picks)
-		}
-		order = append(order, picks[0].Piece)
-		p.Received(0, picks[0].Block)
-		p.PieceVerified(picks[0].Piece)
-	}
-	if order[0] != 7 || order[1] != 5 {
-		t.Fatalf("order %v: want 7 (1 holder), then 5 (2 holders)", order)
-	}
-	mid := append([]int(nil), order[2:4]...)
-	sort.Ints(mid)
-	last := append([]int(nil), order[4:]...)
-	sort.Ints(last)
-	if !reflect.DeepEqual(mid, []int{4, 6}) || !reflect.DeepEqual(last, []int{8, 9}) {
-		t.Errorf("order %v: want {4,6} then {8,9}", order)
-	}
-	if !p.Done() {
-		t.Error("not done after every piece")
-	}
-}
-
 // TestRandomFirstPieces: with nothing complete, new pieces are chosen at
 // random, not rarest: over many pickers the rarest piece is not always
 // first.
@@ -76,7 +32,7 @@ func TestRandomFirstPieces(t *testing.T) {
 		for range 5 {
 			p.PeerBitfield(bf(n, 0, 1, 2, 4, 5, 6, 7), +1)
 		}
-		picks := p.Pick(0, all(n), 1)
+		picks := p.Pick(0, allPieces(n), 1)
 		if picks[0].Mode != ModeRandom {
 			t.Fatalf("mode %s with 0 complete", picks[0].Mode)
 		}
@@ -87,7 +43,7 @@ func TestRandomFirstPieces(t *testing.T) {
 	}
 	// After RandomFirst pieces, mode switches to rarest.
 	p := NewPicker(n*4, 4, 4, bf(n, 0, 1, 2, 4), rand.New(rand.NewPCG(1, 1)))
-	if picks := p.Pick(0, all(n), 1); picks[0].Mode != ModeRarest {
+	if picks := p.Pick(0, allPieces(n), 1); picks[0].Mode != ModeRarest {
 		t.Errorf("mode %s with 4 complete", picks[0].Mode)
 	}
 }
@@ -97,7 +53,7 @@ func TestRandomFirstPieces(t *testing.T) {
 func TestStrictPriority(t *testing.T) {
 	const n = 6
 	p := NewPicker(n*8, 8, 4, bf(n, 0, 1, 2, 3), rand.New(rand.NewPCG(1, 1)))
-	p.PeerBitfield(all(n), +1)
+	p.PeerBitfield(allPieces(n), +1)
 	p.PeerBitfield(bf(n, 4), +1)
 	// Peer 0 starts piece 5 (piece 4 is less rare) and gets one block of it.
 	first := p.Pick(0, bf(n, 5), 1)
@@ -105,7 +61,7 @@ func TestStrictPriority(t *testing.T) {
 		t.Fatalf("first pick %+v", first)
 	}
 	// Peer 1 has every piece; piece 5's other block comes first.
-	picks := p.Pick(1, all(n), 2)
+	picks := p.Pick(1, allPieces(n), 2)
 	if picks[0].Piece != 5 || picks[0].Begin != 4 || picks[0].Mode != ModePartial {
 		t.Errorf("first pick for peer 1 %+v, want the rest of piece 5", picks[0])
 	}
@@ -119,17 +75,17 @@ func TestStrictPriority(t *testing.T) {
 func TestEndGame(t *testing.T) {
 	const n = 2
 	p := NewPicker(n*8, 8, 4, bf(n, 0), rand.New(rand.NewPCG(1, 1)))
-	p.PeerBitfield(all(n), +1)
-	p.PeerBitfield(all(n), +1)
-	a := p.Pick(0, all(n), 10)
+	p.PeerBitfield(allPieces(n), +1)
+	p.PeerBitfield(allPieces(n), +1)
+	a := p.Pick(0, allPieces(n), 10)
 	if len(a) != 2 || p.InEndGame() == false {
 		t.Fatalf("peer 0 picks %+v, end game %v", a, p.InEndGame())
 	}
-	b := p.Pick(1, all(n), 10)
+	b := p.Pick(1, allPieces(n), 10)
 	if len(b) != 2 || b[0].Mode != ModeEndGame || b[0].Block != a[0].Block {
 		t.Fatalf("peer 1 end-game picks %+v", b)
 	}
-	if again := p.Pick(1, all(n), 10); len(again) != 0 {
+	if again := p.Pick(1, allPieces(n), 10); len(again) != 0 {
 		t.Errorf("blocks requested twice from one peer: %+v", again)
 	}
 	first, full, cancel := p.Received(1, b[0].Block)
@@ -147,13 +103,13 @@ func TestEndGame(t *testing.T) {
 
 func TestPickerFailedPieceRefetched(t *testing.T) {
 	p := NewPicker(8, 8, 4, nil, rand.New(rand.NewPCG(1, 1)))
-	p.PeerBitfield(all(1), +1)
-	picks := p.Pick(0, all(1), 10)
+	p.PeerBitfield(allPieces(1), +1)
+	picks := p.Pick(0, allPieces(1), 10)
 	for _, pk := range picks {
 		p.Received(0, pk.Block)
 	}
 	p.PieceFailed(0)
-	if again := p.Pick(1, all(1), 10); len(again) != 2 {
+	if again := p.Pick(1, allPieces(1), 10); len(again) != 2 {
 		t.Errorf("after a failed hash check, %d blocks picked", len(again))
 	}
 }

@@ -368,3 +368,12 @@ func (p *Picker) Requested(peer int, b Block) bool {
 	k := b.Begin / p.blockSize
 	return ps.started && k < len(ps.blocks) && owns(ps.blocks[k].owners, peer)
 }
+
+// allPieces returns a bitfield with every one of n pieces set.
+func allPieces(n int) Bitfield {
+	b := NewBitfield(n)
+	for i := range n {
+		b.Set(i)
+	}
+	return b
+}

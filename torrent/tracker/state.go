@@ -12,6 +12,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/applayer/applayer/internal/atomicfile"
 )
 
 // InfoHash is a torrent's 20-byte SHA-1 info-hash.
@@ -176,8 +178,10 @@ func (s *state) announce(req AnnounceRequest) (AnnounceResult, error) {
 	return s.resultLocked(sw, req), nil
 }
 
-// resultLocked picks up to numwant peers other than the requester, of the
-// requester's address family first; a seed gets only leechers.
+// resultLocked picks up to numwant peers other than the requester, at
+// random. Seeds are not withheld from seeds: a client starting from a
+// magnet link announces left=0 before it knows the size (aria2 does) and
+// needs the seeds for the metadata.
 func (s *state) resultLocked(sw *swarm, req AnnounceRequest) AnnounceResult {
 	r := AnnounceResult{Interval: s.cfg.Interval.D(), MinInterval: s.cfg.MinInterval.D()}
 	if sw == nil || req.Event == EventStopped {
@@ -199,9 +203,6 @@ func (s *state) resultLocked(sw *swarm, req AnnounceRequest) AnnounceResult {
 	for k, p := range sw.peers {
 		if k.id == req.PeerID {
 			continue
-		}
-		if req.Left == 0 && p.Left == 0 {
-			continue // seeds have nothing to give each other
 		}
 		cand = append(cand, Peer{ID: k.id, Addr: p.Addr})
 	}
@@ -385,25 +386,7 @@ func (s *state) save(path string) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("tracker: snapshot: %w", err)
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), ".tracker-*")
-	if err != nil {
-		return fmt.Errorf("tracker: snapshot: %w", err)
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		os.Remove(f.Name())
-		return fmt.Errorf("tracker: snapshot: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		os.Remove(f.Name())
-		return fmt.Errorf("tracker: snapshot: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(f.Name())
-		return fmt.Errorf("tracker: snapshot: %w", err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
+	if err := atomicfile.Write(path, data, 0o644); err != nil {
 		return fmt.Errorf("tracker: snapshot: %w", err)
 	}
 	return nil

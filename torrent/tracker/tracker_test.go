@@ -1,7 +1,6 @@
 package tracker
 
 import (
-	"context"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -72,11 +71,13 @@ func TestStateAnnounce(t *testing.T) {
 	if len(r.Peers) != 2 {
 		t.Errorf("numwant 2 gave %d peers", len(r.Peers))
 	}
-	// A seed gets only leechers.
+	// A seed gets everyone too (a magnet client announces left=0).
+	s.announce(AnnounceRequest{InfoHash: h, PeerID: pid(6), Addr: ap("127.0.0.6:6881"), Left: 0, NumWant: -1})
 	r, _ = s.announce(AnnounceRequest{InfoHash: h, PeerID: pid(1), Addr: ap("127.0.0.1:6881"), Left: 0, NumWant: -1})
-	if len(r.Peers) != 4 {
-		t.Errorf("seed got %d peers, want the 4 leechers", len(r.Peers))
+	if len(r.Peers) != 5 {
+		t.Errorf("seed got %d peers, want all 5 others", len(r.Peers))
 	}
+	s.announce(AnnounceRequest{InfoHash: h, PeerID: pid(6), Addr: ap("127.0.0.6:6881"), Event: EventStopped})
 	// completed turns a leecher into a seeder and is counted.
 	s.announce(AnnounceRequest{InfoHash: h, PeerID: pid(4), Addr: ap("127.0.0.4:6881"), Left: 0, Event: EventCompleted, NumWant: 0})
 	// stopped removes the peer.
@@ -86,7 +87,7 @@ func TestStateAnnounce(t *testing.T) {
 		t.Errorf("scrape = %+v", got)
 	}
 	st := s.stats()
-	if len(st) != 1 || st[0].Started != 5 || st[0].Stopped != 1 {
+	if len(st) != 1 || st[0].Started != 5 || st[0].Stopped != 2 {
 		t.Errorf("stats = %+v", st)
 	}
 }
@@ -142,11 +143,7 @@ func startTracker(t *testing.T, cfg Config, deps service.Deps) *Tracker {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := tr.Start(testkit.Context(t, 5*time.Second)); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { tr.Shutdown(context.Background()) })
-	return tr
+	return testkit.Start(t, tr)
 }
 
 // TestAnnounceOverHTTPAndUDP has peers on their own loopback addresses

@@ -521,22 +521,71 @@ func notModified(r *http.Request, e *entry) bool {
 		if e.etag == "" {
 			return false
 		}
-		if strings.TrimSpace(inm) == "*" {
-			return true
-		}
-		want := strings.TrimPrefix(e.etag, "W/")
-		for _, t := range strings.Split(inm, ",") {
-			if strings.TrimPrefix(strings.TrimSpace(t), "W/") == want {
-				return true
-			}
-		}
-		return false
+		return etagListMatches(inm, e.etag)
 	}
 	if ims := r.Header.Get("If-Modified-Since"); ims != "" {
 		t, err := http.ParseTime(ims)
 		return err == nil && !lastModified(e).After(t)
 	}
 	return false
+}
+
+// etagListMatches evaluates an If-None-Match value against a stored
+// entity-tag (RFC 9110 section 13.1.2): "*", or a comma-separated list of
+// entity-tags (an optional W/ and a quoted opaque tag, which may itself
+// hold commas) one of which matches weakly. A malformed list matches
+// nothing: the stored response is sent whole.
+func etagListMatches(list, etag string) bool {
+	if strings.Trim(list, " \t") == "*" {
+		return true
+	}
+	want, ok := opaqueTag(etag)
+	if !ok {
+		return false
+	}
+	found := false
+	s := list
+	for {
+		s = strings.TrimLeft(s, " \t,")
+		if s == "" {
+			return found
+		}
+		tag, rest, ok := nextETag(s)
+		if !ok {
+			return false
+		}
+		if tag == want {
+			found = true
+		}
+		s = strings.TrimLeft(rest, " \t")
+		if s != "" && s[0] != ',' {
+			return false
+		}
+	}
+}
+
+// nextETag splits the entity-tag at the start of s: its opaque tag
+// (quotes included, W/ dropped) and what follows.
+func nextETag(s string) (tag, rest string, ok bool) {
+	s = strings.TrimPrefix(s, "W/")
+	if len(s) < 2 || s[0] != '"' {
+		return "", "", false
+	}
+	for i := 1; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '"':
+			return s[:i+1], s[i+1:], true
+		case c < 0x21 || c == 0x7f:
+			return "", "", false // not etagc
+		}
+	}
+	return "", "", false
+}
+
+// opaqueTag returns a whole entity-tag's opaque tag.
+func opaqueTag(etag string) (string, bool) {
+	tag, rest, ok := nextETag(etag)
+	return tag, ok && rest == ""
 }
 
 // lastModified is the modification time a cache compares If-Modified-Since
@@ -643,6 +692,13 @@ func (c *Cache) roundTrip(out *http.Request) (*http.Response, error) {
 	res, err := c.upstream.RoundTrip(out)
 	if err != nil {
 		return nil, fmt.Errorf("cache: origin %s: %w", out.URL.Host, err)
+	}
+	if res.StatusCode < 200 || res.StatusCode > 599 {
+		// No final status the client could be given (net/http's server
+		// refuses to write one outside 100-999; a 1xx here, e.g. 101 to a
+		// request whose Upgrade was removed, is no answer): a bad gateway.
+		res.Body.Close()
+		return nil, fmt.Errorf("cache: origin %s: invalid status %d", out.URL.Host, res.StatusCode)
 	}
 	RemoveHopByHop(res.Header)
 	delete(res.Header, "Content-Length") // recomputed or streamed

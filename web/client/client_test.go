@@ -2,7 +2,6 @@ package client
 
 import (
 	"bytes"
-	"context"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -48,11 +47,7 @@ func startServer(t *testing.T, mod func(*server.Config)) *lab {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Shutdown(context.Background()) })
-	a := s.Addrs()
+	a := testkit.Start(t, s).Addrs()
 	_, p, _ := net.SplitHostPort(a[1].String())
 	return &lab{plain: "http://" + a[0].String(), tls: "https://localhost:" + p, caFile: filepath.Join(dir, "ca", labca.CertFileName)}
 }

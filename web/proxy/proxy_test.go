@@ -38,20 +38,15 @@ func start(t *testing.T, cfg Config) (*Server, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Start(testkit.Context(t, 5*time.Second)); err != nil {
-		t.Fatal(err)
-	}
+	// Registered first, so it runs after Start's shutdown.
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := s.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-		if err := s.Shutdown(ctx); err != nil {
 			t.Errorf("second shutdown: %v", err)
 		}
 	})
-	return s, s.Addrs()[0].String()
+	return testkit.Start(t, s), s.Addrs()[0].String()
 }
 
 func proxyClient(t *testing.T, proxyAddr string) *http.Client {

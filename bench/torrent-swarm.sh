@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# BitTorrent distribution time: one seed capped at SEED_UP upload, N
+# leechers capped at PEER_UP upload (no download cap), every peer on its
+# own loopback address, a FILE_MIB file. Measures the time from the
+# leechers' start until the last one has the whole file, for an applayer
+# swarm and an aria2 swarm (each with its own applayer tracker, run one
+# after the other, interleaved over rounds), and divides it by the
+# chapter's lower bound D_p2p >= max{F/u_s, F/d_min, N F/(u_s + N u)}
+# (d_min is unlimited here, so the bound is max{F/u_s, N F/(u_s + N u)}).
+# Leechers keep seeding once complete, as the bound assumes.
+#
+# Usage: bench/torrent-swarm.sh [rounds] [N...]
+#   e.g. bench/torrent-swarm.sh 3 4 8
+#   env: FILE_MIB (64), SEED_UP (4, MiB/s), PEER_UP (1, MiB/s),
+#        APPLAYER (a prebuilt binary), BLOCK (127.77: the /16 used),
+#        SWARMS ("applayer aria2"), TIMEOUT (600 s per swarm)
+# Needs aria2c for the aria2 swarm; qBittorrent is not scripted yet.
+set -euo pipefail
+ROUNDS=${1:-3}
+shift || true
+NS=${*:-"4 8"}
+FILE_MIB=${FILE_MIB:-64}
+SEED_UP=${SEED_UP:-4}
+PEER_UP=${PEER_UP:-1}
+BLOCK=${BLOCK:-127.77}
+SWARMS=${SWARMS:-"applayer aria2"}
+TIMEOUT=${TIMEOUT:-600}
+cd "$(dirname "$0")/.."
+TMP=$(mktemp -d /tmp/bench-torrent.XXXXXX)
+PIDS=()
+killall_started() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done; PIDS=(); }
+cleanup() { killall_started; rm -rf "$TMP"; }
+trap cleanup EXIT
+if [ -n "${APPLAYER:-}" ]; then cp "$APPLAYER" "$TMP/applayer"; else GOTOOLCHAIN=auto go build -o "$TMP/applayer" ./cmd/applayer; fi
+A="$TMP/applayer"
+ARIA=$(command -v aria2c || true)
+[ -z "$ARIA" ] && SWARMS=${SWARMS//aria2/} && echo "aria2c not installed: applayer only" >&2
+
+mkdir -p "$TMP/seed"
+head -c $((FILE_MIB << 20)) /dev/urandom > "$TMP/seed/file.bin"
+ARIA_OPTS=(--no-conf --enable-dht=false --enable-dht6=false --bt-enable-lpd=false --enable-peer-exchange=false
+  --disable-ipv6 --summary-interval=0 --console-log-level=error --bt-tracker-interval=5 --seed-ratio=0.0
+  --file-allocation=none --bt-max-peers=55)
+
+# bound N: max{F/u_s, N F/(u_s + N u)} in seconds
+bound() { awk -v f="$FILE_MIB" -v us="$SEED_UP" -v u="$PEER_UP" -v n="$1" 'BEGIN { a = f/us; b = n*f/(us+n*u); printf "%.3f", (a > b ? a : b) }'; }
+
+# run_swarm KIND N ROUND: prints the distribution time in seconds
+run_swarm() {
+  local kind=$1 n=$2 r=$3 port=$((6969 + r)) dir="$TMP/$1-$2-$3"
+  mkdir -p "$dir"
+  "$A" --log-level error torrent tracker --http "$BLOCK.0.1:$port" --udp "" --interval 10s --min-interval 2s >/dev/null 2>&1 &
+  PIDS+=($!)
+  "$A" torrent create --no-date -a "http://$BLOCK.0.1:$port/announce" -o "$dir/t.torrent" "$TMP/seed/file.bin" >/dev/null
+  case $kind in
+  applayer)
+    "$A" --log-level error torrent seed --dir "$TMP/seed" --listen "$BLOCK.0.2:6881" --upload-limit "${SEED_UP}M" \
+      --announce-interval 2s --status-interval 1h "$dir/t.torrent" >"$dir/seed.log" 2>&1 &
+    PIDS+=($!) ;;
+  aria2)
+    "$ARIA" "${ARIA_OPTS[@]}" --interface="$BLOCK.0.2" --listen-port=6881 --dir="$TMP/seed" --check-integrity \
+      --bt-seed-unverified=false --max-overall-upload-limit="${SEED_UP}M" "$dir/t.torrent" >"$dir/seed.log" 2>&1 &
+    PIDS+=($!) ;;
+  esac
+  sleep 3 # the seed has checked its data and announced
+  local start; start=$(date +%s.%N)
+  for i in $(seq 1 "$n"); do
+    mkdir -p "$dir/l$i"
+    case $kind in
+    applayer)
+      "$A" --log-level error torrent get --seed --dir "$dir/l$i" --listen "$BLOCK.0.$((10 + i)):6881" \
+        --upload-limit "${PEER_UP}M" --announce-interval 2s --status-interval 1h "$dir/t.torrent" >"$dir/l$i.log" 2>&1 &
+      PIDS+=($!) ;;
+    aria2)
+      printf '#!/bin/sh\ndate +%%s.%%N > %s\n' "$dir/l$i.done" > "$dir/l$i.hook"; chmod +x "$dir/l$i.hook"
+      "$ARIA" "${ARIA_OPTS[@]}" --interface="$BLOCK.0.$((10 + i))" --listen-port=6881 --dir="$dir/l$i" \
+        --max-overall-upload-limit="${PEER_UP}M" --on-bt-download-complete="$dir/l$i.hook" "$dir/t.torrent" >"$dir/l$i.log" 2>&1 &
+      PIDS+=($!) ;;
+    esac
+  done
+  local deadline=$(( $(date +%s) + TIMEOUT )) done=0
+  while [ "$done" -lt "$n" ]; do
+    [ "$(date +%s)" -gt "$deadline" ] && { echo "$kind N=$n: timed out" >&2; killall_started; echo "nan"; return; }
+    sleep 0.2
+    done=0
+    for i in $(seq 1 "$n"); do
+      if [ "$kind" = applayer ]; then grep -q "download complete after" "$dir/l$i.log" && done=$((done + 1))
+      else [ -s "$dir/l$i.done" ] && done=$((done + 1)); fi
+    done
+  done
+  local end; end=$(date +%s.%N)
+  for i in $(seq 1 "$n"); do cmp -s "$TMP/seed/file.bin" "$dir/l$i/file.bin" || echo "$kind N=$n leecher $i: file differs" >&2; done
+  killall_started
+  rm -rf "$dir"
+  awk -v a="$start" -v b="$end" 'BEGIN { printf "%.3f", b - a }'
+}
+
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+echo "file ${FILE_MIB} MiB, seed ${SEED_UP} MiB/s up, leechers ${PEER_UP} MiB/s up; $(date -u +%FT%TZ)"
+for n in $NS; do
+  b=$(bound "$n")
+  for r in $(seq 1 "$ROUNDS"); do
+    for kind in $SWARMS; do
+      t=$(run_swarm "$kind" "$n" "$r")
+      echo "$kind $n $t" >> "$TMP/results"
+      echo "round $r N=$n $kind: ${t}s = $(awk -v t="$t" -v b="$b" 'BEGIN { printf "%.2f", t/b }')x the bound (${b}s)"
+    done
+  done
+  for kind in $SWARMS; do
+    m=$(awk -v k="$kind" -v n="$n" '$1 == k && $2 == n { print $3 }' "$TMP/results" | median)
+    echo "median N=$n $kind: ${m}s, ratio to the bound $(awk -v t="$m" -v b="$b" 'BEGIN { printf "%.2f", t/b }')"
+  done
+done

@@ -1,0 +1,7 @@
+//go:build !(darwin || dragonfly || freebsd || linux || netbsd || openbsd)
+
+package transport
+
+const reusePortAvailable = false
+
+func setReusePort(uintptr) error { return ErrNoReusePort }

@@ -1,0 +1,23 @@
+// The h2spec test peer, pinned with its dependencies (h2spec v2.2.1 has
+// no go.mod of its own, so a bare go install would take whatever versions
+// of cobra, x/net and color are newest). scripts/install-peers.sh runs
+// "go install tool" here; web/server's TestH2spec finds it through
+// testkit.Peer. A module of its own: not part of the applayer build.
+module github.com/applayer/applayer/scripts/h2spec
+
+go 1.26.0
+
+tool github.com/summerwind/h2spec/cmd/h2spec
+
+require (
+	github.com/fatih/color v1.19.0 // indirect
+	github.com/inconshreveable/mousetrap v1.1.0 // indirect
+	github.com/mattn/go-colorable v0.1.14 // indirect
+	github.com/mattn/go-isatty v0.0.20 // indirect
+	github.com/spf13/cobra v1.10.2 // indirect
+	github.com/spf13/pflag v1.0.9 // indirect
+	github.com/summerwind/h2spec v2.2.1+incompatible // indirect
+	golang.org/x/net v0.63.0 // indirect
+	golang.org/x/sys v0.50.0 // indirect
+	golang.org/x/text v0.44.0 // indirect
+)

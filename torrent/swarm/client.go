@@ -1,0 +1,846 @@
+// Package swarm is a BitTorrent peer: it joins a torrent's swarm through
+// its trackers, connects to neighbours and accepts their connections,
+// downloads pieces with the Picker (rarest first) and uploads with the
+// Choker (tit-for-tat), verifies every piece's SHA-1, bans peers that send
+// bad data, limits rates with token buckets and resumes from the data
+// already on disk. It speaks BEP 3, the fast extension (BEP 6), the
+// extension protocol (BEP 10) and metadata exchange (BEP 9), so it can
+// start from a magnet link.
+//
+// Every choke decision ("bittorrent/choke") and piece pick
+// ("bittorrent/pick") is published on the trace bus.
+package swarm
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	mrand "math/rand/v2"
+	"net"
+	"net/netip"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/applayer/applayer/internal/config"
+	"github.com/applayer/applayer/internal/service"
+	"github.com/applayer/applayer/internal/trace"
+	"github.com/applayer/applayer/torrent/metainfo"
+	"github.com/applayer/applayer/torrent/peerwire"
+	"github.com/applayer/applayer/torrent/storage"
+	"github.com/applayer/applayer/torrent/tracker"
+)
+
+// Config configures a Client: one torrent, one listening address.
+type Config struct {
+	// Torrent is the torrent to fetch or seed; nil when starting from Magnet.
+	Torrent *metainfo.MetaInfo `json:"-"`
+	// Magnet starts a download from a magnet link: the metadata comes from
+	// peers (BEP 9).
+	Magnet *metainfo.Magnet `json:"-"`
+	// Dir is where the data lives (DIR/NAME).
+	Dir string `json:"dir"`
+	// Listen is the address to accept peers on and to dial and announce
+	// from, e.g. "127.0.0.2:6881" (port 0 picks one).
+	Listen string `json:"listen"`
+	// Trackers are added to the torrent's own.
+	Trackers []string `json:"trackers,omitempty"`
+	// Peers are dialled at start (host:port), besides the trackers' peers.
+	Peers []string `json:"peers,omitempty"`
+	// Seed keeps the client serving after the download completes.
+	Seed bool `json:"seed,omitempty"`
+	// UploadLimit and DownloadLimit cap this torrent, in bytes/s (0: none).
+	UploadLimit   int `json:"upload_limit,omitempty"`
+	DownloadLimit int `json:"download_limit,omitempty"`
+	// GlobalUpload and GlobalDownload, when set, are shared by every
+	// client of the process.
+	GlobalUpload   *Bucket `json:"-"`
+	GlobalDownload *Bucket `json:"-"`
+	// MaxPeers caps connections. Default 50.
+	MaxPeers int `json:"max_peers,omitempty"`
+	// MaxQueue caps our outstanding requests to one peer; the queue depth
+	// adapts to the peer's rate up to this. Default 128.
+	MaxQueue int `json:"max_queue,omitempty"`
+	// MaxPeerRequests caps the requests a peer may queue with us (reqq).
+	// Default 250.
+	MaxPeerRequests int `json:"max_peer_requests,omitempty"`
+	// HandshakeTimeout bounds connecting and the handshake. Default 10s.
+	HandshakeTimeout config.Duration `json:"handshake_timeout,omitempty"`
+	// IdleTimeout drops a peer that sends nothing, not even a keep-alive,
+	// for this long. Default 3m.
+	IdleTimeout config.Duration `json:"idle_timeout,omitempty"`
+	// RequestTimeout gives up on a block not delivered in this long and
+	// asks someone else. Default 30s.
+	RequestTimeout config.Duration `json:"request_timeout,omitempty"`
+	// AnnounceInterval overrides the trackers' interval when shorter (for
+	// tests and the lab). Default: the tracker's.
+	AnnounceInterval config.Duration `json:"announce_interval,omitempty"`
+	// RandomFirst is the picker's number of random first pieces. Default 4.
+	RandomFirst int `json:"random_first,omitempty"`
+	// Slots is the choker's number of regular unchokes. Default 4.
+	Slots int `json:"slots,omitempty"`
+	// Seed for the random choices (picker, choker); 0 picks one.
+	RandSeed uint64 `json:"-"`
+}
+
+func (c *Config) defaults() {
+	if c.MaxPeers <= 0 {
+		c.MaxPeers = 50
+	}
+	if c.MaxQueue <= 0 {
+		c.MaxQueue = 128
+	}
+	if c.MaxPeerRequests <= 0 {
+		c.MaxPeerRequests = 250
+	}
+	if c.HandshakeTimeout <= 0 {
+		c.HandshakeTimeout = config.Duration(10 * time.Second)
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = config.Duration(3 * time.Minute)
+	}
+	if c.RequestTimeout <= 0 {
+		c.RequestTimeout = config.Duration(30 * time.Second)
+	}
+	if c.RandomFirst <= 0 {
+		c.RandomFirst = 4
+	}
+	if c.Slots <= 0 {
+		c.Slots = 4
+	}
+}
+
+// ClientName is what the client calls itself (extension handshake v, and
+// the peer id prefix, Azureus style).
+const ClientName = "applayer 0.1"
+
+const peerIDPrefix = "-AL0001-"
+
+// Client is a BitTorrent peer for one torrent. It is a service.Service.
+type Client struct {
+	cfg    Config
+	deps   service.Deps
+	log    *slog.Logger
+	trace  *trace.Bus
+	m      *metrics
+	peerID [20]byte
+	ih     metainfo.Hash
+	local  netip.Addr
+	upB    *Bucket
+	downB  *Bucket
+	tc     *tracker.Client
+
+	mu                   sync.Mutex
+	info                 *metainfo.Info
+	infoRaw              []byte
+	store                *storage.Storage
+	picker               *Picker
+	choker               *Choker
+	rnd                  *mrand.Rand
+	peers                map[int]*peerConn
+	nextID               int
+	known                map[netip.AddrPort]time.Time // candidates, and when last tried
+	banned               map[netip.Addr]bool
+	strikes              map[netip.Addr]int
+	buffers              map[int]*pieceBuf
+	meta                 *metaFetch
+	lastRnd              time.Time
+	complete             bool
+	doneCh               chan struct{}
+	uploaded, downloaded int64
+	startLeft            int64
+	listenPort           uint16
+
+	ln      net.Listener
+	wg      sync.WaitGroup
+	stop    chan struct{}
+	wake    chan struct{}
+	once    service.Once
+	started bool
+}
+
+type pieceBuf struct {
+	data []byte
+	from map[int]bool // peers that sent blocks of it
+}
+
+// New returns a client for cfg; Start opens the data and joins the swarm.
+func New(cfg Config, deps service.Deps) (*Client, error) {
+	if cfg.Torrent == nil && cfg.Magnet == nil {
+		return nil, errors.New("swarm: needs a torrent or a magnet link")
+	}
+	if cfg.Dir == "" {
+		return nil, errors.New("swarm: needs a data directory")
+	}
+	if cfg.Listen == "" {
+		return nil, errors.New("swarm: needs a listen address")
+	}
+	ap, err := netip.ParseAddrPort(cfg.Listen)
+	if err != nil {
+		return nil, config.Errorf("listen", "%v", err)
+	}
+	cfg.defaults()
+	deps = deps.Defaults()
+	m, err := newMetrics(deps.Metrics)
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{
+		cfg: cfg, deps: deps, log: deps.Logger, trace: deps.Trace, m: m,
+		local:  ap.Addr(),
+		peers:  map[int]*peerConn{},
+		known:  map[netip.AddrPort]time.Time{},
+		banned: map[netip.Addr]bool{}, strikes: map[netip.Addr]int{},
+		buffers: map[int]*pieceBuf{},
+		doneCh:  make(chan struct{}),
+		stop:    make(chan struct{}),
+		wake:    make(chan struct{}, 1),
+		upB:     NewBucket(cfg.UploadLimit, 0),
+		downB:   NewBucket(cfg.DownloadLimit, 0),
+	}
+	copy(c.peerID[:], peerIDPrefix)
+	rand.Read(c.peerID[len(peerIDPrefix):])
+	seed := cfg.RandSeed
+	if seed == 0 {
+		var b [8]byte
+		rand.Read(b[:])
+		seed = binary.LittleEndian.Uint64(b[:])
+	}
+	c.rnd = mrand.New(mrand.NewPCG(seed, seed^0x5851f42d4c957f2d))
+	c.choker = NewChoker(mrand.New(mrand.NewPCG(seed+1, seed)))
+	c.choker.Slots = cfg.Slots
+	if cfg.Torrent != nil {
+		c.ih = cfg.Torrent.InfoHash
+	} else {
+		c.ih = cfg.Magnet.InfoHash
+	}
+	c.tc = &tracker.Client{LocalAddr: c.local, Timeout: 10 * time.Second, Now: deps.Now}
+	return c, nil
+}
+
+// Name implements service.Service.
+func (c *Client) Name() string { return "torrent-peer" }
+
+// InfoHash is the torrent's info-hash.
+func (c *Client) InfoHash() metainfo.Hash { return c.ih }
+
+// Done is closed when every piece is verified.
+func (c *Client) Done() <-chan struct{} { return c.doneCh }
+
+// Addrs returns the peer listener's address.
+func (c *Client) Addrs() []net.Addr {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ln == nil {
+		return nil
+	}
+	return []net.Addr{c.ln.Addr()}
+}
+
+// Start opens the data (hashing what is on disk), binds the listener and
+// starts announcing, dialling and choking.
+func (c *Client) Start(ctx context.Context) error {
+	c.mu.Lock()
+	if c.started {
+		c.mu.Unlock()
+		return errors.New("swarm: already started")
+	}
+	c.mu.Unlock()
+	if c.cfg.Torrent != nil {
+		if err := c.setInfo(&c.cfg.Torrent.Info, c.cfg.Torrent.InfoBytes); err != nil {
+			return err
+		}
+	}
+	lc := net.ListenConfig{}
+	ln, err := lc.Listen(ctx, "tcp", c.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("swarm: %w", err)
+	}
+	c.mu.Lock()
+	c.ln = ln
+	c.listenPort = uint16(ln.Addr().(*net.TCPAddr).Port)
+	c.started = true
+	for _, p := range c.cfg.Peers {
+		if ap, err := netip.ParseAddrPort(p); err == nil {
+			c.known[ap] = time.Time{}
+		} else {
+			c.log.Warn("swarm: ignoring peer", "peer", p, "err", err)
+		}
+	}
+	if c.cfg.Magnet != nil {
+		for _, p := range c.cfg.Magnet.Peers {
+			if ap, err := netip.ParseAddrPort(p); err == nil {
+				c.known[ap] = time.Time{}
+			}
+		}
+	}
+	c.mu.Unlock()
+	c.wg.Add(3)
+	go func() { defer c.wg.Done(); c.acceptLoop(ln) }()
+	go func() { defer c.wg.Done(); c.announceLoop() }()
+	go func() { defer c.wg.Done(); c.tickLoop() }()
+	return nil
+}
+
+// setInfo installs the info dictionary (from the .torrent or from peers),
+// opens the storage and scans it to resume.
+func (c *Client) setInfo(info *metainfo.Info, raw []byte) error {
+	st, err := storage.Open(info, c.cfg.Dir)
+	if err != nil {
+		return err
+	}
+	have, err := st.Scan(nil)
+	if err != nil {
+		st.Close()
+		return err
+	}
+	bf := NewBitfield(info.NumPieces())
+	left := info.TotalLength()
+	for i, h := range have {
+		if h {
+			bf.Set(i)
+			left -= info.PieceSize(i)
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.info, c.infoRaw, c.store = info, raw, st
+	c.picker = NewPicker(info.TotalLength(), int(info.PieceLength), peerwire.BlockSize, bf, c.rnd)
+	c.picker.RandomFirst = c.cfg.RandomFirst
+	c.startLeft = left
+	c.log.Info("swarm: data checked", "name", info.Name, "have", bf.Count(), "pieces", info.NumPieces())
+	if c.picker.Done() {
+		c.markCompleteLocked()
+	}
+	for _, p := range c.peers {
+		p.infoArrivedLocked()
+	}
+	return nil
+}
+
+func (c *Client) markCompleteLocked() {
+	if c.complete {
+		return
+	}
+	c.complete = true
+	if c.store != nil {
+		if err := c.store.Complete(); err != nil {
+			c.log.Error("swarm: finishing files", "err", err)
+		}
+	}
+	close(c.doneCh)
+}
+
+func (c *Client) kick() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// acceptLoop takes incoming connections and hands each to serveIncoming.
+func (c *Client) acceptLoop(ln net.Listener) {
+	delay := 5 * time.Millisecond
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			select {
+			case <-c.stop:
+				return
+			default:
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			time.Sleep(delay)
+			delay = min(2*delay, time.Second)
+			continue
+		}
+		delay = 5 * time.Millisecond
+		c.wg.Add(1)
+		go func() { defer c.wg.Done(); c.ServeConn(nc) }()
+	}
+}
+
+// ServeConn runs an incoming peer connection to its end.
+func (c *Client) ServeConn(nc net.Conn) {
+	remote, _ := netip.ParseAddrPort(nc.RemoteAddr().String())
+	remote = netip.AddrPortFrom(remote.Addr().Unmap(), remote.Port())
+	c.mu.Lock()
+	full := len(c.peers) >= c.cfg.MaxPeers
+	banned := c.banned[remote.Addr()]
+	c.mu.Unlock()
+	if full || banned {
+		nc.Close()
+		return
+	}
+	nc.SetDeadline(c.deps.Now().Add(c.cfg.HandshakeTimeout.D()))
+	h, err := peerwire.ReadHandshake(nc)
+	if err != nil || h.InfoHash != c.ih || h.PeerID == c.peerID {
+		nc.Close()
+		return
+	}
+	if _, err := nc.Write(c.handshake().Bytes()); err != nil {
+		nc.Close()
+		return
+	}
+	c.run(nc, remote, h, false)
+}
+
+func (c *Client) handshake() peerwire.Handshake {
+	h := peerwire.Handshake{InfoHash: c.ih, PeerID: c.peerID}
+	h.SetExtensions(true, true, false)
+	return h
+}
+
+// dial connects to a peer and runs the connection.
+func (c *Client) dial(ap netip.AddrPort) {
+	d := net.Dialer{Timeout: c.cfg.HandshakeTimeout.D(), LocalAddr: &net.TCPAddr{IP: c.local.AsSlice()}}
+	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.HandshakeTimeout.D())
+	defer cancel()
+	go func() {
+		select {
+		case <-c.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	nc, err := d.DialContext(ctx, "tcp", ap.String())
+	if err != nil {
+		c.log.Debug("swarm: dial", "peer", ap, "err", err)
+		return
+	}
+	nc.SetDeadline(c.deps.Now().Add(c.cfg.HandshakeTimeout.D()))
+	if _, err := nc.Write(c.handshake().Bytes()); err != nil {
+		nc.Close()
+		return
+	}
+	h, err := peerwire.ReadHandshake(nc)
+	if err != nil || h.InfoHash != c.ih || h.PeerID == c.peerID {
+		nc.Close()
+		return
+	}
+	c.run(nc, ap, h, true)
+}
+
+// Shutdown announces stopped, closes every connection and the files.
+func (c *Client) Shutdown(ctx context.Context) error {
+	return c.once.Do(ctx, func(ctx context.Context) error {
+		c.mu.Lock()
+		started := c.started
+		c.mu.Unlock()
+		if !started {
+			return nil
+		}
+		close(c.stop)
+		c.mu.Lock()
+		c.ln.Close()
+		for _, p := range c.peers {
+			p.nc.Close()
+		}
+		c.mu.Unlock()
+		done := make(chan struct{})
+		go func() { c.wg.Wait(); close(done) }()
+		var err error
+		select {
+		case <-done:
+		case <-ctx.Done():
+			err = fmt.Errorf("swarm: shutdown: %w", ctx.Err())
+		}
+		c.tc.Close()
+		c.mu.Lock()
+		if c.store != nil {
+			err = errors.Join(err, c.store.Close())
+		}
+		c.mu.Unlock()
+		return err
+	})
+}
+
+func (c *Client) trackers() []string {
+	var out []string
+	seen := map[string]bool{}
+	add := func(u string) {
+		if u != "" && !seen[u] {
+			seen[u] = true
+			out = append(out, u)
+		}
+	}
+	if c.cfg.Torrent != nil {
+		for _, u := range c.cfg.Torrent.Trackers() {
+			add(u)
+		}
+	}
+	if c.cfg.Magnet != nil {
+		for _, u := range c.cfg.Magnet.Trackers {
+			add(u)
+		}
+	}
+	for _, u := range c.cfg.Trackers {
+		add(u)
+	}
+	return out
+}
+
+// announceLoop announces to every tracker: started at first, then every
+// interval (sooner while we have few peers), completed once, stopped at
+// the end.
+func (c *Client) announceLoop() {
+	urls := c.trackers()
+	if len(urls) == 0 {
+		return
+	}
+	next := make([]time.Time, len(urls))
+	startedSent := make([]bool, len(urls))
+	completedSent := make([]bool, len(urls))
+	c.mu.Lock()
+	wasComplete := c.complete
+	c.mu.Unlock()
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		now := c.deps.Now()
+		c.mu.Lock()
+		complete := c.complete
+		npeers := len(c.peers)
+		c.mu.Unlock()
+		for i, u := range urls {
+			ev := tracker.EventNone
+			switch {
+			case !startedSent[i]:
+				ev = tracker.EventStarted
+			case complete && !wasComplete && !completedSent[i]:
+				ev = tracker.EventCompleted
+			case now.Before(next[i]):
+				continue
+			}
+			res, err := c.announce(u, ev)
+			if err != nil {
+				c.log.Debug("swarm: announce", "tracker", u, "err", err)
+				next[i] = now.Add(15 * time.Second)
+				continue
+			}
+			startedSent[i] = true
+			if ev == tracker.EventCompleted {
+				completedSent[i] = true
+			}
+			iv := res.Interval
+			if ai := c.cfg.AnnounceInterval.D(); ai > 0 && (iv <= 0 || ai < iv) {
+				iv = ai
+			}
+			if npeers < 5 && !complete && res.MinInterval > 0 && res.MinInterval < iv {
+				iv = res.MinInterval
+			}
+			if iv <= 0 {
+				iv = 2 * time.Minute
+			}
+			next[i] = now.Add(iv)
+		}
+		select {
+		case <-c.stop:
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			for i, u := range urls {
+				if startedSent[i] {
+					c.tc.Announce(ctx, u, c.announceReq(tracker.EventStopped))
+				}
+			}
+			cancel()
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func (c *Client) announceReq(ev tracker.Event) tracker.AnnounceRequest {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	left := int64(1) // unknown size (magnet): not a seed
+	if c.info != nil {
+		left = 0
+		for i := range c.info.NumPieces() {
+			if !c.picker.Have().Has(i) {
+				left += c.info.PieceSize(i)
+			}
+		}
+	}
+	nw := 50
+	if c.complete {
+		nw = 20
+	}
+	return tracker.AnnounceRequest{
+		InfoHash: tracker.InfoHash(c.ih), PeerID: tracker.PeerID(c.peerID),
+		Addr:     netip.AddrPortFrom(c.local, c.listenPort),
+		Uploaded: c.uploaded, Downloaded: c.downloaded, Left: left, Event: ev, NumWant: nw,
+	}
+}
+
+func (c *Client) announce(u string, ev tracker.Event) (tracker.AnnounceResult, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-c.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	res, err := c.tc.Announce(ctx, u, c.announceReq(ev))
+	if err != nil {
+		return res, err
+	}
+	c.m.announces.Inc()
+	self := netip.AddrPortFrom(c.local, c.listenPort)
+	c.mu.Lock()
+	for _, p := range res.Peers {
+		if p.Addr == self || p.Addr.Addr().IsUnspecified() {
+			continue
+		}
+		if _, ok := c.known[p.Addr]; !ok {
+			c.known[p.Addr] = time.Time{}
+		}
+	}
+	c.mu.Unlock()
+	c.kick()
+	c.log.Debug("swarm: announced", "tracker", u, "event", ev, "peers", len(res.Peers))
+	return res, nil
+}
+
+// tickLoop runs once a second (and when kicked): dial new peers, expire
+// stalled requests, send keep-alives and, every 10 s, re-run the choker.
+func (c *Client) tickLoop() {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var lastChoke time.Time
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-tick.C:
+		case <-c.wake:
+		}
+		now := c.deps.Now()
+		if lastChoke.IsZero() || now.Sub(lastChoke) >= c.choker.Interval {
+			c.rechoke(now)
+			lastChoke = now
+		}
+		c.maintain(now)
+	}
+}
+
+// maintain dials candidates and times out requests.
+func (c *Client) maintain(now time.Time) {
+	c.mu.Lock()
+	var toDial []netip.AddrPort
+	connected := map[netip.AddrPort]bool{}
+	for _, p := range c.peers {
+		connected[p.addr] = true
+		p.expireRequestsLocked(now)
+		p.keepAliveLocked(now)
+		p.pexLocked(now)
+		p.fillRequestsLocked()
+	}
+	wantMore := !c.complete || c.cfg.Seed
+	if wantMore {
+		slots := c.cfg.MaxPeers - len(c.peers)
+		cands := make([]netip.AddrPort, 0, len(c.known))
+		for ap := range c.known {
+			cands = append(cands, ap)
+		}
+		sort.Slice(cands, func(i, j int) bool { return cands[i].String() < cands[j].String() })
+		for _, ap := range cands {
+			if slots <= 0 {
+				break
+			}
+			last := c.known[ap]
+			if connected[ap] || c.banned[ap.Addr()] || (!last.IsZero() && now.Sub(last) < 30*time.Second) {
+				continue
+			}
+			if c.complete && !c.cfg.Seed {
+				continue
+			}
+			c.known[ap] = now
+			toDial = append(toDial, ap)
+			slots--
+		}
+	}
+	c.mu.Unlock()
+	for _, ap := range toDial {
+		c.wg.Add(1)
+		go func() { defer c.wg.Done(); c.dial(ap) }()
+	}
+}
+
+// rechoke runs one choker round and applies it.
+func (c *Client) rechoke(now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var ps []ChokePeer
+	for id, p := range c.peers {
+		ps = append(ps, ChokePeer{ID: id, Interested: p.peerInterested, AmInterested: p.amInterested,
+			DownRate: p.down.Rate(now), UpRate: p.up.Rate(now), LastBlock: p.lastBlock, Connected: p.connected})
+	}
+	sort.Slice(ps, func(i, j int) bool { return ps[i].ID < ps[j].ID })
+	d := c.choker.Decide(now, ps, c.complete)
+	for id, p := range c.peers {
+		p.setChokedLocked(!d.Unchoked[id])
+	}
+	if c.trace.Enabled() {
+		c.trace.Publish(trace.Event{Proto: "bittorrent/choke", From: c.selfAddr(), Summary: c.describeChoke(d)})
+	}
+}
+
+func (c *Client) selfAddr() string { return netip.AddrPortFrom(c.local, c.listenPort).String() }
+
+func (c *Client) describeChoke(d ChokeDecision) string {
+	name := func(id int) string {
+		if p := c.peers[id]; p != nil {
+			return p.addr.String()
+		}
+		return fmt.Sprint(id)
+	}
+	var reg []string
+	for _, id := range d.Regular {
+		reg = append(reg, name(id))
+	}
+	opt := "none"
+	if d.Optimistic >= 0 {
+		opt = name(d.Optimistic)
+	}
+	var sn []string
+	for _, id := range d.Snubbed {
+		sn = append(sn, name(id))
+	}
+	mode := "leeching: by their upload to us"
+	if c.complete {
+		mode = "seeding: by our upload to them"
+	}
+	return fmt.Sprintf("unchoke [%s] optimistic %s (rotated %v) snubbed [%s]; %s",
+		strings.Join(reg, " "), opt, d.Rotated, strings.Join(sn, " "), mode)
+}
+
+// pexAllowedLocked reports whether peer exchange may be used: not for a
+// private torrent (BEP 27: peers only from the trackers).
+func (c *Client) pexAllowedLocked() bool {
+	if c.info != nil {
+		return !c.info.Private
+	}
+	return c.cfg.Torrent == nil || !c.cfg.Torrent.Info.Private
+}
+
+// ban drops every connection from ip and refuses it from now on.
+func (c *Client) banLocked(ip netip.Addr, why string) {
+	if c.banned[ip] {
+		return
+	}
+	c.banned[ip] = true
+	c.m.banned.Inc()
+	c.log.Warn("swarm: peer banned", "ip", ip, "why", why)
+	for _, p := range c.peers {
+		if p.addr.Addr() == ip {
+			p.nc.Close()
+		}
+	}
+}
+
+// Banned reports whether ip is banned.
+func (c *Client) Banned(ip netip.Addr) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.banned[ip]
+}
+
+// Stats is a snapshot for progress lines.
+type Stats struct {
+	Name         string
+	Pieces, Have int
+	Total, Left  int64
+	Downloaded   int64 // payload bytes received this session
+	Uploaded     int64
+	DownRate     float64
+	UpRate       float64
+	Peers        int
+	Unchoked     []string
+	EndGame      bool
+	Complete     bool
+	HaveMetadata bool
+	Banned       int
+	PieceMap     string // one character a piece: '#' have, '-' partial, '.' missing
+}
+
+// Stats returns the client's progress.
+func (c *Client) Stats() Stats {
+	now := c.deps.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := Stats{Downloaded: c.downloaded, Uploaded: c.uploaded, Peers: len(c.peers), Complete: c.complete, Banned: len(c.banned)}
+	for _, p := range c.peers {
+		s.DownRate += p.down.Rate(now)
+		s.UpRate += p.up.Rate(now)
+		if !p.amChoking {
+			s.Unchoked = append(s.Unchoked, p.addr.String())
+		}
+	}
+	sort.Strings(s.Unchoked)
+	if c.info != nil {
+		s.HaveMetadata = true
+		s.Name = c.info.Name
+		s.Pieces, s.Have = c.info.NumPieces(), c.picker.Completed()
+		s.Total = c.info.TotalLength()
+		s.Left = s.Total
+		var pm strings.Builder
+		for i := range c.info.NumPieces() {
+			switch {
+			case c.picker.Have().Has(i):
+				s.Left -= c.info.PieceSize(i)
+				pm.WriteByte('#')
+			case c.picker.pieces[i].started:
+				pm.WriteByte('-')
+			default:
+				pm.WriteByte('.')
+			}
+		}
+		s.PieceMap = pm.String()
+		s.EndGame = c.picker.InEndGame()
+	}
+	return s
+}
+
+type metrics struct {
+	down, up         prometheus.Counter
+	verified, failed prometheus.Counter
+	banned           prometheus.Counter
+	announces        prometheus.Counter
+	conns            prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	const ns, sub = "applayer", "torrent"
+	m := &metrics{
+		down: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "peer_downloaded_bytes_total",
+			Help: "Piece payload bytes received from peers."}),
+		up: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "peer_uploaded_bytes_total",
+			Help: "Piece payload bytes sent to peers."}),
+		verified: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "peer_pieces_verified_total",
+			Help: "Pieces whose SHA-1 matched."}),
+		failed: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "peer_pieces_failed_total",
+			Help: "Pieces whose SHA-1 did not match."}),
+		banned: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "peer_bans_total",
+			Help: "Peers banned for sending bad data or breaking the protocol."}),
+		announces: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "peer_announces_total",
+			Help: "Successful tracker announces."}),
+		conns: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "peer_connections",
+			Help: "Peer connections open."}),
+	}
+	for _, x := range []prometheus.Collector{m.down, m.up, m.verified, m.failed, m.banned, m.announces, m.conns} {
+		if err := reg.Register(x); err != nil {
+			return nil, fmt.Errorf("swarm: metrics: %w", err)
+		}
+	}
+	return m, nil
+}
