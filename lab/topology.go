@@ -115,8 +115,8 @@ func (t *Topology) Validate(kinds *Kinds) error {
 	if a := t.Lab.Admin; a != "" && a != "off" {
 		if _, err := netip.ParseAddrPort(a); err != nil {
 			errs = append(errs, config.Errorf("lab.admin", "%q is not ip:port", a))
-		} else if ap := netip.MustParseAddrPort(a); !ap.Addr().IsLoopback() {
-			errs = append(errs, config.Errorf("lab.admin", "%q is not a loopback address", a))
+		} else if ap := netip.MustParseAddrPort(a); !ap.Addr().IsLoopback() && !t.Lab.AdminAllowRemote {
+			errs = append(errs, config.Errorf("lab.admin", "%q is not a loopback address (set admin_allow_remote to allow it)", a))
 		}
 	}
 	if len(t.Hosts) == 0 {

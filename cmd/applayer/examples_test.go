@@ -158,9 +158,9 @@ func readmeExamples(path string) ([]readmeBlock, error) {
 
 type exampleSandbox struct {
 	dir, bin, tmp    string
-	labBlock, wBlock int // the examples' lab; the labs server examples start
+	labBlock, wBlock int    // the examples' lab; the labs server examples start
 	y, z             string // "127.a.b.": local servers for clients; server examples
-	offset           int // the examples' lab's port offset
+	offset           int    // the examples' lab's port offset
 	labTopo, wTopo   string
 	labAdmin         string
 	root             string // the examples' lab's root server address

@@ -120,9 +120,10 @@ func (l *lookup) run(q dns.Question) {
 			wild = true
 		}
 		if qtype == dns.TypeANY {
-			sets := node.Sets()
-			for i := range sets {
-				l.add(&m.Answer, name, &sets[i], false)
+			// RFC 8482: one RRset, not the whole node (an amplifier), as
+			// Knot answers; DNSSEC records and DNSKEY only when alone.
+			if set := anySet(node.Sets()); set != nil {
+				l.add(&m.Answer, name, set, false)
 			}
 			if wild && l.do {
 				l.denyNextCloser(key, ce)
@@ -476,4 +477,24 @@ func (l *lookup) denyNoData(key string, node *zone.Node, wildCE string) {
 		return
 	}
 	l.addDenial(l.nsecCovering(key))
+}
+
+// anySet picks the RRset that answers ANY (RFC 8482 4.1): the first that
+// is not DNSSEC machinery (DNSKEY, NSEC, NSEC3, NSEC3PARAM, RRSIG, the
+// big ones), or the first of all when there is no other.
+func anySet(sets []zone.RRset) *zone.RRset {
+	for i := range sets {
+		if len(sets[i].RRs) == 0 {
+			continue
+		}
+		switch sets[i].RRs[0].Header().Rrtype {
+		case dns.TypeDNSKEY, dns.TypeNSEC, dns.TypeNSEC3, dns.TypeNSEC3PARAM, dns.TypeRRSIG:
+			continue
+		}
+		return &sets[i]
+	}
+	if len(sets) > 0 {
+		return &sets[0]
+	}
+	return nil
 }

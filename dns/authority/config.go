@@ -53,13 +53,19 @@ type Config struct {
 	// StateDir, when set, keeps each primary zone's IXFR journal (its
 	// last version and the differences that led to it) under
 	// <state_dir>/journal, so that secondaries still get incremental
-	// transfers after a restart.
+	// transfers after a restart, and each secondary zone's last transferred
+	// copy under <state_dir>/secondary, served after a restart until its
+	// SOA expire runs out even while the primary is down (as NSD and Knot).
 	StateDir string `json:"state_dir,omitempty"`
 	// TSIGKeys are the shared secrets (RFC 8945) that AllowTransfer
 	// entries, PrimaryKey and NotifyKey name.
 	TSIGKeys []TSIGKey `json:"tsig_keys,omitempty"`
 	// NotifyKey, when set, names the TSIG key that signs outgoing NOTIFYs.
 	NotifyKey string `json:"notify_key,omitempty"`
+	// RateLimit is response rate limiting for UDP answers (RRL, as NSD and
+	// Knot): on by default at NSD's 200 answers per second, slip 2, except
+	// for loopback clients.
+	RateLimit RateLimitConfig `json:"rate_limit,omitempty"`
 	// ZoneLoaded, when set, is called after each zone load or reload from
 	// a file or text with the zone's origin and record count. The library
 	// changes no process-wide setting itself: the binary uses this to give

@@ -185,7 +185,7 @@ func (s *Server) handle(req *dns.Msg, from netip.AddrPort, tcp bool) (*dns.Msg, 
 		return m, false
 	}
 	opt, nopt := findOPT(req)
-	if nopt > 1 {
+	if nopt > 1 || tsigMisplaced(req) {
 		m.Rcode = dns.RcodeFormatError
 		return m, false
 	}

@@ -565,3 +565,69 @@ func TestStateLeftoversCleaned(t *testing.T) {
 		t.Errorf("journal after cleaning: %d differences, want 1", got)
 	}
 }
+
+// TestSecondaryKeepsZoneAcrossRestart: a secondary with a state dir keeps
+// each transferred zone on disk; restarted while the primary is down, it
+// serves the copy at once and until the SOA expire (60 s here, on a
+// settable clock) runs out from the last successful refresh, as NSD and
+// Knot do. A copy already expired at start is not served.
+func TestSecondaryKeepsZoneAcrossRestart(t *testing.T) {
+	base := randomBlock()
+	priAddr, secAddr := base.Next(), base.Next().Next()
+	port := uint16(freePort(t, priAddr))
+	text := "$TTL 60\n@ SOA ns1 hostmaster 7 1 1 60 60\n@ NS ns1\nns1 A 192.0.2.1\nwww A 192.0.2.80\n"
+	pri, err := New(Config{Addr: netip.AddrPortFrom(priAddr, port).String(), Zones: []ZoneConfig{{Origin: "example.net", Text: text}}, AllowTransfer: []string{"127.0.0.0/8"}}, service.Deps{Logger: testkit.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pri.Start(testkit.Context(t, 5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	clock := testkit.NewClock(time.Now())
+	cfg := Config{Addr: netip.AddrPortFrom(secAddr, 0).String(), StateDir: t.TempDir(),
+		Zones: []ZoneConfig{{Origin: "example.net", Primary: netip.AddrPortFrom(priAddr, port).String()}}}
+	newSec := func() *Server {
+		s, err := New(cfg, service.Deps{Logger: testkit.Logger(t), Now: clock.Now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	sec1 := newSec()
+	if err := sec1.Start(testkit.Context(t, 5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "first transfer", func() bool { return sec1.Zone("example.net") != nil })
+	if err := sec1.Shutdown(testkit.Context(t, 5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if err := pri.Shutdown(testkit.Context(t, 5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	www := func(s *Server) *dns.Msg {
+		q := new(dns.Msg)
+		q.SetQuestion("www.example.net.", dns.TypeA)
+		return s.Handle(q, client, false)
+	}
+
+	clock.Advance(30 * time.Second)
+	sec2 := newSec()
+	if m := www(sec2); m.Rcode != dns.RcodeSuccess || !m.Authoritative || len(m.Answer) != 1 {
+		t.Fatalf("restarted secondary, primary down: %s AA=%v answers %d, want the kept copy", dns.RcodeToString[m.Rcode], m.Authoritative, len(m.Answer))
+	}
+	start(t, sec2)
+	time.Sleep(2500 * time.Millisecond) // two failed refreshes (retry is 1 s)
+	if sec2.Zone("example.net") == nil || sec2.Zone("example.net").SOA.Serial != 7 {
+		t.Fatal("the kept copy stopped being served before expire")
+	}
+	clock.Advance(31 * time.Second) // 61 s since the last refresh
+	eventually(t, 10*time.Second, "expiry of the kept copy", func() bool { return sec2.Zone("example.net") == nil })
+	if m := www(sec2); m.Rcode != dns.RcodeRefused {
+		t.Errorf("expired copy answered %s", dns.RcodeToString[m.Rcode])
+	}
+
+	sec3 := newSec()
+	if m := www(sec3); m.Rcode != dns.RcodeRefused {
+		t.Errorf("copy expired before the start answered %s", dns.RcodeToString[m.Rcode])
+	}
+}

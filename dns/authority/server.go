@@ -44,6 +44,7 @@ type Server struct {
 	log  *slog.Logger
 	m    *metrics
 	acl  []aclEntry
+	rrl  *rrl // nil when off
 	tsig map[string]tsigKey
 
 	zones  atomic.Pointer[zoneSet]
@@ -87,13 +88,27 @@ func New(cfg Config, deps service.Deps) (*Server, error) {
 		return nil, err
 	}
 	s.m = m
+	if s.rrl, err = newRRL(cfg.RateLimit, deps.Now, deps.Metrics); err != nil {
+		return nil, err
+	}
 	s.zones.Store(&zoneSet{zones: map[string]*zone.Zone{}})
 	s.cleanState()
 	for _, zc := range cfg.Zones {
 		src := &source{cfg: zc, key: zone.Key(zc.Origin), kick: make(chan struct{}, 1)}
 		s.sources[src.key] = src
 		if zc.Primary != "" {
-			continue // transferred after Start
+			// Transferred after Start; meanwhile the copy on disk, if any.
+			z, at, err := s.restoreSecondary(src)
+			switch {
+			case err != nil:
+				s.log.Warn("secondary zone: copy on disk not served", "zone", src.key, "err", err)
+			case z != nil:
+				s.install(src.key, z)
+				src.records, src.refreshed = z.Records(), at
+				s.log.Info("secondary zone served from disk until the primary answers", "zone", src.key, "serial", z.SOA.Serial,
+					"refreshed", at, "expires", at.Add(time.Duration(z.SOA.Expire)*time.Second))
+			}
+			continue
 		}
 		src.prev = s.restoreJournal(src)
 		z, err := s.loadSource(src)

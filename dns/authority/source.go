@@ -10,8 +10,8 @@ import (
 
 	"github.com/miekg/dns"
 
-	"github.com/applayer/applayer/internal/atomicfile"
 	"github.com/applayer/applayer/dns/zone"
+	"github.com/applayer/applayer/internal/atomicfile"
 )
 
 // source is where a zone comes from, with its reload and refresh state.
@@ -26,7 +26,10 @@ type source struct {
 	store   *zone.KeyStore // signed zones: the keys and their timing
 	nextKey time.Time      // when the key set next changes (rollover)
 	records []dns.RR       // secondary: the records last transferred
-	kick    chan struct{}
+	// refreshed is, for a secondary zone restored from disk, when it was
+	// last refreshed (its expiry counts from then).
+	refreshed time.Time
+	kick      chan struct{}
 	// prev is the version served before a restart (the journal's
 	// snapshot), until the zone is first installed.
 	prev *zone.Zone

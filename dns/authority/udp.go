@@ -77,6 +77,9 @@ func (s *Server) serveUDP(c *net.UDPConn) {
 			} else {
 				s.m.rcode(int(resp[3] & 0xf))
 			}
+			if resp = s.limit(from.Addr(), resp, zs); resp == nil {
+				continue
+			}
 			if tracing {
 				s.traceMsg(local, from.String(), "dns/udp", resp)
 			}

@@ -57,6 +57,13 @@ func (s *Server) serveRaw(r *udpbatch.Sock, local string) {
 			if len(resp) == 0 {
 				continue
 			}
+			if s.rrl != nil {
+				if from, ok := b.From(i); ok {
+					if resp = s.limit(from.Addr(), resp, zs); resp == nil {
+						continue
+					}
+				}
+			}
 			outBuf[i] = resp[:0]
 			b.Reply(i, resp)
 		}

@@ -34,6 +34,10 @@ func (s *Server) transfer(w dns.ResponseWriter, req *dns.Msg, from netip.AddrPor
 		sign(m)
 		w.WriteMsg(m)
 	}
+	if tsigMisplaced(req) {
+		fail(dns.RcodeFormatError, "formerr")
+		return
+	}
 	if !s.transferAllowed(from, key) {
 		s.log.Info("transfer refused", "zone", q.Name, "remote", from.String())
 		fail(dns.RcodeRefused, "refused")
@@ -208,7 +212,7 @@ func (s *Server) notified(req *dns.Msg, from netip.AddrPort, m *dns.Msg) {
 // failure, and stops serving the zone once it expires.
 func (s *Server) secondary(src *source) {
 	defer s.wg.Done()
-	var lastOK time.Time
+	lastOK := src.refreshed
 	wait := time.Duration(0)
 	for {
 		if wait > 0 {
@@ -237,6 +241,7 @@ func (s *Server) secondary(src *source) {
 				cur = z
 				s.log.Info("secondary zone loaded", "zone", src.key, "serial", z.SOA.Serial, "records", z.Len(), "transfer", kind)
 			}
+			s.saveSecondary(src, z, lastOK)
 			wait = time.Duration(cur.SOA.Refresh) * time.Second
 		default:
 			s.log.Warn("secondary refresh failed", "zone", src.key, "primary", src.cfg.Primary, "err", err)

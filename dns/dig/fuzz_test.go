@@ -33,6 +33,7 @@ func FuzzPrint(f *testing.F) {
 		var out bytes.Buffer
 		dig.Print(&out, &dig.Result{Msg: m, Server: "127.0.0.1:53", Proto: "udp", RTT: time.Millisecond, Size: len(b)})
 		dig.PrintShort(&out, m)
+		dig.PrintWith(&out, &dig.Result{Msg: m, Server: "[::1]:53", Proto: "tcp"}, dig.Display{}, true) // +multi
 		s := out.String()
 		if !strings.Contains(s, "id: "+strconv.Itoa(int(m.Id))+"\n") || !strings.Contains(s, "ANSWER: "+strconv.Itoa(len(m.Answer))+",") {
 			t.Fatalf("header missing:\n%s", s)
@@ -61,7 +62,7 @@ func seedReplies(f *testing.F) []*dns.Msg {
 	o := a.IsEdns0()
 	o.Option = append(o.Option, &dns.EDNS0_NSID{Code: dns.EDNS0NSID, Nsid: "6e7331"},
 		&dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: "0102030405060708090a0b0c0d0e0f10"},
-		&dns.EDNS0_EDE{InfoCode: dns.ExtendedErrorCodeStaleAnswer, ExtraText: "stale"})
+		&dns.EDNS0_EDE{InfoCode: dns.ExtendedErrorCodeStaleAnswer, ExtraText: "stale \x1b[2J"})
 	n := new(dns.Msg)
 	n.SetQuestion("nope.example.com.", dns.TypeTXT)
 	n.Response, n.Rcode = true, dns.RcodeNameError
@@ -69,6 +70,6 @@ func seedReplies(f *testing.F) []*dns.Msg {
 		rr(`example.com. 300 IN TXT "a\027[31mred" "\000"`)}
 	s := new(dns.Msg)
 	s.SetQuestion("example.com.", dns.TypeDNSKEY)
-	s.Response, s.Rcode = true, 23 // BADCOOKIE-range, unnamed in some tables
+	s.Response, s.Rcode = true, 11 // unassigned: printed as RESERVED11
 	return []*dns.Msg{a, n, s}
 }

@@ -79,7 +79,9 @@ func PrintWith(w io.Writer, r *Result, d Display, multi bool) {
 				case *dns.EDNS0_COOKIE:
 					fmt.Fprintf(w, "; COOKIE: %s\n", o.Cookie)
 				default:
-					fmt.Fprintf(w, "; %s\n", o.String())
+					// Option text (an EDE's extra text) is the server's:
+					// escaped, so it cannot drive the terminal.
+					fmt.Fprintf(w, "; %s\n", printable(o.String()))
 				}
 			}
 		}
@@ -101,7 +103,7 @@ func PrintWith(w io.Writer, r *Result, d Display, multi bool) {
 			if multi {
 				lines = append(lines, multiline(rr))
 			} else {
-				lines = append(lines, rr.String())
+				lines = append(lines, printable(rr.String()))
 			}
 		}
 		if len(lines) == 0 {
@@ -163,6 +165,22 @@ func nsidString(h string) string {
 	return fmt.Sprintf("%s (%q)", strings.Join(parts, " "), string(b))
 }
 
+// printable escapes control characters but tab (and DEL) as \DDD, as dig
+// and miekg/dns do inside names and TXT strings: text a server chose (an
+// EDE's extra text, an unknown record's presentation) cannot drive the
+// terminal or forge output lines.
+func printable(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 && c != '\t' || c == 0x7f {
+			fmt.Fprintf(&b, "\\%03d", c)
+			continue
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
 func rcodeString(m *dns.Msg) string {
 	if s, ok := dns.RcodeToString[m.Rcode]; ok {
 		return s
@@ -173,7 +191,10 @@ func rcodeString(m *dns.Msg) string {
 // PrintShort writes only the data of the answer records (+short).
 func PrintShort(w io.Writer, m *dns.Msg) {
 	for _, rr := range m.Answer {
-		fmt.Fprintln(w, rdata(rr))
+		if rr.Header().Rrtype == dns.TypeOPT {
+			continue // not data, wherever a server puts it
+		}
+		fmt.Fprintln(w, printable(rdata(rr)))
 	}
 }
 
@@ -215,7 +236,7 @@ func multiline(rr dns.RR) string {
 	case *dns.DS:
 		return fmt.Sprintf("%s %d %d %d (\n%s )", head, r.KeyTag, r.Algorithm, r.DigestType, wrap(strings.ToUpper(r.Digest)))
 	}
-	return rr.String()
+	return printable(rr.String())
 }
 
 // human writes seconds as dig's comments do: "1 hour", "2 weeks 1 day".

@@ -5,7 +5,6 @@
 package dnstest
 
 import (
-	"context"
 	"crypto/rand"
 	"fmt"
 	"net/netip"
@@ -13,15 +12,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/miekg/dns"
 
 	"github.com/applayer/applayer/dns/authority"
 	"github.com/applayer/applayer/dns/labzone"
 	"github.com/applayer/applayer/dns/zone"
-	"github.com/applayer/applayer/internal/service"
-	"github.com/applayer/applayer/internal/testkit"
 )
 
 // Host is one host of a test hierarchy.
@@ -91,8 +85,7 @@ func Start(t testing.TB, hosts []Host, opt Options) *Hierarchy {
 }
 
 func start(t testing.TB, base netip.Addr, hosts []Host, opt Options) (*Hierarchy, error) {
-	h := &Hierarchy{Servers: map[string]*authority.Server{}, Addrs: map[string]netip.Addr{}, Port: opt.Port, KeyDir: t.TempDir()}
-	h.RootDS = filepath.Join(h.KeyDir, "root.ds")
+	h := &Hierarchy{Servers: map[string]*authority.Server{}, Addrs: map[string]netip.Addr{}, Port: opt.Port}
 	var zh []labzone.Host
 	a := base
 	for _, x := range hosts {
@@ -104,60 +97,32 @@ func start(t testing.TB, base netip.Addr, hosts []Host, opt Options) (*Hierarchy
 	for _, z := range opt.Signed {
 		signed[zone.Key(z)] = true
 	}
-	texts, err := labzone.Zones(zh, labzone.Options{Records: opt.Records, DS: func(origin string) ([]dns.RR, error) {
-		if !signed[origin] {
-			return nil, nil
-		}
-		k, err := zone.LoadOrCreateKeys(h.KeyDir, origin, "")
-		if err != nil {
-			return nil, err
-		}
-		return []dns.RR{k.DS()}, nil
-	}})
+	// StartZones adds each signed zone's DS to its parent.
+	texts, err := labzone.Zones(zh, labzone.Options{Records: opt.Records})
 	if err != nil {
 		return nil, err
 	}
-	var started []*authority.Server
-	stopAll := func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		for _, s := range started {
-			s.Shutdown(ctx)
-		}
-	}
+	var zones []Zone
 	for _, x := range hosts {
-		if len(x.Zones) == 0 {
-			continue
-		}
-		cfg := authority.Config{Addr: fmt.Sprintf("%s:%d", h.Addrs[x.Name], h.Port), NSID: x.Name, UDPSockets: 1}
 		for _, z := range x.Zones {
 			k := zone.Key(z)
-			zc := authority.ZoneConfig{Origin: k, Text: texts[k]}
+			zz := Zone{Origin: k, Addr: h.Addrs[x.Name], Host: x.Name, Text: texts[k]}
 			if signed[k] {
-				zc.Sign = &authority.SignConfig{KeyDir: h.KeyDir}
-				if k == "." {
-					cfg.DSFile = h.RootDS
-				}
+				zz.Sign = &Signing{}
 			}
-			cfg.Zones = append(cfg.Zones, zc)
-		}
-		s, err := authority.New(cfg, service.Deps{Logger: testkit.Logger(t)})
-		if err != nil {
-			stopAll()
-			return nil, err
-		}
-		if err := s.Start(context.Background()); err != nil {
-			stopAll()
-			return nil, err
-		}
-		started = append(started, s)
-		h.Servers[x.Name] = s
-		if h.Port == 0 {
-			ap, _ := netip.ParseAddrPort(s.Addrs()[0].String())
-			h.Port = int(ap.Port())
+			zones = append(zones, zz)
 		}
 	}
-	t.Cleanup(stopAll)
+	sv, err := StartZones(t, opt.Port, zones)
+	if err != nil {
+		return nil, err
+	}
+	h.Port, h.KeyDir, h.RootDS = sv.Port, sv.KeyDir, sv.Anchor
+	for _, x := range hosts {
+		if s := sv.Servers[h.Addrs[x.Name]]; s != nil {
+			h.Servers[x.Name] = s
+		}
+	}
 	return h, nil
 }
 

@@ -7,26 +7,25 @@ import (
 	"net"
 	"net/netip"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/applayer/applayer/dns/dnstest"
 )
 
-// fakeAuth is a small authoritative server for tests: it serves fixed
-// zones from presentation-format text with referrals, glue, CNAMEs,
-// DNAMEs, NXDOMAIN and NODATA.
+// fakeAuth is one authoritative server of a test hierarchy: a real
+// authority server (dnstest.StartZones, as every test hierarchy) behind a
+// dnstest.Tap that counts its queries and lets a test kill it or rewrite
+// its answers (lying, truncating, spoofing servers).
 type fakeAuth struct {
-	addr    netip.AddrPort
-	zones   map[string][]dns.RR
-	queries atomic.Int64
-	// hook, when set, may rewrite or replace the reply.
-	mu   sync.Mutex
-	hook func(req, resp *dns.Msg, tcp bool) *dns.Msg
-	srv  []*dns.Server
+	*dnstest.Tap
 }
+
+func (a *fakeAuth) setHook(h func(req, resp *dns.Msg, tcp bool) *dns.Msg) { a.SetHook(h) }
+func (a *fakeAuth) stop()                                                 { a.Stop() }
 
 // testNet picks a random 127.x.y.0/24 (avoiding 127.0 and 127.1, which the
 // lab uses) and a port shared by every server of a test hierarchy.
@@ -72,157 +71,23 @@ func parseZone(t testing.TB, origin, text string) []dns.RR {
 	return out
 }
 
-// startAuth serves zones (apex -> text) on addr over UDP and TCP.
+// startAuth serves zones (apex -> text) on the host's address at the
+// net's port, over UDP and TCP.
 func startAuth(t *testing.T, n *testNet, host byte, zones map[string]string) *fakeAuth {
 	t.Helper()
-	a := &fakeAuth{addr: netip.AddrPortFrom(n.ip(host), uint16(n.port)), zones: map[string][]dns.RR{}}
+	var zs []dnstest.Zone
 	for apex, text := range zones {
-		a.zones[dns.Fqdn(apex)] = parseZone(t, dns.Fqdn(apex), n.zoneText(text))
+		zs = append(zs, dnstest.Zone{Origin: apex, Addr: n.ip(host), Text: n.zoneText(text)})
 	}
-	pc, err := net.ListenPacket("udp", a.addr.String())
+	sv, err := dnstest.StartZones(t, 0, zs)
 	if err != nil {
-		t.Fatalf("fake auth: %v", err)
+		t.Fatalf("test server: %v", err)
 	}
-	ln, err := net.Listen("tcp", a.addr.String())
+	tap, err := dnstest.StartTap(t, netip.AddrPortFrom(n.ip(host), uint16(n.port)), netip.AddrPortFrom(n.ip(host), uint16(sv.Port)).String())
 	if err != nil {
-		pc.Close()
-		t.Fatalf("fake auth: %v", err)
+		t.Fatalf("test server: %v", err)
 	}
-	var wg sync.WaitGroup
-	for _, s := range []*dns.Server{{PacketConn: pc, Handler: a}, {Listener: ln, Handler: a}} {
-		started := make(chan struct{})
-		s.NotifyStartedFunc = func() { close(started) }
-		wg.Add(1)
-		go func() { defer wg.Done(); s.ActivateAndServe() }()
-		<-started
-		a.srv = append(a.srv, s)
-	}
-	t.Cleanup(func() { a.stop(); wg.Wait() })
-	return a
-}
-
-func (a *fakeAuth) setHook(h func(req, resp *dns.Msg, tcp bool) *dns.Msg) {
-	a.mu.Lock()
-	a.hook = h
-	a.mu.Unlock()
-}
-
-func (a *fakeAuth) stop() {
-	for _, s := range a.srv {
-		s.Shutdown()
-	}
-	a.srv = nil
-}
-
-func (a *fakeAuth) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
-	a.queries.Add(1)
-	resp := a.answer(req)
-	_, tcp := w.RemoteAddr().(*net.TCPAddr)
-	a.mu.Lock()
-	hook := a.hook
-	a.mu.Unlock()
-	if hook != nil {
-		resp = hook(req, resp, tcp)
-		if resp == nil {
-			return
-		}
-	}
-	w.WriteMsg(resp)
-}
-
-func (a *fakeAuth) answer(req *dns.Msg) *dns.Msg {
-	resp := new(dns.Msg)
-	resp.SetReply(req)
-	if len(req.Question) != 1 {
-		resp.Rcode = dns.RcodeFormatError
-		return resp
-	}
-	if o := req.IsEdns0(); o != nil {
-		resp.SetEdns0(1232, o.Do())
-	}
-	q := req.Question[0]
-	qname := lowerName(q.Name)
-	apex := ""
-	for z := range a.zones {
-		if dns.IsSubDomain(z, qname) && len(z) > len(apex) {
-			apex = z
-		}
-	}
-	if apex == "" {
-		resp.Rcode = dns.RcodeRefused
-		return resp
-	}
-	rrs := a.zones[apex]
-	// Delegation below the apex?
-	for _, rr := range rrs {
-		h := rr.Header()
-		if h.Rrtype == dns.TypeNS && !equalName(h.Name, apex) && dns.IsSubDomain(lowerName(h.Name), qname) {
-			cut := lowerName(h.Name)
-			for _, x := range rrs {
-				if x.Header().Rrtype == dns.TypeNS && equalName(x.Header().Name, cut) {
-					resp.Ns = append(resp.Ns, x)
-					for _, g := range rrs {
-						gt := g.Header().Rrtype
-						if (gt == dns.TypeA || gt == dns.TypeAAAA) && equalName(g.Header().Name, x.(*dns.NS).Ns) {
-							resp.Extra = append(resp.Extra, g)
-						}
-					}
-				}
-			}
-			return resp
-		}
-	}
-	resp.Authoritative = true
-	cur := qname
-	for hop := 0; hop < 8; hop++ {
-		exists, found := false, false
-		for _, rr := range rrs {
-			h := rr.Header()
-			if dns.IsSubDomain(cur, lowerName(h.Name)) {
-				exists = true
-			}
-			if equalName(h.Name, cur) && (h.Rrtype == q.Qtype) {
-				resp.Answer = append(resp.Answer, rr)
-				found = true
-			}
-		}
-		if found {
-			return resp
-		}
-		for _, rr := range rrs {
-			if c, ok := rr.(*dns.CNAME); ok && equalName(c.Hdr.Name, cur) {
-				resp.Answer = append(resp.Answer, c)
-				cur = lowerName(c.Target)
-				if !dns.IsSubDomain(apex, cur) {
-					return resp
-				}
-				found = true
-			}
-			if d, ok := rr.(*dns.DNAME); ok && !found && dns.IsSubDomain(lowerName(d.Hdr.Name), cur) && !equalName(d.Hdr.Name, cur) {
-				labels := dns.CountLabel(cur) - dns.CountLabel(d.Hdr.Name)
-				target := cur[:dns.Split(cur)[labels]] + d.Target
-				resp.Answer = append(resp.Answer, d, &dns.CNAME{Hdr: dns.RR_Header{Name: cur, Rrtype: dns.TypeCNAME, Class: dns.ClassINET, Ttl: d.Hdr.Ttl}, Target: target})
-				cur = lowerName(target)
-				if !dns.IsSubDomain(apex, cur) {
-					return resp
-				}
-				found = true
-			}
-		}
-		if found {
-			continue
-		}
-		for _, rr := range rrs {
-			if rr.Header().Rrtype == dns.TypeSOA {
-				resp.Ns = append(resp.Ns, rr)
-			}
-		}
-		if !exists {
-			resp.Rcode = dns.RcodeNameError
-		}
-		return resp
-	}
-	return resp
+	return &fakeAuth{Tap: tap}
 }
 
 // fakeClock is a settable clock for TTL tests.

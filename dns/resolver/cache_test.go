@@ -31,14 +31,14 @@ func TestPrefetchRefreshesPopularEntries(t *testing.T) {
 	r := startResolver(t, h, nil)
 	ask(t, r.addr, "www.example.test", dns.TypeA)
 	ask(t, r.addr, "www.example.test", dns.TypeA)
-	before := h.example.queries.Load()
+	before := h.example.Queries.Load()
 	r.clock.Advance(280 * time.Second) // TTL 300: in the last 10%
 	ask(t, r.addr, "www.example.test", dns.TypeA)
 	deadline := time.Now().Add(5 * time.Second)
-	for h.example.queries.Load() == before && time.Now().Before(deadline) {
+	for h.example.Queries.Load() == before && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond) // polling for the background refresh
 	}
-	if h.example.queries.Load() == before {
+	if h.example.Queries.Load() == before {
 		t.Fatal("no prefetch")
 	}
 	// Wait for the refreshed entry to be stored, then check it outlives the old one.
@@ -49,10 +49,10 @@ func TestPrefetchRefreshesPopularEntries(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	r.clock.Advance(30 * time.Second) // the original entry has expired by now
-	n := h.example.queries.Load()
+	n := h.example.Queries.Load()
 	m := ask(t, r.addr, "www.example.test", dns.TypeA)
-	if len(m.Answer) != 2 || h.example.queries.Load() != n {
-		t.Errorf("prefetched entry not served from cache (%d upstream)", h.example.queries.Load()-n)
+	if len(m.Answer) != 2 || h.example.Queries.Load() != n {
+		t.Errorf("prefetched entry not served from cache (%d upstream)", h.example.Queries.Load()-n)
 	}
 	if m.Answer[0].Header().Ttl < 250 {
 		t.Errorf("TTL %d: answer not refreshed", m.Answer[0].Header().Ttl)

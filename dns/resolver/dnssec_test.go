@@ -3,8 +3,6 @@ package resolver
 import (
 	"encoding/base64"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -12,9 +10,7 @@ import (
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/applayer/applayer/dns/authority"
 	"github.com/applayer/applayer/dns/dnstest"
-	"github.com/applayer/applayer/dns/zone"
 	"github.com/applayer/applayer/internal/service"
 	"github.com/applayer/applayer/internal/testkit"
 )
@@ -52,83 +48,33 @@ a.b      300  IN A 192.0.2.3
 `
 
 // signedTree serves root -> test. (NSEC) -> the given leaf zones, each
-// zone on its own authority server of a random 127.x.y.0/24, and returns
-// the resolver config pointing at it with the root's DS as trust anchor.
+// zone on its own authority server of a random 127.x.y.0/24 (through
+// dnstest.StartZones, the one test hierarchy), and returns the resolver
+// config pointing at it with the root's DS as trust anchor.
 func signedTree(t *testing.T, port int, leaves []signedZone) (*testNet, Config) {
 	t.Helper()
 	n := newTestNet(t, port)
-	dir := t.TempDir()
-	now := time.Now()
-	type built struct {
-		sz   signedZone
-		text string
-		keys *zone.Keys
-	}
-	var all []*built
-	keysFor := func(sz signedZone) *zone.Keys {
+	signing := func(sz signedZone) *dnstest.Signing {
 		if sz.unsigned {
 			return nil
 		}
-		k, err := zone.LoadOrCreateKeys(dir, sz.origin, sz.alg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return k
+		return &dnstest.Signing{Algorithm: sz.alg, NSEC3: sz.nsec3, Iterations: sz.iter, Expired: sz.expired, DSOnly: sz.dsOnly, EditDS: sz.dsEdit}
 	}
-	tld := &built{sz: signedZone{origin: "test.", host: 2}}
-	tld.keys = keysFor(tld.sz)
-	tld.text = "$ORIGIN test.\n@ 3600 IN SOA ns admin 1 3600 600 86400 300\n@ 3600 IN NS ns\nns 3600 IN A {N}.2\n"
+	tld := "$ORIGIN test.\n@ 3600 IN SOA ns admin 1 3600 600 86400 300\n@ 3600 IN NS ns\nns 3600 IN A {N}.2\n"
+	var zones []dnstest.Zone
 	for _, l := range leaves {
-		b := &built{sz: l, keys: keysFor(l)}
-		b.text = strings.NewReplacer("{Z}", l.origin, "{H}", fmt.Sprint(l.host)).Replace(leafZone)
 		label := strings.TrimSuffix(l.origin, ".test.")
-		tld.text += fmt.Sprintf("%s 3600 IN NS ns.%s\nns.%s 3600 IN A {N}.%d\n", label, l.origin, l.origin, l.host)
-		if b.keys != nil {
-			ds := b.keys.DS()
-			if l.dsEdit != nil {
-				l.dsEdit(ds)
-			}
-			tld.text += ds.String() + "\n"
-		}
-		all = append(all, b)
+		tld += fmt.Sprintf("%s 3600 IN NS ns.%s\nns.%s 3600 IN A {N}.%d\n", label, l.origin, l.origin, l.host)
+		text := strings.NewReplacer("{Z}", l.origin, "{H}", fmt.Sprint(l.host)).Replace(leafZone)
+		zones = append(zones, dnstest.Zone{Origin: l.origin, Addr: n.ip(l.host), Text: n.zoneText(text), Sign: signing(l), Edit: l.edit})
 	}
-	root := &built{sz: signedZone{origin: ".", host: 1}}
-	root.keys = keysFor(root.sz)
-	root.text = ". 86400 IN SOA a.root. admin. 1 3600 600 86400 300\n. 86400 IN NS a.root.\na.root. 86400 IN A {N}.1\ntest. 86400 IN NS ns.test.\nns.test. 86400 IN A {N}.2\n" + tld.keys.DS().String() + "\n"
-	all = append([]*built{root, tld}, all...)
-	for _, b := range all {
-		z, err := zone.Parse(strings.NewReader(n.zoneText(b.text)), b.sz.origin, "", false)
-		if err != nil {
-			t.Fatalf("%s: %v", b.sz.origin, err)
-		}
-		rrs := z.Records()
-		if b.keys != nil && !b.sz.dsOnly {
-			opt := zone.SignOptions{NSEC3: b.sz.nsec3, NSEC3Iterations: b.sz.iter, Inception: now.Add(-time.Hour), Expiration: now.Add(24 * time.Hour)}
-			if b.sz.expired {
-				opt.Inception, opt.Expiration = now.Add(-60*24*time.Hour), now.Add(-3*24*time.Hour) // past Unbound's 24h skew
-			}
-			sz, err := zone.Sign(z, b.keys, opt)
-			if err != nil {
-				t.Fatal(err)
-			}
-			rrs = sz.Records()
-		}
-		if b.sz.edit != nil {
-			rrs = b.sz.edit(rrs)
-		}
-		var text strings.Builder
-		for _, rr := range rrs {
-			text.WriteString(rr.String() + "\n")
-		}
-		s, err := authority.New(authority.Config{Addr: fmt.Sprintf("%s:%d", n.ip(b.sz.host), n.port), UDPSockets: 1,
-			Zones: []authority.ZoneConfig{{Origin: b.sz.origin, Text: text.String()}}}, service.Deps{Logger: testkit.Logger(t)})
-		if err != nil {
-			t.Fatalf("%s: %v", b.sz.origin, err)
-		}
-		testkit.Start(t, s)
-	}
-	anchor := filepath.Join(dir, "root.ds")
-	if err := os.WriteFile(anchor, []byte(root.keys.DS().String()+"\n"), 0o644); err != nil {
+	root := ". 86400 IN SOA a.root. admin. 1 3600 600 86400 300\n. 86400 IN NS a.root.\na.root. 86400 IN A {N}.1\ntest. 86400 IN NS ns.test.\nns.test. 86400 IN A {N}.2\n"
+	zones = append([]dnstest.Zone{
+		{Origin: ".", Addr: n.ip(1), Text: n.zoneText(root), Sign: &dnstest.Signing{}},
+		{Origin: "test.", Addr: n.ip(2), Text: n.zoneText(tld), Sign: &dnstest.Signing{}},
+	}, zones...)
+	sv, err := dnstest.StartZones(t, n.port, zones)
+	if err != nil {
 		t.Fatal(err)
 	}
 	return n, Config{
@@ -136,7 +82,7 @@ func signedTree(t *testing.T, port int, leaves []signedZone) (*testNet, Config) 
 		RootHints:       []string{n.ip(1).String()},
 		UpstreamPort:    n.port,
 		Timeout:         config100ms,
-		TrustAnchorFile: anchor,
+		TrustAnchorFile: sv.Anchor,
 	}
 }
 

@@ -47,8 +47,8 @@ www.v6only.  300  IN A 192.0.2.66
 	if m.Rcode != dns.RcodeSuccess || len(m.Answer) != 1 || m.Answer[0].(*dns.A).A.String() != "192.0.2.66" {
 		t.Fatalf("www.v6only: %v", m)
 	}
-	if v6.queries.Load() == 0 || helper.queries.Load() < 2 {
-		t.Errorf("queries: v6only server %d, helper %d (want the A and AAAA lookups)", v6.queries.Load(), helper.queries.Load())
+	if v6.Queries.Load() == 0 || helper.Queries.Load() < 2 {
+		t.Errorf("queries: v6only server %d, helper %d (want the A and AAAA lookups)", v6.Queries.Load(), helper.Queries.Load())
 	}
 }
 

@@ -546,13 +546,15 @@ func (s *Server) slow(b []byte, from netip.Addr, _ int) (reply []byte) {
 	}
 	resp := new(dns.Msg)
 	switch {
+	case malformedEDNS(req, resp):
 	case req.Opcode != dns.OpcodeQuery:
 		resp.SetRcode(req, dns.RcodeNotImplemented)
 	case len(req.Question) != 1:
 		resp.SetRcode(req, dns.RcodeFormatError)
 	case req.Question[0].Qclass != dns.ClassINET:
 		resp.SetRcode(req, dns.RcodeRefused)
-	case req.Question[0].Qtype == dns.TypeANY:
+	case req.Question[0].Qtype == dns.TypeANY || req.Question[0].Qtype == 0:
+		// QTYPE 0 is reserved: NOTIMP, as Knot answers.
 		resp.SetRcode(req, dns.RcodeNotImplemented)
 	case req.Question[0].Qtype == dns.TypeAXFR || req.Question[0].Qtype == dns.TypeIXFR || req.Question[0].Qtype == dns.TypeOPT:
 		resp.SetRcode(req, dns.RcodeRefused)
@@ -563,6 +565,9 @@ func (s *Server) slow(b []byte, from netip.Addr, _ int) (reply []byte) {
 		return s.answerQuery(b, req)
 	}
 	resp.RecursionAvailable = true
+	if req.IsEdns0() != nil && resp.IsEdns0() == nil {
+		resp.SetEdns0(1232, false)
+	}
 	out, _ := resp.Pack()
 	return out
 }

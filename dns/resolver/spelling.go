@@ -55,6 +55,26 @@ func undo0x20(m *dns.Msg, sent, qname string) {
 			forNames(rr, true, func(name *string) { *name = respell(*name, sent, qname, true) })
 		}
 	}
+	// A CNAME synthesized from a DNAME (RFC 6672) carries the question's
+	// leading labels, in our random spelling, in front of the DNAME's
+	// target ("wWw.example.test." for "wWw.dN.eXample.TEST."), and so do
+	// the records the server found there.
+	for _, rr := range m.Answer {
+		d, ok := rr.(*dns.DNAME)
+		if !ok || len(d.Hdr.Name) >= len(qname) || !strings.EqualFold(d.Hdr.Name, qname[len(qname)-len(d.Hdr.Name):]) {
+			continue
+		}
+		n := len(qname) - len(d.Hdr.Name)
+		for _, sec := range [][]dns.RR{m.Answer, m.Ns, m.Extra} {
+			for _, rr := range sec {
+				forNames(rr, true, func(name *string) {
+					if len(*name) > n && strings.HasPrefix(*name, sent[:n]) && !strings.EqualFold(*name, qname) {
+						*name = qname[:n] + (*name)[n:]
+					}
+				})
+			}
+		}
+	}
 }
 
 // clientSpelling returns rrs with every name that the reply compresses

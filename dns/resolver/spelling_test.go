@@ -1,6 +1,7 @@
 package resolver
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -74,7 +75,10 @@ func TestNo0x20Leak(t *testing.T) {
 	}
 	for _, tc := range tests {
 		m := ask(t, r.addr, tc.name, tc.qtype)
-		if got, want := strings.Join(rrStrings(m.Answer), "\n"), strings.Join(tc.answer, "\n"); got != want {
+		got, want := rrStrings(m.Answer), slices.Clone(tc.answer)
+		slices.Sort(got) // address sets rotate
+		slices.Sort(want)
+		if got, want := strings.Join(got, "\n"), strings.Join(want, "\n"); got != want {
 			t.Errorf("%s %s: answer\n%s\nwant\n%s", tc.name, dns.TypeToString[tc.qtype], got, want)
 		}
 		if got, want := strings.Join(rrStrings(m.Ns), "\n"), strings.Join(tc.ns, "\n"); got != want {

@@ -130,9 +130,13 @@ func TestAdminOnEveryServerCommand(t *testing.T) {
 // TestAdminLoopbackOnly: a non-loopback --admin address is refused before
 // anything is bound, unless --admin-allow-remote.
 func TestAdminLoopbackOnly(t *testing.T) {
-	zoneFile := filepath.Join(t.TempDir(), "db.example.com")
+	dir := t.TempDir()
+	zoneFile := filepath.Join(dir, "db.example.com")
 	os.WriteFile(zoneFile, []byte("$ORIGIN example.com.\n@ 3600 IN SOA ns hostmaster 1 3600 600 86400 300\n@ 3600 IN NS ns\nns 3600 IN A 127.0.0.1\n"), 0o644)
+	topo := filepath.Join(dir, "lab.yaml")
+	os.WriteFile(topo, []byte("lab: {block: 127.93.0.0/16, port_offset: 30000, state_dir: "+filepath.Join(dir, "state")+"}\nhosts:\n  - name: sockets.lab\n    services: [{kind: udp-upper}]\n"), 0o644)
 	for _, cmd := range [][]string{
+		{"lab", "up", "--topology", topo},
 		{"sockets", "udp-server", "--listen", "127.0.0.1:0"},
 		{"dns", "serve", "--listen", "127.0.0.1:0", "--zone", "example.com=" + zoneFile},
 		{"dns", "resolver", "--listen", "127.0.0.1:0", "--root-hint", "127.0.0.1"},
@@ -141,6 +145,7 @@ func TestAdminLoopbackOnly(t *testing.T) {
 		{"torrent", "tracker", "--http", "127.0.0.1:0", "--udp", "127.0.0.1:0"},
 	} {
 		t.Run(strings.Join(cmd[:2], " "), func(t *testing.T) {
+			// lab up reports the lab's admin error for the same address.
 			// 192.0.2.1 (TEST-NET-1) is not on this machine: with the
 			// override the bind fails instead of the check.
 			if err := runCommand(t, append(cmd, "--admin", "192.0.2.1:9900")...).wait(); err == nil || !strings.Contains(err.Error(), "not a loopback address") {

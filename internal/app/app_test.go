@@ -70,7 +70,7 @@ func TestDefaultTopologyRuns(t *testing.T) {
 		}
 	}
 	exerciseLab(t, plan)
-	// torrent has no lab kind yet: TestTrackerMetricsLint lints its metrics.
+	// torrent has no lab kind yet: TestTorrentMetricsLint lints its metrics.
 	lintMetrics(t, reg, slices.DeleteFunc(slices.Clone(metricSubsystems), func(s string) bool { return s == "torrent" })...)
 
 	// Services' admin endpoints are reachable under /hosts/<name>/.

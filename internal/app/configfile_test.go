@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -37,7 +38,7 @@ func (c *command) listening(t *testing.T, network string) string {
 	}
 }
 
-// TestConfigFilePolicy runs dns serve and http serve with a config file and
+// TestConfigFilePolicy runs dns serve, http serve and http proxy with a config file and
 // flags: a flag given on the command line wins over the file (the file's
 // listen address cannot even be parsed), the file's other settings apply,
 // and list flags replace the file's list.
@@ -119,6 +120,35 @@ func TestConfigFilePolicy(t *testing.T) {
 			res.Body.Close()
 			if string(body) != tc.want {
 				t.Errorf("%v: GET / = %q, want %q", tc.args, body, tc.want)
+			}
+		}
+	})
+
+	t.Run("http proxy", func(t *testing.T) {
+		origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, "from the origin")
+		}))
+		defer origin.Close()
+		o := strings.TrimPrefix(origin.URL, "http://")
+		proxyCfg := filepath.Join(dir, "proxy.yaml")
+		os.WriteFile(proxyCfg, []byte("addr: 256.0.0.1:3128\nname: from-file\nsites: [{host: \"*\", origins: [\""+o+"\"]}]\ngc_percent: 0\n"), 0o644)
+		defer http.DefaultClient.CloseIdleConnections()
+		for _, tc := range []struct {
+			args []string
+			want string
+		}{
+			{nil, "from-file"},
+			{[]string{"--name", "from-flag"}, "from-flag"},
+		} {
+			c := runCommand(t, append([]string{"http", "proxy", "--config", proxyCfg, "--listen", "127.0.0.1:0"}, tc.args...)...)
+			res, err := http.Get("http://" + c.listening(t, "tcp") + "/x")
+			if err != nil {
+				t.Fatalf("%v: %v", tc.args, err)
+			}
+			body, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			if string(body) != "from the origin" || !strings.HasPrefix(res.Header.Get("Cache-Status"), tc.want+";") {
+				t.Errorf("%v: %q, Cache-Status %q, want the origin's body from %s", tc.args, body, res.Header.Get("Cache-Status"), tc.want)
 			}
 		}
 	})

@@ -143,4 +143,3 @@ replace its sites).`,
 	adminFlags(cmd, g, "")
 	return cmd
 }
-

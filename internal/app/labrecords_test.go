@@ -11,6 +11,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/applayer/applayer/dns/authority"
 	"github.com/applayer/applayer/internal/service"
 	"github.com/applayer/applayer/internal/testkit"
 	"github.com/applayer/applayer/lab"
@@ -46,24 +47,48 @@ func mailKind() lab.Kind {
 	}
 }
 
+// cdnKind is a test kind standing for a CDN's request router: its own
+// authoritative server for cdn.example.com (not a dns-authority of the
+// lab), which it makes reachable by contributing the delegation of
+// cdn.example.com and a CNAME from the content provider's name into it.
+func cdnKind() lab.Kind {
+	return lab.Kind{
+		Name: "test-cdn", Summary: "test: a CDN router adding its NS delegation and a CNAME", Port: 53, Network: "udp+tcp",
+		Build: func(env lab.Env) (service.Service, error) {
+			text := fmt.Sprintf("$ORIGIN cdn.example.com.\n@ 300 IN SOA %[1]s. hostmaster 1 3600 600 86400 60\n@ 300 IN NS %[1]s.\n%[1]s. 300 IN A %[2]s\nwww 60 IN A 127.0.0.77\n",
+				env.Host.Name, env.Host.Addr)
+			return authority.New(authority.Config{Addr: env.Listen.String(), UDPSockets: 1,
+				Zones: []authority.ZoneConfig{{Origin: "cdn.example.com.", Text: text}}}, env.Deps)
+		},
+		Records: func(env lab.Env) ([]string, error) {
+			return []string{
+				"cdn.example.com. 300 IN NS " + dns.Fqdn(env.Host.Name),
+				"www.example.com. 300 IN CNAME www.cdn.example.com.",
+			}, nil
+		},
+	}
+}
+
 // TestKindRecordsResolve proves the Records hook: a lab with a root, the
-// com TLD, example.com's server, a resolver and the test mail kind on
-// smtp.example.com; the kind's MX, CNAME and TXT records end up in
-// example.com's generated zone and resolve through the lab's resolver from
-// the root.
+// com TLD, example.com's server, a resolver, the test mail kind on
+// smtp.example.com and the test CDN kind on ns.cdn.example.com; the kinds'
+// MX, CNAME, TXT and NS records end up in example.com's generated zone and
+// resolve through the lab's resolver from the root, the CDN's CNAME
+// through its delegation to the CDN's own server.
 func TestKindRecordsResolve(t *testing.T) {
 	topo := &lab.Topology{Hosts: []lab.Host{
 		{Name: "a.root-servers.net", Services: []lab.ServiceSpec{{Kind: "dns-authority", Config: json.RawMessage(`{"zones":[{"origin":"."}]}`)}}},
 		{Name: "a.gtld-servers.net", Services: []lab.ServiceSpec{{Kind: "dns-authority", Config: json.RawMessage(`{"zones":[{"origin":"com"}]}`)}}},
 		{Name: "dns.example.com", Services: []lab.ServiceSpec{{Kind: "dns-authority", Config: json.RawMessage(`{"zones":[{"origin":"example.com"}]}`)}}},
 		{Name: "smtp.example.com", Services: []lab.ServiceSpec{{Kind: "test-mail", Config: json.RawMessage(`{"domain":"example.com"}`)}}},
+		{Name: "ns.cdn.example.com", Services: []lab.ServiceSpec{{Kind: "test-cdn"}}},
 		{Name: "resolver.example.com", Services: []lab.ServiceSpec{{Kind: "dns-resolver"}}},
 	}}
-	kinds := lab.NewKinds(append(labKinds().All(), mailKind())...)
+	kinds := lab.NewKinds(append(labKinds().All(), mailKind(), cdnKind())...)
 	ctx := testkit.Context(t, 30*time.Second)
 	plan, _, _ := startRandomLabKinds(t, ctx, topo, kinds, 47000, "off")
-	if len(plan.Records) != 3 {
-		t.Fatalf("plan records %q, want the kind's 3", plan.Records)
+	if len(plan.Records) != 5 {
+		t.Fatalf("plan records %q, want the kinds' 5", plan.Records)
 	}
 	res, _ := plan.Lookup("resolver.example.com")
 	smtp, _ := plan.Lookup("smtp.example.com")
@@ -97,6 +122,20 @@ func TestKindRecordsResolve(t *testing.T) {
 	}
 	if want := []string{"CNAME smtp.example.com.", "smtp.example.com. A " + smtp.Addr.String()}; strings.Join(chain, ", ") != strings.Join(want, ", ") {
 		t.Errorf("mail.example.com A: %v, want %v", chain, want)
+	}
+	// The CDN's CNAME leads through its delegation to its own server.
+	r = ask("www.example.com.", dns.TypeA)
+	chain = nil
+	for _, rr := range r.Answer {
+		switch rr := rr.(type) {
+		case *dns.CNAME:
+			chain = append(chain, "CNAME "+rr.Target)
+		case *dns.A:
+			chain = append(chain, rr.Hdr.Name+" A "+rr.A.String())
+		}
+	}
+	if want := "CNAME www.cdn.example.com., www.cdn.example.com. A 127.0.0.77"; strings.Join(chain, ", ") != want {
+		t.Errorf("www.example.com A: %v, want %s", chain, want)
 	}
 	if r := ask("example.com.", dns.TypeTXT); len(r.Answer) != 1 || !strings.Contains(r.Answer[0].String(), "v=spf1 a:smtp.example.com -all") {
 		t.Errorf("example.com TXT: %v", r.Answer)

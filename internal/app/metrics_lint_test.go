@@ -18,6 +18,8 @@ import (
 	"github.com/applayer/applayer/internal/service"
 	"github.com/applayer/applayer/internal/testkit"
 	"github.com/applayer/applayer/lab"
+	"github.com/applayer/applayer/torrent/metainfo"
+	"github.com/applayer/applayer/torrent/swarm"
 	"github.com/applayer/applayer/torrent/tracker"
 )
 
@@ -146,10 +148,10 @@ func TestLintCatchesBadNames(t *testing.T) {
 	}
 }
 
-// TestTrackerMetricsLint lints the BitTorrent tracker's metrics (it has no
+// TestTorrentMetricsLint lints the BitTorrent tracker's and peer's metrics (it has no
 // lab kind yet, so the default lab does not run it) after one announce, so
 // its labelled families are exposed.
-func TestTrackerMetricsLint(t *testing.T) {
+func TestTorrentMetricsLint(t *testing.T) {
 	reg := obs.NewRegistry()
 	tr, err := tracker.New(tracker.Config{HTTPAddr: "127.0.0.1:0"}, service.Deps{Logger: testkit.Logger(t), Metrics: reg})
 	if err != nil {
@@ -166,5 +168,29 @@ func TestTrackerMetricsLint(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("announce: %s", resp.Status)
 	}
+	// The peer's metrics on the same registry, as `torrent get` has them.
+	mag, err := metainfo.ParseMagnet("magnet:?xt=urn:btih:" + strings.Repeat("12", 20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := swarm.New(swarm.Config{Magnet: mag, Dir: t.TempDir(), Listen: "127.0.0.1:0"}, service.Deps{Logger: testkit.Logger(t), Metrics: reg}); err != nil {
+		t.Fatal(err)
+	}
 	lintMetrics(t, reg, "torrent")
+	if p, _ := metricProblems(reg); len(p) > 0 || !strings.Contains(fmt.Sprint(mustGather(t, reg)), "applayer_torrent_peer_pieces_checked_total") {
+		t.Errorf("the peer's metrics are not linted: %v", p)
+	}
+}
+
+func mustGather(t *testing.T, reg prometheus.Gatherer) []string {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, mf := range mfs {
+		names = append(names, mf.GetName())
+	}
+	return names
 }

@@ -33,12 +33,16 @@ func TestNoDirectSkips(t *testing.T) {
 			}
 			return nil
 		}
-		if !strings.HasSuffix(path, "_test.go") || filepath.Dir(path) == filepath.Join(root, "internal", "testkit") {
+		// Test files, and helper files that import testing.
+		if !strings.HasSuffix(path, ".go") || filepath.Dir(path) == filepath.Join(root, "internal", "testkit") {
 			return nil
 		}
 		f, err := parser.ParseFile(fset, path, nil, parser.SkipObjectResolution)
 		if err != nil {
 			return err
+		}
+		if !strings.HasSuffix(path, "_test.go") && !importsTesting(f) {
+			return nil
 		}
 		ast.Inspect(f, func(n ast.Node) bool {
 			call, ok := n.(*ast.CallExpr)
@@ -132,3 +136,12 @@ func moduleRoot(t *testing.T) string {
 func itoa(n int) string                 { return strconv.Itoa(n) }
 func sprintf(f string, a ...any) string { return fmt.Sprintf(f, a...) }
 func runtimeGoexit()                    { runtime.Goexit() }
+
+func importsTesting(f *ast.File) bool {
+	for _, i := range f.Imports {
+		if i.Path.Value == `"testing"` {
+			return true
+		}
+	}
+	return false
+}

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/applayer/applayer/internal/testkit"
 )
 
 // echo is a test PacketHandler: each datagram is answered upper-cased;
@@ -108,7 +110,7 @@ func startPacket(t testing.TB, m packetMode, sh *echoShared) (*PacketServer, *ne
 	t.Helper()
 	conns, err := ListenUDPGroup(context.Background(), m.network, m.addr, m.sockets)
 	if err != nil {
-		t.Skipf("cannot bind %s: %v", m.addr, err)
+		testkit.Skip(t, "cannot bind %s: %v", m.addr, err)
 	}
 	s := NewPacketServer(m.cfg, sh.newHandler)
 	if err := s.Start(conns...); err != nil {

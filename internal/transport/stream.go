@@ -97,6 +97,9 @@ type StreamConfig struct {
 	// MaxConnsPerIP caps the connections from one client address. 0 means
 	// no limit.
 	MaxConnsPerIP int
+	// PerIPExempt, when set, exempts the addresses it accepts from
+	// MaxConnsPerIP (e.g. trusted proxies that carry many clients).
+	PerIPExempt func(ip netip.Addr) bool
 	// DropIdleWhenFull: when MaxConns is reached, close the connection
 	// that has been idle longest (see Conn.SetIdle) and serve the new one
 	// instead, as Unbound does with incoming-num-tcp. Without an idle
@@ -273,6 +276,7 @@ func (s *StreamServer) admit(nc net.Conn) {
 	}
 	c := &Conn{Conn: nc, remote: remote, srv: s}
 	ip := remote.Addr()
+	c.perIP = s.cfg.MaxConnsPerIP > 0 && ip.IsValid() && (s.cfg.PerIPExempt == nil || !s.cfg.PerIPExempt(ip))
 	var victim *Conn
 	var why RejectReason
 	s.mu.Lock()
@@ -281,7 +285,7 @@ func (s *StreamServer) admit(nc net.Conn) {
 		s.mu.Unlock()
 		nc.Close()
 		return
-	case s.cfg.MaxConnsPerIP > 0 && ip.IsValid() && s.perIP[ip] >= s.cfg.MaxConnsPerIP:
+	case c.perIP && s.perIP[ip] >= s.cfg.MaxConnsPerIP:
 		why = RejectPerIP
 	case s.cfg.MaxConns > 0 && s.slots >= s.cfg.MaxConns:
 		if s.cfg.DropIdleWhenFull {
@@ -306,7 +310,7 @@ func (s *StreamServer) admit(nc net.Conn) {
 	}
 	c.slot = true
 	s.slots++
-	if ip.IsValid() {
+	if c.perIP {
 		s.perIP[ip]++
 	}
 	s.conns[c] = struct{}{}
@@ -342,7 +346,7 @@ func (s *StreamServer) releaseLocked(c *Conn) bool {
 	}
 	c.slot = false
 	s.slots--
-	if ip := c.remote.Addr(); ip.IsValid() {
+	if ip := c.remote.Addr(); c.perIP {
 		if s.perIP[ip]--; s.perIP[ip] <= 0 {
 			delete(s.perIP, ip)
 		}
@@ -459,6 +463,7 @@ type Conn struct {
 	srv       *StreamServer
 	idleSince atomic.Int64 // unix nanoseconds; 0 while busy
 	evicted   atomic.Bool
+	perIP     bool // counted towards MaxConnsPerIP (set before admission)
 	// under srv.mu
 	slot     bool
 	detached bool

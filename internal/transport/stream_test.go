@@ -243,6 +243,8 @@ func TestStreamLimits(t *testing.T) {
 			{"127.0.0.1", "HI"}, {"127.0.0.1", "BUSY per-ip limit"}, {"127.0.0.2", "HI"}}},
 		{"per-IP limit below the connection limit", StreamConfig{MaxConns: 3, MaxConnsPerIP: 2}, []client{
 			{"127.0.0.1", "HI"}, {"127.0.0.1", "HI"}, {"127.0.0.1", "BUSY per-ip limit"}, {"127.0.0.2", "HI"}, {"127.0.0.2", "BUSY full"}}},
+		{"per-IP limit with an exempt address", StreamConfig{MaxConnsPerIP: 1, PerIPExempt: func(a netip.Addr) bool { return a == netip.MustParseAddr("127.0.0.2") }}, []client{
+			{"127.0.0.1", "HI"}, {"127.0.0.1", "BUSY per-ip limit"}, {"127.0.0.2", "HI"}, {"127.0.0.2", "HI"}, {"127.0.0.2", "HI"}}},
 		{"no limits", StreamConfig{}, []client{
 			{"127.0.0.1", "HI"}, {"127.0.0.1", "HI"}, {"127.0.0.1", "HI"}}},
 	}

@@ -31,6 +31,7 @@ import (
 	"github.com/applayer/applayer/internal/config"
 	"github.com/applayer/applayer/internal/service"
 	"github.com/applayer/applayer/internal/trace"
+	"github.com/applayer/applayer/internal/transport"
 	"github.com/applayer/applayer/torrent/metainfo"
 	"github.com/applayer/applayer/torrent/peerwire"
 	"github.com/applayer/applayer/torrent/storage"
@@ -158,6 +159,7 @@ type Client struct {
 	listenPort           uint16
 
 	ln      net.Listener
+	srv     *transport.StreamServer
 	wg      sync.WaitGroup
 	stop    chan struct{}
 	wake    chan struct{}
@@ -257,11 +259,17 @@ func (c *Client) Start(ctx context.Context) error {
 			return err
 		}
 	}
-	lc := net.ListenConfig{}
-	ln, err := lc.Listen(ctx, "tcp", c.cfg.Listen)
+	ln, err := transport.ListenConfig{}.Listen(ctx, "tcp", c.cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("swarm: %w", err)
 	}
+	// Incoming peers: the shared stream server accepts; banned addresses
+	// are refused at accept; a few slots beyond MaxPeers let handshakes
+	// in progress (and duplicates about to be dropped) through.
+	c.srv = transport.NewStreamServer(transport.StreamConfig{
+		MaxConns: c.cfg.MaxPeers + 8, MaxConnsPerIP: 8, Logger: c.log,
+		Refuse: func(remote netip.AddrPort) bool { return c.Banned(remote.Addr().Unmap()) },
+	}, transport.HandlerFunc(func(_ context.Context, tc *transport.Conn) { c.ServeConn(tc) }))
 	c.mu.Lock()
 	c.ln = ln
 	c.listenPort = uint16(ln.Addr().(*net.TCPAddr).Port)
@@ -281,8 +289,10 @@ func (c *Client) Start(ctx context.Context) error {
 		}
 	}
 	c.mu.Unlock()
-	c.wg.Add(3)
-	go func() { defer c.wg.Done(); c.acceptLoop(ln) }()
+	if err := c.srv.Start(ln); err != nil {
+		return fmt.Errorf("swarm: %w", err)
+	}
+	c.wg.Add(2)
 	go func() { defer c.wg.Done(); c.announceLoop() }()
 	go func() { defer c.wg.Done(); c.tickLoop() }()
 	return nil
@@ -341,30 +351,6 @@ func (c *Client) kick() {
 	select {
 	case c.wake <- struct{}{}:
 	default:
-	}
-}
-
-// acceptLoop takes incoming connections and hands each to serveIncoming.
-func (c *Client) acceptLoop(ln net.Listener) {
-	delay := 5 * time.Millisecond
-	for {
-		nc, err := ln.Accept()
-		if err != nil {
-			select {
-			case <-c.stop:
-				return
-			default:
-			}
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			time.Sleep(delay)
-			delay = min(2*delay, time.Second)
-			continue
-		}
-		delay = 5 * time.Millisecond
-		c.wg.Add(1)
-		go func() { defer c.wg.Done(); c.ServeConn(nc) }()
 	}
 }
 
@@ -440,14 +426,15 @@ func (c *Client) Shutdown(ctx context.Context) error {
 		}
 		close(c.stop)
 		c.mu.Lock()
-		c.ln.Close()
 		for _, p := range c.peers {
 			p.nc.Close()
 		}
 		c.mu.Unlock()
+		// Peer connections are long-lived: close them rather than wait.
+		srvErr := c.srv.Close()
 		done := make(chan struct{})
 		go func() { c.wg.Wait(); close(done) }()
-		var err error
+		err := srvErr
 		select {
 		case <-done:
 		case <-ctx.Done():
@@ -633,6 +620,10 @@ func (c *Client) tickLoop() {
 	}
 }
 
+// redialAfter is how long a candidate address rests after a dial before
+// the next one.
+const redialAfter = 10 * time.Second
+
 // maintain dials candidates and times out requests.
 func (c *Client) maintain(now time.Time) {
 	c.mu.Lock()
@@ -658,7 +649,7 @@ func (c *Client) maintain(now time.Time) {
 				break
 			}
 			last := c.known[ap]
-			if connected[ap] || c.banned[ap.Addr()] || (!last.IsZero() && now.Sub(last) < 30*time.Second) {
+			if connected[ap] || c.banned[ap.Addr()] || (!last.IsZero() && now.Sub(last) < redialAfter) {
 				continue
 			}
 			if c.complete && !c.cfg.Seed {
@@ -821,15 +812,15 @@ type metrics struct {
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	const ns, sub = "applayer", "torrent"
+	pieces := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "peer_pieces_checked_total",
+		Help: "Pieces checked against their SHA-1, by result: verified (matched) or failed (did not)."}, []string{"result"})
 	m := &metrics{
 		down: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "peer_downloaded_bytes_total",
 			Help: "Piece payload bytes received from peers."}),
 		up: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "peer_uploaded_bytes_total",
 			Help: "Piece payload bytes sent to peers."}),
-		verified: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "peer_pieces_verified_total",
-			Help: "Pieces whose SHA-1 matched."}),
-		failed: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "peer_pieces_failed_total",
-			Help: "Pieces whose SHA-1 did not match."}),
+		verified: pieces.WithLabelValues("verified"),
+		failed:   pieces.WithLabelValues("failed"),
 		banned: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "peer_bans_total",
 			Help: "Peers banned for sending bad data or breaking the protocol."}),
 		announces: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "peer_announces_total",
@@ -837,7 +828,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		conns: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "peer_connections",
 			Help: "Peer connections open."}),
 	}
-	for _, x := range []prometheus.Collector{m.down, m.up, m.verified, m.failed, m.banned, m.announces, m.conns} {
+	for _, x := range []prometheus.Collector{m.down, m.up, pieces, m.banned, m.announces, m.conns} {
 		if err := reg.Register(x); err != nil {
 			return nil, fmt.Errorf("swarm: metrics: %w", err)
 		}

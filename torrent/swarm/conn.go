@@ -189,6 +189,9 @@ func (p *peerConn) writeLoop() {
 		}
 		store := c.store
 		c.mu.Unlock()
+		// A peer that stops reading stalls our writes: give each batch
+		// IdleTimeout from now.
+		p.nc.SetWriteDeadline(time.Now().Add(c.cfg.IdleTimeout.D()))
 		for _, m := range msgs {
 			buf = m.AppendTo(buf[:0])
 			if _, err := w.Write(buf); err != nil {
@@ -217,9 +220,9 @@ func (p *peerConn) writeLoop() {
 					t.Stop()
 					return
 				}
+				p.nc.SetWriteDeadline(time.Now().Add(c.cfg.IdleTimeout.D()))
 			}
 			buf = peerwire.Message{ID: peerwire.Piece, Index: uint32(up.Piece), Begin: uint32(up.Begin), Block: data}.AppendTo(buf[:0])
-			p.nc.SetWriteDeadline(time.Now().Add(c.cfg.IdleTimeout.D()))
 			if _, err := w.Write(buf); err != nil {
 				p.nc.Close()
 				return

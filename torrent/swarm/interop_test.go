@@ -138,7 +138,8 @@ func transmission(t *testing.T, addr, dir, torrent string) {
 }
 
 // TestInteropTransmission: Transmission 3.00 downloads from our seed (our
-// seed dials it: it learned Transmission from the tracker), and our peer
+// seed dials it: it learned Transmission from the tracker), from the
+// .torrent and from a magnet link, and our peer
 // downloads from a Transmission seed (we dial it). PEERS.md: Transmission
 // never dials loopback peers itself.
 func TestInteropTransmission(t *testing.T) {
@@ -153,6 +154,18 @@ func TestInteropTransmission(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("Transmission did not download from our seed in 60 s")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	// Transmission from a magnet link: the metadata comes from our seed.
+	transmission(t, f.block+"22", filepath.Join(f.dir, "txmag"), f.m.Magnet().String())
+	deadline = time.Now().Add(90 * time.Second)
+	for {
+		if got, err := os.ReadFile(filepath.Join(f.dir, "txmag", "file.bin")); err == nil && string(got) == string(f.data) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("Transmission did not download from a magnet link in 90 s")
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

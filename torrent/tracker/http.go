@@ -3,6 +3,7 @@ package tracker
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -87,7 +88,9 @@ func parseAnnounce(rawQuery string, remote netip.Addr, trustIP bool) (httpAnnoun
 	if err != nil {
 		return a, err
 	}
-	const maxBytes = 1 << 62
+	// Transmission announces left=2^63-1 while it fetches a magnet
+	// link's metadata: any non-negative int64 is accepted.
+	const maxBytes = math.MaxInt64
 	if a.Uploaded, err = num("uploaded", false, 0, maxBytes); err != nil {
 		return a, err
 	}

@@ -32,6 +32,7 @@ import (
 	"github.com/applayer/applayer/internal/config"
 	"github.com/applayer/applayer/internal/service"
 	"github.com/applayer/applayer/internal/trace"
+	"github.com/applayer/applayer/internal/transport"
 )
 
 // Config configures a Tracker. Zero fields take the documented defaults.
@@ -118,6 +119,7 @@ type Tracker struct {
 	httpSrv *http.Server
 	httpLn  net.Listener
 	udp     *net.UDPConn
+	pkt     *transport.PacketServer
 	wg      sync.WaitGroup
 	stop    chan struct{}
 	once    service.Once
@@ -178,7 +180,7 @@ func (t *Tracker) Start(ctx context.Context) error {
 			t.log.Info("tracker state restored", "peers", n, "file", t.cfg.Snapshot)
 		}
 	}
-	var lc net.ListenConfig
+	var lc transport.ListenConfig
 	if t.cfg.HTTPAddr != "" {
 		ln, err := lc.Listen(ctx, "tcp", t.cfg.HTTPAddr)
 		if err != nil {
@@ -201,14 +203,21 @@ func (t *Tracker) Start(ctx context.Context) error {
 		}()
 	}
 	if t.cfg.UDPAddr != "" {
-		pc, err := lc.ListenPacket(ctx, "udp", t.cfg.UDPAddr)
+		conn, err := lc.ListenUDP(ctx, "udp", t.cfg.UDPAddr)
 		if err != nil {
 			t.closeHTTP(context.Background())
 			return fmt.Errorf("tracker: %w", err)
 		}
-		t.udp = pc.(*net.UDPConn)
-		t.wg.Add(1)
-		go func() { defer t.wg.Done(); t.readUDP(t.udp) }()
+		t.udp = conn
+		// Requests are at most 98 + 74*20 bytes (a full scrape).
+		t.pkt = transport.NewPacketServer(transport.PacketConfig{MaxDatagram: 2048, Logger: t.log}, func() transport.PacketHandler {
+			return transport.PacketHandlerFunc(t.serveBatch)
+		})
+		if err := t.pkt.Start(conn); err != nil {
+			conn.Close()
+			t.closeHTTP(context.Background())
+			return fmt.Errorf("tracker: %w", err)
+		}
 	}
 	t.wg.Add(1)
 	go func() { defer t.wg.Done(); t.sweep() }()
@@ -302,8 +311,10 @@ func (t *Tracker) Shutdown(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("tracker: %w", err))
 			t.httpSrv.Close()
 		}
-		if t.udp != nil {
-			t.udp.Close()
+		if t.pkt != nil {
+			if err := t.pkt.Shutdown(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("tracker: %w", err))
+			}
 		}
 		t.wg.Wait()
 		if t.cfg.Snapshot != "" {
@@ -374,20 +385,16 @@ func (t *Tracker) announce(req AnnounceRequest, proto, from string) (AnnounceRes
 	return res, nil
 }
 
-// readUDP reads datagrams until the socket closes and answers each.
-func (t *Tracker) readUDP(c *net.UDPConn) {
-	buf := make([]byte, 2048)
-	for {
-		n, from, err := c.ReadFromUDPAddrPort(buf)
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			t.log.Debug("tracker: udp read", "err", err)
+// serveBatch answers a batch of UDP tracker datagrams.
+func (t *Tracker) serveBatch(b *transport.Batch) {
+	for i := range b.Len() {
+		from := b.From(i)
+		if !from.IsValid() || b.Truncated(i) {
+			t.m.errors.WithLabelValues("udp").Inc()
 			continue
 		}
-		if reply := t.HandleUDP(buf[:n], from); reply != nil {
-			c.WriteToUDPAddrPort(reply, from)
+		if reply := t.HandleUDP(b.Data(i), from); reply != nil {
+			b.Reply(i, reply)
 		}
 	}
 }

@@ -222,6 +222,12 @@ func TestHTTPFormats(t *testing.T) {
 		}
 		return v
 	}
+	// Transmission fetching a magnet link's metadata sends left=2^63-1.
+	if v := get(rawQuery(ih(33), pid(9), "&port=1111&left=9223372036854775807")); v.Kind != bencode.KindDict {
+		t.Fatal("no answer")
+	} else if r, ok := v.GetString("failure reason"); ok {
+		t.Errorf("left=2^63-1 refused: %s", r)
+	}
 	get(rawQuery(h, pid(1), "&port=1111&left=0&ip=127.0.0.9"))
 	get(rawQuery(h, pid(2), "&port=2222&left=0&ip=::1"))
 	v := get(rawQuery(h, pid(3), "&port=3333&left=5&compact=1"))

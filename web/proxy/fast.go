@@ -3,13 +3,13 @@ package proxy
 import (
 	"bufio"
 	"bytes"
-	"errors"
+	"context"
 	"io"
 	"net"
 	"net/netip"
-	"sync"
-	"sync/atomic"
 	"time"
+
+	"github.com/applayer/applayer/internal/transport"
 )
 
 // The fast path. Every client connection starts here: requests are parsed
@@ -45,59 +45,17 @@ type fastConn struct {
 	out io.Writer
 }
 
-// countedConn decrements the open-connection counts once when closed.
+// countedConn is a connection handed to net/http: closing it gives its
+// slot (the connection and per-client limits) back to the transport.
 type countedConn struct {
 	net.Conn
-	n    *atomic.Int64
-	s    *Server
-	peer netip.Addr // counted against the per-client limit when valid
-	once sync.Once
+	release func()
 }
 
 func (c *countedConn) Close() error {
-	c.once.Do(func() {
-		c.n.Add(-1)
-		if c.peer.IsValid() {
-			c.s.releaseClient(c.peer)
-		}
-	})
-	return c.Conn.Close()
-}
-
-// admitClient counts a connection from peer against the per-client limit
-// (trusted proxies are exempt: they carry many clients); false when the
-// peer is at the limit. A valid returned address is to be released.
-func (s *Server) admitClient(c net.Conn) (netip.Addr, bool) {
-	ap, err := netip.ParseAddrPort(c.RemoteAddr().String())
-	if err != nil {
-		return netip.Addr{}, true
-	}
-	peer := ap.Addr().Unmap()
-	if s.trustedPeer(peer) {
-		return netip.Addr{}, true
-	}
-	s.cmu.Lock()
-	defer s.cmu.Unlock()
-	if s.perClient[peer] >= s.cfg.MaxConnsPerClient {
-		return netip.Addr{}, false
-	}
-	s.perClient[peer]++
-	return peer, true
-}
-
-func (s *Server) releaseClient(peer netip.Addr) {
-	s.cmu.Lock()
-	defer s.cmu.Unlock()
-	if s.perClient[peer]--; s.perClient[peer] <= 0 {
-		delete(s.perClient, peer)
-	}
-}
-
-// busy answers a connection refused for a limit and closes it.
-func busy(c net.Conn) {
-	c.SetWriteDeadline(time.Now().Add(time.Second))
-	io.WriteString(c, "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-	c.Close()
+	err := c.Conn.Close()
+	c.release()
+	return err
 }
 
 // CloseWrite half-closes the connection when it supports it.
@@ -107,6 +65,9 @@ func (c *countedConn) CloseWrite() error {
 	}
 	return c.Close()
 }
+
+// busyReply answers a connection refused for a limit.
+const busyReply = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 
 // replayConn is a connection handed to net/http: reads come from the
 // fast path's buffer first.
@@ -148,121 +109,41 @@ func (r *replayConn) CloseWrite() error {
 	return r.Conn.Close()
 }
 
-// handoff is the net.Listener net/http serves: connections the fast path
-// hands over.
-type handoff struct {
-	ch   chan net.Conn
-	done chan struct{}
-	once sync.Once
-	addr net.Addr
-}
-
-func newHandoff(addr net.Addr) *handoff {
-	return &handoff{ch: make(chan net.Conn), done: make(chan struct{}), addr: addr}
-}
-
-func (h *handoff) Accept() (net.Conn, error) {
-	select {
-	case c := <-h.ch:
-		return c, nil
-	case <-h.done:
-		return nil, net.ErrClosed
-	}
-}
-
-func (h *handoff) Close() error {
-	h.once.Do(func() { close(h.done) })
-	return nil
-}
-
-func (h *handoff) Addr() net.Addr { return h.addr }
-
-// give hands c to net/http; false when the server is closing.
-func (h *handoff) give(c net.Conn) bool {
-	select {
-	case h.ch <- c:
-		return true
-	case <-h.done:
-		return false
-	}
-}
-
-// acceptLoop accepts client connections until the listener closes.
-func (s *Server) acceptLoop(ln net.Listener) {
-	var delay time.Duration
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			if delay == 0 {
-				delay = 5 * time.Millisecond
-			} else if delay < time.Second {
-				delay *= 2
-			}
-			s.log.Warn("accept failed", "err", err)
-			select {
-			case <-time.After(delay):
-			case <-s.stop:
-				return
-			}
-			continue
-		}
-		delay = 0
-		if s.conns.Add(1) > int64(s.cfg.MaxConns) {
-			s.conns.Add(-1)
-			busy(c)
-			continue
-		}
-		peer, ok := s.admitClient(c)
-		if !ok {
-			s.conns.Add(-1)
-			busy(c)
-			continue
-		}
-		c = &countedConn{Conn: c, n: &s.conns, s: s, peer: peer}
-		s.mu.Lock()
-		select {
-		case <-s.stop:
-			s.mu.Unlock()
-			c.Close()
-			return
-		default:
-		}
-		s.fast[c] = struct{}{}
-		s.wg.Add(1)
-		s.mu.Unlock()
-		go s.serveFast(c)
-	}
-}
-
-func (s *Server) serveFast(c net.Conn) {
-	handed := false
-	defer func() {
-		if v := recover(); v != nil {
-			s.log.Error("panic on the fast path", "panic", v)
+// newFront returns the transport that accepts client connections for the
+// fast path: the connection and per-client limits (trusted proxies exempt:
+// they carry many clients) answered with 503, accept back-off, panics
+// answered with 500, and s.conns kept as the count of open connections
+// (those handed to net/http included, until closed).
+func (s *Server) newFront() *transport.StreamServer {
+	return transport.NewStreamServer(transport.StreamConfig{
+		MaxConns:      s.cfg.MaxConns,
+		MaxConnsPerIP: s.cfg.MaxConnsPerClient,
+		PerIPExempt:   s.trustedPeer,
+		OnReject:      func(c net.Conn, _ transport.RejectReason) { io.WriteString(c, busyReply) },
+		OnPanic: func(c net.Conn, _ any) {
 			io.WriteString(c, "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-		}
-		s.mu.Lock()
-		delete(s.fast, c)
-		s.mu.Unlock()
-		if !handed {
-			c.Close()
-		}
-		s.wg.Done()
-	}()
-	fc := &fastConn{s: s, c: c, br: bufio.NewReaderSize(c, fastBufSize), out: c}
-	if cc, ok := c.(*countedConn); ok {
-		if tc, ok := cc.Conn.(*net.TCPConn); ok {
-			fc.out = tc
-		}
-	}
-	if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
-		fc.peer = ap.Addr().Unmap()
-	}
+		},
+		Observe: func(e transport.Event) {
+			switch e.Kind {
+			case transport.EventAccepted:
+				s.conns.Add(1)
+			case transport.EventClosed:
+				s.conns.Add(-1)
+			}
+		},
+		Logger: s.log,
+	}, transport.HandlerFunc(s.serveFast))
+}
+
+// serveFast serves one client connection on the fast path until a request
+// needs net/http (the connection is then handed over) or the client goes.
+// Between requests the connection is idle: Shutdown closes it.
+func (s *Server) serveFast(_ context.Context, tc *transport.Conn) {
+	var c net.Conn = tc
+	fc := &fastConn{s: s, c: c, br: bufio.NewReaderSize(c, fastBufSize), out: tc.Conn}
+	fc.peer = tc.RemoteAddrPort().Addr()
 	if !s.allowedPeer(fc.peer) || s.deps.Trace.Enabled() {
-		handed = s.handOver(fc)
+		s.handOver(tc, fc)
 		return
 	}
 	// The first request's header must arrive within the header timeout of
@@ -272,14 +153,18 @@ func (s *Server) serveFast(c net.Conn) {
 	fc.hdrDeadline = time.Now().Add(s.cfg.ReadHeaderTimeout.D())
 	c.SetReadDeadline(fc.hdrDeadline)
 	for {
+		if !tc.SetIdle() {
+			return // shutting down
+		}
 		n, ok, err := fc.next()
 		if err != nil {
 			return
 		}
 		if !ok {
-			handed = s.handOver(fc)
+			s.handOver(tc, fc)
 			return
 		}
+		tc.SetBusy()
 		fc.br.Discard(n)
 		c.SetWriteDeadline(time.Now().Add(s.cfg.IdleTimeout.D()))
 		_, err = fc.bufs.WriteTo(fc.out)
@@ -297,9 +182,15 @@ func (s *Server) serveFast(c net.Conn) {
 	}
 }
 
-func (s *Server) handOver(fc *fastConn) bool {
+// handOver passes the connection, with the bytes the fast path buffered,
+// to net/http; it keeps its slot until net/http closes it.
+func (s *Server) handOver(tc *transport.Conn, fc *fastConn) {
 	fc.c.SetDeadline(time.Time{})
-	return s.handoff.give(&replayConn{Conn: fc.c, br: fc.br, hdrDeadline: fc.hdrDeadline})
+	nc, release := tc.Detach()
+	rc := &replayConn{Conn: &countedConn{Conn: nc, release: release}, br: fc.br, hdrDeadline: fc.hdrDeadline}
+	if !s.handoff.Deliver(rc) {
+		rc.Close()
+	}
 }
 
 // next reads the next request header and, if it can be answered on the

@@ -33,6 +33,7 @@ import (
 	"github.com/applayer/applayer/internal/obs"
 	"github.com/applayer/applayer/internal/service"
 	"github.com/applayer/applayer/internal/trace"
+	"github.com/applayer/applayer/internal/transport"
 	"github.com/applayer/applayer/web/cache"
 )
 
@@ -197,15 +198,13 @@ type Server struct {
 	ln      net.Listener
 	srv     *http.Server
 	tunnels map[net.Conn]struct{}
-	fast    map[net.Conn]struct{} // connections on the fast path
-	handoff *handoff
-	conns   atomic.Int64 // open client connections
+	front   *transport.StreamServer // accepts; runs the fast path
+	handoff *transport.Handoff      // connections the fast path hands to net/http
+	conns   atomic.Int64            // open client connections
 
-	cmu       sync.Mutex
-	perClient map[netip.Addr]int // open connections per client address
-	wg        sync.WaitGroup
-	stop      chan struct{}
-	once      service.Once
+	wg   sync.WaitGroup
+	stop chan struct{}
+	once service.Once
 }
 
 // New returns a proxy for cfg; Start binds it.
@@ -216,8 +215,7 @@ func New(cfg Config, deps service.Deps) (*Server, error) {
 	cfg.defaults()
 	deps = deps.Defaults()
 	s := &Server{cfg: cfg, deps: deps, log: deps.Logger.With("service", "web-cache"), via: "1.1 " + cfg.Name,
-		sites: map[string]*site{}, tunnels: map[net.Conn]struct{}{}, fast: map[net.Conn]struct{}{}, stop: make(chan struct{}),
-		perClient: map[netip.Addr]int{}}
+		sites: map[string]*site{}, tunnels: map[net.Conn]struct{}{}, stop: make(chan struct{})}
 	for _, n := range cfg.AllowedClients {
 		s.allowed = append(s.allowed, netip.MustParsePrefix(n))
 	}
@@ -283,8 +281,7 @@ func (s *Server) Addrs() []net.Addr {
 
 // Start binds the listener and starts serving and health checks.
 func (s *Server) Start(ctx context.Context) error {
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", s.cfg.Addr)
+	ln, err := transport.ListenConfig{}.Listen(ctx, "tcp", s.cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("proxy: listen: %w", err)
 	}
@@ -311,16 +308,17 @@ func (s *Server) Start(ctx context.Context) error {
 	s.mu.Lock()
 	s.own = own
 	s.ln, s.srv = ln, srv
-	s.handoff = newHandoff(ln.Addr())
+	s.handoff = transport.NewHandoff(ln.Addr())
+	s.front = s.newFront()
 	s.mu.Unlock()
-	s.wg.Add(2)
+	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		if err := srv.Serve(s.handoff); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("serve failed", "err", err)
 		}
 	}()
-	go func() { defer s.wg.Done(); s.acceptLoop(ln) }()
+	s.front.Start(ln)
 	for _, st := range s.sites {
 		s.wg.Add(1)
 		go func() { defer s.wg.Done(); s.healthLoop(st) }()
@@ -335,23 +333,23 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return s.once.Do(ctx, func(ctx context.Context) error {
 		close(s.stop)
 		s.mu.Lock()
-		srv := s.srv
-		if s.ln != nil {
-			s.ln.Close()
-		}
+		srv, front := s.srv, s.front
 		for c := range s.tunnels {
 			c.Close()
 		}
-		for c := range s.fast {
-			c.SetReadDeadline(time.Now()) // idle ones wake and close
-		}
 		s.mu.Unlock()
 		var err error
+		if front != nil {
+			// Stop accepting; idle fast-path connections close, a response
+			// being written finishes; hand-overs in progress reach srv.
+			err = front.Shutdown(ctx)
+		}
 		if srv != nil {
-			err = srv.Shutdown(ctx)
-			if err != nil {
+			serr := srv.Shutdown(ctx)
+			if serr != nil {
 				srv.Close()
 			}
+			err = errors.Join(err, serr)
 		}
 		if s.admin != nil {
 			err = errors.Join(err, s.admin.Shutdown(ctx))

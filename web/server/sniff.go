@@ -2,12 +2,11 @@ package server
 
 import (
 	"bytes"
-	"errors"
-	"io"
 	"log/slog"
 	"net"
-	"sync"
 	"time"
+
+	"github.com/applayer/applayer/internal/transport"
 )
 
 // The cleartext port speaks HTTP/1.1 and HTTP/2 with prior knowledge (h2c).
@@ -97,205 +96,51 @@ func classify(b []byte, full bool) verdict {
 
 func isDigit(c byte) bool { return '0' <= c && c <= '9' }
 
+// sniffBufSize caps the bytes read before deciding.
 const sniffBufSize = 4 << 10
 
-var sniffBufs = sync.Pool{New: func() any { return new([sniffBufSize]byte) }}
-
-// sniffer accepts on the cleartext listener and dispatches connections to
-// an HTTP/1 and an h2c listener.
+// sniffer serves the cleartext listener with internal/transport's
+// first-bytes hand-off: a StreamServer (accept loop with backoff) whose
+// handler reads the first bytes and hands each connection, bytes replayed
+// and still a *net.TCPConn underneath (sendfile), to the HTTP/1 or the h2c
+// listener.
 type sniffer struct {
-	ln      net.Listener
-	timeout time.Duration
-	log     *slog.Logger
-	h1, h2  *chanListener
-
-	mu      sync.Mutex
-	closed  bool
-	pending map[net.Conn]struct{}
-	wg      sync.WaitGroup
+	srv    *transport.StreamServer
+	h1, h2 *transport.Handoff
 }
 
+// Consumers of the sniffer, by transport.Sniffer index.
+const (
+	toHTTP1 = iota
+	toH2C
+)
+
 func newSniffer(ln net.Listener, timeout time.Duration, log *slog.Logger) *sniffer {
-	s := &sniffer{ln: ln, timeout: timeout, log: log, pending: map[net.Conn]struct{}{}}
-	s.h1 = newChanListener(ln.Addr())
-	s.h2 = newChanListener(ln.Addr())
-	s.wg.Go(s.acceptLoop)
+	s := &sniffer{h1: transport.NewHandoff(ln.Addr()), h2: transport.NewHandoff(ln.Addr())}
+	sn := transport.NewSniffer(transport.SniffConfig{
+		Classify: func(b []byte, full bool) int {
+			switch classify(b, full) {
+			case isHTTP1:
+				return toHTTP1
+			case isH2C:
+				return toH2C
+			case needMore:
+				return transport.SniffMore
+			}
+			return transport.SniffReject // neither HTTP/1 nor an HTTP/2 preface
+		},
+		Timeout:  timeout,
+		MaxBytes: sniffBufSize,
+		Logger:   log,
+	}, s.h1, s.h2)
+	s.srv = transport.NewStreamServer(transport.StreamConfig{Logger: log}, sn)
+	s.srv.Start(ln)
 	return s
 }
 
-func (s *sniffer) acceptLoop() {
-	delay := time.Millisecond
-	for {
-		c, err := s.ln.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			s.log.Debug("accept", "err", err)
-			t := time.NewTimer(delay) // e.g. EMFILE: back off, as net/http does
-			<-t.C
-			delay = min(2*delay, time.Second)
-			continue
-		}
-		delay = time.Millisecond
-		s.mu.Lock()
-		if s.closed {
-			s.mu.Unlock()
-			c.Close()
-			return
-		}
-		s.pending[c] = struct{}{}
-		s.mu.Unlock()
-		s.wg.Go(func() { s.sniff(c) })
-	}
-}
-
-func (s *sniffer) sniff(c net.Conn) {
-	buf := sniffBufs.Get().(*[sniffBufSize]byte)
-	c.SetReadDeadline(time.Now().Add(s.timeout))
-	n, v := 0, needMore
-	for v == needMore {
-		m, err := c.Read(buf[n:])
-		n += m
-		v = classify(buf[:n], n == len(buf))
-		if err != nil && v == needMore {
-			v = reject
-		}
-	}
-	c.SetReadDeadline(time.Time{})
-	s.mu.Lock()
-	delete(s.pending, c)
-	s.mu.Unlock()
-	var dst *chanListener
-	switch v {
-	case isHTTP1:
-		dst = s.h1
-	case isH2C:
-		dst = s.h2
-	default:
-		sniffBufs.Put(buf)
-		s.log.Debug("cleartext connection is neither HTTP/1 nor an HTTP/2 preface: closed", "remote", c.RemoteAddr())
-		c.Close()
-		return
-	}
-	pc := newPrefixConn(c, buf, n)
-	if !dst.deliver(pc) {
-		c.Close()
-	}
-}
-
 // close stops accepting, closes connections still being sniffed and waits
-// for the sniffing goroutines.
+// for the sniffing goroutines. Connections already handed over belong to
+// the http.Servers.
 func (s *sniffer) close() {
-	s.mu.Lock()
-	s.closed = true
-	for c := range s.pending {
-		c.Close()
-	}
-	s.mu.Unlock()
-	s.ln.Close()
-	s.wg.Wait()
-}
-
-// chanListener is a net.Listener fed by the sniffer.
-type chanListener struct {
-	addr net.Addr
-	ch   chan net.Conn
-	done chan struct{}
-	once sync.Once
-}
-
-func newChanListener(a net.Addr) *chanListener {
-	return &chanListener{addr: a, ch: make(chan net.Conn), done: make(chan struct{})}
-}
-
-func (l *chanListener) deliver(c net.Conn) bool {
-	select {
-	case l.ch <- c:
-		return true
-	case <-l.done:
-		return false
-	}
-}
-
-func (l *chanListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.ch:
-		return c, nil
-	case <-l.done:
-		return nil, net.ErrClosed
-	}
-}
-
-func (l *chanListener) Close() error {
-	l.once.Do(func() { close(l.done) })
-	return nil
-}
-
-func (l *chanListener) Addr() net.Addr { return l.addr }
-
-// prefixConn replays the sniffed bytes before reading from the connection.
-// On TCP it embeds *net.TCPConn so net/http keeps sendfile (ReadFrom) and
-// CloseWrite.
-type prefixConn struct {
-	*net.TCPConn
-	p prefix
-}
-
-type prefixGeneric struct {
-	net.Conn
-	p prefix
-}
-
-type prefix struct {
-	buf  *[sniffBufSize]byte
-	rest []byte
-}
-
-func (p *prefix) read(b []byte) int {
-	n := copy(b, p.rest)
-	p.rest = p.rest[n:]
-	if len(p.rest) == 0 {
-		sniffBufs.Put(p.buf)
-		p.buf, p.rest = nil, nil
-	}
-	return n
-}
-
-func newPrefixConn(c net.Conn, buf *[sniffBufSize]byte, n int) net.Conn {
-	p := prefix{buf: buf, rest: buf[:n]}
-	if tc, ok := c.(*net.TCPConn); ok {
-		return &prefixConn{TCPConn: tc, p: p}
-	}
-	return &prefixGeneric{Conn: c, p: p}
-}
-
-func (c *prefixConn) Read(b []byte) (int, error) {
-	if c.p.buf != nil {
-		return c.p.read(b), nil
-	}
-	return c.TCPConn.Read(b)
-}
-
-func (c *prefixGeneric) Read(b []byte) (int, error) {
-	if c.p.buf != nil {
-		return c.p.read(b), nil
-	}
-	return c.Conn.Read(b)
-}
-
-// WriteTo replays the prefix before the kernel's fast path.
-func (c *prefixConn) WriteTo(w io.Writer) (int64, error) {
-	var n int64
-	if c.p.buf != nil {
-		m, err := w.Write(c.p.rest)
-		n += int64(m)
-		sniffBufs.Put(c.p.buf)
-		c.p.buf, c.p.rest = nil, nil
-		if err != nil {
-			return n, err
-		}
-	}
-	m, err := c.TCPConn.WriteTo(w)
-	return n + m, err
+	s.srv.Close()
 }
