@@ -158,9 +158,9 @@ func readmeExamples(path string) ([]readmeBlock, error) {
 
 type exampleSandbox struct {
 	dir, bin, tmp    string
-	labBlock, wBlock int // the examples' lab; the labs server examples start
-	y, z             int // 127.Y.0.x: local servers for clients; 127.Z.0.x: server examples
-	offset           int // the examples' lab's port offset
+	labBlock, wBlock int    // the examples' lab; the labs server examples start
+	y, z             string // "127.a.b.": local servers for clients; server examples
+	offset           int    // the examples' lab's port offset
 	labTopo, wTopo   string
 	labAdmin         string
 	root             string // the examples' lab's root server address
@@ -170,7 +170,8 @@ type exampleSandbox struct {
 func newExampleSandbox(t *testing.T) *exampleSandbox {
 	dir := t.TempDir()
 	ex := &exampleSandbox{dir: dir, bin: filepath.Join(dir, "bin"), tmp: filepath.Join(dir, "tmp"),
-		labBlock: 10 + rand.IntN(20), wBlock: 30 + rand.IntN(20), y: 50 + rand.IntN(20), z: 70 + rand.IntN(20)}
+		labBlock: 10 + rand.IntN(20), wBlock: 30 + rand.IntN(20),
+		y: fmt.Sprintf("127.%d.%d.", 50+rand.IntN(25), rand.IntN(256)), z: fmt.Sprintf("127.%d.%d.", 75+rand.IntN(25), rand.IntN(256))}
 	os.MkdirAll(ex.bin, 0o755)
 	os.MkdirAll(ex.tmp, 0o755)
 	// bin/applayer is this test binary running the real main.
@@ -198,12 +199,12 @@ func newExampleSandbox(t *testing.T) *exampleSandbox {
 			root = s.Address
 		}
 	}
-	t.Logf("examples' lab on 127.%d/16, port offset %d; local servers on 127.%d.0.x, server examples on 127.%d.0.x", ex.labBlock, ex.offset, ex.y, ex.z)
+	t.Logf("examples' lab on 127.%d/16, port offset %d; local servers on %sx, server examples on %sx", ex.labBlock, ex.offset, ex.y, ex.z)
 
 	ex.root = root
 	ex.files(t)
 	// The local servers the client examples talk to.
-	y := func(s string) string { return strings.ReplaceAll(s, "127.0.0.", fmt.Sprintf("127.%d.0.", ex.y)) }
+	y := func(s string) string { return strings.ReplaceAll(s, "127.0.0.", ex.y) }
 	for _, cmd := range []string{
 		"applayer http serve --root site --listen 127.0.0.1:8080 --tls-listen 127.0.0.1:8443 --http3 --ca-dir " + filepath.Join(ex.tmp, "applayer-ca"),
 		"applayer dns serve --listen 127.0.0.1:5300 --zone example.com=db.example.com",
@@ -211,9 +212,18 @@ func newExampleSandbox(t *testing.T) *exampleSandbox {
 		"applayer sockets tcp-server --listen 127.0.0.1:12000",
 		"applayer http proxy --listen 127.0.0.1:3128 --admin 127.0.0.1:9931 --allow-to 127.0.0.0/8",
 		fmt.Sprintf("applayer dns resolver --listen 127.0.0.1:5353 --root-hints-file root.hints --upstream-port %d", 53+ex.offset),
+		"applayer torrent tracker --http 127.0.0.1:6969 --udp 127.0.0.1:6969",
 	} {
 		ex.startServer(t, y(cmd), ex.env, true)
 	}
+	// A swarm for the torrent get examples: movie.torrent announced to the
+	// tracker above, and a seed of it.
+	mk := exec.Command("bash", "-c", y("applayer torrent create --announce http://127.0.0.1:6969/announce -o movie.torrent movie.mp4"))
+	mk.Dir, mk.Env = ex.dir, ex.env
+	if out, err := mk.CombinedOutput(); err != nil {
+		t.Fatalf("torrent create: %v\n%s", err, out)
+	}
+	ex.startServer(t, y("applayer torrent seed --dir . --listen 127.0.0.2:6881 movie.torrent"), ex.env, true)
 	return ex
 }
 
@@ -263,6 +273,8 @@ func (ex *exampleSandbox) files(t *testing.T) {
 	w("photos/1.jpg", strings.Repeat("a", 40000))
 	w("photos/2.jpg", strings.Repeat("b", 40000))
 	raw, _ := os.ReadFile(ex.wTopo)
+	readme, _ := os.ReadFile("../../README.md")
+	w("README.md", string(readme))
 	w("lab.yaml", string(raw))
 	w("my-lab.yaml", string(raw))
 }
@@ -274,11 +286,11 @@ func (ex *exampleSandbox) rewrite(line string, server bool) string {
 	line = regexp.MustCompile(`(^|[\s=])/tmp/`).ReplaceAllString(line, "${1}"+ex.tmp+"/")
 	line = strings.ReplaceAll(line, "/var/tmp/", ex.tmp+"/")
 	line = strings.ReplaceAll(line, "127.1.", fmt.Sprintf("127.%d.", ex.labBlock))
-	n := ex.y
+	to := ex.y
 	if server {
-		n = ex.z
+		to = ex.z
 	}
-	return strings.ReplaceAll(line, "127.0.0.", fmt.Sprintf("127.%d.0.", n))
+	return strings.ReplaceAll(line, "127.0.0.", to)
 }
 
 var expectRE = regexp.MustCompile(`#.*?-> (.+)$`)
@@ -304,7 +316,7 @@ func isServer(line string) bool {
 	case strings.HasPrefix(cmd, "http proxy"):
 		return !strings.Contains(cmd, "--stats")
 	}
-	for _, p := range []string{"sockets udp-server", "sockets tcp-server", "http serve", "dns serve", "dns resolver", "torrent tracker"} {
+	for _, p := range []string{"sockets udp-server", "sockets tcp-server", "http serve", "dns serve", "dns resolver", "torrent tracker", "torrent seed"} {
 		if strings.HasPrefix(cmd, p) {
 			return true
 		}
@@ -345,10 +357,16 @@ func (ex *exampleSandbox) runBlock(t *testing.T, where string, lines []string) {
 		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 		c := exec.CommandContext(ctx, "bash", "-c", cmdline)
 		c.Dir, c.Env = ex.dir, env
+		ownGroup(c) // a timeout kills the whole pipeline, not only bash
 		var out, errOut testkit.Buffer
 		c.Stdout, c.Stderr = &out, &errOut
 		err := c.Run()
+		timedOut := ctx.Err() != nil
 		cancel()
+		if timedOut {
+			t.Errorf("%s: %s\n\tstill running after 90s (a server? isServer must know it)\n\tstdout: %s\n\tstderr: %s", where, raw, clip(out.String()), clip(errOut.String()))
+			continue
+		}
 		if err != nil {
 			t.Errorf("%s: %s\n\tfailed: %v\n\tstdout: %s\n\tstderr: %s", where, raw, err, clip(out.String()), clip(errOut.String()))
 			continue
@@ -381,8 +399,9 @@ var readyRE = regexp.MustCompile(`listening on|lab is up`)
 // SIGINT and must exit 0.
 func (ex *exampleSandbox) startServer(t *testing.T, cmdline string, env []string, keep bool) *exec.Cmd {
 	t.Helper()
-	c := exec.Command("bash", "-c", "exec "+strings.TrimSpace(cmdline))
+	c := exec.CommandContext(context.Background(), "bash", "-c", "exec "+strings.TrimSpace(cmdline))
 	c.Dir, c.Env = ex.dir, env
+	ownGroup(c)
 	out := &testkit.Buffer{}
 	c.Stdout, c.Stderr = out, out
 	if err := c.Start(); err != nil {

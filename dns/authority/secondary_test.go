@@ -164,13 +164,16 @@ zone:
 	os.WriteFile(cf, []byte(conf), 0o644)
 	cmd := exec.Command(nsd, "-d", "-c", cf)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if out, err := cmd.StderrPipe(); err == nil {
-		go func() { b := make([]byte, 4096); n, _ := out.Read(b); t.Logf("nsd: %s", b[:n]) }()
-	}
+	// nsd's output is collected and logged by the test itself at its end:
+	// a goroutine calling t.Logf could run after the test completed (a
+	// panic that takes down the whole package's run).
+	var nsdOut testkit.Buffer
+	cmd.Stdout, cmd.Stderr = &nsdOut, &nsdOut
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
+		defer func() { t.Logf("nsd output:\n%s", nsdOut.String()) }()
 		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
 		done := make(chan struct{})
 		go func() { cmd.Wait(); close(done) }()

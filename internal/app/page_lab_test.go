@@ -39,8 +39,8 @@ func (d *slowDialer) DialContext(ctx context.Context, network, addr string) (net
 // loader, non-persistent serial and persistent. Every connection costs a
 // simulated 20 ms RTT in the client's dialer, so the chapter's comparison
 // shows: non-persistent HTTP opens a connection per object and pays the
-// setup every time, persistent HTTP opens one and is faster by about
-// (objects - 1) setups.
+// setup every time (counted in the dialer), persistent HTTP opens one and
+// saves (objects - 1) setups.
 func TestLabPageModes(t *testing.T) {
 	topo, err := lab.DefaultTopology()
 	if err != nil {
@@ -94,11 +94,11 @@ func TestLabPageModes(t *testing.T) {
 	if p.Conns != 1 || pDials != 1 {
 		t.Errorf("persistent: %d connections (%d dials), want 1", p.Conns, pDials)
 	}
-	// Non-persistent serial pays the setup n times; persistent once.
+	// Non-persistent serial pays the setup n times, one after another; the
+	// connection counts above show persistent pays it once. Only a lower
+	// bound on time is checked (n delays in series cannot take less): a
+	// comparison of two wall-clock runs fails on a loaded machine.
 	if np.Total < time.Duration(n)*rtt {
 		t.Errorf("non-persistent total %s < %d connection setups of %s", np.Total, n, rtt)
-	}
-	if saved := np.Total - p.Total; saved < time.Duration(n-1)*rtt/2 {
-		t.Errorf("persistent %s vs non-persistent %s: saved %s, want about %d setups (%s)", p.Total, np.Total, saved, n-1, time.Duration(n-1)*rtt)
 	}
 }
