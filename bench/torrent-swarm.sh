@@ -3,8 +3,9 @@
 # leechers capped at PEER_UP upload (no download cap), every peer on its
 # own loopback address, a FILE_MIB file. Measures the time from the
 # leechers' start until the last one has the whole file, for an applayer
-# swarm and an aria2 swarm (each with its own applayer tracker, run one
-# after the other, interleaved over rounds), and divides it by the
+# swarm, a qBittorrent swarm and an aria2 swarm (each with its own applayer
+# tracker, run one after the other, interleaved over rounds), and divides
+# it by the
 # chapter's lower bound D_p2p >= max{F/u_s, F/d_min, N F/(u_s + N u)}
 # (d_min is unlimited here, so the bound is max{F/u_s, N F/(u_s + N u)}).
 # Leechers keep seeding once complete, as the bound assumes.
@@ -13,8 +14,8 @@
 #   e.g. bench/torrent-swarm.sh 3 4 8
 #   env: FILE_MIB (64), SEED_UP (4, MiB/s), PEER_UP (1, MiB/s),
 #        APPLAYER (a prebuilt binary), BLOCK (127.77: the /16 used),
-#        SWARMS ("applayer aria2"), TIMEOUT (600 s per swarm)
-# Needs aria2c for the aria2 swarm; qBittorrent is not scripted yet.
+#        SWARMS ("applayer qbittorrent aria2"), TIMEOUT (600 s per swarm)
+# Needs aria2c and qbittorrent-nox for their swarms (skipped without).
 set -euo pipefail
 ROUNDS=${1:-3}
 shift || true
@@ -23,7 +24,7 @@ FILE_MIB=${FILE_MIB:-64}
 SEED_UP=${SEED_UP:-4}
 PEER_UP=${PEER_UP:-1}
 BLOCK=${BLOCK:-127.77}
-SWARMS=${SWARMS:-"applayer aria2"}
+SWARMS=${SWARMS:-"applayer qbittorrent aria2"}
 TIMEOUT=${TIMEOUT:-600}
 cd "$(dirname "$0")/.."
 TMP=$(mktemp -d /tmp/bench-torrent.XXXXXX)
@@ -34,7 +35,49 @@ trap cleanup EXIT
 if [ -n "${APPLAYER:-}" ]; then cp "$APPLAYER" "$TMP/applayer"; else GOTOOLCHAIN=auto go build -o "$TMP/applayer" ./cmd/applayer; fi
 A="$TMP/applayer"
 ARIA=$(command -v aria2c || true)
-[ -z "$ARIA" ] && SWARMS=${SWARMS//aria2/} && echo "aria2c not installed: applayer only" >&2
+[ -z "$ARIA" ] && SWARMS=${SWARMS//aria2/} && echo "aria2c not installed: no aria2 swarm" >&2
+QBT=$(command -v qbittorrent-nox || true)
+[ -z "$QBT" ] && SWARMS=${SWARMS//qbittorrent/} && echo "qbittorrent-nox not installed: no qBittorrent swarm" >&2
+
+# qbt DIR ADDR UPLIMIT_MIB SAVE HOOK TORRENT: a qbittorrent-nox with its own
+# profile (DHT, LSD, PEX, UPnP, uTP, encryption off), bound to ADDR,
+# running HOOK when the torrent completes.
+qbt() {
+  local prof=$1 addr=$2 up=$3 save=$4 hook=$5 torrent=$6
+  mkdir -p "$prof/qBittorrent/config" "$save"
+  cat > "$prof/qBittorrent/config/qBittorrent.conf" <<CONF
+[LegalNotice]
+Accepted=true
+
+[AutoRun]
+enabled=true
+program=$hook
+
+[BitTorrent]
+Session\DHTEnabled=false
+Session\LSDEnabled=false
+Session\PeXEnabled=false
+Session\Encryption=2
+Session\Port=6881
+Session\Interface=lo
+Session\InterfaceName=lo
+Session\InterfaceAddress=$addr
+Session\DefaultSavePath=$save
+Session\BTProtocol=TCP
+Session\QueueingSystemEnabled=false
+Session\GlobalUPSpeedLimit=$((up * 1024))
+
+[Network]
+PortForwardingEnabled=false
+
+[Preferences]
+Connection\UPnP=false
+WebUI\Port=$((20000 + RANDOM % 20000))
+WebUI\Address=127.0.0.1
+CONF
+  HOME="$prof" "$QBT" --profile="$prof" --save-path="$save" --skip-dialog=true "$torrent" >"$prof/out.log" 2>&1 &
+  PIDS+=($!)
+}
 
 mkdir -p "$TMP/seed"
 head -c $((FILE_MIB << 20)) /dev/urandom > "$TMP/seed/file.bin"
@@ -57,6 +100,8 @@ run_swarm() {
     "$A" --log-level error torrent seed --dir "$TMP/seed" --listen "$BLOCK.0.2:6881" --upload-limit "${SEED_UP}M" \
       --announce-interval 2s --status-interval 1h "$dir/t.torrent" >"$dir/seed.log" 2>&1 &
     PIDS+=($!) ;;
+  qbittorrent)
+    qbt "$dir/seedprof" "$BLOCK.0.2" "$SEED_UP" "$TMP/seed" /bin/true "$dir/t.torrent" ;;
   aria2)
     "$ARIA" "${ARIA_OPTS[@]}" --interface="$BLOCK.0.2" --listen-port=6881 --dir="$TMP/seed" --check-integrity \
       --bt-seed-unverified=false --max-overall-upload-limit="${SEED_UP}M" "$dir/t.torrent" >"$dir/seed.log" 2>&1 &
@@ -71,6 +116,9 @@ run_swarm() {
       "$A" --log-level error torrent get --seed --dir "$dir/l$i" --listen "$BLOCK.0.$((10 + i)):6881" \
         --upload-limit "${PEER_UP}M" --announce-interval 2s --status-interval 1h "$dir/t.torrent" >"$dir/l$i.log" 2>&1 &
       PIDS+=($!) ;;
+    qbittorrent)
+      printf '#!/bin/sh\ndate +%%s.%%N > %s\n' "$dir/l$i.done" > "$dir/l$i.hook"; chmod +x "$dir/l$i.hook"
+      qbt "$dir/p$i" "$BLOCK.0.$((10 + i))" "$PEER_UP" "$dir/l$i" "$dir/l$i.hook" "$dir/t.torrent" ;;
     aria2)
       printf '#!/bin/sh\ndate +%%s.%%N > %s\n' "$dir/l$i.done" > "$dir/l$i.hook"; chmod +x "$dir/l$i.hook"
       "$ARIA" "${ARIA_OPTS[@]}" --interface="$BLOCK.0.$((10 + i))" --listen-port=6881 --dir="$dir/l$i" \

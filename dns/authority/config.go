@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"time"
 
 	"github.com/miekg/dns"
 
@@ -35,6 +36,13 @@ type Config struct {
 	IdleTimeout config.Duration `json:"idle_timeout,omitempty"`
 	// MaxTCPConns caps concurrent TCP connections. Default 256.
 	MaxTCPConns int `json:"max_tcp_conns,omitempty"`
+	// AnswerCacheBytes bounds the cache of packed UDP answers shared by
+	// the UDP sockets (keys, answers and per-entry overhead). Default
+	// 32 MiB; negative turns the cache off.
+	AnswerCacheBytes int64 `json:"answer_cache_bytes,omitempty"`
+	// AnswerCacheAge is how long a cached answer is served before it is
+	// answered afresh; older entries are removed. Default 30s.
+	AnswerCacheAge config.Duration `json:"answer_cache_age,omitempty"`
 	// AllowTransfer lists who may AXFR and IXFR: an address or prefix
 	// ("127.0.0.0/8"), a TSIG key ("key:xfr-key": any address, the request
 	// signed with that key), or both ("192.0.2.2 key:xfr-key"). Empty
@@ -237,5 +245,11 @@ func (c *Config) defaults() {
 	}
 	if c.MaxTCPConns == 0 {
 		c.MaxTCPConns = 256
+	}
+	if c.AnswerCacheBytes == 0 {
+		c.AnswerCacheBytes = 32 << 20
+	}
+	if c.AnswerCacheAge <= 0 {
+		c.AnswerCacheAge = config.Duration(30 * time.Second)
 	}
 }

@@ -1,53 +1,46 @@
 package authority
 
 import (
-	"fmt"
+	"errors"
 	"net/netip"
 	"strings"
 
 	"github.com/miekg/dns"
 
+	"github.com/applayer/applayer/dns/dnsserver"
 	"github.com/applayer/applayer/dns/zone"
-	"github.com/applayer/applayer/internal/trace"
 )
 
-func (s *Server) traceMsg(from, to, proto string, wire []byte) {
-	m := new(dns.Msg)
-	if err := m.Unpack(wire); err != nil {
-		s.deps.Trace.Publish(trace.Event{From: from, To: to, Proto: proto, Summary: "malformed message", Bytes: len(wire)})
-		return
+// ServeDNS answers one query for the DNS server (dnsserver.Handler): over
+// UDP from the answer cache when it can, over TCP with zone transfers and
+// signed answers written on the connection.
+func (s *Server) ServeDNS(req *dnsserver.Request, out []byte) []byte {
+	if req.Proto == dnsserver.TCP {
+		s.m.tcpQueries.Inc()
+		if req.Stream != nil {
+			if reply, done := s.serveStream(req, out); done {
+				return reply
+			}
+		}
+		reply, _ := s.respond(req, out)
+		return reply
 	}
-	s.deps.Trace.Publish(trace.Event{From: from, To: to, Proto: proto, Summary: Summary(m), Bytes: len(wire)})
-}
-
-// Summary describes a DNS message in one line for traces: "query A
-// www.example.com. rd" or "response NOERROR aa A www.example.com. 2/0/1".
-func Summary(m *dns.Msg) string {
-	var b strings.Builder
-	if m.Response {
-		b.WriteString("response ")
-		b.WriteString(dns.RcodeToString[m.Rcode])
-	} else if m.Opcode != dns.OpcodeQuery {
-		b.WriteString(strings.ToLower(dns.OpcodeToString[m.Opcode]))
+	s.m.udpQueries.Inc()
+	zs := s.zones.Load()
+	reply := s.cache.get(zs, req.Wire, out, req.Now)
+	if reply != nil {
+		s.m.rcode(int(reply[3] & 0xf))
 	} else {
-		b.WriteString("query")
-	}
-	for _, f := range []struct {
-		on   bool
-		name string
-	}{{m.Authoritative, "aa"}, {m.Truncated, "tc"}, {m.RecursionDesired, "rd"}, {m.RecursionAvailable, "ra"}, {m.AuthenticatedData, "ad"}} {
-		if f.on {
-			b.WriteString(" " + f.name)
+		var cacheable bool
+		reply, cacheable = s.respond(req, out)
+		if reply != nil && cacheable {
+			s.cache.put(zs, req.Wire, reply, req.Now)
 		}
 	}
-	if len(m.Question) > 0 {
-		q := m.Question[0]
-		fmt.Fprintf(&b, " %s %s", dns.TypeToString[q.Qtype], q.Name)
+	if s.rrl != nil && len(reply) > 0 {
+		reply = s.limit(req.From.Addr(), reply, zs)
 	}
-	if m.Response {
-		fmt.Fprintf(&b, " %d/%d/%d", len(m.Answer), len(m.Ns), len(m.Extra))
-	}
-	return b.String()
+	return reply
 }
 
 // Respond answers one wire-format query. It returns the wire answer
@@ -55,58 +48,42 @@ func Summary(m *dns.Msg) string {
 // (a response, or fewer than 12 bytes). It never panics: a panic while
 // answering becomes SERVFAIL.
 func (s *Server) Respond(wire []byte, from netip.AddrPort, tcp bool, buf []byte) []byte {
-	out, _ := s.respond(wire, from, tcp, buf)
-	return out
+	req := &dnsserver.Request{Wire: wire, From: from, Local: s.local, Proto: dnsserver.UDP, Now: s.deps.Now(), MaxUDP: s.cfg.MaxUDPSize}
+	if tcp {
+		req.Proto = dnsserver.TCP
+	}
+	return s.srv.Respond(req, buf)
 }
 
-// respond is Respond that also says whether the answer may be cached
-// (depends only on the query's bytes and the zones).
-func (s *Server) respond(wire []byte, from netip.AddrPort, tcp bool, buf []byte) (out []byte, cacheable bool) {
+// respond answers req and says whether the answer may be cached (it
+// depends only on the query's bytes and the zones).
+func (s *Server) respond(r *dnsserver.Request, buf []byte) (out []byte, cacheable bool) {
+	wire := r.Wire
 	if len(wire) < 12 || wire[2]&0x80 != 0 {
 		s.m.dropped.Inc()
 		return nil, false
 	}
-	if s.deps.Trace.Enabled() {
-		proto := "dns/udp"
-		if tcp {
-			proto = "dns/tcp"
-		}
-		s.traceMsg(from.String(), s.local, proto, wire)
-	}
-	req := new(dns.Msg)
-	if err := req.Unpack(wire); err != nil {
+	req, err := r.Msg()
+	if err != nil {
 		s.m.rcode(dns.RcodeFormatError)
-		return formErr(wire, buf), false
+		return dnsserver.HeaderReply(wire, dns.RcodeFormatError, buf), false
 	}
+	tcp := r.Proto == dnsserver.TCP
 	if t := req.IsTsig(); t != nil {
-		return s.respondTSIG(wire, req, t, from, tcp, buf), false
+		return s.respondTSIG(r, req, t, buf), false
 	}
-	defer func() {
-		if r := recover(); r != nil {
-			s.m.panics.Inc()
-			s.log.Error("panic answering query", "panic", r, "remote", from.String())
-			m := new(dns.Msg)
-			m.SetRcode(req, dns.RcodeServerFailure)
-			out, _ = m.PackBuffer(buf)
-			cacheable = false
-		}
-	}()
-	m, cacheable := s.handle(req, from, tcp)
+	m, cacheable := s.handle(req, r.From, tcp)
 	s.m.rcode(m.Rcode)
 	// Compressed as NSD and Knot do (smaller datagrams; the UDP answer
 	// cache pays the packing cost once per distinct query).
 	m.Compress = true
 	if !tcp {
-		size := dns.MinMsgSize
-		if opt := req.IsEdns0(); opt != nil {
-			size = min(max(int(opt.UDPSize()), dns.MinMsgSize), s.cfg.MaxUDPSize)
-		}
-		m.Truncate(size)
+		m.Truncate(r.MaxSize())
 		if m.Truncated {
 			s.m.truncated.Inc()
 		}
 	}
-	out, err := m.PackBuffer(buf)
+	out, err = m.PackBuffer(buf)
 	if err != nil {
 		s.log.Debug("pack answer", "err", err)
 		m = new(dns.Msg)
@@ -119,47 +96,23 @@ func (s *Server) respond(wire []byte, from netip.AddrPort, tcp bool, buf []byte)
 
 // respondTSIG answers a signed query: verified, answered, and the answer
 // signed with the same key (RFC 8945); a failed check gets NOTAUTH.
-func (s *Server) respondTSIG(wire []byte, req *dns.Msg, t *dns.TSIG, from netip.AddrPort, tcp bool, buf []byte) (out []byte) {
-	defer func() {
-		if r := recover(); r != nil {
-			s.m.panics.Inc()
-			s.log.Error("panic answering query", "panic", r, "remote", from.String())
-			m := new(dns.Msg)
-			m.SetRcode(req, dns.RcodeServerFailure)
-			out, _ = m.PackBuffer(buf)
-		}
-	}()
-	k, code := s.verifyTSIG(wire, t)
+func (s *Server) respondTSIG(r *dnsserver.Request, req *dns.Msg, t *dns.TSIG, buf []byte) (out []byte) {
+	tcp := r.Proto == dnsserver.TCP
+	k, code := s.verifyTSIG(r.Wire, t)
 	if code != 0 {
 		s.m.rcode(dns.RcodeNotAuth)
 		return tsigRejectWire(req, t, code, buf)
 	}
-	m, _ := s.handle(req, from, tcp)
+	m, _ := s.handle(req, r.From, tcp)
 	s.m.rcode(m.Rcode)
 	if !tcp {
-		size := dns.MinMsgSize
-		if opt := req.IsEdns0(); opt != nil {
-			size = min(max(int(opt.UDPSize()), dns.MinMsgSize), s.cfg.MaxUDPSize)
-		}
-		m.Truncate(size - len(k.name) - len(k.alg) - 64)
+		m.Truncate(r.MaxSize() - len(k.name) - len(k.alg) - 64)
 	}
 	m.SetTsig(k.name, k.alg, tsigFudge, s.deps.Now().Unix())
 	out, _, err := dns.TsigGenerate(m, k.secret, t.MAC, false)
 	if err != nil {
 		s.log.Debug("tsig sign", "err", err)
 		return nil
-	}
-	return out
-}
-
-// formErr answers an unparsable query with its header only: same ID and
-// opcode, QR set, RCODE FORMERR, no records.
-func formErr(wire, buf []byte) []byte {
-	out := append(buf[:0], wire[:12]...)
-	out[2] = 0x80 | wire[2]&0x79 // QR, keep opcode and RD
-	out[3] = dns.RcodeFormatError
-	for i := 4; i < 12; i++ {
-		out[i] = 0
 	}
 	return out
 }
@@ -222,7 +175,7 @@ func (s *Server) handle(req *dns.Msg, from netip.AddrPort, tcp bool) (*dns.Msg, 
 		m.Rcode = dns.RcodeFormatError
 		return m, false
 	case dns.TypeAXFR, dns.TypeIXFR:
-		// Transfers go over TCP (serveTCP); over UDP, AXFR is refused and
+		// Transfers go over TCP (serveStream); over UDP, AXFR is refused and
 		// IXFR gets TC so the client retries over TCP.
 		if q.Qtype == dns.TypeIXFR && !tcp {
 			m.Truncated = true
@@ -247,4 +200,46 @@ func (s *Server) handle(req *dns.Msg, from netip.AddrPort, tcp bool) (*dns.Msg, 
 	l.run(q)
 	m.Extra = append(m.Extra, extra...)
 	return m, !l.rotated && (opt == nil || len(opt.Option) == 0)
+}
+
+// serveStream answers what a TCP query needs the connection for: signed
+// queries (checked and answered through req.Stream, which signs) and zone
+// transfers. done is false for the other queries.
+func (s *Server) serveStream(r *dnsserver.Request, buf []byte) (reply []byte, done bool) {
+	w := r.Stream
+	if len(r.Wire) < 12 || r.Wire[2]&0x80 != 0 {
+		return nil, false
+	}
+	req, err := r.Msg()
+	if err != nil {
+		return nil, false
+	}
+	from := r.From
+	t := req.IsTsig()
+	if t != nil {
+		if err := w.TsigStatus(); err != nil {
+			code := dns.RcodeBadSig
+			if _, ok := s.tsig[strings.ToLower(t.Hdr.Name)]; !ok {
+				code = dns.RcodeBadKey
+			} else if errors.Is(err, dns.ErrTime) {
+				code = dns.RcodeBadTime
+			}
+			s.log.Info("tsig check failed", "remote", from.String(), "key", t.Hdr.Name, "err", err)
+			return tsigRejectWire(req, t, code, buf), true
+		}
+	}
+	if len(req.Question) == 1 && (req.Question[0].Qtype == dns.TypeAXFR || req.Question[0].Qtype == dns.TypeIXFR) && req.Opcode == dns.OpcodeQuery {
+		s.transfer(w, req, from)
+		return nil, true
+	}
+	if t != nil {
+		m := s.Handle(req, from, true)
+		m.Compress = true
+		m.SetTsig(t.Hdr.Name, t.Algorithm, tsigFudge, s.deps.Now().Unix())
+		if err := w.WriteMsg(m); err != nil {
+			s.log.Debug("tcp write", "remote", from.String(), "err", err)
+		}
+		return nil, true
+	}
+	return nil, false
 }

@@ -2,6 +2,8 @@ package authority
 
 import (
 	"net/netip"
+	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -85,5 +87,28 @@ func TestRRL(t *testing.T) {
 	}
 	if off := newTestServer(t, Config{RateLimit: RateLimitConfig{Rate: -1}}); off.rrl != nil {
 		t.Error("rate -1 did not turn RRL off")
+	}
+}
+
+// TestInteropDigThroughRRL: with every limited answer slipped (slip 1),
+// dig, a real client, gets TC over UDP, retries over TCP and still gets
+// its answer: the limiter cuts amplification, not service.
+func TestInteropDigThroughRRL(t *testing.T) {
+	dig := peer(t, "dig")
+	s, err := New(Config{Addr: "127.0.0.1:0", Zones: []ZoneConfig{{Origin: "example.com.", File: "testdata/example.com.zone"}},
+		RateLimit: RateLimitConfig{Rate: 1, Slip: 1, Loopback: true}}, service.Deps{Logger: testkit.Logger(t), Now: testkit.NewClock(time.Now()).Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, s)
+	h, p := hostPort(t, s)
+	for i := 0; i < 3; i++ {
+		out, err := exec.Command(dig, "@"+h, "-p", p, "+norecurse", "+time=2", "+tries=1", "www.example.com", "A").CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "status: NOERROR") || !strings.Contains(string(out), "www.example.com.\t3600\tIN\tA\t192.0.2.10") {
+			t.Fatalf("dig #%d: %v\n%s", i+1, err, out)
+		}
+		if truncated := strings.Contains(string(out), "Truncated, retrying in TCP mode"); truncated != (i > 0) {
+			t.Errorf("dig #%d: truncated=%v, want %v (rate 1, slip 1)\n%s", i+1, truncated, i > 0, out)
+		}
 	}
 }

@@ -23,12 +23,11 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/miekg/dns"
 
-	"github.com/applayer/applayer/dns/internal/udpbatch"
+	"github.com/applayer/applayer/dns/dnsserver"
 	"github.com/applayer/applayer/dns/zone"
 	"github.com/applayer/applayer/internal/service"
 )
@@ -48,17 +47,17 @@ type Server struct {
 	tsig map[string]tsigKey
 
 	zones  atomic.Pointer[zoneSet]
+	cache  *answerCache // nil: off
 	rotate atomic.Uint32
 	secret [16]byte
 
 	reloadMu sync.Mutex // serialises writers of zones
 	sources  map[string]*source
 
+	// srv serves the Server (a dnsserver.Handler) over UDP and TCP.
+	srv *dnsserver.Server
+
 	mu      sync.Mutex
-	udp     []*net.UDPConn
-	raw     []*udpbatch.Sock
-	tcpLn   net.Listener
-	tcp     *dns.Server
 	local   string
 	stop    chan struct{}
 	wg      sync.WaitGroup
@@ -90,6 +89,22 @@ func New(cfg Config, deps service.Deps) (*Server, error) {
 	s.m = m
 	if s.rrl, err = newRRL(cfg.RateLimit, deps.Now, deps.Metrics); err != nil {
 		return nil, err
+	}
+	udpSockets := cfg.UDPSockets
+	if udpSockets <= 0 {
+		udpSockets = runtime.GOMAXPROCS(0)
+	}
+	s.srv = dnsserver.New(dnsserver.Config{
+		Addr: cfg.Addr, Network: cfg.Network, UDPSockets: udpSockets, BlockingReads: true,
+		MaxUDPSize: cfg.MaxUDPSize, EDNSSize: uint16(cfg.MaxUDPSize),
+		MaxTCPConns: cfg.MaxTCPConns, DropIdle: true,
+		IdleTimeout: cfg.IdleTimeout.D(), QueryTimeout: cfg.ReadTimeout.D(), MaxTCPQueries: 1000,
+		TSIGSecrets: s.secrets(),
+		Now:         deps.Now, Logger: s.log, Trace: deps.Trace,
+		OnPanic: func(any) { s.m.panics.Inc() },
+	}, s)
+	if cfg.AnswerCacheBytes > 0 {
+		s.cache = newAnswerCache(cfg.AnswerCacheBytes, cfg.AnswerCacheAge.D())
 	}
 	s.zones.Store(&zoneSet{zones: map[string]*zone.Zone{}})
 	s.cleanState()
@@ -151,17 +166,6 @@ func (s *Server) install(key string, z *zone.Zone) {
 	s.zones.Store(next)
 }
 
-func reusePort(_, _ string, c syscall.RawConn) error {
-	var serr error
-	err := c.Control(func(fd uintptr) {
-		serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, soReusePort, 1)
-	})
-	if err != nil {
-		return err
-	}
-	return serr
-}
-
 // Start binds the UDP sockets and the TCP listener and starts serving.
 func (s *Server) Start(ctx context.Context) error {
 	s.mu.Lock()
@@ -169,77 +173,22 @@ func (s *Server) Start(ctx context.Context) error {
 	if s.started {
 		return errors.New("authority: already started")
 	}
-	// TCP binds without SO_REUSEPORT, so that another process already on
-	// the address makes Start fail instead of silently sharing the port.
-	// The UDP sockets share the port among themselves.
-	var plain net.ListenConfig
-	lc := net.ListenConfig{Control: reusePort}
-	addr := s.cfg.Addr
 	s.stop = make(chan struct{})
-	var err error
-	if strings.Contains(s.cfg.Network, "tcp") {
-		s.tcpLn, err = plain.Listen(ctx, "tcp", addr)
-		if err != nil {
-			return fmt.Errorf("authority: tcp listen: %w", err)
-		}
-		addr = s.tcpLn.Addr().String()
+	if err := s.srv.Start(ctx); err != nil {
+		return fmt.Errorf("authority: %w", err)
 	}
-	if strings.Contains(s.cfg.Network, "udp") {
-		n := s.cfg.UDPSockets
-		if n <= 0 {
-			n = runtime.GOMAXPROCS(0)
-		}
-		ulc := lc
-		if n == 1 {
-			ulc = plain
-		}
-		for i := 0; i < n; i++ {
-			pc, err := ulc.ListenPacket(ctx, "udp", addr)
-			if err != nil {
-				s.closeListeners()
-				return fmt.Errorf("authority: udp listen: %w", err)
-			}
-			s.udp = append(s.udp, pc.(*net.UDPConn))
-			addr = pc.LocalAddr().String()
-		}
-	}
-	s.local = addr
+	s.local = s.srv.Local()
+	addr := s.local
 	if err := s.writeDS(); err != nil {
-		s.closeListeners()
+		s.srv.Shutdown(ctx)
 		return err
-	}
-	for _, c := range s.udp {
-		s.wg.Add(1)
-		if r, err := udpbatch.Open(c); err == nil {
-			s.raw = append(s.raw, r)
-			go s.serveRaw(r, c.LocalAddr().String())
-			continue
-		}
-		go s.serveUDP(c)
-	}
-	if s.tcpLn != nil {
-		started := make(chan struct{})
-		s.tcp = &dns.Server{
-			Listener:          &limitListener{Listener: s.tcpLn, sem: make(chan struct{}, s.cfg.MaxTCPConns)},
-			Handler:           dns.HandlerFunc(s.serveTCP),
-			ReadTimeout:       s.cfg.ReadTimeout.D(),
-			WriteTimeout:      s.cfg.ReadTimeout.D(),
-			IdleTimeout:       func() time.Duration { return s.cfg.IdleTimeout.D() },
-			MaxTCPQueries:     1000,
-			TsigSecret:        s.secrets(),
-			NotifyStartedFunc: func() { close(started) },
-		}
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			if err := s.tcp.ActivateAndServe(); err != nil {
-				s.log.Debug("tcp server stopped", "err", err)
-			}
-		}()
-		<-started
 	}
 	s.started = true
 	s.startBackground()
+	if s.cache != nil && strings.Contains(s.cfg.Network, "udp") {
+		s.wg.Add(1)
+		go s.sweepCache()
+	}
 	// Tell the secondaries the zones are (re)loaded, as Knot does at start.
 	for _, src := range s.sources {
 		if z := s.zones.Load().zones[src.key]; z != nil && src.cfg.Primary == "" {
@@ -250,30 +199,23 @@ func (s *Server) Start(ctx context.Context) error {
 	return nil
 }
 
-func (s *Server) closeListeners() {
-	for _, c := range s.udp {
-		c.Close()
-	}
-	s.udp = nil
-	if s.tcpLn != nil {
-		s.tcpLn.Close()
-		s.tcpLn = nil
+// sweepCache removes aged answers from the answer cache until Shutdown.
+func (s *Server) sweepCache() {
+	defer s.wg.Done()
+	t := time.NewTicker(max(s.cfg.AnswerCacheAge.D()/2, time.Second))
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			s.cache.sweep(s.deps.Now())
+		}
 	}
 }
 
 // Addrs returns the bound addresses after Start: TCP first, then UDP.
-func (s *Server) Addrs() []net.Addr {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []net.Addr
-	if s.tcpLn != nil {
-		out = append(out, s.tcpLn.Addr())
-	}
-	if len(s.udp) > 0 {
-		out = append(out, s.udp[0].LocalAddr())
-	}
-	return out
-}
+func (s *Server) Addrs() []net.Addr { return s.srv.Addrs() }
 
 // Shutdown stops the listeners and waits for the serving goroutines.
 func (s *Server) Shutdown(ctx context.Context) error {
@@ -284,18 +226,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			return nil
 		}
 		close(s.stop)
-		for _, c := range s.udp {
-			c.Close()
-		}
-		for _, r := range s.raw {
-			r.Wake()
-		}
-		tcp := s.tcp
 		s.mu.Unlock()
-		var err error
-		if tcp != nil {
-			err = tcp.ShutdownContext(ctx)
-		}
+		err := s.srv.Shutdown(ctx)
 		done := make(chan struct{})
 		go func() { s.wg.Wait(); close(done) }()
 		select {
@@ -306,6 +238,3 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return err
 	})
 }
-
-// soReusePort is SO_REUSEPORT on Linux (the syscall package lacks it).
-const soReusePort = 0xf

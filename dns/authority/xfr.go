@@ -20,7 +20,7 @@ import (
 func (s *Server) transfer(w dns.ResponseWriter, req *dns.Msg, from netip.AddrPort) {
 	q := req.Question[0]
 	z := s.Zone(q.Name)
-	// A signed request (verified by then: serveTCP) gets signed answers.
+	// A signed request (verified by then: serveStream) gets signed answers.
 	key := ""
 	sign := func(m *dns.Msg) {}
 	if t := req.IsTsig(); t != nil {

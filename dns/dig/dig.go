@@ -1,7 +1,8 @@
 // Package dig is applayer's DNS query tool: one query printed the way dig
 // prints it (header with flags, sections, query time, server, size), and
-// +trace, which resolves a name iteratively from the root hints and prints
-// each referral, like the textbook's iterated-query figure.
+// +trace, which resolves a name iteratively from the root hints with the
+// resolver's engine (package resolver) and prints each referral, like the
+// textbook's iterated-query figure.
 package dig
 
 import (
@@ -10,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -17,7 +19,8 @@ import (
 
 	"github.com/miekg/dns"
 
-	"github.com/applayer/applayer/dns/zone"
+	"github.com/applayer/applayer/dns/resolver"
+	"github.com/applayer/applayer/internal/config"
 	"github.com/applayer/applayer/internal/service"
 )
 
@@ -221,12 +224,11 @@ func ReadHints(path string, port int) ([]string, error) {
 	return out, nil
 }
 
-// maxReferrals bounds an iterative resolution.
-const maxReferrals = 30
-
-// Trace resolves o.Name iteratively: it asks a root server, follows each
-// referral (using glue, or resolving the name server's name from the root
-// when there is none) and prints every step.
+// Trace resolves o.Name iteratively with the resolver's engine (the same
+// iteration the resolver runs, without QNAME minimisation, so that every
+// server is asked the full name as dig asks it): it asks a root server
+// for the root's NS set, then prints every referral followed and the
+// final answer, each with the server that gave it.
 func Trace(ctx context.Context, w io.Writer, o Options) error {
 	o.defaults()
 	if len(o.Roots) == 0 {
@@ -246,134 +248,108 @@ func Trace(ctx context.Context, w io.Writer, o Options) error {
 		return lastErr
 	}
 	printStep(w, r, "", r.Msg.Answer)
-	servers := o.Roots
 	names := map[string]string{}
 	for _, rr := range r.Msg.Answer {
 		if ns, ok := rr.(*dns.NS); ok {
-			names[servers[0]] = ns.Ns
+			names[r.Server] = ns.Ns
 			break
 		}
 	}
-	for step := 0; step < maxReferrals; step++ {
-		var res *Result
-		var err error
-		var used string
-		for _, srv := range servers {
-			res, err = Exchange(ctx, o, srv, o.Name, o.Type, false)
-			if err == nil {
-				used = srv
-				break
-			}
+	roots, err := rootAddrs(ctx, o.Roots)
+	if err != nil {
+		return err
+	}
+	eng, err := resolver.NewEngine(resolver.Config{
+		RootHints:           roots,
+		UpstreamPort:        o.Port,
+		NoQNAMEMinimisation: true,
+		NoPrefetch:          true,
+		ResolveTimeout:      config.Duration(maxReferrals * o.Timeout),
+	}, service.Deps{Dialer: o.Dialer})
+	if err != nil {
+		return fmt.Errorf("dig: %w", err)
+	}
+	step := func(s resolver.Step) {
+		if s.Nested {
+			return // glueless name server lookups are not printed
 		}
-		if res == nil {
-			return err
+		m := s.Reply
+		res := &Result{Msg: m, Server: s.Server.String(), Proto: s.Proto, RTT: s.RTT, Size: s.Size}
+		name := s.ServerName
+		if name == "" {
+			name = names[res.Server]
 		}
-		m := res.Msg
+		var recs []dns.RR
 		if len(m.Answer) > 0 || m.Rcode != dns.RcodeSuccess || m.Authoritative {
-			recs := append(append([]dns.RR(nil), m.Answer...), m.Ns...)
-			printStep(w, res, names[used], recs)
-			return nil
-		}
-		var nsNames []string
-		for _, rr := range m.Ns {
-			if ns, ok := rr.(*dns.NS); ok {
-				nsNames = append(nsNames, ns.Ns)
-			}
-		}
-		recs := m.Ns
-		if !o.DNSSEC {
-			recs = nil
+			recs = append(recs, m.Answer...)
+			recs = append(recs, m.Ns...)
+		} else {
 			for _, rr := range m.Ns {
 				if rr.Header().Rrtype == dns.TypeNS {
 					recs = append(recs, rr)
 				}
 			}
 		}
-		printStep(w, res, names[used], recs)
-		if len(nsNames) == 0 {
-			return fmt.Errorf("dig: %s gave neither an answer nor a referral", used)
+		if o.DNSSEC && !m.Authoritative && len(m.Answer) == 0 && m.Rcode == dns.RcodeSuccess {
+			recs = m.Ns // a referral with its DS records and signatures
 		}
-		next := map[string]string{}
-		var addrs []string
-		for _, n := range nsNames {
-			for _, rr := range m.Extra {
-				if a, ok := rr.(*dns.A); ok && strings.EqualFold(a.Hdr.Name, n) {
-					addr := net.JoinHostPort(a.A.String(), strconv.Itoa(o.Port))
-					addrs = append(addrs, addr)
-					next[addr] = n
-				}
-			}
+		if !o.DNSSEC {
+			recs = withoutDNSSEC(recs, o.Type)
 		}
-		if len(addrs) == 0 {
-			// No glue: resolve a name server's address from the root.
-			for _, n := range nsNames {
-				a, err := resolveA(ctx, o, n, 0)
-				if err == nil {
-					addr := net.JoinHostPort(a, strconv.Itoa(o.Port))
-					addrs = append(addrs, addr)
-					next[addr] = n
-					break
-				}
-			}
-		}
-		if len(addrs) == 0 {
-			return fmt.Errorf("dig: no address for any of %s", strings.Join(nsNames, ", "))
-		}
-		servers, names = addrs, next
+		printStep(w, res, name, recs)
 	}
-	return errors.New("dig: too many referrals")
+	if _, err := eng.Resolve(ctx, o.Name, o.Type, step); err != nil {
+		return fmt.Errorf("dig: %w", err)
+	}
+	return nil
 }
 
-// resolveA resolves name's first address iteratively from the roots,
-// silently.
-func resolveA(ctx context.Context, o Options, name string, depth int) (string, error) {
-	if depth > 4 {
-		return "", errors.New("dig: name server resolution too deep")
+// rootAddrs returns the roots as address:port, looking up the ones given
+// by host name.
+func rootAddrs(ctx context.Context, roots []string) ([]string, error) {
+	var out []string
+	for _, r := range roots {
+		host, port, err := net.SplitHostPort(r)
+		if err != nil {
+			return nil, fmt.Errorf("dig: root %q: %w", r, err)
+		}
+		if _, err := netip.ParseAddr(host); err == nil {
+			out = append(out, r)
+			continue
+		}
+		ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+		if err != nil {
+			return nil, fmt.Errorf("dig: root %q: %w", r, err)
+		}
+		p, err := strconv.Atoi(port)
+		if err != nil {
+			return nil, fmt.Errorf("dig: root %q: bad port", r)
+		}
+		for _, ip := range ips {
+			out = append(out, netip.AddrPortFrom(ip.Unmap(), uint16(p)).String())
+		}
 	}
-	servers := o.Roots
-	for step := 0; step < maxReferrals; step++ {
-		var m *dns.Msg
-		for _, srv := range servers {
-			r, err := Exchange(ctx, o, srv, name, dns.TypeA, false)
-			if err == nil {
-				m = r.Msg
-				break
-			}
-		}
-		if m == nil {
-			return "", fmt.Errorf("dig: cannot resolve %s", name)
-		}
-		for _, rr := range m.Answer {
-			if a, ok := rr.(*dns.A); ok {
-				return a.A.String(), nil
-			}
-		}
-		if len(m.Answer) > 0 || m.Rcode != dns.RcodeSuccess || m.Authoritative {
-			return "", fmt.Errorf("dig: %s has no address", name)
-		}
-		var next []string
-		for _, rr := range m.Ns {
-			ns, ok := rr.(*dns.NS)
-			if !ok {
+	return out, nil
+}
+
+// maxReferrals bounds the time of an iterative resolution: this many
+// query timeouts.
+const maxReferrals = 30
+
+// withoutDNSSEC drops the DNSSEC records a query without DO would not
+// have got (the engine always sets DO), unless they were asked for.
+func withoutDNSSEC(rrs []dns.RR, qtype uint16) []dns.RR {
+	var out []dns.RR
+	for _, rr := range rrs {
+		switch t := rr.Header().Rrtype; t {
+		case dns.TypeRRSIG, dns.TypeNSEC, dns.TypeNSEC3, dns.TypeDS:
+			if t != qtype {
 				continue
 			}
-			for _, x := range m.Extra {
-				if a, ok := x.(*dns.A); ok && strings.EqualFold(a.Hdr.Name, ns.Ns) {
-					next = append(next, net.JoinHostPort(a.A.String(), strconv.Itoa(o.Port)))
-				}
-			}
-			if len(next) == 0 && !dns.IsSubDomain(zone.Key(ns.Ns), zone.Key(name)) {
-				if a, err := resolveA(ctx, o, ns.Ns, depth+1); err == nil {
-					next = append(next, net.JoinHostPort(a, strconv.Itoa(o.Port)))
-				}
-			}
 		}
-		if len(next) == 0 {
-			return "", fmt.Errorf("dig: lame delegation for %s", name)
-		}
-		servers = next
+		out = append(out, rr)
 	}
-	return "", errors.New("dig: too many referrals")
+	return out
 }
 
 func printStep(w io.Writer, r *Result, name string, rrs []dns.RR) {

@@ -10,7 +10,7 @@ import (
 // rememberWildcard caches the validated RRset s, expanded from the
 // wildcard at ce in zone, under the wildcard's own owner name (*.ce) with
 // its RRSIGs, for positive answers synthesized by aggressiveWildcard.
-func (r *Server) rememberWildcard(zone, ce string, s rrset, now time.Time) {
+func (r *Engine) rememberWildcard(zone, ce string, s rrset, now time.Time) {
 	owner := wildcardAt(ce)
 	var rrs, sigs []dns.RR
 	for _, rr := range s.rrs {
@@ -45,7 +45,7 @@ const maxCachedNSEC = 256
 
 // rememberNSEC adds the validated NSEC and NSEC3 records of a denial
 // proof from zone to the zone's caches.
-func (r *Server) rememberNSEC(zone string, d *denial, soa []dns.RR) {
+func (r *Engine) rememberNSEC(zone string, d *denial, soa []dns.RR) {
 	var nsec, nsec3 []dns.RR
 	for _, n := range d.nsec {
 		nsec = append(nsec, n)
@@ -57,7 +57,7 @@ func (r *Server) rememberNSEC(zone string, d *denial, soa []dns.RR) {
 	r.rememberDenial(rrKey(zone, typeNSEC3Cache), nsec3, d.sigs, soa)
 }
 
-func (r *Server) rememberDenial(key []byte, add, sigs, soa []dns.RR) {
+func (r *Engine) rememberDenial(key []byte, add, sigs, soa []dns.RR) {
 	if len(add) == 0 {
 		return
 	}
@@ -103,7 +103,7 @@ func (r *Server) rememberDenial(key []byte, add, sigs, soa []dns.RR) {
 // from the cached, validated NSEC or NSEC3 records of the closest
 // enclosing signed zone, without asking (RFC 8198). Proofs relying on
 // NSEC3 opt-out are not used.
-func (r *Server) aggressive(res *result, qname string, qtype uint16) bool {
+func (r *Engine) aggressive(res *result, qname string, qtype uint16) bool {
 	if !r.validating() {
 		return false
 	}
@@ -140,7 +140,7 @@ func (r *Server) aggressive(res *result, qname string, qtype uint16) bool {
 // denial checker that tracks which records a proof uses. It reports false
 // when an NSEC is the parent side of a cut above qname: qname is then in a
 // child zone and nothing here proves anything about it.
-func (r *Server) cachedDenial(e *rrEntry, qname string) (*denial, bool) {
+func (r *Engine) cachedDenial(e *rrEntry, qname string) (*denial, bool) {
 	d := &denial{r: r, t: &task{}, track: true}
 	for _, rr := range e.rrs {
 		switch x := rr.(type) {
@@ -173,7 +173,7 @@ func usedProofs(e *rrEntry, d *denial) []dns.RR {
 
 // synthesize builds the negative answer for qname/qtype from the cached
 // denial records of one zone, with just the records the proof uses.
-func (r *Server) synthesize(res *result, e *rrEntry, qname string, qtype uint16, now time.Time) bool {
+func (r *Engine) synthesize(res *result, e *rrEntry, qname string, qtype uint16, now time.Time) bool {
 	if len(e.soa()) == 0 {
 		return false // only records of wildcard proofs so far: no SOA to answer with
 	}
@@ -204,7 +204,7 @@ func (r *Server) synthesize(res *result, e *rrEntry, qname string, qtype uint16,
 // section 5.3, RFC 4035 5.3.4, RFC 5155 8.8). The answer carries the
 // wildcard's RRSIGs (their labels field shows the expansion) and the
 // proof records with theirs. NSEC3 opt-out spans are never used.
-func (r *Server) aggressiveWildcard(res *result, e *rrEntry, zone, qname string, qtype uint16, now time.Time) bool {
+func (r *Engine) aggressiveWildcard(res *result, e *rrEntry, zone, qname string, qtype uint16, now time.Time) bool {
 	if qtype == dns.TypeDS || qtype == dns.TypeRRSIG || qtype == dns.TypeNSEC || qtype == dns.TypeNSEC3 {
 		return false
 	}

@@ -67,5 +67,5 @@ func mustKey(t *testing.T, name string, qtype uint16) []byte {
 	if err := parseQuery(b, &q); err != nil {
 		t.Fatal(err)
 	}
-	return q.key
+	return q.Key
 }

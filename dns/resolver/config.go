@@ -94,10 +94,20 @@ type Config struct {
 	BogusTTL config.Duration `json:"bogus_ttl,omitempty"`
 	// MaxConcurrent bounds in-flight resolutions. Default 1000.
 	MaxConcurrent int `json:"max_concurrent,omitempty"`
-	// TCPIdleTimeout closes idle client TCP connections. Default 10s.
+	// TCPIdleTimeout closes client TCP connections that wait this long
+	// for their next query (Unbound's tcp-idle-timeout). Default 10s.
 	TCPIdleTimeout config.Duration `json:"tcp_idle_timeout,omitempty"`
-	// MaxTCPConns bounds client TCP connections. Default 256.
+	// TCPQueryTimeout bounds the rest of a query once its first byte
+	// came, and the writing of its answer. Default 5s.
+	TCPQueryTimeout config.Duration `json:"tcp_query_timeout,omitempty"`
+	// MaxTCPConns bounds client TCP connections (Unbound's
+	// incoming-num-tcp, for all threads). When they are all taken, the
+	// connection idle longest is closed for the new one. Default 256.
 	MaxTCPConns int `json:"max_tcp_conns,omitempty"`
+	// MaxTCPConnsPerClient bounds the TCP connections of one client
+	// address (Unbound's tcp-connection-limit): more are closed at once.
+	// Default 32; negative: no limit.
+	MaxTCPConnsPerClient int `json:"max_tcp_conns_per_client,omitempty"`
 }
 
 func (c *Config) defaults() {
@@ -149,6 +159,15 @@ func (c *Config) defaults() {
 	if c.MaxTCPConns == 0 {
 		c.MaxTCPConns = 256
 	}
+	if c.TCPQueryTimeout == 0 {
+		c.TCPQueryTimeout = config.Duration(5 * time.Second)
+	}
+	switch {
+	case c.MaxTCPConnsPerClient == 0:
+		c.MaxTCPConnsPerClient = 32
+	case c.MaxTCPConnsPerClient < 0:
+		c.MaxTCPConnsPerClient = 0 // no limit
+	}
 }
 
 // Validate reports every invalid field.
@@ -159,6 +178,12 @@ func (c Config) Validate() error {
 	} else if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		errs = append(errs, config.Errorf("listen", "%v", err))
 	}
+	return errors.Join(append(errs, c.engineErrors()...)...)
+}
+
+// engineErrors reports the invalid fields that an Engine uses.
+func (c Config) engineErrors() []error {
+	var errs []error
 	for i, h := range c.RootHints {
 		if _, err := parseServer(h, 53); err != nil {
 			errs = append(errs, config.Errorf(fmt.Sprintf("root_hints[%d]", i), "%v", err))
@@ -191,7 +216,7 @@ func (c Config) Validate() error {
 	if c.CacheSize < 0 {
 		errs = append(errs, config.Errorf("cache_size", "must not be negative"))
 	}
-	return errors.Join(errs...)
+	return errs
 }
 
 func parseServer(s string, port int) (netip.AddrPort, error) {

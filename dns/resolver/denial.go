@@ -31,7 +31,7 @@ func (p proof) verdict(name string, qtype uint16) verdict {
 
 // denial holds the validated NSEC and NSEC3 records of one reply.
 type denial struct {
-	r     *Server
+	r     *Engine
 	t     *task
 	nsec  []*dns.NSEC
 	nsec3 []*dns.NSEC3

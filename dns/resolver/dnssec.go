@@ -51,7 +51,7 @@ type verdict struct {
 
 // validate checks a final reply's signatures and denial proofs against
 // the chain of trust. Without a trust anchor every answer is insecure.
-func (r *Server) validate(ctx context.Context, t *task, m *dns.Msg, zone, qname string, qtype uint16) verdict {
+func (r *Engine) validate(ctx context.Context, t *task, m *dns.Msg, zone, qname string, qtype uint16) verdict {
 	if !r.validating() {
 		return verdict{state: secInsecure}
 	}
@@ -62,7 +62,7 @@ func (r *Server) validate(ctx context.Context, t *task, m *dns.Msg, zone, qname 
 // proof of its absence from a referral, for the chain of trust.
 // It is validated, with the parent's keys, when the child's keys are
 // needed (zoneKeys).
-func (r *Server) cacheReferralDS(m *dns.Msg, child, parent string, now time.Time) {
+func (r *Engine) cacheReferralDS(m *dns.Msg, child, parent string, now time.Time) {
 	if !r.validating() {
 		return
 	}

@@ -349,7 +349,7 @@ func TestDenialProofs(t *testing.T) {
 		}
 		return r
 	}
-	r := &Server{cfg: Config{}}
+	r := &Engine{cfg: Config{}}
 	r.cfg.defaults()
 	den := func(rrs ...dns.RR) *denial {
 		d := &denial{r: r, t: &task{}}

@@ -36,7 +36,7 @@ const (
 )
 
 // forwarding reports whether queries go to forwarders.
-func (r *Server) forwarding() bool { return len(r.forwarders) > 0 }
+func (r *Engine) forwarding() bool { return len(r.forwarders) > 0 }
 
 // parentName returns the name one label up ("." for a TLD and the root).
 func parentName(name string) string {
@@ -50,7 +50,7 @@ func parentName(name string) string {
 // fwdKeys is zoneKeys for a zone below the trust anchor in forwarding
 // mode: the zone enclosing its parent name must be secure, and a DS query
 // for zone itself must show a signed zone cut.
-func (r *Server) fwdKeys(ctx context.Context, t *task, zone string) *rrEntry {
+func (r *Engine) fwdKeys(ctx context.Context, t *task, zone string) *rrEntry {
 	pz, pe := r.fwdEnclosing(ctx, t, parentName(zone))
 	if pe.sec != secSecure {
 		return &rrEntry{sec: pe.sec, ede: pe.ede, expires: pe.expires}
@@ -70,7 +70,7 @@ func (r *Server) fwdKeys(ctx context.Context, t *task, zone string) *rrEntry {
 // fwdEnclosing returns the zone enclosing name (name itself if it is a
 // zone cut) and that zone's keys entry: walking down from the closest
 // trust anchor it stops at the first insecure or bogus zone.
-func (r *Server) fwdEnclosing(ctx context.Context, t *task, name string) (string, *rrEntry) {
+func (r *Engine) fwdEnclosing(ctx context.Context, t *task, name string) (string, *rrEntry) {
 	name = lowerName(name)
 	z := ""
 	for a := name; ; a = parentName(a) {
@@ -108,7 +108,7 @@ func (r *Server) fwdEnclosing(ctx context.Context, t *task, name string) (string
 
 // fwdCut asks the forwarder for the DS of name, a name below the secure
 // zone z, and classifies the answer (cached per name).
-func (r *Server) fwdCut(ctx context.Context, t *task, name, z string) (cutKind, *rrEntry) {
+func (r *Engine) fwdCut(ctx context.Context, t *task, name, z string) (cutKind, *rrEntry) {
 	now := r.deps.Now()
 	key := rrKey(name, typeFwdCut)
 	if e, ok := r.rr.get(key); ok && now.Before(e.expires) && equalName(e.zone(), z) {
@@ -130,7 +130,7 @@ func (r *Server) fwdCut(ctx context.Context, t *task, name, z string) (cutKind, 
 	return k, e
 }
 
-func (r *Server) classifyCut(ctx context.Context, t *task, name, z string) (cutKind, *rrEntry) {
+func (r *Engine) classifyCut(ctx context.Context, t *task, name, z string) (cutKind, *rrEntry) {
 	now := r.deps.Now()
 	m, _, err := r.iterate(ctx, t, name, dns.TypeDS)
 	if err != nil {

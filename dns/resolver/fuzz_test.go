@@ -83,13 +83,13 @@ func FuzzParseQuery(f *testing.F) {
 		if err := m.Unpack(b); err != nil {
 			t.Fatalf("fast path accepted what unpack rejects: %v", err)
 		}
-		if len(m.Question) != 1 || m.Question[0].Qtype != q.qtype {
-			t.Fatalf("question mismatch: %v vs type %d", m.Question, q.qtype)
+		if len(m.Question) != 1 || m.Question[0].Qtype != q.Qtype {
+			t.Fatalf("question mismatch: %v vs type %d", m.Question, q.Qtype)
 		}
 		want := make([]byte, 256)
 		n, err := dns.PackDomainName(strings.ToLower(m.Question[0].Name), want, 0, nil, false)
-		if err != nil || string(want[:n]) != string(q.key[:len(q.key)-3]) {
-			t.Fatalf("name %q vs %q (%v)", q.key, m.Question[0].Name, err)
+		if err != nil || string(want[:n]) != string(q.Key[:len(q.Key)-3]) {
+			t.Fatalf("name %q vs %q (%v)", q.Key, m.Question[0].Name, err)
 		}
 	})
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/applayer/applayer/dns/authority"
+	"github.com/applayer/applayer/dns/dnsserver"
 	"github.com/applayer/applayer/dns/zone"
 	"github.com/applayer/applayer/internal/service"
 )
@@ -140,7 +141,7 @@ func FuzzValidatedForwarderReply(f *testing.F) {
 		f.Fatal(err)
 	}
 	r, err := New(Config{Listen: "127.0.0.1:0", Forwarders: []string{pc.LocalAddr().String()}, TrustAnchorFile: anchor,
-		Timeout: 50 * 1e6, ResolveTimeout: 5e8, NoPrefetch: true}, service.Deps{Logger: quiet})
+		Timeout: 10 * 1e6, ResolveTimeout: 2e8, NoPrefetch: true}, service.Deps{Logger: quiet})
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -171,7 +172,7 @@ func FuzzValidatedForwarderReply(f *testing.F) {
 		if err != nil {
 			return
 		}
-		out := r.slow(qb, netip.MustParseAddr("127.0.0.1"), 0)
+		out := r.slow(&dnsserver.Request{Wire: qb, From: netip.MustParseAddrPort("127.0.0.1:5353"), Proto: dnsserver.TCP})
 		resp := new(dns.Msg)
 		if err := resp.Unpack(out); err != nil {
 			t.Fatalf("unparsable reply: %v", err)

@@ -21,6 +21,10 @@ type task struct {
 	// sigChecks and sigFails count signature verifications and failed
 	// ones (KeyTrap limits); keyDepth bounds chain-of-trust recursion.
 	sigChecks, sigFails, keyDepth int
+	// step, when set, observes every upstream exchange (Engine.Resolve);
+	// names maps the servers' addresses to their names for it.
+	step  func(Step)
+	names map[netip.AddrPort]string
 }
 
 const (
@@ -170,7 +174,7 @@ func equalName(a, b string) bool {
 
 // resolve answers qname/qtype from the cache or by iteration, following
 // CNAME and DNAME chains across zones.
-func (r *Server) resolve(ctx context.Context, t *task, qname string, qtype uint16) (*result, error) {
+func (r *Engine) resolve(ctx context.Context, t *task, qname string, qtype uint16) (*result, error) {
 	qname = lowerName(qname)
 	res := &result{sec: secUnset}
 	cur := qname
@@ -233,7 +237,7 @@ func (r *Server) resolve(ctx context.Context, t *task, qname string, qtype uint1
 
 // answersLast reports whether m is itself the negative answer for the end
 // of its chain (an authoritative NODATA or NXDOMAIN for the target).
-func (r *Server) answersLast(m *dns.Msg, last string) bool {
+func (r *Engine) answersLast(m *dns.Msg, last string) bool {
 	for _, rr := range m.Ns {
 		if rr.Header().Rrtype == dns.TypeSOA && dns.IsSubDomain(rr.Header().Name, last) {
 			return true
@@ -267,7 +271,7 @@ func negativeAuthority(m *dns.Msg) []dns.RR {
 // iterate asks the hierarchy about qname/qtype, starting at the closest
 // cached delegation and following referrals down. It returns the final
 // reply (sanitized) and the zone of the server that gave it.
-func (r *Server) iterate(ctx context.Context, t *task, qname string, qtype uint16) (*dns.Msg, string, error) {
+func (r *Engine) iterate(ctx context.Context, t *task, qname string, qtype uint16) (*dns.Msg, string, error) {
 	if len(r.forwarders) > 0 {
 		m, _, err := r.ask(ctx, t, r.forwarders, qname, qtype)
 		if err != nil {
@@ -364,7 +368,7 @@ func (r *Server) iterate(ctx context.Context, t *task, qname string, qtype uint1
 // iterations skip asking about it again.
 const typeNoCut = 65534
 
-func (r *Server) rememberNoCut(name string, m *dns.Msg) {
+func (r *Engine) rememberNoCut(name string, m *dns.Msg) {
 	ns := negativeAuthority(m)
 	if len(ns) == 0 {
 		return
@@ -388,7 +392,7 @@ func dropServer(servers []netip.AddrPort, from netip.AddrPort) []netip.AddrPort 
 // ask queries the zone's servers, fastest first, with retries and
 // exponential backoff, until one gives a usable reply (NOERROR or
 // NXDOMAIN). REFUSED, SERVFAIL and the like move on to the next server.
-func (r *Server) ask(ctx context.Context, t *task, servers []netip.AddrPort, qname string, qtype uint16) (*dns.Msg, netip.AddrPort, error) {
+func (r *Engine) ask(ctx context.Context, t *task, servers []netip.AddrPort, qname string, qtype uint16) (*dns.Msg, netip.AddrPort, error) {
 	var none netip.AddrPort
 	if len(servers) == 0 {
 		return nil, none, errNoServe
@@ -408,7 +412,7 @@ func (r *Server) ask(ctx context.Context, t *task, servers []netip.AddrPort, qna
 				return nil, none, errBudget
 			}
 			t.upstream++
-			m, err := r.exchange(ctx, s, qname, qtype, timeout)
+			m, err := r.exchange(ctx, t, s, qname, qtype, timeout)
 			if err != nil {
 				last = err
 				if !errors.Is(err, errTimeout) {
@@ -431,7 +435,7 @@ func (r *Server) ask(ctx context.Context, t *task, servers []netip.AddrPort, qna
 // followReferral caches the delegation in m to child and returns the
 // addresses of its servers: in-bailiwick glue, cached addresses, or
 // addresses looked up (glueless delegation).
-func (r *Server) followReferral(ctx context.Context, t *task, m *dns.Msg, child, parent string) ([]netip.AddrPort, error) {
+func (r *Engine) followReferral(ctx context.Context, t *task, m *dns.Msg, child, parent string) ([]netip.AddrPort, error) {
 	now := r.deps.Now()
 	var nsset []dns.RR
 	var names []string
@@ -468,10 +472,12 @@ func (r *Server) followReferral(ctx context.Context, t *task, m *dns.Msg, child,
 
 // serverAddrs returns the addresses of the named servers of zone from the
 // cache, looking up the missing ones (glueless) when none is cached.
-func (r *Server) serverAddrs(ctx context.Context, t *task, zone string, names []string) ([]netip.AddrPort, error) {
+func (r *Engine) serverAddrs(ctx context.Context, t *task, zone string, names []string) ([]netip.AddrPort, error) {
 	var out []netip.AddrPort
 	for _, n := range names {
-		out = append(out, r.cachedAddrs(n)...)
+		a := r.cachedAddrs(n)
+		t.nameServers(n, a)
+		out = append(out, a...)
 	}
 	if len(out) > 0 {
 		return out, nil
@@ -494,7 +500,9 @@ func (r *Server) serverAddrs(ctx context.Context, t *task, zone string, names []
 				last = err
 				break
 			}
-			out = append(out, r.addrsOf(res.answer)...)
+			a := r.addrsOf(res.answer)
+			t.nameServers(n, a)
+			out = append(out, a...)
 			if len(out) > 0 {
 				return out, nil
 			}
@@ -506,7 +514,7 @@ func (r *Server) serverAddrs(ctx context.Context, t *task, zone string, names []
 // addrsOf returns the addresses of the A and AAAA records in rrs (a
 // CNAME chain's target records count). An IPv4-mapped AAAA is used as the
 // IPv4 address it maps.
-func (r *Server) addrsOf(rrs []dns.RR) []netip.AddrPort {
+func (r *Engine) addrsOf(rrs []dns.RR) []netip.AddrPort {
 	var out []netip.AddrPort
 	for _, rr := range rrs {
 		var ip netip.Addr
@@ -523,7 +531,7 @@ func (r *Server) addrsOf(rrs []dns.RR) []netip.AddrPort {
 	return out
 }
 
-func (r *Server) cachedAddrs(name string) []netip.AddrPort {
+func (r *Engine) cachedAddrs(name string) []netip.AddrPort {
 	var out []netip.AddrPort
 	now := r.deps.Now()
 	for _, qt := range []uint16{dns.TypeA, dns.TypeAAAA} {
@@ -538,7 +546,7 @@ func (r *Server) cachedAddrs(name string) []netip.AddrPort {
 
 // closestDelegation finds the deepest cached zone above qname whose
 // servers' addresses are known, or the root from the hints.
-func (r *Server) closestDelegation(ctx context.Context, t *task, qname string) (string, []netip.AddrPort, error) {
+func (r *Engine) closestDelegation(ctx context.Context, t *task, qname string) (string, []netip.AddrPort, error) {
 	now := r.deps.Now()
 	idx := dns.Split(qname)
 	for _, i := range idx {
@@ -553,7 +561,9 @@ func (r *Server) closestDelegation(ctx context.Context, t *task, qname string) (
 		}
 		var addrs []netip.AddrPort
 		for _, n := range names {
-			addrs = append(addrs, r.cachedAddrs(n)...)
+			a := r.cachedAddrs(n)
+			t.nameServers(n, a)
+			addrs = append(addrs, a...)
 		}
 		if len(addrs) > 0 {
 			return zone, addrs, nil
@@ -564,7 +574,7 @@ func (r *Server) closestDelegation(ctx context.Context, t *task, qname string) (
 
 // fromCache adds what the cache knows about cur/qtype to res. done means
 // res is complete; next is the target of a cached CNAME to follow.
-func (r *Server) fromCache(res *result, cur string, qtype uint16) (done bool, next string) {
+func (r *Engine) fromCache(res *result, cur string, qtype uint16) (done bool, next string) {
 	now := r.deps.Now()
 	if e, ok := r.rr.get(rrKey(cur, 0)); ok && now.Before(e.expires) && e.neg == dns.RcodeNameError {
 		res.rcode, res.ns = dns.RcodeNameError, withTTL(e.soa(), e.stored, now)
@@ -598,7 +608,7 @@ func (r *Server) fromCache(res *result, cur string, qtype uint16) (done bool, ne
 
 // cacheAnswer stores the RRsets of a final reply's chain and, for a
 // negative answer, the negative entry (RFC 2308).
-func (r *Server) cacheAnswer(m *dns.Msg, chain []dns.RR, qname, last string, qtype uint16, complete bool, v verdict) {
+func (r *Engine) cacheAnswer(m *dns.Msg, chain []dns.RR, qname, last string, qtype uint16, complete bool, v verdict) {
 	sec := v.state
 	now := r.deps.Now()
 	sets := map[string][]dns.RR{}
@@ -696,7 +706,7 @@ func sigsFor(rrs []dns.RR, name string, t uint16) []dns.RR {
 }
 
 // putRRs caches an RRset unless a fresher entry of higher rank exists.
-func (r *Server) putRRs(name string, qtype uint16, rrs, sigs []dns.RR, rank uint8, v verdict, now time.Time) {
+func (r *Engine) putRRs(name string, qtype uint16, rrs, sigs []dns.RR, rank uint8, v verdict, now time.Time) {
 	if len(rrs) == 0 {
 		return
 	}

@@ -99,7 +99,7 @@ func fillCache(b *testing.B, s *Server, n int, missGarbage bool) {
 		}
 		rr := &dns.A{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 86400}, A: net.IPv4(192, 0, 2, 200).To4()}
 		s.putRRs(name, dns.TypeA, []dns.RR{rr}, nil, rankAnswer, verdict{}, now)
-		s.store(pq.key, req, &result{answer: []dns.RR{rr}})
+		s.store(pq.Key, req, &result{answer: []dns.RR{rr}})
 		if !missGarbage {
 			continue
 		}

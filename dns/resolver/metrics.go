@@ -14,7 +14,9 @@ type metrics struct {
 	latency, rtt                                                         prometheus.Histogram
 }
 
-func newMetrics(reg prometheus.Registerer, s *Server) (*metrics, error) {
+// newMetrics registers the resolver's metrics with reg; entries counts
+// the cached entries.
+func newMetrics(reg prometheus.Registerer, entries func() int) (*metrics, error) {
 	const ns, sub = "applayer", "dns_resolver"
 	c := func(name, help string) prometheus.Counter {
 		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: name, Help: help})
@@ -54,10 +56,10 @@ func newMetrics(reg prometheus.Registerer, s *Server) (*metrics, error) {
 		rtt: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "upstream_rtt_seconds",
 			Help: "Round-trip time of upstream queries.", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}),
 	}
-	entries := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "cache_entries",
-		Help: "Entries in the reply and RRset caches."}, func() float64 { return float64(s.msgs.len() + s.rr.len()) })
+	cached := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "cache_entries",
+		Help: "Entries in the reply and RRset caches."}, func() float64 { return float64(entries()) })
 	for _, col := range []prometheus.Collector{m.queries, lookups, errs, m.dropped, m.stale, m.prefetches,
-		m.upstreamQueries, m.upstreamTimeouts, m.referrals, m.lame, m.mismatched, m.tcpFallback, validations, m.keytrap, m.insecureDelegations, synth, m.latency, m.rtt, entries} {
+		m.upstreamQueries, m.upstreamTimeouts, m.referrals, m.lame, m.mismatched, m.tcpFallback, validations, m.keytrap, m.insecureDelegations, synth, m.latency, m.rtt, cached} {
 		if err := reg.Register(col); err != nil {
 			return nil, fmt.Errorf("resolver: metrics: %w", err)
 		}

@@ -5,9 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
-	"log/slog"
 	"net"
 	"net/netip"
 	"runtime"
@@ -16,44 +14,37 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
-	"golang.org/x/net/ipv4"
 
-	"github.com/applayer/applayer/dns/internal/udpbatch"
+	"github.com/applayer/applayer/dns/dnsserver"
 	"github.com/applayer/applayer/internal/service"
-	"github.com/applayer/applayer/internal/trace"
+	"github.com/applayer/applayer/internal/transport"
 )
 
 // Server is the recursive resolver: it serves clients over UDP and TCP and
-// resolves their queries by iteration (or forwarding), with a cache.
+// answers their queries with its Engine (iteration or forwarding, the
+// caches, validation), plus a cache of packed replies for the fast path.
 type Server struct {
-	cfg  Config
-	deps service.Deps
-	log  *slog.Logger
-	m    *metrics
+	Engine
 
-	roots      []netip.AddrPort
-	forwarders []netip.AddrPort
-	allow      []netip.Prefix
-	anchors    []dns.RR
+	allow []netip.Prefix
 
-	rr   *store[*rrEntry]
 	msgs *store[*msgEntry]
 	// testHook, set only by this package's tests, runs before a query is
 	// answered on the slow path (to inject a panic).
 	testHook func(*dns.Msg)
-	infra    infra
 
 	sem chan struct{}
 
 	flightMu sync.Mutex
 	flight   map[string]*call
 
+	// srv serves the Server (a dnsserver.Handler) over UDP and TCP.
+	srv *dnsserver.Server
+
 	mu      sync.Mutex
 	ctx     context.Context
 	cancel  context.CancelFunc
-	udp     *net.UDPConn
-	tcp     net.Listener
-	readers sync.WaitGroup
+	started bool
 	workers sync.WaitGroup
 	once    service.Once
 }
@@ -71,24 +62,9 @@ func New(cfg Config, deps service.Deps) (*Server, error) {
 	}
 	cfg.defaults()
 	deps = deps.Defaults()
-	s := &Server{cfg: cfg, deps: deps, log: deps.Logger.With("service", "dns-resolver"), flight: map[string]*call{}}
-	s.infra.m = map[netip.AddrPort]*serverStat{}
-	for _, h := range cfg.RootHints {
-		ap, _ := parseServer(h, cfg.UpstreamPort)
-		s.roots = append(s.roots, ap)
-	}
-	if len(cfg.RootHints) == 0 && cfg.RootHintsFile != "" {
-		addrs, err := ReadRootHints(cfg.RootHintsFile)
-		if err != nil {
-			return nil, err
-		}
-		for _, a := range addrs {
-			s.roots = append(s.roots, netip.AddrPortFrom(a, uint16(cfg.UpstreamPort)))
-		}
-	}
-	for _, h := range cfg.Forwarders {
-		ap, _ := parseServer(h, 53)
-		s.forwarders = append(s.forwarders, ap)
+	s := &Server{flight: map[string]*call{}}
+	if err := s.Engine.init(cfg, deps, "dns-resolver"); err != nil {
+		return nil, err
 	}
 	if len(cfg.Allow) == 0 {
 		s.allow = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
@@ -97,14 +73,32 @@ func New(cfg Config, deps service.Deps) (*Server, error) {
 		p, _ := parsePrefix(a)
 		s.allow = append(s.allow, p)
 	}
-	s.rr = newStore(cfg.CacheSize, func(e *rrEntry) time.Time { return e.expires })
 	s.msgs = newStore(cfg.CacheSize, (*msgEntry).expiry)
 	s.sem = make(chan struct{}, cfg.MaxConcurrent)
-	m, err := newMetrics(deps.Metrics, s)
+	m, err := newMetrics(s.deps.Metrics, func() int { return s.msgs.len() + s.rr.len() })
 	if err != nil {
 		return nil, err
 	}
 	s.m = m
+	s.srv = dnsserver.New(dnsserver.Config{
+		Addr: cfg.Listen, UDPReaders: max(1, min(runtime.GOMAXPROCS(0), 8)),
+		RecursionAvailable: true,
+		// TCP slots as Unbound keeps them (issue 10 item 5): refused
+		// clients closed at once, the oldest idle connection dropped
+		// for a new one when full, a per-client cap, idle and
+		// per-query timeouts.
+		MaxTCPConns: cfg.MaxTCPConns, DropIdle: true, MaxTCPConnsPerClient: cfg.MaxTCPConnsPerClient,
+		IdleTimeout: cfg.TCPIdleTimeout.D(), QueryTimeout: cfg.TCPQueryTimeout.D(),
+		Refuse: func(ap netip.AddrPort) bool { return !s.allowed(ap.Addr()) },
+		Now:    s.deps.Now, Logger: s.log, Trace: s.deps.Trace,
+		OnPanic: func(any) { s.m.servfail.Inc() },
+		Observe: func(e transport.Event) {
+			switch e.Kind {
+			case transport.EventRefused, transport.EventRejected:
+				s.m.refused.Inc()
+			}
+		},
+	}, s)
 	return s, nil
 }
 
@@ -147,73 +141,46 @@ func (s *Server) Start(ctx context.Context) error {
 	if len(s.roots) == 0 && len(s.forwarders) == 0 {
 		s.log.Warn("no root hints and no forwarders: every query will fail")
 	}
-	var lc net.ListenConfig
-	var udp *net.UDPConn
-	var ln net.Listener
-	_, port, _ := net.SplitHostPort(s.cfg.Listen)
-	for try := 0; ; try++ {
-		pc, err := lc.ListenPacket(ctx, "udp", s.cfg.Listen)
-		if err != nil {
-			return fmt.Errorf("resolver: udp listen: %w", err)
-		}
-		udp = pc.(*net.UDPConn)
-		ln, err = lc.Listen(ctx, "tcp", udp.LocalAddr().String())
-		if err == nil {
-			break
-		}
-		udp.Close()
-		// With port 0 the UDP port may be taken for TCP: pick another.
-		if port != "0" || try == 20 {
-			return fmt.Errorf("resolver: tcp listen: %w", err)
-		}
-	}
 	bctx, cancel := context.WithCancel(context.Background())
 	s.mu.Lock()
-	s.udp, s.tcp, s.ctx, s.cancel = udp, ln, bctx, cancel
+	s.ctx, s.cancel = bctx, cancel
 	s.mu.Unlock()
-	n := max(1, min(runtime.GOMAXPROCS(0), 8))
-	for range n {
-		s.readers.Add(1)
-		b := udpbatch.NewBatch()
-		if p, err := udpbatch.NewPoller(udp, b); err == nil {
-			go s.serveBatch(udp, p, b)
-			continue
-		}
-		go s.serveUDP(udp)
+	if err := s.srv.Start(ctx); err != nil {
+		cancel()
+		return fmt.Errorf("resolver: %w", err)
 	}
-	s.readers.Add(1)
-	go s.serveTCP(ln)
-	s.log.Info("resolver listening", "addr", udp.LocalAddr().String(), "validating", s.validating(), "forwarding", len(s.forwarders) > 0)
+	s.mu.Lock()
+	s.started = true
+	s.mu.Unlock()
+	s.log.Info("resolver listening", "addr", s.srv.Local(), "validating", s.validating(), "forwarding", len(s.forwarders) > 0)
 	return nil
 }
 
 // Addrs returns the UDP and TCP addresses after Start.
 func (s *Server) Addrs() []net.Addr {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.udp == nil {
+	a := s.srv.Addrs()
+	if len(a) != 2 {
 		return nil
 	}
-	return []net.Addr{s.udp.LocalAddr(), s.tcp.Addr()}
+	return []net.Addr{a[1], a[0]}
 }
 
 // Shutdown stops listening and waits for every resolution in flight.
 func (s *Server) Shutdown(ctx context.Context) error {
 	return s.once.Do(ctx, func(ctx context.Context) error {
 		s.mu.Lock()
-		udp, tcp, cancel := s.udp, s.tcp, s.cancel
+		started, cancel := s.started, s.cancel
 		s.mu.Unlock()
-		if udp == nil {
+		if !started {
 			return nil
 		}
 		cancel()
-		udp.Close()
-		tcp.Close()
+		err := s.srv.Shutdown(ctx)
 		done := make(chan struct{})
-		go func() { s.readers.Wait(); s.workers.Wait(); close(done) }()
+		go func() { s.workers.Wait(); close(done) }()
 		select {
 		case <-done:
-			return nil
+			return err
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -230,182 +197,49 @@ func (s *Server) allowed(a netip.Addr) bool {
 	return false
 }
 
-// serveUDP reads queries in batches (recvmmsg) and answers cache hits in
-// batches (sendmmsg): on the cache-hit path the system calls are the cost.
-func (s *Server) serveUDP(conn *net.UDPConn) {
-	la, _ := netip.ParseAddrPort(conn.LocalAddr().String())
-	if !la.Addr().Is4() {
-		s.serveUDPSimple(conn)
-		return
-	}
-	defer s.readers.Done()
-	const batch = 32
-	pc := ipv4.NewPacketConn(conn)
-	in := make([]ipv4.Message, batch)
-	outs := make([]ipv4.Message, 0, batch)
-	bufs := make([][]byte, batch)
-	obufs := make([][]byte, batch)
-	for i := range in {
-		bufs[i] = make([]byte, 65535)
-		obufs[i] = make([]byte, 0, 4096)
-		in[i].Buffers = [][]byte{bufs[i]}
-	}
-	var q query
-	q.key = make([]byte, 0, 300)
-	local := conn.LocalAddr().String()
-	for {
-		n, err := pc.ReadBatch(in, 0)
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			continue
-		}
-		outs = outs[:0]
-		now := s.deps.Now()
-		for i := 0; i < n; i++ {
-			ua, ok := in[i].Addr.(*net.UDPAddr)
-			if !ok {
-				continue
-			}
-			from := ua.AddrPort()
-			if reply := s.handleUDP(conn, bufs[i][:in[i].N], from, &q, obufs[len(outs)], local, now); reply != nil {
-				obufs[len(outs)] = reply[:0]
-				outs = append(outs, ipv4.Message{Buffers: [][]byte{reply}, Addr: ua})
-			}
-		}
-		for len(outs) > 0 {
-			k, err := pc.WriteBatch(outs, 0)
-			if err != nil || k == 0 {
-				break
-			}
-			outs = outs[k:]
-		}
-	}
-}
-
-// serveBatch is serveUDP on the Linux fast path (package udpbatch): raw
-// recvmmsg/sendmmsg through the netpoller, batches of 64, no allocation
-// per cache hit.
-func (s *Server) serveBatch(conn *net.UDPConn, r *udpbatch.Poller, b *udpbatch.Batch) {
-	defer s.readers.Done()
-	obufs := make([][]byte, udpbatch.Size)
-	for i := range obufs {
-		obufs[i] = make([]byte, 0, 4096)
-	}
-	var q query
-	q.key = make([]byte, 0, 300)
-	local := conn.LocalAddr().String()
-	for {
-		n, err := r.Recv()
-		if err != nil || s.ctx.Err() != nil {
-			return
-		}
-		now := s.deps.Now()
-		for i := 0; i < n; i++ {
-			d, cut := b.Datagram(i)
-			from, ok := b.From(i)
-			if !ok {
-				continue
-			}
-			var reply []byte
-			if cut {
-				// No query is this big: the header alone says FORMERR.
-				if len(d) >= 12 {
-					reply = errorReply(d[:12], dns.RcodeFormatError)
-				}
-			} else {
-				reply = s.handleUDP(conn, d, from, &q, obufs[i], local, now)
-			}
-			if len(reply) > 0 {
-				obufs[i] = reply[:0]
-				b.Reply(i, reply)
-			}
-		}
-		r.Send()
-	}
-}
-
-// handleUDP answers one datagram: a cache hit's reply is returned for the
-// caller to send; anything else is answered (or dropped) here.
-func (s *Server) handleUDP(conn *net.UDPConn, b []byte, from netip.AddrPort, q *query, out []byte, local string, now time.Time) []byte {
+// ServeDNS answers one client query (dnsserver.Handler): from the packed
+// reply cache on the fast path, else by resolution, on a goroutine of its
+// own over UDP (the reply is sent when ready) and in turn over TCP.
+func (s *Server) ServeDNS(req *dnsserver.Request, out []byte) []byte {
 	s.m.queries.Inc()
-	if s.deps.Trace.Enabled() {
-		s.deps.Trace.Publish(trace.Event{From: from.String(), To: local, Proto: "dns/udp", Summary: "client query", Bytes: len(b)})
-	}
-	if !s.allowed(from.Addr()) {
+	if !s.allowed(req.From.Addr()) {
 		s.m.refused.Inc()
-		return refuse(b)
+		return refuse(req.Wire)
 	}
-	if parseQuery(b, q) == nil {
-		if reply, ok := s.fromMsgCache(q, b, out, q.udpSize, now); ok {
+	if q, ok := req.Query(); ok {
+		if reply, ok := s.fromMsgCache(q, req.Wire, out, req.MaxSize(), req.Now); ok {
 			return reply
 		}
 	}
 	s.m.misses.Inc()
+	if req.Proto == dnsserver.TCP {
+		return s.slow(req)
+	}
 	select {
 	case s.sem <- struct{}{}:
 	default:
 		s.m.dropped.Inc()
 		return nil
 	}
-	req := append([]byte(nil), b...)
 	s.workers.Add(1)
-	go func() {
+	ok := req.Clone().Go(func(r *dnsserver.Request) []byte {
 		defer s.workers.Done()
 		defer func() { <-s.sem }()
-		reply := s.slow(req, from.Addr(), 0)
-		if reply != nil {
-			if len(reply) > maxUDP(req) {
-				reply = truncate(req)
-			}
-			conn.WriteToUDPAddrPort(reply, from)
-		}
-	}()
+		return s.slow(r)
+	})
+	if !ok { // not from a started server (a test calling ServeDNS)
+		s.workers.Done()
+		<-s.sem
+		return s.slow(req)
+	}
 	return nil
-}
-
-func (s *Server) serveUDPSimple(conn *net.UDPConn) {
-	defer s.readers.Done()
-	buf := make([]byte, 65535)
-	out := make([]byte, 0, 4096)
-	var q query
-	q.key = make([]byte, 0, 300)
-	local := conn.LocalAddr().String()
-	errs := 0
-	for {
-		n, from, err := conn.ReadFromUDPAddrPort(buf)
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			// A socket that keeps failing must not spin the CPU.
-			if errs++; errs > 10 {
-				time.Sleep(10 * time.Millisecond)
-			}
-			continue
-		}
-		errs = 0
-		if reply := s.handleUDP(conn, buf[:n], from, &q, out[:0], local, s.deps.Now()); reply != nil {
-			conn.WriteToUDPAddrPort(reply, from)
-		}
-	}
-}
-
-// maxUDP is the reply size the client can take.
-func maxUDP(req []byte) int {
-	var q query
-	if parseQuery(req, &q) == nil {
-		return q.udpSize
-	}
-	return 512
 }
 
 // fromMsgCache answers q from the packed-reply cache, counting TTLs down,
 // and reports whether it did. out is scratch space for the reply; now is
 // read once per batch of datagrams by the UDP readers.
 func (s *Server) fromMsgCache(q *query, b, out []byte, limit int, now time.Time) ([]byte, bool) {
-	e, ok := s.msgs.get(q.key)
+	e, ok := s.msgs.get(q.Key)
 	if !ok {
 		return nil, false
 	}
@@ -419,7 +253,7 @@ func (s *Server) fromMsgCache(q *query, b, out []byte, limit int, now time.Time)
 	// ID and the client's own spelling of the name; RD and CD as asked.
 	out[0], out[1] = b[0], b[1]
 	out[2] = out[2]&^0x01 | b[2]&0x01
-	copy(out[12:q.qnameEnd], b[12:q.qnameEnd])
+	copy(out[12:q.NameEnd], b[12:q.NameEnd])
 	el := e.elapsed(now)
 	offs := e.ttlOffsets()
 	for i := 0; i+1 < len(offs); i += 2 {
@@ -435,7 +269,7 @@ func (s *Server) fromMsgCache(q *query, b, out []byte, limit int, now time.Time)
 	s.m.hits.Inc()
 	hits := e.hits.Add(1)
 	if !s.cfg.NoPrefetch && hits >= 2 && e.life >= 10 && e.expires-now.UnixNano() < int64(e.life)*int64(time.Second/10) && e.prefetched.CompareAndSwap(false, true) {
-		s.prefetch(e, append([]byte(nil), q.key...))
+		s.prefetch(e, append([]byte(nil), q.Key...))
 	}
 	return out, true
 }
@@ -506,36 +340,14 @@ func errorReply(b []byte, rcode int) []byte {
 	return out
 }
 
-// truncate returns an empty reply with TC set, telling the client to retry over TCP.
-func truncate(req []byte) []byte {
-	m := new(dns.Msg)
-	if m.Unpack(req) != nil {
-		return nil
-	}
-	r := new(dns.Msg)
-	r.SetReply(m)
-	r.Truncated, r.RecursionAvailable = true, true
-	if m.IsEdns0() != nil {
-		r.SetEdns0(1232, false)
-	}
-	out, _ := r.Pack()
-	return out
-}
-
 // slow handles a query the fast path could not: a cache miss or an
-// unusual message. It never panics: a panic is answered with SERVFAIL.
-func (s *Server) slow(b []byte, from netip.Addr, _ int) (reply []byte) {
+// unusual message. A panic is answered with SERVFAIL by the DNS server.
+func (s *Server) slow(r *dnsserver.Request) (reply []byte) {
 	start := time.Now()
-	defer func() {
-		if p := recover(); p != nil {
-			s.log.Error("panic answering query", "panic", p, "client", from.String())
-			s.m.servfail.Inc()
-			reply = errorReply(b, dns.RcodeServerFailure)
-		}
-		s.m.latency.Observe(time.Since(start).Seconds())
-	}()
-	req := new(dns.Msg)
-	if err := req.Unpack(b); err != nil {
+	defer func() { s.m.latency.Observe(time.Since(start).Seconds()) }()
+	b := r.Wire
+	req, err := r.Msg()
+	if err != nil {
 		if len(b) >= 12 && b[2]&0x80 == 0 {
 			return errorReply(b, dns.RcodeFormatError)
 		}
@@ -562,7 +374,7 @@ func (s *Server) slow(b []byte, from netip.Addr, _ int) (reply []byte) {
 		if s.testHook != nil {
 			s.testHook(req)
 		}
-		return s.answerQuery(b, req)
+		return s.answerQuery(r, req)
 	}
 	resp.RecursionAvailable = true
 	if req.IsEdns0() != nil && resp.IsEdns0() == nil {
@@ -572,19 +384,20 @@ func (s *Server) slow(b []byte, from netip.Addr, _ int) (reply []byte) {
 	return out
 }
 
-func (s *Server) answerQuery(b []byte, req *dns.Msg) []byte {
+func (s *Server) answerQuery(r *dnsserver.Request, req *dns.Msg) []byte {
+	b := r.Wire
 	q := req.Question[0]
 	var key []byte
-	var pq query
-	if parseQuery(b, &pq) == nil {
-		key = pq.key
+	pq, ok := r.Query()
+	if ok {
+		key = pq.Key
 	}
 	res, err := s.resolveShared(q.Name, q.Qtype, req.CheckingDisabled)
 	if err != nil {
 		if key != nil {
 			if e, ok := s.msgs.get(key); ok && s.cfg.ServeStale > 0 && s.deps.Now().Before(e.expiry().Add(s.cfg.ServeStale.D())) {
 				s.m.stale.Inc()
-				return staleReply(e, b, &pq)
+				return staleReply(e, b, pq)
 			}
 		}
 		s.log.Debug("resolution failed", "name", q.Name, "type", dns.TypeToString[q.Qtype], "err", err)
@@ -630,7 +443,7 @@ func shorten(s string) string {
 func staleReply(e *msgEntry, b []byte, q *query) []byte {
 	out := append([]byte(nil), e.wire()...)
 	out[0], out[1] = b[0], b[1]
-	copy(out[12:q.qnameEnd], b[12:q.qnameEnd])
+	copy(out[12:q.NameEnd], b[12:q.NameEnd])
 	offs := e.ttlOffsets()
 	for i := 0; i+1 < len(offs); i += 2 {
 		binary.BigEndian.PutUint32(out[int(offs[i])<<8|int(offs[i+1]):], 30)
@@ -739,89 +552,4 @@ func (s *Server) resolveShared(name string, qtype uint16, cd bool) (*result, err
 	s.flightMu.Unlock()
 	close(c.done)
 	return c.res, c.err
-}
-
-func (s *Server) serveTCP(ln net.Listener) {
-	defer s.readers.Done()
-	conns := make(chan struct{}, s.cfg.MaxTCPConns)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	open := map[net.Conn]bool{}
-	defer func() {
-		mu.Lock()
-		for c := range open {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	}()
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			continue
-		}
-		select {
-		case conns <- struct{}{}:
-		default:
-			s.m.refused.Inc()
-			c.Close()
-			continue
-		}
-		mu.Lock()
-		open[c] = true
-		mu.Unlock()
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-conns }()
-			defer func() { mu.Lock(); delete(open, c); mu.Unlock(); c.Close() }()
-			s.serveConn(c)
-		}()
-	}
-}
-
-func (s *Server) serveConn(c net.Conn) {
-	ra, _ := netip.ParseAddrPort(c.RemoteAddr().String())
-	okClient := s.allowed(ra.Addr())
-	var q query
-	q.key = make([]byte, 0, 300)
-	out := make([]byte, 0, 4096)
-	var l [2]byte
-	for {
-		c.SetDeadline(time.Now().Add(s.cfg.TCPIdleTimeout.D()))
-		if _, err := io.ReadFull(c, l[:]); err != nil {
-			return
-		}
-		buf := make([]byte, binary.BigEndian.Uint16(l[:]))
-		if _, err := io.ReadFull(c, buf); err != nil {
-			return
-		}
-		s.m.queries.Inc()
-		var reply []byte
-		switch {
-		case !okClient:
-			s.m.refused.Inc()
-			reply = refuse(buf)
-		case parseQuery(buf, &q) == nil:
-			if r, ok := s.fromMsgCache(&q, buf, out, 65535, s.deps.Now()); ok {
-				reply = r
-				break
-			}
-			fallthrough
-		default:
-			s.m.misses.Inc()
-			reply = s.slow(buf, ra.Addr(), 0)
-		}
-		if reply == nil {
-			return
-		}
-		frame := make([]byte, 2, 2+len(reply))
-		binary.BigEndian.PutUint16(frame, uint16(len(reply)))
-		if _, err := c.Write(append(frame, reply...)); err != nil {
-			return
-		}
-	}
 }

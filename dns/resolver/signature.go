@@ -19,7 +19,7 @@ func supportedDigest(d uint8) bool {
 
 // verifySet checks rrset's signatures by signer with keys. It returns
 // secure when one signature verifies, bogus (with the reason) otherwise.
-func (r *Server) verifySet(t *task, rrset []dns.RR, sigs []*dns.RRSIG, keys []dns.RR) verdict {
+func (r *Engine) verifySet(t *task, rrset []dns.RR, sigs []*dns.RRSIG, keys []dns.RR) verdict {
 	h := rrset[0].Header()
 	what := h.Name + " " + dns.TypeToString[h.Rrtype]
 	if len(sigs) == 0 {

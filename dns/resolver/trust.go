@@ -9,7 +9,7 @@ import (
 )
 
 // anchorsFor returns the trust anchors owned by zone.
-func (r *Server) anchorsFor(zone string) []dns.RR {
+func (r *Engine) anchorsFor(zone string) []dns.RR {
 	var out []dns.RR
 	for _, a := range r.anchors {
 		if equalName(a.Header().Name, zone) {
@@ -20,7 +20,7 @@ func (r *Server) anchorsFor(zone string) []dns.RR {
 }
 
 // underAnchor reports whether name is at or below a trust anchor.
-func (r *Server) underAnchor(name string) bool {
+func (r *Engine) underAnchor(name string) bool {
 	for _, a := range r.anchors {
 		if dns.IsSubDomain(a.Header().Name, name) {
 			return true
@@ -32,7 +32,7 @@ func (r *Server) underAnchor(name string) bool {
 // zoneKeys returns the security state of zone and, when secure, its
 // validated DNSKEYs (in rrs), from the cache or by building the chain of
 // trust from the closest trust anchor.
-func (r *Server) zoneKeys(ctx context.Context, t *task, zone string) *rrEntry {
+func (r *Engine) zoneKeys(ctx context.Context, t *task, zone string) *rrEntry {
 	zone = lowerName(zone)
 	now := r.deps.Now()
 	key := rrKey(zone, typeZoneKeys)
@@ -71,7 +71,7 @@ func (r *Server) zoneKeys(ctx context.Context, t *task, zone string) *rrEntry {
 // keysViaDS builds the security state of zone from its DS RRset (seen in
 // the referral to it, or asked of its parent) validated with the parent's
 // keys: no DS with a valid proof makes zone insecure.
-func (r *Server) keysViaDS(ctx context.Context, t *task, zone string) *rrEntry {
+func (r *Engine) keysViaDS(ctx context.Context, t *task, zone string) *rrEntry {
 	now := r.deps.Now()
 	var rrs []dns.RR
 	parent := ""
@@ -149,7 +149,7 @@ func (r *Server) keysViaDS(ctx context.Context, t *task, zone string) *rrEntry {
 // trusted DS or DNSKEY records: a key matching one of them must sign the
 // set. Only DS of supported algorithms and digests count; with none, the
 // zone is insecure (RFC 4035 5.2).
-func (r *Server) fetchKeys(ctx context.Context, t *task, zone string, trusted []dns.RR) *rrEntry {
+func (r *Engine) fetchKeys(ctx context.Context, t *task, zone string, trusted []dns.RR) *rrEntry {
 	now := r.deps.Now()
 	usable, algOK := 0, false
 	for _, rr := range trusted {

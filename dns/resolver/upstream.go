@@ -15,6 +15,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/applayer/applayer/dns/dnsserver"
 	"github.com/applayer/applayer/internal/trace"
 )
 
@@ -114,7 +115,7 @@ func randomCase(name string) string {
 // accepted only if it comes from server (the socket is connected), has our
 // ID and echoes our question exactly, 0x20 case included. Replies that do
 // not match are counted and ignored, and reading goes on until timeout.
-func (r *Server) exchange(ctx context.Context, server netip.AddrPort, qname string, qtype uint16, timeout time.Duration) (*dns.Msg, error) {
+func (r *Engine) exchange(ctx context.Context, t *task, server netip.AddrPort, qname string, qtype uint16, timeout time.Duration) (*dns.Msg, error) {
 	st := r.infra.get(server)
 	q := new(dns.Msg)
 	q.Id = uint16(rand.Uint32())
@@ -133,10 +134,12 @@ func (r *Server) exchange(ctx context.Context, server netip.AddrPort, qname stri
 		q.CheckingDisabled = r.validating()
 	}
 	start := time.Now()
-	resp, err := r.exchangeUDP(ctx, server, q, timeout)
+	proto := "UDP"
+	resp, size, err := r.exchangeUDP(ctx, server, q, timeout)
 	if err == nil && resp.Truncated {
 		r.m.tcpFallback.Inc()
-		resp, err = r.exchangeTCP(ctx, server, q, timeout)
+		proto = "TCP"
+		resp, size, err = r.exchangeTCP(ctx, server, q, timeout)
 	}
 	rtt := time.Since(start)
 	if err != nil {
@@ -152,7 +155,7 @@ func (r *Server) exchange(ctx context.Context, server netip.AddrPort, qname stri
 	if edns && resp.IsEdns0() == nil && (resp.Rcode == dns.RcodeFormatError || resp.Rcode == dns.RcodeNotImplemented) {
 		// The server does not speak EDNS0: remember and retry plain.
 		r.infra.update(server, func(s *serverStat) { s.noEDNS = true })
-		return r.exchange(ctx, server, qname, qtype, timeout)
+		return r.exchange(ctx, t, server, qname, qtype, timeout)
 	}
 	r.infra.update(server, func(s *serverStat) {
 		s.timeout = 0
@@ -168,43 +171,47 @@ func (r *Server) exchange(ctx context.Context, server netip.AddrPort, qname stri
 	if sent != qname {
 		undo0x20(resp, sent, qname)
 	}
+	if t.step != nil {
+		t.step(Step{Server: server, ServerName: t.names[server], Name: qname, Type: qtype, Reply: resp,
+			Size: size, Proto: proto, RTT: rtt, Nested: t.depth > 0 || t.keyDepth > 0})
+	}
 	return resp, nil
 }
 
-func (r *Server) validating() bool { return len(r.anchors) > 0 }
+func (r *Engine) validating() bool { return len(r.anchors) > 0 }
 
-func (r *Server) traceQuery(local, remote, proto string, q *dns.Msg, n int) {
+// traceQuery and traceReply publish an upstream exchange in the one DNS
+// trace format (dnsserver.Summary); a referral says where it points.
+func (r *Engine) traceQuery(local, remote, proto string, q *dns.Msg, n int) {
 	if !r.deps.Trace.Enabled() {
 		return
 	}
-	r.deps.Trace.Publish(trace.Event{From: local, To: remote, Proto: proto,
-		Summary: fmt.Sprintf("query %s %s", q.Question[0].Name, dns.TypeToString[q.Question[0].Qtype]), Bytes: n})
+	r.deps.Trace.Publish(trace.Event{From: local, To: remote, Proto: proto, Summary: dnsserver.Summary(q), Bytes: n})
 }
 
-func (r *Server) traceReply(local, remote, proto string, m *dns.Msg, n int) {
+func (r *Engine) traceReply(local, remote, proto string, m *dns.Msg, n int) {
 	if !r.deps.Trace.Enabled() {
 		return
 	}
-	s := fmt.Sprintf("reply %s %s", dns.RcodeToString[m.Rcode], m.Question[0].Name)
-	switch {
-	case len(m.Answer) > 0:
-		s += fmt.Sprintf(" %d answers", len(m.Answer))
-	case !m.Authoritative && len(m.Ns) > 0 && m.Ns[0].Header().Rrtype == dns.TypeNS:
+	s := dnsserver.Summary(m)
+	if len(m.Answer) == 0 && !m.Authoritative && len(m.Ns) > 0 && m.Ns[0].Header().Rrtype == dns.TypeNS {
 		s += " referral to " + m.Ns[0].Header().Name
 	}
 	r.deps.Trace.Publish(trace.Event{From: remote, To: local, Proto: proto, Summary: s, Bytes: n})
 }
 
-func (r *Server) exchangeUDP(ctx context.Context, server netip.AddrPort, q *dns.Msg, timeout time.Duration) (*dns.Msg, error) {
+// exchangeUDP sends q to server over UDP and returns the reply with its
+// size on the wire.
+func (r *Engine) exchangeUDP(ctx context.Context, server netip.AddrPort, q *dns.Msg, timeout time.Duration) (*dns.Msg, int, error) {
 	out, err := q.Pack()
 	if err != nil {
-		return nil, fmt.Errorf("resolver: pack: %w", err)
+		return nil, 0, fmt.Errorf("resolver: pack: %w", err)
 	}
 	// A fresh connected socket per query: the kernel picks a random source
 	// port and drops datagrams from any other address.
 	conn, err := r.deps.Dialer.DialContext(ctx, "udp", server.String())
 	if err != nil {
-		return nil, fmt.Errorf("resolver: dial %s: %w", server, err)
+		return nil, 0, fmt.Errorf("resolver: dial %s: %w", server, err)
 	}
 	defer conn.Close()
 	deadline := time.Now().Add(timeout)
@@ -214,7 +221,7 @@ func (r *Server) exchangeUDP(ctx context.Context, server netip.AddrPort, q *dns.
 	conn.SetDeadline(deadline)
 	r.m.upstreamQueries.Inc()
 	if _, err := conn.Write(out); err != nil {
-		return nil, fmt.Errorf("resolver: send to %s: %w", server, err)
+		return nil, 0, fmt.Errorf("resolver: send to %s: %w", server, err)
 	}
 	local := conn.LocalAddr().String()
 	r.traceQuery(local, server.String(), "dns/udp", q, len(out))
@@ -225,9 +232,9 @@ func (r *Server) exchangeUDP(ctx context.Context, server netip.AddrPort, q *dns.
 		if err != nil {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
-				return nil, errTimeout
+				return nil, 0, errTimeout
 			}
-			return nil, fmt.Errorf("resolver: read from %s: %w", server, err)
+			return nil, 0, fmt.Errorf("resolver: read from %s: %w", server, err)
 		}
 		resp, ok := r.match(q, buf[:n])
 		if !ok {
@@ -235,13 +242,13 @@ func (r *Server) exchangeUDP(ctx context.Context, server netip.AddrPort, q *dns.
 			continue
 		}
 		r.traceReply(local, server.String(), "dns/udp", resp, n)
-		return resp, nil
+		return resp, n, nil
 	}
 }
 
 // match unpacks a reply and checks it answers q: QR set, same ID, same
 // question with the exact same case.
-func (r *Server) match(q *dns.Msg, b []byte) (*dns.Msg, bool) {
+func (r *Engine) match(q *dns.Msg, b []byte) (*dns.Msg, bool) {
 	if len(b) < 12 || binary.BigEndian.Uint16(b) != q.Id {
 		return nil, false
 	}
@@ -259,19 +266,21 @@ func (r *Server) match(q *dns.Msg, b []byte) (*dns.Msg, bool) {
 	return resp, true
 }
 
-func (r *Server) exchangeTCP(ctx context.Context, server netip.AddrPort, q *dns.Msg, timeout time.Duration) (*dns.Msg, error) {
+// exchangeTCP sends q to server over TCP and returns the reply with its
+// size on the wire.
+func (r *Engine) exchangeTCP(ctx context.Context, server netip.AddrPort, q *dns.Msg, timeout time.Duration) (*dns.Msg, int, error) {
 	out, err := q.Pack()
 	if err != nil {
-		return nil, fmt.Errorf("resolver: pack: %w", err)
+		return nil, 0, fmt.Errorf("resolver: pack: %w", err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*timeout)
 	defer cancel()
 	conn, err := r.deps.Dialer.DialContext(ctx, "tcp", server.String())
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
-			return nil, errTimeout
+			return nil, 0, errTimeout
 		}
-		return nil, fmt.Errorf("resolver: dial tcp %s: %w", server, err)
+		return nil, 0, fmt.Errorf("resolver: dial tcp %s: %w", server, err)
 	}
 	defer conn.Close()
 	if d, ok := ctx.Deadline(); ok {
@@ -282,25 +291,25 @@ func (r *Server) exchangeTCP(ctx context.Context, server netip.AddrPort, q *dns.
 	binary.BigEndian.PutUint16(frame, uint16(len(out)))
 	copy(frame[2:], out)
 	if _, err := conn.Write(frame); err != nil {
-		return nil, fmt.Errorf("resolver: tcp send to %s: %w", server, err)
+		return nil, 0, fmt.Errorf("resolver: tcp send to %s: %w", server, err)
 	}
 	local := conn.LocalAddr().String()
 	r.traceQuery(local, server.String(), "dns/tcp", q, len(out))
 	var l [2]byte
 	if _, err := io.ReadFull(conn, l[:]); err != nil {
-		return nil, tcpErr(server, err)
+		return nil, 0, tcpErr(server, err)
 	}
 	buf := make([]byte, binary.BigEndian.Uint16(l[:]))
 	if _, err := io.ReadFull(conn, buf); err != nil {
-		return nil, tcpErr(server, err)
+		return nil, 0, tcpErr(server, err)
 	}
 	resp, ok := r.match(q, buf)
 	if !ok {
 		r.m.mismatched.Inc()
-		return nil, fmt.Errorf("resolver: tcp reply from %s does not match the query", server)
+		return nil, 0, fmt.Errorf("resolver: tcp reply from %s does not match the query", server)
 	}
 	r.traceReply(local, server.String(), "dns/tcp", resp, len(buf))
-	return resp, nil
+	return resp, len(buf), nil
 }
 
 func tcpErr(server netip.AddrPort, err error) error {

@@ -82,7 +82,7 @@ func signerOf(s rrset, zone string) string {
 }
 
 // validateSet validates one RRset served by a server of zone.
-func (r *Server) validateSet(ctx context.Context, t *task, s rrset, zone string) verdict {
+func (r *Engine) validateSet(ctx context.Context, t *task, s rrset, zone string) verdict {
 	signer := signerOf(s, zone)
 	if signer == "" {
 		var st *rrEntry
@@ -135,7 +135,7 @@ func wildcardOf(s rrset) string {
 // validateReply checks a final reply from a server of zone: the RRsets of
 // the answer chain, and for a negative answer (or a wildcard expansion)
 // the NSEC or NSEC3 proof in the authority section.
-func (r *Server) validateReply(ctx context.Context, t *task, m *dns.Msg, zone, qname string, qtype uint16) verdict {
+func (r *Engine) validateReply(ctx context.Context, t *task, m *dns.Msg, zone, qname string, qtype uint16) verdict {
 	chain, last, complete := extractChain(m.Answer, qname, qtype)
 	inChain := map[string]bool{}
 	for _, rr := range chain {

@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"slices"
 	"strings"
 	"testing"
 
@@ -70,8 +69,7 @@ func TestDefaultTopologyRuns(t *testing.T) {
 		}
 	}
 	exerciseLab(t, plan)
-	// torrent has no lab kind yet: TestTorrentMetricsLint lints its metrics.
-	lintMetrics(t, reg, slices.DeleteFunc(slices.Clone(metricSubsystems), func(s string) bool { return s == "torrent" })...)
+	lintMetrics(t, reg, metricSubsystems...)
 
 	// Services' admin endpoints are reachable under /hosts/<name>/.
 	admin := "http://" + r.Admin.Addrs()[0].String()

@@ -148,9 +148,10 @@ func TestLintCatchesBadNames(t *testing.T) {
 	}
 }
 
-// TestTorrentMetricsLint lints the BitTorrent tracker's and peer's metrics (it has no
-// lab kind yet, so the default lab does not run it) after one announce, so
-// its labelled families are exposed.
+// TestTorrentMetricsLint lints the BitTorrent tracker's and peer's metrics
+// after one announce, so the tracker's labelled families are exposed (the
+// default lab runs both kinds too, but its peers may not have announced
+// when TestDefaultTopologyRuns gathers).
 func TestTorrentMetricsLint(t *testing.T) {
 	reg := obs.NewRegistry()
 	tr, err := tracker.New(tracker.Config{HTTPAddr: "127.0.0.1:0"}, service.Deps{Logger: testkit.Logger(t), Metrics: reg})

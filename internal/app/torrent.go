@@ -25,13 +25,13 @@ func torrentCommand(g *globals) *cobra.Command {
 identified by its SHA-1 in the .torrent's info dictionary, whose own SHA-1
 (the info-hash) names the torrent in trackers, magnet links and the peer
 wire protocol.`,
-		Example: `  applayer torrent create --announce http://127.0.0.1:6969/announce -o movie.torrent movie.mp4
+		Example: `  applayer torrent tracker --http 127.0.0.1:6969 --udp 127.0.0.1:6969 &
+  applayer torrent create --announce http://127.0.0.1:6969/announce -o movie.torrent movie.mp4
   applayer torrent info movie.torrent
-  applayer torrent tracker --http 127.0.0.1:6969 --udp 127.0.0.1:6969 &
   applayer torrent seed --dir . --listen 127.0.0.2:6881 movie.torrent &
-  applayer torrent get --dir downloads --listen 127.0.0.3:6881 movie.torrent`,
+  applayer torrent get --dir downloads --listen 127.0.0.3:6881 movie.torrent   # -> complete: movie.mp4`,
 	}
-	cmd.AddCommand(torrentCreateCommand(g), torrentInfoCommand(g), torrentTrackerCommand(g), torrentSeedCommand(g), torrentGetCommand(g))
+	cmd.AddCommand(torrentCreateCommand(g), torrentInfoCommand(g), torrentTrackerCommand(g), torrentSeedCommand(g), torrentGetCommand(g), torrentDHTCommand(g))
 	return cmd
 }
 
@@ -109,7 +109,8 @@ func torrentInfoCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "info FILE|MAGNET",
 		Short: "Show what a .torrent or a magnet link holds: info-hash, pieces, files, trackers",
-		Example: `  applayer torrent info movie.torrent
+		Example: `  applayer torrent create -o movie.torrent movie.mp4
+  applayer torrent info movie.torrent                 # -> name:       movie.mp4
   applayer torrent info 'magnet:?xt=urn:btih:c12fe1c06bba254a9dc9f519b335aa7c1367a88a&dn=movie.mp4'`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {

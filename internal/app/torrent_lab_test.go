@@ -16,17 +16,19 @@ import (
 
 	"github.com/applayer/applayer/internal/testkit"
 	"github.com/applayer/applayer/lab"
+	"github.com/applayer/applayer/torrent/metainfo"
 )
 
 // TestLabTorrent runs the lab's tracker and seed, resolves tracker.lab at
 // the lab's root server, and downloads the sample with `applayer torrent
 // get` from the .torrent the seed wrote, as docs/torrent.md says.
 func TestLabTorrent(t *testing.T) {
-	seedCfg, _ := json.Marshal(map[string]any{"tracker": "tracker.lab", "size": 700000})
+	seedCfg, _ := json.Marshal(map[string]any{"tracker": "tracker.lab", "size": 700000, "dht": "dht.lab"})
 	topo := &lab.Topology{Hosts: []lab.Host{
 		{Name: "a.root-servers.net", Services: []lab.ServiceSpec{{Kind: "dns-authority", Config: json.RawMessage(`{"zones": [{"origin": "."}]}`)}}},
 		{Name: "tracker.lab", Services: []lab.ServiceSpec{{Kind: "torrent-tracker"}}},
 		{Name: "seed.lab", Services: []lab.ServiceSpec{{Kind: "torrent-seed", Config: seedCfg}}},
+		{Name: "dht.lab", Services: []lab.ServiceSpec{{Kind: "torrent-dht"}}},
 	}}
 	ctx := testkit.Context(t, 60*time.Second)
 	plan, r, _ := startRandomLab(t, ctx, topo, 42000, "127.0.0.1:0")
@@ -65,4 +67,21 @@ func TestLabTorrent(t *testing.T) {
 		t.Errorf("tracker stats through the lab admin: %d %s", resp.StatusCode, body)
 	}
 	http.DefaultClient.CloseIdleConnections()
+
+	// The same sample from a bare magnet link through the lab's DHT.
+	dh, _ := plan.Lookup("dht.lab")
+	mi, err := metainfo.ReadFile(tf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dl2 := t.TempDir()
+	self := strings.TrimSuffix(plan.Block.Addr().String(), ".0") + ".251"
+	out, err = runApp(t, "torrent", "get", "--dir", dl2, "--listen", self+":0", "--dht", self+":0",
+		"--dht-bootstrap", fmt.Sprintf("%s:%d", dh.Addr, plan.Port(6881)), "magnet:?xt=urn:btih:"+mi.InfoHash.String())
+	if err != nil {
+		t.Fatalf("get over the DHT: %v\n%s", err, out)
+	}
+	if got, _ := os.ReadFile(filepath.Join(dl2, "sample.bin")); !bytes.Equal(got, want) {
+		t.Fatal("sample over the DHT differs")
+	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/applayer/applayer/internal/obs"
 	"github.com/applayer/applayer/internal/service"
 	"github.com/applayer/applayer/internal/trace"
+	"github.com/applayer/applayer/torrent/dht"
 	"github.com/applayer/applayer/torrent/metainfo"
 	"github.com/applayer/applayer/torrent/swarm"
 )
@@ -27,6 +28,8 @@ type peerFlags struct {
 	verbose    bool
 	interval   time.Duration
 	statusFreq time.Duration
+	dhtAddr    string
+	dhtBoot    []string
 }
 
 func (pf *peerFlags) add(cmd *cobra.Command, listen string) {
@@ -41,6 +44,8 @@ func (pf *peerFlags) add(cmd *cobra.Command, listen string) {
 	f.DurationVar(&pf.interval, "announce-interval", 0, "announce at least this often (default: the tracker's interval)")
 	f.BoolVarP(&pf.verbose, "verbose", "v", false, "print every choke decision and piece pick, and a live piece map")
 	f.DurationVar(&pf.statusFreq, "status-interval", time.Second, "how often to print progress")
+	f.StringVar(&pf.dhtAddr, "dht", "", "run a DHT node (BEP 5) on this UDP `ADDR` and find peers through it")
+	f.StringArrayVar(&pf.dhtBoot, "dht-bootstrap", nil, "DHT node `HOST:PORT` to join through (repeatable; no public routers are used)")
 }
 
 func (pf *peerFlags) config(target string) (swarm.Config, error) {
@@ -99,8 +104,9 @@ func torrentSeedCommand(g *globals) *cobra.Command {
 trackers from --listen's address and uploads to the peers it meets, unchoking
 by upload rate (seeding mode of tit-for-tat). A partial copy is completed
 first.`,
-		Example: `  applayer torrent seed --dir . --listen 127.0.0.2:6881 movie.torrent
-  applayer torrent seed --dir /srv --listen 127.0.0.2:6881 --upload-limit 4M --admin 127.0.0.1:9170 movie.torrent`,
+		Example: `  applayer torrent create -a http://127.0.0.1:6969/announce -o movie.torrent movie.mp4
+  applayer torrent seed --dir . --listen 127.0.0.2:6881 movie.torrent &
+  applayer torrent seed --dir . --listen 127.0.0.3:6881 --upload-limit 4M --admin 127.0.0.1:9170 movie.torrent &`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := pf.config(args[0])
@@ -127,8 +133,11 @@ rarest-first piece selection and tit-for-tat, checks every piece's SHA-1 and
 bans peers that send bad data. Data already in DIR is checked and kept, so
 an interrupted download resumes. Progress is a bar on a terminal and a line
 a second otherwise. Exits when complete, unless --seed.`,
-		Example: `  applayer torrent get --dir downloads --listen 127.0.0.3:6881 movie.torrent
-  applayer torrent get --dir downloads --listen 127.0.0.4:0 --verbose "$(applayer torrent info movie.torrent | sed -n 's/^magnet: *//p')"`,
+		Example: `  applayer torrent tracker --http 127.0.0.1:6969 --udp 127.0.0.1:6969 &
+  applayer torrent create -a udp://127.0.0.1:6969 -o movie.torrent movie.mp4
+  applayer torrent seed --listen 127.0.0.2:6881 movie.torrent &
+  applayer torrent get --dir downloads --listen 127.0.0.3:6881 movie.torrent          # -> complete: movie.mp4
+  applayer torrent get --dir downloads2 --listen 127.0.0.4:0 --verbose movie.torrent  # -> pick piece`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := pf.config(args[0])
@@ -166,11 +175,21 @@ func runPeer(cmd *cobra.Command, g *globals, pf *peerFlags, cfg swarm.Config, ex
 		}))
 		defer cancel()
 	}
+	group := service.NewGroup(e.logger)
+	if pf.dhtAddr != "" {
+		node, err := dht.New(dht.Config{Addr: pf.dhtAddr, Bootstrap: pf.dhtBoot}, d)
+		if err != nil {
+			return err
+		}
+		group.Add(node)
+		cfg.DHT = node
+	} else if len(pf.dhtBoot) > 0 {
+		return fmt.Errorf("--dht-bootstrap needs --dht ADDR")
+	}
 	c, err := swarm.New(cfg, d)
 	if err != nil {
 		return err
 	}
-	group := service.NewGroup(e.logger)
 	var admin *obs.Admin
 	if g.admin.Addr != "" {
 		admin, err = obs.NewAdmin(g.admin, reg, e.logger.With("service", "admin"))
@@ -286,4 +305,28 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.w.Write(p)
+}
+
+func torrentDHTCommand(g *globals) *cobra.Command {
+	var cfg dht.Config
+	cmd := &cobra.Command{
+		Use:   "dht",
+		Short: "Run a DHT node (BEP 5) alone, e.g. as the bootstrap node of a lab",
+		Long: `Runs a Mainline DHT node: it answers ping, find_node, get_peers and
+announce_peer, keeps a routing table and stores announced peers. Peers join
+the DHT through it with --dht-bootstrap. It contacts only the nodes given
+with --bootstrap.`,
+		Example: `  applayer torrent dht --listen 127.0.0.1:6881 &
+  applayer torrent create -o movie.torrent movie.mp4
+  applayer torrent seed --listen 127.0.0.2:6881 --dht 127.0.0.2:6881 --dht-bootstrap 127.0.0.1:6881 movie.torrent &
+  applayer torrent get --dir viadht --listen 127.0.0.3:6881 --dht 127.0.0.3:6881 --dht-bootstrap 127.0.0.1:6881 movie.torrent   # -> complete: movie.mp4`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return serve(cmd, g, func(d service.Deps) (service.Service, error) { return dht.New(cfg, d) })
+		},
+	}
+	cmd.Flags().StringVar(&cfg.Addr, "listen", "127.0.0.1:6881", "UDP address to listen on")
+	cmd.Flags().StringArrayVar(&cfg.Bootstrap, "bootstrap", nil, "DHT node `HOST:PORT` to join through (repeatable)")
+	adminFlags(cmd, g, "")
+	return cmd
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/applayer/applayer/dns/resolver"
 	"github.com/applayer/applayer/lab"
 	"github.com/applayer/applayer/sockets"
+	"github.com/applayer/applayer/torrent/dht"
 	"github.com/applayer/applayer/torrent/swarm"
 	"github.com/applayer/applayer/torrent/tracker"
 	"github.com/applayer/applayer/web/proxy"
@@ -40,5 +41,6 @@ func labKinds() *lab.Kinds {
 		resolver.LabKinds(),
 		tracker.LabKinds(),
 		swarm.LabKinds(),
+		dht.LabKinds(),
 	)...)
 }

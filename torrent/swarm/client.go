@@ -32,6 +32,7 @@ import (
 	"github.com/applayer/applayer/internal/service"
 	"github.com/applayer/applayer/internal/trace"
 	"github.com/applayer/applayer/internal/transport"
+	"github.com/applayer/applayer/torrent/dht"
 	"github.com/applayer/applayer/torrent/metainfo"
 	"github.com/applayer/applayer/torrent/peerwire"
 	"github.com/applayer/applayer/torrent/storage"
@@ -88,6 +89,11 @@ type Config struct {
 	Slots int `json:"slots,omitempty"`
 	// Seed for the random choices (picker, choker); 0 picks one.
 	RandSeed uint64 `json:"-"`
+	// DHT, when set, is a started DHT node the client announces to and
+	// finds peers through (BEP 5), for torrents that are not private.
+	DHT *dht.Node `json:"-"`
+	// DHTInterval is how often the DHT is asked again. Default 1 minute.
+	DHTInterval config.Duration `json:"dht_interval,omitempty"`
 }
 
 func (c *Config) defaults() {
@@ -114,6 +120,9 @@ func (c *Config) defaults() {
 	}
 	if c.Slots <= 0 {
 		c.Slots = 4
+	}
+	if c.DHTInterval <= 0 {
+		c.DHTInterval = config.Duration(time.Minute)
 	}
 }
 
@@ -293,6 +302,10 @@ func (c *Client) Start(ctx context.Context) error {
 		return fmt.Errorf("swarm: %w", err)
 	}
 	c.wg.Add(2)
+	if c.cfg.DHT != nil {
+		c.wg.Add(1)
+		go func() { defer c.wg.Done(); c.dhtLoop() }()
+	}
 	go func() { defer c.wg.Done(); c.announceLoop() }()
 	go func() { defer c.wg.Done(); c.tickLoop() }()
 	return nil
@@ -381,7 +394,7 @@ func (c *Client) ServeConn(nc net.Conn) {
 
 func (c *Client) handshake() peerwire.Handshake {
 	h := peerwire.Handshake{InfoHash: c.ih, PeerID: c.peerID}
-	h.SetExtensions(true, true, false)
+	h.SetExtensions(true, true, c.cfg.DHT != nil)
 	return h
 }
 
@@ -542,6 +555,60 @@ func (c *Client) announceLoop() {
 		case <-tick.C:
 		}
 	}
+}
+
+// dhtLoop announces the torrent to the DHT and adds the peers it finds,
+// at once (and every 2 s until a lookup finds someone), then every
+// DHTInterval.
+func (c *Client) dhtLoop() {
+	wait := 2 * time.Second
+	for {
+		c.mu.Lock()
+		allowed := c.pexAllowedLocked() // the same rule: not for private torrents
+		port := c.listenPort
+		c.mu.Unlock()
+		if !allowed {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		go func() {
+			select {
+			case <-c.stop:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		peers, stored := c.cfg.DHT.Announce(ctx, dht.ID(c.ih), int(port))
+		cancel()
+		c.addCandidates(peers)
+		c.log.Debug("swarm: dht", "peers", len(peers), "stored_at", stored)
+		if len(peers) > 0 || stored > 0 {
+			wait = c.cfg.DHTInterval.D()
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-c.stop:
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// addCandidates adds peer addresses to dial.
+func (c *Client) addCandidates(peers []netip.AddrPort) {
+	self := netip.AddrPortFrom(c.local, c.listenPort)
+	c.mu.Lock()
+	for _, ap := range peers {
+		if ap == self || len(c.known) >= maxKnown {
+			continue
+		}
+		if _, ok := c.known[ap]; !ok {
+			c.known[ap] = time.Time{}
+		}
+	}
+	c.mu.Unlock()
+	c.kick()
 }
 
 func (c *Client) announceReq(ev tracker.Event) tracker.AnnounceRequest {

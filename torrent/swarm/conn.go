@@ -105,6 +105,10 @@ func (c *Client) run(nc net.Conn, addr netip.AddrPort, h peerwire.Handshake, out
 		}
 		p.sendLocked(peerwire.Message{ID: peerwire.Extended, ExtID: 0, ExtPayload: eh.Bytes()})
 	}
+	if c.cfg.DHT != nil && h.DHT() {
+		// BEP 5: tell a DHT-capable peer our node's port.
+		p.sendLocked(peerwire.Message{ID: peerwire.Port, Port: c.cfg.DHT.AddrPort().Port()})
+	}
 	if c.info != nil {
 		p.has = NewBitfield(c.info.NumPieces())
 		have := c.picker.Have()
@@ -133,6 +137,9 @@ func (c *Client) run(nc net.Conn, addr netip.AddrPort, h peerwire.Handshake, out
 	c.mu.Lock()
 	delete(c.peers, p.id)
 	c.m.conns.Dec()
+	if !p.amChoking {
+		c.fillSlotLocked(addr.String() + " left")
+	}
 	for b := range p.pending {
 		if c.picker != nil {
 			c.picker.Unrequest(p.id, b)
@@ -308,6 +315,12 @@ func (p *peerConn) handleLocked(m peerwire.Message) error {
 		p.maybeUnchokeNowLocked()
 	case peerwire.NotInterested:
 		p.peerInterested = false
+		if !p.amChoking {
+			// Its slot would idle until the next round: give it to an
+			// interested peer now.
+			p.setChokedLocked(true)
+			c.fillSlotLocked(p.addr.String() + " lost interest")
+		}
 	case peerwire.Have:
 		if c.info == nil {
 			return nil
@@ -359,6 +372,11 @@ func (p *peerConn) handleLocked(m peerwire.Message) error {
 		}
 	case peerwire.Extended:
 		return p.onExtendedLocked(m)
+	case peerwire.Port:
+		// A DHT node at the peer's address: add it to our routing table.
+		if c.cfg.DHT != nil && m.Port != 0 {
+			c.cfg.DHT.AddNode(netip.AddrPortFrom(p.addr.Addr(), m.Port))
+		}
 	}
 	// Port, Suggest, AllowedFast and unknown messages are ignored.
 	return nil
@@ -409,24 +427,60 @@ func (p *peerConn) updateInterestLocked() {
 }
 
 // maybeUnchokeNowLocked unchokes a newly interested peer at once when the
-// choker has a free slot, instead of making it wait for the next round.
+// choker has a free slot (fewer than Slots+1 interested peers unchoked),
+// instead of making it wait for the next round.
 func (p *peerConn) maybeUnchokeNowLocked() {
 	c := p.c
 	if !p.amChoking {
 		return
 	}
-	n := 0
-	for _, q := range c.peers {
-		if !q.amChoking {
-			n++
-		}
-	}
-	if n < c.choker.Slots+1 {
+	if n := c.unchokedInterestedLocked(); n < c.choker.Slots+1 {
 		p.setChokedLocked(false)
 		if c.trace.Enabled() {
 			c.trace.Publish(trace.Event{Proto: "bittorrent/choke", From: c.selfAddr(),
 				Summary: fmt.Sprintf("unchoke %s: interested and a slot is free (%d of %d in use)", p.addr, n, c.choker.Slots+1)})
 		}
+	}
+}
+
+func (c *Client) unchokedInterestedLocked() int {
+	n := 0
+	for _, q := range c.peers {
+		if !q.amChoking && q.peerInterested {
+			n++
+		}
+	}
+	return n
+}
+
+// fillSlotLocked unchokes the best choked interested peer (by the rate the
+// choker ranks with) when a slot is free.
+func (c *Client) fillSlotLocked(why string) {
+	if c.unchokedInterestedLocked() >= c.choker.Slots+1 {
+		return
+	}
+	now := c.deps.Now()
+	var best *peerConn
+	var bestRate float64
+	for _, q := range c.peers {
+		if !q.amChoking || !q.peerInterested {
+			continue
+		}
+		r := q.down.Rate(now)
+		if c.complete {
+			r = q.up.Rate(now)
+		}
+		if best == nil || r > bestRate || (r == bestRate && q.id < best.id) {
+			best, bestRate = q, r
+		}
+	}
+	if best == nil {
+		return
+	}
+	best.setChokedLocked(false)
+	if c.trace.Enabled() {
+		c.trace.Publish(trace.Event{Proto: "bittorrent/choke", From: c.selfAddr(),
+			Summary: fmt.Sprintf("unchoke %s in the slot freed when %s", best.addr, why)})
 	}
 }
 

@@ -9,7 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/applayer/applayer/internal/service"
 	"github.com/applayer/applayer/internal/testkit"
+	"github.com/applayer/applayer/torrent/dht"
 	"github.com/applayer/applayer/torrent/metainfo"
 )
 
@@ -178,4 +180,124 @@ func TestInteropTransmission(t *testing.T) {
 	l := f2.client("leech", 3, Config{}, nil)
 	waitDone(t, l, 60*time.Second)
 	f2.checkFile("leech")
+}
+
+// qbittorrent runs qbittorrent-nox 4.5 with its own profile directory
+// (DHT, LSD, PEX, UPnP, uTP and encryption off; legal notice accepted;
+// bound to addr, as libtorrent allows one connection per IP), adding
+// target (a .torrent or a magnet link) to save into dir.
+func qbittorrent(t *testing.T, addr, dir, target string) {
+	t.Helper()
+	bin := testkit.Peer(t, "qbittorrent-nox")
+	prof := t.TempDir()
+	port := testkit.FreePort(t, "tcp", addr)
+	webui := testkit.FreePort(t, "tcp", "127.0.0.1")
+	conf := `[LegalNotice]
+Accepted=true
+
+[BitTorrent]
+Session\DHTEnabled=false
+Session\LSDEnabled=false
+Session\PeXEnabled=false
+Session\Encryption=2
+Session\Port=` + strconv.Itoa(port) + `
+Session\Interface=lo
+Session\InterfaceName=lo
+Session\InterfaceAddress=` + addr + `
+Session\DefaultSavePath=` + dir + `
+Session\BTProtocol=TCP
+Session\QueueingSystemEnabled=false
+Session\AddTorrentPaused=false
+
+[Network]
+PortForwardingEnabled=false
+
+[Preferences]
+Connection\UPnP=false
+WebUI\Port=` + strconv.Itoa(webui) + `
+WebUI\Address=127.0.0.1
+Downloads\SavePath=` + dir + `
+`
+	cfgDir := filepath.Join(prof, "qBittorrent", "config")
+	os.MkdirAll(cfgDir, 0o755)
+	if err := os.WriteFile(filepath.Join(cfgDir, "qBittorrent.conf"), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(dir, 0o755)
+	var out testkit.Buffer
+	cmd := exec.Command(bin, "--profile="+prof, "--save-path="+dir, "--skip-dialog=true", target)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.Env = append(os.Environ(), "HOME="+prof)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("qbittorrent-nox output:\n%s", out.String())
+		}
+	})
+}
+
+func waitFile(t *testing.T, path string, want []byte, d time.Duration, what string) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		if got, err := os.ReadFile(path); err == nil && string(got) == string(want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not complete in %v", what, d)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// TestInteropQBittorrent: qBittorrent 4.5 (libtorrent) downloads from our
+// seed, from the .torrent and from a magnet link; our peer downloads from a
+// qBittorrent seed over our UDP tracker.
+func TestInteropQBittorrent(t *testing.T) {
+	f := newFixture(t, 1<<20+99, 32<<10)
+	tf := f.torrentFile()
+	f.client("seed", 2, Config{Dir: filepath.Join(f.dir, "seed"), Seed: true}, nil)
+	qbittorrent(t, f.block+"30", filepath.Join(f.dir, "qb"), tf)
+	waitFile(t, filepath.Join(f.dir, "qb", "file.bin"), f.data, 60*time.Second, "qBittorrent from our seed")
+	qbittorrent(t, f.block+"31", filepath.Join(f.dir, "qbmag"), f.m.Magnet().String())
+	waitFile(t, filepath.Join(f.dir, "qbmag", "file.bin"), f.data, 60*time.Second, "qBittorrent from a magnet link")
+
+	f2 := newFixture(t, 1<<20+99, 32<<10)
+	os.MkdirAll(filepath.Join(f2.dir, "qbseed"), 0o755)
+	os.WriteFile(filepath.Join(f2.dir, "qbseed", "file.bin"), f2.data, 0o644)
+	qbittorrent(t, f2.block+"32", filepath.Join(f2.dir, "qbseed"), f2.torrentFile())
+	m := *f2.m
+	m.Announce = f2.tracker.AnnounceURLs()[1] // ours over UDP, qBittorrent's over HTTP
+	l := f2.client("leech", 3, Config{Torrent: &m}, nil)
+	waitDone(t, l, 60*time.Second)
+	f2.checkFile("leech")
+}
+
+// TestInteropAria2DHT: aria2c joins the DHT through our bootstrap node and
+// finds our seed there from a magnet link without trackers.
+func TestInteropAria2DHT(t *testing.T) {
+	f := newFixture(t, 600<<10, 16<<10)
+	boot, err := dht.New(dht.Config{Addr: f.block + "40:0"}, service.Deps{Logger: testkit.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testkit.Start(t, boot)
+	seedNode, err := dht.New(dht.Config{Addr: f.block + "2:0", Bootstrap: []string{boot.AddrPort().String()}}, service.Deps{Logger: testkit.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testkit.Start(t, seedNode)
+	m := *f.m
+	m.Announce = ""
+	f.client("seed", 2, Config{Torrent: &m, Dir: filepath.Join(f.dir, "seed"), Seed: true, DHT: seedNode}, nil)
+	addr := f.block + "50"
+	dir := filepath.Join(f.dir, "aria")
+	cmd, _ := aria2(t, addr, dir, "--enable-dht=true", "--dht-listen-port="+strconv.Itoa(testkit.FreePort(t, "udp", addr)),
+		"--dht-entry-point="+boot.AddrPort().String(), "--seed-time=0", "magnet:?xt=urn:btih:"+f.m.InfoHash.String())
+	waitExit(t, cmd, 90*time.Second)
+	f.checkFile("aria")
 }

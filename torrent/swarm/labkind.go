@@ -1,10 +1,12 @@
 package swarm
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -12,6 +14,7 @@ import (
 	"github.com/applayer/applayer/internal/atomicfile"
 	"github.com/applayer/applayer/internal/service"
 	"github.com/applayer/applayer/lab"
+	"github.com/applayer/applayer/torrent/dht"
 	"github.com/applayer/applayer/torrent/metainfo"
 	"github.com/applayer/applayer/torrent/tracker"
 )
@@ -30,6 +33,10 @@ type LabSeedConfig struct {
 	Size int64 `json:"size,omitempty"`
 	// UploadLimit caps the seed's upload, bytes/s (0: none).
 	UploadLimit int `json:"upload_limit,omitempty"`
+	// DHT is the lab host running the torrent-dht node to join; the seed
+	// then runs its own DHT node on its address (UDP, the seed's port) and
+	// announces the sample there too. Empty: no DHT.
+	DHT string `json:"dht,omitempty"`
 }
 
 func (c *LabSeedConfig) defaults() {
@@ -101,7 +108,25 @@ func LabKinds() []lab.Kind {
 			if err := atomicfile.Write(filepath.Join(base, c.Name+".torrent"), m.Bytes(), 0o644); err != nil {
 				return nil, err
 			}
-			return New(Config{Torrent: m, Dir: dir, Listen: env.Listen.String(), Seed: true, UploadLimit: c.UploadLimit}, env.Deps)
+			cfg := Config{Torrent: m, Dir: dir, Listen: env.Listen.String(), Seed: true, UploadLimit: c.UploadLimit}
+			if c.DHT == "" {
+				return New(cfg, env.Deps)
+			}
+			dh, ok := env.Plan.Lookup(c.DHT)
+			if !ok {
+				return nil, fmt.Errorf("swarm: torrent-seed: dht host %q is not in the lab", c.DHT)
+			}
+			node, err := dht.New(dht.Config{Addr: env.Listen.String(),
+				Bootstrap: []string{netip.AddrPortFrom(dh.Addr, uint16(env.Plan.Port(dht.DefaultPort))).String()}}, env.Deps)
+			if err != nil {
+				return nil, err
+			}
+			cfg.DHT = node
+			cl, err := New(cfg, env.Deps)
+			if err != nil {
+				return nil, err
+			}
+			return &withDHT{node: node, Client: cl}, nil
 		},
 	}}
 }
@@ -131,3 +156,27 @@ func writeSample(path string, size int64) error {
 	}
 	return nil
 }
+
+// withDHT runs a client with its own DHT node: the node starts first and
+// stops last.
+type withDHT struct {
+	node *dht.Node
+	*Client
+}
+
+func (w *withDHT) Start(ctx context.Context) error {
+	if err := w.node.Start(ctx); err != nil {
+		return err
+	}
+	if err := w.Client.Start(ctx); err != nil {
+		w.node.Shutdown(ctx)
+		return err
+	}
+	return nil
+}
+
+func (w *withDHT) Shutdown(ctx context.Context) error {
+	return errors.Join(w.Client.Shutdown(ctx), w.node.Shutdown(ctx))
+}
+
+func (w *withDHT) Addrs() []net.Addr { return append(w.Client.Addrs(), w.node.Addrs()...) }

@@ -17,6 +17,7 @@ import (
 	"github.com/applayer/applayer/internal/service"
 	"github.com/applayer/applayer/internal/testkit"
 	"github.com/applayer/applayer/internal/trace"
+	"github.com/applayer/applayer/torrent/dht"
 	"github.com/applayer/applayer/torrent/metainfo"
 	"github.com/applayer/applayer/torrent/peerwire"
 	"github.com/applayer/applayer/torrent/tracker"
@@ -308,4 +309,26 @@ func TestPEX(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestDHTSwarm: no tracker at all: the seed announces to the DHT and a
+// leecher starting from a bare magnet link finds it there (BEP 5), then
+// fetches the metadata (BEP 9) and the data.
+func TestDHTSwarm(t *testing.T) {
+	f := newFixture(t, 300<<10, 16<<10)
+	node := func(host int, boot []string) *dht.Node {
+		n, err := dht.New(dht.Config{Addr: fmt.Sprintf("%s%d:0", f.block, host), Bootstrap: boot, QueryTimeout: time.Second}, service.Deps{Logger: testkit.Logger(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return testkit.Start(t, n)
+	}
+	boot := node(40, nil)
+	bootAddr := []string{boot.AddrPort().String()}
+	m := *f.m
+	m.Announce = ""
+	f.client("seed", 2, Config{Torrent: &m, Dir: filepath.Join(f.dir, "seed"), Seed: true, DHT: node(2, bootAddr)}, nil)
+	l := f.client("leech", 3, Config{Magnet: &metainfo.Magnet{InfoHash: f.m.InfoHash}, DHT: node(3, bootAddr)}, nil)
+	waitDone(t, l, 30*time.Second)
+	f.checkFile("leech")
 }

@@ -328,3 +328,85 @@ func TestForwardToOwnHostRefused(t *testing.T) {
 		}
 	})
 }
+
+// TestHeaderAndIdleDeadlines: a new connection that sends nothing is
+// closed when the header timeout runs out (counted from its start); a
+// kept-alive one gets the idle timeout before its next request, whose
+// header then must arrive within the header timeout of its first byte,
+// however slowly the bytes come.
+func TestHeaderAndIdleDeadlines(t *testing.T) {
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=600")
+		fmt.Fprint(w, "hello")
+	})
+	const hdrTimeout, idle = time.Second, 2 * time.Second
+	_, addr := start(t, Config{Sites: []Site{{Host: "*", Origins: []string{o.Listener.Addr().String()}}},
+		ReadHeaderTimeout: config.Duration(hdrTimeout), IdleTimeout: config.Duration(idle)})
+	rawGet(t, addr, "GET /obj HTTP/1.1\r\nHost: site\r\n\r\n") // stored: the next ones are fast-path hits
+	// endsAfter reads until the proxy closes: how long that took from
+	// begin, and what it sent.
+	endsAfter := func(br *bufio.Reader, c net.Conn, begin time.Time) (time.Duration, string) {
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		var got []byte
+		for {
+			b, err := br.ReadByte()
+			if err != nil {
+				return time.Since(begin), string(got)
+			}
+			got = append(got, b)
+		}
+	}
+	t.Run("silent new connection", func(t *testing.T) {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		d, got := endsAfter(bufio.NewReader(c), c, time.Now())
+		if d < hdrTimeout-100*time.Millisecond || d > hdrTimeout+time.Second || got != "" {
+			t.Fatalf("closed after %v (sent %q), want the header timeout %v", d.Round(10*time.Millisecond), got, hdrTimeout)
+		}
+	})
+	t.Run("kept alive, then a slow request", func(t *testing.T) {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		io.WriteString(c, "GET /obj HTTP/1.1\r\nHost: site\r\n\r\n")
+		br := bufio.NewReader(c)
+		res, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, res.Body)
+		// idle for longer than the header timeout, shorter than idle
+		time.Sleep(hdrTimeout + hdrTimeout/2)
+		begin := time.Now()
+		type end struct {
+			d   time.Duration
+			got string
+		}
+		done := make(chan end, 1)
+		go func() { d, got := endsAfter(br, c, begin); done <- end{d, got} }()
+		req := "GET /obj HTTP/1.1\r\nHost: site\r\nX-Slow: " + strings.Repeat("a", 100)
+		for i := 0; ; i++ {
+			select {
+			case e := <-done:
+				// net/http answers a request line its deadline cut short
+				// with 400 (the fast path hands it over): either way the
+				// connection ends at the header timeout, unanswered
+				if e.got != "" && !strings.HasPrefix(e.got, "HTTP/1.1 400 ") {
+					t.Fatalf("the proxy answered a request whose header never ended: %q", e.got)
+				}
+				if e.d < hdrTimeout-100*time.Millisecond || e.d > hdrTimeout+time.Second {
+					t.Fatalf("the slow request's connection ended after %v, want the header timeout %v from its first byte", e.d.Round(10*time.Millisecond), hdrTimeout)
+				}
+				return
+			case <-time.After(100 * time.Millisecond):
+				c.SetWriteDeadline(time.Now().Add(time.Second))
+				c.Write([]byte{req[i%len(req)]})
+			}
+		}
+	})
+}
