@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -37,7 +38,11 @@ type env struct {
 func start(t *testing.T, cfg Config, wrap func(store.Store) store.Store) *env {
 	t.Helper()
 	ctx := context.Background()
-	st, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "mail.db"), store.Options{BcryptCost: bcrypt.MinCost})
+	dir, err := os.MkdirTemp(t.TempDir(), "env") // unique even for fuzz inputs
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.OpenSQLite(ctx, filepath.Join(dir, "mail.db"), store.Options{BcryptCost: bcrypt.MinCost})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +53,7 @@ func start(t *testing.T, cfg Config, wrap func(store.Store) store.Store) *env {
 		}
 	}
 	d := service.Deps{Logger: testkit.Logger(t)}
-	q, err := queue.New(queue.Config{Dir: t.TempDir()}, d, queue.Local{Store: st})
+	q, err := queue.New(queue.Config{Dir: filepath.Join(dir, "spool")}, d, queue.Local{Store: st})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -275,9 +276,14 @@ func TestConcurrentAppend(t *testing.T) {
 	}
 }
 
-// The store keeps its data across a reopen.
+// The store keeps its data across a reopen, in a file whose path holds
+// URI syntax.
 func TestReopen(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "mail.db")
+	dir := filepath.Join(t.TempDir(), "a#b?c%20d")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "mail.db")
 	ctx := context.Background()
 	s, err := OpenSQLite(ctx, path, Options{BcryptCost: bcrypt.MinCost})
 	if err != nil {
@@ -295,6 +301,9 @@ func TestReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("database not at its path: %v", err)
+	}
 	if _, err := s.Authenticate(ctx, "bob@hamburger.edu", "pw"); err != nil {
 		t.Fatal(err)
 	}
