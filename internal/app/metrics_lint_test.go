@@ -25,7 +25,7 @@ import (
 
 // metricSubsystems are the systems' metric subsystems: one per system,
 // applayer_<subsystem>_<name>.
-var metricSubsystems = []string{"sockets", "dns_authority", "dns_resolver", "http_server", "web_cache", "torrent"}
+var metricSubsystems = []string{"sockets", "dns_authority", "dns_resolver", "http_server", "web_cache", "torrent", "mail"}
 
 // exerciseLab sends a recursive query to the lab's resolver and fetches
 // gaia's page through the campus cache, so the labelled metric families

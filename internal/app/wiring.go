@@ -26,6 +26,7 @@ func commands(g *globals) []*cobra.Command {
 		dnsCommand(g),
 		digCommand(g),
 		torrentCommand(g),
+		mailCommand(g),
 	}
 }
 

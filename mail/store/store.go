@@ -1,0 +1,129 @@
+// Package store is applayer's mail store: users with hashed passwords,
+// their mailboxes (with IMAP's UIDVALIDITY and UIDNEXT and the special-use
+// folders INBOX, Sent, Drafts, Trash and Junk), and the messages in them
+// with flags, internal dates and sizes, under a per-user quota.
+//
+// Every backend implements the one Store interface, and every method takes
+// a context. The embedded backend is SQLite (OpenSQLite, through the
+// pure-Go modernc.org/sqlite driver); the interface keeps to what an SQL
+// server such as PostgreSQL offers as well (transactions, no in-process
+// state between calls), so a shared-database backend can sit behind it
+// for several front-ends. Only SQLite is built so far.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Errors a Store returns (wrapped); test with errors.Is.
+var (
+	ErrNoUser        = errors.New("store: no such user")
+	ErrUserExists    = errors.New("store: user exists")
+	ErrBadPassword   = errors.New("store: wrong password")
+	ErrNoMailbox     = errors.New("store: no such mailbox")
+	ErrMailboxExists = errors.New("store: mailbox exists")
+	ErrNoMessage     = errors.New("store: no such message")
+	ErrQuota         = errors.New("store: quota exceeded")
+	ErrBadAddress    = errors.New("store: bad address")
+)
+
+// Special-use attributes (RFC 6154) of the folders every user gets.
+const (
+	UseNone   = ""
+	UseInbox  = "\\Inbox" // not an RFC 6154 attribute: marks INBOX here
+	UseSent   = "\\Sent"
+	UseDrafts = "\\Drafts"
+	UseTrash  = "\\Trash"
+	UseJunk   = "\\Junk"
+)
+
+// DefaultMailboxes are created with every user: name and special use.
+var DefaultMailboxes = []struct{ Name, Use string }{
+	{"INBOX", UseInbox},
+	{"Sent", UseSent},
+	{"Drafts", UseDrafts},
+	{"Trash", UseTrash},
+	{"Junk", UseJunk},
+}
+
+// User is a mail account.
+type User struct {
+	Address string // local@domain, lower case
+	Quota   int64  // bytes; 0 is unlimited
+	Created time.Time
+}
+
+// Mailbox is one folder of a user.
+type Mailbox struct {
+	Name        string
+	SpecialUse  string
+	UIDValidity uint32
+	UIDNext     uint32
+	Messages    int
+}
+
+// Message is a stored message's metadata; Body returns its content.
+type Message struct {
+	UID          uint32
+	Flags        []string // sorted, e.g. \Seen
+	InternalDate time.Time
+	Size         int64
+}
+
+// Store is the mail store. Implementations are safe for concurrent use.
+type Store interface {
+	// AddUser creates a user with the password (hashed) and quota, and
+	// the DefaultMailboxes.
+	AddUser(ctx context.Context, address, password string, quota int64) error
+	// SetPassword replaces a user's password.
+	SetPassword(ctx context.Context, address, password string) error
+	// SetQuota replaces a user's quota (0: unlimited).
+	SetQuota(ctx context.Context, address string, quota int64) error
+	// DeleteUser removes a user with all mailboxes and messages.
+	DeleteUser(ctx context.Context, address string) error
+	// User returns one user (ErrNoUser when there is none).
+	User(ctx context.Context, address string) (User, error)
+	// Users lists every user, by address.
+	Users(ctx context.Context) ([]User, error)
+	// Authenticate checks a password (ErrNoUser, ErrBadPassword).
+	Authenticate(ctx context.Context, address, password string) (User, error)
+	// Usage returns the bytes a user's messages take.
+	Usage(ctx context.Context, address string) (int64, error)
+
+	// Mailboxes lists a user's mailboxes, by name.
+	Mailboxes(ctx context.Context, address string) ([]Mailbox, error)
+	// Mailbox returns one mailbox (ErrNoMailbox).
+	Mailbox(ctx context.Context, address, name string) (Mailbox, error)
+	// CreateMailbox creates a folder (ErrMailboxExists).
+	CreateMailbox(ctx context.Context, address, name, specialUse string) (Mailbox, error)
+
+	// Append stores a message in a mailbox with the next UID, unless it
+	// would take the user over quota (ErrQuota).
+	Append(ctx context.Context, address, mailbox string, body []byte, flags []string, date time.Time) (Message, error)
+	// Messages lists a mailbox's messages by UID.
+	Messages(ctx context.Context, address, mailbox string) ([]Message, error)
+	// Body returns a message's content (ErrNoMessage).
+	Body(ctx context.Context, address, mailbox string, uid uint32) ([]byte, error)
+	// SetFlags replaces a message's flags.
+	SetFlags(ctx context.Context, address, mailbox string, uid uint32, flags []string) error
+	// Delete removes a message for good (IMAP's expunge).
+	Delete(ctx context.Context, address, mailbox string, uid uint32) error
+
+	// Close releases the store.
+	Close() error
+}
+
+// CanonAddress returns address as the store keys it: lower case, trimmed,
+// with exactly one @ between a non-empty local part and domain.
+func CanonAddress(address string) (string, error) {
+	a := strings.ToLower(strings.TrimSpace(address))
+	local, domain, ok := strings.Cut(a, "@")
+	if !ok || local == "" || domain == "" || strings.ContainsAny(domain, "@ \t\r\n<>") || strings.ContainsAny(local, " \t\r\n<>") || len(a) > 254 {
+		return "", fmt.Errorf("%w: %q", ErrBadAddress, address)
+	}
+	return a, nil
+}
