@@ -27,13 +27,20 @@ import (
 // becomes one more difference, and secondaries still get IXFR. A signed
 // zone re-signed at start takes the snapshot's serial plus one.
 
-// journalPaths returns the snapshot and journal paths of a zone.
-func (s *Server) journalPaths(key string) (snap, journal string) {
+// stateName is a zone's file name stem in the state directory: the zone's
+// name without the final dot ("root" for the root), path separators
+// replaced.
+func stateName(key string) string {
 	name := strings.TrimSuffix(key, ".")
 	if name == "" {
 		name = "root"
 	}
-	name = strings.NewReplacer("/", "_", "\\", "_").Replace(name)
+	return strings.NewReplacer("/", "_", "\\", "_").Replace(name)
+}
+
+// journalPaths returns the snapshot and journal paths of a zone.
+func (s *Server) journalPaths(key string) (snap, journal string) {
+	name := stateName(key)
 	dir := filepath.Join(s.cfg.StateDir, "journal")
 	return filepath.Join(dir, name+".zone"), filepath.Join(dir, name+".ixfr")
 }

@@ -24,11 +24,7 @@ import (
 
 // secondaryPaths returns the copy's and the timer's paths of a zone.
 func (s *Server) secondaryPaths(key string) (copyPath, timerPath string) {
-	name := strings.TrimSuffix(key, ".")
-	if name == "" {
-		name = "root"
-	}
-	name = strings.NewReplacer("/", "_", "\\", "_").Replace(name)
+	name := stateName(key)
 	dir := filepath.Join(s.cfg.StateDir, "secondary")
 	return filepath.Join(dir, name+".zone"), filepath.Join(dir, name+".refreshed")
 }
