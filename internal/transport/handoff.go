@@ -257,11 +257,31 @@ func (s *Sniffer) ServeConn(_ context.Context, c *Conn) {
 	c.SetReadDeadline(time.Time{})
 	if v < 0 || v >= len(s.outs) {
 		s.pool.Put(bp)
-		s.log.Debug("transport: connection closed undecided", "remote", c.RemoteAddrPort().String(), "bytes", n)
+		s.undecided(c, n)
 		return
 	}
+	s.handOver(c, bp, n, v)
+}
+
+// undecided logs a connection closed before its first bytes chose a
+// consumer. Kept out of ServeConn (as is handOver) so that the sniffing
+// goroutine's frames stay small: it starts on the runtime's smallest
+// stack, and a frame sized for slog's variadic call made every
+// connection grow and copy its stack (about 10% of a server's CPU with
+// one request per connection, measured in docs/BENCHMARKS.md).
+//
+//go:noinline
+func (s *Sniffer) undecided(c *Conn, n int) {
+	s.log.Debug("transport: connection closed undecided", "remote", c.RemoteAddrPort().String(), "bytes", n)
+}
+
+// handOver detaches c and delivers it, its first n bytes replayed, to
+// consumer v.
+//
+//go:noinline
+func (s *Sniffer) handOver(c *Conn, bp *[]byte, n, v int) {
 	nc, release := c.Detach()
-	rc := ReplayConn(nc, Replay{Prefix: buf[:n], Consumed: func() { s.pool.Put(bp) }, Closed: release})
+	rc := ReplayConn(nc, Replay{Prefix: (*bp)[:n], Consumed: func() { s.pool.Put(bp) }, Closed: release})
 	if !s.outs[v].Deliver(rc) {
 		rc.Close()
 	}
