@@ -181,7 +181,7 @@ func (a logAdapter) Printf(format string, v ...any) {
 	}
 	a.l.Warn(fmt.Sprintf("smtpd: "+format, v...))
 }
-func (a logAdapter) Println(v ...any)               { a.l.Warn("smtpd: " + strings.TrimSpace(fmt.Sprintln(v...))) }
+func (a logAdapter) Println(v ...any) { a.l.Warn("smtpd: " + strings.TrimSpace(fmt.Sprintln(v...))) }
 
 // Start binds the listener and starts serving.
 func (s *Server) Start(ctx context.Context) error {
