@@ -35,7 +35,7 @@ type env struct {
 
 // start runs a store, a queue delivering into it and a server for
 // hamburger.edu with the users bob and carol, on 127.0.0.1:0.
-func start(t *testing.T, cfg Config, wrap func(store.Store) store.Store) *env {
+func start(t testing.TB, cfg Config, wrap func(store.Store) store.Store) *env {
 	t.Helper()
 	ctx := context.Background()
 	dir, err := os.MkdirTemp(t.TempDir(), "env") // unique even for fuzz inputs
@@ -92,7 +92,7 @@ func start(t *testing.T, cfg Config, wrap func(store.Store) store.Store) *env {
 }
 
 // inbox waits for the queue to drain and returns bob's messages.
-func (e *env) inbox(t *testing.T, user string) []string {
+func (e *env) inbox(t testing.TB, user string) []string {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for e.q.Len() > 0 {
