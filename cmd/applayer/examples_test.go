@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -179,20 +180,37 @@ func newExampleSandbox(t *testing.T) *exampleSandbox {
 	if err := os.WriteFile(filepath.Join(ex.bin, "applayer"), []byte(wrapper), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	ex.labAdmin = fmt.Sprintf("127.%d.0.254:9900", ex.labBlock)
-	ex.labTopo = ex.topology(t, "examples-lab.json", ex.labBlock, ex.labAdmin)
-	ex.wTopo = ex.topology(t, "server-examples-lab.json", ex.wBlock, fmt.Sprintf("127.%d.0.254:9900", ex.wBlock))
-	ex.env = append(os.Environ(), "PATH="+ex.bin+":"+os.Getenv("PATH"), "TMPDIR="+ex.tmp, app.TopologyEnv+"="+ex.labTopo)
-
-	// The examples' lab, from the default topology on its own block.
+	// The examples' lab, from the default topology on its own block; a
+	// block another program holds (a lab left running) is passed over.
 	table := filepath.Join(ex.tmp, "examples-lab-table.json")
-	ex.startServer(t, fmt.Sprintf("applayer lab up --json -f %s > %s", ex.labTopo, table), ex.env, true)
+	for attempt := 0; ; attempt++ {
+		ex.labAdmin = fmt.Sprintf("127.%d.0.254:9900", ex.labBlock)
+		ex.labTopo = ex.topology(t, "examples-lab.json", ex.labBlock, ex.labAdmin)
+		ex.env = append(os.Environ(), "PATH="+ex.bin+":"+os.Getenv("PATH"), "TMPDIR="+ex.tmp, app.TopologyEnv+"="+ex.labTopo)
+		_, err := ex.tryServer(t, fmt.Sprintf("applayer lab up --json -f %s > %s", ex.labTopo, table), ex.env, true)
+		if err == nil {
+			break
+		}
+		if attempt == 4 || !strings.Contains(err.Error(), "already") {
+			t.Fatal(err)
+		}
+		t.Logf("block 127.%d/16 is taken, trying another: %v", ex.labBlock, err)
+		ex.labBlock = 10 + rand.IntN(20)
+	}
 	var tab lab.Table
 	raw, _ := os.ReadFile(table)
 	if err := json.Unmarshal(raw, &tab); err != nil {
 		t.Fatalf("the examples' lab table: %v\n%s", err, raw)
 	}
 	ex.offset = tab.PortOffset
+	// The server examples' labs: a block whose admin and DNS ports are free.
+	for attempt := 0; ; attempt++ {
+		if free(fmt.Sprintf("127.%d.0.254:9900", ex.wBlock)) && free(fmt.Sprintf("127.%d.0.2:%d", ex.wBlock, 53+ex.offset)) || attempt == 10 {
+			break
+		}
+		ex.wBlock = 30 + rand.IntN(20)
+	}
+	ex.wTopo = ex.topology(t, "server-examples-lab.json", ex.wBlock, fmt.Sprintf("127.%d.0.254:9900", ex.wBlock))
 	root := ""
 	for _, s := range tab.Services {
 		if s.Host == "a.root-servers.net" {
@@ -354,7 +372,9 @@ func (ex *exampleSandbox) runBlock(t *testing.T, where string, lines []string) {
 			}
 			continue
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+		// A client example must end promptly: one that waits for a server's
+		// idle timeout (a keep-alive left open) is a bad example.
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		c := exec.CommandContext(ctx, "bash", "-c", cmdline)
 		c.Dir, c.Env = ex.dir, env
 		ownGroup(c) // a timeout kills the whole pipeline, not only bash
@@ -364,7 +384,7 @@ func (ex *exampleSandbox) runBlock(t *testing.T, where string, lines []string) {
 		timedOut := ctx.Err() != nil
 		cancel()
 		if timedOut {
-			t.Errorf("%s: %s\n\tstill running after 90s (a server? isServer must know it)\n\tstdout: %s\n\tstderr: %s", where, raw, clip(out.String()), clip(errOut.String()))
+			t.Errorf("%s: %s\n\tstill running after 30s (a server? isServer must know it; or an example that waits for a timeout)\n\tstdout: %s\n\tstderr: %s", where, raw, clip(out.String()), clip(errOut.String()))
 			continue
 		}
 		if err != nil {
@@ -399,6 +419,25 @@ var readyRE = regexp.MustCompile(`listening on|lab is up`)
 // SIGINT and must exit 0.
 func (ex *exampleSandbox) startServer(t *testing.T, cmdline string, env []string, keep bool) *exec.Cmd {
 	t.Helper()
+	c, err := ex.tryServer(t, cmdline, env, keep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// free reports whether a TCP address can be bound now.
+func free(addr string) bool {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return false
+	}
+	l.Close()
+	return true
+}
+
+func (ex *exampleSandbox) tryServer(t *testing.T, cmdline string, env []string, keep bool) (*exec.Cmd, error) {
+	t.Helper()
 	c := exec.CommandContext(context.Background(), "bash", "-c", "exec "+strings.TrimSpace(cmdline))
 	c.Dir, c.Env = ex.dir, env
 	ownGroup(c)
@@ -415,19 +454,22 @@ func (ex *exampleSandbox) startServer(t *testing.T, cmdline string, env []string
 	for !readyRE.MatchString(out.String()) {
 		select {
 		case err := <-done:
-			t.Fatalf("server %q ended before it was ready: %v\n%s", cmdline, err, clip(out.String()))
+			delete(servers, c)
+			return nil, fmt.Errorf("server %q ended before it was ready: %v\n%s", cmdline, err, clip(out.String()))
 		case <-deadline.C:
 			c.Process.Kill()
-			t.Fatalf("server %q not ready after 60s:\n%s", cmdline, clip(out.String()))
+			<-done
+			delete(servers, c)
+			return nil, fmt.Errorf("server %q not ready after 60s:\n%s", cmdline, clip(out.String()))
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
 	if keep {
 		t.Cleanup(func() { stopServer(t, cmdline, c) })
-		return c
+		return c, nil
 	}
 	stopServer(t, cmdline, c)
-	return c
+	return c, nil
 }
 
 type watched struct {

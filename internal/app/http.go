@@ -65,12 +65,12 @@ HTTP/2 by ALPN), plus HTTP/3 on the same UDP port with --http3. Without
 JSON server config (see docs/web.md); flags given on the command line
 override it (the site flags --root, --shop, --vhost, --redirect, --index...
 replace its sites).`,
-		Example: `  applayer http serve --root ./site
-  applayer http serve --root ./site --tls-listen 127.0.0.1:8443 --http3 --ca-dir /tmp/ca
-  applayer http serve --root ./a --vhost b.example=./b --redirect /old=/new --access-log combined
-  applayer http serve --root ./site --demo 10 --tls-listen 127.0.0.1:8443 --push 16
+		Example: `  applayer http serve --root ./site --listen 127.0.0.1:8080
+  applayer http serve --root ./site --listen 127.0.0.1:8080 --tls-listen 127.0.0.1:8443 --http3 --ca-dir /tmp/ca
+  applayer http serve --root ./a --listen 127.0.0.1:8080 --vhost b.example=./b --redirect /old=/new --access-log combined
+  applayer http serve --root ./site --demo 10 --listen 127.0.0.1:8080 --tls-listen 127.0.0.1:8443 --push 16
   applayer http serve --shop /tmp/shopdata --listen 127.0.0.1:8081
-  printf 'GET / HTTP/1.1\r\nHost: x\r\n\r\n' | nc 127.0.0.1 8080`,
+  printf 'GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' | nc 127.0.0.1 8080`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := loadConfigFile(cmd, cfgFile, &cfg); err != nil {

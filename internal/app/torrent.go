@@ -31,7 +31,7 @@ wire protocol.`,
   applayer torrent seed --dir . --listen 127.0.0.2:6881 movie.torrent &
   applayer torrent get --dir downloads --listen 127.0.0.3:6881 movie.torrent   # -> complete: movie.mp4`,
 	}
-	cmd.AddCommand(torrentCreateCommand(g), torrentInfoCommand(g), torrentTrackerCommand(g), torrentSeedCommand(g), torrentGetCommand(g), torrentDHTCommand(g))
+	cmd.AddCommand(torrentCreateCommand(g), torrentInfoCommand(g), torrentTrackerCommand(g), torrentSeedCommand(g), torrentGetCommand(g), torrentDHTCommand(g), torrentExperimentCommand(g))
 	return cmd
 }
 

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -17,6 +18,7 @@ import (
 	"github.com/applayer/applayer/internal/service"
 	"github.com/applayer/applayer/internal/trace"
 	"github.com/applayer/applayer/torrent/dht"
+	"github.com/applayer/applayer/torrent/experiment"
 	"github.com/applayer/applayer/torrent/metainfo"
 	"github.com/applayer/applayer/torrent/swarm"
 )
@@ -329,4 +331,86 @@ with --bootstrap.`,
 	cmd.Flags().StringArrayVar(&cfg.Bootstrap, "bootstrap", nil, "DHT node `HOST:PORT` to join through (repeatable)")
 	adminFlags(cmd, g, "")
 	return cmd
+}
+
+func torrentExperimentCommand(g *globals) *cobra.Command {
+	var (
+		c            experiment.Config
+		size, us, u  string
+		out, block   string
+		maxN         int
+		keepWorkDirs bool
+	)
+	cmd := &cobra.Command{
+		Use:   "experiment",
+		Short: "Client-server vs P2P distribution time, measured for N = 1..max, with the chapter's bounds and a plot",
+		Long: `Distributes one file of --size bytes to N = 1..--max-n clients twice: from one
+HTTP server whose upload is capped at --seed-up (client-server), and through
+a BitTorrent swarm (our tracker, a seed capped at --seed-up, N peers capped
+at --peer-up each, every one on its own loopback address). Prints each
+measured time beside the lower bounds D_cs >= N F/u_s and
+D_p2p >= max{F/u_s, N F/(u_s + N u)} (downloads are not capped), and draws
+them against N in OUT.png and OUT.svg.`,
+		Example: `  applayer torrent experiment --size 1M --seed-up 1M --peer-up 512K --max-n 3 --out /tmp/distribution   # -> plot:`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			n, err := parseRate(size)
+			if err != nil || n <= 0 {
+				return fmt.Errorf("--size: %q is not a size", size)
+			}
+			c.FileSize = int64(n)
+			if c.SeedUp, err = parseRate(us); err != nil || c.SeedUp <= 0 {
+				return fmt.Errorf("--seed-up: %q is not a rate", us)
+			}
+			if c.PeerUp, err = parseRate(u); err != nil || c.PeerUp <= 0 {
+				return fmt.Errorf("--peer-up: %q is not a rate", u)
+			}
+			c.MaxN = maxN
+			c.Block = strings.TrimSuffix(block, "0") // "127.88.1.0" -> "127.88.1."
+			dir, err := os.MkdirTemp("", "applayer-experiment-")
+			if err != nil {
+				return err
+			}
+			if !keepWorkDirs {
+				defer os.RemoveAll(dir)
+			}
+			c.Dir = dir
+			e, err := g.env()
+			if err != nil {
+				return err
+			}
+			defer e.close()
+			experiment.Table(g.stdout, nil)
+			rows, err := experiment.Run(cmd.Context(), c, e.deps(), func(r experiment.Row) {
+				experiment.Table(rowWriter{g.stdout}, []experiment.Row{r})
+			})
+			if err != nil {
+				return err
+			}
+			if err := experiment.Plot(rows, c, out+".png", out+".svg"); err != nil {
+				return err
+			}
+			fmt.Fprintf(g.stdout, "plot: %s.png %s.svg\n", out, out)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&size, "size", "4M", "file size F (suffix K, M, G)")
+	f.StringVar(&us, "seed-up", "1M", "server and seed upload rate u_s, bytes/s")
+	f.StringVar(&u, "peer-up", "512K", "each peer's upload rate u, bytes/s")
+	f.IntVar(&maxN, "max-n", 6, "largest N")
+	f.StringVar(&out, "out", "distribution", "plot file name without extension (writes OUT.png and OUT.svg)")
+	f.StringVar(&block, "block", "127.88.1.0", "loopback /24 whose addresses the run uses, one per host")
+	f.BoolVar(&keepWorkDirs, "keep", false, "keep the work directory")
+	return cmd
+}
+
+// rowWriter drops the header line Table writes, to print rows one by one.
+type rowWriter struct{ w io.Writer }
+
+func (r rowWriter) Write(p []byte) (int, error) {
+	if bytes.HasPrefix(bytes.TrimSpace(p), []byte("N ")) {
+		return len(p), nil
+	}
+	return r.w.Write(p)
 }

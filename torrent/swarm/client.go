@@ -557,9 +557,9 @@ func (c *Client) announceLoop() {
 	}
 }
 
-// dhtLoop announces the torrent to the DHT and adds the peers it finds,
-// at once (and every 2 s until a lookup finds someone), then every
-// DHTInterval.
+// dhtLoop announces the torrent to the DHT and adds the peers it finds:
+// at once, again after 2, 4, 8... s until a lookup finds peers (a seed:
+// until its announce is stored), then every DHTInterval.
 func (c *Client) dhtLoop() {
 	wait := 2 * time.Second
 	for {
@@ -582,8 +582,15 @@ func (c *Client) dhtLoop() {
 		cancel()
 		c.addCandidates(peers)
 		c.log.Debug("swarm: dht", "peers", len(peers), "stored_at", stored)
-		if len(peers) > 0 || stored > 0 {
+		c.mu.Lock()
+		complete := c.complete
+		c.mu.Unlock()
+		// A seed is done once its announce is stored; a leecher keeps
+		// looking (backing off from 2 s) until the lookup finds peers.
+		if len(peers) > 0 || (complete && stored > 0) {
 			wait = c.cfg.DHTInterval.D()
+		} else {
+			wait = min(2*wait, c.cfg.DHTInterval.D())
 		}
 		t := time.NewTimer(wait)
 		select {

@@ -185,6 +185,14 @@ func TestResume(t *testing.T) {
 	if d := l.Stats().Downloaded; d != int64(len(f.data)-40*16384) {
 		t.Errorf("downloaded %d bytes, want only the %d missing", d, len(f.data)-40*16384)
 	}
+	// A clean stop ends with a stopped announce: the tracker forgets it.
+	before := f.tracker.Stats()[0].Stopped
+	if err := l.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if st := f.tracker.Stats()[0]; st.Stopped != before+1 || st.Complete != 1 {
+		t.Errorf("after shutdown the tracker has %+v: want one more stopped and only the seed left", st)
+	}
 }
 
 // TestMagnet: a leecher with only the magnet link gets the metadata from
