@@ -488,3 +488,21 @@ func TestCheckLineEndings(t *testing.T) {
 		}
 	}
 }
+
+// Commands go-smtp refuses itself (unknown, bad syntax) have go-smtp's own
+// limit: after the fourth the connection is closed.
+func TestTooManySyntaxErrors(t *testing.T) {
+	e := start(t, Config{}, nil)
+	cl := dial(t, e.addr)
+	for range 3 {
+		cl.cmd("FROB", 500)
+	}
+	cl.send("FROB\r\n")
+	cl.expect(500)
+	if txt := cl.expect(500); !strings.Contains(txt, "Too many errors") {
+		t.Errorf("reply %q", txt)
+	}
+	if code, txt := cl.reply(); code != 0 {
+		t.Errorf("connection still open: %d %q", code, txt)
+	}
+}
