@@ -506,3 +506,32 @@ func TestTooManySyntaxErrors(t *testing.T) {
 		t.Errorf("connection still open: %d %q", code, txt)
 	}
 }
+
+// A recipient over quota gets 452 4.2.2 at RCPT (counting a declared
+// SIZE), so the sender keeps the message and retries.
+func TestQuotaAtRcpt(t *testing.T) {
+	e := start(t, Config{}, nil)
+	ctx := context.Background()
+	if err := e.st.SetQuota(ctx, "bob@hamburger.edu", 1000); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.st.Append(ctx, "bob@hamburger.edu", "INBOX", []byte(strings.Repeat("x", 600)), nil, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	cl := dial(t, e.addr)
+	cl.cmd("EHLO c", 250)
+	cl.cmd("MAIL FROM:<a@crepes.fr> SIZE=300", 250)
+	cl.cmd("RCPT TO:<bob@hamburger.edu>", 250)
+	cl.cmd("RSET", 250)
+	cl.cmd("MAIL FROM:<a@crepes.fr> SIZE=500", 250)
+	if txt := cl.cmd("RCPT TO:<bob@hamburger.edu>", 452); !strings.Contains(txt, "4.2.2") {
+		t.Errorf("reply %q", txt)
+	}
+	cl.cmd("RCPT TO:<carol@hamburger.edu>", 250)
+	if _, err := e.st.Append(ctx, "bob@hamburger.edu", "INBOX", []byte(strings.Repeat("x", 400)), nil, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	cl.cmd("RSET", 250)
+	cl.cmd("MAIL FROM:<a@crepes.fr>", 250)
+	cl.cmd("RCPT TO:<bob@hamburger.edu>", 452)
+}
