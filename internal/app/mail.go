@@ -53,7 +53,7 @@ kill -9; the queue then delivers it into the users' INBOX in --db. Users
 are managed with 'applayer mail users'. STARTTLS uses --cert/--key, else a
 certificate from the lab CA in --ca-dir (--no-tls: none).`,
 		Example: `  applayer mail serve --domain hamburger.edu --db /tmp/mail-serve.db --spool /tmp/mail-serve-spool --listen 127.0.0.1:2525 --admin 127.0.0.1:9925`,
-		Args: cobra.NoArgs,
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if noTLS {
 				cfg.CADir, cfg.CertFile, cfg.KeyFile = "", "", ""

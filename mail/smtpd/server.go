@@ -181,7 +181,7 @@ func (a logAdapter) Printf(format string, v ...any) {
 	}
 	a.l.Warn(fmt.Sprintf("smtpd: "+format, v...))
 }
-func (a logAdapter) Println(v ...any)               { a.l.Warn("smtpd: " + strings.TrimSpace(fmt.Sprintln(v...))) }
+func (a logAdapter) Println(v ...any) { a.l.Warn("smtpd: " + strings.TrimSpace(fmt.Sprintln(v...))) }
 
 // Start binds the listener and starts serving.
 func (s *Server) Start(ctx context.Context) error {
@@ -339,6 +339,7 @@ type session struct {
 	c    *conn
 	from string
 	utf8 bool
+	size int64 // the SIZE the client declared, or 0
 	to   []string
 }
 
@@ -354,7 +355,7 @@ func (ss *session) fail(reason string, err *smtp.SMTPError) error {
 }
 
 func (ss *session) Reset() {
-	ss.from, ss.to, ss.utf8 = "", nil, false
+	ss.from, ss.to, ss.utf8, ss.size = "", nil, false, 0
 }
 
 func (ss *session) Logout() error { return nil }
@@ -370,7 +371,9 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 		}
 	}
 	ss.from = from
-	ss.utf8 = opts != nil && opts.UTF8
+	if opts != nil {
+		ss.utf8, ss.size = opts.UTF8, opts.Size
+	}
 	return nil
 }
 
@@ -389,12 +392,22 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	addr := local + "@" + domain
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := ss.s.store.User(ctx, addr); err != nil {
+	u, err := ss.s.store.User(ctx, addr)
+	if err != nil {
 		if errors.Is(err, store.ErrNoUser) || errors.Is(err, store.ErrBadAddress) {
 			return ss.fail("unknown_user", &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user here"})
 		}
 		ss.s.log.Error("smtpd: user lookup", "rcpt", addr, "err", err)
 		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "temporary failure, try again later"}
+	}
+	if u.Quota > 0 {
+		// A full mailbox is a temporary condition (RFC 3463 4.2.2): the
+		// sender retries, and the user may make room meanwhile.
+		used, err := ss.s.store.Usage(ctx, addr)
+		if err == nil && used+max(ss.size, 1) > u.Quota {
+			ss.s.m.rejected.WithLabelValues("quota").Inc()
+			return &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 2, 2}, Message: "mailbox full"}
+		}
 	}
 	if !slices.Contains(ss.to, addr) {
 		ss.to = append(ss.to, addr)

@@ -35,7 +35,7 @@ type env struct {
 
 // start runs a store, a queue delivering into it and a server for
 // hamburger.edu with the users bob and carol, on 127.0.0.1:0.
-func start(t *testing.T, cfg Config, wrap func(store.Store) store.Store) *env {
+func start(t testing.TB, cfg Config, wrap func(store.Store) store.Store) *env {
 	t.Helper()
 	ctx := context.Background()
 	dir, err := os.MkdirTemp(t.TempDir(), "env") // unique even for fuzz inputs
@@ -92,7 +92,7 @@ func start(t *testing.T, cfg Config, wrap func(store.Store) store.Store) *env {
 }
 
 // inbox waits for the queue to drain and returns bob's messages.
-func (e *env) inbox(t *testing.T, user string) []string {
+func (e *env) inbox(t testing.TB, user string) []string {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for e.q.Len() > 0 {
@@ -487,4 +487,51 @@ func TestCheckLineEndings(t *testing.T) {
 			t.Errorf("CheckLineEndings(%q) = %d, want %d", tc.in, got, tc.want)
 		}
 	}
+}
+
+// Commands go-smtp refuses itself (unknown, bad syntax) have go-smtp's own
+// limit: after the fourth the connection is closed.
+func TestTooManySyntaxErrors(t *testing.T) {
+	e := start(t, Config{}, nil)
+	cl := dial(t, e.addr)
+	for range 3 {
+		cl.cmd("FROB", 500)
+	}
+	cl.send("FROB\r\n")
+	cl.expect(500)
+	if txt := cl.expect(500); !strings.Contains(txt, "Too many errors") {
+		t.Errorf("reply %q", txt)
+	}
+	if code, txt := cl.reply(); code != 0 {
+		t.Errorf("connection still open: %d %q", code, txt)
+	}
+}
+
+// A recipient over quota gets 452 4.2.2 at RCPT (counting a declared
+// SIZE), so the sender keeps the message and retries.
+func TestQuotaAtRcpt(t *testing.T) {
+	e := start(t, Config{}, nil)
+	ctx := context.Background()
+	if err := e.st.SetQuota(ctx, "bob@hamburger.edu", 1000); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.st.Append(ctx, "bob@hamburger.edu", "INBOX", []byte(strings.Repeat("x", 600)), nil, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	cl := dial(t, e.addr)
+	cl.cmd("EHLO c", 250)
+	cl.cmd("MAIL FROM:<a@crepes.fr> SIZE=300", 250)
+	cl.cmd("RCPT TO:<bob@hamburger.edu>", 250)
+	cl.cmd("RSET", 250)
+	cl.cmd("MAIL FROM:<a@crepes.fr> SIZE=500", 250)
+	if txt := cl.cmd("RCPT TO:<bob@hamburger.edu>", 452); !strings.Contains(txt, "4.2.2") {
+		t.Errorf("reply %q", txt)
+	}
+	cl.cmd("RCPT TO:<carol@hamburger.edu>", 250)
+	if _, err := e.st.Append(ctx, "bob@hamburger.edu", "INBOX", []byte(strings.Repeat("x", 400)), nil, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	cl.cmd("RSET", 250)
+	cl.cmd("MAIL FROM:<a@crepes.fr>", 250)
+	cl.cmd("RCPT TO:<bob@hamburger.edu>", 452)
 }
