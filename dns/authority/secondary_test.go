@@ -257,7 +257,7 @@ func TestSecondaryFromKnotIXFR(t *testing.T) {
 		t.Error("IXFR lost or missed a record")
 	}
 	checkTransfer(t, logs, 11, "IXFR")
-	if !strings.Contains(k.logs.String(), "IXFR, outgoing") {
+	if !logShows(k.logs, "IXFR, outgoing") {
 		t.Errorf("knot did not serve an IXFR:\n%s", k.logs.String())
 	}
 }
@@ -285,6 +285,9 @@ func followNotify(t *testing.T, sec *Server, logs *testkit.Buffer, serial uint32
 	if d := time.Since(began); d > 20*time.Second {
 		t.Errorf("transfer took %v: not driven by the NOTIFY", d)
 	}
+	eventually(t, 5*time.Second, fmt.Sprintf("the load of serial %d in the log", serial), func() bool {
+		return strings.Contains(logs.String(), fmt.Sprintf("serial=%d", serial))
+	})
 	l := logs.String()
 	n := strings.Index(l, "msg=\"notify accepted\"")
 	loaded := strings.Index(l, fmt.Sprintf("serial=%d", serial))
@@ -298,6 +301,12 @@ func followNotify(t *testing.T, sec *Server, logs *testkit.Buffer, serial uint32
 func checkTransfer(t *testing.T, logs *testkit.Buffer, serial uint32, kind string) {
 	t.Helper()
 	want := fmt.Sprintf("serial=%d", serial)
+	// The zone is swapped in just before its load is logged: give the
+	// line a moment to be written.
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(logs.String(), want+" ") && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
 	for _, line := range strings.Split(logs.String(), "\n") {
 		if strings.Contains(line, "msg=\"secondary zone loaded\"") && strings.Contains(line, want+" ") {
 			if !strings.Contains(line, "transfer="+kind) {
@@ -307,6 +316,19 @@ func checkTransfer(t *testing.T, logs *testkit.Buffer, serial uint32, kind strin
 		}
 	}
 	t.Errorf("no load of serial %d in the log:\n%s", serial, logs.String())
+}
+
+// logShows reports whether buf holds s, waiting up to 5 s for a peer's
+// log line to be written.
+func logShows(buf *testkit.Buffer, s string) bool {
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(buf.String(), s) {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return true
 }
 
 // newLoggedServer is newTestServer with the server's log also kept in a

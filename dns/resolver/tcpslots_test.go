@@ -96,9 +96,15 @@ func TestTCPSlots(t *testing.T) {
 	ok(b, "b")
 	ok(c, "c")
 	waitConns(t, r, 4)
+	// a2, b and c are used again, well after a1's last answer, so a1 is
+	// the one idle longest however the goroutines were scheduled.
+	time.Sleep(50 * time.Millisecond)
+	ok(a2, "a2 again")
+	ok(b, "b again")
+	ok(c, "c again")
 	d := tcpFrom(t, "127.0.0.4", r.addr)
 	ok(d, "d (server full)")
-	if !closedSoon(a1, time.Second) {
+	if !closedSoon(a1, 3*time.Second) {
 		t.Error("the oldest idle connection was not dropped")
 	}
 	ok(a2, "a2 after the drop")

@@ -69,7 +69,7 @@ func TestDefaultTopologyRuns(t *testing.T) {
 		}
 	}
 	exerciseLab(t, plan)
-	lintMetrics(t, reg, metricSubsystems...)
+	lintMetrics(t, reg, defaultLabSubsystems...)
 
 	// Services' admin endpoints are reachable under /hosts/<name>/.
 	admin := "http://" + r.Admin.Addrs()[0].String()
