@@ -154,3 +154,42 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestLookupAfterTableEmptied: a node whose routing table has emptied
+// (every entry removed after one timeout, as under load) still finds the
+// peers of an info-hash, starting again from its bootstrap nodes instead
+// of answering nothing until the next periodic re-join (minutes away).
+func TestLookupAfterTableEmptied(t *testing.T) {
+	block := fmt.Sprintf("127.%d.%d.", 100+rand.IntN(100), rand.IntN(250))
+	start := func(host int, boot []string) *Node {
+		n, err := New(Config{Addr: fmt.Sprintf("%s%d:0", block, host), Bootstrap: boot, QueryTimeout: time.Second}, service.Deps{Logger: testkit.Logger(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return testkit.Start(t, n)
+	}
+	boot := start(1, nil)
+	seed := start(2, []string{boot.AddrPort().String()})
+	leech := start(3, []string{boot.AddrPort().String()})
+	ctx := testkit.Context(t, 20*time.Second)
+	deadline := time.Now().Add(10 * time.Second)
+	for (seed.TableSize() == 0 || leech.TableSize() == 0) && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	ih := RandomID()
+	if _, stored := seed.Announce(ctx, ih, 6881); stored == 0 {
+		t.Fatal("announce reached no node")
+	}
+	leech.mu.Lock()
+	for _, in := range leech.tab.closest(ih, 1000) {
+		leech.tab.remove(in.ID)
+	}
+	leech.mu.Unlock()
+	if n := leech.TableSize(); n != 0 {
+		t.Fatalf("table still holds %d nodes", n)
+	}
+	want := netip.AddrPortFrom(seed.AddrPort().Addr(), 6881)
+	if peers := leech.GetPeers(ctx, ih); !reflect.DeepEqual(peers, []netip.AddrPort{want}) {
+		t.Fatalf("get_peers with an emptied table found %v, want [%v]", peers, want)
+	}
+}

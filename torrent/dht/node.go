@@ -180,6 +180,17 @@ func (n *Node) Bootstrap(ctx context.Context) {
 	n.lookup(ctx, n.id, false)
 }
 
+// bootstrapNodes are the configured bootstrap nodes, their ids unknown.
+func (n *Node) bootstrapNodes() []NodeInfo {
+	var out []NodeInfo
+	for _, s := range n.cfg.Bootstrap {
+		if ap, err := netip.ParseAddrPort(s); err == nil {
+			out = append(out, NodeInfo{Addr: ap})
+		}
+	}
+	return out
+}
+
 // token is what a get_peers answer hands out and announce_peer must bring
 // back: an HMAC of the asker's IP and the 5-minute window.
 func (n *Node) token(ip netip.Addr, window int64) string {
@@ -320,6 +331,12 @@ func (n *Node) lookup(ctx context.Context, target ID, peers bool) ([]netip.AddrP
 	n.mu.Lock()
 	start := n.tab.closest(target, K)
 	n.mu.Unlock()
+	if len(start) == 0 {
+		// An empty table (every node timed out once, or the join has
+		// not finished): start from the bootstrap nodes again rather
+		// than return nothing until the next periodic re-join.
+		start = n.bootstrapNodes()
+	}
 	asked := map[netip.AddrPort]bool{}
 	var shortlist []NodeInfo
 	shortlist = append(shortlist, start...)
