@@ -27,7 +27,7 @@ func Truncate(reply, out []byte) []byte {
 	binary.BigEndian.PutUint16(out[10:], 0)
 	off := 12
 	for range qd {
-		end, err := skipName(reply, off)
+		end, err := SkipName(reply, off)
 		if err != nil || end+4 > len(reply) {
 			binary.BigEndian.PutUint16(out[4:], 0)
 			return out[:12]
@@ -37,7 +37,7 @@ func Truncate(reply, out []byte) []byte {
 	out = append(out, reply[12:off]...)
 	for i := 0; i < n+ar; i++ {
 		start := off
-		end, err := skipName(reply, off)
+		end, err := SkipName(reply, off)
 		if err != nil || end+10 > len(reply) {
 			return out
 		}
@@ -55,7 +55,9 @@ func Truncate(reply, out []byte) []byte {
 	return out
 }
 
-func skipName(b []byte, off int) (int, error) {
+// SkipName returns the offset just past the (possibly compressed) name
+// that starts at off in the packed message b, without reading it.
+func SkipName(b []byte, off int) (int, error) {
 	for {
 		if off >= len(b) {
 			return 0, errShort

@@ -25,7 +25,7 @@ func ttlOffsets(msg []byte) ([]uint16, error) {
 	off := 12
 	for range qd {
 		var err error
-		if off, err = skipName(msg, off); err != nil {
+		if off, err = dnsserver.SkipName(msg, off); err != nil {
 			return nil, err
 		}
 		off += 4
@@ -33,7 +33,7 @@ func ttlOffsets(msg []byte) ([]uint16, error) {
 	var out []uint16
 	for range n {
 		var err error
-		if off, err = skipName(msg, off); err != nil {
+		if off, err = dnsserver.SkipName(msg, off); err != nil {
 			return nil, err
 		}
 		if off+10 > len(msg) {
@@ -49,22 +49,4 @@ func ttlOffsets(msg []byte) ([]uint16, error) {
 		}
 	}
 	return out, nil
-}
-
-func skipName(b []byte, off int) (int, error) {
-	for {
-		if off >= len(b) {
-			return 0, errors.New("short name")
-		}
-		l := int(b[off])
-		switch {
-		case l == 0:
-			return off + 1, nil
-		case l&0xC0 == 0xC0:
-			return off + 2, nil
-		case l&0xC0 != 0:
-			return 0, errors.New("bad label")
-		}
-		off += 1 + l
-	}
 }
