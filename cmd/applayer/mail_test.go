@@ -2,19 +2,15 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/emersion/go-smtp"
-
 	"github.com/applayer/applayer/internal/testkit"
+	"github.com/applayer/applayer/mail/mailtest"
 	"github.com/applayer/applayer/mail/store"
 )
 
@@ -49,49 +45,13 @@ func TestMailServeKill9(t *testing.T) {
 		}
 	}
 	srv, addr := serve()
-	var mu sync.Mutex
-	var acked []string
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for w := range 4 {
-		wg.Go(func() {
-			c, err := smtp.Dial(addr)
-			if err != nil {
-				return
-			}
-			defer c.Close()
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				id := fmt.Sprintf("m%d-%d", w, i)
-				if err := c.SendMail("alice@crepes.fr", []string{"bob@hamburger.edu"}, strings.NewReader("Subject: "+id+"\r\n\r\nburst\r\n")); err != nil {
-					return // killed mid-transaction: never answered 250
-				}
-				mu.Lock()
-				acked = append(acked, id)
-				mu.Unlock()
-			}
-		})
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		mu.Lock()
-		n := len(acked)
-		mu.Unlock()
-		if n >= 80 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(time.Millisecond)
-	}
+	burst := mailtest.StartBurst(addr, "alice@crepes.fr", "bob@hamburger.edu", 4)
+	burst.WaitAcked(80, 30*time.Second)        // kill once a good part of the burst is in
 	if err := srv.Process.Kill(); err != nil { // SIGKILL
 		t.Fatal(err)
 	}
 	srv.Wait()
-	close(stop)
-	wg.Wait()
+	acked := burst.Stop()
 	if len(acked) < 80 {
 		t.Fatalf("only %d messages answered 250 before the kill", len(acked))
 	}
@@ -108,7 +68,7 @@ func TestMailServeKill9(t *testing.T) {
 	}
 	defer st.Close()
 	subject := regexp.MustCompile(`(?m)^Subject: (.*)\r$`)
-	deadline = time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		count := map[string]int{}
 		msgs, err := st.Messages(context.Background(), "bob@hamburger.edu", "INBOX")

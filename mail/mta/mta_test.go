@@ -9,15 +9,14 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/emersion/go-smtp"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/applayer/applayer/internal/service"
 	"github.com/applayer/applayer/internal/testkit"
+	"github.com/applayer/applayer/mail/mailtest"
 	"github.com/applayer/applayer/mail/smtpd"
 	"github.com/applayer/applayer/mail/store"
 )
@@ -205,52 +204,13 @@ func TestKill9DuringBurst(t *testing.T) {
 		}
 	}
 	child, addr := startChild()
-	var mu sync.Mutex
-	var acked []string
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for w := range 4 {
-		wg.Go(func() {
-			c, err := smtp.Dial(addr)
-			if err != nil {
-				return
-			}
-			defer c.Close()
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				id := fmt.Sprintf("m%d-%d", w, i)
-				if err := c.SendMail("alice@crepes.fr", []string{"bob@hamburger.edu"}, strings.NewReader("Subject: "+id+"\r\n\r\nburst\r\n")); err != nil {
-					return // the server was killed mid-message: not acked
-				}
-				mu.Lock()
-				acked = append(acked, id)
-				mu.Unlock()
-			}
-		})
-	}
-	// Kill once a good part of the burst is in.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		mu.Lock()
-		n := len(acked)
-		mu.Unlock()
-		if n >= 60 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(time.Millisecond)
-	}
+	burst := mailtest.StartBurst(addr, "alice@crepes.fr", "bob@hamburger.edu", 4)
+	burst.WaitAcked(60, 30*time.Second)          // kill once a good part of the burst is in
 	if err := child.Process.Kill(); err != nil { // SIGKILL
 		t.Fatal(err)
 	}
 	child.Wait()
-	close(stop)
-	wg.Wait()
-	mu.Lock()
-	defer mu.Unlock()
+	acked := burst.Stop()
 	if len(acked) < 60 {
 		t.Fatalf("only %d messages acknowledged before the kill", len(acked))
 	}
@@ -266,7 +226,7 @@ func TestKill9DuringBurst(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	deadline = time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		count := map[string]int{}
 		for _, s := range subjects(t, st, "bob@hamburger.edu") {
