@@ -58,6 +58,11 @@ CREATE TABLE IF NOT EXISTS messages (
 	body BLOB NOT NULL,
 	UNIQUE (mailbox_id, uid)
 );
+CREATE TABLE IF NOT EXISTS subscriptions (
+	user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+	name TEXT NOT NULL,
+	PRIMARY KEY (user_id, name)
+);
 `
 
 // OpenSQLite opens (creating when missing) the SQLite store at path. The
@@ -151,6 +156,9 @@ func (s *SQLite) AddUser(ctx context.Context, address, password string, quota in
 		}
 		for _, m := range DefaultMailboxes {
 			if _, err := tx.ExecContext(ctx, `INSERT INTO mailboxes(user_id, name, special_use, uid_validity) VALUES (?, ?, ?, ?)`, id, m.Name, m.Use, uidValidity(now)); err != nil {
+				return fmt.Errorf("store: add user %s: %w", a, err)
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO subscriptions(user_id, name) VALUES (?, ?)`, id, m.Name); err != nil {
 				return fmt.Errorf("store: add user %s: %w", a, err)
 			}
 		}
@@ -514,4 +522,102 @@ func (s *SQLite) messageExec(ctx context.Context, address, mailbox string, uid u
 		return fmt.Errorf("%w: %s uid %d", ErrNoMessage, mailbox, uid)
 	}
 	return nil
+}
+
+// DeleteMailbox implements Store.
+func (s *SQLite) DeleteMailbox(ctx context.Context, address, name string) error {
+	if strings.EqualFold(name, "INBOX") {
+		return ErrInbox
+	}
+	_, boxID, err := s.mailboxID(ctx, s.db, address, name)
+	if err != nil {
+		return err
+	}
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM mailboxes WHERE id = ?`, boxID); err != nil {
+		return fmt.Errorf("store: delete mailbox %s: %w", name, err)
+	}
+	return nil
+}
+
+// RenameMailbox implements Store.
+func (s *SQLite) RenameMailbox(ctx context.Context, address, from, to string) error {
+	if strings.EqualFold(from, "INBOX") || strings.EqualFold(to, "INBOX") {
+		return ErrInbox
+	}
+	if to == "" || strings.ContainsAny(to, "\r\n\x00") {
+		return fmt.Errorf("store: bad mailbox name %q", to)
+	}
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		userID, boxID, err := s.mailboxID(ctx, tx, address, from)
+		if err != nil {
+			return err
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT id, name FROM mailboxes WHERE user_id = ?`, userID)
+		if err != nil {
+			return fmt.Errorf("store: rename mailbox %s: %w", from, err)
+		}
+		renames := map[int64]string{boxID: to}
+		for rows.Next() {
+			var id int64
+			var n string
+			if err := rows.Scan(&id, &n); err != nil {
+				rows.Close()
+				return fmt.Errorf("store: rename mailbox %s: %w", from, err)
+			}
+			if rest, ok := strings.CutPrefix(n, from+"/"); ok {
+				renames[id] = to + "/" + rest // children go along
+			}
+		}
+		rows.Close()
+		for id, n := range renames {
+			if _, err = tx.ExecContext(ctx, `UPDATE mailboxes SET name = ? WHERE id = ?`, n, id); err != nil {
+				break
+			}
+		}
+		if isUnique(err) {
+			return fmt.Errorf("%w: %s", ErrMailboxExists, to)
+		}
+		if err != nil {
+			return fmt.Errorf("store: rename mailbox %s: %w", from, err)
+		}
+		return nil
+	})
+}
+
+// Subscribe implements Store.
+func (s *SQLite) Subscribe(ctx context.Context, address, name string, on bool) error {
+	id, err := s.userID(ctx, s.db, address)
+	if err != nil {
+		return err
+	}
+	q := `DELETE FROM subscriptions WHERE user_id = ? AND name = ?`
+	if on {
+		q = `INSERT OR IGNORE INTO subscriptions(user_id, name) VALUES (?, ?)`
+	}
+	if _, err := s.db.ExecContext(ctx, q, id, name); err != nil {
+		return fmt.Errorf("store: subscribe %s: %w", name, err)
+	}
+	return nil
+}
+
+// Subscriptions implements Store.
+func (s *SQLite) Subscriptions(ctx context.Context, address string) ([]string, error) {
+	id, err := s.userID(ctx, s.db, address)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT name FROM subscriptions WHERE user_id = ? ORDER BY name`, id)
+	if err != nil {
+		return nil, fmt.Errorf("store: subscriptions: %w", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			return nil, fmt.Errorf("store: subscriptions: %w", err)
+		}
+		out = append(out, n)
+	}
+	return out, rows.Err()
 }

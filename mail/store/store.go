@@ -29,6 +29,7 @@ var (
 	ErrNoMessage     = errors.New("store: no such message")
 	ErrQuota         = errors.New("store: quota exceeded")
 	ErrBadAddress    = errors.New("store: bad address")
+	ErrInbox         = errors.New("store: INBOX cannot be deleted or renamed")
 )
 
 // Special-use attributes (RFC 6154) of the folders every user gets.
@@ -100,6 +101,19 @@ type Store interface {
 	Mailbox(ctx context.Context, address, name string) (Mailbox, error)
 	// CreateMailbox creates a folder (ErrMailboxExists).
 	CreateMailbox(ctx context.Context, address, name, specialUse string) (Mailbox, error)
+	// DeleteMailbox removes a folder with its messages (ErrNoMailbox;
+	// INBOX cannot be deleted).
+	DeleteMailbox(ctx context.Context, address, name string) error
+	// RenameMailbox renames a folder and the folders below it (name/...),
+	// keeping their messages and UIDVALIDITY (ErrNoMailbox,
+	// ErrMailboxExists; INBOX cannot be renamed).
+	RenameMailbox(ctx context.Context, address, from, to string) error
+	// Subscribe adds (on) or removes a name from the user's IMAP
+	// subscriptions; the name need not exist. New users are subscribed
+	// to the DefaultMailboxes.
+	Subscribe(ctx context.Context, address, name string, on bool) error
+	// Subscriptions lists the user's subscribed names, sorted.
+	Subscriptions(ctx context.Context, address string) ([]string, error)
 
 	// Append stores a message in a mailbox with the next UID, unless it
 	// would take the user over quota (ErrQuota).

@@ -311,3 +311,75 @@ func TestReopen(t *testing.T) {
 		t.Fatalf("body = %q, %v", b, err)
 	}
 }
+
+func TestMailboxLifecycle(t *testing.T) {
+	for name, s := range backends(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			const u = "bob@hamburger.edu"
+			if err := s.AddUser(ctx, u, "pw", 0); err != nil {
+				t.Fatal(err)
+			}
+			for _, n := range []string{"Lists", "Lists/go", "Lists/go/nuts", "Listsx"} {
+				if _, err := s.CreateMailbox(ctx, u, n, UseNone); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := s.Append(ctx, u, "Lists/go", []byte("Subject: x\r\n\r\nx\r\n"), nil, time.Now()); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.RenameMailbox(ctx, u, "Lists", "Groups"); err != nil {
+				t.Fatal(err)
+			}
+			var names []string
+			boxes, _ := s.Mailboxes(ctx, u)
+			for _, b := range boxes {
+				names = append(names, b.Name)
+			}
+			want := []string{"Drafts", "Groups", "Groups/go", "Groups/go/nuts", "INBOX", "Junk", "Listsx", "Sent", "Trash"}
+			if !slices.Equal(names, want) {
+				t.Fatalf("after rename: %v, want %v", names, want)
+			}
+			if b, err := s.Mailbox(ctx, u, "Groups/go"); err != nil || b.Messages != 1 {
+				t.Errorf("Groups/go = %+v, %v; want its message kept", b, err)
+			}
+			for _, tc := range []struct {
+				op   string
+				err  error
+				want error
+			}{
+				{"rename missing", s.RenameMailbox(ctx, u, "Nope", "X"), ErrNoMailbox},
+				{"rename onto existing", s.RenameMailbox(ctx, u, "Groups", "Listsx"), ErrMailboxExists},
+				{"rename INBOX", s.RenameMailbox(ctx, u, "INBOX", "Old"), ErrInbox},
+				{"rename to INBOX", s.RenameMailbox(ctx, u, "Listsx", "inbox"), ErrInbox},
+				{"delete INBOX", s.DeleteMailbox(ctx, u, "INBOX"), ErrInbox},
+				{"delete missing", s.DeleteMailbox(ctx, u, "Nope"), ErrNoMailbox},
+				{"delete", s.DeleteMailbox(ctx, u, "Groups/go"), nil},
+				{"deleted", func() error { _, err := s.Mailbox(ctx, u, "Groups/go"); return err }(), ErrNoMailbox},
+			} {
+				if !errors.Is(tc.err, tc.want) {
+					t.Errorf("%s: %v, want %v", tc.op, tc.err, tc.want)
+				}
+			}
+			subs, err := s.Subscriptions(ctx, u)
+			if err != nil || !slices.Equal(subs, []string{"Drafts", "INBOX", "Junk", "Sent", "Trash"}) {
+				t.Errorf("new user's subscriptions = %v, %v", subs, err)
+			}
+			for _, step := range []struct {
+				name string
+				on   bool
+			}{{"Groups", true}, {"Groups", true}, {"Junk", false}, {"Never/Created", true}} {
+				if err := s.Subscribe(ctx, u, step.name, step.on); err != nil {
+					t.Fatal(err)
+				}
+			}
+			subs, _ = s.Subscriptions(ctx, u)
+			if !slices.Equal(subs, []string{"Drafts", "Groups", "INBOX", "Never/Created", "Sent", "Trash"}) {
+				t.Errorf("subscriptions = %v", subs)
+			}
+			if err := s.Subscribe(ctx, "eve@hamburger.edu", "X", true); !errors.Is(err, ErrNoUser) {
+				t.Errorf("Subscribe for unknown user = %v", err)
+			}
+		})
+	}
+}

@@ -1,0 +1,328 @@
+// Package imapd is applayer's IMAP server: IMAP4rev1 and IMAP4rev2 over the
+// mail store, on port 143 (STARTTLS) and 993 (implicit TLS).
+//
+// The wire protocol (parsing, literals, response encoding, STARTTLS, IDLE
+// framing, SASL PLAIN) is github.com/emersion/go-imap/v2's imapserver; the
+// connections come from internal/transport's StreamServer (connection and
+// per-address limits, accept backoff) through Handoff listeners. Our part
+// is the session (session.go): mailboxes, messages, flags, search, copy,
+// move and expunge on the store.Store, each selected session keeping its
+// own sequence-number view that it reconciles with the store when the
+// mailhub says the mailbox changed (EXISTS, EXPUNGE and FETCH FLAGS
+// pushed during IDLE and after commands).
+package imapd
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/applayer/applayer/internal/service"
+	"github.com/applayer/applayer/internal/transport"
+	"github.com/applayer/applayer/mail/mailhub"
+	"github.com/applayer/applayer/mail/store"
+)
+
+// Defaults of Config's zero fields.
+const (
+	DefaultMaxMessageBytes = 25 << 20
+	DefaultMaxConns        = 1000
+	DefaultMaxConnsPerIP   = 20
+	DefaultRescan          = 5 * time.Second
+	DefaultAuthFailDelay   = time.Second
+)
+
+// Config configures a Server. Zero fields take the defaults above.
+type Config struct {
+	// Addr is the plain listener with STARTTLS (port 143); TLSAddr the
+	// implicit-TLS one (993). Empty: not served. At least one is needed.
+	Addr, TLSAddr string
+	// TLS is the certificate configuration; without it only Addr can be
+	// served, and then only to loopback clients with InsecureAuthLoopback.
+	TLS *tls.Config
+	// InsecureAuthLoopback lets clients on loopback addresses log in
+	// without TLS (tests, the lab). Others must use TLS always.
+	InsecureAuthLoopback bool
+	// MaxMessageBytes is the largest APPEND (APPENDLIMIT).
+	MaxMessageBytes int64
+	// MaxConns and MaxConnsPerIP cap the connections served at once.
+	MaxConns, MaxConnsPerIP int
+	// Rescan is how often a selected session rereads its mailbox from the
+	// store without a hint from the hub (changes made by another process
+	// sharing the store).
+	Rescan time.Duration
+	// AuthFailDelay is how long a failed login waits before its answer.
+	AuthFailDelay time.Duration
+}
+
+// Server is the IMAP server, a service.Service.
+type Server struct {
+	cfg   Config
+	store store.Store
+	hub   *mailhub.Hub
+	log   *slog.Logger
+	now   func() time.Time
+	m     metrics
+
+	mu        sync.Mutex
+	listeners []net.Listener
+	streams   []*transport.StreamServer
+	// secure refuses LOGIN without TLS; insecure (loopback clients, when
+	// configured) allows it.
+	secure, insecure     *imapserver.Server
+	hoSecure, hoInsecure *transport.Handoff
+	served               sync.WaitGroup
+	conns                map[*conn]struct{}
+	started              bool
+}
+
+type metrics struct {
+	connections prometheus.Counter
+	logins      *prometheus.CounterVec
+	appends     prometheus.Counter
+	panics      prometheus.Counter
+}
+
+// New returns a server over st; hub (may be nil) tells it of changes made
+// by others in this process.
+func New(cfg Config, d service.Deps, st store.Store, hub *mailhub.Hub) (*Server, error) {
+	d = d.Defaults()
+	if cfg.Addr == "" && cfg.TLSAddr == "" {
+		return nil, errors.New("imapd: no listen address")
+	}
+	if cfg.TLSAddr != "" && cfg.TLS == nil {
+		return nil, errors.New("imapd: implicit TLS needs a certificate")
+	}
+	if cfg.MaxMessageBytes <= 0 {
+		cfg.MaxMessageBytes = DefaultMaxMessageBytes
+	}
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = DefaultMaxConns
+	}
+	if cfg.MaxConnsPerIP <= 0 {
+		cfg.MaxConnsPerIP = DefaultMaxConnsPerIP
+	}
+	if cfg.Rescan <= 0 {
+		cfg.Rescan = DefaultRescan
+	}
+	if cfg.AuthFailDelay == 0 {
+		cfg.AuthFailDelay = DefaultAuthFailDelay
+	}
+	if hub == nil {
+		hub = mailhub.New()
+	}
+	s := &Server{cfg: cfg, store: st, hub: hub, log: d.Logger, now: d.Now, conns: map[*conn]struct{}{}}
+	s.m.connections = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "applayer", Subsystem: "mail", Name: "imap_connections_total", Help: "IMAP connections accepted."})
+	s.m.logins = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "applayer", Subsystem: "mail", Name: "imap_logins_total", Help: "IMAP logins, by result."}, []string{"result"})
+	s.m.appends = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "applayer", Subsystem: "mail", Name: "imap_appends_total", Help: "Messages stored by IMAP APPEND."})
+	s.m.panics = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "applayer", Subsystem: "mail", Name: "imap_panics_total", Help: "IMAP commands that panicked (the connection is closed, the server goes on)."})
+	for _, c := range []prometheus.Collector{s.m.connections, s.m.logins, s.m.appends, s.m.panics} {
+		if err := d.Metrics.Register(c); err != nil {
+			return nil, fmt.Errorf("imapd: metrics: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// Name implements service.Service.
+func (s *Server) Name() string { return "imap" }
+
+// Addrs implements service.Addresser: the plain listener first (when
+// served), then the TLS one.
+func (s *Server) Addrs() []net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []net.Addr
+	for _, ln := range s.listeners {
+		out = append(out, ln.Addr())
+	}
+	return out
+}
+
+// Caps are the capabilities advertised (go-imap adds STARTTLS, AUTH=PLAIN
+// or LOGINDISABLED, IDLE, ENABLE, UNSELECT, SASL-IR, LITERAL- by state).
+var caps = imap.CapSet{
+	imap.CapIMAP4rev1: {}, imap.CapIMAP4rev2: {},
+	imap.CapNamespace: {}, imap.CapUIDPlus: {}, imap.CapESearch: {}, imap.CapSearchRes: {},
+	imap.CapListExtended: {}, imap.CapListStatus: {}, imap.CapMove: {}, imap.CapStatusSize: {},
+	imap.CapBinary: {}, imap.CapChildren: {}, imap.CapSpecialUse: {}, imap.CapCreateSpecialUse: {},
+	imap.CapLiteralPlus: {},
+}
+
+type logAdapter struct {
+	l      *slog.Logger
+	panics prometheus.Counter
+}
+
+func (a logAdapter) Printf(format string, v ...any) {
+	msg := fmt.Sprintf("imapd: "+format, v...)
+	if strings.HasPrefix(format, "panic") {
+		a.panics.Inc()
+		a.l.Error(msg)
+		return
+	}
+	a.l.Debug(msg)
+}
+
+func (s *Server) newIMAP(insecure bool) *imapserver.Server {
+	return imapserver.New(&imapserver.Options{
+		NewSession: func(c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
+			return &session{srv: s, conn: c}, nil, nil
+		},
+		Caps:         caps,
+		Logger:       logAdapter{s.log, s.m.panics},
+		TLSConfig:    s.cfg.TLS,
+		InsecureAuth: insecure,
+	})
+}
+
+// Start binds the listeners and starts serving.
+func (s *Server) Start(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.started {
+		return errors.New("imapd: already started")
+	}
+	s.started = true
+	s.secure, s.insecure = s.newIMAP(false), s.newIMAP(true)
+	for _, a := range []struct {
+		addr     string
+		implicit bool
+	}{{s.cfg.Addr, false}, {s.cfg.TLSAddr, true}} {
+		if a.addr == "" {
+			continue
+		}
+		ln, err := transport.ListenConfig{}.Listen(ctx, "tcp", a.addr)
+		if err != nil {
+			s.closeLocked()
+			return fmt.Errorf("imapd: %w", err)
+		}
+		s.listeners = append(s.listeners, ln)
+		if s.hoSecure == nil {
+			s.hoSecure, s.hoInsecure = transport.NewHandoff(ln.Addr()), transport.NewHandoff(ln.Addr())
+			for _, p := range []struct {
+				srv *imapserver.Server
+				ho  *transport.Handoff
+			}{{s.secure, s.hoSecure}, {s.insecure, s.hoInsecure}} {
+				s.served.Go(func() { p.srv.Serve(p.ho) })
+			}
+		}
+		implicit := a.implicit
+		ts := transport.NewStreamServer(transport.StreamConfig{
+			MaxConns:      s.cfg.MaxConns,
+			MaxConnsPerIP: s.cfg.MaxConnsPerIP,
+			Logger:        s.log,
+			OnReject: func(c net.Conn, _ transport.RejectReason) {
+				if !implicit {
+					io.WriteString(c, "* BYE [UNAVAILABLE] too many connections, try again later\r\n")
+				}
+			},
+		}, transport.HandlerFunc(func(ctx context.Context, tc *transport.Conn) { s.handoff(tc, implicit) }))
+		if err := ts.Start(ln); err != nil {
+			s.closeLocked()
+			return fmt.Errorf("imapd: %w", err)
+		}
+		s.streams = append(s.streams, ts)
+	}
+	return nil
+}
+
+// handoff takes the connection from the StreamServer (it keeps its slot
+// until closed) and passes it to the imapserver that fits its address.
+func (s *Server) handoff(tc *transport.Conn, implicit bool) {
+	s.m.connections.Inc()
+	remote := tc.RemoteAddrPort()
+	nc, release := tc.Detach()
+	c := &conn{Conn: nc, release: release, srv: s}
+	s.mu.Lock()
+	s.conns[c] = struct{}{}
+	ho := s.hoSecure
+	if s.cfg.InsecureAuthLoopback && remote.Addr().IsLoopback() {
+		ho = s.hoInsecure
+	}
+	s.mu.Unlock()
+	var out net.Conn = c
+	if implicit {
+		out = tls.Server(c, s.cfg.TLS)
+	}
+	if !ho.Deliver(out) {
+		c.Close()
+	}
+}
+
+func (s *Server) closeLocked() {
+	for _, ts := range s.streams {
+		ts.Close()
+	}
+	for _, ln := range s.listeners {
+		ln.Close()
+	}
+	if s.hoSecure != nil {
+		s.secure.Close()
+		s.insecure.Close()
+	}
+}
+
+// Shutdown stops accepting and closes the sessions: IMAP sessions are long
+// lived (IDLE), and every change a client made is in the store already.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	if !s.started {
+		s.mu.Unlock()
+		return nil
+	}
+	s.started = false
+	streams, secure, insecure := s.streams, s.secure, s.insecure
+	s.streams = nil
+	s.mu.Unlock()
+	var err error
+	for _, ts := range streams {
+		if e := ts.Shutdown(ctx); e != nil && !errors.Is(e, transport.ErrServerClosed) {
+			err = errors.Join(err, e)
+		}
+	}
+	if secure != nil {
+		secure.Close()
+		insecure.Close()
+	}
+	s.mu.Lock()
+	for c := range s.conns {
+		c.Conn.Close()
+	}
+	s.mu.Unlock()
+	s.served.Wait()
+	if err != nil {
+		return fmt.Errorf("imapd: shutdown: %w", err)
+	}
+	return nil
+}
+
+// conn releases the transport slot when closed.
+type conn struct {
+	net.Conn
+	release func()
+	srv     *Server
+	once    sync.Once
+}
+
+func (c *conn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() {
+		c.release()
+		c.srv.mu.Lock()
+		delete(c.srv.conns, c)
+		c.srv.mu.Unlock()
+	})
+	return err
+}
