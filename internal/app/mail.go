@@ -84,6 +84,7 @@ certificate from the lab CA in --ca-dir (--no-tls: none).`,
 	f.DurationVar(&cfg.SMTP.ReadTimeout, "read-timeout", 0, "how long a command (and a whole DATA) may take (default 5m)")
 	f.DurationVar(&cfg.Queue.RetryMin, "retry-min", 0, "first retry delay of a failed delivery, doubling per attempt (default 1m)")
 	f.DurationVar(&cfg.Queue.RetryMax, "retry-max", 0, "longest retry delay (default 1h)")
+	mailAccessFlags(f, &cfg.Access)
 	adminFlags(cmd, g, "")
 	return cmd
 }

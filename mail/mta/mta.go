@@ -11,6 +11,7 @@ import (
 	"net"
 
 	"github.com/applayer/applayer/internal/service"
+	"github.com/applayer/applayer/mail/mailhub"
 	"github.com/applayer/applayer/mail/queue"
 	"github.com/applayer/applayer/mail/smtpd"
 	"github.com/applayer/applayer/mail/store"
@@ -32,6 +33,8 @@ type Config struct {
 	CertFile, KeyFile, CADir string
 	// Store tunes the store (tests lower the bcrypt cost).
 	Store store.Options
+	// Access: IMAP and POP3 (access.go).
+	Access Access
 }
 
 // Server is the mail server.
@@ -39,6 +42,10 @@ type Server struct {
 	st   *store.SQLite
 	q    *queue.Queue
 	smtp *smtpd.Server
+	// Deliveries and the readers' changes go through the hub, which
+	// wakes IMAP IDLE.
+	hub     *mailhub.Hub
+	readers []service.Service
 }
 
 // New opens the store and the spool and builds the receiver.
@@ -63,7 +70,8 @@ func New(ctx context.Context, cfg Config, d service.Deps) (*Server, error) {
 		return nil, err
 	}
 	cfg.Queue.Dir = cfg.Spool
-	q, err := queue.New(cfg.Queue, d, queue.Local{Store: st})
+	hub := mailhub.New()
+	q, err := queue.New(cfg.Queue, d, queue.Local{Store: hub.Wrap(st)})
 	if err != nil {
 		st.Close()
 		return nil, err
@@ -73,7 +81,12 @@ func New(ctx context.Context, cfg Config, d service.Deps) (*Server, error) {
 		st.Close()
 		return nil, err
 	}
-	return &Server{st: st, q: q, smtp: srv}, nil
+	readers, err := cfg.Access.readers(d, hub.Wrap(st), hub, tc, cfg.SMTP.Hostname)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	return &Server{st: st, q: q, smtp: srv, hub: hub, readers: readers}, nil
 }
 
 func tlsConfig(cfg Config) (*tls.Config, error) {
@@ -106,13 +119,22 @@ func tlsConfig(cfg Config) (*tls.Config, error) {
 func (s *Server) Name() string { return "mail" }
 
 // Store returns the mail store.
-func (s *Server) Store() store.Store { return s.st }
+func (s *Server) Store() store.Store { return s.hub.Wrap(s.st) }
 
 // Queue returns the queue.
 func (s *Server) Queue() *queue.Queue { return s.q }
 
-// Addrs implements service.Addresser: the SMTP listener.
-func (s *Server) Addrs() []net.Addr { return s.smtp.Addrs() }
+// Addrs implements service.Addresser: the SMTP listener, then the
+// readers' (IMAP, POP3) in that order.
+func (s *Server) Addrs() []net.Addr {
+	out := s.smtp.Addrs()
+	for _, r := range s.readers {
+		if a, ok := r.(service.Addresser); ok {
+			out = append(out, a.Addrs()...)
+		}
+	}
+	return out
+}
 
 // Start starts delivering what the spool holds, then receiving.
 func (s *Server) Start(ctx context.Context) error {
@@ -123,11 +145,16 @@ func (s *Server) Start(ctx context.Context) error {
 		s.q.Shutdown(ctx)
 		return err
 	}
+	if err := startAll(ctx, s.readers); err != nil {
+		s.smtp.Shutdown(ctx)
+		s.q.Shutdown(ctx)
+		return err
+	}
 	return nil
 }
 
 // Shutdown stops receiving, then delivering, and closes the store.
 func (s *Server) Shutdown(ctx context.Context) error {
-	err := errors.Join(s.smtp.Shutdown(ctx), s.q.Shutdown(ctx))
+	err := errors.Join(shutdownAll(ctx, s.readers), s.smtp.Shutdown(ctx), s.q.Shutdown(ctx))
 	return errors.Join(err, s.st.Close())
 }
