@@ -31,9 +31,10 @@ type env struct {
 	srv       *Server
 	plain, tl string
 	ca        *labca.CA
+	caDir     string
 }
 
-func newEnv(t *testing.T, mod func(*Config)) *env {
+func newEnv(t testing.TB, mod func(*Config)) *env {
 	t.Helper()
 	ctx := context.Background()
 	raw, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "mail.db"), store.Options{BcryptCost: bcrypt.MinCost})
@@ -46,11 +47,12 @@ func newEnv(t *testing.T, mod func(*Config)) *env {
 			t.Fatal(err)
 		}
 	}
-	ca, err := labca.LoadOrCreate(t.TempDir())
+	caDir := t.TempDir()
+	ca, err := labca.LoadOrCreate(caDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert, err := ca.Issue("imap.hamburger.edu")
+	cert, err := ca.Issue("imap.hamburger.edu", "localhost", "127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +66,7 @@ func newEnv(t *testing.T, mod func(*Config)) *env {
 		t.Fatal(err)
 	}
 	testkit.Start(t, srv)
-	e := &env{st: hub.Wrap(raw), hub: hub, srv: srv, ca: ca}
+	e := &env{st: hub.Wrap(raw), hub: hub, srv: srv, ca: ca, caDir: caDir}
 	addrs := srv.Addrs()
 	e.plain = addrs[0].String()
 	if len(addrs) > 1 {

@@ -24,6 +24,7 @@ type env struct {
 	srv       *Server
 	plain, tl string
 	ca        *labca.CA
+	caFile    string
 }
 
 const msg1 = "From: alice@crepes.fr\r\nSubject: one\r\n\r\nline 1\r\n.dot line\r\nline 3\r\n"
@@ -44,11 +45,12 @@ func newEnv(t *testing.T, loopbackAuth bool, n int) *env {
 			t.Fatal(err)
 		}
 	}
-	ca, err := labca.LoadOrCreate(t.TempDir())
+	caDir := t.TempDir()
+	ca, err := labca.LoadOrCreate(caDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert, err := ca.Issue("pop.hamburger.edu")
+	cert, err := ca.Issue("pop.hamburger.edu", "localhost", "127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +60,7 @@ func newEnv(t *testing.T, loopbackAuth bool, n int) *env {
 	}
 	testkit.Start(t, srv)
 	a := srv.Addrs()
-	return &env{st: st, srv: srv, plain: a[0].String(), tl: a[1].String(), ca: ca}
+	return &env{st: st, srv: srv, plain: a[0].String(), tl: a[1].String(), ca: ca, caFile: filepath.Join(caDir, labca.CertFileName)}
 }
 
 type client struct {
