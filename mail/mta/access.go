@@ -3,6 +3,7 @@ package mta
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"net"
 
@@ -11,6 +12,8 @@ import (
 	"github.com/applayer/applayer/mail/mailhub"
 	"github.com/applayer/applayer/mail/pop3d"
 	"github.com/applayer/applayer/mail/store"
+	"github.com/applayer/applayer/mail/webmail"
+	"github.com/applayer/applayer/web/labca"
 )
 
 // Access configures the mail readers served beside SMTP, each only when
@@ -19,10 +22,13 @@ import (
 type Access struct {
 	IMAP imapd.Config
 	POP3 pop3d.Config
+	// Webmail is served when Webmail.Addr is set. Unless given, it reads
+	// through this server's IMAP listener and sends through its SMTP one.
+	Webmail webmail.Config
 }
 
 // readers builds the access servers over st (the hub-wrapped store).
-func (a Access) readers(d service.Deps, st store.Store, hub *mailhub.Hub, tc *tls.Config, host string) ([]service.Service, error) {
+func (a Access) readers(d service.Deps, st store.Store, hub *mailhub.Hub, tc *tls.Config, roots *x509.CertPool, host, smtpAddr string) ([]service.Service, error) {
 	var out []service.Service
 	if a.IMAP.Addr != "" || a.IMAP.TLSAddr != "" {
 		a.IMAP.TLS = tc
@@ -43,7 +49,74 @@ func (a Access) readers(d service.Deps, st store.Store, hub *mailhub.Hub, tc *tl
 		}
 		out = append(out, s)
 	}
+	if w := a.Webmail; w.Addr != "" {
+		if w.IMAPAddr == "" {
+			switch {
+			case a.IMAP.Addr != "" && (tc == nil || a.IMAP.InsecureAuthLoopback) && isLoopback(a.IMAP.Addr):
+				w.IMAPAddr, w.IMAPSecurity = a.IMAP.Addr, webmail.SecurityPlain
+			case a.IMAP.TLSAddr != "":
+				w.IMAPAddr, w.IMAPSecurity = a.IMAP.TLSAddr, webmail.SecurityTLS
+			case a.IMAP.Addr != "":
+				w.IMAPAddr, w.IMAPSecurity = a.IMAP.Addr, webmail.SecurityStartTLS
+			default:
+				return nil, errors.New("mta: web mail needs --imap or --imaps (or its own IMAP server)")
+			}
+		}
+		if w.SMTPAddr == "" {
+			w.SMTPAddr, w.SMTPSecurity = smtpAddr, webmail.SecurityPlain
+			if tc != nil && !isLoopback(smtpAddr) {
+				w.SMTPSecurity = webmail.SecurityStartTLS
+			}
+		}
+		if w.RootCAs == nil {
+			w.RootCAs = roots
+		}
+		if w.ServerName == "" {
+			w.ServerName = host
+		}
+		if w.Hostname == "" {
+			w.Hostname = host
+		}
+		s, err := webmail.New(w, d)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
 	return out, nil
+}
+
+// labRoots is the lab CA's pool when the certificate comes from it (the
+// web mail checks this server's certificate with it), else nil (the
+// system's roots).
+func labRoots(cfg Config) *x509.CertPool {
+	if cfg.CertFile != "" || cfg.CADir == "" {
+		return nil
+	}
+	ca, err := labca.LoadOrCreate(cfg.CADir)
+	if err != nil {
+		return nil
+	}
+	return ca.Pool()
+}
+
+func hostname(cfg Config) string {
+	if cfg.SMTP.Hostname != "" {
+		return cfg.SMTP.Hostname
+	}
+	return cfg.SMTP.Domains[0]
+}
+
+func isLoopback(addr string) bool {
+	h, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
 }
 
 func startAll(ctx context.Context, ss []service.Service) error {
@@ -65,7 +138,8 @@ func shutdownAll(ctx context.Context, ss []service.Service) error {
 }
 
 // ReaderAddrs returns each access server's bound addresses, by name
-// ("imap", "pop3": the plain listener first, then the TLS one).
+// ("imap", "pop3": the plain listener first, then the TLS one;
+// "webmail").
 func (s *Server) ReaderAddrs() map[string][]net.Addr {
 	out := map[string][]net.Addr{}
 	for _, r := range s.readers {

@@ -81,7 +81,7 @@ func New(ctx context.Context, cfg Config, d service.Deps) (*Server, error) {
 		st.Close()
 		return nil, err
 	}
-	readers, err := cfg.Access.readers(d, hub.Wrap(st), hub, tc, cfg.SMTP.Hostname)
+	readers, err := cfg.Access.readers(d, hub.Wrap(st), hub, tc, labRoots(cfg), hostname(cfg), cfg.SMTP.Addr)
 	if err != nil {
 		st.Close()
 		return nil, err
