@@ -61,7 +61,9 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /login", s.loginPage)
 	mux.HandleFunc("POST /login", s.login)
 	mux.HandleFunc("POST /logout", s.auth(s.logout))
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/box?name=INBOX", http.StatusSeeOther) })
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/box?name=INBOX", http.StatusSeeOther)
+	})
 	mux.HandleFunc("GET /box", s.auth(s.box))
 	mux.HandleFunc("GET /msg", s.auth(s.message))
 	mux.HandleFunc("GET /att", s.auth(s.attachment))
