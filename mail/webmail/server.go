@@ -101,7 +101,7 @@ type Server struct {
 	sessions map[string]*session
 	failures map[netip.Addr][]time.Time
 	ln       net.Listener
-	ts       *transport.StreamServer
+	ts       *transport.Front
 	http     *http.Server
 	served   chan struct{}
 }
@@ -182,15 +182,7 @@ func (s *Server) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("webmail: %w", err)
 	}
-	ho := transport.NewHandoff(ln.Addr())
-	ts := transport.NewStreamServer(transport.StreamConfig{MaxConns: 1000, MaxConnsPerIP: 100, Logger: s.log},
-		transport.HandlerFunc(func(ctx context.Context, tc *transport.Conn) {
-			nc, release := tc.Detach()
-			if !ho.Deliver(&releaseConn{Conn: nc, release: release}) {
-				nc.Close()
-				release()
-			}
-		}))
+	ts := transport.NewFront(transport.StreamConfig{MaxConns: 1000, MaxConnsPerIP: 100, Logger: s.log}, ln.Addr())
 	hs := &http.Server{
 		Handler:           s.routes(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -208,9 +200,9 @@ func (s *Server) Start(ctx context.Context) error {
 		defer close(served)
 		if s.cfg.TLS != nil {
 			hs.TLSConfig = s.cfg.TLS
-			hs.ServeTLS(ho, "", "")
+			hs.ServeTLS(ts.Listener(), "", "")
 		} else {
-			hs.Serve(ho)
+			hs.Serve(ts.Listener())
 		}
 	}()
 	if err := ts.Start(ln); err != nil {
@@ -229,7 +221,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if ts == nil {
 		return nil
 	}
-	ts.Close()
+	ts.Shutdown(ctx)
 	err := hs.Shutdown(ctx)
 	if err != nil {
 		hs.Close()
@@ -239,18 +231,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return fmt.Errorf("webmail: shutdown: %w", err)
 	}
 	return nil
-}
-
-type releaseConn struct {
-	net.Conn
-	release func()
-	once    sync.Once
-}
-
-func (c *releaseConn) Close() error {
-	err := c.Conn.Close()
-	c.once.Do(c.release)
-	return err
 }
 
 func token() string {
