@@ -24,8 +24,8 @@ func mailCommand(g *globals) *cobra.Command {
 		Long: `The mail server receives mail over SMTP for its local domains (and for their
 users only: it relays for nobody), writes each message to its spool and
 fsyncs it before answering 250, and delivers it into the users' INBOX in the
-mail store (SQLite). 'mail serve' also serves IMAP, POP3 and web mail when
-given --imap/--imaps, --pop3/--pop3s and --webmail.`,
+mail store (SQLite). Relay to other domains by MX, submission with AUTH,
+IMAP/POP3 access and DKIM/SPF/DMARC are not built yet.`,
 		Example: `  applayer mail users add --db /tmp/mail-demo.db bob@hamburger.edu --password s3cret
   applayer mail serve --domain hamburger.edu --db /tmp/mail-demo.db --spool /tmp/mail-demo-spool --listen 127.0.0.1:2525 &
   printf 'Subject: hello\r\n\r\nHi Bob\r\n' | curl -s smtp://127.0.0.1:2525 --mail-from alice@crepes.fr --mail-rcpt bob@hamburger.edu -T - -w '%{response_code}\n'   # -> 250
