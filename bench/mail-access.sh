@@ -1,0 +1,179 @@
+#!/usr/bin/env bash
+# Benchmark: mail access, applayer vs Dovecot (issue 13). Both servers run
+# as this script's own processes on loopback, with the same user and the
+# same messages (put there by the same client over IMAP APPEND), and the
+# same client (bench/mailaccess) measures, interleaved A B A B ...:
+#   IMAP APPEND of 1,000 messages (a fresh mailbox each round),
+#   IMAP FETCH of 1,000 full messages (BODY.PEEK[]) and of their envelopes,
+#   IMAP SEARCH TEXT over 10,000 messages,
+#   POP3 RETR of 2,000 messages (kept).
+# Messages are ~3.3 KB of text. Server CPU is utime+stime of the server's
+# processes (Dovecot: the master with its reaped children, plus the live
+# ones), read from /proc before and after each operation.
+#
+# Usage: bench/mail-access.sh [rounds]   (default 3)
+set -euo pipefail
+ROUNDS=${1:-3}
+HERE=$(cd "$(dirname "$0")/.." && pwd)
+WORK=$(mktemp -d /tmp/bench-mail-access.XXXXXX)
+chmod 755 "$WORK"
+export GOTOOLCHAIN=auto
+APID= DPID=
+cleanup() {
+	[ -n "$APID" ] && kill -TERM "$APID" 2>/dev/null || true
+	[ -n "$DPID" ] && kill -TERM "$DPID" 2>/dev/null || true
+	wait 2>/dev/null || true
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+for c in dovecot go; do
+	command -v $c >/dev/null || { echo "missing: $c (apt-get install dovecot-imapd dovecot-pop3d)" >&2; exit 1; }
+done
+[ -x /usr/lib/dovecot/pop3 ] || { echo "missing: dovecot-pop3d" >&2; exit 1; }
+
+echo "building..." >&2
+(cd "$HERE" && go build -o "$WORK/applayer" ./cmd/applayer && go build -o "$WORK/client" ./bench/mailaccess)
+
+# applayer
+A_IMAP=127.0.0.1:21143 A_POP3=127.0.0.1:21110
+"$WORK/applayer" mail users add --db "$WORK/a.db" bob@hamburger.edu --password s3cret >/dev/null
+"$WORK/applayer" mail serve --domain hamburger.edu --db "$WORK/a.db" --spool "$WORK/spool" --listen 127.0.0.1:21025 \
+	--imap $A_IMAP --pop3 $A_POP3 --plain-auth-loopback --no-tls --log-level warn >"$WORK/applayer.log" 2>&1 &
+APID=$!
+
+# Dovecot, with its own config, a passwd-file and a maildir owned by "mail".
+D_IMAP=127.0.0.1:22143 D_POP3=127.0.0.1:22110
+mkdir -p "$WORK/dovecot/run" "$WORK/dovecot/state" "$WORK/dovecot/mail"
+chown -R mail:mail "$WORK/dovecot/mail"
+echo "bob@hamburger.edu:{PLAIN}s3cret" >"$WORK/dovecot/passwd"
+cat >"$WORK/dovecot/dovecot.conf" <<CONF
+base_dir = $WORK/dovecot/run
+state_dir = $WORK/dovecot/state
+log_path = $WORK/dovecot/dovecot.log
+protocols = imap pop3
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain
+default_login_user = dovenull
+default_internal_user = dovecot
+first_valid_uid = 8
+mail_location = maildir:$WORK/dovecot/mail
+mail_uid = mail
+mail_gid = mail
+passdb {
+  driver = passwd-file
+  args = $WORK/dovecot/passwd
+}
+userdb {
+  driver = static
+  args = uid=mail gid=mail home=$WORK/dovecot/mail
+}
+service imap-login {
+  inet_listener imap {
+    port = ${D_IMAP##*:}
+  }
+  inet_listener imaps {
+    port = 0
+  }
+}
+service pop3-login {
+  inet_listener pop3 {
+    port = ${D_POP3##*:}
+  }
+  inet_listener pop3s {
+    port = 0
+  }
+}
+service anvil {
+  chroot =
+}
+CONF
+dovecot -F -c "$WORK/dovecot/dovecot.conf" &
+DPID=$!
+sleep 2
+
+# CPU seconds of a process and its children (reaped and live).
+cpu() {
+	python3 - "$1" <<'PY'
+import os, sys
+hz = os.sysconf("SC_CLK_TCK")
+root = int(sys.argv[1])
+def stat(p):
+    with open(f"/proc/{p}/stat") as f:
+        s = f.read()
+    rest = s[s.rindex(")") + 2:].split()
+    return int(rest[1]), int(rest[11]) + int(rest[12]), int(rest[13]) + int(rest[14])
+total = 0
+for d in os.listdir("/proc"):
+    if not d.isdigit():
+        continue
+    try:
+        ppid, own, reaped = stat(int(d))
+    except OSError:
+        continue
+    if int(d) == root:
+        total += own + reaped
+    else:
+        # live descendants
+        p, seen = ppid, 0
+        while p > 1 and seen < 20:
+            if p == root:
+                total += own
+                break
+            try:
+                p = stat(p)[0]
+            except OSError:
+                break
+            seen += 1
+print(total / hz)
+PY
+}
+
+client() { "$WORK/client" "$@"; }
+
+echo "filling both servers (1,000 + 10,000 + 2,000 messages each)..." >&2
+for s in A D; do
+	if [ $s = A ]; then IM=$A_IMAP; else IM=$D_IMAP; fi
+	client -imap $IM fill bench1k 1000 >/dev/null
+	client -imap $IM fill bench10k 10000 97 >/dev/null
+	client -imap $IM fill INBOX 2000 >/dev/null
+done
+
+OUT="$WORK/results.txt"
+: >"$OUT"
+for r in $(seq 1 "$ROUNDS"); do
+	for op in append fetch-full fetch-env search retr; do
+		for s in A D; do
+			if [ $s = A ]; then IM=$A_IMAP PO=$A_POP3 P=$APID N=applayer; else IM=$D_IMAP PO=$D_POP3 P=$DPID N=dovecot; fi
+			c0=$(cpu $P)
+			case $op in
+			append) line=$(client -imap $IM append "round$r" 1000) ;;
+			fetch-full) line=$(client -imap $IM fetch-full bench1k) ;;
+			fetch-env) line=$(client -imap $IM fetch-env bench1k) ;;
+			search) line=$(client -imap $IM search bench10k xylophone 2>/dev/null) ;;
+			retr) line=$(client -pop3 $PO retr 2000) ;;
+			esac
+			c1=$(cpu $P)
+			echo "$N $line $(python3 -c "print(round($c1-$c0,3))")" | tee -a "$OUT" >&2
+		done
+	done
+done
+
+echo
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)   rounds: $ROUNDS   $(date -u '+%Y-%m-%d %H:%M UTC')"
+python3 - "$OUT" <<'PY'
+import statistics, sys
+rows = {}
+for line in open(sys.argv[1]):
+    name, op, n, secs, cpu = line.split()
+    rows.setdefault((op, name), []).append((int(n) / float(secs), int(n) / max(float(cpu), 1e-3)))
+print(f"{'operation':<12} {'applayer msg/s':>15} {'dovecot msg/s':>14} {'ratio':>6} {'applayer msg/CPU-s':>19} {'dovecot msg/CPU-s':>18} {'ratio':>6}")
+for op in ["append", "fetch-full", "fetch-env", "search", "retr"]:
+    a, d = rows.get((op, "applayer")), rows.get((op, "dovecot"))
+    if not a or not d:
+        continue
+    am, dm = statistics.median(x[0] for x in a), statistics.median(x[0] for x in d)
+    ac, dc = statistics.median(x[1] for x in a), statistics.median(x[1] for x in d)
+    print(f"{op:<12} {am:>15.0f} {dm:>14.0f} {am/dm:>6.2f} {ac:>19.0f} {dc:>18.0f} {ac/dc:>6.2f}")
+PY
