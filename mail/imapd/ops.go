@@ -188,24 +188,11 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 		seqSet imap.SeqSet
 		uidSet imap.UIDSet
 	)
-	needBody := needsBody(criteria)
-	for i, e := range s.msgs {
-		if e.gone {
-			continue
-		}
+	match := func(i int, e *entry, body []byte) error {
 		seq := uint32(i + 1)
-		m := &candidate{s: s, e: e, seq: seq}
-		if needBody {
-			b, err := s.srv.store.Body(ctx, s.user, s.box, uint32(e.uid))
-			if errors.Is(err, store.ErrNoMessage) {
-				continue
-			} else if err != nil {
-				return nil, imapErr(err, s.box)
-			}
-			m.body = b
-		}
+		m := &candidate{s: s, e: e, seq: seq, body: body}
 		if !m.match(criteria) {
-			continue
+			return nil
 		}
 		uidSet.AddNum(e.uid)
 		num := seq
@@ -219,6 +206,18 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 		}
 		data.Max = max(data.Max, num)
 		data.Count++
+		return nil
+	}
+	if needsBody(criteria) {
+		if err := s.withBodies(ctx, s.msgs, match); err != nil {
+			return nil, err
+		}
+	} else {
+		for i, e := range s.msgs {
+			if !e.gone {
+				match(i, e, nil)
+			}
+		}
 	}
 	if kind == imapserver.NumKindUID {
 		data.All = uidSet
@@ -356,12 +355,58 @@ func matchFields(fields gomessage.HeaderFields, pattern string) bool {
 	return false
 }
 
-// containsFold reports whether b contains s, ASCII case-insensitively.
+// containsFold reports whether b contains s, case-insensitively (ASCII
+// without allocating; other text through lower-casing).
 func containsFold(b []byte, s string) bool {
 	if s == "" {
 		return true
 	}
-	return bytes.Contains(bytes.ToLower(b), []byte(strings.ToLower(s)))
+	n := strings.ToLower(s)
+	for i := 0; i < len(n); i++ {
+		if n[i] >= 0x80 {
+			return bytes.Contains(bytes.ToLower(b), []byte(n))
+		}
+	}
+	lo, up := n[0], n[0]
+	if lo >= 'a' && lo <= 'z' {
+		up = lo - 'a' + 'A'
+	}
+	for i := 0; i+len(n) <= len(b); i++ {
+		j := indexEither(b[i:len(b)-len(n)+1], lo, up)
+		if j < 0 {
+			return false
+		}
+		i += j
+		if equalFoldASCII(b[i:i+len(n)], n) {
+			return true
+		}
+	}
+	return false
+}
+
+func indexEither(b []byte, x, y byte) int {
+	i := bytes.IndexByte(b, x)
+	if x == y {
+		return i
+	}
+	if j := bytes.IndexByte(b, y); j >= 0 && (i < 0 || j < i) {
+		return j
+	}
+	return i
+}
+
+// equalFoldASCII compares b with the lower-case ASCII string n.
+func equalFoldASCII(b []byte, n string) bool {
+	for i := 0; i < len(n); i++ {
+		c := b[i]
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != n[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // matchBody searches the decoded text parts of a message (BODY): the

@@ -627,21 +627,7 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 	needBody := options.Envelope || options.BodyStructure != nil || len(options.BodySection) > 0 || len(options.BinarySection) > 0 || len(options.BinarySectionSize) > 0
 	ctx, cancel := s.ctx()
 	defer cancel()
-	for i, e := range es {
-		if e.gone {
-			continue // expunged elsewhere: nothing to show
-		}
-		var body []byte
-		if needBody {
-			b, err := s.srv.store.Body(ctx, s.user, s.box, uint32(e.uid))
-			if errors.Is(err, store.ErrNoMessage) {
-				e.gone = true
-				continue
-			} else if err != nil {
-				return imapErr(err, s.box)
-			}
-			body = b
-		}
+	each := func(i int, e *entry, body []byte) error {
 		writeFlags := options.Flags
 		if markSeen && !hasFlag(e.flags, imap.FlagSeen) {
 			nf := append(slices.Clone(e.flags), imap.FlagSeen)
@@ -651,9 +637,60 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 			e.flags = toIMAPFlags(toStoreFlags(nf))
 			writeFlags = true
 		}
-		if err := writeMessage(w.CreateMessage(seqs[i]), e, body, options, writeFlags); err != nil {
-			return err
+		return writeMessage(w.CreateMessage(seqs[i]), e, body, options, writeFlags)
+	}
+	if !needBody {
+		for i, e := range es {
+			if !e.gone {
+				if err := each(i, e, nil); err != nil {
+					return err
+				}
+			}
 		}
+		return nil
+	}
+	return s.withBodies(ctx, es, each)
+}
+
+// Batch bounds of withBodies.
+const (
+	batchMessages = 256
+	batchBytes    = 8 << 20
+)
+
+// withBodies calls f for each entry still present, in order, with its
+// body, reading the bodies from the store in batches (one round trip per
+// batchMessages or batchBytes).
+func (s *session) withBodies(ctx context.Context, es []*entry, f func(i int, e *entry, body []byte) error) error {
+	for start := 0; start < len(es); {
+		end, size := start, int64(0)
+		var uids []uint32
+		for end < len(es) && len(uids) < batchMessages && (size < batchBytes || len(uids) == 0) {
+			if !es[end].gone {
+				uids = append(uids, uint32(es[end].uid))
+				size += es[end].size
+			}
+			end++
+		}
+		bodies, err := s.srv.store.Bodies(ctx, s.user, s.box, uids)
+		if err != nil {
+			return imapErr(err, s.box)
+		}
+		for i := start; i < end; i++ {
+			e := es[i]
+			if e.gone {
+				continue
+			}
+			body, ok := bodies[uint32(e.uid)]
+			if !ok {
+				e.gone = true // expunged since: nothing to show
+				continue
+			}
+			if err := f(i, e, body); err != nil {
+				return err
+			}
+		}
+		start = end
 	}
 	return nil
 }

@@ -399,12 +399,16 @@ func splitFlags(s string) []string {
 func (s *SQLite) mailboxID(ctx context.Context, q interface {
 	QueryRowContext(context.Context, string, ...any) *sql.Row
 }, address, name string) (userID, boxID int64, err error) {
-	userID, err = s.userID(ctx, q, address)
+	a, err := CanonAddress(address)
 	if err != nil {
 		return 0, 0, err
 	}
-	err = q.QueryRowContext(ctx, `SELECT id FROM mailboxes WHERE user_id = ? AND name = ?`, userID, name).Scan(&boxID)
+	// One query for both (the readers call this per command).
+	err = q.QueryRowContext(ctx, `SELECT u.id, b.id FROM users u JOIN mailboxes b ON b.user_id = u.id WHERE u.address = ? AND b.name = ?`, a, name).Scan(&userID, &boxID)
 	if errors.Is(err, sql.ErrNoRows) {
+		if _, err := s.userID(ctx, q, a); err != nil {
+			return 0, 0, err
+		}
 		return 0, 0, fmt.Errorf("%w: %s", ErrNoMailbox, name)
 	}
 	if err != nil {
@@ -481,19 +485,59 @@ func (s *SQLite) Messages(ctx context.Context, address, mailbox string) ([]Messa
 
 // Body implements Store.
 func (s *SQLite) Body(ctx context.Context, address, mailbox string, uid uint32) ([]byte, error) {
-	_, boxID, err := s.mailboxID(ctx, s.db, address, mailbox)
+	a, err := CanonAddress(address)
 	if err != nil {
 		return nil, err
 	}
 	var body []byte
-	err = s.db.QueryRowContext(ctx, `SELECT body FROM messages WHERE mailbox_id = ? AND uid = ?`, boxID, uid).Scan(&body)
+	err = s.db.QueryRowContext(ctx, `SELECT m.body FROM users u JOIN mailboxes b ON b.user_id = u.id JOIN messages m ON m.mailbox_id = b.id WHERE u.address = ? AND b.name = ? AND m.uid = ?`, a, mailbox, uid).Scan(&body)
 	if errors.Is(err, sql.ErrNoRows) {
+		if _, _, err := s.mailboxID(ctx, s.db, a, mailbox); err != nil {
+			return nil, err
+		}
 		return nil, fmt.Errorf("%w: %s uid %d", ErrNoMessage, mailbox, uid)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("store: body: %w", err)
 	}
 	return body, nil
+}
+
+// Bodies implements Store.
+func (s *SQLite) Bodies(ctx context.Context, address, mailbox string, uids []uint32) (map[uint32][]byte, error) {
+	_, boxID, err := s.mailboxID(ctx, s.db, address, mailbox)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[uint32][]byte, len(uids))
+	for len(uids) > 0 {
+		n := min(len(uids), 500)
+		args := make([]any, 0, n+1)
+		args = append(args, boxID)
+		for _, u := range uids[:n] {
+			args = append(args, u)
+		}
+		uids = uids[n:]
+		rows, err := s.db.QueryContext(ctx, `SELECT uid, body FROM messages WHERE mailbox_id = ? AND uid IN (?`+strings.Repeat(",?", n-1)+`)`, args...)
+		if err != nil {
+			return nil, fmt.Errorf("store: bodies: %w", err)
+		}
+		for rows.Next() {
+			var uid uint32
+			var body []byte
+			if err := rows.Scan(&uid, &body); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("store: bodies: %w", err)
+			}
+			out[uid] = body
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, fmt.Errorf("store: bodies: %w", err)
+		}
+	}
+	return out, nil
 }
 
 // SetFlags implements Store.

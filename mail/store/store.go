@@ -122,6 +122,10 @@ type Store interface {
 	Messages(ctx context.Context, address, mailbox string) ([]Message, error)
 	// Body returns a message's content (ErrNoMessage).
 	Body(ctx context.Context, address, mailbox string, uid uint32) ([]byte, error)
+	// Bodies returns the contents of several messages by UID in one
+	// round trip (the readers' FETCH, SEARCH and RETR); UIDs not in the
+	// mailbox are absent from the map. Callers bound the batch.
+	Bodies(ctx context.Context, address, mailbox string, uids []uint32) (map[uint32][]byte, error)
 	// SetFlags replaces a message's flags.
 	SetFlags(ctx context.Context, address, mailbox string, uid uint32, flags []string) error
 	// Delete removes a message for good (IMAP's expunge).

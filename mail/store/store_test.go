@@ -383,3 +383,46 @@ func TestMailboxLifecycle(t *testing.T) {
 		})
 	}
 }
+
+func TestBodies(t *testing.T) {
+	for name, s := range backends(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			const u = "bob@hamburger.edu"
+			if err := s.AddUser(ctx, u, "pw", 0); err != nil {
+				t.Fatal(err)
+			}
+			var uids []uint32
+			for i := range 700 { // more than one batch of the IN list
+				m, err := s.Append(ctx, u, "INBOX", []byte{byte(i), byte(i >> 8)}, nil, time.Now())
+				if err != nil {
+					t.Fatal(err)
+				}
+				uids = append(uids, m.UID)
+			}
+			s.Delete(ctx, u, "INBOX", uids[3])
+			got, err := s.Bodies(ctx, u, "INBOX", append(uids, 9999))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != 699 || got[uids[3]] != nil || !bytes.Equal(got[uids[600]], []byte{600 & 255, 600 >> 8}) {
+				t.Errorf("Bodies: %d bodies, [3]=%v [600]=%v", len(got), got[uids[3]], got[uids[600]])
+			}
+			if _, err := s.Bodies(ctx, u, "Nope", uids); !errors.Is(err, ErrNoMailbox) {
+				t.Errorf("Bodies(Nope) = %v", err)
+			}
+			if _, err := s.Bodies(ctx, "eve@hamburger.edu", "INBOX", uids); !errors.Is(err, ErrNoUser) {
+				t.Errorf("Bodies(eve) = %v", err)
+			}
+			if _, err := s.Body(ctx, "eve@hamburger.edu", "INBOX", 1); !errors.Is(err, ErrNoUser) {
+				t.Errorf("Body(eve) = %v", err)
+			}
+			if _, err := s.Body(ctx, u, "Nope", 1); !errors.Is(err, ErrNoMailbox) {
+				t.Errorf("Body(Nope) = %v", err)
+			}
+			if _, err := s.Body(ctx, u, "INBOX", uids[3]); !errors.Is(err, ErrNoMessage) {
+				t.Errorf("Body(deleted) = %v", err)
+			}
+		})
+	}
+}
