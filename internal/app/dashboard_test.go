@@ -1,9 +1,11 @@
 package app
 
 import (
+	"encoding/json"
 	"flag"
 	"fmt"
 	"net"
+	"net/http"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -145,5 +147,54 @@ func checkDashboard(t *testing.T, r *lab.Running, bus *trace.Bus) {
 	}
 	if slowest > 5*time.Second {
 		t.Errorf("the page took %v to answer during the flood", slowest)
+	}
+
+	// A system's own page: the resolver's cache, found through the views
+	// list, with the name just resolved; its TTL counts down.
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(admin+"/#views"),
+		chromedp.Poll[chromedp.Void](`[...document.querySelectorAll('#view-list a')].some(a => a.textContent === 'DNS cache (resolver.nyu.edu)')`),
+	); err != nil {
+		t.Fatalf("the views list: %v", err)
+	}
+	href, err := chromedp.Run(ctx, chromedp.Evaluate[string](`[...document.querySelectorAll('#view-list a')].find(a => a.textContent === 'DNS cache (resolver.nyu.edu)').getAttribute('href')`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var page string
+	for i := 0; i < 20 && !strings.Contains(page, "www.amazon.com."); i++ {
+		// The page reloads itself every second: retry a read that
+		// straddles a reload.
+		chromedp.Do(ctx, chromedp.Navigate(admin+href))
+		page, _ = chromedp.Run(ctx, chromedp.Evaluate[string](`document.body.innerText`))
+	}
+	if !strings.Contains(page, "www.amazon.com.") || !strings.Contains(page, "CNAME") {
+		t.Errorf("the resolver's cache page lacks www.amazon.com.:\n%s", page)
+	}
+	ttlOf := func() int {
+		resp, err := http.Get(admin + href + "?format=json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var entries []struct {
+			Name, Type string
+			TTL        int
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&entries); err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			if e.Name == "www.amazon.com." && e.Type == "CNAME" {
+				return e.TTL
+			}
+		}
+		t.Fatalf("www.amazon.com. CNAME not in the cache page's JSON: %+v", entries)
+		return 0
+	}
+	first := ttlOf()
+	time.Sleep(1100 * time.Millisecond)
+	if next := ttlOf(); next >= first {
+		t.Errorf("the cached TTL went from %d to %d in a second", first, next)
 	}
 }

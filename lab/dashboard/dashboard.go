@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"net/netip"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -32,18 +33,21 @@ import (
 var assets embed.FS
 
 // View is a page a system adds to the dashboard: its Handler serves
-// /views/NAME/ (and below), shown under Title.
+// /views/HOST-NAME/ (and below; HOST-NAME with the host's dots as
+// dashes), listed under Title.
 type View struct {
-	Name    string // URL segment: lower case letters, digits, '-'
+	Name    string // one URL segment, unique within the host
 	Title   string
-	Host    string // the lab host it belongs to, if any
+	Host    string // the lab host it belongs to (set by the dashboard)
 	Handler http.Handler
 }
 
 // Viewer is implemented by services with dashboard pages of their own: the
-// dashboard asks every service of the lab when it is mounted.
+// dashboard asks every service of the lab, with the name of the host it
+// runs on, when the dashboard is made. This is the whole registration
+// interface: a system adds a page by implementing it.
 type Viewer interface {
-	DashboardViews() []View
+	DashboardViews(host string) []View
 }
 
 // Config configures a Dashboard.
@@ -76,10 +80,9 @@ func New(r *lab.Running, bus *trace.Bus, reg prometheus.Gatherer, cfg Config) *D
 	d.topo = buildTopology(r)
 	for _, e := range r.Entries {
 		if v, ok := e.Service.(Viewer); ok {
-			for _, view := range v.DashboardViews() {
-				if view.Host == "" {
-					view.Host = e.Host
-				}
+			for _, view := range v.DashboardViews(e.Host) {
+				view.Host = e.Host
+				view.Name = strings.ReplaceAll(e.Host, ".", "-") + "-" + view.Name
 				d.AddView(view)
 			}
 		}

@@ -158,6 +158,18 @@ function connect() {
     received++;
     if (paused) return;
     const e = JSON.parse(ev.data);
+    // A message is published by its sender and by its receiver (each
+    // observing host): draw it once, noting both observers.
+    const key = [e.from, e.to, e.proto, e.type || "", e.summary, e.bytes].join("|");
+    const t = Date.parse(e.time);
+    for (let i = messages.length - 1; i >= 0 && i >= messages.length - 50; i--) {
+      const m = messages[i];
+      if (m.key === key && Math.abs(m.t - t) < 1000 && !m.observers.includes(e.host)) {
+        m.observers.push(e.host);
+        return;
+      }
+    }
+    e.key = key; e.t = t; e.observers = [e.host || ""];
     messages.push(e);
     if (messages.length > MAX_SHOWN) messages.splice(0, messages.length - MAX_SHOWN);
     scheduleDraw();
@@ -245,7 +257,7 @@ function showMessage(e, n, g) {
     el("table", {},
       ...[["time", e.time], ["type", e.type || "msg"], ["from", (e.from_host ? e.from_host + " " : "") + e.from],
         ["to", (e.to_host ? e.to_host + " " : "") + (e.to || "")], ["protocol", e.proto], ["size", e.bytes + " bytes"],
-        ["seen by", e.host || ""], ["summary", e.summary]]
+        ["seen by", (e.observers || [e.host]).filter(Boolean).join(", ")], ["summary", e.summary]]
         .map(([k, v]) => el("tr", {}, el("th", {text: k}), el("td", {text: v})))));
 }
 
