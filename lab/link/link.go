@@ -230,7 +230,7 @@ type Pipe struct {
 	free time.Time // when the transmitter is next idle
 	rng  *rand.Rand
 
-	sent, dropped, lost atomic.Int64
+	sent, packets, dropped, lost atomic.Int64
 }
 
 // NewPipe returns a pipe with the given delay, rate (bits/s, 0 unlimited),
@@ -249,6 +249,9 @@ func (p *Pipe) Rate() float64 { return p.rate }
 
 // Sent is how many bytes the pipe has transmitted.
 func (p *Pipe) Sent() int64 { return p.sent.Load() }
+
+// Packets is how many datagrams or stream chunks the pipe has carried.
+func (p *Pipe) Packets() int64 { return p.packets.Load() }
 
 // Dropped is how many datagrams the pipe dropped for loss or a full queue.
 func (p *Pipe) Dropped() int64 { return p.dropped.Load() }
@@ -306,6 +309,7 @@ func (p *Pipe) Offer(now time.Time, n int, datagram bool) Verdict {
 		}
 	}
 	p.sent.Add(int64(n))
+	p.packets.Add(1)
 	return Verdict{Done: done, At: at}
 }
 
