@@ -138,7 +138,7 @@ func run(ctx context.Context, env experiment.Env) (*experiment.Result, error) {
 // times scale and asks each query in turn, reporting its latency, the
 // formula's and the queries each level received.
 func runOnce(ctx context.Context, env experiment.Env, scale float64, each func(i int, lat, want time.Duration, perLevel []int64)) error {
-	topo := &lab.Topology{Lab: lab.Settings{Block: "127.93.0.0/24"}}
+	topo := &lab.Topology{}
 	for _, l := range levels {
 		zc, _ := json.Marshal(map[string]any{"zones": []map[string]any{{"origin": l.zone}}})
 		topo.Hosts = append(topo.Hosts, lab.Host{Name: l.host,

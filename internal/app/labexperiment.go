@@ -78,8 +78,7 @@ use it); the default takes a minute or two. --seed makes the run repeatable.
 Experiments: ` + reg.Names() + ` (--list says what each measures).`,
 		Example: `  applayer lab experiment --list
   applayer lab experiment page-load --quick --out /tmp/exp
-  applayer lab experiment caching --quick --out /tmp/exp
-  applayer lab experiment dns-caching --seed 7 --out /tmp/exp`,
+  applayer lab experiment dns-caching --quick --seed 7 --out /tmp/exp`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if list || len(args) == 0 {

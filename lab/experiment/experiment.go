@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sort"
@@ -173,7 +174,9 @@ func (r *Registry) Names() string {
 }
 
 // StartLab plans, builds and starts topo for one run: no admin listener,
-// state in a fresh temporary directory, a private metrics registry. stop
+// state in a fresh temporary directory, a private metrics registry and,
+// unless the topology names one, a random /24 of 127.0.0.0/8 as its block,
+// so that runs side by side (tests, a lab that is up) do not collide. stop
 // shuts it down and removes the state.
 func StartLab(ctx context.Context, env Env, topo *lab.Topology) (r *lab.Running, stop func(), err error) {
 	dir, err := os.MkdirTemp("", "applayer-experiment-")
@@ -181,6 +184,9 @@ func StartLab(ctx context.Context, env Env, topo *lab.Topology) (r *lab.Running,
 		return nil, nil, err
 	}
 	topo.Lab.Admin, topo.Lab.StateDir = "off", dir
+	if topo.Lab.Block == "" {
+		topo.Lab.Block = fmt.Sprintf("127.%d.%d.0/24", 100+rand.IntN(100), rand.IntN(256))
+	}
 	if topo.Lab.Seed == 0 {
 		topo.Lab.Seed = env.Seed
 	}

@@ -98,7 +98,7 @@ func TestDelaySimulated(t *testing.T) {
 		}
 	}
 	p = NewPipe("test", time.Second, 1.54e6, 0, 0, 1)
-	v := p.Offer(t0, 12500, false) // the chapter's 100 kbit object
+	v := p.Offer(t0, 12500, false)                 // the chapter's 100 kbit object
 	want := time.Second + 64935064*time.Nanosecond // 100e3 / 1.54e6 s
 	if d := v.At.Sub(t0); d < want-time.Nanosecond || d > want+time.Nanosecond {
 		t.Errorf("100 kbit over 1.54 Mbit/s + 1 s: %s, want %s", d, want)

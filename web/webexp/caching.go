@@ -223,7 +223,6 @@ func cachingPoint(ctx context.Context, env experiment.Env, s cachingScale, c cac
 	oneWay := time.Duration(float64(chapterDelay) / k / 2)
 	siteCfg, _ := json.Marshal(map[string]any{"sites": []map[string]any{{"hosts": []string{originName}, "root": site}}})
 	topo := &lab.Topology{
-		Lab: lab.Settings{Block: "127.92.0.0/24"},
 		Hosts: []lab.Host{
 			{Name: originName, Link: link.Config{Delay: oneWay, Up: rate, Down: rate}.String(),
 				Services: []lab.ServiceSpec{{Kind: "http-server", Config: siteCfg}}},

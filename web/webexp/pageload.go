@@ -106,7 +106,6 @@ func runPageLoad(ctx context.Context, env experiment.Env) (*experiment.Result, e
 		xs = append(xs, float64(rtt.Milliseconds()))
 		siteCfg, _ := json.Marshal(map[string]any{"sites": []map[string]any{{"root": site}}})
 		topo := &lab.Topology{
-			Lab: lab.Settings{Block: "127.91.0.0/24"},
 			Hosts: []lab.Host{{Name: "gaia.cs.umass.edu", Link: link.Config{Delay: rtt / 2, Up: s.Rate, Down: s.Rate}.String(),
 				Services: []lab.ServiceSpec{{Kind: "http-server", Config: siteCfg}}}},
 		}
