@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/applayer/applayer/dns/dnsexp"
+	"github.com/applayer/applayer/internal/obs"
 	"github.com/applayer/applayer/lab/experiment"
 	tex "github.com/applayer/applayer/torrent/experiment"
 	"github.com/applayer/applayer/web/webexp"
@@ -103,8 +104,15 @@ Experiments: ` + reg.Names() + ` (--list says what each measures).`,
 				return err
 			}
 			defer e.close()
+			d := e.deps()
+			if f := cmd.Flag("log-level"); f == nil || !f.Changed {
+				// The services' start-up lines would bury the table.
+				if d.Logger, err = obs.NewLogger(g.stderr, g.logFormat, "warn"); err != nil {
+					return err
+				}
+			}
 			start := time.Now()
-			res, err := ex.Run(cmd.Context(), experiment.Env{Quick: quick, Seed: seed, Out: out, Stdout: g.stdout, Kinds: labKinds(), Deps: e.deps()})
+			res, err := ex.Run(cmd.Context(), experiment.Env{Quick: quick, Seed: seed, Out: out, Stdout: g.stdout, Kinds: labKinds(), Deps: d})
 			if err != nil {
 				return err
 			}
