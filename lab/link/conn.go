@@ -21,7 +21,7 @@ const inflight = 256
 // lead is how far ahead of the transmitter a sender may stay: Write returns
 // (and the reader takes more) this long before the previous bytes finish
 // transmitting, so timer lateness never leaves the link idle.
-const lead = 10 * time.Millisecond
+const lead = 50 * time.Millisecond
 
 // flushTimeout bounds how long a closed connection keeps delivering what
 // was written before Close.
@@ -127,7 +127,6 @@ func (c *Conn) writer() {
 		case s := <-c.wq:
 			deliver(s)
 		case <-c.quit:
-			c.Conn.SetWriteDeadline(time.Now().Add(flushTimeout + c.out.Delay()))
 			for {
 				select {
 				case s := <-c.wq:
@@ -290,6 +289,8 @@ func (c *Conn) CloseWrite() error {
 func (c *Conn) Close() error {
 	c.closeMu.Do(func() {
 		c.closed.Store(true)
+		// A peer that stopped reading must not hold the flush forever.
+		c.Conn.SetWriteDeadline(time.Now().Add(flushTimeout + c.out.Delay()))
 		close(c.quit)
 		c.rdl.close()
 		c.wdl.close()

@@ -2,6 +2,7 @@ package link
 
 import (
 	"context"
+	"flag"
 	"io"
 	"net"
 	"os"
@@ -75,14 +76,21 @@ func TestDelayRealSockets(t *testing.T) {
 	}
 }
 
+var (
+	realRate = flag.Float64("realrate", 4e6, "TestRateRealSockets: the link's rate, bits/s")
+	realSecs = flag.Int("realsecs", 2, "TestRateRealSockets: how long to measure, seconds")
+)
+
 // TestRateRealSockets: a 4 Mbit/s downlink on a real socket pair carries 4
-// Mbit/s ± 5% over 2 s; the simulated tests hold the tighter bound.
+// Mbit/s ± 5% over 2 s; the simulated tests hold the tighter bound. The
+// issue's 1.54 Mbit/s over 10 s: go test -run RateRealSockets ./lab/link/
+// -args -realrate 1.54e6 -realsecs 10
 func TestRateRealSockets(t *testing.T) {
 	raw, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	const rate = 4e6
+	rate, secs := *realRate, time.Duration(*realSecs)*time.Second
 	l := New("server", Config{Down: rate}, 1)
 	ln := &Listener{Listener: raw, Out: Path{l.Up}, In: Path{l.Down}}
 	got := make(chan int64, 1)
@@ -96,7 +104,7 @@ func TestRateRealSockets(t *testing.T) {
 			return
 		}
 		defer c.Close()
-		c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		c.SetReadDeadline(time.Now().Add(secs))
 		n, _ := io.Copy(io.Discard, c)
 		got <- n
 	}()
@@ -115,11 +123,11 @@ func TestRateRealSockets(t *testing.T) {
 		}
 	}()
 	n := <-got
-	measured := float64(n) * 8 / 2
+	measured := float64(n) * 8 / secs.Seconds()
 	if e := (measured - rate) / rate; e < -0.05 || e > 0.05 {
-		t.Errorf("4 Mbit/s link: %.3f Mbit/s over 2 s (%.1f%% off, want within 5%%)", measured/1e6, e*100)
+		t.Errorf("%s/s link: %.4f Mbit/s over %s (%.1f%% off, want within 5%%)", FormatRate(rate), measured/1e6, secs, e*100)
 	} else {
-		t.Logf("4 Mbit/s link: %.3f Mbit/s over 2 s (%.1f%% off)", measured/1e6, e*100)
+		t.Logf("%s/s link: %.4f Mbit/s over %s (%.2f%% off)", FormatRate(rate), measured/1e6, secs, e*100)
 	}
 }
 

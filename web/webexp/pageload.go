@@ -95,7 +95,7 @@ func runPageLoad(ctx context.Context, env experiment.Env) (*experiment.Result, e
 	if err := writePage(site, s.Objects, s.Size); err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(env.Stdout, "page-load: a base file and %d objects of %d bytes on gaia.cs.umass.edu, whose access link has rate R = %s each way and one-way delay RTT/2; the client is outside the lab (unshaped).\n",
+	fmt.Fprintf(env.Stdout, "page-load: a base file and %d objects of %d bytes on gaia.cs.umass.edu, whose access link has rate R = %s/s each way and one-way delay RTT/2; the client is outside the lab (unshaped).\n",
 		s.Objects, s.Size, link.FormatRate(s.Rate))
 	fmt.Fprintf(env.Stdout, "Formulas (tx = bytes on the link x 8 / R, measured on the link): non-persistent (n+1) x 2 RTT + tx; persistent 2 RTT + n RTT + tx; pipelined and HTTP/2 3 RTT + tx.\n\n")
 	res := &experiment.Result{}
@@ -150,7 +150,7 @@ func runPageLoad(ctx context.Context, env experiment.Env) (*experiment.Result, e
 		return nil, err
 	}
 	chart := plot.Chart{
-		Title:  fmt.Sprintf("Page load: base file + %d objects of %d kB, R = %s", s.Objects, s.Size/1000, link.FormatRate(s.Rate)),
+		Title:  fmt.Sprintf("Page load: base file + %d objects of %d kB, R = %s/s", s.Objects, s.Size/1000, link.FormatRate(s.Rate)),
 		XLabel: "RTT (ms)", YLabel: "page load time (s)",
 	}
 	for _, m := range pageModes {
