@@ -176,25 +176,37 @@ func writeFileSync(path string, data []byte) error {
 // Keys returns a domain's keys (none for a domain that is not ours).
 func (s *Signer) Keys(domain string) []Key { return s.keys[canonDomain(domain)] }
 
-// Domains reports whether the signer has keys for domain.
+// Has reports whether the signer has keys for domain.
 func (s *Signer) Has(domain string) bool { return len(s.keys[canonDomain(domain)]) > 0 }
 
 // Sign returns msg with DKIM-Signature fields prepended, one per key of
 // the domain of its From address (relaxed/relaxed canonicalization,
 // SHA-256). A message whose From domain is not one of the signer's is
-// returned unchanged with signed false: we sign only for our domains.
+// returned unchanged with ok false: we sign only for our domains.
 func (s *Signer) Sign(msg []byte) (signed []byte, ok bool, err error) {
+	sigs, err := s.Header(msg)
+	if err != nil || sigs == nil {
+		return msg, false, err
+	}
+	out := make([]byte, 0, len(sigs)+len(msg))
+	return append(append(out, sigs...), msg...), true, nil
+}
+
+// Header returns the DKIM-Signature fields (each ending in CRLF) to
+// prepend to msg, or nil when its From domain is not one of the signer's
+// (what a relay's signing hook wants).
+func (s *Signer) Header(msg []byte) ([]byte, error) {
 	h, _, err := parseHeader(msg)
 	if err != nil {
-		return nil, false, fmt.Errorf("policy: sign: %w", err)
+		return nil, fmt.Errorf("policy: sign: %w", err)
 	}
 	from, err := fromDomain(h)
 	if err != nil {
-		return msg, false, nil
+		return nil, nil
 	}
 	keys := s.keys[from]
 	if len(keys) == 0 {
-		return msg, false, nil
+		return nil, nil
 	}
 	var sigs bytes.Buffer
 	for _, k := range keys {
@@ -208,19 +220,18 @@ func (s *Signer) Sign(msg []byte) (signed []byte, ok bool, err error) {
 			HeaderKeys:             presentHeaders(h),
 		})
 		if err != nil {
-			return nil, false, fmt.Errorf("policy: sign: %w", err)
+			return nil, fmt.Errorf("policy: sign: %w", err)
 		}
 		if _, err := ds.Write(msg); err != nil {
 			ds.Close()
-			return nil, false, fmt.Errorf("policy: sign: %w", err)
+			return nil, fmt.Errorf("policy: sign: %w", err)
 		}
 		if err := ds.Close(); err != nil {
-			return nil, false, fmt.Errorf("policy: sign: %w", err)
+			return nil, fmt.Errorf("policy: sign: %w", err)
 		}
 		sigs.WriteString(ds.Signature())
 	}
-	out := make([]byte, 0, sigs.Len()+len(msg))
-	return append(append(out, sigs.Bytes()...), msg...), true, nil
+	return sigs.Bytes(), nil
 }
 
 // presentHeaders returns the signedHeaders list for a message: the fields

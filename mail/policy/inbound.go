@@ -10,21 +10,34 @@ import (
 // its own mail to Junk.
 const JunkField = "X-Spam-Flag: YES\r\n"
 
+// Inbound checks an incoming message and returns the header fields to
+// prepend to it (Authentication-Results, and JunkField for a Junk
+// verdict), each ending in CRLF, with the results: what a receiver's
+// hook that cannot rewrite the message wants. Process also removes
+// forged Authentication-Results. In ModeOff it returns "".
+func (v *Verifier) Inbound(ctx context.Context, m Message) (string, Results) {
+	if v.mode() == ModeOff {
+		return "", Results{}
+	}
+	r := v.Check(ctx, m)
+	hdr := r.Header(v.AuthServID)
+	if r.Verdict == Junk {
+		hdr += JunkField
+	}
+	return hdr, r
+}
+
 // Process checks an incoming message and returns it as it is to be
 // queued: any Authentication-Results field claiming this server removed
 // (RFC 8601 5: those are forgeries), ours prepended, and JunkField when
 // the verdict is Junk. A Reject verdict is for the caller to answer
 // 550 5.7.1. In ModeOff the message is returned unchanged.
 func (v *Verifier) Process(ctx context.Context, m Message) ([]byte, Results) {
+	hdr, r := v.Inbound(ctx, m)
 	if v.mode() == ModeOff {
-		return m.Body, Results{}
+		return m.Body, r
 	}
-	r := v.Check(ctx, m)
 	body := stripForged(m.Body, v.AuthServID)
-	hdr := r.Header(v.AuthServID)
-	if r.Verdict == Junk {
-		hdr += JunkField
-	}
 	out := make([]byte, 0, len(hdr)+len(body))
 	return append(append(out, hdr...), body...), r
 }
