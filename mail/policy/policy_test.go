@@ -32,7 +32,7 @@ func TestMain(m *testing.M) {
 // serveZones serves zones (apex -> master-file text, without SOA and NS:
 // added here) with one authority server on a random 127.x.y.z and
 // returns a resolver that asks only it.
-func serveZones(t *testing.T, zones map[string]string) *net.Resolver {
+func serveZones(t testing.TB, zones map[string]string) *net.Resolver {
 	t.Helper()
 	addr := dnstest.RandomBlock().Next()
 	var zs []dnstest.Zone
@@ -44,7 +44,7 @@ func serveZones(t *testing.T, zones map[string]string) *net.Resolver {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return NewResolver(netip.AddrPortFrom(addr, uint16(sv.Port)).String())
+	return NewResolver(netip.AddrPortFrom(addr, uint16(sv.Port)).String(), nil)
 }
 
 // keys are made once for the package's tests: RSA-2048 generation takes
@@ -55,7 +55,7 @@ var (
 	keysErr  error
 )
 
-func testSigner(t *testing.T) *Signer {
+func testSigner(t testing.TB) *Signer {
 	t.Helper()
 	keysOnce.Do(func() {
 		keysDir, keysErr = os.MkdirTemp("", "applayer-dkim-")
@@ -77,7 +77,7 @@ const (
 
 // mailZones are crepes.fr and hamburger.edu with the records Records
 // makes (and a few more for the DMARC cases).
-func mailZones(t *testing.T, s *Signer) *net.Resolver {
+func mailZones(t testing.TB, s *Signer) *net.Resolver {
 	t.Helper()
 	zones := map[string]string{}
 	for _, d := range []struct{ name, policy, extra string }{

@@ -27,13 +27,22 @@ type Resolver interface {
 	LookupAddr(ctx context.Context, addr string) ([]string, error)
 }
 
+// Dialer opens connections (service.Deps.Dialer: in the lab, from the
+// host's own address).
+type Dialer interface {
+	DialContext(ctx context.Context, network, address string) (net.Conn, error)
+}
+
 // NewResolver returns a *net.Resolver that sends every query to server
-// (a host:port), whatever the system's configuration says.
-func NewResolver(server string) *net.Resolver {
+// (a host:port) through d (nil: a net.Dialer), whatever the system's
+// configuration says.
+func NewResolver(server string, d Dialer) *net.Resolver {
+	if d == nil {
+		d = &net.Dialer{}
+	}
 	return &net.Resolver{
 		PreferGo: true,
 		Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			var d net.Dialer
 			return d.DialContext(ctx, network, server)
 		},
 	}
