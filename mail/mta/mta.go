@@ -173,7 +173,16 @@ func tlsConfig(cfg Config) (*tls.Config, error) {
 		if host == "" {
 			host = cfg.SMTP.Domains[0]
 		}
-		cert, err := ca.Issue(append([]string{host}, cfg.SMTP.Domains...)...)
+		names := append([]string{host}, cfg.SMTP.Domains...)
+		// The listeners' addresses too, for clients that connect by IP.
+		for _, a := range []string{cfg.SMTP.Addr, cfg.SubmissionAddr, cfg.SubmissionsAddr} {
+			if h, _, err := net.SplitHostPort(a); err == nil {
+				if ip := net.ParseIP(h); ip != nil && !ip.IsUnspecified() {
+					names = append(names, h)
+				}
+			}
+		}
+		cert, err := ca.Issue(names...)
 		if err != nil {
 			return nil, fmt.Errorf("mta: lab CA: %w", err)
 		}
