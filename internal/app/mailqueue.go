@@ -23,9 +23,10 @@ func mailQueueCommand(g *globals) *cobra.Command {
 		Short: "List, flush or delete the mail queue's messages",
 		Long: `Talks to a running 'applayer mail serve' through its --admin listener
 (--admin ADDR), or reads the --spool directory directly (list, delete).`,
-		Example: `  applayer mail queue list --spool /tmp/mail-serve-spool
-  applayer mail queue flush --admin 127.0.0.1:9925
-  applayer mail queue delete --admin 127.0.0.1:9925 18edc2a9c25b197a2085ad80642a`,
+		Example: `  applayer mail serve --domain hamburger.edu --db /tmp/mail-queue.db --spool /tmp/mail-queue-spool --listen 127.0.0.1:2528 --admin 127.0.0.1:9926 &
+  applayer mail queue list --admin 127.0.0.1:9926   # -> 0 messages
+  applayer mail queue flush --admin 127.0.0.1:9926   # -> flushed 0
+  applayer mail queue list --spool /tmp/mail-queue-spool   # -> 0 messages`,
 	}
 	cmd.PersistentFlags().StringVar(&admin, "admin", "", "the running server's admin `ADDR`")
 	cmd.PersistentFlags().StringVar(&spool, "spool", "", "the spool `DIR` (without --admin)")

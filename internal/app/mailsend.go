@@ -40,8 +40,11 @@ comes from --password-file or the APPLAYER_MAIL_PASSWORD environment
 variable. The server's certificate is checked against --ca-file, else the
 lab CA in --ca-dir, else the system's roots. -v prints the dialogue as
 swaks does (AUTH secrets masked).`,
-		Example: `  printf 'Hi Bob\n' | APPLAYER_MAIL_PASSWORD=s3cret applayer mail send --server 127.0.0.1:587 --from alice@crepes.fr --to bob@hamburger.edu --subject hello -v
-  applayer mail send --server mail.crepes.fr:465 --tls --from alice@crepes.fr --to bob@hamburger.edu --subject report --body 'see attached' --attach report.pdf --password-file ~/.mailpw`,
+		Example: `  applayer mail users add --db /tmp/mail-send.db alice@crepes.fr --password s3cret
+  applayer mail users add --db /tmp/mail-send.db bob@hamburger.edu --password b0b
+  applayer mail serve --domain crepes.fr,hamburger.edu --db /tmp/mail-send.db --spool /tmp/mail-send-spool --listen 127.0.0.1:2527 --submission 127.0.0.1:2588 --submissions 127.0.0.1:2466 &
+  printf 'Hi Bob\n' | APPLAYER_MAIL_PASSWORD=s3cret applayer mail send --server 127.0.0.1:2588 --from alice@crepes.fr --to bob@hamburger.edu --subject hello -v   # -> 250 2.0.0 OK queued as
+  echo s3cret > /tmp/mail-send-pw; applayer mail send --server 127.0.0.1:2466 --tls --from alice@crepes.fr --to bob@hamburger.edu --subject report --body 'see attached' --attach /tmp/mail-send-pw --password-file /tmp/mail-send-pw   # -> sent: 250`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if m.From == "" || len(m.To)+len(m.Cc) == 0 {
