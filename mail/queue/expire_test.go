@@ -9,10 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/miekg/dns"
-
 	"github.com/applayer/applayer/internal/service"
 	"github.com/applayer/applayer/internal/testkit"
+	"github.com/applayer/applayer/mail/mailtest"
 )
 
 // TestDeadDestinationBounced runs the queue on a simulated clock against
@@ -29,31 +28,10 @@ func TestDeadDestinationBounced(t *testing.T) {
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
-		m := new(dns.Msg)
-		m.SetReply(r)
-		switch r.Question[0].Qtype {
-		case dns.TypeMX:
-			rr, _ := dns.NewRR("dead.example. 60 IN MX 10 mx.dead.example.")
-			m.Answer = append(m.Answer, rr)
-		case dns.TypeA:
-			rr, _ := dns.NewRR(r.Question[0].Name + " 60 IN A 127.0.0.6")
-			m.Answer = append(m.Answer, rr)
-		}
-		w.WriteMsg(m)
-	})}
-	started := make(chan struct{})
-	srv.NotifyStartedFunc = func() { close(started) }
-	go srv.ActivateAndServe()
-	<-started
-	defer srv.Shutdown()
+	res := mailtest.DNS(t, "dead.example. 60 IN MX 10 mx.dead.example.", "mx.dead.example. 60 IN A 127.0.0.6")
 
 	clock := testkit.NewClock(time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC))
-	remote := &Remote{Resolver: &DNSResolver{Server: pc.LocalAddr().String()}, Hostname: "mail.crepes.fr", Port: port, Timeout: 2 * time.Second}
+	remote := &Remote{Resolver: &DNSResolver{Server: res}, Hostname: "mail.crepes.fr", Port: port, Timeout: 2 * time.Second}
 	local := Local{Store: s}
 	var mu sync.Mutex
 	var attempts []time.Time

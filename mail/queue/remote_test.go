@@ -14,55 +14,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/miekg/dns"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/applayer/applayer/internal/service"
 	"github.com/applayer/applayer/internal/testkit"
+	"github.com/applayer/applayer/mail/mailtest"
 	"github.com/applayer/applayer/mail/queue"
 	"github.com/applayer/applayer/mail/smtpd"
 	"github.com/applayer/applayer/mail/store"
 	"github.com/applayer/applayer/web/labca"
 )
-
-// zone is a DNS server on 127.0.0.1:0 answering from master-file records
-// (NXDOMAIN for names it has nothing for): the resolver the queue asks.
-func zone(t *testing.T, records ...string) string {
-	t.Helper()
-	rrs := map[string][]dns.RR{}
-	for _, s := range records {
-		rr, err := dns.NewRR(s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rrs[strings.ToLower(rr.Header().Name)] = append(rrs[strings.ToLower(rr.Header().Name)], rr)
-	}
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
-		m := new(dns.Msg)
-		m.SetReply(r)
-		q := r.Question[0]
-		have, ok := rrs[strings.ToLower(q.Name)]
-		if !ok {
-			m.Rcode = dns.RcodeNameError
-		}
-		for _, rr := range have {
-			if rr.Header().Rrtype == q.Qtype {
-				m.Answer = append(m.Answer, rr)
-			}
-		}
-		w.WriteMsg(m)
-	})}
-	started := make(chan struct{})
-	srv.NotifyStartedFunc = func() { close(started) }
-	go srv.ActivateAndServe()
-	<-started
-	t.Cleanup(func() { srv.Shutdown() })
-	return pc.LocalAddr().String()
-}
 
 // site is a real applayer receiver (smtpd, queue, store) for one domain on
 // addr (port 0: any), with STARTTLS from a lab CA and the user bob.
@@ -147,7 +108,7 @@ func TestRemote(t *testing.T) {
 	live := newSite(t, "hamburger.edu", "127.0.0.3:0")
 	port := live.addr.Port()
 	// Nothing listens on 127.0.0.4 at that port: connection refused.
-	res := zone(t,
+	res := mailtest.DNS(t,
 		"hamburger.edu. 60 IN MX 20 mx2.hamburger.edu.",
 		"hamburger.edu. 60 IN MX 10 mx1.hamburger.edu.",
 		"mx1.hamburger.edu. 60 IN A 127.0.0.4",
@@ -193,7 +154,7 @@ func TestRemote(t *testing.T) {
 }
 
 func TestHostsOrder(t *testing.T) {
-	res := zone(t,
+	res := mailtest.DNS(t,
 		"x.test. 60 IN MX 30 c.x.test.",
 		"x.test. 60 IN MX 10 a.x.test.",
 		"x.test. 60 IN MX 20 b.x.test.",
@@ -247,7 +208,7 @@ func TestPerDestination(t *testing.T) {
 			}()
 		}
 	}()
-	res := zone(t, "slow.test. 60 IN A 127.0.0.5")
+	res := mailtest.DNS(t, "slow.test. 60 IN A 127.0.0.5")
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
 	pn, _ := strconv.Atoi(port)
 	r := &queue.Remote{Resolver: &queue.DNSResolver{Server: res}, Port: pn, PerDestination: 2, NoTLS: true, Timeout: 5 * time.Second}
