@@ -7,6 +7,7 @@ toolchain go1.26.9
 require (
 	blitiri.com.ar/go/spf v1.6.0
 	github.com/chromedp/chromedp v0.23.1
+	github.com/emersion/go-message v0.18.2
 	github.com/emersion/go-msgauth v0.7.0
 	github.com/emersion/go-smtp v0.26.0
 	github.com/jackc/pgx/v5 v5.13.0
@@ -21,7 +22,7 @@ require (
 	sigs.k8s.io/yaml v1.6.0
 )
 
-require github.com/emersion/go-sasl v0.0.0-20241020182733-b788ff22d5a6 // indirect
+require github.com/emersion/go-sasl v0.0.0-20241020182733-b788ff22d5a6
 
 require (
 	codeberg.org/go-fonts/liberation v0.5.0 // indirect
