@@ -9,6 +9,7 @@ import (
 	"github.com/applayer/applayer/dns/resolver"
 	"github.com/applayer/applayer/lab"
 	"github.com/applayer/applayer/sockets"
+	"github.com/applayer/applayer/stream"
 	"github.com/applayer/applayer/torrent/dht"
 	"github.com/applayer/applayer/torrent/swarm"
 	"github.com/applayer/applayer/torrent/tracker"
@@ -27,6 +28,7 @@ func commands(g *globals) []*cobra.Command {
 		digCommand(g),
 		torrentCommand(g),
 		mailCommand(g),
+		streamCommand(g),
 	}
 }
 
@@ -43,5 +45,6 @@ func labKinds() *lab.Kinds {
 		tracker.LabKinds(),
 		swarm.LabKinds(),
 		dht.LabKinds(),
+		stream.LabKinds(),
 	)...)
 }

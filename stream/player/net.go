@@ -85,8 +85,9 @@ const MaxObject = 256 << 20
 // HTTPFetcher downloads with the web client.
 type HTTPFetcher struct {
 	Client *client.Client
-	// Keep keeps bodies (for the decode check); otherwise they are
-	// counted and dropped.
+	// Keep keeps every body (for the decode check); otherwise only those
+	// of downloads without progress (the MPD, initialization segments,
+	// audio) are kept, and media segments are counted and dropped.
 	Keep bool
 }
 
@@ -120,7 +121,7 @@ func (f *HTTPFetcher) Fetch(ctx context.Context, url string, progress func(got, 
 		if n > MaxObject {
 			return nil, n, fmt.Errorf("player: GET %s: more than %d bytes", url, MaxObject)
 		}
-		if f.Keep {
+		if f.Keep || progress == nil {
 			body = append(body, buf[:m]...)
 		}
 		if err == io.EOF {
