@@ -4,8 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"net"
+	"os"
 	"path/filepath"
 	"time"
 

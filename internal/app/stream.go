@@ -191,11 +191,11 @@ validators, Cache-Control (segments for a year, immutable; manifests for
 
 type playFlags struct {
 	algorithm, proto, shapeSteps, traceFile, jsonOut, plot, ffmpeg, topoPath, seek string
-	startup, maxBuffer, pauseAt, pauseFor                                         time.Duration
-	mu                                                                            float64
-	noAbandon, noAudio, decode, useLab, quiet, insecure                           bool
-	segments, offset                                                              int
-	cafile                                                                        string
+	startup, maxBuffer, pauseAt, pauseFor                                          time.Duration
+	mu                                                                             float64
+	noAbandon, noAudio, decode, useLab, quiet, insecure                            bool
+	segments, offset                                                               int
+	cafile                                                                         string
 }
 
 func streamPlayCommand(g *globals) *cobra.Command {

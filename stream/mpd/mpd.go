@@ -28,7 +28,7 @@ const ProfileLive = "urn:mpeg:dash:profile:isoff-live:2011"
 const MaxSize = 4 << 20
 
 // maxSegments bounds the segments one Representation may expand to.
-const maxSegments = 1 << 20
+const maxSegments = 1 << 17 // 72 hours of 2 s segments
 
 // MPD is the root element.
 type MPD struct {

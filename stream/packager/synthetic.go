@@ -52,6 +52,7 @@ func (s Synthetic) Make(ctx context.Context, ffmpeg, path string) error {
 		"-map", "0:v", "-map", "[a]", "-t", secs,
 		"-c:v", "libx264", "-preset", "ultrafast", "-crf", "20", "-pix_fmt", "yuv420p",
 		"-c:a", "aac", "-b:a", "128k", "-ac", "2",
+		"-f", "mp4",
 		"-progress", "pipe:1", "-nostats", path}
 	return runFFmpeg(ctx, ffmpeg, args, s.Duration, nil)
 }
