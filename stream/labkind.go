@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/applayer/applayer/internal/config"
@@ -93,14 +95,21 @@ func buildLab(env lab.Env) (service.Service, error) {
 	return &labOrigin{cfg: cfg, lc: lc, dir: dir, deps: env.Deps}, nil
 }
 
-// labOrigin packages the synthetic video at Start (unless the state dir
-// already holds it for the same config) and then serves it.
+// labOrigin starts serving at once and packages the synthetic video in
+// the background (unless the state dir already holds it for the same
+// config); until it is ready every request gets 503 with Retry-After, and
+// if packaging fails (no ffmpeg) 503 says why, so the lab runs without
+// ffmpeg.
 type labOrigin struct {
 	cfg  server.Config
 	lc   LabConfig
 	dir  string
 	deps service.Deps
 	srv  *Server
+
+	state  atomic.Pointer[string] // nil: packaging; "": ready; else the error
+	cancel context.CancelFunc
+	done   chan struct{}
 }
 
 func (l *labOrigin) Name() string { return "stream-origin" }
@@ -114,10 +123,7 @@ func (l *labOrigin) Addrs() []net.Addr {
 }
 
 func (l *labOrigin) Start(ctx context.Context) error {
-	if err := PrepareSynthetic(ctx, l.dir, l.lc, l.deps); err != nil {
-		return err
-	}
-	srv, err := NewServer(l.cfg, origin.Config{Dir: l.dir}, l.deps)
+	srv, err := NewServer(l.cfg, origin.Config{Dir: l.dir}, l.deps, l.gate)
 	if err != nil {
 		return err
 	}
@@ -126,12 +132,52 @@ func (l *labOrigin) Start(ctx context.Context) error {
 		return err
 	}
 	l.srv = srv
+	bg, cancel := context.WithCancel(context.Background())
+	l.cancel, l.done = cancel, make(chan struct{})
+	log := l.deps.Defaults().Logger
+	go func() {
+		defer close(l.done)
+		msg := ""
+		if err := PrepareSynthetic(bg, l.dir, l.lc, l.deps); err != nil {
+			msg = err.Error()
+			if bg.Err() == nil {
+				log.Warn("no video: packaging failed", "err", err)
+			}
+		}
+		l.state.Store(&msg)
+	}()
 	return nil
 }
+
+// gate answers 503 until the video is packaged.
+func (l *labOrigin) gate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		st := l.state.Load()
+		switch {
+		case st == nil:
+			w.Header().Set("Retry-After", "2")
+			http.Error(w, "503 the video is being packaged", http.StatusServiceUnavailable)
+		case *st != "":
+			http.Error(w, "503 no video: "+*st, http.StatusServiceUnavailable)
+		default:
+			next.ServeHTTP(w, r)
+		}
+	})
+}
+
+// Ready reports whether the video is being served.
+func (l *labOrigin) Ready() bool { st := l.state.Load(); return st != nil && *st == "" }
 
 func (l *labOrigin) Shutdown(ctx context.Context) error {
 	if l.srv == nil {
 		return nil
+	}
+	if l.cancel != nil {
+		l.cancel()
+		select {
+		case <-l.done:
+		case <-ctx.Done():
+		}
 	}
 	return l.srv.Shutdown(ctx)
 }

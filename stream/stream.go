@@ -10,6 +10,7 @@ package stream
 import (
 	"context"
 	"errors"
+	"net/http"
 	"sync"
 
 	"github.com/applayer/applayer/internal/service"
@@ -28,13 +29,18 @@ type Server struct {
 
 // NewServer builds the origin for oc.Dir inside a web server of cfg (its
 // listeners, TLS, HTTP/3, limits, access log; cfg.Sites is replaced).
-func NewServer(cfg server.Config, oc origin.Config, deps service.Deps) (*Server, error) {
+// Each wrap, when given, wraps the origin's handler (middleware).
+func NewServer(cfg server.Config, oc origin.Config, deps service.Deps, wrap ...func(http.Handler) http.Handler) (*Server, error) {
 	deps = deps.Defaults()
 	o, err := origin.New(oc, deps)
 	if err != nil {
 		return nil, err
 	}
-	cfg.Sites = []server.Site{{Handler: o}}
+	var h http.Handler = o
+	for _, w := range wrap {
+		h = w(h)
+	}
+	cfg.Sites = []server.Site{{Handler: h}}
 	s, err := server.New(cfg, deps)
 	if err != nil {
 		o.Close()

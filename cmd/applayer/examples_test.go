@@ -334,7 +334,7 @@ func isServer(line string) bool {
 	case strings.HasPrefix(cmd, "http proxy"):
 		return !strings.Contains(cmd, "--stats")
 	}
-	for _, p := range []string{"sockets udp-server", "sockets tcp-server", "http serve", "dns serve", "dns resolver", "torrent tracker", "torrent seed", "mail serve"} {
+	for _, p := range []string{"sockets udp-server", "sockets tcp-server", "http serve", "dns serve", "dns resolver", "torrent tracker", "torrent seed", "mail serve", "stream serve"} {
 		if strings.HasPrefix(cmd, p) {
 			return true
 		}

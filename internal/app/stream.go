@@ -302,7 +302,7 @@ func runPlay(ctx context.Context, g *globals, f *playFlags, mpdURL string) error
 	}
 	defer c.Close()
 	fetcher := &player.HTTPFetcher{Client: c, Keep: f.decode}
-	mpdData, _, err := fetcher.Fetch(ctx, mpdURL, nil)
+	mpdData, err := player.FetchManifest(ctx, fetcher, player.RealClock{}, mpdURL, time.Minute)
 	if err != nil {
 		return err
 	}

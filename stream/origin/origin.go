@@ -44,8 +44,9 @@ type Origin struct {
 	root  *os.Root
 	log   *slog.Logger
 	trace *trace.Bus
-	reqs  *prometheus.CounterVec
-	bytes *prometheus.CounterVec
+	reqs   *prometheus.CounterVec
+	bytes  *prometheus.CounterVec
+	ranges prometheus.Counter
 }
 
 // New opens cfg.Dir. Close releases it.
@@ -74,8 +75,11 @@ func New(cfg Config, deps service.Deps) (*Origin, error) {
 		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "applayer_stream_origin_sent_bytes_total", Help: "Body bytes the DASH origin sent, by object kind.",
 		}, []string{"kind"}),
+		ranges: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "applayer_stream_origin_range_requests_total", Help: "Requests with a Range header the DASH origin answered.",
+		}),
 	}
-	for _, c := range []prometheus.Collector{o.reqs, o.bytes} {
+	for _, c := range []prometheus.Collector{o.reqs, o.bytes, o.ranges} {
 		if err := deps.Metrics.Register(c); err != nil {
 			root.Close()
 			return nil, fmt.Errorf("origin: metrics: %w", err)
@@ -156,6 +160,9 @@ func (o *Origin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		o.reqs.WithLabelValues(kind, fmt.Sprint(code)).Inc()
 		o.bytes.WithLabelValues(kind).Add(float64(cw.n))
+		if r.Header.Get("Range") != "" {
+			o.ranges.Inc()
+		}
 		if o.trace.Enabled() {
 			summary := fmt.Sprintf("%s %s -> %d", r.Method, r.URL.Path, code)
 			if rg := r.Header.Get("Range"); rg != "" {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
@@ -79,6 +80,36 @@ type Fetcher interface {
 // ErrAbandoned is returned by Fetch when progress abandons a download.
 var ErrAbandoned = errors.New("player: download abandoned")
 
+// StatusError is a response other than 200.
+type StatusError struct {
+	URL        string
+	Code       int
+	Status     string
+	RetryAfter time.Duration // from Retry-After, 0 without
+}
+
+func (e *StatusError) Error() string { return fmt.Sprintf("player: GET %s: %s", e.URL, e.Status) }
+
+// FetchManifest fetches the MPD, retrying while the origin answers 503
+// (as the lab's origin does while it packages) for up to wait.
+func FetchManifest(ctx context.Context, f Fetcher, c Clock, url string, wait time.Duration) ([]byte, error) {
+	deadline := c.Now().Add(wait)
+	for {
+		body, _, err := f.Fetch(ctx, url, nil)
+		var se *StatusError
+		if err == nil || !errors.As(err, &se) || se.Code != http.StatusServiceUnavailable || se.RetryAfter == 0 {
+			return body, err
+		}
+		d := min(se.RetryAfter, 5*time.Second)
+		if c.Now().Add(d).After(deadline) {
+			return nil, err
+		}
+		if err := c.Sleep(ctx, d); err != nil {
+			return nil, err
+		}
+	}
+}
+
 // MaxObject bounds one downloaded object.
 const MaxObject = 256 << 20
 
@@ -105,7 +136,11 @@ func (f *HTTPFetcher) Fetch(ctx context.Context, url string, progress func(got, 
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, 0, fmt.Errorf("player: GET %s: %s", url, resp.Status)
+		se := &StatusError{URL: url, Code: resp.StatusCode, Status: resp.Status}
+		if secs, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && secs >= 0 {
+			se.RetryAfter = time.Duration(min(secs, 3600)) * time.Second
+		}
+		return nil, 0, se
 	}
 	total := resp.ContentLength
 	if total > MaxObject {

@@ -293,7 +293,7 @@ func Play(ctx context.Context, mpdURL string, o Options) (*Report, error) {
 	if err != nil || !base.IsAbs() {
 		return nil, fmt.Errorf("player: bad MPD URL %q", mpdURL)
 	}
-	data, _, err := o.Fetcher.Fetch(ctx, mpdURL, nil)
+	data, err := FetchManifest(ctx, o.Fetcher, o.Clock, mpdURL, time.Minute)
 	if err != nil {
 		return nil, err
 	}
