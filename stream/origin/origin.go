@@ -40,10 +40,10 @@ type Config struct {
 
 // Origin serves a packaged directory.
 type Origin struct {
-	cfg   Config
-	root  *os.Root
-	log   *slog.Logger
-	trace *trace.Bus
+	cfg    Config
+	root   *os.Root
+	log    *slog.Logger
+	trace  *trace.Bus
 	reqs   *prometheus.CounterVec
 	bytes  *prometheus.CounterVec
 	ranges prometheus.Counter
