@@ -78,17 +78,22 @@ func TestMPCChoice(t *testing.T) {
 }
 
 // TestRobustPredictor: the prediction is the harmonic mean discounted by
-// the largest recent relative error.
+// the largest recent relative error, capped at MaxError.
 func TestRobustPredictor(t *testing.T) {
-	p := &Robust{}
-	if got := p.Predict([]float64{2e6}); got != 2e6 {
-		t.Fatalf("first prediction %v, want 2e6", got)
-	}
-	// It predicted 2M, 1M came: error 100%; harmonic mean of 2M and 1M
-	// is 1.333M, halved.
-	got := p.Predict([]float64{2e6, 1e6})
-	if want := (2.0 / (1/2e6 + 1/1e6)) / 2; math.Abs(got-want) > 1 {
-		t.Fatalf("prediction %v, want %v", got, want)
+	hm := 2.0 / (1/2e6 + 1/1e6)
+	for _, c := range []struct {
+		maxErr, discount float64
+	}{{-1, 2}, {0, 1.5}, {0.25, 1.25}} {
+		p := &Robust{MaxError: c.maxErr}
+		if got := p.Predict([]float64{2e6}); got != 2e6 {
+			t.Fatalf("first prediction %v, want 2e6", got)
+		}
+		// It predicted 2M, 1M came: an error of 100%; the harmonic
+		// mean of 2M and 1M is 1.333M.
+		got := p.Predict([]float64{2e6, 1e6})
+		if want := hm / c.discount; math.Abs(got-want) > 1 {
+			t.Errorf("MaxError %v: prediction %v, want %v", c.maxErr, got, want)
+		}
 	}
 }
 
