@@ -119,3 +119,37 @@ func FuzzParseSteps(f *testing.F) {
 		s.TransferTime(s.Length()/2, 1e6)
 	})
 }
+
+// TestProxyShapes: through the proxy, 200 kB from a fast upstream take
+// about 200000*8/2e6 = 0.8 s at 2 Mbit/s.
+func TestProxyShapes(t *testing.T) {
+	up, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer up.Close()
+	go func() {
+		c, err := up.Accept()
+		if err != nil {
+			return
+		}
+		c.Write(make([]byte, 200_000))
+		c.Close()
+	}()
+	s, _ := Constant(2)
+	p, err := NewProxy("127.0.0.1:0", up.Addr().String(), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	c, err := net.Dial("tcp", p.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	start := time.Now()
+	n, _ := io.Copy(io.Discard, c)
+	if el := time.Since(start); n != 200_000 || el < 600*time.Millisecond {
+		t.Fatalf("%d bytes in %v", n, el)
+	}
+}
