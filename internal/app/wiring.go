@@ -10,6 +10,7 @@ import (
 	"github.com/applayer/applayer/lab"
 	"github.com/applayer/applayer/mail"
 	"github.com/applayer/applayer/sockets"
+	"github.com/applayer/applayer/stream"
 	"github.com/applayer/applayer/torrent/dht"
 	"github.com/applayer/applayer/torrent/swarm"
 	"github.com/applayer/applayer/torrent/tracker"
@@ -28,6 +29,7 @@ func commands(g *globals) []*cobra.Command {
 		digCommand(g),
 		torrentCommand(g),
 		mailCommand(g),
+		streamCommand(g),
 	}
 }
 
@@ -45,5 +47,6 @@ func labKinds() *lab.Kinds {
 		swarm.LabKinds(),
 		dht.LabKinds(),
 		mail.LabKinds(),
+		stream.LabKinds(),
 	)...)
 }
