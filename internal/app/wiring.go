@@ -27,6 +27,7 @@ func commands(g *globals) []*cobra.Command {
 		digCommand(g),
 		torrentCommand(g),
 		mailCommand(g),
+		cdnCommand(g),
 	}
 }
 
