@@ -31,7 +31,7 @@ func newMetrics(reg prometheus.Registerer, t *table) (*metrics, error) {
 		panics:   prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "panics_total", Help: "Panics recovered while answering (answered SERVFAIL)."}),
 		checks:   prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "health_checks_total", Help: "Active health checks of edges, by result."}, []string{"result"}),
 		edgeUp:   prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "edge_up", Help: "1 when the edge passes its health checks."}, []string{"cluster", "edge"}),
-		edgeLoad: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "edge_load_ratio", Help: "The load the edge reported: in-flight requests over capacity."}, []string{"cluster", "edge"}),
+		edgeLoad: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "edge_load", Help: "The load the edge reported: its open client connections over its capacity."}, []string{"cluster", "edge"}),
 		origin:   dec.WithLabelValues("origin", ReasonOrigin),
 		none:     dec.WithLabelValues("", ReasonNone),
 	}

@@ -25,7 +25,7 @@ import (
 
 // metricSubsystems are the systems' metric subsystems: one per system,
 // applayer_<subsystem>_<name>.
-var metricSubsystems = []string{"sockets", "dns_authority", "dns_resolver", "http_server", "web_cache", "torrent", "mail"}
+var metricSubsystems = []string{"sockets", "dns_authority", "dns_resolver", "http_server", "web_cache", "torrent", "mail", "cdn_router", "cdn_edge"}
 
 // defaultLabSubsystems are the subsystems of the systems with a kind in the
 // default lab, which TestDefaultTopologyRuns requires to be registered. A

@@ -5,6 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/applayer/applayer/cdn"
 	"github.com/applayer/applayer/dns/authority"
 	"github.com/applayer/applayer/dns/resolver"
 	"github.com/applayer/applayer/lab"
@@ -44,5 +45,6 @@ func labKinds() *lab.Kinds {
 		tracker.LabKinds(),
 		swarm.LabKinds(),
 		dht.LabKinds(),
+		cdn.LabKinds(),
 	)...)
 }

@@ -89,11 +89,13 @@ func (c *Cache) lifetime(e *entry) time.Duration {
 	if e.lastMod != "" && (heuristicStatus(e.status) || e.cc.Public()) {
 		if lm, err := http.ParseTime(e.lastMod); err == nil {
 			if d := date.Sub(lm); d > 0 {
-				h := time.Duration(float64(d) * c.cfg.HeuristicFraction)
-				if h > c.cfg.MaxHeuristic.D() {
-					h = c.cfg.MaxHeuristic.D()
+				// capped in floating point: a large fraction of an old
+				// Last-Modified overflows a Duration
+				h := float64(d) * c.cfg.HeuristicFraction
+				if max := c.cfg.MaxHeuristic.D(); h > float64(max) {
+					return max
 				}
-				return h
+				return time.Duration(h)
 			}
 		}
 	}

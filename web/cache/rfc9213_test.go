@@ -296,3 +296,21 @@ func TestEarlyHintsForwarded(t *testing.T) {
 		t.Errorf("final: %d %q Link %q", res.StatusCode, b, res.Header.Get("Link"))
 	}
 }
+
+// RFC 9111 section 4.2.2: a heuristic lifetime is a fraction of the time
+// since Last-Modified, capped. A large configured fraction of an old
+// Last-Modified (an operator's "keep everything up to a minute") is the
+// cap, not an overflowed, negative lifetime (which made every response
+// stale and, once validated, fresh for ever).
+func TestHeuristicLargeFractionCapped(t *testing.T) {
+	e := newEnv(t, Config{HeuristicFraction: 1000, MaxHeuristic: 60e9}, counting("Last-Modified", "Mon, 01 Jan 1990 00:00:00 GMT"))
+	e.do("GET", "/a")
+	e.clk.Advance(59 * time.Second)
+	if r := e.do("GET", "/a"); !isHit(r) || !strings.Contains(r.header.Get("Cache-Status"), "ttl=1") {
+		t.Errorf("after 59s: Cache-Status %q, want a hit with ttl=1", r.header.Get("Cache-Status"))
+	}
+	e.clk.Advance(2 * time.Second)
+	if r := e.do("GET", "/a"); isHit(r) {
+		t.Errorf("after 61s: still a hit (%q)", r.header.Get("Cache-Status"))
+	}
+}
