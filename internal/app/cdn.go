@@ -222,10 +222,10 @@ func cdnStatusCommand(g *globals) *cobra.Command {
 	var admin string
 	var recent int
 	cmd := &cobra.Command{
-		Use:   "status",
-		Short: "Show a running router's clusters: health, load, hit ratio, bytes from cache and upstream, recent decisions",
+		Use:     "status",
+		Short:   "Show a running router's clusters: health, load, hit ratio, bytes from cache and upstream, recent decisions",
 		Example: `  applayer cdn status --admin 127.0.0.1:9953 --recent 5   # -> CDN kingcdn.com.`,
-		Args: cobra.NoArgs,
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var st router.Status
 			if err := fetchJSON(cmd.Context(), http.MethodGet, "http://"+admin+"/cdn/status", &st); err != nil {
