@@ -5,6 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/applayer/applayer/cdn"
 	"github.com/applayer/applayer/dns/authority"
 	"github.com/applayer/applayer/dns/resolver"
 	"github.com/applayer/applayer/lab"
@@ -30,6 +31,7 @@ func commands(g *globals) []*cobra.Command {
 		torrentCommand(g),
 		mailCommand(g),
 		streamCommand(g),
+		cdnCommand(g),
 	}
 }
 
@@ -48,5 +50,6 @@ func labKinds() *lab.Kinds {
 		dht.LabKinds(),
 		mail.LabKinds(),
 		stream.LabKinds(),
+		cdn.LabKinds(),
 	)...)
 }
