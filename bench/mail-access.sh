@@ -38,7 +38,7 @@ echo "building..." >&2
 A_IMAP=127.0.0.1:21143 A_POP3=127.0.0.1:21110
 "$WORK/applayer" mail users add --db "$WORK/a.db" bob@hamburger.edu --password s3cret >/dev/null
 "$WORK/applayer" mail serve --domain hamburger.edu --db "$WORK/a.db" --spool "$WORK/spool" --listen 127.0.0.1:21025 \
-	--imap $A_IMAP --pop3 $A_POP3 --plain-auth-loopback --no-tls --log-level warn >"$WORK/applayer.log" 2>&1 &
+	--imap $A_IMAP --pop3 $A_POP3 --insecure-auth-loopback --no-tls --log-level warn >"$WORK/applayer.log" 2>&1 &
 APID=$!
 
 # Dovecot, with its own config, a passwd-file and a maildir owned by "mail".

@@ -28,7 +28,10 @@ type Access struct {
 }
 
 // readers builds the access servers over st (the hub-wrapped store).
-func (a Access) readers(d service.Deps, st store.Store, hub *mailhub.Hub, tc *tls.Config, roots *x509.CertPool, host, smtpAddr string) ([]service.Service, error) {
+func (a Access) readers(d service.Deps, st store.Store, hub *mailhub.Hub, tc *tls.Config, cfg Config) ([]service.Service, error) {
+	host, roots := hostname(cfg), labRoots(cfg)
+	a.IMAP.InsecureAuthLoopback = a.IMAP.InsecureAuthLoopback || cfg.InsecureAuthLoopback
+	a.POP3.InsecureAuthLoopback = a.POP3.InsecureAuthLoopback || cfg.InsecureAuthLoopback
 	var out []service.Service
 	if a.IMAP.Addr != "" || a.IMAP.TLSAddr != "" {
 		a.IMAP.TLS = tc
@@ -63,9 +66,21 @@ func (a Access) readers(d service.Deps, st store.Store, hub *mailhub.Hub, tc *tl
 			}
 		}
 		if w.SMTPAddr == "" {
-			w.SMTPAddr, w.SMTPSecurity = smtpAddr, webmail.SecurityPlain
-			if tc != nil && !isLoopback(smtpAddr) {
-				w.SMTPSecurity = webmail.SecurityStartTLS
+			// Submission (587 with AUTH) when served, else 465, else the
+			// receiver (local domains only, no AUTH).
+			switch {
+			case cfg.SubmissionAddr != "":
+				w.SMTPAddr, w.SMTPSecurity = cfg.SubmissionAddr, webmail.SecurityStartTLS
+				if tc == nil || (cfg.InsecureAuthLoopback && isLoopback(cfg.SubmissionAddr)) {
+					w.SMTPSecurity = webmail.SecurityPlain
+				}
+			case cfg.SubmissionsAddr != "":
+				w.SMTPAddr, w.SMTPSecurity = cfg.SubmissionsAddr, webmail.SecurityTLS
+			default:
+				w.SMTPAddr, w.SMTPSecurity = cfg.SMTP.Addr, webmail.SecurityPlain
+				if tc != nil && !isLoopback(cfg.SMTP.Addr) {
+					w.SMTPSecurity = webmail.SecurityStartTLS
+				}
 			}
 		}
 		if w.RootCAs == nil {

@@ -1,0 +1,137 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// The methods the mail readers (IMAP, POP3, web mail) added to Store, for
+// the PostgreSQL backend.
+
+// Bodies implements Store: one query, the UIDs as an array.
+func (s *Postgres) Bodies(ctx context.Context, address, mailbox string, uids []uint32) (map[uint32][]byte, error) {
+	_, boxID, err := s.mailboxID(ctx, s.db, address, mailbox, false)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]int64, len(uids))
+	for i, u := range uids {
+		ids[i] = int64(u)
+	}
+	rows, err := s.db.Query(ctx, `SELECT uid, body FROM messages WHERE mailbox_id = $1 AND uid = ANY($2)`, boxID, ids)
+	if err != nil {
+		return nil, fmt.Errorf("store: bodies: %w", err)
+	}
+	defer rows.Close()
+	out := make(map[uint32][]byte, len(uids))
+	for rows.Next() {
+		var uid int64
+		var body []byte
+		if err := rows.Scan(&uid, &body); err != nil {
+			return nil, fmt.Errorf("store: bodies: %w", err)
+		}
+		out[uint32(uid)] = body
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: bodies: %w", err)
+	}
+	return out, nil
+}
+
+// DeleteMailbox implements Store.
+func (s *Postgres) DeleteMailbox(ctx context.Context, address, name string) error {
+	if strings.EqualFold(name, "INBOX") {
+		return ErrInbox
+	}
+	_, boxID, err := s.mailboxID(ctx, s.db, address, name, false)
+	if err != nil {
+		return err
+	}
+	if _, err := s.db.Exec(ctx, `DELETE FROM mailboxes WHERE id = $1`, boxID); err != nil {
+		return fmt.Errorf("store: delete mailbox %s: %w", name, err)
+	}
+	return nil
+}
+
+// RenameMailbox implements Store.
+func (s *Postgres) RenameMailbox(ctx context.Context, address, from, to string) error {
+	if strings.EqualFold(from, "INBOX") || strings.EqualFold(to, "INBOX") {
+		return ErrInbox
+	}
+	if to == "" || strings.ContainsAny(to, "\r\n\x00") {
+		return fmt.Errorf("store: bad mailbox name %q", to)
+	}
+	return s.tx(ctx, func(tx pgx.Tx) error {
+		userID, boxID, err := s.mailboxID(ctx, tx, address, from, true)
+		if err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, `SELECT id, name FROM mailboxes WHERE user_id = $1`, userID)
+		if err != nil {
+			return fmt.Errorf("store: rename mailbox %s: %w", from, err)
+		}
+		renames := map[int64]string{boxID: to}
+		for rows.Next() {
+			var id int64
+			var n string
+			if err := rows.Scan(&id, &n); err != nil {
+				rows.Close()
+				return fmt.Errorf("store: rename mailbox %s: %w", from, err)
+			}
+			if rest, ok := strings.CutPrefix(n, from+"/"); ok {
+				renames[id] = to + "/" + rest // children go along
+			}
+		}
+		rows.Close()
+		for id, n := range renames {
+			if _, err := tx.Exec(ctx, `UPDATE mailboxes SET name = $1 WHERE id = $2`, n, id); err != nil {
+				if pgUnique(err) {
+					return fmt.Errorf("%w: %s", ErrMailboxExists, n)
+				}
+				return fmt.Errorf("store: rename mailbox %s: %w", from, err)
+			}
+		}
+		return nil
+	})
+}
+
+// Subscribe implements Store.
+func (s *Postgres) Subscribe(ctx context.Context, address, name string, on bool) error {
+	id, err := s.userID(ctx, s.db, address, false)
+	if err != nil {
+		return err
+	}
+	q := `DELETE FROM subscriptions WHERE user_id = $1 AND name = $2`
+	if on {
+		q = `INSERT INTO subscriptions(user_id, name) VALUES ($1, $2) ON CONFLICT DO NOTHING`
+	}
+	if _, err := s.db.Exec(ctx, q, id, name); err != nil {
+		return fmt.Errorf("store: subscribe %s: %w", name, err)
+	}
+	return nil
+}
+
+// Subscriptions implements Store.
+func (s *Postgres) Subscriptions(ctx context.Context, address string) ([]string, error) {
+	id, err := s.userID(ctx, s.db, address, false)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.db.Query(ctx, `SELECT name FROM subscriptions WHERE user_id = $1 ORDER BY name`, id)
+	if err != nil {
+		return nil, fmt.Errorf("store: subscriptions: %w", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			return nil, fmt.Errorf("store: subscriptions: %w", err)
+		}
+		out = append(out, n)
+	}
+	return out, rows.Err()
+}
