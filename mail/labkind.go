@@ -51,6 +51,9 @@ type labConfig struct {
 	Lifetime config.Duration `json:"lifetime,omitempty"`
 	// NoSubmission turns 587 and 465 off.
 	NoSubmission bool `json:"no_submission,omitempty"`
+	// NoAccess turns IMAP (143, 993), POP3 (110, 995) and the web mail
+	// (80) off.
+	NoAccess bool `json:"no_access,omitempty"`
 	// SPF is the domains' SPF policy; default "v=spf1 mx -all".
 	SPF string `json:"spf,omitempty"`
 }
@@ -196,6 +199,9 @@ func build(env lab.Env, p Policy) (service.Service, error) {
 	if !c.NoSubmission {
 		cfg.SubmissionAddr = net.JoinHostPort(addr, strconv.Itoa(env.Plan.Port(587)))
 		cfg.SubmissionsAddr = net.JoinHostPort(addr, strconv.Itoa(env.Plan.Port(465)))
+	}
+	if !c.NoAccess {
+		cfg.Access = labAccess(addr, env.Plan.Port)
 	}
 	if p.Signer != nil {
 		if cfg.Signer, err = p.Signer(env, domains); err != nil {

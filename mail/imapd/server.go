@@ -29,6 +29,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/applayer/applayer/internal/service"
+	"github.com/applayer/applayer/internal/trace"
 	"github.com/applayer/applayer/internal/transport"
 	"github.com/applayer/applayer/mail/mailhub"
 	"github.com/applayer/applayer/mail/store"
@@ -73,6 +74,7 @@ type Server struct {
 	hub   *mailhub.Hub
 	log   *slog.Logger
 	now   func() time.Time
+	trace *trace.Bus
 	m     metrics
 
 	mu        sync.Mutex
@@ -122,7 +124,7 @@ func New(cfg Config, d service.Deps, st store.Store, hub *mailhub.Hub) (*Server,
 	if hub == nil {
 		hub = mailhub.New()
 	}
-	s := &Server{cfg: cfg, store: st, hub: hub, log: d.Logger, now: d.Now, conns: map[*conn]struct{}{}}
+	s := &Server{cfg: cfg, store: st, hub: hub, log: d.Logger, now: d.Now, trace: d.Trace, conns: map[*conn]struct{}{}}
 	s.m.connections = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "applayer", Subsystem: "mail", Name: "imap_connections_total", Help: "IMAP connections accepted."})
 	s.m.logins = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "applayer", Subsystem: "mail", Name: "imap_logins_total", Help: "IMAP logins, by result."}, []string{"result"})
 	s.m.appends = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "applayer", Subsystem: "mail", Name: "imap_appends_total", Help: "Messages stored by IMAP APPEND."})
@@ -325,4 +327,16 @@ func (c *conn) Close() error {
 		c.srv.mu.Unlock()
 	})
 	return err
+}
+
+// publish puts a line on the trace bus (the lab's), if any.
+func (s *Server) publish(c *imapserver.Conn, summary string, n int) {
+	if s.trace == nil {
+		return
+	}
+	var from, to string
+	if c != nil {
+		from, to = c.NetConn().RemoteAddr().String(), c.NetConn().LocalAddr().String()
+	}
+	s.trace.Publish(trace.Event{From: from, To: to, Proto: "imap", Summary: summary, Bytes: n})
 }

@@ -78,6 +78,7 @@ func (s *session) Login(username, password string) error {
 	}
 	s.srv.m.logins.WithLabelValues("ok").Inc()
 	s.user = u.Address
+	s.srv.publish(s.conn, "LOGIN "+u.Address+": OK", 0)
 	return nil
 }
 
@@ -636,6 +637,9 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 			}
 			e.flags = toIMAPFlags(toStoreFlags(nf))
 			writeFlags = true
+		}
+		if len(options.BodySection) > 0 {
+			s.srv.publish(s.conn, fmt.Sprintf("FETCH %s UID %d BODY[]: %d bytes", s.box, e.uid, len(body)), len(body))
 		}
 		return writeMessage(w.CreateMessage(seqs[i]), e, body, options, writeFlags)
 	}

@@ -27,6 +27,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/applayer/applayer/internal/service"
+	"github.com/applayer/applayer/internal/trace"
 	"github.com/applayer/applayer/internal/transport"
 	"github.com/applayer/applayer/mail/store"
 )
@@ -66,6 +67,7 @@ type Server struct {
 	cfg   Config
 	store store.Store
 	log   *slog.Logger
+	trace *trace.Bus
 	m     metrics
 
 	mu        sync.Mutex
@@ -108,7 +110,7 @@ func New(cfg Config, d service.Deps, st store.Store) (*Server, error) {
 	if cfg.Hostname == "" {
 		cfg.Hostname = "localhost"
 	}
-	s := &Server{cfg: cfg, store: st, log: d.Logger, locked: map[string]bool{}}
+	s := &Server{cfg: cfg, store: st, log: d.Logger, trace: d.Trace, locked: map[string]bool{}}
 	s.m.connections = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "applayer", Subsystem: "mail", Name: "pop3_connections_total", Help: "POP3 connections accepted."})
 	s.m.logins = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "applayer", Subsystem: "mail", Name: "pop3_logins_total", Help: "POP3 logins, by result (ok, fail, in_use)."}, []string{"result"})
 	s.m.retrieved = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "applayer", Subsystem: "mail", Name: "pop3_retrieved_total", Help: "Messages sent by RETR."})
@@ -485,6 +487,7 @@ func (ss *session) login(user, pass string) {
 		return
 	}
 	ss.srv.m.logins.WithLabelValues("ok").Inc()
+	ss.publish(fmt.Sprintf("PASS %s: %d messages", u.Address, len(list)), 0)
 	ss.user, ss.validity = u.Address, mb.UIDValidity
 	ss.msgs = make([]msg, len(list))
 	var total int64
@@ -574,6 +577,7 @@ func (ss *session) transaction(cmd Command) {
 		writeDotStuffed(ss.w, body, lines)
 		if cmd.Name == "RETR" {
 			ss.srv.m.retrieved.Inc()
+			ss.publish(fmt.Sprintf("RETR %d (%s UID %d): %d octets", n, ss.user, ss.msgs[n-1].uid, len(body)), len(body))
 		}
 	case "DELE":
 		if len(cmd.Args) != 1 {
@@ -615,6 +619,10 @@ func (ss *session) quit() bool {
 		}
 		ss.srv.m.deleted.Inc()
 	}
+	// Unlock before answering: a client that logs in again at once
+	// finds the maildrop free.
+	ss.srv.unlock(ss.user)
+	ss.user = ""
 	if failed > 0 {
 		ss.reply(false, "[SYS/TEMP] %d messages not removed", failed)
 		return true
@@ -655,4 +663,12 @@ func writeDotStuffed(w *bufio.Writer, body []byte, lines int) {
 		}
 	}
 	w.WriteString(".\r\n")
+}
+
+// publish puts a line on the trace bus (the lab's), if any.
+func (ss *session) publish(summary string, n int) {
+	if ss.srv.trace == nil {
+		return
+	}
+	ss.srv.trace.Publish(trace.Event{From: ss.nc.RemoteAddr().String(), To: ss.nc.LocalAddr().String(), Proto: "pop3", Summary: summary, Bytes: n})
 }

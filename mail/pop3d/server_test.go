@@ -190,10 +190,20 @@ func TestSession(t *testing.T) {
 	d.want("+OK bob@hamburger.edu has 2 messages", "PASS s3cret")
 	d.want("+OK", "DELE 1")
 	d.c.Close() // dropped without QUIT: nothing deleted
-	time.Sleep(50 * time.Millisecond)
-	f := dial(t, e.plain)
-	f.want("+OK", "USER bob@hamburger.edu")
-	f.want("+OK bob@hamburger.edu has 2 messages", "PASS s3cret")
+	// The lock goes when the server sees the connection end.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		f := dial(t, e.plain)
+		f.want("+OK", "USER bob@hamburger.edu")
+		st := f.cmd("PASS s3cret")
+		if strings.HasPrefix(st, "+OK bob@hamburger.edu has 2 messages") {
+			break
+		}
+		if !strings.HasPrefix(st, "-ERR [IN-USE]") || time.Now().After(deadline) {
+			t.Fatalf("after a dropped session: %q", st)
+		}
+		f.c.Close()
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func TestTLSRequired(t *testing.T) {

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/applayer/applayer/internal/trace"
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/microcosm-cc/bluemonday"
@@ -293,6 +294,9 @@ func (s *Server) message(w http.ResponseWriter, r *http.Request, ss *session) {
 		}
 		p := s.base(ss, fs, box, m.Subject)
 		p.Data = d
+		if s.trace != nil {
+			s.trace.Publish(trace.Event{From: r.RemoteAddr, To: s.cfg.Addr, Proto: "http/webmail", Summary: fmt.Sprintf("GET /msg %s UID %d for %s: %q from %s", box, uid, ss.user, m.Subject, m.From), Bytes: len(raw)})
+		}
 		s.render(w, "message.html", p, http.StatusOK)
 		return nil
 	})

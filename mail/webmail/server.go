@@ -33,6 +33,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/applayer/applayer/internal/service"
+	"github.com/applayer/applayer/internal/trace"
 	"github.com/applayer/applayer/internal/transport"
 )
 
@@ -91,11 +92,12 @@ type Config struct {
 
 // Server is the web mail server, a service.Service.
 type Server struct {
-	cfg  Config
-	log  *slog.Logger
-	now  func() time.Time
-	tmpl *template.Template
-	m    metrics
+	cfg   Config
+	log   *slog.Logger
+	now   func() time.Time
+	trace *trace.Bus
+	tmpl  *template.Template
+	m     metrics
 
 	mu       sync.Mutex
 	sessions map[string]*session
@@ -151,7 +153,7 @@ func New(cfg Config, d service.Deps) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("webmail: templates: %w", err)
 	}
-	s := &Server{cfg: cfg, log: d.Logger, now: d.Now, tmpl: t, sessions: map[string]*session{}, failures: map[netip.Addr][]time.Time{}}
+	s := &Server{cfg: cfg, log: d.Logger, now: d.Now, trace: d.Trace, tmpl: t, sessions: map[string]*session{}, failures: map[netip.Addr][]time.Time{}}
 	s.m.logins = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "applayer", Subsystem: "mail", Name: "webmail_logins_total", Help: "Web mail logins, by result (ok, fail, limited)."}, []string{"result"})
 	s.m.sent = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "applayer", Subsystem: "mail", Name: "webmail_sent_total", Help: "Messages sent from the web mail."})
 	s.m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "applayer", Subsystem: "mail", Name: "webmail_requests_total", Help: "Web mail requests, by page."}, []string{"page"})
