@@ -138,4 +138,7 @@ func TestLabAliceToBob(t *testing.T) {
 		}
 		t.Fatalf("trace lacks step %d %+v; mail hosts' events:\n%s", next, steps[next], strings.Join(seen, "\n"))
 	}
+	mu.Unlock()
+	bobReads(t, plan, func() []trace.Event { mu.Lock(); defer mu.Unlock(); return append([]trace.Event(nil), events...) })
+	mu.Lock() // for the deferred Unlock
 }
