@@ -16,4 +16,3 @@ func mailAccessFlags(f *pflag.FlagSet, a *mta.Access) {
 	f.StringVar(&a.POP3.TLSAddr, "pop3s", "", "serve POP3 over implicit TLS on `ADDR` (e.g. 127.0.0.1:995)")
 	f.StringVar(&a.Webmail.Addr, "webmail", "", "serve the web mail on `ADDR` (e.g. 127.0.0.1:8025), reading through this server's IMAP and sending through its SMTP")
 }
-
