@@ -32,6 +32,7 @@ import (
 	"github.com/applayer/applayer/internal/trace"
 	"github.com/applayer/applayer/internal/transport"
 	"github.com/applayer/applayer/mail/mailhub"
+	"github.com/applayer/applayer/mail/mailnet"
 	"github.com/applayer/applayer/mail/store"
 )
 
@@ -77,9 +78,8 @@ type Server struct {
 	trace *trace.Bus
 	m     metrics
 
-	mu        sync.Mutex
-	listeners []net.Listener
-	streams   []*transport.StreamServer
+	mu sync.Mutex
+	ls *mailnet.Listeners
 	// secure refuses LOGIN without TLS; insecure (loopback clients, when
 	// configured) allows it.
 	secure, insecure     *imapserver.Server
@@ -145,11 +145,10 @@ func (s *Server) Name() string { return "imap" }
 func (s *Server) Addrs() []net.Addr {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var out []net.Addr
-	for _, ln := range s.listeners {
-		out = append(out, ln.Addr())
+	if s.ls == nil {
+		return nil
 	}
-	return out
+	return s.ls.Addrs()
 }
 
 // Caps are the capabilities advertised (go-imap adds STARTTLS, AUTH=PLAIN
@@ -198,30 +197,18 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.started = true
 	s.secure, s.insecure = s.newIMAP(false), s.newIMAP(true)
-	for _, a := range []struct {
-		addr     string
-		implicit bool
-	}{{s.cfg.Addr, false}, {s.cfg.TLSAddr, true}} {
-		if a.addr == "" {
-			continue
-		}
-		ln, err := transport.ListenConfig{}.Listen(ctx, "tcp", a.addr)
-		if err != nil {
-			s.closeLocked()
-			return fmt.Errorf("imapd: %w", err)
-		}
-		s.listeners = append(s.listeners, ln)
-		if s.hoSecure == nil {
-			s.hoSecure, s.hoInsecure = transport.NewHandoff(ln.Addr()), transport.NewHandoff(ln.Addr())
-			for _, p := range []struct {
-				srv *imapserver.Server
-				ho  *transport.Handoff
-			}{{s.secure, s.hoSecure}, {s.insecure, s.hoInsecure}} {
-				s.served.Go(func() { p.srv.Serve(p.ho) })
-			}
-		}
-		implicit := a.implicit
-		ts := transport.NewStreamServer(transport.StreamConfig{
+	// Both imapservers accept from Handoffs; the address reported is
+	// only for logs.
+	var addr net.Addr = &net.TCPAddr{}
+	s.hoSecure, s.hoInsecure = transport.NewHandoff(addr), transport.NewHandoff(addr)
+	for _, p := range []struct {
+		srv *imapserver.Server
+		ho  *transport.Handoff
+	}{{s.secure, s.hoSecure}, {s.insecure, s.hoInsecure}} {
+		s.served.Go(func() { p.srv.Serve(p.ho) })
+	}
+	ls, err := mailnet.Listen(ctx, s.cfg.Addr, s.cfg.TLSAddr, func(implicit bool) transport.StreamConfig {
+		return transport.StreamConfig{
 			MaxConns:      s.cfg.MaxConns,
 			MaxConnsPerIP: s.cfg.MaxConnsPerIP,
 			Logger:        s.log,
@@ -230,13 +217,16 @@ func (s *Server) Start(ctx context.Context) error {
 					io.WriteString(c, "* BYE [UNAVAILABLE] too many connections, try again later\r\n")
 				}
 			},
-		}, transport.HandlerFunc(func(ctx context.Context, tc *transport.Conn) { s.handoff(tc, implicit) }))
-		if err := ts.Start(ln); err != nil {
-			s.closeLocked()
-			return fmt.Errorf("imapd: %w", err)
 		}
-		s.streams = append(s.streams, ts)
+	}, func(implicit bool) transport.Handler {
+		return transport.HandlerFunc(func(ctx context.Context, tc *transport.Conn) { s.handoff(tc, implicit) })
+	})
+	if err != nil {
+		s.secure.Close()
+		s.insecure.Close()
+		return fmt.Errorf("imapd: %w", err)
 	}
+	s.ls = ls
 	return nil
 }
 
@@ -263,19 +253,6 @@ func (s *Server) handoff(tc *transport.Conn, implicit bool) {
 	}
 }
 
-func (s *Server) closeLocked() {
-	for _, ts := range s.streams {
-		ts.Close()
-	}
-	for _, ln := range s.listeners {
-		ln.Close()
-	}
-	if s.hoSecure != nil {
-		s.secure.Close()
-		s.insecure.Close()
-	}
-}
-
 // Shutdown stops accepting and closes the sessions: IMAP sessions are long
 // lived (IDLE), and every change a client made is in the store already.
 func (s *Server) Shutdown(ctx context.Context) error {
@@ -285,14 +262,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	s.started = false
-	streams, secure, insecure := s.streams, s.secure, s.insecure
-	s.streams = nil
+	ls, secure, insecure := s.ls, s.secure, s.insecure
 	s.mu.Unlock()
 	var err error
-	for _, ts := range streams {
-		if e := ts.Shutdown(ctx); e != nil && !errors.Is(e, transport.ErrServerClosed) {
-			err = errors.Join(err, e)
-		}
+	if ls != nil {
+		err = ls.Shutdown(ctx)
 	}
 	if secure != nil {
 		secure.Close()
@@ -304,10 +278,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	s.served.Wait()
-	if err != nil {
-		return fmt.Errorf("imapd: shutdown: %w", err)
-	}
-	return nil
+	return err
 }
 
 // conn releases the transport slot when closed.

@@ -29,6 +29,7 @@ import (
 	"github.com/applayer/applayer/internal/service"
 	"github.com/applayer/applayer/internal/trace"
 	"github.com/applayer/applayer/internal/transport"
+	"github.com/applayer/applayer/mail/mailnet"
 	"github.com/applayer/applayer/mail/store"
 )
 
@@ -70,11 +71,9 @@ type Server struct {
 	trace *trace.Bus
 	m     metrics
 
-	mu        sync.Mutex
-	locked    map[string]bool // maildrops in a TRANSACTION state
-	listeners []net.Listener
-	streams   []*transport.StreamServer
-	started   bool
+	mu     sync.Mutex
+	locked map[string]bool // maildrops in a TRANSACTION state
+	ls     *mailnet.Listeners
 }
 
 type metrics struct {
@@ -131,66 +130,43 @@ func (s *Server) Name() string { return "pop3" }
 func (s *Server) Addrs() []net.Addr {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var out []net.Addr
-	for _, ln := range s.listeners {
-		out = append(out, ln.Addr())
+	if s.ls == nil {
+		return nil
 	}
-	return out
+	return s.ls.Addrs()
 }
 
 // Start binds the listeners and starts serving.
 func (s *Server) Start(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.started {
+	if s.ls != nil {
 		return errors.New("pop3d: already started")
 	}
-	s.started = true
-	for _, a := range []struct {
-		addr     string
-		implicit bool
-	}{{s.cfg.Addr, false}, {s.cfg.TLSAddr, true}} {
-		if a.addr == "" {
-			continue
+	reply := func(implicit bool, line string) func(net.Conn) {
+		return func(c net.Conn) {
+			if !implicit {
+				io.WriteString(c, line)
+			}
 		}
-		ln, err := transport.ListenConfig{}.Listen(ctx, "tcp", a.addr)
-		if err != nil {
-			s.closeLocked()
-			return fmt.Errorf("pop3d: %w", err)
-		}
-		s.listeners = append(s.listeners, ln)
-		implicit := a.implicit
-		ts := transport.NewStreamServer(transport.StreamConfig{
+	}
+	ls, err := mailnet.Listen(ctx, s.cfg.Addr, s.cfg.TLSAddr, func(implicit bool) transport.StreamConfig {
+		busy, failed := reply(implicit, "-ERR [SYS/TEMP] too many connections, try again later\r\n"), reply(implicit, "-ERR [SYS/TEMP] internal error\r\n")
+		return transport.StreamConfig{
 			MaxConns:      s.cfg.MaxConns,
 			MaxConnsPerIP: s.cfg.MaxConnsPerIP,
 			Logger:        s.log,
-			OnReject: func(c net.Conn, _ transport.RejectReason) {
-				if !implicit {
-					io.WriteString(c, "-ERR [SYS/TEMP] too many connections, try again later\r\n")
-				}
-			},
-			OnPanic: func(c net.Conn, _ any) {
-				if !implicit {
-					io.WriteString(c, "-ERR [SYS/TEMP] internal error\r\n")
-				}
-			},
-		}, transport.HandlerFunc(func(ctx context.Context, tc *transport.Conn) { s.serve(tc, implicit) }))
-		if err := ts.Start(ln); err != nil {
-			s.closeLocked()
-			return fmt.Errorf("pop3d: %w", err)
+			OnReject:      func(c net.Conn, _ transport.RejectReason) { busy(c) },
+			OnPanic:       func(c net.Conn, _ any) { failed(c) },
 		}
-		s.streams = append(s.streams, ts)
+	}, func(implicit bool) transport.Handler {
+		return transport.HandlerFunc(func(ctx context.Context, tc *transport.Conn) { s.serve(tc, implicit) })
+	})
+	if err != nil {
+		return fmt.Errorf("pop3d: %w", err)
 	}
+	s.ls = ls
 	return nil
-}
-
-func (s *Server) closeLocked() {
-	for _, ts := range s.streams {
-		ts.Close()
-	}
-	for _, ln := range s.listeners {
-		ln.Close()
-	}
 }
 
 // Shutdown stops accepting and closes idle sessions; a session in the
@@ -198,19 +174,12 @@ func (s *Server) closeLocked() {
 // QUIT delete nothing (RFC 1939 6).
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
-	streams := s.streams
-	s.streams = nil
+	ls := s.ls
 	s.mu.Unlock()
-	var err error
-	for _, ts := range streams {
-		if e := ts.Shutdown(ctx); e != nil && !errors.Is(e, transport.ErrServerClosed) {
-			err = errors.Join(err, e)
-		}
+	if ls == nil {
+		return nil
 	}
-	if err != nil {
-		return fmt.Errorf("pop3d: shutdown: %w", err)
-	}
-	return nil
+	return ls.Shutdown(ctx)
 }
 
 func (s *Server) lock(user string) bool {
