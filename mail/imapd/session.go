@@ -568,49 +568,47 @@ func (s *session) resolve(numSet imap.NumSet) (seqs []uint32, es []*entry) {
 	if imap.IsSearchRes(numSet) {
 		numSet = s.searchRes
 	}
+	// Each range as [lo, hi] of the number it is about (sequence number
+	// or UID), with * (0) the largest in the mailbox.
+	var ranges [][2]uint32
+	byUID := false
 	switch set := numSet.(type) {
 	case imap.SeqSet:
-		n := uint32(len(s.msgs))
-		for i, e := range s.msgs {
-			seq := uint32(i + 1)
-			for _, r := range set {
-				lo, hi := r.Start, r.Stop
-				if lo == 0 {
-					lo = n
-				}
-				if hi == 0 {
-					hi = n
-				}
-				if lo > hi {
-					lo, hi = hi, lo
-				}
-				if seq >= lo && seq <= hi {
-					seqs, es = append(seqs, seq), append(es, e)
-					break
-				}
-			}
+		for _, r := range set {
+			ranges = append(ranges, [2]uint32{r.Start, r.Stop})
 		}
 	case imap.UIDSet:
-		var maxUID imap.UID
-		if len(s.msgs) > 0 {
-			maxUID = s.msgs[len(s.msgs)-1].uid
+		byUID = true
+		for _, r := range set {
+			ranges = append(ranges, [2]uint32{uint32(r.Start), uint32(r.Stop)})
 		}
-		for i, e := range s.msgs {
-			for _, r := range set {
-				lo, hi := r.Start, r.Stop
-				if lo == 0 {
-					lo = maxUID
-				}
-				if hi == 0 {
-					hi = maxUID
-				}
-				if lo > hi {
-					lo, hi = hi, lo
-				}
-				if e.uid >= lo && e.uid <= hi {
-					seqs, es = append(seqs, uint32(i+1)), append(es, e)
-					break
-				}
+	}
+	var largest uint32
+	if n := len(s.msgs); n > 0 {
+		largest = uint32(n)
+		if byUID {
+			largest = uint32(s.msgs[n-1].uid)
+		}
+	}
+	for i, e := range s.msgs {
+		num := uint32(i + 1)
+		if byUID {
+			num = uint32(e.uid)
+		}
+		for _, r := range ranges {
+			lo, hi := r[0], r[1]
+			if lo == 0 {
+				lo = largest
+			}
+			if hi == 0 {
+				hi = largest
+			}
+			if lo > hi {
+				lo, hi = hi, lo
+			}
+			if num >= lo && num <= hi {
+				seqs, es = append(seqs, uint32(i+1)), append(es, e)
+				break
 			}
 		}
 	}
