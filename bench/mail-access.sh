@@ -23,7 +23,8 @@ cleanup() {
 	[ -n "$APID" ] && kill -TERM "$APID" 2>/dev/null || true
 	[ -n "$DPID" ] && kill -TERM "$DPID" 2>/dev/null || true
 	wait 2>/dev/null || true
-	rm -rf "$WORK"
+	sleep 1
+	rm -rf "$WORK" 2>/dev/null || true
 }
 trap cleanup EXIT
 for c in dovecot go; do
@@ -135,9 +136,9 @@ client() { "$WORK/client" "$@"; }
 echo "filling both servers (1,000 + 10,000 + 2,000 messages each)..." >&2
 for s in A D; do
 	if [ $s = A ]; then IM=$A_IMAP; else IM=$D_IMAP; fi
-	client -imap $IM fill bench1k 1000 >/dev/null
-	client -imap $IM fill bench10k 10000 97 >/dev/null
-	client -imap $IM fill INBOX 2000 >/dev/null
+	for f in "bench1k 1000" "bench10k 10000 97" "INBOX 2000"; do
+		client -imap $IM fill $f >/dev/null || { echo "fill $f on $s failed; logs:" >&2; tail -5 "$WORK/applayer.log" "$WORK/dovecot/dovecot.log" >&2; exit 1; }
+	done
 done
 
 OUT="$WORK/results.txt"

@@ -90,18 +90,21 @@ func imapOp(addr, user, pass, op string, args []string) (int, error) {
 			needle, _ = strconv.Atoi(args[2])
 		}
 		c.Create(box, nil).Wait() // may exist
-		// Pipelined: all APPENDs in flight, then wait.
-		cmds := make([]*imapclient.AppendCommand, 0, count)
+		// Pipelined, at most 32 APPENDs in flight.
+		var cmds []*imapclient.AppendCommand
 		for i := range count {
 			m := message(i, needle)
 			ac := c.Append(box, int64(len(m)), &imap.AppendOptions{Time: time.Unix(1_796_000_000+int64(i), 0)})
 			ac.Write(m)
 			ac.Close()
 			cmds = append(cmds, ac)
-		}
-		for _, ac := range cmds {
-			if _, err := ac.Wait(); err != nil {
-				return 0, err
+			if len(cmds) == 32 || i == count-1 {
+				for _, ac := range cmds {
+					if _, err := ac.Wait(); err != nil {
+						return 0, err
+					}
+				}
+				cmds = cmds[:0]
 			}
 		}
 		return count, nil
