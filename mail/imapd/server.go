@@ -222,12 +222,22 @@ func (s *Server) Start(ctx context.Context) error {
 		return transport.HandlerFunc(func(ctx context.Context, tc *transport.Conn) { s.handoff(tc, implicit) })
 	})
 	if err != nil {
-		s.secure.Close()
-		s.insecure.Close()
+		s.stopIMAP(s.secure, s.insecure)
 		return fmt.Errorf("imapd: %w", err)
 	}
 	s.ls = ls
 	return nil
+}
+
+// stopIMAP ends both imapservers: their accept loops first (closing the
+// Handoffs they accept from), then their connections. (Closing an
+// imapserver while its Serve is starting races inside go-imap.)
+func (s *Server) stopIMAP(secure, insecure *imapserver.Server) {
+	s.hoSecure.Close()
+	s.hoInsecure.Close()
+	s.served.Wait()
+	secure.Close()
+	insecure.Close()
 }
 
 // handoff takes the connection from the StreamServer (it keeps its slot
@@ -268,16 +278,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if ls != nil {
 		err = ls.Shutdown(ctx)
 	}
-	if secure != nil {
-		secure.Close()
-		insecure.Close()
-	}
+	s.stopIMAP(secure, insecure)
 	s.mu.Lock()
 	for c := range s.conns {
 		c.Conn.Close()
 	}
 	s.mu.Unlock()
-	s.served.Wait()
 	return err
 }
 
