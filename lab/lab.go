@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"text/tabwriter"
 
@@ -17,6 +18,7 @@ import (
 
 	"github.com/applayer/applayer/internal/obs"
 	"github.com/applayer/applayer/internal/service"
+	"github.com/applayer/applayer/internal/trace"
 )
 
 // Plan is a topology with every address and port decided.
@@ -161,7 +163,9 @@ type Running struct {
 	// Entries lists, per service, the host and where it listens.
 	Entries []Entry
 
-	claimed string // the file recording this lab on its block (claim.go)
+	claimed  string        // the file recording this lab on its block (claim.go)
+	stop     chan struct{} // closed by Shutdown: ends the admin's trace streams
+	stopOnce sync.Once
 }
 
 // Entry is one started service, for the table.
@@ -177,10 +181,13 @@ type Entry struct {
 // admin listener first unless the topology turns it off.
 func Build(p *Plan, kinds *Kinds, deps service.Deps, reg *prometheus.Registry) (*Running, error) {
 	deps = deps.Defaults()
+	if deps.Trace == nil {
+		deps.Trace = trace.NewBus(nil) // the admin's /trace stream subscribes to it
+	}
 	if err := os.MkdirAll(p.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("lab: state dir: %w", err)
 	}
-	r := &Running{Plan: p, Group: service.NewGroup(deps.Logger)}
+	r := &Running{Plan: p, Group: service.NewGroup(deps.Logger), stop: make(chan struct{})}
 	if a := p.Topology.Lab.Admin; a != "off" {
 		if a == "" {
 			a = DefaultAdmin
@@ -190,6 +197,7 @@ func Build(p *Plan, kinds *Kinds, deps service.Deps, reg *prometheus.Registry) (
 			return nil, err
 		}
 		r.Admin = admin
+		admin.Handle("GET /trace", traceHandler(deps.Trace, r.stop))
 		r.Group.Add(admin)
 	}
 	for i, h := range p.Hosts {
@@ -236,6 +244,7 @@ func (r *Running) Shutdown(ctx context.Context) error {
 	if r.Admin != nil {
 		r.Admin.SetReady(false)
 	}
+	r.stopOnce.Do(func() { close(r.stop) })
 	defer r.removeClaim()
 	return r.Group.Shutdown(ctx)
 }

@@ -19,9 +19,10 @@ func labCommand(g *globals) *cobra.Command {
 		Short: "The mini-Internet: every system wired together on loopback",
 		Example: `  applayer lab up
   applayer lab up --topology my-lab.yaml --check
+  applayer lab scenario --list
   applayer lab kinds`,
 	}
-	cmd.AddCommand(labUpCommand(g), labKindsCommand(g), labTopologyCommand(g))
+	cmd.AddCommand(labUpCommand(g), labKindsCommand(g), labTopologyCommand(g), labScenarioCommand(g))
 	return cmd
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/applayer/applayer/torrent/dht"
 	"github.com/applayer/applayer/torrent/swarm"
 	"github.com/applayer/applayer/torrent/tracker"
+	"github.com/applayer/applayer/web/client"
 	"github.com/applayer/applayer/web/proxy"
 	"github.com/applayer/applayer/web/server"
 )
@@ -43,5 +44,15 @@ func labKinds() *lab.Kinds {
 		tracker.LabKinds(),
 		swarm.LabKinds(),
 		dht.LabKinds(),
+	)...)
+}
+
+// labScenarios is the wiring table of the scenarios `lab scenario` plays:
+// each system declares its own beside its code (LabScenarios in the
+// package's labscenario.go).
+func labScenarios() *lab.Scenarios {
+	return lab.NewScenarios(slices.Concat(
+		resolver.LabScenarios(),
+		client.LabScenarios(),
 	)...)
 }
