@@ -22,11 +22,21 @@ import (
 // trace tests.
 func startTracedLab(t *testing.T) (*lab.Plan, *lab.Running, *trace.Bus) {
 	t.Helper()
+	return startTracedLabWith(t, nil)
+}
+
+// startTracedLabWith is startTracedLab with sink (when not nil) subscribed
+// before the lab starts.
+func startTracedLabWith(t *testing.T, sink trace.Sink) (*lab.Plan, *lab.Running, *trace.Bus) {
+	t.Helper()
 	topo, err := lab.DefaultTopology()
 	if err != nil {
 		t.Fatal(err)
 	}
 	bus := trace.NewBus(nil)
+	if sink != nil {
+		bus.Subscribe(sink)
+	}
 	kinds := labKinds()
 	for try := 0; ; try++ {
 		b := 100 + int(time.Now().UnixNano()%150)

@@ -28,6 +28,7 @@ func commands(g *globals) []*cobra.Command {
 		digCommand(g),
 		torrentCommand(g),
 		mailCommand(g),
+		traceCommand(g),
 	}
 }
 
