@@ -38,7 +38,43 @@ type Plan struct {
 	// Records are the DNS records the kinds' Records hooks contribute,
 	// master-file lines with fully qualified owner names, in topology order.
 	Records []string
+	// only, when set (Select), names the hosts this process runs; the
+	// others belong to other processes or machines.
+	only map[string]bool
 }
+
+// Select makes Build run only the named hosts (lab up --hosts), each at
+// the address the plan gives it, so one topology can be split over several
+// processes or machines: every process plans the whole topology (the same
+// addresses, ports and zones) and runs its share of it.
+func (p *Plan) Select(names []string) error {
+	only := map[string]bool{}
+	var unknown []string
+	for _, n := range names {
+		h, ok := p.Lookup(strings.TrimSpace(n))
+		if !ok {
+			unknown = append(unknown, n)
+			continue
+		}
+		only[h.Name] = true
+	}
+	if len(unknown) > 0 {
+		var known []string
+		for _, h := range p.Hosts {
+			known = append(known, h.Name)
+		}
+		return fmt.Errorf("lab: --hosts: no host %s in the topology (hosts: %s)", strings.Join(unknown, ", "), strings.Join(known, ", "))
+	}
+	if len(only) == 0 {
+		return fmt.Errorf("lab: --hosts: no host named")
+	}
+	p.only = only
+	return nil
+}
+
+// Runs reports whether this process runs host (every host unless Select
+// chose some).
+func (p *Plan) Runs(host string) bool { return p.only == nil || p.only[host] }
 
 // PlannedHost is a host with its address decided.
 type PlannedHost struct {
@@ -201,6 +237,9 @@ func Build(p *Plan, kinds *Kinds, deps service.Deps, reg *prometheus.Registry) (
 		r.Group.Add(admin)
 	}
 	for i, h := range p.Hosts {
+		if !p.Runs(h.Name) {
+			continue
+		}
 		for k, s := range h.Services {
 			kind, _ := kinds.Get(s.Kind)
 			d := deps

@@ -49,6 +49,7 @@ func labUpCommand(g *globals) *cobra.Command {
 		admin   string
 		remote  bool
 		jsonOut bool
+		hosts   []string
 	)
 	cmd := &cobra.Command{
 		Use:   "up",
@@ -63,11 +64,18 @@ otherwise every port of the lab is offset by 10000 (DNS on 10053, HTTP on
 10080). --port-offset forces an offset.
 
 Without --topology, $APPLAYER_LAB_TOPOLOGY names the topology file (for lab
-up and for the clients' --lab flags alike); unset, the embedded default.`,
+up and for the clients' --lab flags alike); unset, the embedded default.
+
+--hosts runs only the named hosts, each at the address the topology gives
+it: start one "lab up --hosts ..." per share of the topology (with its own
+--admin address, or "off") to split one lab over several processes or
+machines. Every share plans the whole topology, so names, addresses, ports
+and zones agree; see docs/lab.md.`,
 		Example: `  applayer lab up
   applayer lab up --topology lab.yaml --trace lab.jsonl
   applayer lab up --topology lab.yaml --check
-  applayer lab up --json > lab.json`,
+  applayer lab up --json > lab.json
+  applayer lab up --hosts a.root-servers.net,a.edu-servers.net --admin 127.0.0.1:9901`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			topo, err := loadTopology(path)
@@ -87,6 +95,11 @@ up and for the clients' --lab flags alike); unset, the embedded default.`,
 			plan, err := lab.NewPlan(topo, kinds, nil)
 			if err != nil {
 				return fmt.Errorf("invalid topology:\n%w", err)
+			}
+			if len(hosts) > 0 {
+				if err := plan.Select(hosts); err != nil {
+					return err
+				}
 			}
 			if check {
 				n := 0
@@ -140,6 +153,7 @@ up and for the clients' --lab flags alike); unset, the embedded default.`,
 	f.BoolVar(&jsonOut, "json", false, "print the table as JSON on stdout (the notes go to stderr)")
 	f.StringVar(&admin, "admin", lab.DefaultAdmin, `admin listener (loopback) for /metrics, /healthz, /readyz and the services' endpoints under /hosts/NAME/; "off" disables it`)
 	f.BoolVar(&remote, "admin-allow-remote", false, "allow a non-loopback --admin address (its endpoints are unauthenticated)")
+	f.StringSliceVar(&hosts, "hosts", nil, "run only these hosts of the topology (comma-separated names), each at its planned address: split one lab over several processes or machines (docs/lab.md)")
 	return cmd
 }
 
