@@ -6,11 +6,14 @@ import (
 	"os"
 	"text/tabwriter"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
 	"github.com/applayer/applayer/internal/obs"
 	"github.com/applayer/applayer/internal/service"
+	"github.com/applayer/applayer/internal/trace"
 	"github.com/applayer/applayer/lab"
+	"github.com/applayer/applayer/lab/dashboard"
 )
 
 func labCommand(g *globals) *cobra.Command {
@@ -117,7 +120,7 @@ and zones agree; see docs/lab.md.`,
 			reg := obs.NewRegistry()
 			d := e.deps()
 			d.Metrics = reg
-			running, err := lab.Build(plan, kinds, d, reg)
+			running, err := buildLab(plan, kinds, d, reg)
 			if err != nil {
 				return err
 			}
@@ -134,6 +137,11 @@ and zones agree; see docs/lab.md.`,
 				}
 			} else {
 				running.PrintTable(g.stdout)
+			}
+			if running.Admin != nil {
+				if a := running.Admin.Addrs(); len(a) > 0 {
+					fmt.Fprintf(notes, "\nDashboard: http://%s/\n", a[0])
+				}
 			}
 			fmt.Fprintln(notes, "\nlab is up; press Ctrl-C to stop")
 			<-ctx.Done()
@@ -185,4 +193,21 @@ func labTopologyCommand(g *globals) *cobra.Command {
 			return err
 		},
 	}
+}
+
+// buildLab builds a planned lab with its dashboard on the admin listener.
+func buildLab(plan *lab.Plan, kinds *lab.Kinds, d service.Deps, reg *prometheus.Registry) (*lab.Running, error) {
+	if d.Trace == nil {
+		// The dashboard streams the bus while a browser watches
+		// (publishing costs one atomic load otherwise).
+		d.Trace = trace.NewBus(nil)
+	}
+	running, err := lab.Build(plan, kinds, d, reg)
+	if err != nil {
+		return nil, err
+	}
+	dash := dashboard.New(running, d.Trace, reg, dashboard.Config{})
+	dash.Mount()
+	running.Group.Add(dash)
+	return running, nil
 }
