@@ -23,7 +23,49 @@ func LabScenarios() []lab.Scenario {
 		Figure:  "iterated queries (the chapter's figure of a host at NYU resolving gaia.cs.umass.edu)",
 		Run:     runIterative,
 		Keep:    KeepDNS,
+	}, {
+		Name:    "dns-recursive",
+		Summary: "recursive queries: the lab's authorities are switched to recursion for this scenario only, and a host asks dns.nyu.edu, which asks the root, which asks edu, which asks umass.edu, which asks cs.umass.edu; the answer comes back down the chain",
+		Figure:  "recursive queries in DNS (the chapter's figure of the chain of recursive queries)",
+		Run:     runRecursive,
+		Keep:    KeepDNS,
 	}}
+}
+
+// runRecursive turns the recursive mode on in every authority of the lab
+// (and off again at the end, whatever happens), then asks the local DNS
+// server of nyu.edu.
+func runRecursive(ctx context.Context, env lab.ScenarioEnv) error {
+	var auths []string
+	for _, h := range env.Plan.Hosts {
+		for _, s := range h.Services {
+			if s.Kind == "dns-authority" {
+				auths = append(auths, h.Name)
+			}
+		}
+	}
+	defer func() {
+		off, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		for _, h := range auths {
+			env.Admin(off, "POST", "/hosts/"+h+"/dns/authority/recursion?on=false")
+		}
+	}()
+	for _, h := range auths {
+		if err := env.Admin(ctx, "POST", "/hosts/"+h+"/dns/authority/recursion?on=true"); err != nil {
+			return fmt.Errorf("dns-recursive: recursion on %s: %w", h, err)
+		}
+	}
+	local, err := env.Addr("dns.nyu.edu", 53)
+	if err != nil {
+		return err
+	}
+	m, err := ClientQuery(ctx, env, local, "gaia.cs.umass.edu.", dns.TypeA)
+	if err != nil {
+		return fmt.Errorf("dns-recursive: %w", err)
+	}
+	fmt.Fprintf(env.Out, "answer from dns.nyu.edu: %s\n", dnsserver.Summary(m))
+	return nil
 }
 
 // KeepDNS keeps a scenario's DNS messages and the caches' decisions.
