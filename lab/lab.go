@@ -19,6 +19,7 @@ import (
 	"github.com/applayer/applayer/internal/obs"
 	"github.com/applayer/applayer/internal/service"
 	"github.com/applayer/applayer/internal/trace"
+	"github.com/applayer/applayer/internal/transport"
 )
 
 // Plan is a topology with every address and port decided.
@@ -200,6 +201,7 @@ type Running struct {
 	Entries []Entry
 
 	claimed  string        // the file recording this lab on its block (claim.go)
+	links    *links        // nil when the topology has no links
 	stop     chan struct{} // closed by Shutdown: ends the admin's trace streams
 	stopOnce sync.Once
 }
@@ -236,6 +238,7 @@ func Build(p *Plan, kinds *Kinds, deps service.Deps, reg *prometheus.Registry) (
 		admin.Handle("GET /trace", traceHandler(deps.Trace, r.stop))
 		r.Group.Add(admin)
 	}
+	r.links = newLinks(p, deps.Trace)
 	for i, h := range p.Hosts {
 		if !p.Runs(h.Name) {
 			continue
@@ -247,6 +250,11 @@ func Build(p *Plan, kinds *Kinds, deps service.Deps, reg *prometheus.Registry) (
 			d.Metrics = prometheus.WrapRegistererWith(prometheus.Labels{"host": h.Name}, deps.Metrics)
 			d.Dialer = newHostDialer(h.Addr, deps.Dialer)
 			d.Trace = deps.Trace.WithHost(h.Name)
+			var wrap transport.ListenerWrap
+			if r.links != nil {
+				d.Dialer = r.links.dialer(h.Addr, d.Dialer, d.Trace)
+				wrap = r.links.listenerWrap(h.Addr, d.Trace)
+			}
 			admin := hostAdmin{prefix: "/hosts/" + h.Name}
 			if r.Admin != nil {
 				admin.mux = r.Admin
@@ -257,7 +265,11 @@ func Build(p *Plan, kinds *Kinds, deps service.Deps, reg *prometheus.Registry) (
 			if err != nil {
 				return nil, fmt.Errorf("lab: hosts[%d].services[%d] (%s on %s): %w", i, k, kind.Name, h.Name, err)
 			}
-			r.Group.Add(svc)
+			if wrap != nil {
+				r.Group.Add(linkedService{Service: svc, wrap: wrap})
+			} else {
+				r.Group.Add(svc)
+			}
 			r.Entries = append(r.Entries, Entry{Host: h.Name, Addr: h.Addr, Kind: kind.Name, Summary: kind.Summary, Service: svc})
 		}
 	}
