@@ -32,8 +32,28 @@ type Scenario struct {
 	// Run drives the clients. Its own notes (the answer, the times) go to
 	// env.Out; its clients publish their messages on env.Trace.
 	Run func(ctx context.Context, env ScenarioEnv) error
-	// Keep selects the events the narration shows (nil: every event).
+	// Hosts are the lab hosts the scenario involves: the narration shows
+	// only messages between them and the client (the rest of the lab keeps
+	// working meanwhile: health checks, announces). Nil: every host.
+	Hosts []string
+	// Keep selects, further, the events the narration shows (nil: every
+	// event).
 	Keep func(e trace.Event) bool
+}
+
+// Filter returns the narration's filter of s: its Hosts (with the client)
+// at both ends of each event, and its Keep.
+func (s Scenario) Filter(n *Namer, client string) func(trace.Event) bool {
+	in := map[string]bool{client: true}
+	for _, h := range s.Hosts {
+		in[h] = true
+	}
+	return func(e trace.Event) bool {
+		if len(s.Hosts) > 0 && (!in[n.Name(e.From)] || e.To != "" && !in[n.Name(e.To)]) {
+			return false
+		}
+		return s.Keep == nil || s.Keep(e)
+	}
 }
 
 // ScenarioEnv is what a scenario's Run gets.

@@ -22,12 +22,14 @@ func LabScenarios() []lab.Scenario {
 		Summary: "a host asks its local DNS server (resolver.nyu.edu) for gaia.cs.umass.edu; with an empty cache the resolver walks root -> edu -> umass.edu -> cs.umass.edu, then answers from its cache",
 		Figure:  "iterated queries (the chapter's figure of a host at NYU resolving gaia.cs.umass.edu)",
 		Run:     runIterative,
+		Hosts:   dnsChain("resolver.nyu.edu"),
 		Keep:    KeepDNS,
 	}, {
 		Name:    "dns-recursive",
 		Summary: "recursive queries: the lab's authorities are switched to recursion for this scenario only, and a host asks dns.nyu.edu, which asks the root, which asks edu, which asks umass.edu, which asks cs.umass.edu; the answer comes back down the chain",
 		Figure:  "recursive queries in DNS (the chapter's figure of the chain of recursive queries)",
 		Run:     runRecursive,
+		Hosts:   dnsChain("dns.nyu.edu"),
 		Keep:    KeepDNS,
 	}}
 }
@@ -66,6 +68,11 @@ func runRecursive(ctx context.Context, env lab.ScenarioEnv) error {
 	}
 	fmt.Fprintf(env.Out, "answer from dns.nyu.edu: %s\n", dnsserver.Summary(m))
 	return nil
+}
+
+// dnsChain is the chapter's chain from a local DNS server to gaia's.
+func dnsChain(local string) []string {
+	return []string{local, "a.root-servers.net", "a.edu-servers.net", "dns.umass.edu", "gaia.cs.umass.edu"}
 }
 
 // KeepDNS keeps a scenario's DNS messages and the caches' decisions.

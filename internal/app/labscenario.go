@@ -171,5 +171,6 @@ func playScenario(ctx context.Context, out io.Writer, sc lab.Scenario, plan *lab
 			evs = append(evs, e)
 		}
 	}
-	return lab.Narrate(evs, lab.NewNamer(plan, client, clientName), sc.Keep), nil
+	namer := lab.NewNamer(plan, client, clientName)
+	return lab.Narrate(evs, namer, sc.Filter(namer, clientName)), nil
 }

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"fmt"
 	"net"
+	"net/http"
+	"net/smtp"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -20,7 +22,8 @@ import (
 // TestTraceSchema runs the default lab briefly with traffic for every
 // system (a resolution, twice; a page over HTTP/1.1, HTTPS and HTTP/3;
 // a fetch through the campus cache, twice; the socket examples; the
-// BitTorrent seed's announces) and checks that every event any system
+// BitTorrent seed's announces; SMTP between the mail servers; the video
+// origin's manifest; the CDN's request routing) and checks that every event any system
 // published follows the one schema (trace.Validate), and that the trace
 // covers what the lessons need: DNS messages with their answer, cache
 // hits and misses at the resolver and the web cache, TCP connections
@@ -87,6 +90,27 @@ func TestTraceSchema(t *testing.T) {
 		bufio.NewReader(conn).ReadString('\n')
 		conn.Close()
 	}
+	// Mail: Alice's server hands a message to Bob's over SMTP.
+	if err := sendPlain(port("mail.hamburger.edu", 25), "alice@crepes.fr", "bob@hamburger.edu", "Subject: trace\r\n\r\nHi Bob\r\n"); err != nil {
+		t.Errorf("SMTP to mail.hamburger.edu: %v", err)
+	}
+	// Video: the origin's manifest (traced once the origin has packaged
+	// its video; validated when it is there, not required: ffmpeg may
+	// still be at work).
+	hc := &http.Client{Timeout: 10 * time.Second}
+	if req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+port("origin.netcinema.com", 80)+"/manifest.mpd", nil); err == nil {
+		req.Host = "origin.netcinema.com"
+		if res, err := hc.Do(req); err == nil {
+			res.Body.Close()
+		}
+	}
+	hc.CloseIdleConnections()
+	// CDN: the umass campus resolver asks KingCDN's router for the video.
+	q := new(dns.Msg)
+	q.SetQuestion("video.netcinema.com.", dns.TypeA)
+	if r, _, err := (&dns.Client{Timeout: 5 * time.Second}).Exchange(q, port("resolver.umass.edu", 53)); err != nil || len(r.Answer) == 0 {
+		t.Errorf("video.netcinema.com through resolver.umass.edu: %v %v", r, err)
+	}
 	// The seed announces to the tracker when it starts; wait for it (and
 	// for the connections' closes) a little.
 	want := map[string]bool{
@@ -95,6 +119,7 @@ func TestTraceSchema(t *testing.T) {
 		"conn.open tcp": false, "conn.close tcp": false,
 		"handshake tls": false, "handshake quic": false,
 		"msg http": false, "msg udp": false, "msg tcp": false, "msg bittorrent": false,
+		"msg smtp": false, "msg cdn": false,
 	}
 	deadline := time.Now().Add(15 * time.Second)
 	for {
@@ -140,4 +165,34 @@ func TestTraceSchema(t *testing.T) {
 		}
 	}
 	t.Logf("%d events, %d off the schema", len(evs), bad)
+}
+
+// sendPlain hands one message to an SMTP server without STARTTLS (server
+// to server, as on port 25 between the lab's mail servers).
+func sendPlain(addr, from, to, msg string) error {
+	c, err := smtp.Dial(addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := c.Hello("mail.crepes.fr"); err != nil {
+		return err
+	}
+	if err := c.Mail(from); err != nil {
+		return err
+	}
+	if err := c.Rcpt(to); err != nil {
+		return err
+	}
+	w, err := c.Data()
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write([]byte(msg)); err != nil {
+		return err
+	}
+	if err := w.Close(); err != nil {
+		return err
+	}
+	return c.Quit()
 }

@@ -36,8 +36,9 @@ const (
 	// rate): From and To as for LinkDrop.
 	LinkQueue = "link.queue"
 	// State is a decision or state change of one peer rather than a
-	// message (a BitTorrent choke round, a piece picked): From is the peer
-	// that decided; To, when set, the peer it concerns.
+	// message (a BitTorrent choke round, a piece picked, a video player's
+	// bitrate, a mail queue's local delivery): From is the peer that
+	// decided (host:port, or a name); To, when set, the peer it concerns.
 	State = "state"
 )
 
@@ -73,6 +74,7 @@ var Protocols = map[string]string{
 	"dash":       "video segments and manifests",
 	"cdn":        "CDN request routing",
 	"link":       "the lab's links (delay, rate, loss)",
+	"mail":       "a mail system's own steps (mail/local: delivery into the store)",
 }
 
 var protoSyntax = regexp.MustCompile(`^[a-z][a-z0-9]*(/[a-z0-9][a-z0-9.-]*)?$`)
@@ -96,10 +98,22 @@ func Validate(e Event) error {
 	} else if fam, _, _ := strings.Cut(e.Proto, "/"); Protocols[fam] == "" {
 		bad("proto %q: family %q is not one of the schema's protocols", e.Proto, fam)
 	}
-	if err := checkAddr(e.From); err != nil {
-		bad("from: %v", err)
-	}
-	if e.To != "" || e.Type != State {
+	switch {
+	case e.Type == State:
+		// A peer's own decision: From names the peer (host:port or a
+		// name), To is optional.
+		if e.From == "" {
+			bad("from: missing")
+		}
+		if e.To != "" {
+			if err := checkAddr(e.To); err != nil {
+				bad("to: %v", err)
+			}
+		}
+	default:
+		if err := checkAddr(e.From); err != nil {
+			bad("from: %v", err)
+		}
 		if err := checkAddr(e.To); err != nil {
 			bad("to: %v", err)
 		}

@@ -26,6 +26,7 @@ func LabScenarios() []labpkg.Scenario {
 			Summary: "gaia.cs.umass.edu's page and the 12 objects it references (10 images) over non-persistent HTTP/1.1: one TCP connection opened and closed per object",
 			Figure:  "non-persistent connections (2 RTT per object)",
 			Run:     func(ctx context.Context, env labpkg.ScenarioEnv) error { return runPage(ctx, env, ModeNonPersistent) },
+			Hosts:   []string{"gaia.cs.umass.edu"},
 			Keep:    KeepHTTP,
 		},
 		{
@@ -33,6 +34,7 @@ func LabScenarios() []labpkg.Scenario {
 			Summary: "the same page over one persistent HTTP/1.1 connection: 13 requests and responses on one connection",
 			Figure:  "persistent connections",
 			Run:     func(ctx context.Context, env labpkg.ScenarioEnv) error { return runPage(ctx, env, ModePersistent) },
+			Hosts:   []string{"gaia.cs.umass.edu"},
 			Keep:    KeepHTTP,
 		},
 		{
@@ -40,6 +42,7 @@ func LabScenarios() []labpkg.Scenario {
 			Summary: "a client with a local cache fetches gaia's page, then asks again with If-Modified-Since / If-None-Match and gets 304 Not Modified",
 			Figure:  "the conditional GET",
 			Run:     runConditional,
+			Hosts:   []string{"gaia.cs.umass.edu"},
 			Keep:    KeepHTTP,
 		},
 		{
@@ -47,6 +50,7 @@ func LabScenarios() []labpkg.Scenario {
 			Summary: "shop.amazon.com sets a session cookie, the cart is kept in its database under that id, and the cookie on the next visit brings the cart back",
 			Figure:  "keeping user state with cookies",
 			Run:     runCookies,
+			Hosts:   []string{"shop.amazon.com"},
 			Keep:    KeepHTTP,
 		},
 		{
@@ -54,6 +58,7 @@ func LabScenarios() []labpkg.Scenario {
 			Summary: "a client fetches gaia's page through the campus cache cache.nyu.edu twice: a miss (the cache asks gaia) then a hit (gaia is not contacted)",
 			Figure:  "web caching (the institutional cache)",
 			Run:     runWebCache,
+			Hosts:   []string{"cache.nyu.edu", "gaia.cs.umass.edu"},
 			Keep:    KeepHTTP,
 		},
 	}

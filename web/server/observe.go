@@ -173,6 +173,11 @@ func (s *Server) observe(h http.Handler) http.Handler {
 			}
 			s.m.request(r.Proto, r.Method, rec.status, s.deps.Now().Sub(start), rec.n)
 			if tr.Enabled() {
+				if local == "" { // tracing began during the request
+					if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+						local = a.String()
+					}
+				}
 				tr.Publish(trace.Event{From: local, To: r.RemoteAddr, Proto: trace.HTTPProto(r.Proto), Summary: fmt.Sprintf("%s %d %s", r.Proto, rec.status, http.StatusText(rec.status)) + HeaderSummary(rec.Header(), traceResponseHeaders), Bytes: int(rec.n)})
 			}
 			if s.access != nil {
