@@ -101,7 +101,9 @@ func runScenario(ctx context.Context, out io.Writer, e *env, topo *lab.Topology,
 	defer e.trace.Subscribe(collect)()
 	admin, running := lab.RunningAdmin(plan.Block)
 	if running {
-		stop, err := lab.StreamTrace(ctx, admin, collect)
+		// The lab's events join this process's own (the narration's
+		// collector, and --trace FILE when given).
+		stop, err := lab.StreamTrace(ctx, admin, trace.SinkFunc(e.trace.Publish))
 		if err != nil {
 			return fmt.Errorf("the lab on %s runs but its trace cannot be read: %w", plan.Block, err)
 		}
