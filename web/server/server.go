@@ -18,6 +18,7 @@ import (
 	"github.com/quic-go/quic-go/http3"
 
 	"github.com/applayer/applayer/internal/service"
+	"github.com/applayer/applayer/internal/transport"
 	"github.com/applayer/applayer/web/labca"
 	"github.com/applayer/applayer/web/shop"
 )
@@ -59,7 +60,9 @@ func New(cfg Config, deps service.Deps) (*Server, error) {
 	s := &Server{cfg: cfg, deps: deps, log: deps.Logger.With("service", "http"), m: m, byHost: map[string]http.Handler{}}
 	for i, site := range cfg.Sites {
 		var h http.Handler
-		if site.Shop != "" {
+		if site.Handler != nil {
+			h = site.Handler
+		} else if site.Shop != "" {
 			sh, err := shop.Open(site.Shop, s.log)
 			if err != nil {
 				s.closeAll()
@@ -223,6 +226,7 @@ func (s *Server) Start(ctx context.Context) error {
 		if err != nil {
 			return fail(fmt.Errorf("server: listen: %w", err))
 		}
+		ln = transport.WrapListener(ctx, ln) // a lab link, if any
 		lns = append(lns, ln)
 		addrs = append(addrs, ln.Addr())
 	}
@@ -236,6 +240,7 @@ func (s *Server) Start(ctx context.Context) error {
 		if err != nil {
 			return fail(fmt.Errorf("server: listen tls: %w", err))
 		}
+		ln = transport.WrapListener(ctx, ln)
 		lns = append(lns, ln)
 		addrs = append(addrs, ln.Addr())
 		if s.cfg.HTTP3 {
