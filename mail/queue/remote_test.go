@@ -220,6 +220,17 @@ func TestPerDestination(t *testing.T) {
 			r.Deliver(context.Background(), queue.Envelope{ID: fmt.Sprint(i)}, "x@slow.test", []byte("x\r\n"))
 		}()
 	}
+	// Two connections arrive; no third may follow while they are held.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		c := cur
+		mu.Unlock()
+		if c >= 2 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	time.Sleep(300 * time.Millisecond)
 	mu.Lock()
 	p := peak
