@@ -44,6 +44,7 @@ func message(i, needle int) []byte {
 func main() {
 	imapAddr := flag.String("imap", "", "IMAP server (plain, LOGIN)")
 	pop3Addr := flag.String("pop3", "", "POP3 server (plain, USER/PASS)")
+	sync := flag.Bool("sync", false, "after logging in (and selecting), print \"ready\" and wait for a line on stdin; after the operation, wait for another before logging out (so the caller measures the operation alone)")
 	user := flag.String("user", "bob@hamburger.edu", "user")
 	pass := flag.String("pass", "s3cret", "password")
 	flag.Parse()
@@ -52,22 +53,42 @@ func main() {
 		log.Fatal("no operation")
 	}
 	op := args[0]
-	start := time.Now()
+	in := bufio.NewReader(os.Stdin)
+	var start time.Time
+	// ready marks the end of the setup (login, select), done the end of
+	// the operation.
+	ready := func() {
+		if *sync {
+			fmt.Println("ready")
+			in.ReadString('\n')
+		}
+		start = time.Now()
+	}
+	var elapsed time.Duration
+	done := func(n int) {
+		elapsed = time.Since(start)
+		if *sync {
+			fmt.Printf("%s %d %.4f\n", op, n, elapsed.Seconds())
+			in.ReadString('\n')
+		}
+	}
 	var n int
 	var err error
 	if op == "retr" {
 		count, _ := strconv.Atoi(args[1])
-		n, err = retr(*pop3Addr, *user, *pass, count)
+		n, err = retr(*pop3Addr, *user, *pass, count, ready, done)
 	} else {
-		n, err = imapOp(*imapAddr, *user, *pass, op, args[1:])
+		n, err = imapOp(*imapAddr, *user, *pass, op, args[1:], ready, done)
 	}
 	if err != nil {
 		log.Fatalf("%s: %v", op, err)
 	}
-	fmt.Printf("%s %d %.4f\n", op, n, time.Since(start).Seconds())
+	if !*sync {
+		fmt.Printf("%s %d %.4f\n", op, n, elapsed.Seconds())
+	}
 }
 
-func imapOp(addr, user, pass, op string, args []string) (int, error) {
+func imapOp(addr, user, pass, op string, args []string, ready func(), done func(int)) (int, error) {
 	var opts *imapclient.Options
 	if os.Getenv("IMAP_DEBUG") != "" {
 		opts = &imapclient.Options{DebugWriter: os.Stderr}
@@ -90,6 +111,7 @@ func imapOp(addr, user, pass, op string, args []string) (int, error) {
 			needle, _ = strconv.Atoi(args[2])
 		}
 		c.Create(box, nil).Wait() // may exist
+		ready()
 		// Pipelined, at most 32 APPENDs in flight.
 		var cmds []*imapclient.AppendCommand
 		for i := range count {
@@ -107,6 +129,7 @@ func imapOp(addr, user, pass, op string, args []string) (int, error) {
 				cmds = cmds[:0]
 			}
 		}
+		done(count)
 		return count, nil
 	case "fetch-full", "fetch-env":
 		sel, err := c.Select(box, &imap.SelectOptions{ReadOnly: true}).Wait()
@@ -117,6 +140,7 @@ func imapOp(addr, user, pass, op string, args []string) (int, error) {
 		if op == "fetch-full" {
 			opts = &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{{Peek: true}}}
 		}
+		ready()
 		fc := c.Fetch(imap.SeqSet{{Start: 1, Stop: sel.NumMessages}}, opts)
 		n := 0
 		for m := fc.Next(); m != nil; m = fc.Next() {
@@ -127,16 +151,20 @@ func imapOp(addr, user, pass, op string, args []string) (int, error) {
 			}
 			n++
 		}
-		return n, fc.Close()
+		err = fc.Close()
+		done(n)
+		return n, err
 	case "search":
 		sel, err := c.Select(box, &imap.SelectOptions{ReadOnly: true}).Wait()
 		if err != nil {
 			return 0, err
 		}
+		ready()
 		data, err := c.Search(&imap.SearchCriteria{Text: []string{args[1]}}, nil).Wait()
 		if err != nil {
 			return 0, err
 		}
+		done(int(sel.NumMessages))
 		fmt.Fprintf(os.Stderr, "search: %d matches\n", len(data.AllSeqNums()))
 		return int(sel.NumMessages), nil
 	}
@@ -145,7 +173,7 @@ func imapOp(addr, user, pass, op string, args []string) (int, error) {
 
 // retr downloads count messages with one POP3 session (pipelined RETRs,
 // keeping them: no DELE).
-func retr(addr, user, pass string, count int) (int, error) {
+func retr(addr, user, pass string, count int, ready func(), done func(int)) (int, error) {
 	nc, err := net.Dial("tcp", addr)
 	if err != nil {
 		return 0, err
@@ -173,6 +201,7 @@ func retr(addr, user, pass string, count int) (int, error) {
 			return 0, err
 		}
 	}
+	ready()
 	const window = 50
 	sent, got := 0, 0
 	for got < count {
@@ -195,6 +224,7 @@ func retr(addr, user, pass string, count int) (int, error) {
 		}
 		got++
 	}
+	done(got)
 	fmt.Fprintf(w, "QUIT\r\n")
 	w.Flush()
 	status()
