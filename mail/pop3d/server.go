@@ -234,6 +234,7 @@ type session struct {
 	user        string // set once in TRANSACTION, with the lock held
 	msgs        []msg
 	validity    uint32
+	ahead       map[uint32][]byte // read-ahead bodies, by UID
 }
 
 type msg struct {
@@ -535,9 +536,7 @@ func (ss *session) transaction(cmd Command) {
 			}
 			lines = l
 		}
-		ctx, cancel := ss.ctx()
-		body, err := ss.srv.store.Body(ctx, ss.user, "INBOX", ss.msgs[n-1].uid)
-		cancel()
+		body, err := ss.body(n - 1)
 		if err != nil {
 			ss.fail("[SYS/TEMP] message unavailable")
 			return
@@ -565,6 +564,43 @@ func (ss *session) transaction(cmd Command) {
 	default:
 		ss.fail("unknown command %s", cmd.Name)
 	}
+}
+
+// Read-ahead of body: clients download in order (RETR 1, 2, 3...), so
+// one store round trip fetches the next few.
+const (
+	readAheadMessages = 32
+	readAheadBytes    = 4 << 20
+)
+
+// body returns message i's content, from the read-ahead when there.
+func (ss *session) body(i int) ([]byte, error) {
+	uid := ss.msgs[i].uid
+	if b, ok := ss.ahead[uid]; ok {
+		delete(ss.ahead, uid)
+		return b, nil
+	}
+	uids := []uint32{uid}
+	size := ss.msgs[i].size
+	for j := i + 1; j < len(ss.msgs) && len(uids) < readAheadMessages && size < readAheadBytes; j++ {
+		if !ss.msgs[j].deleted {
+			uids = append(uids, ss.msgs[j].uid)
+			size += ss.msgs[j].size
+		}
+	}
+	ctx, cancel := ss.ctx()
+	defer cancel()
+	bodies, err := ss.srv.store.Bodies(ctx, ss.user, "INBOX", uids)
+	if err != nil {
+		return nil, err
+	}
+	b, ok := bodies[uid]
+	if !ok {
+		return nil, store.ErrNoMessage
+	}
+	delete(bodies, uid)
+	ss.ahead = bodies
+	return b, nil
 }
 
 // quit ends the session; in the TRANSACTION state it enters UPDATE and
