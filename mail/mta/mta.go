@@ -36,6 +36,8 @@ type Config struct {
 	CertFile, KeyFile, CADir string
 	// Store tunes the store (tests lower the bcrypt cost).
 	Store store.Options
+	// Policy makes Signer and Inbound (mail/policy) when they are unset.
+	Policy PolicyConfig
 
 	// SubmissionAddr (587, STARTTLS) and SubmissionsAddr (465, implicit
 	// TLS), when set, serve message submission with AUTH for the users of
@@ -63,8 +65,6 @@ type Config struct {
 	// Inbound checks mail received on the SMTP port (DKIM, SPF, DMARC),
 	// when set.
 	Inbound smtpd.Inbound
-	// Policy makes Signer and Inbound (mail/policy) when they are unset.
-	Policy PolicyConfig
 }
 
 // Server is the mail server.
