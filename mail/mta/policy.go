@@ -94,6 +94,8 @@ type InboundPolicy struct {
 	}
 }
 
+var _ smtpd.BodyRewriter = (*InboundPolicy)(nil)
+
 // Check implements smtpd.Inbound.
 func (p *InboundPolicy) Check(ctx context.Context, m smtpd.InboundMessage) (string, error) {
 	hdr, r := p.V.Inbound(ctx, policy.Message{IP: m.Remote, Helo: m.Helo, MailFrom: m.From, Body: m.Body})
@@ -120,3 +122,7 @@ func (p *InboundPolicy) Check(ctx context.Context, m smtpd.InboundMessage) (stri
 	}
 	return hdr, nil
 }
+
+// Rewrite implements smtpd.BodyRewriter: Authentication-Results fields
+// forged with our name are removed from what is queued.
+func (p *InboundPolicy) Rewrite(body []byte) []byte { return p.V.StripForged(body) }

@@ -29,7 +29,8 @@ import (
 // its keys (DKIM) lands in Bob's INBOX with Authentication-Results
 // saying so; a forged one (From alice@crepes.fr, another address, no
 // signature) is refused with 550 5.7.1 at the end of DATA; a failing
-// message whose domain asks for quarantine lands in Bob's Junk.
+// message whose domain asks for quarantine lands in Bob's Junk, the
+// Authentication-Results its sender forged with our name removed.
 func TestInboundPolicy(t *testing.T) {
 	dir := t.TempDir()
 	signer, err := policy.LoadOrCreateKeys(filepath.Join(dir, "crepes-dkim"), []string{"crepes.fr"})
@@ -92,7 +93,9 @@ func TestInboundPolicy(t *testing.T) {
 	if !errors.As(err, &se) || se.Code != 550 || se.EnhancedCode != (smtp.EnhancedCode{5, 7, 1}) {
 		t.Fatalf("forged message: %v, want 550 5.7.1", err)
 	}
-	if err := send(netip.MustParseAddr("127.0.0.1"), "x@quarantine.example", message("x@quarantine.example", "quarantined")); err != nil {
+	// A forged Authentication-Results claiming our name is removed.
+	forgedAR := append([]byte("Authentication-Results: mail.hamburger.edu; dmarc=pass header.from=quarantine.example\r\n"), message("x@quarantine.example", "quarantined")...)
+	if err := send(netip.MustParseAddr("127.0.0.1"), "x@quarantine.example", forgedAR); err != nil {
 		t.Fatalf("quarantined message refused: %v", err)
 	}
 	st := srv.Store()
@@ -124,7 +127,8 @@ func TestInboundPolicy(t *testing.T) {
 		}
 	}
 	junk := box("Junk")
-	if len(junk) != 1 || !strings.Contains(junk[0], "Subject: quarantined") || !strings.Contains(junk[0], "dmarc=fail header.from=quarantine.example") {
+	if len(junk) != 1 || !strings.Contains(junk[0], "Subject: quarantined") || !strings.Contains(junk[0], "dmarc=fail header.from=quarantine.example") ||
+		strings.Count(junk[0], "Authentication-Results: mail.hamburger.edu;") != 1 || strings.Contains(junk[0], "dmarc=pass") {
 		t.Fatalf("Junk: %q", junk)
 	}
 }
