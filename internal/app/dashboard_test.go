@@ -112,6 +112,7 @@ func checkDashboard(t *testing.T, r *lab.Running, bus *trace.Bus) {
 	// A flood: 10,000 events/s for 2 s. Publishers must not wait for the
 	// browser; the page must keep answering; the drops are counted.
 	done := make(chan time.Duration)
+	floodStart := time.Now()
 	go func() {
 		var spent time.Duration
 		tick := time.NewTicker(10 * time.Millisecond)
@@ -152,9 +153,12 @@ func checkDashboard(t *testing.T, r *lab.Running, bus *trace.Bus) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("dashboard flood: the page received %v events of the 20,000", received)
-	if received > 2000*4+100 {
-		t.Errorf("the page received %v events of a 2 s flood; at most 2,000/s should be sent", received)
+	// The flood lasts 2 s on a quiet machine, longer on a loaded one; the
+	// page has been connected since before it (other events included).
+	took := time.Since(floodStart)
+	t.Logf("dashboard flood: the page received %v events of the 20,000 (flood and drawing took %v)", received, took)
+	if limit := 2000*(took.Seconds()+1) + 200; received > limit {
+		t.Errorf("the page received %v events in a %v flood; at most 2,000/s should be sent (%v)", received, took, limit)
 	}
 	if slowest > 30*time.Second {
 		t.Errorf("the page took %v to answer during the flood", slowest)
