@@ -67,7 +67,7 @@ system's resolver), with STARTTLS when offered, retried with backoff for
 --admin listener: 'applayer mail queue'.`,
 		Example: `  applayer mail serve --domain hamburger.edu --db /tmp/mail-serve.db --spool /tmp/mail-serve-spool --listen 127.0.0.1:2525 --admin 127.0.0.1:9925
   applayer mail serve --domain crepes.fr --db /tmp/mail-crepes.db --spool /tmp/mail-crepes-spool --listen 127.0.0.1:2526 --submission 127.0.0.1:2587 --submissions 127.0.0.1:2465 --resolver 127.0.0.1:53`,
-		Args:    cobra.NoArgs,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if noTLS {
 				cfg.CADir, cfg.CertFile, cfg.KeyFile = "", "", ""

@@ -117,25 +117,27 @@ func TestLabAliceToBob(t *testing.T) {
 		{"mail.crepes.fr", "dns", "MX hamburger.edu? NOERROR [MX 10 mail.hamburger.edu.]"},
 		{"mail.crepes.fr", "dns", "A mail.hamburger.edu? NOERROR"},
 		{"mail.crepes.fr", "smtp", "EHLO mail.crepes.fr to mail.hamburger.edu (TLS true)"},
-		{"mail.hamburger.edu", "smtp/mx", "MAIL FROM:<alice@crepes.fr> RCPT TO:<bob@hamburger.edu>: 250 queued"},
-		{"mail.crepes.fr", "smtp", "MAIL FROM:<alice@crepes.fr> RCPT TO:<bob@hamburger.edu> DATA: 250"},
+		{"mail.hamburger.edu", "smtp/mx", "MAIL FROM:<alice@crepes.fr> RCPT TO:<bob@hamburger.edu> DATA"},
 		{"mail.hamburger.edu", "mail/local", "delivered to bob@hamburger.edu INBOX"},
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	next := 0
+	next, relayed := 0, false
 	for _, e := range events {
+		// crepes.fr reading hamburger.edu's 250 races with hamburger.edu's
+		// delivery: it is only required to be there.
+		relayed = relayed || e.Host == "mail.crepes.fr" && e.Proto == "smtp" && strings.Contains(e.Summary, "MAIL FROM:<alice@crepes.fr> RCPT TO:<bob@hamburger.edu> DATA: 250")
 		if next < len(steps) && e.Host == steps[next].host && e.Proto == steps[next].proto && strings.Contains(e.Summary, steps[next].has) {
 			next++
 		}
 	}
-	if next < len(steps) {
+	if next < len(steps) || !relayed {
 		var seen []string
 		for _, e := range events {
 			if strings.HasPrefix(e.Host, "mail.") {
 				seen = append(seen, fmt.Sprintf("%s %s %s", e.Host, e.Proto, e.Summary))
 			}
 		}
-		t.Fatalf("trace lacks step %d %+v; mail hosts' events:\n%s", next, steps[next], strings.Join(seen, "\n"))
+		t.Fatalf("trace lacks step %d of %d (relayed %v); mail hosts' events:\n%s", next, len(steps), relayed, strings.Join(seen, "\n"))
 	}
 }
