@@ -24,6 +24,10 @@ func (s *Server) traceConn(c net.Conn, typ, summary string) {
 // off it returns nil and the handshake uses tc unchanged.
 func (s *Server) traceHandshakes(tc *tls.Config, proto string) *tls.Config {
 	base := tc.Clone()
+	// Session ticket keys are made on first use and copied by Clone: made
+	// now, every traced handshake's clone shares them and resumption
+	// works as without tracing (quic-go's http3 does the same).
+	_, _ = base.DecryptTicket(nil, tls.ConnectionState{})
 	tc.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
 		tr := s.deps.Trace
 		if !tr.Enabled() || hello.Conn == nil {
