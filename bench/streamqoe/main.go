@@ -259,6 +259,11 @@ func runBrowser(dir string, sched *shape.Schedule, pl, dashjs, shakaJS, chromium
 	requests := 0
 	var mu2 sync.Mutex
 	bus.Subscribe(trace.SinkFunc(func(e trace.Event) {
+		// The origin's own events (the web server publishes each request
+		// too).
+		if !strings.HasPrefix(e.Proto, "dash/") {
+			return
+		}
 		if m := segRE.FindStringSubmatch(e.Summary); m != nil {
 			r, _ := strconv.Atoi(m[1])
 			i, _ := strconv.Atoi(m[2])
