@@ -355,13 +355,9 @@ func (pres *Presentation) Play(ctx context.Context, o Options) (*Report, error) 
 	sample := func(now time.Time, bitrate, rate float64) {
 		rep.Samples = append(rep.Samples, Sample{T: since(now), Buffer: pb.level(), Bitrate: bitrate, Rate: rate})
 	}
-	to := ""
-	if u, err := url.Parse(pres.Video[0].Segments[0].URL); err == nil {
-		to = u.Host
-	}
 	publish := func(summary string, bytes int) {
 		if o.Trace.Enabled() {
-			o.Trace.Publish(trace.Event{From: o.Host, To: to, Proto: "dash", Summary: summary, Bytes: bytes})
+			o.Trace.Publish(trace.Event{Type: trace.State, From: o.Host, Proto: "dash", Summary: summary, Bytes: bytes}) // the player's own decisions
 		}
 	}
 	idx := 0
