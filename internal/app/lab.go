@@ -6,11 +6,14 @@ import (
 	"os"
 	"text/tabwriter"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
 	"github.com/applayer/applayer/internal/obs"
 	"github.com/applayer/applayer/internal/service"
+	"github.com/applayer/applayer/internal/trace"
 	"github.com/applayer/applayer/lab"
+	"github.com/applayer/applayer/lab/dashboard"
 )
 
 func labCommand(g *globals) *cobra.Command {
@@ -116,7 +119,7 @@ up and for the clients' --lab flags alike); unset, the embedded default.`,
 			reg := obs.NewRegistry()
 			d := e.deps()
 			d.Metrics = reg
-			running, err := lab.Build(plan, kinds, d, reg)
+			running, err := buildLab(plan, kinds, d, reg)
 			if err != nil {
 				return err
 			}
@@ -133,6 +136,11 @@ up and for the clients' --lab flags alike); unset, the embedded default.`,
 				}
 			} else {
 				running.PrintTable(g.stdout)
+			}
+			if running.Admin != nil {
+				if a := running.Admin.Addrs(); len(a) > 0 {
+					fmt.Fprintf(notes, "\nDashboard: http://%s/\n", a[0])
+				}
 			}
 			fmt.Fprintln(notes, "\nlab is up; press Ctrl-C to stop")
 			<-ctx.Done()
@@ -184,4 +192,21 @@ func labTopologyCommand(g *globals) *cobra.Command {
 			return err
 		},
 	}
+}
+
+// buildLab builds a planned lab with its dashboard on the admin listener.
+func buildLab(plan *lab.Plan, kinds *lab.Kinds, d service.Deps, reg *prometheus.Registry) (*lab.Running, error) {
+	if d.Trace == nil {
+		// The dashboard streams the bus while a browser watches
+		// (publishing costs one atomic load otherwise).
+		d.Trace = trace.NewBus(nil)
+	}
+	running, err := lab.Build(plan, kinds, d, reg)
+	if err != nil {
+		return nil, err
+	}
+	dash := dashboard.New(running, d.Trace, reg, dashboard.Config{})
+	dash.Mount()
+	running.Group.Add(dash)
+	return running, nil
 }

@@ -5,10 +5,13 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/applayer/applayer/cdn"
 	"github.com/applayer/applayer/dns/authority"
 	"github.com/applayer/applayer/dns/resolver"
 	"github.com/applayer/applayer/lab"
+	"github.com/applayer/applayer/mail"
 	"github.com/applayer/applayer/sockets"
+	"github.com/applayer/applayer/stream"
 	"github.com/applayer/applayer/torrent/dht"
 	"github.com/applayer/applayer/torrent/swarm"
 	"github.com/applayer/applayer/torrent/tracker"
@@ -27,6 +30,8 @@ func commands(g *globals) []*cobra.Command {
 		digCommand(g),
 		torrentCommand(g),
 		mailCommand(g),
+		streamCommand(g),
+		cdnCommand(g),
 	}
 }
 
@@ -43,5 +48,8 @@ func labKinds() *lab.Kinds {
 		tracker.LabKinds(),
 		swarm.LabKinds(),
 		dht.LabKinds(),
+		mail.LabKinds(),
+		stream.LabKinds(),
+		cdn.LabKinds(),
 	)...)
 }

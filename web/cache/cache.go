@@ -56,6 +56,16 @@ type Config struct {
 	// LinkRate is the access link's rate in bits/s, for the utilisation
 	// statistic. Default 15.4e6 (the chapter's example).
 	LinkRate float64 `json:"link_rate,omitempty"`
+	// TargetedCacheControl is the cache's target list of RFC 9213: the
+	// targeted fields it obeys, first match wins (a CDN's edges list
+	// ["KingCDN-Cache-Control", "CDN-Cache-Control"]). A response with a
+	// valid, non-empty one of them is cached by that field's directives,
+	// its Cache-Control and Expires ignored. Default: none.
+	TargetedCacheControl []string `json:"targeted_cache_control,omitempty"`
+	// StripTargeted removes the fields of the target list from responses
+	// sent downstream: a CDN's client-facing edges set it (the directives
+	// were for the CDN), its shield does not (its edges need them).
+	StripTargeted bool `json:"strip_targeted,omitempty"`
 }
 
 func (c *Config) defaults() {
@@ -82,6 +92,9 @@ func (c *Config) defaults() {
 	}
 	if c.LinkRate <= 0 {
 		c.LinkRate = 15.4e6
+	}
+	for i, f := range c.TargetedCacheControl {
+		c.TargetedCacheControl[i] = http.CanonicalHeaderKey(f)
 	}
 }
 
@@ -320,6 +333,7 @@ func (c *Cache) serveEntry(w http.ResponseWriter, r *http.Request, e *entry, now
 	for k, v := range e.header {
 		h[k] = v
 	}
+	c.stripTargeted(h)
 	age := e.currentAge(now)
 	h["Age"] = []string{strconv.FormatInt(int64(age/time.Second), 10)}
 	ttl := int64((e.lifetime - age) / time.Second)

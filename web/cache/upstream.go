@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
 	"strconv"
 
 	"github.com/applayer/applayer/internal/trace"
@@ -100,4 +102,34 @@ func (c *Cache) invalidate(key string) {
 	if c.disk != nil {
 		c.disk.remove(key)
 	}
+}
+
+// forwardInterim returns out set to pass the upstream's informational
+// responses (1xx other than 100 and 101: 103 Early Hints, RFC 8297) to
+// the client as they arrive, so a browser behind the cache can start
+// fetching what the hints name while the origin still works on the
+// final response. The hints' fields are sent with the 1xx only: they are
+// removed from w's header again before the final response.
+func forwardInterim(out *http.Request, w http.ResponseWriter) *http.Request {
+	trace := &httptrace.ClientTrace{
+		Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
+			if code == http.StatusContinue || code == http.StatusSwitchingProtocols {
+				return nil
+			}
+			wh := w.Header()
+			var added []string
+			for k, vs := range h {
+				if _, had := wh[k]; !had {
+					added = append(added, k)
+				}
+				wh[k] = vs
+			}
+			w.WriteHeader(code)
+			for _, k := range added {
+				delete(wh, k)
+			}
+			return nil
+		},
+	}
+	return out.WithContext(httptrace.WithClientTrace(out.Context(), trace))
 }

@@ -262,6 +262,9 @@ func New(cfg Config, deps service.Deps) (*Server, error) {
 // Name implements service.Service.
 func (s *Server) Name() string { return "web-cache" }
 
+// Conns returns the client connections open now (an edge's load).
+func (s *Server) Conns() int64 { return s.conns.Load() }
+
 // Cache returns the proxy's cache (for its AdminHandler and Stats).
 func (s *Server) Cache() *cache.Cache { return s.cache }
 
@@ -516,7 +519,7 @@ type viaWriter struct {
 }
 
 func (v *viaWriter) WriteHeader(code int) {
-	if !v.wrote {
+	if !v.wrote && code >= 200 { // a 1xx (103 Early Hints) goes before the final header
 		v.wrote = true
 		h := v.ResponseWriter.Header()
 		h["Via"] = appendList(h["Via"], v.via)

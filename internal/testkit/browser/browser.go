@@ -43,7 +43,7 @@ func Timeout(d time.Duration) Option { return func(c *config) { c.timeout = d } 
 
 // Resolve makes the browser resolve host (a name, or a pattern such as
 // *.example.com) to addr, an IP address, without DNS. Every other name but
-// localhost fails to resolve.
+// localhost and loopback addresses fails to resolve.
 func Resolve(host, addr string) Option {
 	return func(c *config) { c.hosts = append(c.hosts, fmt.Sprintf("MAP %s %s", host, addr)) }
 }
@@ -67,7 +67,9 @@ func New(t testing.TB, opts ...Option) context.Context {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	rules := append(append([]string(nil), cfg.hosts...), "MAP * ~NOTFOUND", "EXCLUDE localhost")
+	// Loopback literals are excluded by pattern: the MAP * rule applies to
+	// IP literals too.
+	rules := append(append([]string(nil), cfg.hosts...), "MAP * ~NOTFOUND", "EXCLUDE localhost", "EXCLUDE 127.*", "EXCLUDE [::1]")
 	allocOpts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(exe),
 		chromedp.UserDataDir(t.TempDir()),

@@ -55,6 +55,13 @@ func TestClickAndScreenshot(t *testing.T) {
 	if img != "blocked" {
 		t.Errorf("an image from an unmapped name: #img = %q, want blocked (the browser must not reach the Internet)", img)
 	}
+	// A loopback address literal is reached as it is.
+	if err := chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/"), chromedp.Click(chromedp.ID("b"))); err != nil {
+		t.Fatalf("navigating to %s: %v", srv.URL, err)
+	}
+	if out, _ := chromedp.Run(ctx, chromedp.Text(chromedp.ID("out"))); out != "clicked "+strings.TrimPrefix(srv.URL, "http://") {
+		t.Errorf("at %s, #out = %q", srv.URL, out)
+	}
 	path := filepath.Join(t.TempDir(), "shot.png")
 	browser.Screenshot(t, ctx, path)
 	b, err := os.ReadFile(path)
