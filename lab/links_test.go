@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/applayer/applayer/internal/obs"
 	"github.com/applayer/applayer/internal/service"
 	"github.com/applayer/applayer/internal/testkit"
@@ -160,6 +162,31 @@ hosts:
 	}
 	if r.Link("slow.example") == nil || r.Link("fast.example") != nil {
 		t.Error("Running.Link: want slow.example's link and none for fast.example")
+	}
+	var table strings.Builder
+	r.PrintTable(&table)
+	if !strings.Contains(table.String(), "Links (shaped in user space") || !strings.Contains(table.String(), "delay=40ms") {
+		t.Errorf("the table does not show the link:\n%s", table.String())
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(newLinkCollector(r.links))
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			key := mf.GetName()
+			for _, lp := range m.GetLabel() {
+				key += " " + lp.GetValue()
+			}
+			got[key] = m.GetCounter().GetValue()
+		}
+	}
+	// Two exchanges of one byte each way (labels in order: direction, link).
+	if got["applayer_lab_link_bytes_total up slow.example"] != 2 || got["applayer_lab_link_bytes_total down slow.example"] != 2 || got["applayer_lab_link_packets_total up slow.example"] != 2 {
+		t.Errorf("link metrics: %v", got)
 	}
 }
 
