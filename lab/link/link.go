@@ -202,7 +202,7 @@ func parseBytes(s string) (int, error) {
 		}
 	}
 	n, err := strconv.Atoi(strings.TrimSpace(t))
-	if err != nil || n < 0 {
+	if err != nil || n < 0 || n > math.MaxInt32/mult {
 		return 0, fmt.Errorf("%q is not a size in bytes like 65536 or 64KB", s)
 	}
 	return n * mult, nil
