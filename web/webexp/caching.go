@@ -78,11 +78,12 @@ func cachingSetup(quick bool) cachingScale {
 		return cachingCase{label: fmt.Sprintf("cache, hit rate %.1f", h), hit: h, rate: chapterRate, cache: true}
 	}
 	if quick {
-		// Slower than the full run: 30 requests/s leave CPU to spare on
-		// a loaded machine (and under the race detector).
 		return cachingScale{k: 2, window: 5 * time.Second, cases: []cachingCase{noCache, faster, withCache(0.4)}}
 	}
-	s := cachingScale{k: 5, window: 20 * time.Second, cases: []cachingCase{noCache, faster}}
+	// 2x: 30 requests/s leave CPU to spare on a loaded machine (and under
+	// the race detector); 25 s is 50 s of the chapter's time, ~750
+	// requests a point.
+	s := cachingScale{k: 2, window: 25 * time.Second, cases: []cachingCase{noCache, faster}}
 	for _, h := range []float64{0.1, 0.2, 0.3, 0.4, 0.5, 0.6} {
 		s.cases = append(s.cases, withCache(h))
 	}
