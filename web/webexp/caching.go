@@ -78,7 +78,7 @@ func cachingSetup(quick bool) cachingScale {
 		return cachingCase{label: fmt.Sprintf("cache, hit rate %.1f", h), hit: h, rate: chapterRate, cache: true}
 	}
 	if quick {
-		return cachingScale{k: 2, window: 5 * time.Second, cases: []cachingCase{noCache, faster, withCache(0.4)}}
+		return cachingScale{k: 1, window: 5 * time.Second, cases: []cachingCase{noCache, faster, withCache(0.4)}}
 	}
 	// 2x: 30 requests/s leave CPU to spare on a loaded machine (and under
 	// the race detector); 25 s is 50 s of the chapter's time, ~750
