@@ -32,6 +32,8 @@ resolver sends, else the resolver's address), skipping clusters that fail
 health checks or are overloaded; the edges (cdn edge) are caches in reverse
 mode that pull from the origin, or through a shield cache, on demand, and
 take pushed objects ahead of demand.`,
+		Example: `  applayer cdn route --listen 127.0.0.1:5311 --domain kingcdn.com --edge umass/edge1=192.0.2.11 --network 10.1.0.0/16=umass:1 --origin 192.0.2.1
+  dig @127.0.0.1 -p 5311 video.kingcdn.com +subnet=10.1.2.0/24 +short   # -> 192.0.2.11`,
 	}
 	cmd.AddCommand(cdnRouteCommand(g), cdnEdgeCommand(g), cdnStatusCommand(g), cdnPurgeCommand(g))
 	return cmd

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -28,6 +30,9 @@ func mailSendCommand(g *globals) *cobra.Command {
 		verbose      bool
 		envelopeFrom string
 		tlsName      string
+		useLab       bool
+		labOffset    int
+		labTopo      string
 	)
 	cmd := &cobra.Command{
 		Use:   "send",
@@ -39,7 +44,11 @@ implicit TLS) with AUTH PLAIN as --user (default: --from). The password
 comes from --password-file or the APPLAYER_MAIL_PASSWORD environment
 variable. The server's certificate is checked against --ca-file, else the
 lab CA in --ca-dir, else the system's roots. -v prints the dialogue as
-swaks does (AUTH secrets masked).`,
+swaks does (AUTH secrets masked).
+
+--lab submits to a mail server of the default lab: --server names a lab
+host (default: mail.<the sender's domain>), the port is 587 (465 with
+--tls) plus the lab's offset, and the lab CA is trusted.`,
 		Example: `  applayer mail users add --db /tmp/mail-send.db alice@crepes.fr --password s3cret
   applayer mail users add --db /tmp/mail-send.db bob@hamburger.edu --password b0b
   applayer mail serve --domain crepes.fr,hamburger.edu --db /tmp/mail-send.db --spool /tmp/mail-send-spool --listen 127.0.0.1:2527 --submission 127.0.0.1:2588 --submissions 127.0.0.1:2466 &
@@ -85,6 +94,9 @@ swaks does (AUTH secrets masked).`,
 			}
 			tc := &tls.Config{InsecureSkipVerify: insecure, ServerName: tlsName}
 			pemFile := caFile
+			if useLab && !cmd.Flags().Changed("ca-dir") {
+				caDir = "" // the lab's own CA, found by labSubmission
+			}
 			if pemFile == "" && caDir != "" {
 				if _, err := os.Stat(filepath.Join(caDir, "ca.pem")); err == nil {
 					pemFile = filepath.Join(caDir, "ca.pem")
@@ -100,6 +112,11 @@ swaks does (AUTH secrets masked).`,
 					return fmt.Errorf("mail send: CA: no certificate in %s", pemFile)
 				}
 				tc.RootCAs = pool
+			}
+			if useLab {
+				if err := labSubmission(&sub, tc, cmd.Flags().Changed("server"), addrOnly(m.From), labTopo, labOffset); err != nil {
+					return err
+				}
 			}
 			sub.TLS = tc
 			if verbose {
@@ -142,6 +159,9 @@ swaks does (AUTH secrets masked).`,
 	f.StringVar(&tlsName, "tls-name", "", "the `NAME` the server's certificate must hold (default: --server's host)")
 	f.StringVar(&sub.HelloName, "helo", "localhost", "EHLO `NAME`")
 	f.BoolVarP(&verbose, "verbose", "v", false, "print the SMTP dialogue (as swaks)")
+	f.BoolVar(&useLab, "lab", false, "submit to a mail server of the default lab (--server: a lab host name)")
+	f.IntVar(&labOffset, "port-offset", -1, "with --lab: the lab's port offset (default: as lab up decides)")
+	f.StringVar(&labTopo, "lab-topology", "", "with --lab: the lab's topology `FILE` (default: the embedded one)")
 	return cmd
 }
 
@@ -153,4 +173,51 @@ func addrOnly(s string) string {
 		}
 	}
 	return strings.TrimSpace(s)
+}
+
+// labSubmission points sub at a mail server of the lab: the host named by
+// --server (or mail.<from's domain>), its submission port with the lab's
+// offset, its name for TLS and the lab CA (unless --ca-file was given).
+func labSubmission(sub *mua.Submission, tc *tls.Config, serverGiven bool, from, topoPath string, offset int) error {
+	plan, err := clientLabPlan(topoPath, offset)
+	if err != nil {
+		return err
+	}
+	name, port := "", 0
+	if serverGiven {
+		h, p, err := net.SplitHostPort(sub.Server)
+		if err != nil {
+			h = sub.Server
+		} else if port, err = strconv.Atoi(p); err != nil {
+			return fmt.Errorf("mail send: --server %q: bad port", sub.Server)
+		}
+		name = h
+	} else if at := strings.LastIndexByte(from, '@'); at >= 0 {
+		name = "mail." + from[at+1:]
+	}
+	host, ok := plan.Lookup(name)
+	if !ok {
+		return fmt.Errorf("mail send: --lab: %q is not a host of the lab", name)
+	}
+	if port == 0 {
+		port = 587
+		if sub.ImplicitTLS {
+			port = 465
+		}
+		port = plan.Port(port)
+	}
+	sub.Server = net.JoinHostPort(host.Addr.String(), strconv.Itoa(port))
+	if tc.ServerName == "" {
+		tc.ServerName = host.Name
+	}
+	if tc.RootCAs == nil && !tc.InsecureSkipVerify {
+		pem, err := os.ReadFile(filepath.Join(plan.StateDir, "mail", "ca", "ca.pem"))
+		if err != nil {
+			return fmt.Errorf("mail send: --lab: the lab CA (is the lab up?): %w", err)
+		}
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(pem)
+		tc.RootCAs = pool
+	}
+	return nil
 }

@@ -405,3 +405,45 @@ func startChild(t *testing.T, dir string) *exec.Cmd {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// curl's SMTP client: AUTH over STARTTLS on the submission port (the lab
+// CA trusted), and plain SMTP to the MX port.
+func TestCurl(t *testing.T) {
+	curl := testkit.Peer(t, "curl")
+	dir := t.TempDir()
+	addUsers(t, filepath.Join(dir, "mail.db"), "bob@hamburger.edu", "carol@hamburger.edu")
+	srv, err := New(context.Background(), Config{
+		SMTP:           smtpd.Config{Addr: "127.0.0.1:0", Domains: []string{"hamburger.edu"}, Hostname: "mx.hamburger.edu"},
+		SubmissionAddr: "127.0.0.1:0",
+		DB:             filepath.Join(dir, "mail.db"),
+		Spool:          filepath.Join(dir, "spool"),
+		CADir:          filepath.Join(dir, "ca"),
+		Store:          store.Options{BcryptCost: bcrypt.MinCost},
+		Resolver:       "127.0.0.1:1",
+	}, service.Deps{Logger: testkit.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testkit.Start(t, srv)
+	msg := filepath.Join(dir, "msg")
+	os.WriteFile(msg, []byte("From: bob@hamburger.edu\r\nSubject: curl-sub\r\n\r\nhi\r\n"), 0o600)
+	out, err := exec.Command(curl, "-sS", "--url", "smtp://"+srv.Addrs()[1].String(), "--ssl-reqd", "--cacert", filepath.Join(dir, "ca", "ca.pem"),
+		"--user", "bob@hamburger.edu:pw", "--mail-from", "bob@hamburger.edu", "--mail-rcpt", "carol@hamburger.edu", "-T", msg).CombinedOutput()
+	if err != nil {
+		t.Errorf("curl submission: %v\n%s", err, out)
+	}
+	out, err = exec.Command(curl, "-sS", "--url", "smtp://"+srv.Addrs()[1].String(), "--ssl-reqd", "--cacert", filepath.Join(dir, "ca", "ca.pem"),
+		"--user", "bob@hamburger.edu:wrong", "--mail-from", "bob@hamburger.edu", "--mail-rcpt", "carol@hamburger.edu", "-T", msg).CombinedOutput()
+	if err == nil {
+		t.Errorf("curl with a wrong password succeeded: %s", out)
+	}
+	os.WriteFile(msg, []byte("Subject: curl-mx\r\n\r\nhi\r\n"), 0o600)
+	out, err = exec.Command(curl, "-sS", "--url", "smtp://"+srv.Addrs()[0].String(), "--mail-from", "alice@crepes.fr", "--mail-rcpt", "carol@hamburger.edu", "-T", msg).CombinedOutput()
+	if err != nil {
+		t.Errorf("curl to the MX port: %v\n%s", err, out)
+	}
+	waitDelivered(t, srv)
+	if got := subjects(t, srv.Store(), "carol@hamburger.edu"); strings.Join(got, ",") != "curl-sub,curl-mx" {
+		t.Errorf("carol's inbox: %q", got)
+	}
+}

@@ -43,7 +43,8 @@ func (f SignerFunc) Sign(ctx context.Context, env Envelope, msg []byte) ([]byte,
 // accepts or refuses for good; STARTTLS is used whenever a server offers
 // it, without certificate checks (opportunistic, RFC 7435), and a failed
 // handshake is retried in plain text. At most PerDestination deliveries
-// to one domain run at once.
+// to one domain run at once; a delivery that waits longer than a minute
+// (or Timeout) for its turn is deferred (4.4.5).
 type Remote struct {
 	// Resolver answers the MX and address lookups.
 	Resolver Resolver
@@ -101,9 +102,17 @@ func (r *Remote) acquire(ctx context.Context, domain string) (func(), error) {
 		}
 		r.mu.Unlock()
 	}
+	// A worker waits at most a minute (or Timeout) for a slot, so a slow
+	// destination cannot hold every worker: past that the recipient is
+	// deferred like any temporary failure.
+	t := time.NewTimer(min(r.timeout(), time.Minute))
+	defer t.Stop()
 	select {
 	case d.sem <- struct{}{}:
 		return func() { <-d.sem; unref() }, nil
+	case <-t.C:
+		unref()
+		return nil, &DeliveryError{Status: "4.4.5", Diagnostic: "x-applayer; too many deliveries to " + domain + " at once", Err: fmt.Errorf("queue: %s: every delivery slot busy", domain)}
 	case <-ctx.Done():
 		unref()
 		return nil, ctx.Err()

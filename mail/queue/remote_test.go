@@ -220,6 +220,17 @@ func TestPerDestination(t *testing.T) {
 			r.Deliver(context.Background(), queue.Envelope{ID: fmt.Sprint(i)}, "x@slow.test", []byte("x\r\n"))
 		}()
 	}
+	// Two connections arrive; no third may follow while they are held.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		c := cur
+		mu.Unlock()
+		if c >= 2 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	time.Sleep(300 * time.Millisecond)
 	mu.Lock()
 	p := peak
@@ -230,5 +241,27 @@ func TestPerDestination(t *testing.T) {
 	wg.Wait()
 	if p != 2 {
 		t.Errorf("peak connections to one destination: %d, want 2", p)
+	}
+
+	// A delivery that cannot get a slot within Timeout is deferred: the
+	// first holds the only slot while its MX lookup goes unanswered.
+	silent, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	r2 := &queue.Remote{Resolver: &queue.DNSResolver{Server: silent.LocalAddr().String(), Timeout: time.Second}, PerDestination: 1, NoTLS: true, Timeout: 300 * time.Millisecond}
+	first := make(chan error, 1)
+	go func() { first <- r2.Deliver(context.Background(), queue.Envelope{ID: "a"}, "x@slow.test", []byte("x\r\n")) }()
+	// Its query arriving means it holds the slot.
+	silent.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, _, err := silent.ReadFrom(make([]byte, 512)); err != nil {
+		t.Fatal(err)
+	}
+	err = r2.Deliver(context.Background(), queue.Envelope{ID: "b"}, "x@slow.test", []byte("x\r\n"))
+	<-first
+	var de *queue.DeliveryError
+	if !errors.As(err, &de) || de.Status != "4.4.5" || queue.IsPermanent(err) {
+		t.Errorf("second delivery while the only slot is held: %v, want a temporary 4.4.5", err)
 	}
 }

@@ -557,11 +557,24 @@ func (ss *session) Data(r io.Reader) error {
 			ss.s.log.Error("smtpd: inbound check", "err", err)
 			return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "temporary failure, try again later"}
 		}
+		if rw, ok := ss.s.cfg.Inbound.(BodyRewriter); ok {
+			body = rw.Rewrite(body)
+		}
 	}
 	id := newID()
 	hdr := ss.received(id) + extra
 	msg := make([]byte, 0, len(hdr)+len(body))
 	msg = append(append(msg, hdr...), body...)
+	// The transaction as received, published before the queue has it (the
+	// queue may start delivering before the 250 below is on the wire).
+	if ss.s.trace.Enabled() {
+		who := ""
+		if ss.user != "" {
+			who = " AUTH " + ss.user
+		}
+		ss.s.trace.Publish(trace.Event{From: ss.c.remote.String(), To: ss.c.LocalAddr().String(), Proto: "smtp/" + ss.s.cfg.Role,
+			Summary: fmt.Sprintf("MAIL FROM:<%s> RCPT TO:<%s>%s DATA", ss.from, strings.Join(ss.to, ">,<"), who), Bytes: len(msg)})
+	}
 	qid, err := ss.s.queue.Enqueue(ctx, ss.from, ss.to, msg)
 	if err != nil {
 		ss.s.log.Error("smtpd: enqueue", "err", err)
@@ -572,12 +585,7 @@ func (ss *session) Data(r io.Reader) error {
 		ss.s.limiter.Sent(ss.user)
 	}
 	if ss.s.trace.Enabled() {
-		who := ""
-		if ss.user != "" {
-			who = " AUTH " + ss.user
-		}
-		ss.s.trace.Publish(trace.Event{From: ss.c.remote.String(), To: ss.c.LocalAddr().String(), Proto: "smtp/" + ss.s.cfg.Role,
-			Summary: fmt.Sprintf("MAIL FROM:<%s> RCPT TO:<%s>%s: 250 queued as %s", ss.from, strings.Join(ss.to, ">,<"), who, qid), Bytes: len(msg)})
+		ss.s.trace.Publish(trace.Event{From: ss.c.LocalAddr().String(), To: ss.c.remote.String(), Proto: "smtp/" + ss.s.cfg.Role, Summary: "250 queued as " + qid})
 	}
 	ss.s.log.Info("smtpd: accepted", "queue_id", qid, "from", ss.from, "to", strings.Join(ss.to, ","), "size", len(body), "remote", ss.c.remote.String())
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK queued as " + qid}
