@@ -17,6 +17,7 @@ import (
 
 	"github.com/applayer/applayer/internal/obs"
 	"github.com/applayer/applayer/internal/service"
+	"github.com/applayer/applayer/internal/transport"
 )
 
 // Plan is a topology with every address and port decided.
@@ -162,6 +163,7 @@ type Running struct {
 	Entries []Entry
 
 	claimed string // the file recording this lab on its block (claim.go)
+	links   *links // nil when the topology has no links
 }
 
 // Entry is one started service, for the table.
@@ -192,6 +194,7 @@ func Build(p *Plan, kinds *Kinds, deps service.Deps, reg *prometheus.Registry) (
 		r.Admin = admin
 		r.Group.Add(admin)
 	}
+	r.links = newLinks(p, deps.Trace)
 	for i, h := range p.Hosts {
 		for k, s := range h.Services {
 			kind, _ := kinds.Get(s.Kind)
@@ -200,6 +203,11 @@ func Build(p *Plan, kinds *Kinds, deps service.Deps, reg *prometheus.Registry) (
 			d.Metrics = prometheus.WrapRegistererWith(prometheus.Labels{"host": h.Name}, deps.Metrics)
 			d.Dialer = newHostDialer(h.Addr, deps.Dialer)
 			d.Trace = deps.Trace.WithHost(h.Name)
+			var wrap transport.ListenerWrap
+			if r.links != nil {
+				d.Dialer = r.links.dialer(h.Addr, d.Dialer, d.Trace)
+				wrap = r.links.listenerWrap(h.Addr, d.Trace)
+			}
 			admin := hostAdmin{prefix: "/hosts/" + h.Name}
 			if r.Admin != nil {
 				admin.mux = r.Admin
@@ -210,7 +218,11 @@ func Build(p *Plan, kinds *Kinds, deps service.Deps, reg *prometheus.Registry) (
 			if err != nil {
 				return nil, fmt.Errorf("lab: hosts[%d].services[%d] (%s on %s): %w", i, k, kind.Name, h.Name, err)
 			}
-			r.Group.Add(svc)
+			if wrap != nil {
+				r.Group.Add(linkedService{Service: svc, wrap: wrap})
+			} else {
+				r.Group.Add(svc)
+			}
 			r.Entries = append(r.Entries, Entry{Host: h.Name, Addr: h.Addr, Kind: kind.Name, Summary: kind.Summary, Service: svc})
 		}
 	}

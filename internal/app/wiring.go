@@ -9,6 +9,7 @@ import (
 	"github.com/applayer/applayer/dns/authority"
 	"github.com/applayer/applayer/dns/resolver"
 	"github.com/applayer/applayer/lab"
+	"github.com/applayer/applayer/mail"
 	"github.com/applayer/applayer/sockets"
 	"github.com/applayer/applayer/torrent/dht"
 	"github.com/applayer/applayer/torrent/swarm"
@@ -45,6 +46,7 @@ func labKinds() *lab.Kinds {
 		tracker.LabKinds(),
 		swarm.LabKinds(),
 		dht.LabKinds(),
+		mail.LabKinds(),
 		cdn.LabKinds(),
 	)...)
 }

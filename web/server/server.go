@@ -18,6 +18,7 @@ import (
 	"github.com/quic-go/quic-go/http3"
 
 	"github.com/applayer/applayer/internal/service"
+	"github.com/applayer/applayer/internal/transport"
 	"github.com/applayer/applayer/web/labca"
 	"github.com/applayer/applayer/web/shop"
 )
@@ -223,6 +224,7 @@ func (s *Server) Start(ctx context.Context) error {
 		if err != nil {
 			return fail(fmt.Errorf("server: listen: %w", err))
 		}
+		ln = transport.WrapListener(ctx, ln) // a lab link, if any
 		lns = append(lns, ln)
 		addrs = append(addrs, ln.Addr())
 	}
@@ -236,6 +238,7 @@ func (s *Server) Start(ctx context.Context) error {
 		if err != nil {
 			return fail(fmt.Errorf("server: listen tls: %w", err))
 		}
+		ln = transport.WrapListener(ctx, ln)
 		lns = append(lns, ln)
 		addrs = append(addrs, ln.Addr())
 		if s.cfg.HTTP3 {
