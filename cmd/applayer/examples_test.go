@@ -46,7 +46,7 @@ import (
 // Run it as a normal user, from this directory (it reads ../../README.md):
 // go test -c -o /tmp/applayer.test . && runuser -u nobody -- /tmp/applayer.test -test.run TestExamples -test.v
 func TestExamples(t *testing.T) {
-	for _, p := range []string{"dig", "curl", "nc"} {
+	for _, p := range []string{"dig", "curl", "nc", "ffmpeg"} {
 		testkit.Peer(t, p)
 	}
 	ex := newExampleSandbox(t)
@@ -243,6 +243,13 @@ func newExampleSandbox(t *testing.T) *exampleSandbox {
 		t.Fatalf("torrent create: %v\n%s", err, out)
 	}
 	ex.startServer(t, y("applayer torrent seed --dir . --listen 127.0.0.2:6881 movie.torrent"), ex.env, true)
+	// A packaged video and its origin for the stream play examples.
+	pk := exec.Command("bash", "-c", "applayer stream package -q --synthetic 6s --size 320x180 --ladder 144:150k,180:300k --preset ultrafast -o video")
+	pk.Dir, pk.Env = ex.dir, ex.env
+	if out, err := pk.CombinedOutput(); err != nil {
+		t.Fatalf("stream package: %v\n%s", err, out)
+	}
+	ex.startServer(t, y("applayer stream serve --listen 127.0.0.1:8088 video"), ex.env, true)
 	return ex
 }
 
@@ -335,7 +342,7 @@ func isServer(line string) bool {
 	case strings.HasPrefix(cmd, "http proxy"):
 		return !strings.Contains(cmd, "--stats")
 	}
-	for _, p := range []string{"sockets udp-server", "sockets tcp-server", "http serve", "dns serve", "dns resolver", "torrent tracker", "torrent seed", "mail serve", "cdn route", "cdn edge"} {
+	for _, p := range []string{"sockets udp-server", "sockets tcp-server", "http serve", "dns serve", "dns resolver", "torrent tracker", "torrent seed", "mail serve", "stream serve", "cdn route", "cdn edge"} {
 		if strings.HasPrefix(cmd, p) {
 			return true
 		}

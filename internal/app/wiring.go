@@ -11,6 +11,7 @@ import (
 	"github.com/applayer/applayer/lab"
 	"github.com/applayer/applayer/mail"
 	"github.com/applayer/applayer/sockets"
+	"github.com/applayer/applayer/stream"
 	"github.com/applayer/applayer/torrent/dht"
 	"github.com/applayer/applayer/torrent/swarm"
 	"github.com/applayer/applayer/torrent/tracker"
@@ -29,6 +30,7 @@ func commands(g *globals) []*cobra.Command {
 		digCommand(g),
 		torrentCommand(g),
 		mailCommand(g),
+		streamCommand(g),
 		cdnCommand(g),
 	}
 }
@@ -47,6 +49,7 @@ func labKinds() *lab.Kinds {
 		swarm.LabKinds(),
 		dht.LabKinds(),
 		mail.LabKinds(),
+		stream.LabKinds(),
 		cdn.LabKinds(),
 	)...)
 }

@@ -60,7 +60,9 @@ func New(cfg Config, deps service.Deps) (*Server, error) {
 	s := &Server{cfg: cfg, deps: deps, log: deps.Logger.With("service", "http"), m: m, byHost: map[string]http.Handler{}}
 	for i, site := range cfg.Sites {
 		var h http.Handler
-		if site.Shop != "" {
+		if site.Handler != nil {
+			h = site.Handler
+		} else if site.Shop != "" {
 			sh, err := shop.Open(site.Shop, s.log)
 			if err != nil {
 				s.closeAll()
