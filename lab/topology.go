@@ -74,6 +74,11 @@ type Settings struct {
 	// Default 127.0.0.1:9900; "off" disables it. It must be a loopback
 	// address unless AdminAllowRemote.
 	Admin string `json:"admin,omitempty"`
+	// RemoteBlock permits a Block that is not loopback: a lab split over
+	// several machines (lab up --hosts), each owning the addresses of the
+	// hosts it runs. Its services then listen on those addresses, reachable
+	// from the network (docs/lab.md).
+	RemoteBlock bool `json:"remote_block,omitempty"`
 	// AdminAllowRemote permits a non-loopback Admin address (its
 	// endpoints, purge and flush included, are unauthenticated).
 	AdminAllowRemote bool `json:"admin_allow_remote,omitempty"`
@@ -230,8 +235,8 @@ func (t *Topology) block() (netip.Prefix, error) {
 	if err != nil {
 		return netip.Prefix{}, fmt.Errorf("%q is not a prefix like 127.1.0.0/16", b)
 	}
-	if !p.Addr().IsLoopback() {
-		return netip.Prefix{}, fmt.Errorf("%s is not a loopback block (use part of 127.0.0.0/8)", p)
+	if !p.Addr().IsLoopback() && !t.Lab.RemoteBlock {
+		return netip.Prefix{}, fmt.Errorf("%s is not a loopback block (use part of 127.0.0.0/8, or set remote_block to split a lab over machines)", p)
 	}
 	if p.Addr().Is4() && p.Bits() > 30 {
 		return netip.Prefix{}, fmt.Errorf("%s is too small for a lab", p)

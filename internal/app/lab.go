@@ -22,9 +22,10 @@ func labCommand(g *globals) *cobra.Command {
 		Short: "The mini-Internet: every system wired together on loopback",
 		Example: `  applayer lab up
   applayer lab up --topology my-lab.yaml --check
+  applayer lab scenario --list
   applayer lab kinds`,
 	}
-	cmd.AddCommand(labUpCommand(g), labKindsCommand(g), labTopologyCommand(g))
+	cmd.AddCommand(labUpCommand(g), labKindsCommand(g), labTopologyCommand(g), labScenarioCommand(g))
 	cmd.AddCommand(labExperimentCommand(g))
 	return cmd
 }
@@ -52,6 +53,7 @@ func labUpCommand(g *globals) *cobra.Command {
 		admin   string
 		remote  bool
 		jsonOut bool
+		hosts   []string
 		links   []string
 	)
 	cmd := &cobra.Command{
@@ -72,12 +74,19 @@ datagram the host sends or receives is delayed, paced and lost in user space
 (see docs/lab.md, Links).
 
 Without --topology, $APPLAYER_LAB_TOPOLOGY names the topology file (for lab
-up and for the clients' --lab flags alike); unset, the embedded default.`,
+up and for the clients' --lab flags alike); unset, the embedded default.
+
+--hosts runs only the named hosts, each at the address the topology gives
+it: start one "lab up --hosts ..." per share of the topology (with its own
+--admin address, or "off") to split one lab over several processes or
+machines. Every share plans the whole topology, so names, addresses, ports
+and zones agree; see docs/lab.md.`,
 		Example: `  applayer lab up
   applayer lab up --topology lab.yaml --trace lab.jsonl
   applayer lab up --topology lab.yaml --check
   applayer lab up --link gaia.cs.umass.edu:delay=100ms,rate=1.54Mbit,loss=1%
-  applayer lab up --json > lab.json`,
+  applayer lab up --json > lab.json
+  applayer lab up --hosts a.root-servers.net,a.edu-servers.net --admin 127.0.0.1:9901`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			topo, err := loadTopology(path)
@@ -102,6 +111,11 @@ up and for the clients' --lab flags alike); unset, the embedded default.`,
 			plan, err := lab.NewPlan(topo, kinds, nil)
 			if err != nil {
 				return fmt.Errorf("invalid topology:\n%w", err)
+			}
+			if len(hosts) > 0 {
+				if err := plan.Select(hosts); err != nil {
+					return err
+				}
 			}
 			if check {
 				n := 0
@@ -161,6 +175,7 @@ up and for the clients' --lab flags alike); unset, the embedded default.`,
 	f.StringVar(&admin, "admin", lab.DefaultAdmin, `admin listener (loopback) for /metrics, /healthz, /readyz and the services' endpoints under /hosts/NAME/; "off" disables it`)
 	f.StringArrayVar(&links, "link", nil, "`HOST:delay=1s,rate=1.54Mbit,loss=1%` gives HOST an access link (repeatable; overrides the topology)")
 	f.BoolVar(&remote, "admin-allow-remote", false, "allow a non-loopback --admin address (its endpoints are unauthenticated)")
+	f.StringSliceVar(&hosts, "hosts", nil, "run only these hosts of the topology (comma-separated names), each at its planned address: split one lab over several processes or machines (docs/lab.md)")
 	return cmd
 }
 
@@ -205,7 +220,7 @@ func buildLab(plan *lab.Plan, kinds *lab.Kinds, d service.Deps, reg *prometheus.
 	if err != nil {
 		return nil, err
 	}
-	dash := dashboard.New(running, d.Trace, reg, dashboard.Config{})
+	dash := dashboard.New(running, d.Trace, reg, dashboard.Config{Runs: dashboardRuns(d)})
 	dash.Mount()
 	running.Group.Add(dash)
 	return running, nil

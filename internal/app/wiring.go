@@ -15,6 +15,7 @@ import (
 	"github.com/applayer/applayer/torrent/dht"
 	"github.com/applayer/applayer/torrent/swarm"
 	"github.com/applayer/applayer/torrent/tracker"
+	"github.com/applayer/applayer/web/client"
 	"github.com/applayer/applayer/web/proxy"
 	"github.com/applayer/applayer/web/server"
 )
@@ -32,6 +33,7 @@ func commands(g *globals) []*cobra.Command {
 		mailCommand(g),
 		streamCommand(g),
 		cdnCommand(g),
+		traceCommand(g),
 	}
 }
 
@@ -51,5 +53,15 @@ func labKinds() *lab.Kinds {
 		mail.LabKinds(),
 		stream.LabKinds(),
 		cdn.LabKinds(),
+	)...)
+}
+
+// labScenarios is the wiring table of the scenarios `lab scenario` plays:
+// each system declares its own beside its code (LabScenarios in the
+// package's labscenario.go).
+func labScenarios() *lab.Scenarios {
+	return lab.NewScenarios(slices.Concat(
+		resolver.LabScenarios(),
+		client.LabScenarios(),
 	)...)
 }

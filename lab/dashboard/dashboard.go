@@ -19,9 +19,11 @@ import (
 	"io/fs"
 	"net/http"
 	"net/netip"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -53,6 +55,13 @@ type Viewer interface {
 // Config configures a Dashboard.
 type Config struct {
 	Stream StreamConfig
+	// Runs are the scenarios and experiments the page offers.
+	Runs []Run
+	// RunDir keeps the runs' outputs (plots); default a directory under
+	// the lab's state directory.
+	RunDir string
+	// RunTimeout bounds one run. Default 10 minutes.
+	RunTimeout time.Duration
 }
 
 // Dashboard serves the lab's pages. It is a service.Service so the lab's
@@ -62,6 +71,7 @@ type Dashboard struct {
 	r     *lab.Running
 	reg   prometheus.Gatherer
 	hub   *hub
+	runs  *runs
 	topo  topology
 	mux   *http.ServeMux
 	mu    sync.Mutex
@@ -78,6 +88,13 @@ func New(r *lab.Running, bus *trace.Bus, reg prometheus.Gatherer, cfg Config) *D
 	}
 	d := &Dashboard{r: r, reg: reg, hub: newHub(cfg.Stream, bus, hosts), mux: http.NewServeMux()}
 	d.topo = buildTopology(r)
+	if cfg.RunDir == "" {
+		cfg.RunDir = filepath.Join(r.Plan.StateDir, "dashboard", "runs")
+	}
+	if cfg.RunTimeout <= 0 {
+		cfg.RunTimeout = 10 * time.Minute
+	}
+	d.runs = &runs{list: cfg.Runs, dir: cfg.RunDir, timeout: cfg.RunTimeout}
 	for _, e := range r.Entries {
 		if v, ok := e.Service.(Viewer); ok {
 			for _, view := range v.DashboardViews(e.Host) {
@@ -94,6 +111,9 @@ func New(r *lab.Running, bus *trace.Bus, reg prometheus.Gatherer, cfg Config) *D
 	d.mux.HandleFunc("GET /api/events", d.hub.serveEvents)
 	d.mux.HandleFunc("GET /api/views", d.serveViews)
 	d.mux.HandleFunc("/views/{name}/", d.serveView)
+	d.mux.HandleFunc("GET /api/runs", d.runs.serveList)
+	d.mux.HandleFunc("POST /api/runs/{kind}/{name}", d.runs.serveRun)
+	d.mux.HandleFunc("GET /api/runs/files/{id}/{file}", d.runs.serveFile)
 	return d
 }
 
@@ -104,7 +124,7 @@ func (d *Dashboard) Mount() {
 	if d.r.Admin == nil {
 		return
 	}
-	for _, p := range []string{"GET /{$}", "GET /ui/", "GET /api/", "/views/"} {
+	for _, p := range []string{"GET /{$}", "GET /ui/", "/api/", "/views/"} {
 		d.r.Admin.Handle(p, d.mux)
 	}
 }

@@ -81,7 +81,7 @@ func (c *Conn) drop(dir string, n int, why string) {
 	if dir == "in" {
 		from, to = to, from
 	}
-	c.bus.Publish(trace.Event{From: from, To: to, Proto: "link", Summary: "link.drop " + why, Bytes: n})
+	c.bus.Publish(trace.Event{Type: trace.LinkDrop, From: from, To: to, Proto: "link", Summary: "dropped: " + why, Bytes: n})
 }
 
 // sleepUntil waits until t, or until cancel is closed (false).

@@ -23,7 +23,7 @@ func (l Local) Deliver(ctx context.Context, env Envelope, rcpt string, body []by
 	_, err := l.Store.Append(ctx, rcpt, "INBOX", body, nil, env.Received)
 	switch {
 	case err == nil:
-		l.Trace.Publish(trace.Event{From: "queue", To: "store", Proto: "mail/local", Summary: fmt.Sprintf("message %s from <%s> delivered to %s INBOX", env.ID, env.From, rcpt), Bytes: len(body)})
+		l.Trace.Publish(trace.Event{Type: trace.State, From: "queue", Proto: "mail/local", Summary: fmt.Sprintf("message %s from <%s> delivered to %s INBOX", env.ID, env.From, rcpt), Bytes: len(body)})
 		return nil
 	case errors.Is(err, store.ErrNoUser), errors.Is(err, store.ErrBadAddress):
 		return Permanent(&DeliveryError{Status: "5.1.1", Diagnostic: "x-applayer; no such user", Err: fmt.Errorf("queue: local delivery to %s: %w", rcpt, err)})

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path"
@@ -168,7 +169,11 @@ func (o *Origin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			if rg := r.Header.Get("Range"); rg != "" {
 				summary += " (" + rg + ")"
 			}
-			o.trace.Publish(trace.Event{From: r.RemoteAddr, To: r.Host, Proto: "dash/" + kind, Summary: summary, Bytes: int(cw.n)})
+			to := r.Host
+			if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+				to = a.String() // the trace schema's host:port
+			}
+			o.trace.Publish(trace.Event{From: r.RemoteAddr, To: to, Proto: "dash/" + kind, Summary: summary, Bytes: int(cw.n)})
 		}
 	}()
 	switch r.Method {

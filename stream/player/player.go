@@ -357,7 +357,7 @@ func (pres *Presentation) Play(ctx context.Context, o Options) (*Report, error) 
 	}
 	publish := func(summary string, bytes int) {
 		if o.Trace.Enabled() {
-			o.Trace.Publish(trace.Event{From: o.Host, To: pres.Video[0].Segments[0].URL, Proto: "dash", Summary: summary, Bytes: bytes})
+			o.Trace.Publish(trace.Event{Type: trace.State, From: o.Host, Proto: "dash", Summary: summary, Bytes: bytes}) // the player's own decisions
 		}
 	}
 	idx := 0

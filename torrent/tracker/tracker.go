@@ -286,6 +286,20 @@ func (t *Tracker) updateGauges() {
 	t.m.peers.Set(float64(peers))
 }
 
+// localAddr is the tracker's own address for network proto ("http" or
+// "udp"), for its trace events.
+func (t *Tracker) localAddr(proto string) string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch {
+	case proto == "http" && t.httpLn != nil:
+		return t.httpLn.Addr().String()
+	case proto == "udp" && t.udp != nil:
+		return t.udp.LocalAddr().String()
+	}
+	return "tracker:0"
+}
+
 // Addrs returns the bound HTTP (TCP) and UDP addresses.
 func (t *Tracker) Addrs() []net.Addr {
 	t.mu.Lock()
@@ -407,7 +421,7 @@ func (t *Tracker) announce(req AnnounceRequest, proto, from string) (AnnounceRes
 	}
 	t.m.announces.WithLabelValues(proto, ev).Inc()
 	if t.trace.Enabled() {
-		t.trace.Publish(trace.Event{From: from, Proto: "bittorrent/tracker-" + proto,
+		t.trace.Publish(trace.Event{From: from, To: t.localAddr(proto), Proto: "bittorrent/tracker-" + proto,
 			Summary: fmt.Sprintf("announce %s %s left=%d event=%s -> %d peers (%d seeders, %d leechers)",
 				hex.EncodeToString(req.InfoHash[:]), req.Addr, req.Left, ev, len(res.Peers), res.Seeders, res.Leechers)})
 	}

@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -31,6 +32,7 @@ import (
 
 	"github.com/applayer/applayer/internal/config"
 	"github.com/applayer/applayer/internal/service"
+	"github.com/applayer/applayer/internal/trace"
 )
 
 // Config configures a Cache. Zero fields take the documented defaults.
@@ -249,6 +251,7 @@ func (c *Cache) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if anyVariant {
 			miss = csVaryMiss
 		}
+		c.traceDecision(r, trace.CacheMiss, key)
 		c.miss(w, r, key, &reqCC, miss)
 		return
 	}
@@ -272,6 +275,7 @@ func (c *Cache) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		c.revalidateInBackground(r, e)
 		c.st.stale.Add(1)
 		c.st.hits.Add(1)
+		c.traceDecision(r, trace.CacheHit, key+" stale-while-revalidate")
 		c.serveEntry(w, r, e, now, csHit+"; detail=stale-while-revalidate", true)
 		return
 	default:
@@ -279,6 +283,7 @@ func (c *Cache) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if !validate {
 		c.st.hits.Add(1)
+		c.traceDecision(r, trace.CacheHit, key)
 		c.serveEntry(w, r, e, now, csHit, false)
 		return
 	}
@@ -286,7 +291,20 @@ func (c *Cache) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		c.gatewayTimeout(w, why)
 		return
 	}
+	c.traceDecision(r, trace.CacheRevalidate, key)
 	c.validate(w, r, e, &reqCC, why, staleness)
+}
+
+// traceDecision publishes the cache's decision on r (client to cache).
+func (c *Cache) traceDecision(r *http.Request, typ, key string) {
+	if !c.deps.Trace.Enabled() {
+		return
+	}
+	to := r.Host
+	if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+		to = a.String()
+	}
+	c.deps.Trace.Publish(trace.Event{Type: typ, From: r.RemoteAddr, To: to, Proto: trace.HTTPProto(r.Proto), Summary: key})
 }
 
 func pragmaNoCache(h http.Header) bool {

@@ -37,8 +37,18 @@ func (c *Cache) outbound(r *http.Request) (*http.Request, context.CancelFunc) {
 
 func (c *Cache) roundTrip(out *http.Request) (*http.Response, error) {
 	c.st.originRequests.Add(1)
-	if c.deps.Trace.Enabled() {
-		c.deps.Trace.Publish(trace.Event{From: "cache", To: out.URL.Host, Proto: "http", Summary: out.Method + " " + out.URL.String()})
+	if tr := c.deps.Trace; tr.Enabled() {
+		// The request as sent, once the connection it goes on is known.
+		summary := out.Method + " " + out.URL.String() + headerSummary(out.Header)
+		out = out.WithContext(httptrace.WithClientTrace(out.Context(), &httptrace.ClientTrace{
+			GotConn: func(info httptrace.GotConnInfo) {
+				from, to := info.Conn.LocalAddr().String(), info.Conn.RemoteAddr().String()
+				if !info.Reused {
+					tr.Publish(trace.Event{Type: trace.ConnOpen, From: from, To: to, Proto: "tcp", Summary: "TCP connection opened"})
+				}
+				tr.Publish(trace.Event{From: from, To: to, Proto: "http/1.1", Summary: summary})
+			},
+		}))
 	}
 	res, err := c.upstream.RoundTrip(out)
 	if err != nil {
@@ -102,6 +112,17 @@ func (c *Cache) invalidate(key string) {
 	if c.disk != nil {
 		c.disk.remove(key)
 	}
+}
+
+// headerSummary shows a forwarded request's validators in its trace.
+func headerSummary(h http.Header) string {
+	s := ""
+	for _, n := range []string{"If-Modified-Since", "If-None-Match"} {
+		if v := h.Get(n); v != "" {
+			s += " " + n + ": " + v
+		}
+	}
+	return s
 }
 
 // forwardInterim returns out set to pass the upstream's informational

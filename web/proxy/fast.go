@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/applayer/applayer/internal/trace"
 	"github.com/applayer/applayer/internal/transport"
 )
 
@@ -114,7 +115,7 @@ func (r *replayConn) CloseWrite() error {
 // they carry many clients) answered with 503, accept back-off, panics
 // answered with 500, and s.conns kept as the count of open connections
 // (those handed to net/http included, until closed).
-func (s *Server) newFront() *transport.StreamServer {
+func (s *Server) newFront(local string) *transport.StreamServer {
 	return transport.NewStreamServer(transport.StreamConfig{
 		MaxConns:      s.cfg.MaxConns,
 		MaxConnsPerIP: s.cfg.MaxConnsPerClient,
@@ -127,8 +128,10 @@ func (s *Server) newFront() *transport.StreamServer {
 			switch e.Kind {
 			case transport.EventAccepted:
 				s.conns.Add(1)
+				s.traceConn(trace.ConnOpen, e.Remote.String(), local, "TCP connection opened")
 			case transport.EventClosed:
 				s.conns.Add(-1)
+				s.traceConn(trace.ConnClose, e.Remote.String(), local, "TCP connection closed")
 			}
 		},
 		Logger: s.log,
@@ -446,4 +449,11 @@ func eqFold(b []byte, lower string) bool {
 
 func hasPrefixFold(b []byte, lower string) bool {
 	return len(b) >= len(lower) && eqFold(b[:len(lower)], lower)
+}
+
+// traceConn publishes a client connection's opening or closing.
+func (s *Server) traceConn(typ, from, to, summary string) {
+	if s.deps.Trace.Enabled() {
+		s.deps.Trace.Publish(trace.Event{Type: typ, From: from, To: to, Proto: "tcp", Summary: summary})
+	}
 }

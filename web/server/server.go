@@ -18,6 +18,7 @@ import (
 	"github.com/quic-go/quic-go/http3"
 
 	"github.com/applayer/applayer/internal/service"
+	"github.com/applayer/applayer/internal/trace"
 	"github.com/applayer/applayer/internal/transport"
 	"github.com/applayer/applayer/web/labca"
 	"github.com/applayer/applayer/web/shop"
@@ -188,13 +189,15 @@ func (s *Server) httpServer(h http.Handler, p *http.Protocols) *http.Server {
 		IdleTimeout:       s.cfg.IdleTimeout.D(),
 		MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
-		ConnState: func(_ net.Conn, st http.ConnState) {
+		ConnState: func(c net.Conn, st http.ConnState) {
 			switch st {
 			case http.StateNew:
 				s.m.conns.Inc()
 				s.m.open.Inc()
+				s.traceConn(c, trace.ConnOpen, "TCP connection opened")
 			case http.StateClosed, http.StateHijacked:
 				s.m.open.Dec()
+				s.traceConn(c, trace.ConnClose, "TCP connection closed")
 			}
 		},
 	}
@@ -252,7 +255,7 @@ func (s *Server) Start(ctx context.Context) error {
 			addrs = append(addrs, pc.LocalAddr())
 			s.h3 = &http3.Server{
 				Handler:        s.handler,
-				TLSConfig:      http3.ConfigureTLSConfig(tc.Clone()),
+				TLSConfig:      http3.ConfigureTLSConfig(s.traceHandshakes(tc.Clone(), "quic")),
 				MaxHeaderBytes: s.cfg.MaxHeaderBytes,
 				IdleTimeout:    s.cfg.IdleTimeout.D(),
 				Port:           pc.LocalAddr().(*net.UDPAddr).Port,
@@ -290,7 +293,10 @@ func (s *Server) Start(ctx context.Context) error {
 		p.SetHTTP1(true)
 		p.SetHTTP2(true)
 		hs := s.httpServer(handler, &p)
-		hs.TLSConfig = tc
+		// ALPN as ServeTLS would set it, explicit so that a traced
+		// handshake's own config (traceHandshakes) offers it too.
+		tc.NextProtos = []string{"h2", "http/1.1"}
+		hs.TLSConfig = s.traceHandshakes(tc, "tls")
 		serve = append(serve, serving{hs, lns[len(lns)-1]})
 	}
 	for _, sv := range serve {

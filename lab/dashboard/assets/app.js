@@ -182,11 +182,15 @@ function connect() {
   source.onerror = () => { $("#status").textContent = "reconnecting…"; };
 }
 
-let drawPending = false;
+// Redraws are batched: at most four a second whatever the event rate, so
+// a flood of events cannot take the page's time.
+let drawPending = false, lastDraw = 0;
+const DRAW_EVERY = 250;
 function scheduleDraw() {
   if (drawPending) return;
   drawPending = true;
-  requestAnimationFrame(() => { drawPending = false; draw(); });
+  const wait = Math.max(0, lastDraw + DRAW_EVERY - performance.now());
+  setTimeout(() => requestAnimationFrame(() => { drawPending = false; lastDraw = performance.now(); draw(); }), wait);
 }
 
 function kindClass(e) {
@@ -279,9 +283,13 @@ async function run(r, button) {
   const out = $("#run-output");
   out.replaceChildren(el("p", {text: "Running " + r.kind + " " + r.name + "…"}));
   try {
-    const res = await fetch("/api/runs/" + encodeURIComponent(r.kind) + "/" + encodeURIComponent(r.name), {method: "POST"});
+    const quick = $("#run-quick").checked ? "?quick=1" : "";
+    const res = await fetch("/api/runs/" + encodeURIComponent(r.kind) + "/" + encodeURIComponent(r.name) + quick,
+      {method: "POST", headers: {"X-Applayer-Dashboard": "1"}});
+    if (res.status === 409) { out.replaceChildren(el("p", {text: "Another run is in progress; try again when it ends."})); button.disabled = false; return; }
     const body = await res.json();
-    const kids = [el("h3", {text: r.kind + " " + r.name + (res.ok ? "" : " failed")}), el("pre", {text: body.output || body.error || ""})];
+    const kids = [el("h3", {text: r.kind + " " + r.name + (res.ok ? " (" + body.took + ")" : " failed")}),
+      el("pre", {class: "run-text", text: (body.output || "") + (body.error ? "\n" + body.error : "")})];
     for (const p of body.plots || []) kids.push(el("img", {class: "plot", src: p, alt: "plot of " + r.name}));
     out.replaceChildren(...kids);
   } catch (e) {
