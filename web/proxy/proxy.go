@@ -27,8 +27,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/applayer/applayer/internal/config"
 	"github.com/applayer/applayer/internal/obs"
 	"github.com/applayer/applayer/internal/service"
@@ -245,11 +243,7 @@ func New(cfg Config, deps service.Deps) (*Server, error) {
 	}
 	s.cache = c
 	if cfg.Admin != "" {
-		g, ok := deps.Metrics.(prometheus.Gatherer)
-		if !ok {
-			g = prometheus.NewRegistry()
-		}
-		a, err := obs.NewAdmin(obs.AdminConfig{Addr: cfg.Admin}, g, s.log)
+		a, err := obs.NewServiceAdmin(obs.AdminConfig{Addr: cfg.Admin}, deps.Metrics, s.log)
 		if err != nil {
 			return nil, fmt.Errorf("proxy: %w", err)
 		}
