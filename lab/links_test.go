@@ -119,7 +119,10 @@ func exchange(t *testing.T, c net.Conn) time.Duration {
 
 func near(t *testing.T, what string, got, want time.Duration) {
 	t.Helper()
-	if tol := 40*time.Millisecond + want/4; got < want-5*time.Millisecond || got > want+tol {
+	// Never early (the link's delay is applied); late by what a busy
+	// machine's timers and scheduler add (the exact figures are lab/link's
+	// simulated-clock tests).
+	if tol := 150*time.Millisecond + want/2; got < want-5*time.Millisecond || got > want+tol {
 		t.Errorf("%s: %s, want %s (-5ms/+%s)", what, got, want, tol)
 	} else {
 		t.Logf("%s: %s (want %s)", what, got, want)
