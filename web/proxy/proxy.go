@@ -34,6 +34,7 @@ import (
 	"github.com/applayer/applayer/internal/service"
 	"github.com/applayer/applayer/internal/trace"
 	"github.com/applayer/applayer/internal/transport"
+	"github.com/applayer/applayer/web/fastpath"
 	"github.com/applayer/applayer/web/cache"
 )
 
@@ -200,6 +201,7 @@ type Server struct {
 	tunnels map[net.Conn]struct{}
 	front   *transport.StreamServer // accepts; runs the fast path
 	handoff *transport.Handoff      // connections the fast path hands to net/http
+	fast    *fastpath.Server        // the HTTP/1.1 fast path (cache hits)
 	conns   atomic.Int64            // open client connections
 
 	wg   sync.WaitGroup
@@ -309,6 +311,7 @@ func (s *Server) Start(ctx context.Context) error {
 	s.own = own
 	s.ln, s.srv = ln, srv
 	s.handoff = transport.NewHandoff(ln.Addr())
+	s.fast = s.newFast()
 	s.front = s.newFront()
 	s.mu.Unlock()
 	s.wg.Add(1)
