@@ -157,4 +157,3 @@ func appendHost(dst, host []byte) []byte {
 	}
 	return dst
 }
-

@@ -34,8 +34,8 @@ import (
 	"github.com/applayer/applayer/internal/service"
 	"github.com/applayer/applayer/internal/trace"
 	"github.com/applayer/applayer/internal/transport"
-	"github.com/applayer/applayer/web/fastpath"
 	"github.com/applayer/applayer/web/cache"
+	"github.com/applayer/applayer/web/fastpath"
 )
 
 // DefaultPort is the customary port of a web cache (Squid's).

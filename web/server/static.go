@@ -284,15 +284,7 @@ func AcceptsGzip(ae string) bool {
 
 func (s *fileSite) file(w http.ResponseWriter, r *http.Request, name string, f *os.File, fi fs.FileInfo) {
 	if s.cache != nil && fi.Size() <= cacheMaxFile {
-		body := make([]byte, fi.Size())
-		if _, err := io.ReadFull(f, body); err == nil {
-			ctype := mime.TypeByExtension(path.Ext(name))
-			if ctype == "" {
-				ctype = http.DetectContentType(body)
-			}
-			zip := !s.cfg.NoGzip && isCompressible(ctype) && fi.Size() >= gzipMin
-			e := newCacheEntry(name, fi, body, ctype, zip)
-			s.cache.put(r.URL.Path, e)
+		if e := s.cacheFile(r.URL.Path, name, f, fi); e != nil {
 			s.serveEntry(w, r, e)
 			return
 		}
@@ -331,6 +323,83 @@ func (s *fileSite) file(w http.ResponseWriter, r *http.Request, name string, f *
 		s.pushFor(w, r, nil, ctype)
 	}
 	http.ServeContent(w, r, name, fi.ModTime(), content)
+}
+
+// cacheFile reads the small file f (name relative to the root) into a
+// cache entry and publishes it under the URL path key; nil when reading
+// fails.
+func (s *fileSite) cacheFile(key, name string, f *os.File, fi fs.FileInfo) *cacheEntry {
+	body := make([]byte, fi.Size())
+	if _, err := io.ReadFull(f, body); err != nil {
+		return nil
+	}
+	ctype := mime.TypeByExtension(path.Ext(name))
+	if ctype == "" {
+		ctype = http.DetectContentType(body)
+	}
+	zip := !s.cfg.NoGzip && isCompressible(ctype) && fi.Size() >= gzipMin
+	e := newCacheEntry(name, fi, body, ctype, zip)
+	s.cache.put(key, e)
+	return e
+}
+
+// load puts the file a GET for the URL path p would serve (a regular
+// file, or a directory's index file for a path ending in "/") into the
+// small-file cache, for the fast path's misses; nil when p is anything
+// else (redirect, listing, large file, error: net/http answers those).
+func (s *fileSite) load(p string) *cacheEntry {
+	rel, ok := CleanPath(p)
+	if !ok {
+		return nil
+	}
+	if _, ok := s.cfg.Redirects[p]; ok {
+		return nil
+	}
+	open := func(name string) (*os.File, fs.FileInfo) {
+		f, err := s.open(name)
+		if err != nil {
+			return nil, nil
+		}
+		fi, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return nil, nil
+		}
+		return f, fi
+	}
+	f, fi := open(rel)
+	if f == nil {
+		return nil
+	}
+	if fi.IsDir() {
+		f.Close()
+		if !strings.HasSuffix(p, "/") {
+			return nil
+		}
+		dir := rel
+		f = nil
+		for _, idx := range s.cfg.Index {
+			name := path.Join(dir, idx)
+			g, gi := open(name)
+			if g == nil {
+				continue
+			}
+			if gi.IsDir() {
+				g.Close()
+				continue
+			}
+			f, fi, rel = g, gi, name
+			break
+		}
+		if f == nil {
+			return nil
+		}
+	}
+	defer f.Close()
+	if !fi.Mode().IsRegular() || fi.Size() > cacheMaxFile {
+		return nil
+	}
+	return s.cacheFile(p, rel, f, fi)
 }
 
 func (s *fileSite) gzipped(etag string, f io.Reader) ([]byte, error) {
