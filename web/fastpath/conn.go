@@ -123,9 +123,13 @@ type conn struct {
 	// the connection is idle between requests.
 	hdrDeadline time.Time
 	peek        [1]byte
-	waitFn      func(uintptr) bool
-	preface     bool // Preface has not decided yet
-	gone        bool // handed over: no longer ours
+	waited      bool
+	// rdl and wdl are the idle read and write deadlines last set: moved
+	// only when a second or more stale (a deadline costs a timer update).
+	rdl, wdl time.Time
+	waitFn   func(uintptr) bool
+	preface  bool // Preface has not decided yet
+	gone     bool // handed over: no longer ours
 }
 
 // Writer gathers the responses of one batch of pipelined requests.
@@ -228,9 +232,15 @@ func (c *conn) release() {
 
 // ready is the RawConn.Read callback of the idle wait: true when the
 // socket has bytes (or an end or error) to read, false to wait for it.
-// (RawConn.Read clears the poller's readiness before the first call, so
-// the socket itself must be asked.)
+// RawConn.Read clears the poller's readiness before the first call, so
+// the first call asks the socket; a later one follows the poller's
+// wake-up (a spurious one only makes the Read after it wait, holding
+// the buffer).
 func (c *conn) ready(fd uintptr) bool {
+	if c.waited {
+		return true
+	}
+	c.waited = true
 	return !peekWouldBlock(fd, c.peek[:])
 }
 
@@ -244,9 +254,13 @@ func (c *conn) serve() bool {
 			return true // shutting down
 		}
 		if c.hdrDeadline.IsZero() {
-			tc.SetReadDeadline(time.Now().Add(cfg.IdleTimeout))
+			if d := time.Now().Add(cfg.IdleTimeout); d.Sub(c.rdl) > time.Second {
+				tc.SetReadDeadline(d)
+				c.rdl = d
+			}
 		} else {
 			tc.SetReadDeadline(c.hdrDeadline)
+			c.rdl = time.Time{}
 		}
 		end, ok := c.readHead()
 		if !ok {
@@ -286,7 +300,10 @@ func (c *conn) flush() bool {
 	if len(w.B) == 0 && len(w.segs) == 0 {
 		return true
 	}
-	c.tc.SetWriteDeadline(time.Now().Add(c.s.cfg.IdleTimeout))
+	if d := w.now.Add(c.s.cfg.IdleTimeout); d.Sub(c.wdl) > time.Second {
+		c.tc.SetWriteDeadline(d)
+		c.wdl = d
+	}
 	var err error
 	if len(w.segs) == 0 {
 		_, err = c.tc.Conn.Write(w.B)
@@ -343,6 +360,7 @@ func (c *conn) readHead() (end int, ok bool) {
 				// sends one at a time).
 				c.hdrDeadline = time.Now().Add(cfg.ReadHeaderTimeout)
 				c.tc.SetReadDeadline(c.hdrDeadline)
+				c.rdl = time.Time{}
 			}
 		}
 	read:
@@ -352,6 +370,7 @@ func (c *conn) readHead() (end int, ok bool) {
 		if c.st == nil {
 			if c.raw != nil {
 				// Wait for bytes without holding a buffer.
+				c.waited = false
 				if err := c.raw.Read(c.waitFn); err != nil {
 					return 0, false
 				}

@@ -92,13 +92,13 @@ func (h fastHandler) ServeFast(r *fastpath.Request, w *fastpath.Writer) bool {
 	if !f.scan(r, s.access != nil) {
 		return false
 	}
-	e := site.cache.getBytes(r.Path)
+	start := w.Now()
+	e := site.cache.getBytes(r.Path, start)
 	if e == nil {
 		if e = site.load(string(r.Path)); e == nil {
 			return false
 		}
 	}
-	start := s.deps.Now()
 	closeConn := r.Close || s.cfg.NonPersistent
 	code, n, ok := s.fastEntry(r, w, &f, e, closeConn)
 	if !ok {
@@ -111,7 +111,8 @@ func (h fastHandler) ServeFast(r *fastpath.Request, w *fastpath.Writer) bool {
 	if r.Head {
 		method = methodHead
 	}
-	s.m.request(protoHTTP11, method, code, s.deps.Now().Sub(start), n)
+	end := s.deps.Now()
+	s.m.request(protoHTTP11, method, code, end.Sub(start), n)
 	if tr := s.deps.Trace; tr.Enabled() {
 		remote, local := w.Remote().String(), w.LocalAddr().String()
 		tr.Publish(trace.Event{From: remote, To: local, Proto: protoHTTP11, Summary: method + " " + string(r.Target) + " " + protoHTTP11 + " Host: " + string(r.Host)})
@@ -301,5 +302,5 @@ func acceptsGzipFast(ae []byte) (gzip, known bool) {
 			return false, false
 		}
 	}
-	return AcceptsGzip(string(ae)), true
+	return acceptsGzip(ae), true
 }

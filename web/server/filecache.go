@@ -137,23 +137,25 @@ func (c *fileCache) get(key string) *cacheEntry {
 	c.mu.RLock()
 	e := c.m[key]
 	c.mu.RUnlock()
-	return c.check(e)
+	return c.check(e, time.Now())
 }
 
-// getBytes is get for a key in a request's buffer (no allocation).
-func (c *fileCache) getBytes(key []byte) *cacheEntry {
+// getBytes is get for a key in a request's buffer (no allocation), at
+// time t.
+func (c *fileCache) getBytes(key []byte, t time.Time) *cacheEntry {
 	c.mu.RLock()
 	e := c.m[string(key)]
 	c.mu.RUnlock()
-	return c.check(e)
+	return c.check(e, t)
 }
 
-// check returns e (nil stays nil) unless a due revalidation drops it.
-func (c *fileCache) check(e *cacheEntry) *cacheEntry {
+// check returns e (nil stays nil) unless a due revalidation at time t
+// drops it.
+func (c *fileCache) check(e *cacheEntry, t time.Time) *cacheEntry {
 	if e == nil {
 		return nil
 	}
-	now := time.Now().UnixNano()
+	now := t.UnixNano()
 	if now-e.checked.Load() < c.valid {
 		return e
 	}

@@ -39,7 +39,7 @@ type Server struct {
 	fastByHost map[string]*fileSite
 	fastDeflt  *fileSite
 	// altSvc is the Alt-Svc field line advertising HTTP/3 (empty without).
-	altSvc []byte
+	altSvc  []byte
 	closers []func() error
 	access  *accessLog
 

@@ -259,27 +259,112 @@ func isCompressible(ctype string) bool {
 
 // AcceptsGzip reports whether an Accept-Encoding value admits gzip
 // (q-values honoured; "*" counts).
-func AcceptsGzip(ae string) bool {
+func AcceptsGzip(ae string) bool { return acceptsGzip(ae) }
+
+// acceptsGzip is AcceptsGzip for a value in a string or in a request's
+// buffer; it allocates nothing unless a q-value is not plain decimal.
+func acceptsGzip[S ~string | ~[]byte](ae S) bool {
 	star := false
-	for _, part := range strings.Split(ae, ",") {
-		name, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+	for len(ae) > 0 {
+		part := ae
+		if i := indexByte(ae, ','); i >= 0 {
+			part, ae = ae[:i], ae[i+1:]
+		} else {
+			ae = ae[:0]
+		}
+		name, params := part, part[:0]
+		if i := indexByte(part, ';'); i >= 0 {
+			name, params = part[:i], part[i+1:]
+		}
 		q := 1.0
-		for _, p := range strings.Split(params, ";") {
-			k, v, ok := strings.Cut(strings.TrimSpace(p), "=")
-			if ok && strings.EqualFold(strings.TrimSpace(k), "q") {
-				if f, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil {
+		for len(params) > 0 {
+			p := params
+			if i := indexByte(params, ';'); i >= 0 {
+				p, params = params[:i], params[i+1:]
+			} else {
+				params = params[:0]
+			}
+			if i := indexByte(p, '='); i >= 0 && asciiEqualFold(trimASCII(p[:i]), "q") {
+				if f, ok := parseQ(trimASCII(p[i+1:])); ok {
 					q = f
 				}
 			}
 		}
-		switch strings.ToLower(strings.TrimSpace(name)) {
-		case "gzip", "x-gzip":
+		switch name = trimASCII(name); {
+		case asciiEqualFold(name, "gzip"), asciiEqualFold(name, "x-gzip"):
 			return q > 0
-		case "*":
+		case len(name) == 1 && name[0] == '*':
 			star = q > 0
 		}
 	}
 	return star
+}
+
+func indexByte[S ~string | ~[]byte](s S, c byte) int {
+	for i := 0; i < len(s); i++ {
+		if s[i] == c {
+			return i
+		}
+	}
+	return -1
+}
+
+func trimASCII[S ~string | ~[]byte](s S) S {
+	space := func(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r' }
+	for len(s) > 0 && space(s[0]) {
+		s = s[1:]
+	}
+	for len(s) > 0 && space(s[len(s)-1]) {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+func asciiEqualFold[S ~string | ~[]byte](s S, lower string) bool {
+	if len(s) != len(lower) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// parseQ parses a q-value as strconv.ParseFloat does, without allocating
+// for plain decimals ("1", "0.5", ".5").
+func parseQ[S ~string | ~[]byte](v S) (float64, bool) {
+	plain, dot := len(v) > 0 && len(v) <= 8, false
+	for i := 0; plain && i < len(v); i++ {
+		switch c := v[i]; {
+		case c == '.' && !dot:
+			dot = true
+		case c < '0' || c > '9':
+			plain = false
+		}
+	}
+	if !plain || (dot && len(v) == 1) {
+		f, err := strconv.ParseFloat(string(v), 64)
+		return f, err == nil
+	}
+	var n, div float64 = 0, 1
+	dot = false
+	for i := 0; i < len(v); i++ {
+		if v[i] == '.' {
+			dot = true
+			continue
+		}
+		n = n*10 + float64(v[i]-'0')
+		if dot {
+			div *= 10
+		}
+	}
+	return n / div, true
 }
 
 func (s *fileSite) file(w http.ResponseWriter, r *http.Request, name string, f *os.File, fi fs.FileInfo) {
