@@ -130,6 +130,7 @@ type conn struct {
 	waitFn   func(uintptr) bool
 	preface  bool // Preface has not decided yet
 	gone     bool // handed over: no longer ours
+	fresh    bool // nothing read yet
 }
 
 // Writer gathers the responses of one batch of pipelined requests.
@@ -203,7 +204,7 @@ func (s *Server) dateLine(now time.Time) []byte {
 
 // ServeConn implements transport.Handler.
 func (s *Server) ServeConn(_ context.Context, tc *transport.Conn) {
-	c := &conn{s: s, tc: tc, preface: s.cfg.Preface != nil}
+	c := &conn{s: s, tc: tc, preface: s.cfg.Preface != nil, fresh: true}
 	if sc, ok := tc.Conn.(syscall.Conn); ok && canPeek {
 		if raw, err := sc.SyscallConn(); err == nil {
 			c.raw = raw
@@ -368,8 +369,9 @@ func (c *conn) readHead() (end int, ok bool) {
 			c.release() // idle: wait without a buffer
 		}
 		if c.st == nil {
-			if c.raw != nil {
-				// Wait for bytes without holding a buffer.
+			// A new connection's first bytes have usually arrived with it:
+			// read them at once. Later, wait for bytes without a buffer.
+			if c.raw != nil && !c.fresh {
 				c.waited = false
 				if err := c.raw.Read(c.waitFn); err != nil {
 					return 0, false
@@ -388,6 +390,7 @@ func (c *conn) readHead() (end int, ok bool) {
 		}
 		n, err := c.tc.Read(st.buf[st.w:])
 		st.w += n
+		c.fresh = false
 		if err != nil && n == 0 {
 			if st.r < st.w {
 				return 0, c.giveUp(true) // let net/http answer the partial request

@@ -240,7 +240,11 @@ func (s *Server) Start(ctx context.Context) error {
 	var addrs []net.Addr
 	handler := s.handler
 	if s.cfg.Addr != "" {
-		ln, err := lc.Listen(ctx, "tcp", s.cfg.Addr)
+		// No TCP keep-alive probes on the cleartext port: idle connections
+		// end at IdleTimeout anyway, and enabling them costs every accepted
+		// connection four setsockopt calls.
+		plain := net.ListenConfig{KeepAlive: -1}
+		ln, err := plain.Listen(ctx, "tcp", s.cfg.Addr)
 		if err != nil {
 			return fail(fmt.Errorf("server: listen: %w", err))
 		}
