@@ -9,7 +9,9 @@
 #   h2, h2c   1 KiB over HTTP/2 on TLS (ALPN h2) / cleartext with prior
 #             knowledge (h2load -t1 -cCONNS -mH2M, H2N requests per round)
 #   idle      memory per 10,000 idle keep-alive connections (RSS growth
-#             after IDLE connections each made one request and stay open)
+#             after IDLE connections each made one request and stay open);
+#             measured first, on the fresh servers, one round (later rounds
+#             would reuse memory the first one left allocated)
 # Prints per round and as medians: requests/s, transfer/s, requests per
 # second of server CPU (utime+stime from /proc/PID/stat, all of a server's
 # processes), RSS, and the applayer/peer ratios.
@@ -217,9 +219,13 @@ median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 col() { cut -d' ' -f"$2" "$1" | median; }
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg); servers: ${SERVERS[*]}; $(date -u +%FT%TZ)"
 printf '%-9s %-9s %5s %10s %10s %12s %8s\n' cell server round req/s MB/s req/CPU-s RSS-MiB
-for cell in $CELLS; do
+ORDER=$CELLS
+case " $CELLS " in *" idle "*) ORDER="idle $(echo " $CELLS " | sed 's/ idle / /')" ;; esac
+for cell in $ORDER; do
   for s in "${SERVERS[@]}"; do : > "$TMP/r.$s"; done
-  for i in $(seq "$ROUNDS"); do
+  R=$ROUNDS
+  [ "$cell" = idle ] && R=1
+  for i in $(seq "$R"); do
     for s in "${SERVERS[@]}"; do
       r=$(run "$s" "$cell"); echo "$r" >> "$TMP/r.$s"
       if [ "$cell" = idle ]; then

@@ -336,3 +336,42 @@ func FuzzAcceptsGzip(f *testing.F) {
 		}
 	})
 }
+
+// TestSmugglingAsNetHTTP: request streams built for smuggling (CL+TE,
+// duplicate Content-Length, bare CR or LF, invalid field names, obs-fold,
+// two Hosts), each followed by a pipelined GET, get on the cleartext
+// port (fast path first) exactly the responses net/http alone gives on
+// the TLS port: the fast path never answers one of them itself.
+func TestSmugglingAsNetHTTP(t *testing.T) {
+	e := start(t, nil)
+	raw(t, e.plain, "GET /hello.txt HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n") // cached
+	next := "GET /dir/a.txt HTTP/1.1\r\nHost: localhost\r\n\r\n"
+	for _, s := range []string{
+		"GET /hello.txt HTTP/1.1\r\nHost: localhost\r\nContent-Length: 44\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+		"GET /hello.txt HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nContent-Length: 44\r\n\r\n",
+		"GET /hello.txt HTTP/1.1\r\nHost: localhost\r\nX-A: 1\rContent-Length: 44\r\n\r\n",
+		"GET /hello.txt HTTP/1.1\r\nHost: localhost\r\nX-A: 1\nContent-Length: 44\r\n\r\n",
+		"GET /hello.txt HTTP/1.1\r\nHost: localhost\r\nContent-Length : 44\r\n\r\n",
+		"GET /hello.txt HTTP/1.1\r\nHost: localhost\r\nX-A: 1\r\n Content-Length: 44\r\n\r\n",
+		"GET /hello.txt HTTP/1.1\r\nHost: localhost\r\nHost: b.example\r\n\r\n",
+		"GET /hello.txt HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n",
+		"GET /hello.txt HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n2c\r\n" + next + "\r\n0\r\n\r\n",
+	} {
+		fc, err := net.Dial("tcp", e.plain)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fast := exchangeOn(t, fc, s+next, false, 2)
+		tc, err := tls.Dial("tcp", e.tlsA, &tls.Config{RootCAs: e.pool(), ServerName: "localhost", NextProtos: []string{"http/1.1"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		slow := exchangeOn(t, tc, s+next, false, 2)
+		for _, r := range append(fast, slow...) {
+			r.header.Del("Alt-Svc")
+		}
+		if fmt.Sprint(fast) != fmt.Sprint(slow) {
+			t.Errorf("%q:\ncleartext (fast path first):\n%v\nnet/http:\n%v", s, fast, slow)
+		}
+	}
+}
