@@ -283,7 +283,7 @@ func (c *conn) serve() bool {
 			if st.req.Close {
 				w.close = true
 			}
-			if w.close || len(w.B) > maxBatch {
+			if w.close || w.Len() > maxBatch {
 				break
 			}
 			end, _ = ScanHead(st.buf[st.r:st.w])

@@ -9,6 +9,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -312,6 +313,10 @@ func (s *Server) Start(ctx context.Context) error {
 		}
 		front = transport.NewStreamServer(transport.StreamConfig{
 			Logger: s.log,
+			OnPanic: func(c net.Conn, _ any) {
+				s.m.panics.Inc()
+				io.WriteString(c, "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+			},
 			Observe: func(e transport.Event) {
 				switch e.Kind {
 				case transport.EventAccepted:
