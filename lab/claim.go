@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -86,4 +87,31 @@ func (r *Running) explainInUse(err error) error {
 		who += ", admin " + c.Admin
 	}
 	return fmt.Errorf("lab: the lab block %s is already held by another lab (%s): stop it (Ctrl-C, or kill %d) or give this lab another block (lab.block in the topology):\n%w", block, who, c.PID, err)
+}
+
+// RunningAdmin returns the admin listener address of the live lab that
+// recorded itself on block, when there is one.
+func RunningAdmin(block netip.Prefix) (string, bool) {
+	c, ok := readClaim(claimPath(block.String()))
+	if !ok || !processAlive(c.PID) || c.Admin == "" {
+		return "", false
+	}
+	// listenString's form: "tcp 127.0.0.1:9900".
+	a := c.Admin
+	if _, after, ok := strings.Cut(a, " "); ok {
+		a = after
+	}
+	return a, true
+}
+
+// AdminAddr returns the bound address of the lab's admin listener ("" when
+// it has none).
+func (r *Running) AdminAddr() string {
+	if r.Admin == nil {
+		return ""
+	}
+	if as := r.Admin.Addrs(); len(as) > 0 {
+		return as[0].String()
+	}
+	return ""
 }

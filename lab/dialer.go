@@ -11,8 +11,9 @@ import (
 
 // hostDialer makes a lab host's outbound connections come from the host's
 // own address, so a resolver's queries to the root are seen (and traced) as
-// coming from resolver.nyu.edu rather than from 127.0.0.1. Destinations
-// that are not loopback addresses are dialed as the base dialer would.
+// coming from resolver.nyu.edu rather than from 127.0.0.1. From a loopback
+// host address, destinations that are not loopback addresses are dialed as
+// the base dialer would.
 type hostDialer struct {
 	addr netip.Addr
 	base net.Dialer
@@ -33,7 +34,9 @@ func newHostDialer(addr netip.Addr, next service.Dialer) service.Dialer {
 func (d *hostDialer) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
 	nd := d.base
 	if host, _, err := net.SplitHostPort(address); err == nil {
-		if ip, err := netip.ParseAddr(host); err == nil && ip.IsLoopback() && ip.Is4() == d.addr.Is4() {
+		// A lab host's address on a machine (remote_block) is the source of
+		// everything the host sends; a loopback one only towards loopback.
+		if ip, err := netip.ParseAddr(host); err == nil && (ip.IsLoopback() || !d.addr.IsLoopback()) && ip.Is4() == d.addr.Is4() {
 			switch network {
 			case "tcp", "tcp4", "tcp6":
 				nd.LocalAddr = &net.TCPAddr{IP: d.addr.AsSlice()}

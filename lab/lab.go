@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"text/tabwriter"
 
@@ -17,6 +18,8 @@ import (
 
 	"github.com/applayer/applayer/internal/obs"
 	"github.com/applayer/applayer/internal/service"
+	"github.com/applayer/applayer/internal/trace"
+	"github.com/applayer/applayer/internal/transport"
 )
 
 // Plan is a topology with every address and port decided.
@@ -36,7 +39,43 @@ type Plan struct {
 	// Records are the DNS records the kinds' Records hooks contribute,
 	// master-file lines with fully qualified owner names, in topology order.
 	Records []string
+	// only, when set (Select), names the hosts this process runs; the
+	// others belong to other processes or machines.
+	only map[string]bool
 }
+
+// Select makes Build run only the named hosts (lab up --hosts), each at
+// the address the plan gives it, so one topology can be split over several
+// processes or machines: every process plans the whole topology (the same
+// addresses, ports and zones) and runs its share of it.
+func (p *Plan) Select(names []string) error {
+	only := map[string]bool{}
+	var unknown []string
+	for _, n := range names {
+		h, ok := p.Lookup(strings.TrimSpace(n))
+		if !ok {
+			unknown = append(unknown, n)
+			continue
+		}
+		only[h.Name] = true
+	}
+	if len(unknown) > 0 {
+		var known []string
+		for _, h := range p.Hosts {
+			known = append(known, h.Name)
+		}
+		return fmt.Errorf("lab: --hosts: no host %s in the topology (hosts: %s)", strings.Join(unknown, ", "), strings.Join(known, ", "))
+	}
+	if len(only) == 0 {
+		return fmt.Errorf("lab: --hosts: no host named")
+	}
+	p.only = only
+	return nil
+}
+
+// Runs reports whether this process runs host (every host unless Select
+// chose some).
+func (p *Plan) Runs(host string) bool { return p.only == nil || p.only[host] }
 
 // PlannedHost is a host with its address decided.
 type PlannedHost struct {
@@ -161,7 +200,10 @@ type Running struct {
 	// Entries lists, per service, the host and where it listens.
 	Entries []Entry
 
-	claimed string // the file recording this lab on its block (claim.go)
+	claimed  string        // the file recording this lab on its block (claim.go)
+	links    *links        // nil when the topology has no links
+	stop     chan struct{} // closed by Shutdown: ends the admin's trace streams
+	stopOnce sync.Once
 }
 
 // Entry is one started service, for the table.
@@ -177,10 +219,13 @@ type Entry struct {
 // admin listener first unless the topology turns it off.
 func Build(p *Plan, kinds *Kinds, deps service.Deps, reg *prometheus.Registry) (*Running, error) {
 	deps = deps.Defaults()
+	if deps.Trace == nil {
+		deps.Trace = trace.NewBus(nil) // the admin's /trace stream subscribes to it
+	}
 	if err := os.MkdirAll(p.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("lab: state dir: %w", err)
 	}
-	r := &Running{Plan: p, Group: service.NewGroup(deps.Logger)}
+	r := &Running{Plan: p, Group: service.NewGroup(deps.Logger), stop: make(chan struct{})}
 	if a := p.Topology.Lab.Admin; a != "off" {
 		if a == "" {
 			a = DefaultAdmin
@@ -190,9 +235,14 @@ func Build(p *Plan, kinds *Kinds, deps service.Deps, reg *prometheus.Registry) (
 			return nil, err
 		}
 		r.Admin = admin
+		admin.Handle("GET /trace", traceHandler(deps.Trace, r.stop))
 		r.Group.Add(admin)
 	}
+	r.links = newLinks(p, deps.Trace)
 	for i, h := range p.Hosts {
+		if !p.Runs(h.Name) {
+			continue
+		}
 		for k, s := range h.Services {
 			kind, _ := kinds.Get(s.Kind)
 			d := deps
@@ -200,6 +250,11 @@ func Build(p *Plan, kinds *Kinds, deps service.Deps, reg *prometheus.Registry) (
 			d.Metrics = prometheus.WrapRegistererWith(prometheus.Labels{"host": h.Name}, deps.Metrics)
 			d.Dialer = newHostDialer(h.Addr, deps.Dialer)
 			d.Trace = deps.Trace.WithHost(h.Name)
+			var wrap transport.ListenerWrap
+			if r.links != nil {
+				d.Dialer = r.links.dialer(h.Addr, d.Dialer, d.Trace)
+				wrap = r.links.listenerWrap(h.Addr, d.Trace)
+			}
 			admin := hostAdmin{prefix: "/hosts/" + h.Name}
 			if r.Admin != nil {
 				admin.mux = r.Admin
@@ -210,7 +265,11 @@ func Build(p *Plan, kinds *Kinds, deps service.Deps, reg *prometheus.Registry) (
 			if err != nil {
 				return nil, fmt.Errorf("lab: hosts[%d].services[%d] (%s on %s): %w", i, k, kind.Name, h.Name, err)
 			}
-			r.Group.Add(svc)
+			if wrap != nil {
+				r.Group.Add(linkedService{Service: svc, wrap: wrap})
+			} else {
+				r.Group.Add(svc)
+			}
 			r.Entries = append(r.Entries, Entry{Host: h.Name, Addr: h.Addr, Kind: kind.Name, Summary: kind.Summary, Service: svc})
 		}
 	}
@@ -236,6 +295,7 @@ func (r *Running) Shutdown(ctx context.Context) error {
 	if r.Admin != nil {
 		r.Admin.SetReady(false)
 	}
+	r.stopOnce.Do(func() { close(r.stop) })
 	defer r.removeClaim()
 	return r.Group.Shutdown(ctx)
 }

@@ -20,6 +20,7 @@ import (
 	"regexp"
 
 	"github.com/applayer/applayer/internal/config"
+	"github.com/applayer/applayer/lab/link"
 )
 
 // DefaultBlock is the loopback block lab hosts get their addresses from.
@@ -57,6 +58,9 @@ func LoadTopology(path string) (*Topology, error) {
 type Topology struct {
 	Lab   Settings `json:"lab"`
 	Hosts []Host   `json:"hosts"`
+	// Links are links between two named hosts (besides their access
+	// links), e.g. a slow path from the resolver to the root.
+	Links []PairLink `json:"links,omitempty"`
 }
 
 // Settings are lab-wide options.
@@ -70,6 +74,11 @@ type Settings struct {
 	// Default 127.0.0.1:9900; "off" disables it. It must be a loopback
 	// address unless AdminAllowRemote.
 	Admin string `json:"admin,omitempty"`
+	// RemoteBlock permits a Block that is not loopback: a lab split over
+	// several machines (lab up --hosts), each owning the addresses of the
+	// hosts it runs. Its services then listen on those addresses, reachable
+	// from the network (docs/lab.md).
+	RemoteBlock bool `json:"remote_block,omitempty"`
 	// AdminAllowRemote permits a non-loopback Admin address (its
 	// endpoints, purge and flush included, are unauthenticated).
 	AdminAllowRemote bool `json:"admin_allow_remote,omitempty"`
@@ -77,6 +86,8 @@ type Settings struct {
 	// anchors, caches, databases. Default: applayer-lab-<uid> in the system's
 	// temporary directory.
 	StateDir string `json:"state_dir,omitempty"`
+	// Seed makes the links' losses repeatable (default 1).
+	Seed uint64 `json:"seed,omitempty"`
 }
 
 // Host is one machine of the mini-Internet.
@@ -87,6 +98,20 @@ type Host struct {
 	Addr string `json:"addr,omitempty"`
 	// Services run on the host.
 	Services []ServiceSpec `json:"services"`
+	// Link is the host's access link, in lab/link's form:
+	// "delay=1s,rate=1.54Mbit,loss=1%,queue=64KB" (rate for both
+	// directions, or up= and down=). Empty: no link, nothing shaped.
+	Link string `json:"link,omitempty"`
+}
+
+// PairLink is a link between two hosts, crossed by their traffic to each
+// other on top of their access links.
+type PairLink struct {
+	// Between names the two hosts.
+	Between []string `json:"between"`
+	// Link is the link, as Host.Link; up is from the first host to the
+	// second.
+	Link string `json:"link"`
 }
 
 // ServiceSpec is one service on a host.
@@ -177,6 +202,26 @@ func (t *Topology) Validate(kinds *Kinds) error {
 				}
 			}
 		}
+		if h.Link != "" {
+			if _, err := link.Parse(h.Link); err != nil {
+				errs = append(errs, config.Errorf(field+".link", "%v", err))
+			}
+		}
+	}
+	for i, l := range t.Links {
+		field := fmt.Sprintf("links[%d]", i)
+		if len(l.Between) != 2 || l.Between[0] == l.Between[1] {
+			errs = append(errs, config.Errorf(field+".between", "want two different host names, got %q", l.Between))
+		} else {
+			for _, n := range l.Between {
+				if _, ok := names[n]; !ok {
+					errs = append(errs, config.Errorf(field+".between", "no host named %q", n))
+				}
+			}
+		}
+		if _, err := link.Parse(l.Link); err != nil {
+			errs = append(errs, config.Errorf(field+".link", "%v", err))
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -190,8 +235,8 @@ func (t *Topology) block() (netip.Prefix, error) {
 	if err != nil {
 		return netip.Prefix{}, fmt.Errorf("%q is not a prefix like 127.1.0.0/16", b)
 	}
-	if !p.Addr().IsLoopback() {
-		return netip.Prefix{}, fmt.Errorf("%s is not a loopback block (use part of 127.0.0.0/8)", p)
+	if !p.Addr().IsLoopback() && !t.Lab.RemoteBlock {
+		return netip.Prefix{}, fmt.Errorf("%s is not a loopback block (use part of 127.0.0.0/8, or set remote_block to split a lab over machines)", p)
 	}
 	if p.Addr().Is4() && p.Bits() > 30 {
 		return netip.Prefix{}, fmt.Errorf("%s is too small for a lab", p)

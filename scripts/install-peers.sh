@@ -34,6 +34,9 @@ while read -r cmd pkg; do
   if [ "$cmd" = nc ]; then
     # The tests need OpenBSD netcat's flags (-N, -u with -w).
     nc -h 2>&1 | grep -qi openbsd || ok=0
+  elif [ "$cmd" = perl-tls ]; then
+    # swaks speaks STARTTLS and TLS through these Perl modules.
+    perl -MNet::SSLeay -MIO::Socket::SSL -e1 2>/dev/null || ok=0
   elif ! command -v "$cmd" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$cmd" ]; then
     ok=0
   fi

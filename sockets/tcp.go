@@ -138,7 +138,7 @@ func (s *TCPServer) handle(c net.Conn) {
 	remote, local := c.RemoteAddr().String(), c.LocalAddr().String()
 	log := s.log.With("remote", remote)
 	if s.deps.Trace.Enabled() {
-		s.deps.Trace.Publish(trace.Event{From: remote, To: local, Proto: "tcp", Summary: "connection opened"})
+		s.deps.Trace.Publish(trace.Event{Type: trace.ConnOpen, From: remote, To: local, Proto: "tcp", Summary: "connection opened"})
 	}
 	r := bufio.NewReaderSize(c, 512)
 	w := bufio.NewWriter(c)
@@ -177,7 +177,7 @@ func (s *TCPServer) handle(c net.Conn) {
 				log.Debug("tcp read", "err", err)
 			}
 			if s.deps.Trace.Enabled() {
-				s.deps.Trace.Publish(trace.Event{From: local, To: remote, Proto: "tcp", Summary: "connection closed"})
+				s.deps.Trace.Publish(trace.Event{Type: trace.ConnClose, From: remote, To: local, Proto: "tcp", Summary: "connection closed"})
 			}
 			return
 		}

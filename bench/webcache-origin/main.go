@@ -1,6 +1,7 @@
 // Command webcache-origin is the origin server of bench/web-cache.sh: it
-// answers /1k and /100k (and /1k?anything) with bodies of 1 KiB and
-// 100 KiB that every cache may keep for a day.
+// answers /1k, /100k and /2m (and /1k?anything) with bodies of 1 KiB,
+// 100 KiB and 2 MiB that every cache may keep for a day (bench/cdn.sh
+// uses /2m and /100k?seg=N as video segments).
 package main
 
 import (
@@ -17,11 +18,15 @@ func main() {
 	flag.Parse()
 	small := []byte(strings.Repeat("a", 1024))
 	big := []byte(strings.Repeat("b", 100*1024))
+	huge := []byte(strings.Repeat("c", 2<<20))
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		body := small
-		if strings.HasPrefix(r.URL.Path, "/100k") {
+		switch {
+		case strings.HasPrefix(r.URL.Path, "/100k"):
 			body = big
+		case strings.HasPrefix(r.URL.Path, "/2m"):
+			body = huge
 		}
 		h := w.Header()
 		h.Set("Cache-Control", "public, max-age=86400")

@@ -46,7 +46,7 @@ import (
 // Run it as a normal user, from this directory (it reads ../../README.md):
 // go test -c -o /tmp/applayer.test . && runuser -u nobody -- /tmp/applayer.test -test.run TestExamples -test.v
 func TestExamples(t *testing.T) {
-	for _, p := range []string{"dig", "curl", "nc"} {
+	for _, p := range []string{"dig", "curl", "nc", "ffmpeg"} {
 		testkit.Peer(t, p)
 	}
 	ex := newExampleSandbox(t)
@@ -231,6 +231,7 @@ func newExampleSandbox(t *testing.T) *exampleSandbox {
 		"applayer http proxy --listen 127.0.0.1:3128 --admin 127.0.0.1:9931 --allow-to 127.0.0.0/8",
 		fmt.Sprintf("applayer dns resolver --listen 127.0.0.1:5353 --root-hints-file root.hints --upstream-port %d", 53+ex.offset),
 		"applayer torrent tracker --http 127.0.0.1:6969 --udp 127.0.0.1:6969",
+		"applayer cdn route --listen 127.0.0.1:5310 --domain kingcdn.com --admin 127.0.0.1:9953 --edge umass/edge1=192.0.2.11 --edge nyu/edge1=192.0.2.21 --network 10.1.0.0/16=umass:1,nyu:4 --network 10.2.0.0/16=nyu:1,umass:4",
 	} {
 		ex.startServer(t, y(cmd), ex.env, true)
 	}
@@ -242,6 +243,13 @@ func newExampleSandbox(t *testing.T) *exampleSandbox {
 		t.Fatalf("torrent create: %v\n%s", err, out)
 	}
 	ex.startServer(t, y("applayer torrent seed --dir . --listen 127.0.0.2:6881 movie.torrent"), ex.env, true)
+	// A packaged video and its origin for the stream play examples.
+	pk := exec.Command("bash", "-c", "applayer stream package -q --synthetic 6s --size 320x180 --ladder 144:150k,180:300k --preset ultrafast -o video")
+	pk.Dir, pk.Env = ex.dir, ex.env
+	if out, err := pk.CombinedOutput(); err != nil {
+		t.Fatalf("stream package: %v\n%s", err, out)
+	}
+	ex.startServer(t, y("applayer stream serve --listen 127.0.0.1:8088 video"), ex.env, true)
 	return ex
 }
 
@@ -334,7 +342,7 @@ func isServer(line string) bool {
 	case strings.HasPrefix(cmd, "http proxy"):
 		return !strings.Contains(cmd, "--stats")
 	}
-	for _, p := range []string{"sockets udp-server", "sockets tcp-server", "http serve", "dns serve", "dns resolver", "torrent tracker", "torrent seed", "mail serve"} {
+	for _, p := range []string{"sockets udp-server", "sockets tcp-server", "http serve", "dns serve", "dns resolver", "torrent tracker", "torrent seed", "mail serve", "stream serve", "cdn route", "cdn edge"} {
 		if strings.HasPrefix(cmd, p) {
 			return true
 		}

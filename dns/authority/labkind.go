@@ -2,6 +2,7 @@ package authority
 
 import (
 	"encoding/json"
+	"net/netip"
 	"path/filepath"
 
 	"github.com/applayer/applayer/dns/labzone"
@@ -57,5 +58,15 @@ func buildLab(env lab.Env) (service.Service, error) {
 		}
 		cfg.Zones = append(cfg.Zones, zc)
 	}
-	return New(cfg, env.Deps)
+	srv, err := New(cfg, env.Deps)
+	if err != nil {
+		return nil, err
+	}
+	// The recursive mode of the dns-recursive scenario, off until asked.
+	rec := Recursion{Port: env.Plan.Port(53)}
+	if root, ok := labzone.Root(env.Plan); ok {
+		rec.Root = netip.AddrPortFrom(root.Addr, uint16(env.Plan.Port(53))).String()
+	}
+	env.Admin.Handle("POST /dns/authority/recursion", srv.RecursionHandler(rec))
+	return srv, nil
 }

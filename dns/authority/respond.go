@@ -15,6 +15,9 @@ import (
 // UDP from the answer cache when it can, over TCP with zone transfers and
 // signed answers written on the connection.
 func (s *Server) ServeDNS(req *dnsserver.Request, out []byte) []byte {
+	if rc, ok := s.recursive(req); ok {
+		return s.serveRecursive(req, out, rc)
+	}
 	if req.Proto == dnsserver.TCP {
 		s.m.tcpQueries.Inc()
 		if req.Stream != nil {

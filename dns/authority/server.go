@@ -46,10 +46,12 @@ type Server struct {
 	rrl  *rrl // nil when off
 	tsig map[string]tsigKey
 
-	zones  atomic.Pointer[zoneSet]
-	cache  *answerCache // nil: off
-	rotate atomic.Uint32
-	secret [16]byte
+	zones atomic.Pointer[zoneSet]
+	// recursion is the lab's recursive mode (recursion.go); nil: off.
+	recursion atomic.Pointer[Recursion]
+	cache     *answerCache // nil: off
+	rotate    atomic.Uint32
+	secret    [16]byte
 
 	reloadMu sync.Mutex // serialises writers of zones
 	sources  map[string]*source

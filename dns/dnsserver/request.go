@@ -143,3 +143,12 @@ func (r *Request) Go(answer func(r *Request) []byte) bool {
 	}()
 	return true
 }
+
+// LocalAddr is the server address the request came to (Local, else the
+// server's own), for traces.
+func (r *Request) LocalAddr() string {
+	if r.Local != "" || r.srv == nil {
+		return r.Local
+	}
+	return r.srv.local
+}

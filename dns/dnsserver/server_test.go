@@ -145,7 +145,7 @@ func TestTraceSummaries(t *testing.T) {
 	}
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
-	if len(rec.ev) != 2 || rec.ev[0].Summary != "query rd TXT www.example." || rec.ev[1].Summary != "response NOERROR rd TXT www.example. 1/0/0" ||
+	if len(rec.ev) != 2 || rec.ev[0].Summary != "query rd TXT www.example." || !strings.HasPrefix(rec.ev[1].Summary, "response NOERROR rd TXT www.example. 1/0/0: TXT ") ||
 		rec.ev[0].Proto != "dns/udp" || rec.ev[0].To != s.Local() || rec.ev[1].From != s.Local() {
 		t.Errorf("events %+v", rec.ev)
 	}

@@ -3,6 +3,7 @@ package dnsserver
 import (
 	"encoding/binary"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/miekg/dns"
@@ -143,8 +144,56 @@ func Summary(m *dns.Msg) string {
 	}
 	if m.Response {
 		fmt.Fprintf(&b, " %d/%d/%d", len(m.Answer), len(m.Ns), len(m.Extra))
+		summarizeData(&b, m)
 	}
 	return b.String()
+}
+
+// summarizeData adds what a response says to a summary: the answer's
+// records (": CNAME www-edge.amazon.com., A 127.1.250.1"; at most four,
+// signatures left out) or, for a referral, where it points ("referral to
+// edu. (a.edu-servers.net.)").
+func summarizeData(b *strings.Builder, m *dns.Msg) {
+	n := 0
+	for _, rr := range m.Answer {
+		t := rr.Header().Rrtype
+		if t == dns.TypeRRSIG {
+			continue
+		}
+		if n == 4 {
+			b.WriteString(", ...")
+			break
+		}
+		if n == 0 {
+			b.WriteString(":")
+		} else {
+			b.WriteString(",")
+		}
+		var data string
+		switch rr := rr.(type) {
+		case *dns.DNSKEY:
+			data = "ZSK"
+			if rr.Flags&dns.SEP != 0 {
+				data = "KSK"
+			}
+			data += " tag " + strconv.Itoa(int(rr.KeyTag()))
+		case *dns.DS:
+			data = "tag " + strconv.Itoa(int(rr.KeyTag))
+		default:
+			data = strings.TrimPrefix(rr.String(), rr.Header().String())
+			if len(data) > 60 {
+				data = data[:60] + "..."
+			}
+		}
+		b.WriteString(" " + dns.TypeToString[t] + " " + data)
+		n++
+	}
+	if len(m.Answer) == 0 && !m.Authoritative && len(m.Ns) > 0 && m.Ns[0].Header().Rrtype == dns.TypeNS {
+		b.WriteString(" referral to " + m.Ns[0].Header().Name)
+		if ns, ok := m.Ns[0].(*dns.NS); ok {
+			b.WriteString(" (" + ns.Ns + ")")
+		}
+	}
 }
 
 // WireSummary is Summary of a packed message ("malformed message" when

@@ -17,6 +17,7 @@ import (
 
 	"github.com/applayer/applayer/dns/dnsserver"
 	"github.com/applayer/applayer/internal/service"
+	"github.com/applayer/applayer/internal/trace"
 	"github.com/applayer/applayer/internal/transport"
 )
 
@@ -208,10 +209,12 @@ func (s *Server) ServeDNS(req *dnsserver.Request, out []byte) []byte {
 	}
 	if q, ok := req.Query(); ok {
 		if reply, ok := s.fromMsgCache(q, req.Wire, out, req.MaxSize(), req.Now); ok {
+			s.traceCache(req, trace.CacheHit)
 			return reply
 		}
 	}
 	s.m.misses.Inc()
+	s.traceCache(req, trace.CacheMiss)
 	if req.Proto == dnsserver.TCP {
 		return s.slow(req)
 	}
@@ -552,4 +555,19 @@ func (s *Server) resolveShared(name string, qtype uint16, cd bool) (*result, err
 	s.flightMu.Unlock()
 	close(c.done)
 	return c.res, c.err
+}
+
+// traceCache publishes the reply cache's decision on a client's query
+// (client to resolver), the question as summary: "A gaia.cs.umass.edu.".
+func (s *Server) traceCache(req *dnsserver.Request, typ string) {
+	if !s.deps.Trace.Enabled() {
+		return
+	}
+	summary := "reply cache"
+	if len(req.Wire) > 12 {
+		if name, off, err := dns.UnpackDomainName(req.Wire, 12); err == nil && off+2 <= len(req.Wire) {
+			summary = dns.TypeToString[binary.BigEndian.Uint16(req.Wire[off:])] + " " + name
+		}
+	}
+	s.deps.Trace.Publish(trace.Event{Type: typ, From: req.From.String(), To: req.LocalAddr(), Proto: "dns/" + req.Proto.String(), Summary: summary})
 }

@@ -181,7 +181,8 @@ func (r *Engine) exchange(ctx context.Context, t *task, server netip.AddrPort, q
 func (r *Engine) validating() bool { return len(r.anchors) > 0 }
 
 // traceQuery and traceReply publish an upstream exchange in the one DNS
-// trace format (dnsserver.Summary); a referral says where it points.
+// trace format (dnsserver.Summary: a referral says where it points, an
+// answer what it holds).
 func (r *Engine) traceQuery(local, remote, proto string, q *dns.Msg, n int) {
 	if !r.deps.Trace.Enabled() {
 		return
@@ -193,11 +194,7 @@ func (r *Engine) traceReply(local, remote, proto string, m *dns.Msg, n int) {
 	if !r.deps.Trace.Enabled() {
 		return
 	}
-	s := dnsserver.Summary(m)
-	if len(m.Answer) == 0 && !m.Authoritative && len(m.Ns) > 0 && m.Ns[0].Header().Rrtype == dns.TypeNS {
-		s += " referral to " + m.Ns[0].Header().Name
-	}
-	r.deps.Trace.Publish(trace.Event{From: remote, To: local, Proto: proto, Summary: s, Bytes: n})
+	r.deps.Trace.Publish(trace.Event{From: remote, To: local, Proto: proto, Summary: dnsserver.Summary(m), Bytes: n})
 }
 
 // exchangeUDP sends q to server over UDP and returns the reply with its
@@ -220,11 +217,12 @@ func (r *Engine) exchangeUDP(ctx context.Context, server netip.AddrPort, q *dns.
 	}
 	conn.SetDeadline(deadline)
 	r.m.upstreamQueries.Inc()
+	local := conn.LocalAddr().String()
+	// Traced before it is sent, so the query comes before its answer.
+	r.traceQuery(local, server.String(), "dns/udp", q, len(out))
 	if _, err := conn.Write(out); err != nil {
 		return nil, 0, fmt.Errorf("resolver: send to %s: %w", server, err)
 	}
-	local := conn.LocalAddr().String()
-	r.traceQuery(local, server.String(), "dns/udp", q, len(out))
 	// We advertise 1232 bytes (EDNS0): larger replies come truncated.
 	buf := make([]byte, 4096)
 	for {
@@ -290,11 +288,11 @@ func (r *Engine) exchangeTCP(ctx context.Context, server netip.AddrPort, q *dns.
 	frame := make([]byte, 2+len(out))
 	binary.BigEndian.PutUint16(frame, uint16(len(out)))
 	copy(frame[2:], out)
+	local := conn.LocalAddr().String()
+	r.traceQuery(local, server.String(), "dns/tcp", q, len(out))
 	if _, err := conn.Write(frame); err != nil {
 		return nil, 0, fmt.Errorf("resolver: tcp send to %s: %w", server, err)
 	}
-	local := conn.LocalAddr().String()
-	r.traceQuery(local, server.String(), "dns/tcp", q, len(out))
 	var l [2]byte
 	if _, err := io.ReadFull(conn, l[:]); err != nil {
 		return nil, 0, tcpErr(server, err)

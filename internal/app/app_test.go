@@ -12,6 +12,7 @@ import (
 	"github.com/applayer/applayer/internal/obs"
 	"github.com/applayer/applayer/internal/service"
 	"github.com/applayer/applayer/internal/testkit"
+	"github.com/applayer/applayer/internal/trace"
 	"github.com/applayer/applayer/lab"
 )
 
@@ -44,7 +45,8 @@ func TestDefaultTopologyRuns(t *testing.T) {
 		t.Fatal(err)
 	}
 	reg := obs.NewRegistry()
-	r, err := lab.Build(plan, kinds, service.Deps{Logger: testkit.Logger(t), Metrics: reg}, reg)
+	bus := trace.NewBus(nil)
+	r, err := buildLab(plan, kinds, service.Deps{Logger: testkit.Logger(t), Metrics: reg, Trace: bus}, reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,6 +72,7 @@ func TestDefaultTopologyRuns(t *testing.T) {
 	}
 	exerciseLab(t, plan)
 	lintMetrics(t, reg, defaultLabSubsystems...)
+	checkDashboard(t, r, bus)
 
 	// Services' admin endpoints are reachable under /hosts/<name>/.
 	admin := "http://" + r.Admin.Addrs()[0].String()

@@ -9,9 +9,11 @@ import (
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/applayer/applayer/internal/obs"
 	"github.com/applayer/applayer/internal/service"
 	"github.com/applayer/applayer/mail/mta"
 	"github.com/applayer/applayer/mail/store"
@@ -20,18 +22,20 @@ import (
 func mailCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "mail",
-		Short: "E-mail: an SMTP server with a durable queue and a mail store, and its users",
+		Short: "E-mail: an SMTP server with submission, a durable relaying queue and a mail store; a user agent",
 		Long: `The mail server receives mail over SMTP for its local domains (and for their
-users only: it relays for nobody), writes each message to its spool and
-fsyncs it before answering 250, and delivers it into the users' INBOX in the
-mail store (SQLite). Relay to other domains by MX, submission with AUTH,
-IMAP/POP3 access and DKIM/SPF/DMARC are not built yet.`,
+users only: it relays for nobody on that port), takes mail from its users on
+the submission ports (587 STARTTLS, 465 TLS, AUTH required), writes each
+message to its spool and fsyncs it before answering 250, delivers local mail
+into the users' INBOX in the mail store (SQLite) and relays the rest by MX,
+bouncing what cannot be delivered with a DSN. 'mail send' is a user agent
+that submits a message.`,
 		Example: `  applayer mail users add --db /tmp/mail-demo.db bob@hamburger.edu --password s3cret
   applayer mail serve --domain hamburger.edu --db /tmp/mail-demo.db --spool /tmp/mail-demo-spool --listen 127.0.0.1:2525 &
   printf 'Subject: hello\r\n\r\nHi Bob\r\n' | curl -s smtp://127.0.0.1:2525 --mail-from alice@crepes.fr --mail-rcpt bob@hamburger.edu -T - -w '%{response_code}\n'   # -> 250
   applayer mail users list --db /tmp/mail-demo.db   # -> bob@hamburger.edu`,
 	}
-	cmd.AddCommand(mailServeCommand(g), mailUsersCommand(g))
+	cmd.AddCommand(mailServeCommand(g), mailUsersCommand(g), mailQueueCommand(g), mailSendCommand(g))
 	return cmd
 }
 
@@ -51,8 +55,18 @@ messages with a bare CR or LF (SMTP smuggling) with 550. Accepted mail is
 in the --spool directory, fsynced, before the 250 reply, and survives a
 kill -9; the queue then delivers it into the users' INBOX in --db. Users
 are managed with 'applayer mail users'. STARTTLS uses --cert/--key, else a
-certificate from the lab CA in --ca-dir (--no-tls: none).`,
-		Example: `  applayer mail serve --domain hamburger.edu --db /tmp/mail-serve.db --spool /tmp/mail-serve-spool --listen 127.0.0.1:2525 --admin 127.0.0.1:9925`,
+certificate from the lab CA in --ca-dir (--no-tls: none).
+
+With --submission ADDR (587) and --submissions ADDR (465, implicit TLS),
+the users submit mail with AUTH PLAIN or LOGIN over TLS (in plain text
+only from loopback with --insecure-auth-loopback); the envelope sender and
+From must be their own, at most --rate-limit messages per --rate-window.
+Mail to other domains is relayed by MX (through --resolver, else the
+system's resolver), with STARTTLS when offered, retried with backoff for
+--lifetime, then bounced to the sender with a DSN. The queue is on the
+--admin listener: 'applayer mail queue'.`,
+		Example: `  applayer mail serve --domain hamburger.edu --db /tmp/mail-serve.db --spool /tmp/mail-serve-spool --listen 127.0.0.1:2525 --admin 127.0.0.1:9925
+  applayer mail serve --domain crepes.fr --db /tmp/mail-crepes.db --spool /tmp/mail-crepes-spool --listen 127.0.0.1:2526 --submission 127.0.0.1:2587 --submissions 127.0.0.1:2465 --resolver 127.0.0.1:53`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if noTLS {
@@ -61,8 +75,14 @@ certificate from the lab CA in --ca-dir (--no-tls: none).`,
 			if len(cfg.SMTP.Domains) == 0 {
 				return errors.New("mail serve: give at least one --domain")
 			}
-			return serve(cmd, g, func(d service.Deps) (service.Service, error) {
+			if noTLS && (cfg.SubmissionAddr != "" || cfg.SubmissionsAddr != "") && !cfg.InsecureAuthLoopback {
+				return errors.New("mail serve: submission needs TLS (drop --no-tls) or --insecure-auth-loopback")
+			}
+			return serveWithAdmin(cmd, g, func(d service.Deps) (service.Service, error) {
 				return mta.New(cmd.Context(), cfg, d)
+			}, func(s service.Service, a *obs.Admin) {
+				a.Handle("/mail/queue", s.(*mta.Server).Queue().AdminHandler())
+				a.Handle("/mail/queue/", s.(*mta.Server).Queue().AdminHandler())
 			})
 		},
 	}
@@ -84,7 +104,17 @@ certificate from the lab CA in --ca-dir (--no-tls: none).`,
 	f.DurationVar(&cfg.SMTP.ReadTimeout, "read-timeout", 0, "how long a command (and a whole DATA) may take (default 5m)")
 	f.DurationVar(&cfg.Queue.RetryMin, "retry-min", 0, "first retry delay of a failed delivery, doubling per attempt (default 1m)")
 	f.DurationVar(&cfg.Queue.RetryMax, "retry-max", 0, "longest retry delay (default 1h)")
-	adminFlags(cmd, g, "")
+	f.DurationVar(&cfg.Queue.Lifetime, "lifetime", 0, "how long undelivered mail is retried before it bounces (default 120h)")
+	f.IntVar(&cfg.Queue.Workers, "workers", 16, "deliveries at once")
+	f.StringVar(&cfg.SubmissionAddr, "submission", "", "serve message submission with STARTTLS and AUTH on `ADDR` (port 587)")
+	f.StringVar(&cfg.SubmissionsAddr, "submissions", "", "serve message submission over implicit TLS on `ADDR` (port 465)")
+	f.BoolVar(&cfg.InsecureAuthLoopback, "insecure-auth-loopback", false, "allow AUTH without TLS from loopback clients on the submission ports")
+	f.IntVar(&cfg.RateLimit, "rate-limit", 100, "messages a user may submit per --rate-window")
+	f.DurationVar(&cfg.RateWindow, "rate-window", time.Hour, "the rate limit's window")
+	f.StringVar(&cfg.Resolver, "resolver", "", "DNS resolver `ADDR` (host:port) for MX lookups (default: the system's)")
+	f.IntVar(&cfg.RelayPort, "relay-port", 25, "remote servers' SMTP `PORT`")
+	f.BoolVar(&cfg.NoRelayTLS, "no-relay-tls", false, "do not use STARTTLS when relaying")
+	adminFlags(cmd, g, "/mail/queue")
 	return cmd
 }
 

@@ -25,13 +25,13 @@ import (
 
 // metricSubsystems are the systems' metric subsystems: one per system,
 // applayer_<subsystem>_<name>.
-var metricSubsystems = []string{"sockets", "dns_authority", "dns_resolver", "http_server", "web_cache", "torrent", "mail"}
+var metricSubsystems = []string{"sockets", "dns_authority", "dns_resolver", "http_server", "web_cache", "torrent", "mail", "stream", "cdn_router", "cdn_edge"}
 
 // defaultLabSubsystems are the subsystems of the systems with a kind in the
 // default lab, which TestDefaultTopologyRuns requires to be registered. A
-// system without a lab kind yet (mail) lints its metrics in its own test
-// (TestMailMetricsLint); add it here with its kind.
-var defaultLabSubsystems = []string{"sockets", "dns_authority", "dns_resolver", "http_server", "web_cache", "torrent"}
+// system without a lab kind yet lints its metrics in its own test (as
+// TestMailMetricsLint did); add it here with its kind.
+var defaultLabSubsystems = []string{"sockets", "dns_authority", "dns_resolver", "http_server", "web_cache", "torrent", "mail", "stream", "cdn_router"}
 
 // exerciseLab sends a recursive query to the lab's resolver and fetches
 // gaia's page through the campus cache, so the labelled metric families

@@ -5,13 +5,17 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/applayer/applayer/cdn"
 	"github.com/applayer/applayer/dns/authority"
 	"github.com/applayer/applayer/dns/resolver"
 	"github.com/applayer/applayer/lab"
+	"github.com/applayer/applayer/mail"
 	"github.com/applayer/applayer/sockets"
+	"github.com/applayer/applayer/stream"
 	"github.com/applayer/applayer/torrent/dht"
 	"github.com/applayer/applayer/torrent/swarm"
 	"github.com/applayer/applayer/torrent/tracker"
+	"github.com/applayer/applayer/web/client"
 	"github.com/applayer/applayer/web/proxy"
 	"github.com/applayer/applayer/web/server"
 )
@@ -27,6 +31,9 @@ func commands(g *globals) []*cobra.Command {
 		digCommand(g),
 		torrentCommand(g),
 		mailCommand(g),
+		streamCommand(g),
+		cdnCommand(g),
+		traceCommand(g),
 	}
 }
 
@@ -43,5 +50,18 @@ func labKinds() *lab.Kinds {
 		tracker.LabKinds(),
 		swarm.LabKinds(),
 		dht.LabKinds(),
+		mail.LabKinds(),
+		stream.LabKinds(),
+		cdn.LabKinds(),
+	)...)
+}
+
+// labScenarios is the wiring table of the scenarios `lab scenario` plays:
+// each system declares its own beside its code (LabScenarios in the
+// package's labscenario.go).
+func labScenarios() *lab.Scenarios {
+	return lab.NewScenarios(slices.Concat(
+		resolver.LabScenarios(),
+		client.LabScenarios(),
 	)...)
 }

@@ -16,14 +16,20 @@ import (
 	"time"
 )
 
-// Event is one protocol message seen by a server or a client.
+// Event is one protocol message (or connection, handshake, cache decision,
+// link drop) seen by a server or a client. The schema, with the types and
+// protocols each system publishes, is in docs/trace.md; Validate checks it.
 type Event struct {
-	Time    time.Time `json:"time"`    // when it was seen (set by Publish if zero)
-	From    string    `json:"from"`    // sender, host:port
-	To      string    `json:"to"`      // receiver, host:port
-	Proto   string    `json:"proto"`   // e.g. "dns/udp", "http/1.1", "tcp"
-	Summary string    `json:"summary"` // one line describing the message
-	Bytes   int       `json:"bytes"`   // size of the message on the wire
+	Time time.Time `json:"time"` // when it was seen (set by Publish if zero)
+	// Type is what happened: Msg (the default), ConnOpen, ConnClose,
+	// Handshake, CacheHit, CacheMiss, CacheRevalidate, LinkDrop,
+	// LinkQueue or State (see Types).
+	Type    string `json:"type"`
+	From    string `json:"from"`    // sender (client for connections), host:port
+	To      string `json:"to"`      // receiver (server, cache), host:port
+	Proto   string `json:"proto"`   // family[/variant]: "dns/udp", "http/1.1", "tls"
+	Summary string `json:"summary"` // one line describing the message
+	Bytes   int    `json:"bytes"`   // size of the message on the wire (0: unknown or none)
 	// Host is the lab host (or service instance) that observed the message.
 	Host string `json:"host,omitempty"`
 }
@@ -102,6 +108,9 @@ func (b *Bus) Publish(e Event) {
 	p := b.sinks.Load()
 	if p == nil || len(*p) == 0 {
 		return
+	}
+	if e.Type == "" {
+		e.Type = Msg
 	}
 	if e.Time.IsZero() {
 		if b.now != nil {
@@ -233,4 +242,39 @@ func (j *JSONL) Close() error {
 		return fmt.Errorf("trace: %w", err)
 	}
 	return nil
+}
+
+// Collector is a Sink that keeps every event, for scenarios and tests.
+type Collector struct {
+	mu     sync.Mutex
+	events []Event
+}
+
+// Event implements Sink.
+func (c *Collector) Event(e Event) {
+	c.mu.Lock()
+	c.events = append(c.events, e)
+	c.mu.Unlock()
+}
+
+// Events returns a copy of the events kept so far.
+func (c *Collector) Events() []Event {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]Event(nil), c.events...)
+}
+
+// ReadJSONL reads a trace file's events (as the JSONL sink writes them).
+func ReadJSONL(r io.Reader) ([]Event, error) {
+	dec := json.NewDecoder(r)
+	var out []Event
+	for {
+		var e Event
+		if err := dec.Decode(&e); err == io.EOF {
+			return out, nil
+		} else if err != nil {
+			return out, fmt.Errorf("trace: event %d: %w", len(out)+1, err)
+		}
+		out = append(out, e)
+	}
 }

@@ -23,6 +23,9 @@
 //     replayed (ReplayConn), to one of several Handoff listeners that
 //     net/http or another server accepts from. ReplayConn keeps
 //     *net.TCPConn's ReadFrom (sendfile) and CloseWrite.
+//   - Front: a StreamServer that hands every connection whole to a
+//     library's server (net/http, go-smtp, go-imap) through its Listener,
+//     so the library's protocol gets the transport's caps and back-off.
 //
 // The package logs through the *slog.Logger it is given and reports what
 // it does through an optional Observe callback, so each system counts

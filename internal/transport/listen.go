@@ -41,7 +41,8 @@ func (lc ListenConfig) netConfig() (net.ListenConfig, error) {
 	}}, nil
 }
 
-// Listen binds a stream listener ("tcp", "tcp4", "tcp6", "unix").
+// Listen binds a stream listener ("tcp", "tcp4", "tcp6", "unix"), wrapped
+// by the context's ListenerWrap if it has one (see WithListenerWrap).
 func (lc ListenConfig) Listen(ctx context.Context, network, addr string) (net.Listener, error) {
 	nlc, err := lc.netConfig()
 	if err != nil {
@@ -51,7 +52,7 @@ func (lc ListenConfig) Listen(ctx context.Context, network, addr string) (net.Li
 	if err != nil {
 		return nil, fmt.Errorf("transport: listen %s %s: %w", network, addr, err)
 	}
-	return ln, nil
+	return WrapListener(ctx, ln), nil
 }
 
 // ListenUDP binds a UDP socket ("udp", "udp4", "udp6").

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/applayer/applayer/internal/service"
 	"github.com/applayer/applayer/internal/testkit"
@@ -28,11 +29,23 @@ func TestMain(m *testing.M) {
 func runChild(dir string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	srv, err := New(ctx, Config{
+	cfg := Config{
 		SMTP:  smtpd.Config{Addr: "127.0.0.1:0", Domains: []string{"hamburger.edu"}},
 		DB:    filepath.Join(dir, "mail.db"),
 		Spool: filepath.Join(dir, "spool"),
-	}, service.Deps{})
+	}
+	// A "relay" file ("RESOLVER PORT") makes it crepes.fr's server,
+	// relaying through that resolver to that SMTP port.
+	if b, err := os.ReadFile(filepath.Join(dir, "relay")); err == nil {
+		var port int
+		if _, err := fmt.Sscan(string(b), &cfg.Resolver, &port); err != nil {
+			fmt.Fprintln(os.Stderr, "relay file:", err)
+			return 1
+		}
+		cfg.SMTP.Domains, cfg.RelayPort, cfg.RelayTimeout = []string{"crepes.fr"}, port, 10*time.Second
+		cfg.Queue.RetryMin, cfg.Queue.RetryMax = 100*time.Millisecond, time.Second
+	}
+	srv, err := New(ctx, cfg, service.Deps{})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

@@ -1,5 +1,7 @@
 // Package mta puts applayer's mail server together: the mail store, the
-// durable queue delivering into it, and the SMTP receiver in front, as one
+// durable queue delivering into it (local domains) or relaying by MX
+// (others), the SMTP receiver in front (port 25's role) and the submission
+// listeners (587 with STARTTLS, 465 with implicit TLS), as one
 // service.Service (what `applayer mail serve` runs).
 package mta
 
@@ -9,6 +11,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
+	"time"
 
 	"github.com/applayer/applayer/internal/service"
 	"github.com/applayer/applayer/mail/queue"
@@ -32,13 +36,42 @@ type Config struct {
 	CertFile, KeyFile, CADir string
 	// Store tunes the store (tests lower the bcrypt cost).
 	Store store.Options
+
+	// SubmissionAddr (587, STARTTLS) and SubmissionsAddr (465, implicit
+	// TLS), when set, serve message submission with AUTH for the users of
+	// the store.
+	SubmissionAddr, SubmissionsAddr string
+	// InsecureAuthLoopback allows AUTH without TLS from loopback clients
+	// on the submission listeners.
+	InsecureAuthLoopback bool
+	// RateLimit messages per RateWindow per user on submission (defaults
+	// 100 per hour).
+	RateLimit  int
+	RateWindow time.Duration
+
+	// Resolver is the DNS resolver (host:port) for MX lookups of remote
+	// domains; empty: the system's.
+	Resolver string
+	// RelayPort is the remote servers' SMTP port (default 25).
+	RelayPort int
+	// RelayTimeout bounds connecting and each command when relaying.
+	RelayTimeout time.Duration
+	// NoRelayTLS turns off opportunistic STARTTLS when relaying.
+	NoRelayTLS bool
+	// Signer signs outgoing mail before it is relayed (DKIM), when set.
+	Signer queue.Signer
+	// Inbound checks mail received on the SMTP port (DKIM, SPF, DMARC),
+	// when set.
+	Inbound smtpd.Inbound
 }
 
 // Server is the mail server.
 type Server struct {
-	st   *store.SQLite
-	q    *queue.Queue
-	smtp *smtpd.Server
+	st     *store.SQLite
+	q      *queue.Queue
+	smtp   *smtpd.Server
+	submit []*smtpd.Server
+	remote *queue.Remote
 }
 
 // New opens the store and the spool and builds the receiver.
@@ -62,18 +95,65 @@ func New(ctx context.Context, cfg Config, d service.Deps) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.SMTP.Hostname == "" {
+		cfg.SMTP.Hostname = cfg.SMTP.Domains[0]
+	}
 	cfg.Queue.Dir = cfg.Spool
-	q, err := queue.New(cfg.Queue, d, queue.Local{Store: st})
+	if cfg.Queue.Hostname == "" {
+		cfg.Queue.Hostname = cfg.SMTP.Hostname
+	}
+	var res queue.Resolver = queue.SystemResolver{R: net.DefaultResolver}
+	if cfg.Resolver != "" {
+		res = &queue.DNSResolver{Server: cfg.Resolver, Dialer: d.Dialer, Trace: d.Trace}
+	}
+	remote := &queue.Remote{Resolver: res, Hostname: cfg.SMTP.Hostname, Port: cfg.RelayPort, Dialer: d.Dialer, NoTLS: cfg.NoRelayTLS,
+		Timeout: cfg.RelayTimeout, Signer: cfg.Signer, Logger: d.Logger, Trace: d.Trace}
+	q, err := queue.New(cfg.Queue, d, Router(cfg.SMTP.Domains, queue.Local{Store: st, Trace: d.Trace}, remote))
 	if err != nil {
 		st.Close()
 		return nil, err
 	}
-	srv, err := smtpd.New(cfg.SMTP, d, st, q)
-	if err != nil {
+	s := &Server{st: st, q: q, remote: remote}
+	cfg.SMTP.Inbound = cfg.Inbound
+	if s.smtp, err = smtpd.New(cfg.SMTP, d, st, q); err != nil {
 		st.Close()
 		return nil, err
 	}
-	return &Server{st: st, q: q, smtp: srv}, nil
+	limiter := smtpd.NewRateLimiter(cfg.RateLimit, cfg.RateWindow, d.Now)
+	for _, l := range []struct {
+		addr, role string
+		implicit   bool
+	}{{cfg.SubmissionAddr, "submission", false}, {cfg.SubmissionsAddr, "submissions", true}} {
+		if l.addr == "" {
+			continue
+		}
+		sc := cfg.SMTP
+		sc.Addr, sc.Role, sc.Submission, sc.ImplicitTLS = l.addr, l.role, true, l.implicit
+		sc.InsecureAuthLoopback, sc.Limiter, sc.Inbound = cfg.InsecureAuthLoopback, limiter, nil
+		srv, err := smtpd.New(sc, d, st, q)
+		if err != nil {
+			st.Close()
+			return nil, err
+		}
+		s.submit = append(s.submit, srv)
+	}
+	return s, nil
+}
+
+// Router delivers mail for the local domains with local and everything
+// else with remote.
+func Router(domains []string, local, remote queue.Deliverer) queue.Deliverer {
+	ours := map[string]bool{}
+	for _, d := range domains {
+		ours[strings.ToLower(strings.TrimSuffix(d, "."))] = true
+	}
+	return queue.DelivererFunc(func(ctx context.Context, env queue.Envelope, rcpt string, body []byte) error {
+		at := strings.LastIndexByte(rcpt, '@')
+		if at >= 0 && ours[strings.ToLower(rcpt[at+1:])] {
+			return local.Deliver(ctx, env, rcpt, body)
+		}
+		return remote.Deliver(ctx, env, rcpt, body)
+	})
 }
 
 func tlsConfig(cfg Config) (*tls.Config, error) {
@@ -93,7 +173,16 @@ func tlsConfig(cfg Config) (*tls.Config, error) {
 		if host == "" {
 			host = cfg.SMTP.Domains[0]
 		}
-		cert, err := ca.Issue(append([]string{host}, cfg.SMTP.Domains...)...)
+		names := append([]string{host}, cfg.SMTP.Domains...)
+		// The listeners' addresses too, for clients that connect by IP.
+		for _, a := range []string{cfg.SMTP.Addr, cfg.SubmissionAddr, cfg.SubmissionsAddr} {
+			if h, _, err := net.SplitHostPort(a); err == nil {
+				if ip := net.ParseIP(h); ip != nil && !ip.IsUnspecified() {
+					names = append(names, h)
+				}
+			}
+		}
+		cert, err := ca.Issue(names...)
 		if err != nil {
 			return nil, fmt.Errorf("mta: lab CA: %w", err)
 		}
@@ -111,23 +200,41 @@ func (s *Server) Store() store.Store { return s.st }
 // Queue returns the queue.
 func (s *Server) Queue() *queue.Queue { return s.q }
 
-// Addrs implements service.Addresser: the SMTP listener.
-func (s *Server) Addrs() []net.Addr { return s.smtp.Addrs() }
+// Addrs implements service.Addresser: the SMTP listener, then the
+// submission listeners (587's, 465's) that are configured.
+func (s *Server) Addrs() []net.Addr {
+	out := s.smtp.Addrs()
+	for _, sub := range s.submit {
+		out = append(out, sub.Addrs()...)
+	}
+	return out
+}
 
 // Start starts delivering what the spool holds, then receiving.
 func (s *Server) Start(ctx context.Context) error {
 	if err := s.q.Start(ctx); err != nil {
 		return err
 	}
-	if err := s.smtp.Start(ctx); err != nil {
-		s.q.Shutdown(ctx)
-		return err
+	started := []*smtpd.Server{}
+	for _, srv := range append([]*smtpd.Server{s.smtp}, s.submit...) {
+		if err := srv.Start(ctx); err != nil {
+			for _, st := range started {
+				st.Shutdown(ctx)
+			}
+			s.q.Shutdown(ctx)
+			return err
+		}
+		started = append(started, srv)
 	}
 	return nil
 }
 
 // Shutdown stops receiving, then delivering, and closes the store.
 func (s *Server) Shutdown(ctx context.Context) error {
-	err := errors.Join(s.smtp.Shutdown(ctx), s.q.Shutdown(ctx))
-	return errors.Join(err, s.st.Close())
+	var errs []error
+	for _, srv := range append([]*smtpd.Server{s.smtp}, s.submit...) {
+		errs = append(errs, srv.Shutdown(ctx))
+	}
+	errs = append(errs, s.q.Shutdown(ctx), s.st.Close())
+	return errors.Join(errs...)
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/applayer/applayer/internal/service"
 	"github.com/applayer/applayer/internal/testkit"
 	"github.com/applayer/applayer/mail/mailtest"
+	"github.com/applayer/applayer/mail/queue"
 	"github.com/applayer/applayer/mail/smtpd"
 	"github.com/applayer/applayer/mail/store"
 )
@@ -181,30 +182,9 @@ s.quit()
 func TestKill9DuringBurst(t *testing.T) {
 	dir := t.TempDir()
 	addUsers(t, filepath.Join(dir, "mail.db"), "bob@hamburger.edu")
-	startChild := func() (*exec.Cmd, string) {
-		os.Remove(filepath.Join(dir, "addr"))
-		c := exec.Command(os.Args[0], "-test.run=^$")
-		c.Env = append(os.Environ(), childEnv+"="+dir)
-		var out testkit.Buffer
-		c.Stdout, c.Stderr = &out, &out
-		if err := c.Start(); err != nil {
-			t.Fatal(err)
-		}
-		deadline := time.Now().Add(20 * time.Second)
-		for {
-			if b, err := os.ReadFile(filepath.Join(dir, "addr")); err == nil {
-				return c, string(b)
-			}
-			if time.Now().After(deadline) {
-				c.Process.Kill()
-				c.Wait()
-				t.Fatalf("child did not start:\n%s", out.String())
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
-	child, addr := startChild()
-	burst := mailtest.StartBurst(addr, "alice@crepes.fr", "bob@hamburger.edu", 4)
+	child := startChild(t, dir)
+	addr, _ := os.ReadFile(filepath.Join(dir, "addr"))
+	burst := mailtest.StartBurst(string(addr), "alice@crepes.fr", "bob@hamburger.edu", 4)
 	burst.WaitAcked(60, 30*time.Second)          // kill once a good part of the burst is in
 	if err := child.Process.Kill(); err != nil { // SIGKILL
 		t.Fatal(err)
@@ -216,7 +196,7 @@ func TestKill9DuringBurst(t *testing.T) {
 	}
 	t.Logf("%d messages answered 250 before kill -9", len(acked))
 
-	child, _ = startChild()
+	child = startChild(t, dir)
 	defer func() {
 		child.Process.Signal(os.Interrupt)
 		child.Wait()
@@ -251,5 +231,177 @@ func TestKill9DuringBurst(t *testing.T) {
 			t.Fatalf("after restart, %d of %d acknowledged messages missing (e.g. %v), %d still spooled", len(missing), len(acked), missing[:min(5, len(missing))], len(spooled))
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// swaks on the submission ports: AUTH PLAIN over STARTTLS with
+// pipelining, AUTH LOGIN over 465, a big message, AUTH refused in plain
+// text, relay refused without AUTH, a sender that is not the user's.
+func TestSwaksSubmission(t *testing.T) {
+	swaks := testkit.Peer(t, "swaks")
+	dir := t.TempDir()
+	addUsers(t, filepath.Join(dir, "mail.db"), "bob@hamburger.edu", "carol@hamburger.edu")
+	srv, err := New(context.Background(), Config{
+		SMTP:            smtpd.Config{Addr: "127.0.0.1:0", Domains: []string{"hamburger.edu"}, Hostname: "mx.hamburger.edu"},
+		SubmissionAddr:  "127.0.0.1:0",
+		SubmissionsAddr: "127.0.0.1:0",
+		DB:              filepath.Join(dir, "mail.db"),
+		Spool:           filepath.Join(dir, "spool"),
+		CADir:           filepath.Join(dir, "ca"),
+		Store:           store.Options{BcryptCost: bcrypt.MinCost},
+		Resolver:        "127.0.0.1:1", // nothing is relayed in this test; never the machine's DNS
+	}, service.Deps{Logger: testkit.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testkit.Start(t, srv)
+	addrs := srv.Addrs()
+	sub, subs := addrs[1].(*net.TCPAddr).Port, addrs[2].(*net.TCPAddr).Port
+	run := func(port int, args ...string) (string, error) {
+		base := []string{"--server", "127.0.0.1", "--port", fmt.Sprint(port), "--helo", "client.hamburger.edu", "--timeout", "10"}
+		out, err := exec.Command(swaks, append(base, args...)...).CombinedOutput()
+		return string(out), err
+	}
+	auth := []string{"--auth-user", "bob@hamburger.edu", "--auth-password", "pw", "--from", "bob@hamburger.edu"}
+	out, err := run(sub, append(auth, "--tls", "--auth", "PLAIN", "--pipeline", "--to", "carol@hamburger.edu", "--header", "Subject: sub-plain")...)
+	if err != nil || !strings.Contains(out, "235 2.0.0 Authentication succeeded") || !strings.Contains(out, "250 2.0.0 OK queued as") {
+		t.Errorf("swaks AUTH PLAIN over STARTTLS: %v\n%s", err, out)
+	}
+	out, err = run(subs, append(auth, "--tlsc", "--auth", "LOGIN", "--to", "carol@hamburger.edu", "--header", "Subject: sub-login")...)
+	if err != nil || !strings.Contains(out, "235 2.0.0") || !strings.Contains(out, "250 2.0.0 OK queued as") {
+		t.Errorf("swaks AUTH LOGIN over 465: %v\n%s", err, out)
+	}
+	big := strings.Repeat("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\n", 24_000) // ~1.5 MB
+	bodyFile := filepath.Join(t.TempDir(), "body")
+	os.WriteFile(bodyFile, []byte(big), 0o600)
+	out, err = run(sub, append(auth, "--tls", "--auth", "PLAIN", "--to", "carol@hamburger.edu", "--header", "Subject: sub-big", "--body", "@"+bodyFile)...)
+	if err != nil || !strings.Contains(out, "250 2.0.0 OK queued as") {
+		t.Errorf("swaks big submission: %v\n%s", err, clip(out))
+	}
+	out, err = run(sub, append(auth, "--auth", "PLAIN", "--to", "carol@hamburger.edu")...)
+	if err == nil || strings.Contains(out, "235 ") {
+		t.Errorf("swaks AUTH without TLS: %v (want no AUTH offered)\n%s", err, out)
+	}
+	out, err = run(sub, "--tls", "--from", "bob@hamburger.edu", "--to", "someone@elsewhere.org")
+	if err == nil || !strings.Contains(out, "530 5.7.0") {
+		t.Errorf("swaks relay without AUTH: %v (want 530)\n%s", err, out)
+	}
+	out, err = run(sub, "--tls", "--auth", "PLAIN", "--auth-user", "bob@hamburger.edu", "--auth-password", "pw", "--from", "alice@crepes.fr", "--to", "carol@hamburger.edu")
+	if err == nil || !strings.Contains(out, "553 5.7.1") {
+		t.Errorf("swaks foreign sender: %v (want 553)\n%s", err, out)
+	}
+	waitDelivered(t, srv)
+	if got := subjects(t, srv.Store(), "carol@hamburger.edu"); strings.Join(got, ",") != "sub-plain,sub-login,sub-big" {
+		t.Errorf("carol's inbox: %q", got)
+	}
+}
+
+// TestKill9DuringRelay: crepes.fr's server, its own process, relays a
+// spool of 150 messages by MX to hamburger.edu's (in this process); it is
+// killed with SIGKILL once 30 have arrived, and started again: every
+// message reaches Bob, none more than twice, and the spool empties.
+func TestKill9DuringRelay(t *testing.T) {
+	dst := t.TempDir()
+	addUsers(t, filepath.Join(dst, "mail.db"), "bob@hamburger.edu")
+	hamburger, err := New(context.Background(), Config{
+		SMTP:  smtpd.Config{Addr: "127.0.0.8:0", Domains: []string{"hamburger.edu"}, Hostname: "mx.hamburger.edu"},
+		DB:    filepath.Join(dst, "mail.db"),
+		Spool: filepath.Join(dst, "spool"),
+		CADir: filepath.Join(dst, "ca"),
+	}, service.Deps{Logger: testkit.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testkit.Start(t, hamburger)
+	port := hamburger.Addrs()[0].(*net.TCPAddr).Port
+	res := mailtest.DNS(t, "hamburger.edu. 60 IN MX 10 mx.hamburger.edu.", "mx.hamburger.edu. 60 IN A 127.0.0.8")
+
+	dir := t.TempDir()
+	addUsers(t, filepath.Join(dir, "mail.db"), "alice@crepes.fr")
+	os.WriteFile(filepath.Join(dir, "relay"), []byte(fmt.Sprintf("%s %d", res, port)), 0o600)
+	// Spool the messages before the server starts.
+	q, err := queue.New(queue.Config{Dir: filepath.Join(dir, "spool")}, service.Deps{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 150
+	for i := range n {
+		if _, err := q.Enqueue(context.Background(), "alice@crepes.fr", []string{"bob@hamburger.edu"}, []byte(fmt.Sprintf("Subject: r%d\r\n\r\nrelay\r\n", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bobs := func() map[string]int {
+		count := map[string]int{}
+		for _, s := range subjects(t, hamburger.Store(), "bob@hamburger.edu") {
+			count[s]++
+		}
+		return count
+	}
+	child := startChild(t, dir)
+	deadline := time.Now().Add(30 * time.Second)
+	for len(bobs()) < 30 {
+		if time.Now().After(deadline) {
+			t.Fatal("fewer than 30 messages relayed in 30s")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	child.Process.Kill() // SIGKILL, mid-relay
+	child.Wait()
+	before := len(bobs())
+	spooled, _ := filepath.Glob(filepath.Join(dir, "spool", "*.msg"))
+	t.Logf("killed with %d messages at Bob and %d spooled", before, len(spooled))
+	if len(spooled) == 0 {
+		t.Fatal("the kill came after the relay had finished")
+	}
+	child = startChild(t, dir)
+	defer func() {
+		child.Process.Signal(os.Interrupt)
+		child.Wait()
+	}()
+	deadline = time.Now().Add(60 * time.Second)
+	for {
+		count := bobs()
+		spooled, _ := filepath.Glob(filepath.Join(dir, "spool", "*.msg"))
+		if len(count) == n && len(spooled) == 0 {
+			dups := 0
+			for id, c := range count {
+				if c > 2 {
+					t.Errorf("%s delivered %d times", id, c)
+				}
+				dups += c - 1
+			}
+			t.Logf("all %d relayed; %d duplicates", n, dups)
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after restart: %d of %d messages at Bob, %d still spooled", len(count), n, len(spooled))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// startChild starts the test binary as a mail server on dir (runChild)
+// and waits until it listens.
+func startChild(t *testing.T, dir string) *exec.Cmd {
+	t.Helper()
+	os.Remove(filepath.Join(dir, "addr"))
+	c := exec.Command(os.Args[0], "-test.run=^$")
+	c.Env = append(os.Environ(), childEnv+"="+dir)
+	var out testkit.Buffer
+	c.Stdout, c.Stderr = &out, &out
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "addr")); err == nil {
+			return c
+		}
+		if time.Now().After(deadline) {
+			c.Process.Kill()
+			c.Wait()
+			t.Fatalf("child did not start:\n%s", out.String())
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

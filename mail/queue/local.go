@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/applayer/applayer/internal/trace"
 	"github.com/applayer/applayer/mail/store"
 )
 
@@ -13,6 +14,8 @@ import (
 // errors are retried.
 type Local struct {
 	Store store.Store
+	// Trace, when set, sees each delivery.
+	Trace *trace.Bus
 }
 
 // Deliver implements Deliverer.
@@ -20,9 +23,12 @@ func (l Local) Deliver(ctx context.Context, env Envelope, rcpt string, body []by
 	_, err := l.Store.Append(ctx, rcpt, "INBOX", body, nil, env.Received)
 	switch {
 	case err == nil:
+		l.Trace.Publish(trace.Event{Type: trace.State, From: "queue", Proto: "mail/local", Summary: fmt.Sprintf("message %s from <%s> delivered to %s INBOX", env.ID, env.From, rcpt), Bytes: len(body)})
 		return nil
 	case errors.Is(err, store.ErrNoUser), errors.Is(err, store.ErrBadAddress):
-		return Permanent(fmt.Errorf("queue: local delivery to %s: %w", rcpt, err))
+		return Permanent(&DeliveryError{Status: "5.1.1", Diagnostic: "x-applayer; no such user", Err: fmt.Errorf("queue: local delivery to %s: %w", rcpt, err)})
+	case errors.Is(err, store.ErrQuota):
+		return &DeliveryError{Status: "4.2.2", Diagnostic: "x-applayer; mailbox full", Err: fmt.Errorf("queue: local delivery to %s: %w", rcpt, err)}
 	default:
 		return fmt.Errorf("queue: local delivery to %s: %w", rcpt, err)
 	}

@@ -7,10 +7,12 @@
 // between a delivery and the removal delivers that message again on
 // restart: at most a duplicate, never a loss.
 //
-// Deliverers so far: Local, into the mail store. Relay to remote domains
-// by MX lookup, delivery status notifications and the queue lifetime are
-// not built yet; a permanently failed message is kept in the failed/
-// directory of the spool.
+// Deliverers: Local, into the mail store, and Remote, by MX lookup and
+// SMTP to the destination's servers. A recipient that fails permanently,
+// or is still undelivered when the message outlives Config.Lifetime, is
+// reported to the sender in an RFC 3464 delivery status notification,
+// itself queued; a bounce that cannot be returned (null sender) is kept in
+// the failed/ directory of the spool for the postmaster.
 package queue
 
 import (
@@ -25,6 +27,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -80,7 +83,16 @@ type Config struct {
 	// RetryMin and RetryMax bound the backoff between attempts: RetryMin
 	// doubling per attempt up to RetryMax (defaults 1 minute, 1 hour).
 	RetryMin, RetryMax time.Duration
+	// Lifetime is how long a message may wait for its recipients before
+	// they are bounced as expired (default 5 days, as Postfix's
+	// maximal_queue_lifetime).
+	Lifetime time.Duration
+	// Hostname names this MTA in delivery status notifications.
+	Hostname string
 }
+
+// DefaultLifetime is Config.Lifetime's default.
+const DefaultLifetime = 5 * 24 * time.Hour
 
 // Queue is a durable spool with delivery workers. It is a service.Service.
 type Queue struct {
@@ -106,6 +118,16 @@ type entry struct {
 	attempts int
 	next     time.Time
 	busy     bool
+	lastErr  string
+}
+
+// Status is a waiting message as `mail queue list` shows it.
+type Status struct {
+	Envelope
+	Size      int64     `json:"size"`
+	Attempts  int       `json:"attempts"`
+	Next      time.Time `json:"next"`
+	LastError string    `json:"last_error,omitempty"`
 }
 
 type metrics struct {
@@ -134,6 +156,12 @@ func New(cfg Config, d service.Deps, deliver Deliverer) (*Queue, error) {
 	}
 	if cfg.RetryMax < cfg.RetryMin {
 		cfg.RetryMax = max(time.Hour, cfg.RetryMin)
+	}
+	if cfg.Lifetime <= 0 {
+		cfg.Lifetime = DefaultLifetime
+	}
+	if cfg.Hostname == "" {
+		cfg.Hostname, _ = os.Hostname()
 	}
 	if err := os.MkdirAll(filepath.Join(cfg.Dir, failedDir), 0o700); err != nil {
 		return nil, fmt.Errorf("queue: %w", err)
@@ -182,6 +210,44 @@ func (q *Queue) Len() int {
 	defer q.mu.Unlock()
 	return len(q.pending)
 }
+
+// List returns the waiting messages, oldest first.
+func (q *Queue) List() []Status {
+	q.mu.Lock()
+	out := make([]Status, 0, len(q.pending))
+	for _, e := range q.pending {
+		out = append(out, Status{Envelope: e.env, Attempts: e.attempts, Next: e.next, LastError: e.lastErr})
+	}
+	q.mu.Unlock()
+	for i := range out {
+		if fi, err := os.Stat(q.path(out[i].ID)); err == nil {
+			out[i].Size = fi.Size()
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Received.Before(out[j].Received) })
+	return out
+}
+
+// Delete removes a waiting message from the spool (its remaining
+// recipients get nothing, and no bounce). A delivery in flight finishes.
+func (q *Queue) Delete(id string) error {
+	if strings.ContainsAny(id, `/\.`) || id == "" {
+		return fmt.Errorf("queue: bad id %q", id)
+	}
+	q.mu.Lock()
+	_, ok := q.pending[id]
+	delete(q.pending, id)
+	q.mu.Unlock()
+	err := os.Remove(q.path(id))
+	if err != nil && !(ok && errors.Is(err, os.ErrNotExist)) {
+		return fmt.Errorf("queue: delete %s: %w", id, err)
+	}
+	return syncDir(q.cfg.Dir)
+}
+
+// Wake makes the scheduler look at the queue now (after a simulated clock
+// moved, say); what is due is attempted.
+func (q *Queue) Wake() { q.poke() }
 
 // Pending returns the envelopes of the waiting messages.
 func (q *Queue) Pending() []Envelope {
@@ -461,12 +527,22 @@ func (q *Queue) run(ctx context.Context) {
 func (q *Queue) attempt(ctx context.Context, e *entry) {
 	env := e.env
 	body, err := q.readBody(env.ID)
+	if errors.Is(err, os.ErrNotExist) {
+		// Deleted (mail queue delete) while it waited.
+		q.mu.Lock()
+		delete(q.pending, env.ID)
+		q.mu.Unlock()
+		return
+	}
 	if err != nil {
 		q.log.Error("queue: read spooled message", "id", env.ID, "err", err)
 		q.reschedule(e, env.To)
 		return
 	}
-	var retry, failed []string
+	var retry []string
+	var failed []Failure
+	var lastErr error
+	expired := q.now().Sub(env.Received) >= q.cfg.Lifetime
 	for _, rcpt := range env.To {
 		err := q.deliver.Deliver(ctx, env, rcpt, body)
 		switch {
@@ -475,22 +551,31 @@ func (q *Queue) attempt(ctx context.Context, e *entry) {
 			q.log.Info("queue: delivered", "id", env.ID, "to", rcpt)
 		case IsPermanent(err):
 			q.m.failed.Inc()
-			failed = append(failed, rcpt)
+			failed = append(failed, Failure{Rcpt: rcpt, Err: err})
 			q.log.Warn("queue: delivery failed", "id", env.ID, "to", rcpt, "err", err)
+		case expired:
+			q.m.failed.Inc()
+			failed = append(failed, Failure{Rcpt: rcpt, Err: err, Expired: true})
+			q.log.Warn("queue: message expired", "id", env.ID, "to", rcpt, "age", q.now().Sub(env.Received), "err", err)
 		default:
 			q.m.deferred.Inc()
 			retry = append(retry, rcpt)
+			lastErr = err
 			q.log.Warn("queue: delivery deferred", "id", env.ID, "to", rcpt, "err", err)
 		}
 	}
 	if len(failed) > 0 {
-		// Kept for the postmaster until bounces (DSN) are built.
-		fenv := env
-		fenv.To = failed
-		if err := q.keepFailed(fenv, body); err != nil {
-			q.log.Error("queue: keep failed message", "id", env.ID, "err", err)
-			retry = append(retry, failed...) // not lost: tried again
+		if err := q.bounce(ctx, env, failed, body); err != nil {
+			q.log.Error("queue: bounce", "id", env.ID, "err", err)
+			for _, f := range failed {
+				retry = append(retry, f.Rcpt) // not lost: tried again
+			}
 		}
+	}
+	if lastErr != nil {
+		q.mu.Lock()
+		e.lastErr = lastErr.Error()
+		q.mu.Unlock()
 	}
 	if len(retry) > 0 {
 		if len(retry) < len(env.To) {

@@ -5,11 +5,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/emersion/go-message"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
@@ -151,9 +154,10 @@ func TestSpoolSurvivesRestart(t *testing.T) {
 }
 
 // Temporary failures are retried with backoff and only the recipients
-// still to do are tried again; permanent failures go to failed/.
+// still to do are tried again; a permanent failure is bounced to the
+// sender in a DSN, and a bounce that fails is kept in failed/.
 func TestRetryAndFailure(t *testing.T) {
-	s := newStore(t, "bob@hamburger.edu")
+	s := newStore(t, "bob@hamburger.edu", "alice@crepes.fr")
 	var mu sync.Mutex
 	tries := map[string]int{}
 	local := Local{Store: s}
@@ -182,10 +186,10 @@ func TestRetryAndFailure(t *testing.T) {
 	}
 	waitFor(t, "delivery", func() bool { return q.Len() == 0 })
 	mu.Lock()
-	defer mu.Unlock()
 	if tries["bob@hamburger.edu"] != 1 || tries["flaky@hamburger.edu"] != 3 || tries["nobody@hamburger.edu"] != 1 {
 		t.Errorf("tries = %v", tries)
 	}
+	mu.Unlock()
 	if got := inbox(t, s, "bob@hamburger.edu"); len(got) != 2 {
 		t.Errorf("inbox = %q (bob once, flaky once)", got)
 	}
@@ -193,7 +197,29 @@ func TestRetryAndFailure(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(failed) != 1 || failed[0].ID != id || strings.Join(failed[0].To, ",") != "nobody@hamburger.edu" {
+	if len(failed) != 0 {
+		t.Errorf("failed = %+v, want none (the bounce was delivered)", failed)
+	}
+	dsn := inbox(t, s, "alice@crepes.fr")
+	if len(dsn) != 1 {
+		t.Fatalf("alice's inbox: %d messages, want the DSN", len(dsn))
+	}
+	rep := checkDSN(t, dsn[0], id)
+	if len(rep) != 1 || rep[0]["Final-Recipient"] != "rfc822; nobody@hamburger.edu" || rep[0]["Status"] != "5.1.1" || rep[0]["Action"] != "failed" {
+		t.Errorf("DSN recipients: %v", rep)
+	}
+
+	// A bounce that cannot be delivered is not bounced again: failed/.
+	id2, err := q.Enqueue(context.Background(), "", []string{"nobody@hamburger.edu"}, []byte("Subject: a bounce\r\n\r\nx\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "double bounce", func() bool { return q.Len() == 0 })
+	failed, err = q.Failed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(failed) != 1 || failed[0].ID != id2 || strings.Join(failed[0].To, ",") != "nobody@hamburger.edu" {
 		t.Errorf("failed = %+v", failed)
 	}
 }
@@ -209,4 +235,58 @@ func TestBackoff(t *testing.T) {
 			t.Fatalf("attempt %d: backoff %v, want %v", e.attempts, got, want)
 		}
 	}
+}
+
+// checkDSN parses a delivery status notification (RFC 3464) with
+// go-message and returns its per-recipient blocks; it fails the test
+// unless the DSN is a multipart/report of report-type delivery-status with
+// a text part, a message/delivery-status part naming the queue id and the
+// returned message.
+func checkDSN(t *testing.T, raw, id string) []map[string]string {
+	t.Helper()
+	ent, err := message.Read(strings.NewReader(raw))
+	if err != nil {
+		t.Fatalf("DSN: %v", err)
+	}
+	mt, params, _ := ent.Header.ContentType()
+	if mt != "multipart/report" || params["report-type"] != "delivery-status" {
+		t.Fatalf("DSN Content-Type %s %v", mt, params)
+	}
+	if !strings.Contains(ent.Header.Get("From"), "MAILER-DAEMON@") || ent.Header.Get("Auto-Submitted") != "auto-replied" {
+		t.Errorf("DSN header: From %q Auto-Submitted %q", ent.Header.Get("From"), ent.Header.Get("Auto-Submitted"))
+	}
+	mr := ent.MultipartReader()
+	var types []string
+	var blocks []map[string]string
+	for {
+		p, err := mr.NextPart()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("DSN part: %v", err)
+		}
+		pt, _, _ := p.Header.ContentType()
+		types = append(types, pt)
+		if pt != "message/delivery-status" {
+			continue
+		}
+		b, _ := io.ReadAll(p.Body)
+		groups := strings.Split(strings.TrimSpace(strings.ReplaceAll(string(b), "\r\n", "\n")), "\n\n")
+		if !strings.Contains(groups[0], "Reporting-MTA: dns; ") || !strings.Contains(groups[0], id) {
+			t.Errorf("per-message fields: %q", groups[0])
+		}
+		for _, g := range groups[1:] {
+			m := map[string]string{}
+			for _, line := range strings.Split(g, "\n") {
+				k, v, _ := strings.Cut(line, ": ")
+				m[k] = v
+			}
+			blocks = append(blocks, m)
+		}
+	}
+	if strings.Join(types, ",") != "text/plain,message/delivery-status,message/rfc822" {
+		t.Errorf("DSN parts: %v", types)
+	}
+	return blocks
 }

@@ -32,6 +32,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/applayer/applayer/internal/service"
+	"github.com/applayer/applayer/internal/trace"
 	"github.com/applayer/applayer/internal/transport"
 	"github.com/applayer/applayer/mail/store"
 )
@@ -73,6 +74,51 @@ type Config struct {
 	MaxSessionTime time.Duration
 	// MaxConns and MaxConnsPerIP cap the connections served at once.
 	MaxConns, MaxConnsPerIP int
+
+	// Role names the listener in metrics and logs: "mx" (the default),
+	// "submission" or "submissions".
+	Role string
+	// Submission makes this a message submission server (RFC 6409): AUTH
+	// PLAIN/LOGIN required before MAIL, mail to any domain accepted from
+	// the authenticated user, whose address the envelope sender and the
+	// From header must be. It needs TLS (or InsecureAuthLoopback).
+	Submission bool
+	// ImplicitTLS speaks TLS from the first byte (port 465, RFC 8314).
+	ImplicitTLS bool
+	// InsecureAuthLoopback allows AUTH without TLS from loopback clients.
+	InsecureAuthLoopback bool
+	// Limiter bounds the messages per user on a submission server; nil
+	// makes one with the defaults (100 per hour).
+	Limiter *RateLimiter
+	// Inbound, when set, checks each message received on a non-submission
+	// server before it is queued (DKIM, SPF, DMARC): it may reject it or
+	// add header fields such as Authentication-Results.
+	Inbound Inbound
+}
+
+// Inbound checks a message arriving from another server before it is
+// queued: the hook of the receiving policy (DKIM verification, SPF,
+// DMARC). Check returns the header fields to prepend (each ending in
+// CRLF), or an error: a *smtp.SMTPError is the reply to the client (550
+// to reject, 451 to defer); any other error defers with 451.
+type Inbound interface {
+	Check(ctx context.Context, m InboundMessage) (header string, err error)
+}
+
+// InboundFunc adapts a function to Inbound.
+type InboundFunc func(ctx context.Context, m InboundMessage) (string, error)
+
+// Check calls f.
+func (f InboundFunc) Check(ctx context.Context, m InboundMessage) (string, error) { return f(ctx, m) }
+
+// InboundMessage is what Inbound sees of a received message.
+type InboundMessage struct {
+	Remote netip.Addr // the client's address
+	Helo   string     // the name it gave in EHLO/HELO
+	From   string     // the envelope sender ("" for bounces)
+	To     []string   // the accepted recipients
+	TLS    bool       // received over TLS
+	Body   []byte     // the message as received (CRLF line endings)
 }
 
 // Enqueuer takes an accepted message; it returns once the message is on
@@ -88,6 +134,8 @@ type Server struct {
 	queue   Enqueuer
 	log     *slog.Logger
 	now     func() time.Time
+	limiter *RateLimiter
+	trace   *trace.Bus
 	domains map[string]bool
 	m       metrics
 
@@ -138,14 +186,24 @@ func New(cfg Config, d service.Deps, st store.Store, q Enqueuer) (*Server, error
 	defDur(&cfg.ReadTimeout, DefaultReadTimeout)
 	defDur(&cfg.WriteTimeout, DefaultWriteTimeout)
 	defDur(&cfg.MaxSessionTime, DefaultMaxSessionTime)
-	s := &Server{cfg: cfg, store: st, queue: q, log: d.Logger, now: d.Now, domains: map[string]bool{}, conns: map[*conn]struct{}{}}
+	if cfg.Role == "" {
+		cfg.Role = "mx"
+	}
+	if (cfg.Submission && !cfg.InsecureAuthLoopback || cfg.ImplicitTLS) && cfg.TLS == nil {
+		return nil, fmt.Errorf("smtpd: %s needs a TLS certificate", cfg.Role)
+	}
+	if cfg.Limiter == nil {
+		cfg.Limiter = NewRateLimiter(0, 0, d.Now)
+	}
+	s := &Server{cfg: cfg, store: st, queue: q, log: d.Logger.With("role", cfg.Role), now: d.Now, trace: d.Trace, limiter: cfg.Limiter, domains: map[string]bool{}, conns: map[*conn]struct{}{}}
 	for _, dom := range cfg.Domains {
 		s.domains[strings.ToLower(strings.TrimSuffix(dom, "."))] = true
 	}
-	s.m.connections = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "applayer", Subsystem: "mail", Name: "smtp_connections_total", Help: "SMTP connections accepted."})
-	s.m.accepted = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "applayer", Subsystem: "mail", Name: "smtp_messages_total", Help: "Messages accepted (queued) over SMTP."})
-	s.m.rejected = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "applayer", Subsystem: "mail", Name: "smtp_rejected_total", Help: "SMTP commands refused, by reason."}, []string{"reason"})
-	s.m.panics = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "applayer", Subsystem: "mail", Name: "smtp_panics_total", Help: "SMTP sessions ended by a panic (answered 421)."})
+	role := prometheus.Labels{"role": cfg.Role}
+	s.m.connections = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "applayer", Subsystem: "mail", Name: "smtp_connections_total", ConstLabels: role, Help: "SMTP connections accepted."})
+	s.m.accepted = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "applayer", Subsystem: "mail", Name: "smtp_messages_total", ConstLabels: role, Help: "Messages accepted (queued) over SMTP."})
+	s.m.rejected = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "applayer", Subsystem: "mail", Name: "smtp_rejected_total", ConstLabels: role, Help: "SMTP commands refused, by reason."}, []string{"reason"})
+	s.m.panics = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "applayer", Subsystem: "mail", Name: "smtp_panics_total", ConstLabels: role, Help: "SMTP sessions ended by a panic (answered 421)."})
 	for _, c := range []prometheus.Collector{s.m.connections, s.m.accepted, s.m.rejected, s.m.panics} {
 		if err := d.Metrics.Register(c); err != nil {
 			return nil, fmt.Errorf("smtpd: metrics: %w", err)
@@ -198,6 +256,9 @@ func (s *Server) Start(ctx context.Context) error {
 	srv.ReadTimeout = s.cfg.ReadTimeout
 	srv.WriteTimeout = s.cfg.WriteTimeout
 	srv.EnableSMTPUTF8 = true
+	// go-smtp offers AUTH over TLS only unless told otherwise; our session
+	// narrows the insecure case to loopback clients (authAllowed).
+	srv.AllowInsecureAuth = s.cfg.InsecureAuthLoopback
 	srv.ErrorLog = logAdapter{s.log, s.m.panics}
 	ho := transport.NewHandoff(ln.Addr())
 	ts := transport.NewStreamServer(transport.StreamConfig{
@@ -238,8 +299,12 @@ func (s *Server) handoff(ctx context.Context, tc *transport.Conn) {
 	s.mu.Lock()
 	s.conns[c] = struct{}{}
 	s.mu.Unlock()
-	if !s.ho.Deliver(c) {
-		c.Close()
+	var gc net.Conn = c
+	if s.cfg.ImplicitTLS {
+		gc = tls.Server(c, s.cfg.TLS)
+	}
+	if !s.ho.Deliver(gc) {
+		gc.Close()
 	}
 }
 
@@ -337,6 +402,7 @@ type session struct {
 	s    *Server
 	sc   *smtp.Conn
 	c    *conn
+	user string // the authenticated user (submission)
 	from string
 	utf8 bool
 	size int64 // the SIZE the client declared, or 0
@@ -365,6 +431,11 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 		return ss.fail("too_many_errors", nil)
 	}
 	ss.Reset()
+	if ss.s.cfg.Submission {
+		if err := ss.submissionMail(from); err != nil {
+			return err
+		}
+	}
 	if from != "" {
 		if _, _, err := SplitAddress(from); err != nil {
 			return ss.fail("bad_sender", &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 7}, Message: "bad sender address syntax"})
@@ -385,7 +456,17 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	if err != nil {
 		return ss.fail("bad_recipient", &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 3}, Message: "bad recipient address syntax"})
 	}
+	if ss.s.cfg.Submission && ss.user == "" {
+		return ss.fail("auth_required", errAuthRequired)
+	}
 	if !ss.s.domains[domain] {
+		if ss.s.cfg.Submission {
+			// The authenticated user's mail goes anywhere: the queue relays it.
+			if !slices.Contains(ss.to, local+"@"+domain) {
+				ss.to = append(ss.to, local+"@"+domain)
+			}
+			return nil
+		}
 		// Not ours: we relay for nobody on this port, whoever asks.
 		return ss.fail("relay", &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "relay access denied"})
 	}
@@ -454,18 +535,50 @@ func (ss *session) Data(r io.Reader) error {
 	if CheckLineEndings(body) >= 0 {
 		return ss.fail("bare_lf", errBareLF)
 	}
-	id := newID()
-	hdr := ss.received(id)
-	msg := make([]byte, 0, len(hdr)+len(body))
-	msg = append(append(msg, hdr...), body...)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	var extra string
+	switch {
+	case ss.s.cfg.Submission:
+		if extra, err = ss.checkFrom(body); err != nil {
+			return err
+		}
+	case ss.s.cfg.Inbound != nil:
+		_, isTLS := ss.sc.TLSConnectionState()
+		extra, err = ss.s.cfg.Inbound.Check(ctx, InboundMessage{Remote: ss.c.remote.Addr().Unmap(), Helo: ss.sc.Hostname(), From: ss.from, To: ss.to, TLS: isTLS, Body: body})
+		if err != nil {
+			var se *smtp.SMTPError
+			if errors.As(err, &se) {
+				if se.Code >= 500 {
+					return ss.fail("policy", se)
+				}
+				return se
+			}
+			ss.s.log.Error("smtpd: inbound check", "err", err)
+			return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "temporary failure, try again later"}
+		}
+	}
+	id := newID()
+	hdr := ss.received(id) + extra
+	msg := make([]byte, 0, len(hdr)+len(body))
+	msg = append(append(msg, hdr...), body...)
 	qid, err := ss.s.queue.Enqueue(ctx, ss.from, ss.to, msg)
 	if err != nil {
 		ss.s.log.Error("smtpd: enqueue", "err", err)
 		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "queue error, try again later"}
 	}
 	ss.s.m.accepted.Inc()
+	if ss.user != "" {
+		ss.s.limiter.Sent(ss.user)
+	}
+	if ss.s.trace.Enabled() {
+		who := ""
+		if ss.user != "" {
+			who = " AUTH " + ss.user
+		}
+		ss.s.trace.Publish(trace.Event{From: ss.c.remote.String(), To: ss.c.LocalAddr().String(), Proto: "smtp/" + ss.s.cfg.Role,
+			Summary: fmt.Sprintf("MAIL FROM:<%s> RCPT TO:<%s>%s: 250 queued as %s", ss.from, strings.Join(ss.to, ">,<"), who, qid), Bytes: len(msg)})
+	}
 	ss.s.log.Info("smtpd: accepted", "queue_id", qid, "from", ss.from, "to", strings.Join(ss.to, ","), "size", len(body), "remote", ss.c.remote.String())
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK queued as " + qid}
 }
@@ -484,6 +597,9 @@ func (ss *session) received(id string) string {
 	}
 	if _, ok := ss.sc.TLSConnectionState(); ok {
 		proto += "S"
+	}
+	if ss.user != "" {
+		proto += "A" // RFC 3848: authenticated
 	}
 	helo := sanitize(ss.sc.Hostname())
 	var b strings.Builder

@@ -5,10 +5,9 @@
 //
 // Every backend implements the one Store interface, and every method takes
 // a context. The embedded backend is SQLite (OpenSQLite, through the
-// pure-Go modernc.org/sqlite driver); the interface keeps to what an SQL
-// server such as PostgreSQL offers as well (transactions, no in-process
-// state between calls), so a shared-database backend can sit behind it
-// for several front-ends. Only SQLite is built so far.
+// pure-Go modernc.org/sqlite driver); PostgreSQL (OpenPostgres, through
+// github.com/jackc/pgx) is the backend for several front-ends sharing one
+// database. Open picks one by name: a postgres:// URL, or a file path.
 package store
 
 import (

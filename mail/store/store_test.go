@@ -12,19 +12,40 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/applayer/applayer/internal/testkit"
 )
 
-// backends opens every Store backend for the shared tests. PostgreSQL
-// joins this list when it is built.
+// backends opens every Store backend for the shared tests: SQLite in a
+// temporary file, and PostgreSQL (a database of its own on the package's
+// server, see pgServer).
 func backends(t *testing.T) map[string]Store {
 	t.Helper()
 	now := time.Unix(1_700_000_000, 0)
-	s, err := OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "mail.db"), Options{BcryptCost: bcrypt.MinCost, Now: func() time.Time { return now }})
+	opts := Options{BcryptCost: bcrypt.MinCost, Now: func() time.Time { return now }}
+	s, err := OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "mail.db"), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	return map[string]Store{"sqlite": s}
+	return map[string]Store{"sqlite": s, "postgres": openPostgres(t, opts)}
+}
+
+// openPostgres opens a Postgres store on a new database of the test server.
+func openPostgres(t *testing.T, opts Options) *Postgres {
+	t.Helper()
+	srv := pgServer(t)
+	ctx := testkit.Context(t, time.Minute)
+	db, err := srv.NewDatabase(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := OpenPostgres(ctx, srv.DSN(db), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
 }
 
 func TestCanonAddress(t *testing.T) {

@@ -756,7 +756,7 @@ func (c *Client) rechoke(now time.Time) {
 		p.setChokedLocked(!d.Unchoked[id])
 	}
 	if c.trace.Enabled() {
-		c.trace.Publish(trace.Event{Proto: "bittorrent/choke", From: c.selfAddr(), Summary: c.describeChoke(d)})
+		c.trace.Publish(trace.Event{Type: trace.State, Proto: "bittorrent/choke", From: c.selfAddr(), Summary: c.describeChoke(d)})
 	}
 }
 

@@ -437,7 +437,7 @@ func (p *peerConn) maybeUnchokeNowLocked() {
 	if n := c.unchokedInterestedLocked(); n < c.choker.Slots+1 {
 		p.setChokedLocked(false)
 		if c.trace.Enabled() {
-			c.trace.Publish(trace.Event{Proto: "bittorrent/choke", From: c.selfAddr(),
+			c.trace.Publish(trace.Event{Type: trace.State, Proto: "bittorrent/choke", From: c.selfAddr(),
 				Summary: fmt.Sprintf("unchoke %s: interested and a slot is free (%d of %d in use)", p.addr, n, c.choker.Slots+1)})
 		}
 	}
@@ -479,7 +479,7 @@ func (c *Client) fillSlotLocked(why string) {
 	}
 	best.setChokedLocked(false)
 	if c.trace.Enabled() {
-		c.trace.Publish(trace.Event{Proto: "bittorrent/choke", From: c.selfAddr(),
+		c.trace.Publish(trace.Event{Type: trace.State, Proto: "bittorrent/choke", From: c.selfAddr(),
 			Summary: fmt.Sprintf("unchoke %s in the slot freed when %s", best.addr, why)})
 	}
 }
@@ -634,7 +634,7 @@ func (p *peerConn) fillRequestsLocked() {
 				continue
 			}
 			last = pk.Piece
-			c.trace.Publish(trace.Event{Proto: "bittorrent/pick", From: c.selfAddr(), To: p.addr.String(),
+			c.trace.Publish(trace.Event{Type: trace.State, Proto: "bittorrent/pick", From: c.selfAddr(), To: p.addr.String(),
 				Summary: fmt.Sprintf("piece %d from %s (%s, %d neighbours have it, %d/%d complete)", pk.Piece, p.addr, pk.Mode, pk.Availability, c.picker.Completed(), c.info.NumPieces())})
 		}
 	}

@@ -19,6 +19,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -73,6 +74,11 @@ type Config struct {
 	// RequestTimeout bounds reading an HTTP request and writing its answer.
 	// Default 10s.
 	RequestTimeout config.Duration `json:"request_timeout,omitempty"`
+	// MaxConns caps the HTTP connections open at once (a client over it
+	// gets 503). Default 1024.
+	MaxConns int `json:"max_conns,omitempty"`
+	// MaxConnsPerIP caps one client address's HTTP connections. Default 16.
+	MaxConnsPerIP int `json:"max_conns_per_ip,omitempty"`
 }
 
 func (c *Config) defaults() {
@@ -103,6 +109,12 @@ func (c *Config) defaults() {
 	if c.RequestTimeout <= 0 {
 		c.RequestTimeout = config.Duration(10 * time.Second)
 	}
+	if c.MaxConns <= 0 {
+		c.MaxConns = 1024
+	}
+	if c.MaxConnsPerIP <= 0 {
+		c.MaxConnsPerIP = 16
+	}
 }
 
 // Tracker is the tracker service.
@@ -118,6 +130,7 @@ type Tracker struct {
 	mu      sync.Mutex
 	httpSrv *http.Server
 	httpLn  net.Listener
+	front   *transport.Front // accepts for httpSrv: caps, back-off
 	udp     *net.UDPConn
 	pkt     *transport.PacketServer
 	wg      sync.WaitGroup
@@ -194,13 +207,25 @@ func (t *Tracker) Start(ctx context.Context) error {
 			MaxHeaderBytes: 8 << 10,
 			ErrorLog:       slog.NewLogLogger(t.log.Handler(), slog.LevelDebug),
 		}
+		t.front = transport.NewFront(transport.StreamConfig{
+			MaxConns:      t.cfg.MaxConns,
+			MaxConnsPerIP: t.cfg.MaxConnsPerIP,
+			Logger:        t.log,
+			OnReject: func(c net.Conn, _ transport.RejectReason) {
+				io.WriteString(c, "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 5\r\nContent-Length: 0\r\n\r\n")
+			},
+		}, ln.Addr())
 		t.wg.Add(1)
 		go func() {
 			defer t.wg.Done()
-			if err := t.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := t.httpSrv.Serve(t.front.Listener()); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
 				t.log.Error("tracker: http serve", "err", err)
 			}
 		}()
+		if err := t.front.Start(ln); err != nil {
+			t.closeHTTP(context.Background())
+			return fmt.Errorf("tracker: %w", err)
+		}
 	}
 	if t.cfg.UDPAddr != "" {
 		conn, err := lc.ListenUDP(ctx, "udp", t.cfg.UDPAddr)
@@ -261,6 +286,20 @@ func (t *Tracker) updateGauges() {
 	t.m.peers.Set(float64(peers))
 }
 
+// localAddr is the tracker's own address for network proto ("http" or
+// "udp"), for its trace events.
+func (t *Tracker) localAddr(proto string) string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch {
+	case proto == "http" && t.httpLn != nil:
+		return t.httpLn.Addr().String()
+	case proto == "udp" && t.udp != nil:
+		return t.udp.LocalAddr().String()
+	}
+	return "tracker:0"
+}
+
 // Addrs returns the bound HTTP (TCP) and UDP addresses.
 func (t *Tracker) Addrs() []net.Addr {
 	t.mu.Lock()
@@ -290,10 +329,14 @@ func (t *Tracker) AnnounceURLs() []string {
 }
 
 func (t *Tracker) closeHTTP(ctx context.Context) error {
-	if t.httpSrv != nil {
-		return t.httpSrv.Shutdown(ctx)
+	if t.httpSrv == nil {
+		return nil
 	}
-	return nil
+	err := t.front.Shutdown(ctx)
+	if err2 := t.httpSrv.Shutdown(ctx); err == nil {
+		err = err2
+	}
+	return err
 }
 
 // Shutdown stops the listeners and writes the snapshot.
@@ -378,7 +421,7 @@ func (t *Tracker) announce(req AnnounceRequest, proto, from string) (AnnounceRes
 	}
 	t.m.announces.WithLabelValues(proto, ev).Inc()
 	if t.trace.Enabled() {
-		t.trace.Publish(trace.Event{From: from, Proto: "bittorrent/tracker-" + proto,
+		t.trace.Publish(trace.Event{From: from, To: t.localAddr(proto), Proto: "bittorrent/tracker-" + proto,
 			Summary: fmt.Sprintf("announce %s %s left=%d event=%s -> %d peers (%d seeders, %d leechers)",
 				hex.EncodeToString(req.InfoHash[:]), req.Addr, req.Left, ev, len(res.Peers), res.Seeders, res.Leechers)})
 	}

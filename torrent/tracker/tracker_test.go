@@ -1,11 +1,13 @@
 package tracker
 
 import (
+	"bufio"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -449,3 +451,42 @@ func FuzzParseAnnounceResponse(f *testing.F) {
 }
 
 func testutilValue(c prometheus.Collector) float64 { return testutil.ToFloat64(c) }
+
+// TestHTTPConnectionCaps: the HTTP side is accepted through the shared
+// transport, so one client address cannot hold more than MaxConnsPerIP
+// connections (the next gets 503) while another address is served.
+func TestHTTPConnectionCaps(t *testing.T) {
+	tr := startTracker(t, Config{MaxConnsPerIP: 2}, service.Deps{})
+	addr := tr.Addrs()[0].String()
+	dialFrom := func(ip string) net.Conn {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: 3 * time.Second}
+		c, err := d.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	status := func(c net.Conn) string {
+		t.Helper()
+		io.WriteString(c, "GET /scrape HTTP/1.1\r\nHost: t\r\n\r\n")
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		line, err := bufio.NewReader(c).ReadString('\n')
+		if err != nil {
+			t.Fatalf("reading the status line: %v", err)
+		}
+		return strings.TrimSpace(line)
+	}
+	held := []net.Conn{dialFrom("127.0.0.21"), dialFrom("127.0.0.21")}
+	for _, c := range held {
+		if got := status(c); !strings.HasPrefix(got, "HTTP/1.1 200") {
+			t.Fatalf("a connection within the cap: %q", got)
+		}
+	}
+	if got := status(dialFrom("127.0.0.21")); got != "HTTP/1.1 503 Service Unavailable" {
+		t.Fatalf("a third connection from one address: %q, want 503", got)
+	}
+	if got := status(dialFrom("127.0.0.22")); !strings.HasPrefix(got, "HTTP/1.1 200") {
+		t.Fatalf("another address: %q, want 200", got)
+	}
+}

@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -31,6 +32,7 @@ import (
 
 	"github.com/applayer/applayer/internal/config"
 	"github.com/applayer/applayer/internal/service"
+	"github.com/applayer/applayer/internal/trace"
 )
 
 // Config configures a Cache. Zero fields take the documented defaults.
@@ -56,6 +58,16 @@ type Config struct {
 	// LinkRate is the access link's rate in bits/s, for the utilisation
 	// statistic. Default 15.4e6 (the chapter's example).
 	LinkRate float64 `json:"link_rate,omitempty"`
+	// TargetedCacheControl is the cache's target list of RFC 9213: the
+	// targeted fields it obeys, first match wins (a CDN's edges list
+	// ["KingCDN-Cache-Control", "CDN-Cache-Control"]). A response with a
+	// valid, non-empty one of them is cached by that field's directives,
+	// its Cache-Control and Expires ignored. Default: none.
+	TargetedCacheControl []string `json:"targeted_cache_control,omitempty"`
+	// StripTargeted removes the fields of the target list from responses
+	// sent downstream: a CDN's client-facing edges set it (the directives
+	// were for the CDN), its shield does not (its edges need them).
+	StripTargeted bool `json:"strip_targeted,omitempty"`
 }
 
 func (c *Config) defaults() {
@@ -82,6 +94,9 @@ func (c *Config) defaults() {
 	}
 	if c.LinkRate <= 0 {
 		c.LinkRate = 15.4e6
+	}
+	for i, f := range c.TargetedCacheControl {
+		c.TargetedCacheControl[i] = http.CanonicalHeaderKey(f)
 	}
 }
 
@@ -236,6 +251,7 @@ func (c *Cache) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if anyVariant {
 			miss = csVaryMiss
 		}
+		c.traceDecision(r, trace.CacheMiss, key)
 		c.miss(w, r, key, &reqCC, miss)
 		return
 	}
@@ -259,6 +275,7 @@ func (c *Cache) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		c.revalidateInBackground(r, e)
 		c.st.stale.Add(1)
 		c.st.hits.Add(1)
+		c.traceDecision(r, trace.CacheHit, key+" stale-while-revalidate")
 		c.serveEntry(w, r, e, now, csHit+"; detail=stale-while-revalidate", true)
 		return
 	default:
@@ -266,6 +283,7 @@ func (c *Cache) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if !validate {
 		c.st.hits.Add(1)
+		c.traceDecision(r, trace.CacheHit, key)
 		c.serveEntry(w, r, e, now, csHit, false)
 		return
 	}
@@ -273,7 +291,20 @@ func (c *Cache) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		c.gatewayTimeout(w, why)
 		return
 	}
+	c.traceDecision(r, trace.CacheRevalidate, key)
 	c.validate(w, r, e, &reqCC, why, staleness)
+}
+
+// traceDecision publishes the cache's decision on r (client to cache).
+func (c *Cache) traceDecision(r *http.Request, typ, key string) {
+	if !c.deps.Trace.Enabled() {
+		return
+	}
+	to := r.Host
+	if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+		to = a.String()
+	}
+	c.deps.Trace.Publish(trace.Event{Type: typ, From: r.RemoteAddr, To: to, Proto: trace.HTTPProto(r.Proto), Summary: key})
 }
 
 func pragmaNoCache(h http.Header) bool {
@@ -320,6 +351,7 @@ func (c *Cache) serveEntry(w http.ResponseWriter, r *http.Request, e *entry, now
 	for k, v := range e.header {
 		h[k] = v
 	}
+	c.stripTargeted(h)
 	age := e.currentAge(now)
 	h["Age"] = []string{strconv.FormatInt(int64(age/time.Second), 10)}
 	ttl := int64((e.lifetime - age) / time.Second)

@@ -85,6 +85,7 @@ func (c *Cache) follow(w http.ResponseWriter, r *http.Request, f *flight, status
 	for k, v := range f.hdr {
 		h[k] = v
 	}
+	c.stripTargeted(h)
 	h["Cache-Status"] = c.cacheStatus(f.hdr["Cache-Status"], status+"; "+csDetailColl)
 	c.st.hits.Add(1)
 	noSniff(h)
@@ -171,6 +172,7 @@ func (c *Cache) stream(w http.ResponseWriter, r *http.Request, res *http.Respons
 	for k, v := range res.Header {
 		h[k] = v
 	}
+	c.stripTargeted(h)
 	if f != nil && (keep == nil || res.ContentLength > c.cfg.MaxObjectBytes) {
 		f = nil
 	}

@@ -24,7 +24,7 @@ func (c *Cache) FastHit(key []byte, head bool, via string, dst []byte) (hdr, bod
 	if e.lifetime <= age {
 		return dst, nil, false
 	}
-	w := e.wirePrefix()
+	w := e.wirePrefix(c)
 	c.st.requests.Add(1)
 	c.st.hits.Add(1)
 	dst = append(dst, w.prefix...)
@@ -61,7 +61,7 @@ type wire struct {
 	priorVia    string
 }
 
-func (e *entry) wirePrefix() *wire {
+func (e *entry) wirePrefix(c *Cache) *wire {
 	if w := e.wire.Load(); w != nil {
 		return w
 	}
@@ -77,6 +77,9 @@ func (e *entry) wirePrefix() *wire {
 	sort.Strings(keys)
 	for _, k := range keys {
 		vs := e.header[k]
+		if c.isStripped(k) {
+			continue
+		}
 		switch k {
 		case "Age", "Content-Length":
 			continue

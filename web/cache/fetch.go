@@ -94,6 +94,7 @@ func (c *Cache) fetch(w http.ResponseWriter, r *http.Request, key string, reqCC 
 		stripClientConditionals(out.Header)
 	}
 	reqTime := c.now()
+	out = forwardInterim(out, w)
 	res, err := c.roundTrip(out)
 	if err != nil {
 		if f != nil {
@@ -122,11 +123,11 @@ func (c *Cache) fetch(w http.ResponseWriter, r *http.Request, key string, reqCC 
 func (c *Cache) finish(w http.ResponseWriter, r *http.Request, key string, reqCC *Directives, res *http.Response,
 	reqTime, respTime time.Time, status string, f *flight, old *entry) {
 	c.st.misses.Add(1)
-	cc := ParseCacheControl(res.Header)
+	cc, targeted := c.responseCC(res.Header)
 	if _, ok := res.Header["Date"]; !ok {
 		res.Header["Date"] = []string{respTime.UTC().Format(http.TimeFormat)}
 	}
-	ok := storable(r, reqCC, res.StatusCode, res.Header, &cc)
+	ok := storable(r, reqCC, res.StatusCode, res.Header, &cc, targeted)
 	if ok && res.ContentLength > c.cfg.MaxObjectBytes {
 		if old != nil {
 			c.invalidate(old.key) // replaced by a response too large to store
@@ -254,7 +255,7 @@ func bytesReader(b []byte) io.Reader { return &byteReader{b} }
 // corrected_initial_age (RFC 9111 section 4.2.3).
 func (c *Cache) newEntry(key string, r *http.Request, res *http.Response, reqTime, respTime time.Time) *entry {
 	h := res.Header.Clone()
-	cc := ParseCacheControl(h)
+	cc, _ := c.responseCC(h)
 	storedHeader(h, &cc)
 	ageValue, _ := parseAge(h)
 	delete(h, "Age")
@@ -306,7 +307,7 @@ func (c *Cache) store(e *entry) {
 func (c *Cache) updated(e *entry, res *http.Response, reqTime, respTime time.Time) *entry {
 	h := e.header.Clone()
 	from := res.Header.Clone()
-	cc := ParseCacheControl(from)
+	cc, _ := c.responseCC(from)
 	storedHeader(from, &cc) // a 304's cookie is for the validating client only
 	for k, v := range from {
 		switch k {
@@ -583,9 +584,9 @@ func (c *Cache) revalidateInBackground(r *http.Request, e *entry) {
 			}
 			return
 		}
-		cc := ParseCacheControl(res.Header)
+		cc, targeted := c.responseCC(res.Header)
 		noCC := Directives{MaxAge: -1, SMaxAge: -1, MaxStale: -1, MinFresh: -1, StaleIfError: -1, StaleWhileRevalidate: -1}
-		if !storable(out, &noCC, res.StatusCode, res.Header, &cc) || res.ContentLength > c.cfg.MaxObjectBytes {
+		if !storable(out, &noCC, res.StatusCode, res.Header, &cc, targeted) || res.ContentLength > c.cfg.MaxObjectBytes {
 			if res.StatusCode < 500 {
 				c.invalidate(e.key)
 			}

@@ -50,7 +50,7 @@ func RemoveHopByHop(h http.Header) {
 // derive fills the fields of e computed from its stored header: the
 // parsed Cache-Control, validators and the freshness lifetime.
 func (c *Cache) derive(e *entry) {
-	e.cc = ParseCacheControl(e.header)
+	e.cc, e.targeted = c.responseCC(e.header)
 	e.etag = e.header.Get("Etag")
 	e.lastMod = e.header.Get("Last-Modified")
 	e.date = dateOf(e.header, e.respTime)
@@ -73,7 +73,7 @@ func (c *Cache) lifetime(e *entry) time.Duration {
 			date = t
 		}
 	}
-	if exps, ok := e.header["Expires"]; ok {
+	if exps, ok := e.header["Expires"]; ok && !e.targeted {
 		if len(exps) != 1 {
 			return 0
 		}
@@ -89,11 +89,13 @@ func (c *Cache) lifetime(e *entry) time.Duration {
 	if e.lastMod != "" && (heuristicStatus(e.status) || e.cc.Public()) {
 		if lm, err := http.ParseTime(e.lastMod); err == nil {
 			if d := date.Sub(lm); d > 0 {
-				h := time.Duration(float64(d) * c.cfg.HeuristicFraction)
-				if h > c.cfg.MaxHeuristic.D() {
-					h = c.cfg.MaxHeuristic.D()
+				// capped in floating point: a large fraction of an old
+				// Last-Modified overflows a Duration
+				h := float64(d) * c.cfg.HeuristicFraction
+				if max := c.cfg.MaxHeuristic.D(); h > float64(max) {
+					return max
 				}
-				return h
+				return time.Duration(h)
 			}
 		}
 	}
@@ -102,7 +104,9 @@ func (c *Cache) lifetime(e *entry) time.Duration {
 
 // storable reports whether a response to a GET request may be stored
 // (RFC 9111 section 3), given the parsed directives of both.
-func storable(req *http.Request, reqCC *Directives, status int, h http.Header, cc *Directives) bool {
+// targeted says cc came from a targeted field (RFC 9213): Expires is
+// then ignored.
+func storable(req *http.Request, reqCC *Directives, status int, h http.Header, cc *Directives, targeted bool) bool {
 	if req.Method != http.MethodGet || !understoodStatus(status) {
 		return false
 	}
@@ -129,7 +133,7 @@ func storable(req *http.Request, reqCC *Directives, status int, h http.Header, c
 		// when it is stored without it.
 		return false
 	}
-	if _, ok := h["Expires"]; ok {
+	if _, ok := h["Expires"]; ok && !targeted {
 		return true
 	}
 	return cc.MaxAge >= 0 || cc.SMaxAge >= 0 || cc.Public() || heuristicStatus(status)

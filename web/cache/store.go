@@ -24,6 +24,7 @@ type entry struct {
 	corrInitAge       time.Duration // corrected_initial_age (section 4.2.3)
 	lifetime          time.Duration // freshness lifetime (section 4.2.1)
 	cc                Directives    // the stored response's Cache-Control
+	targeted          bool          // cc came from a targeted field (RFC 9213)
 	etag, lastMod     string
 
 	// memory LRU links, guarded by memStore.mu

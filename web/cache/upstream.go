@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
 	"strconv"
 
 	"github.com/applayer/applayer/internal/trace"
@@ -35,8 +37,18 @@ func (c *Cache) outbound(r *http.Request) (*http.Request, context.CancelFunc) {
 
 func (c *Cache) roundTrip(out *http.Request) (*http.Response, error) {
 	c.st.originRequests.Add(1)
-	if c.deps.Trace.Enabled() {
-		c.deps.Trace.Publish(trace.Event{From: "cache", To: out.URL.Host, Proto: "http", Summary: out.Method + " " + out.URL.String()})
+	if tr := c.deps.Trace; tr.Enabled() {
+		// The request as sent, once the connection it goes on is known.
+		summary := out.Method + " " + out.URL.String() + headerSummary(out.Header)
+		out = out.WithContext(httptrace.WithClientTrace(out.Context(), &httptrace.ClientTrace{
+			GotConn: func(info httptrace.GotConnInfo) {
+				from, to := info.Conn.LocalAddr().String(), info.Conn.RemoteAddr().String()
+				if !info.Reused {
+					tr.Publish(trace.Event{Type: trace.ConnOpen, From: from, To: to, Proto: "tcp", Summary: "TCP connection opened"})
+				}
+				tr.Publish(trace.Event{From: from, To: to, Proto: "http/1.1", Summary: summary})
+			},
+		}))
 	}
 	res, err := c.upstream.RoundTrip(out)
 	if err != nil {
@@ -100,4 +112,45 @@ func (c *Cache) invalidate(key string) {
 	if c.disk != nil {
 		c.disk.remove(key)
 	}
+}
+
+// headerSummary shows a forwarded request's validators in its trace.
+func headerSummary(h http.Header) string {
+	s := ""
+	for _, n := range []string{"If-Modified-Since", "If-None-Match"} {
+		if v := h.Get(n); v != "" {
+			s += " " + n + ": " + v
+		}
+	}
+	return s
+}
+
+// forwardInterim returns out set to pass the upstream's informational
+// responses (1xx other than 100 and 101: 103 Early Hints, RFC 8297) to
+// the client as they arrive, so a browser behind the cache can start
+// fetching what the hints name while the origin still works on the
+// final response. The hints' fields are sent with the 1xx only: they are
+// removed from w's header again before the final response.
+func forwardInterim(out *http.Request, w http.ResponseWriter) *http.Request {
+	trace := &httptrace.ClientTrace{
+		Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
+			if code == http.StatusContinue || code == http.StatusSwitchingProtocols {
+				return nil
+			}
+			wh := w.Header()
+			var added []string
+			for k, vs := range h {
+				if _, had := wh[k]; !had {
+					added = append(added, k)
+				}
+				wh[k] = vs
+			}
+			w.WriteHeader(code)
+			for _, k := range added {
+				delete(wh, k)
+			}
+			return nil
+		},
+	}
+	return out.WithContext(httptrace.WithClientTrace(out.Context(), trace))
 }

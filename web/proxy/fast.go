@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 
+	"github.com/applayer/applayer/internal/trace"
 	"github.com/applayer/applayer/internal/transport"
 	"github.com/applayer/applayer/web/fastpath"
 )
@@ -26,7 +27,7 @@ const busyReply = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConn
 // they carry many clients) answered with 503, accept back-off, panics
 // answered with 500, and s.conns kept as the count of open connections
 // (those handed to net/http included, until closed).
-func (s *Server) newFront() *transport.StreamServer {
+func (s *Server) newFront(local string) *transport.StreamServer {
 	return transport.NewStreamServer(transport.StreamConfig{
 		MaxConns:      s.cfg.MaxConns,
 		MaxConnsPerIP: s.cfg.MaxConnsPerClient,
@@ -39,8 +40,10 @@ func (s *Server) newFront() *transport.StreamServer {
 			switch e.Kind {
 			case transport.EventAccepted:
 				s.conns.Add(1)
+				s.traceConn(trace.ConnOpen, e.Remote.String(), local, "TCP connection opened")
 			case transport.EventClosed:
 				s.conns.Add(-1)
+				s.traceConn(trace.ConnClose, e.Remote.String(), local, "TCP connection closed")
 			}
 		},
 		Logger: s.log,
@@ -156,4 +159,11 @@ func appendHost(dst, host []byte) []byte {
 		dst = append(dst, c)
 	}
 	return dst
+}
+
+// traceConn publishes a client connection's opening or closing.
+func (s *Server) traceConn(typ, from, to, summary string) {
+	if s.deps.Trace.Enabled() {
+		s.deps.Trace.Publish(trace.Event{Type: typ, From: from, To: to, Proto: "tcp", Summary: summary})
+	}
 }

@@ -264,6 +264,9 @@ func New(cfg Config, deps service.Deps) (*Server, error) {
 // Name implements service.Service.
 func (s *Server) Name() string { return "web-cache" }
 
+// Conns returns the client connections open now (an edge's load).
+func (s *Server) Conns() int64 { return s.conns.Load() }
+
 // Cache returns the proxy's cache (for its AdminHandler and Stats).
 func (s *Server) Cache() *cache.Cache { return s.cache }
 
@@ -312,7 +315,7 @@ func (s *Server) Start(ctx context.Context) error {
 	s.ln, s.srv = ln, srv
 	s.handoff = transport.NewHandoff(ln.Addr())
 	s.fast = s.newFast()
-	s.front = s.newFront()
+	s.front = s.newFront(ln.Addr().String())
 	s.mu.Unlock()
 	s.wg.Add(1)
 	go func() {
@@ -390,7 +393,26 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if la, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
 			to = la.String()
 		}
-		s.deps.Trace.Publish(trace.Event{From: r.RemoteAddr, To: to, Proto: r.Proto, Summary: r.Method + " " + r.RequestURI})
+		s.deps.Trace.Publish(trace.Event{From: r.RemoteAddr, To: to, Proto: trace.HTTPProto(r.Proto), Summary: r.Method + " " + r.RequestURI})
+	}
+	if s.deps.Trace.Enabled() && r.Method != http.MethodConnect { // a tunnel hijacks w
+		to := s.cfg.Name
+		if la, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+			to = la.String()
+		}
+		tw := &traceWriter{ResponseWriter: w}
+		defer func() {
+			status := tw.status
+			if status == 0 {
+				status = http.StatusOK
+			}
+			summary := fmt.Sprintf("%s %d %s", r.Proto, status, http.StatusText(status))
+			if cs := tw.Header().Get("Cache-Status"); cs != "" {
+				summary += " Cache-Status: " + cs
+			}
+			s.deps.Trace.Publish(trace.Event{From: to, To: r.RemoteAddr, Proto: trace.HTTPProto(r.Proto), Summary: summary, Bytes: int(tw.n)})
+		}()
+		w = tw
 	}
 	if r.Method == http.MethodConnect {
 		s.connect(w, r)
@@ -512,6 +534,39 @@ func (s *Server) forwardedFor(h http.Header, peer netip.Addr) {
 }
 
 // viaWriter adds our Via entry to every response.
+// traceWriter learns a response's status and body size for its trace event.
+type traceWriter struct {
+	http.ResponseWriter
+	status int
+	n      int64
+}
+
+func (t *traceWriter) WriteHeader(code int) {
+	if t.status == 0 && code >= 200 {
+		t.status = code
+	}
+	t.ResponseWriter.WriteHeader(code)
+}
+
+func (t *traceWriter) Write(b []byte) (int, error) {
+	if t.status == 0 {
+		t.status = http.StatusOK
+	}
+	n, err := t.ResponseWriter.Write(b)
+	t.n += int64(n)
+	return n, err
+}
+
+// Flush passes through to the underlying writer.
+func (t *traceWriter) Flush() {
+	if f, ok := t.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap gives http.ResponseController the underlying writer.
+func (t *traceWriter) Unwrap() http.ResponseWriter { return t.ResponseWriter }
+
 type viaWriter struct {
 	http.ResponseWriter
 	via   string
@@ -519,7 +574,7 @@ type viaWriter struct {
 }
 
 func (v *viaWriter) WriteHeader(code int) {
-	if !v.wrote {
+	if !v.wrote && code >= 200 { // a 1xx (103 Early Hints) goes before the final header
 		v.wrote = true
 		h := v.ResponseWriter.Header()
 		h["Via"] = appendList(h["Via"], v.via)

@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"time"
 
@@ -94,6 +95,10 @@ type Site struct {
 	// Shop, when set, serves the cookie shop with its database in this
 	// data directory instead of files.
 	Shop string `json:"shop,omitempty"`
+	// Handler, when set (in-process wiring only, e.g. the DASH origin),
+	// serves the site instead of files or the shop; the server still
+	// adds its listeners, protocols, limits, access log and metrics.
+	Handler http.Handler `json:"-"`
 }
 
 // Push configures HTTP/2 server push for a site's HTML pages (200
@@ -156,7 +161,7 @@ func (c *Config) Validate() error {
 	}
 	for i, s := range c.Sites {
 		f := fmt.Sprintf("sites[%d]", i)
-		if s.Root == "" && s.Shop == "" {
+		if s.Root == "" && s.Shop == "" && s.Handler == nil {
 			return config.Errorf(f+".root", "a root directory (or shop) is required")
 		}
 		if i > 0 && len(s.Hosts) == 0 {

@@ -3,6 +3,7 @@ package server
 import (
 	"fmt"
 	"net/http"
+	"net/textproto"
 	"strconv"
 
 	"github.com/applayer/applayer/internal/trace"
@@ -113,10 +114,8 @@ func (h fastHandler) ServeFast(r *fastpath.Request, w *fastpath.Writer) bool {
 	}
 	end := s.deps.Now()
 	s.m.request(protoHTTP11, method, code, end.Sub(start), n)
-	if tr := s.deps.Trace; tr.Enabled() {
-		remote, local := w.Remote().String(), w.LocalAddr().String()
-		tr.Publish(trace.Event{From: remote, To: local, Proto: protoHTTP11, Summary: method + " " + string(r.Target) + " " + protoHTTP11 + " Host: " + string(r.Host)})
-		tr.Publish(trace.Event{From: local, To: remote, Proto: protoHTTP11, Summary: fmt.Sprintf("%s %d %s", protoHTTP11, code, http.StatusText(code)), Bytes: int(n)})
+	if s.deps.Trace.Enabled() {
+		s.traceFast(r, w, e, method, code, n)
 	}
 	if s.access != nil {
 		var buf [512]byte
@@ -128,6 +127,26 @@ func (h fastHandler) ServeFast(r *fastpath.Request, w *fastpath.Writer) bool {
 		s.access.write(line)
 	}
 	return true
+}
+
+// traceFast publishes a fast-path request and its answer as observe
+// does for net/http's (the same summaries and header excerpts).
+func (s *Server) traceFast(r *fastpath.Request, w *fastpath.Writer, e *cacheEntry, method string, code int, n int64) {
+	tr := s.deps.Trace
+	remote, local := w.Remote().String(), w.LocalAddr().String()
+	reqHdr := http.Header{}
+	for _, f := range r.Fields {
+		k := textproto.CanonicalMIMEHeaderKey(string(f.Name))
+		reqHdr[k] = append(reqHdr[k], string(f.Value))
+	}
+	tr.Publish(trace.Event{From: remote, To: local, Proto: trace.HTTPProto(protoHTTP11),
+		Summary: method + " " + string(r.Target) + " " + protoHTTP11 + " Host: " + string(r.Host) + HeaderSummary(reqHdr, traceRequestHeaders)})
+	respHdr := http.Header{}
+	if code == http.StatusOK || code == http.StatusPartialContent {
+		respHdr["Last-Modified"] = e.lastMod
+	}
+	tr.Publish(trace.Event{From: local, To: remote, Proto: trace.HTTPProto(protoHTTP11),
+		Summary: fmt.Sprintf("%s %d %s", protoHTTP11, code, http.StatusText(code)) + HeaderSummary(respHdr, traceResponseHeaders), Bytes: int(n)})
 }
 
 // fastSite returns the file site serving host (a Host value), nil when

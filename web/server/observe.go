@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -152,7 +153,7 @@ func (s *Server) observe(h http.Handler) http.Handler {
 			if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
 				local = a.String()
 			}
-			tr.Publish(trace.Event{From: r.RemoteAddr, To: local, Proto: r.Proto, Summary: r.Method + " " + r.RequestURI + " " + r.Proto + " Host: " + r.Host, Bytes: int(max(r.ContentLength, 0))})
+			tr.Publish(trace.Event{From: r.RemoteAddr, To: local, Proto: trace.HTTPProto(r.Proto), Summary: r.Method + " " + r.RequestURI + " " + r.Proto + " Host: " + r.Host + HeaderSummary(r.Header, traceRequestHeaders), Bytes: int(max(r.ContentLength, 0))})
 		}
 		defer func() {
 			if v := recover(); v != nil {
@@ -172,7 +173,12 @@ func (s *Server) observe(h http.Handler) http.Handler {
 			}
 			s.m.request(r.Proto, r.Method, rec.status, s.deps.Now().Sub(start), rec.n)
 			if tr.Enabled() {
-				tr.Publish(trace.Event{From: local, To: r.RemoteAddr, Proto: r.Proto, Summary: fmt.Sprintf("%s %d %s", r.Proto, rec.status, http.StatusText(rec.status)), Bytes: int(rec.n)})
+				if local == "" { // tracing began during the request
+					if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+						local = a.String()
+					}
+				}
+				tr.Publish(trace.Event{From: local, To: r.RemoteAddr, Proto: trace.HTTPProto(r.Proto), Summary: fmt.Sprintf("%s %d %s", r.Proto, rec.status, http.StatusText(rec.status)) + HeaderSummary(rec.Header(), traceResponseHeaders), Bytes: int(rec.n)})
 			}
 			if s.access != nil {
 				s.access.log(r, rec.status, rec.n, start)
@@ -311,4 +317,26 @@ func (a *accessLog) close() error {
 	}
 	a.flush()
 	return a.f.Close()
+}
+
+// The headers a trace summary shows: those the chapter's lessons are about
+// (conditional GET, cookies, persistent connections).
+var (
+	traceRequestHeaders  = []string{"Connection", "If-Modified-Since", "If-None-Match", "Cookie"}
+	traceResponseHeaders = []string{"Connection", "Last-Modified", "Set-Cookie"}
+)
+
+// HeaderSummary returns the named headers of h present in it as
+// " Name: value" each, for a trace summary (each value cut to 80 bytes).
+func HeaderSummary(h http.Header, names []string) string {
+	var b strings.Builder
+	for _, n := range names {
+		for _, v := range h[n] {
+			if len(v) > 80 {
+				v = v[:80] + "..."
+			}
+			b.WriteString(" " + n + ": " + v)
+		}
+	}
+	return b.String()
 }

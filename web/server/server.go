@@ -19,6 +19,7 @@ import (
 	"github.com/quic-go/quic-go/http3"
 
 	"github.com/applayer/applayer/internal/service"
+	"github.com/applayer/applayer/internal/trace"
 	"github.com/applayer/applayer/internal/transport"
 	"github.com/applayer/applayer/web/fastpath"
 	"github.com/applayer/applayer/web/labca"
@@ -69,7 +70,9 @@ func New(cfg Config, deps service.Deps) (*Server, error) {
 		fastByHost: map[string]*fileSite{}}
 	for i, site := range cfg.Sites {
 		var h http.Handler
-		if site.Shop != "" {
+		if site.Handler != nil {
+			h = site.Handler
+		} else if site.Shop != "" {
 			sh, err := shop.Open(site.Shop, s.log)
 			if err != nil {
 				s.closeAll()
@@ -204,7 +207,7 @@ func (s *Server) httpServer(h http.Handler, p *http.Protocols, counted bool) *ht
 		IdleTimeout:       s.cfg.IdleTimeout.D(),
 		MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
-		ConnState: func(_ net.Conn, st http.ConnState) {
+		ConnState: func(c net.Conn, st http.ConnState) {
 			if !counted {
 				return
 			}
@@ -212,8 +215,10 @@ func (s *Server) httpServer(h http.Handler, p *http.Protocols, counted bool) *ht
 			case http.StateNew:
 				s.m.conns.Inc()
 				s.m.open.Inc()
+				s.traceConn(c, trace.ConnOpen, "TCP connection opened")
 			case http.StateClosed, http.StateHijacked:
 				s.m.open.Dec()
+				s.traceConn(c, trace.ConnClose, "TCP connection closed")
 			}
 		},
 	}
@@ -249,6 +254,7 @@ func (s *Server) Start(ctx context.Context) error {
 		if err != nil {
 			return fail(fmt.Errorf("server: listen: %w", err))
 		}
+		ln = transport.WrapListener(ctx, ln) // a lab link, if any
 		lns = append(lns, ln)
 		addrs = append(addrs, ln.Addr())
 	}
@@ -262,6 +268,7 @@ func (s *Server) Start(ctx context.Context) error {
 		if err != nil {
 			return fail(fmt.Errorf("server: listen tls: %w", err))
 		}
+		ln = transport.WrapListener(ctx, ln)
 		lns = append(lns, ln)
 		addrs = append(addrs, ln.Addr())
 		if s.cfg.HTTP3 {
@@ -273,7 +280,7 @@ func (s *Server) Start(ctx context.Context) error {
 			addrs = append(addrs, pc.LocalAddr())
 			s.h3 = &http3.Server{
 				Handler:        s.handler,
-				TLSConfig:      http3.ConfigureTLSConfig(tc.Clone()),
+				TLSConfig:      http3.ConfigureTLSConfig(s.traceHandshakes(tc.Clone(), "quic")),
 				MaxHeaderBytes: s.cfg.MaxHeaderBytes,
 				IdleTimeout:    s.cfg.IdleTimeout.D(),
 				Port:           pc.LocalAddr().(*net.UDPAddr).Port,
@@ -311,6 +318,7 @@ func (s *Server) Start(ctx context.Context) error {
 			serve = append(serve, serving{s.httpServer(handler, &p2, false), h2})
 			fc.Preface, fc.Divert = preface, h2.Deliver
 		}
+		local := lns[0].Addr().String()
 		front = transport.NewStreamServer(transport.StreamConfig{
 			Logger: s.log,
 			OnPanic: func(c net.Conn, _ any) {
@@ -322,8 +330,10 @@ func (s *Server) Start(ctx context.Context) error {
 				case transport.EventAccepted:
 					s.m.conns.Inc()
 					s.m.open.Inc()
+					s.traceConnAddrs(e.Remote.String(), local, trace.ConnOpen, "TCP connection opened")
 				case transport.EventClosed:
 					s.m.open.Dec()
+					s.traceConnAddrs(e.Remote.String(), local, trace.ConnClose, "TCP connection closed")
 				}
 			},
 		}, fastpath.New(fc, fastHandler{s}))
@@ -333,7 +343,10 @@ func (s *Server) Start(ctx context.Context) error {
 		p.SetHTTP1(true)
 		p.SetHTTP2(true)
 		hs := s.httpServer(handler, &p, true)
-		hs.TLSConfig = tc
+		// ALPN as ServeTLS would set it, explicit so that a traced
+		// handshake's own config (traceHandshakes) offers it too.
+		tc.NextProtos = []string{"h2", "http/1.1"}
+		hs.TLSConfig = s.traceHandshakes(tc, "tls")
 		serve = append(serve, serving{hs, lns[len(lns)-1]})
 	}
 	if s.h3 != nil {

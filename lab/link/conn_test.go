@@ -1,0 +1,262 @@
+package link
+
+import (
+	"context"
+	"flag"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/applayer/applayer/internal/testkit"
+	"github.com/applayer/applayer/internal/trace"
+)
+
+func TestMain(m *testing.M) { testkit.VerifyNoLeaks(m) }
+
+// echoServer accepts on ln and echoes every connection until ln closes.
+func echoServer(t testing.TB, ln net.Listener) {
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				io.Copy(c, c)
+			}()
+		}
+	}()
+}
+
+// within checks got against want: never more than early early (the delay
+// is applied), at most late late (timers and scheduling on a busy machine
+// only ever make a real socket later; the exact figures are the simulated
+// clock's tests).
+func within(t *testing.T, what string, got, want, early, late time.Duration) {
+	t.Helper()
+	if got < want-early || got > want+late {
+		t.Errorf("%s: %s, want %s (-%s/+%s)", what, got, want, early, late)
+	} else {
+		t.Logf("%s: %s (want %s -%s/+%s)", what, got, want, early, late)
+	}
+}
+
+// TestDelayRealSockets: a server whose access link has a 100 ms delay, on
+// a real loopback socket pair: the first exchange costs the handshake and
+// the request/response round trip (4 × 100 ms), the next ones 2 × 100 ms.
+// Bounds are looser than on the simulated clock (timers, scheduling).
+func TestDelayRealSockets(t *testing.T) {
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := New("server", Config{Delay: 100 * time.Millisecond}, 1)
+	echoServer(t, &Listener{Listener: raw, Out: Path{l.Up}, In: Path{l.Down}})
+	c, err := net.Dial("tcp", raw.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	buf := make([]byte, 1)
+	for i, want := range []time.Duration{400 * time.Millisecond, 200 * time.Millisecond, 200 * time.Millisecond} {
+		start := time.Now()
+		if _, err := c.Write([]byte{byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(c, buf); err != nil {
+			t.Fatal(err)
+		}
+		within(t, "exchange "+string(rune('1'+i)), time.Since(start), want, 10*time.Millisecond, 150*time.Millisecond)
+	}
+}
+
+var (
+	realRate = flag.Float64("realrate", 4e6, "TestRateRealSockets: the link's rate, bits/s")
+	realSecs = flag.Int("realsecs", 2, "TestRateRealSockets: how long to measure, seconds")
+)
+
+// TestRateRealSockets: a 4 Mbit/s downlink on a real socket pair carries 4
+// Mbit/s ± 5% over 2 s; the simulated tests hold the tighter bound. The
+// issue's 1.54 Mbit/s over 10 s: go test -run RateRealSockets ./lab/link/
+// -args -realrate 1.54e6 -realsecs 10
+func TestRateRealSockets(t *testing.T) {
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rate, secs := *realRate, time.Duration(*realSecs)*time.Second
+	l := New("server", Config{Down: rate}, 1)
+	ln := &Listener{Listener: raw, Out: Path{l.Up}, In: Path{l.Down}}
+	got := make(chan int64, 1)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		c, err := ln.Accept()
+		if err != nil {
+			got <- -1
+			return
+		}
+		defer c.Close()
+		c.SetReadDeadline(time.Now().Add(secs))
+		n, _ := io.Copy(io.Discard, c)
+		got <- n
+	}()
+	defer func() { raw.Close(); wg.Wait() }()
+	c, err := net.Dial("tcp", raw.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	go func() {
+		buf := make([]byte, 32<<10)
+		for {
+			if _, err := c.Write(buf); err != nil {
+				return
+			}
+		}
+	}()
+	n := <-got
+	measured := float64(n) * 8 / secs.Seconds()
+	if e := (measured - rate) / rate; e < -0.05 || e > 0.05 {
+		t.Errorf("%s/s link: %.4f Mbit/s over %s (%.1f%% off, want within 5%%)", FormatRate(rate), measured/1e6, secs, e*100)
+	} else {
+		t.Logf("%s/s link: %.4f Mbit/s over %s (%.2f%% off)", FormatRate(rate), measured/1e6, secs, e*100)
+	}
+}
+
+// TestDatagramLossAndDrops: a dialed UDP socket over a lossy link loses
+// about the configured share of datagrams, and each loss is a "link.drop"
+// event on the trace bus.
+func TestDatagramLossAndDrops(t *testing.T) {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	bus := trace.NewBus(nil)
+	var mu sync.Mutex
+	drops := 0
+	cancel := bus.Subscribe(trace.SinkFunc(func(e trace.Event) {
+		if e.Proto == "link" {
+			mu.Lock()
+			drops++
+			mu.Unlock()
+		}
+	}))
+	defer cancel()
+	l := New("client", Config{Loss: 0.2, Delay: 5 * time.Millisecond}, 42)
+	d := &Dialer{Next: &net.Dialer{}, Bus: bus, Route: func(string, net.Addr) (Path, Path) { return Path{l.Up}, Path{l.Down} }}
+	c, err := d.DialContext(context.Background(), "udp", pc.LocalAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	const n = 500
+	for i := 0; i < n; i++ {
+		if _, err := c.Write([]byte{byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := 0
+	buf := make([]byte, 16)
+	pc.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	for {
+		if _, _, err := pc.ReadFrom(buf); err != nil {
+			break
+		}
+		got++
+	}
+	lost := n - got
+	mu.Lock()
+	defer mu.Unlock()
+	// The kernel may lose a few of the burst too; the link's own losses
+	// are counted exactly.
+	dropped := int(l.Up.Dropped())
+	if dropped < 60 || dropped > 140 || lost < dropped || lost > dropped+10 || drops != dropped {
+		t.Errorf("loss 20%% of %d datagrams: %d arrived, %d lost (pipe counted %d, %d link.drop events); want about 100 lost, all counted", n, got, lost, dropped, drops)
+	}
+}
+
+// TestDeadlinesAndClose: a shaped connection honours read deadlines (net/http
+// relies on them) and delivers what was written before Close.
+func TestDeadlinesAndClose(t *testing.T) {
+	a, b := net.Pipe()
+	l := New("x", Config{Delay: 50 * time.Millisecond}, 1)
+	c := Wrap(a, Path{l.Up}, Path{l.Down}, 0, false, nil)
+	c.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+	buf := make([]byte, 4)
+	if _, err := c.Read(buf); !os.IsTimeout(err) {
+		t.Fatalf("read past its deadline: %v, want a timeout", err)
+	}
+	c.SetReadDeadline(time.Time{})
+	done := make(chan []byte)
+	go func() {
+		got, _ := io.ReadAll(b)
+		done <- got
+	}()
+	start := time.Now()
+	if _, err := c.Write([]byte("bye")); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	got := <-done
+	if string(got) != "bye" {
+		t.Errorf("written before Close: peer read %q, want bye", got)
+	}
+	if el := time.Since(start); el < 50*time.Millisecond {
+		t.Errorf("delivered after %s, before the 50 ms delay", el)
+	}
+	if _, err := c.Read(buf); err == nil {
+		t.Error("read after Close succeeded")
+	}
+}
+
+// BenchmarkRoundTrip measures a 1-byte TCP echo round trip on loopback:
+// "unshaped" is what every lab host without a link gets (nothing is
+// wrapped: the raw connection), "zero-link" the cost of the wrapper itself
+// when a link with no delay and no rate limit is configured.
+func BenchmarkRoundTrip(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		wrap bool
+	}{{"unshaped", false}, {"zero-link", true}} {
+		b.Run(tc.name, func(b *testing.B) {
+			raw, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			var ln net.Listener = raw
+			if tc.wrap {
+				l := New("bench", Config{}, 1)
+				ln = &Listener{Listener: raw, Out: Path{l.Up}, In: Path{l.Down}}
+			}
+			echoServer(b, ln)
+			c, err := net.Dial("tcp", raw.Addr().String())
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			buf := []byte{1}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if _, err := c.Write(buf); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := io.ReadFull(c, buf); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,115 @@
+package abr
+
+import (
+	"math"
+	"testing"
+)
+
+var ladder = []float64{0.3e6, 0.8e6, 1.4e6, 2.5e6}
+
+// TestBOLAChoice: with dash.js's parameters for this ladder (buffer target
+// max(12, 10 + 2 x 4) = 18 s, gp = 2.6503, Vp = 3.7731 s) BOLA's thresholds
+// between rungs fall at 11.55 s, 14.65 s and 16.84 s of buffer.
+func TestBOLAChoice(t *testing.T) {
+	b := &BOLA{}
+	vp, gp, _ := b.Params(ladder)
+	if math.Abs(gp-2.6503) > 0.0001 || math.Abs(vp-3.7731) > 0.0001 {
+		t.Fatalf("Vp %.4f gp %.4f, want 3.7731 and 2.6503", vp, gp)
+	}
+	for _, c := range []struct {
+		buffer float64
+		want   int
+	}{{0, 0}, {5, 0}, {11.5, 0}, {11.6, 1}, {14.6, 1}, {14.7, 2}, {16.8, 2}, {16.9, 3}, {30, 3}} {
+		if got := b.Choose(&State{Bitrates: ladder, SegDur: 2, Buffer: c.buffer, Last: -1}); got != c.want {
+			t.Errorf("buffer %.1fs: rung %d, want %d", c.buffer, got, c.want)
+		}
+	}
+}
+
+// TestThroughputChoice: the harmonic mean of the last five samples times
+// 0.9.
+func TestThroughputChoice(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		tput []float64
+		want int
+	}{
+		{"no history", nil, 0},
+		{"steady 3M", []float64{3e6, 3e6, 3e6}, 3},
+		{"harmonic mean 1.5M", []float64{1e6, 3e6}, 1},                                    // 1.5M x 0.9 = 1.35M < 1.4M
+		{"old fast samples forgotten", []float64{50e6, 50e6, 1e6, 1e6, 1e6, 1e6, 1e6}, 1}, // 0.9M
+	} {
+		got := (&Throughput{}).Choose(&State{Bitrates: ladder, SegDur: 2, Throughputs: c.tput, Last: -1})
+		if got != c.want {
+			t.Errorf("%s: rung %d, want %d", c.name, got, c.want)
+		}
+	}
+	if hm := HarmonicMean([]float64{1, 3}, 5); math.Abs(hm-1.5) > 1e-12 {
+		t.Errorf("harmonic mean of 1 and 3 = %v, want 1.5", hm)
+	}
+}
+
+// TestMPCChoice: MPC's first move for given predictions and buffers.
+func TestMPCChoice(t *testing.T) {
+	bitrates := []float64{1e6, 2e6, 4e6}
+	for _, c := range []struct {
+		name   string
+		bw     float64
+		buffer float64
+		last   int
+		want   int
+	}{
+		{"plenty of bandwidth", 10e6, 10, 2, 2},
+		{"starved, empty buffer", 0.5e6, 0, -1, 0},
+		// 2.5M: 4M segments take 3.2 s; with 10 s of buffer five of them
+		// drain it to 4 s without a stall: 20 - 2 (switch from 2M) = 18,
+		// better than staying at 2M (10).
+		{"buffer pays for the top rung", 2.5e6, 10, 1, 2},
+		// With 2 s of buffer the top rung stalls 1.2 s each (x mu 4);
+		// 2M builds buffer and stays.
+		{"short buffer keeps the middle", 2.5e6, 2, 1, 1},
+	} {
+		m := &MPC{}
+		got := m.ChooseFor(&State{Bitrates: bitrates, SegDur: 2, Index: 0, Segments: 100, Buffer: c.buffer, Last: c.last, MaxBuffer: 30}, c.bw)
+		if got != c.want {
+			t.Errorf("%s: rung %d, want %d", c.name, got, c.want)
+		}
+	}
+}
+
+// TestRobustPredictor: the prediction is the harmonic mean discounted by
+// the largest recent relative error, capped at MaxError.
+func TestRobustPredictor(t *testing.T) {
+	hm := 2.0 / (1/2e6 + 1/1e6)
+	for _, c := range []struct {
+		maxErr, discount float64
+	}{{-1, 2}, {0, 1.5}, {0.25, 1.25}} {
+		p := &Robust{MaxError: c.maxErr}
+		if got := p.Predict([]float64{2e6}); got != 2e6 {
+			t.Fatalf("first prediction %v, want 2e6", got)
+		}
+		// It predicted 2M, 1M came: an error of 100%; the harmonic
+		// mean of 2M and 1M is 1.333M.
+		got := p.Predict([]float64{2e6, 1e6})
+		if want := hm / c.discount; math.Abs(got-want) > 1 {
+			t.Errorf("MaxError %v: prediction %v, want %v", c.maxErr, got, want)
+		}
+	}
+}
+
+// TestDynamicSwitches: throughput below the stable buffer, BOLA above it,
+// back to throughput under half of it.
+func TestDynamicSwitches(t *testing.T) {
+	d := &Dynamic{}
+	st := &State{Bitrates: ladder, SegDur: 2, Throughputs: []float64{10e6}, Last: -1}
+	for _, c := range []struct {
+		buffer float64
+		bola   bool
+	}{{2, false}, {11, false}, {12, true}, {7, true}, {5.9, false}} {
+		st.Buffer = c.buffer
+		d.Choose(st)
+		if d.UsingBOLA() != c.bola {
+			t.Errorf("buffer %.1f: BOLA %v, want %v", c.buffer, d.UsingBOLA(), c.bola)
+		}
+	}
+}
