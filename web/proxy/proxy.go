@@ -33,6 +33,7 @@ import (
 	"github.com/applayer/applayer/internal/trace"
 	"github.com/applayer/applayer/internal/transport"
 	"github.com/applayer/applayer/web/cache"
+	"github.com/applayer/applayer/web/fastpath"
 )
 
 // DefaultPort is the customary port of a web cache (Squid's).
@@ -198,6 +199,7 @@ type Server struct {
 	tunnels map[net.Conn]struct{}
 	front   *transport.StreamServer // accepts; runs the fast path
 	handoff *transport.Handoff      // connections the fast path hands to net/http
+	fast    *fastpath.Server        // the HTTP/1.1 fast path (cache hits)
 	conns   atomic.Int64            // open client connections
 
 	wg   sync.WaitGroup
@@ -306,6 +308,7 @@ func (s *Server) Start(ctx context.Context) error {
 	s.own = own
 	s.ln, s.srv = ln, srv
 	s.handoff = transport.NewHandoff(ln.Addr())
+	s.fast = s.newFast()
 	s.front = s.newFront(ln.Addr().String())
 	s.mu.Unlock()
 	s.wg.Add(1)

@@ -14,7 +14,15 @@ func (s *Server) traceConn(c net.Conn, typ, summary string) {
 	if !s.deps.Trace.Enabled() {
 		return
 	}
-	s.deps.Trace.Publish(trace.Event{Type: typ, From: c.RemoteAddr().String(), To: c.LocalAddr().String(), Proto: "tcp", Summary: summary})
+	s.traceConnAddrs(c.RemoteAddr().String(), c.LocalAddr().String(), typ, summary)
+}
+
+// traceConnAddrs publishes a connection's opening or closing, from the
+// client's address to ours, when tracing is on.
+func (s *Server) traceConnAddrs(from, to, typ, summary string) {
+	if s.deps.Trace.Enabled() {
+		s.deps.Trace.Publish(trace.Event{Type: typ, From: from, To: to, Proto: "tcp", Summary: summary})
+	}
 }
 
 // traceHandshakes returns tc set to publish every completed handshake
