@@ -203,4 +203,3 @@ func runOnce(ctx context.Context, env experiment.Env, scale float64, each func(i
 	}
 	return nil
 }
-
