@@ -382,7 +382,7 @@ func (ex *exampleSandbox) runBlock(t *testing.T, where string, lines []string) {
 		}
 		// A client example must end promptly: one that waits for a server's
 		// idle timeout (a keep-alive left open) is a bad example.
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 		c := exec.CommandContext(ctx, "bash", "-c", cmdline)
 		c.Dir, c.Env = ex.dir, env
 		ownGroup(c) // a timeout kills the whole pipeline, not only bash
@@ -392,7 +392,7 @@ func (ex *exampleSandbox) runBlock(t *testing.T, where string, lines []string) {
 		timedOut := ctx.Err() != nil
 		cancel()
 		if timedOut {
-			t.Errorf("%s: %s\n\tstill running after 30s (a server? isServer must know it; or an example that waits for a timeout)\n\tstdout: %s\n\tstderr: %s", where, raw, clip(out.String()), clip(errOut.String()))
+			t.Errorf("%s: %s\n\tstill running after 90s (a server? isServer must know it; or an example that waits for a timeout)\n\tstdout: %s\n\tstderr: %s", where, raw, clip(out.String()), clip(errOut.String()))
 			continue
 		}
 		if err != nil {

@@ -43,7 +43,7 @@ type pageSetup struct {
 
 func pageSetupFor(quick bool) pageSetup {
 	if quick {
-		return pageSetup{Objects: 10, Size: 10000, Rate: 2e6, RTTs: []time.Duration{40 * time.Millisecond, 100 * time.Millisecond}, Repeat: 3}
+		return pageSetup{Objects: 10, Size: 10000, Rate: 2e6, RTTs: []time.Duration{20 * time.Millisecond, 60 * time.Millisecond}, Repeat: 3}
 	}
 	return pageSetup{Objects: 10, Size: 10000, Rate: 2e6, RTTs: []time.Duration{20 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond, 150 * time.Millisecond, 200 * time.Millisecond}, Repeat: 3}
 }
