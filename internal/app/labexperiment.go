@@ -24,6 +24,7 @@ func labExperiments() *experiment.Registry {
 		webexp.Caching(),
 		dnsexp.Caching(),
 		p2pExperiment(),
+		webexp.QUICvsTCP(),
 	)
 }
 
