@@ -25,6 +25,7 @@ func labExperiments() *experiment.Registry {
 		dnsexp.Caching(),
 		p2pExperiment(),
 		webexp.QUICvsTCP(),
+		webexp.TrackingCookies(),
 	)
 }
 

@@ -78,6 +78,9 @@ type Options struct {
 	// routes through it, and tests add delay to show what each new
 	// connection costs. HTTP/3 (QUIC over UDP) does not use it.
 	Dialer service.Dialer
+	// Hosts maps names to addresses before any DNS lookup (as
+	// /etc/hosts), for lab names without a lab DNS.
+	Hosts map[string]string
 	// QUICDialer, when set, opens the UDP "connection" HTTP/3 runs over
 	// (DialContext("udp", ip:port)), so that a lab link can shape QUIC's
 	// datagrams; default: quic-go's own socket.
@@ -213,6 +216,9 @@ func (p *phases) add(f func(p *phases)) {
 func (c *Client) resolve(ctx context.Context, host string) (string, time.Duration, error) {
 	if ip := net.ParseIP(strings.Trim(host, "[]")); ip != nil {
 		return ip.String(), 0, nil
+	}
+	if a, ok := c.opts.Hosts[strings.ToLower(strings.TrimSuffix(host, "."))]; ok {
+		return a, 0, nil
 	}
 	start := time.Now()
 	addrs, err := c.res.LookupIPAddr(ctx, host)
