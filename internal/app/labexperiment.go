@@ -26,6 +26,7 @@ func labExperiments() *experiment.Registry {
 		p2pExperiment(),
 		webexp.QUICvsTCP(),
 		webexp.TrackingCookies(),
+		dnsexp.DDoS(),
 	)
 }
 
