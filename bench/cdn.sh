@@ -16,15 +16,23 @@
 #    $CLIENTS clients fetching the same $SEGS segments of 100 KiB in order
 #    (staggered playback): bytes from the origin / bytes served to clients.
 #
+#    Clients ask for the content provider's name (Host:
+#    video.netcinema.com), as behind the router, so every edge and the
+#    shield key an object alike. With a shield the origin sends each
+#    segment once: offload is 1 - 1/(3 x CLIENTS), without one 1 - 1/CLIENTS.
+#
 # Usage: bench/cdn.sh [ROUNDS] [SECONDS]   (defaults 3 rounds, 6 s)
-# Env: CONNS (32), CLIENTS (4 per edge), SEGS (60), APPLAYER (a binary).
+# Env: CONNS (32), CLIENTS (8 per edge), SEGS (60), APPLAYER (a binary),
+#      PARTS (which parts to run, default "1 2 3").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export GOTOOLCHAIN=auto
 ROUNDS=${1:-3}
 SECS=${2:-6}
 CONNS=${CONNS:-32}
-CLIENTS=${CLIENTS:-4}
+CLIENTS=${CLIENTS:-8}
+PARTS=${PARTS:-1 2 3}
+part() { case " $PARTS " in *" $1 "*) return 0 ;; esac; return 1; }
 SEGS=${SEGS:-60}
 ORIGIN=127.0.0.1:28280
 EDGE=127.0.0.1:28281 VARNISH=127.0.0.1:28282
@@ -65,6 +73,7 @@ wait_http() {
 }
 
 # ---- 1. edge hits vs Varnish ----
+if part 1; then
 GOMAXPROCS=1 setsid taskset -c 0 "$TMP/applayer" --log-level warn cdn edge --listen $EDGE --upstream $ORIGIN --name edge --cache-mem 1024 >/dev/null 2>&1 &
 SID_EDGE=$!; PIDS+=($SID_EDGE)
 mkdir -p "$TMP/varnish"
@@ -107,8 +116,10 @@ for path in /1k /2m; do
 		'BEGIN{ printf "%-6s edge/varnish %.2f per second, %.2f per CPU-second\n", o, a/v, ac/vc }'
 done
 kill -TERM -- "-$SID_EDGE" "-$SID_VARNISH" 2>/dev/null || true
+fi
 
 # ---- 2. routing vs plain authority vs Knot ----
+if part 2; then
 freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 P_ROUTE=$(freeport); P_AUTH=$(freeport); P_KNOT=$(freeport)
 N=10000
@@ -190,6 +201,7 @@ done
 awk -v r="$(echo "${QCPU[router]}" | median)" -v a="$(echo "${QCPU[authority]}" | median)" -v k="$(echo "${QCPU[knot]}" | median)" \
 	'BEGIN{ printf "routing cost per answer: %.0f%% over applayer'"'"'s authority (router/authority %.2f per CPU-second), router/knot %.2f\n", (a/r-1)*100, r/a, r/k }'
 kill -TERM -- "-$SID_ROUTE" "-$SID_AUTH" "-$SID_KNOT" 2>/dev/null || true
+fi
 
 # ---- 3. origin offload ----
 offload() { # with_shield(0/1): prints "origin_bytes served_bytes"
@@ -211,7 +223,7 @@ offload() { # with_shield(0/1): prints "origin_bytes served_bytes"
 			(
 				sleep "0.$((RANDOM % 9))"
 				for s in $(seq 1 "$SEGS"); do echo "url = \"http://127.0.0.1:$((base + e))/100k?seg=$s\""; echo "output = /dev/null"; done >"$TMP/curl-$e-$c.cfg"
-				curl -s -K "$TMP/curl-$e-$c.cfg" -w '%{size_download}\n' >"$TMP/served-$e-$c.txt"
+				curl -s -H "Host: video.netcinema.com" -K "$TMP/curl-$e-$c.cfg" -w '%{size_download}\n' >"$TMP/served-$e-$c.txt"
 			) &
 			jobs+=($!)
 		done
@@ -232,10 +244,12 @@ offload() { # with_shield(0/1): prints "origin_bytes served_bytes"
 	rm -f "$TMP"/served-*.txt
 	echo "$origin $served"
 }
+if part 3; then
 echo
 echo "3. origin offload: 3 edges x $CLIENTS clients, $SEGS segments of 100 KiB each, staggered starts"
 for shield in 0 1; do
 	read -r o s < <(offload $shield)
 	awk -v o="$o" -v s="$s" -v sh="$shield" 'BEGIN{ printf "%-14s origin %9d B, served %10d B: origin/served %.4f, offload %.1f%%\n", (sh ? "with shield" : "without shield"), o, s, o/s, (1-o/s)*100 }'
 done
+fi
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -170,7 +170,9 @@ func LabKinds() []lab.Kind {
 				return nil, err
 			}
 			// applayer cdn status --admin 127.0.0.1:9900/hosts/<router host>
-			env.Admin.Handle("/cdn/", r.Handler())
+			if env.Admin != nil {
+				env.Admin.Handle("/cdn/", r.Handler())
+			}
 			return r, nil
 		},
 	}, {
@@ -202,8 +204,10 @@ func LabKinds() []lab.Kind {
 			if err != nil {
 				return nil, err
 			}
-			env.Admin.Handle("/cdn/", e.Handler())
-			env.Admin.Handle("/cache/", e.Cache().AdminHandler())
+			if env.Admin != nil {
+				env.Admin.Handle("/cdn/", e.Handler())
+				env.Admin.Handle("/cache/", e.Cache().AdminHandler())
+			}
 			return e, nil
 		},
 	}}

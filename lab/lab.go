@@ -239,6 +239,11 @@ func Build(p *Plan, kinds *Kinds, deps service.Deps, reg *prometheus.Registry) (
 		r.Group.Add(admin)
 	}
 	r.links = newLinks(p, deps.Trace)
+	if r.links != nil {
+		if err := deps.Metrics.Register(newLinkCollector(r.links)); err != nil {
+			return nil, fmt.Errorf("lab: link metrics: %w", err)
+		}
+	}
 	for i, h := range p.Hosts {
 		if !p.Runs(h.Name) {
 			continue
@@ -312,6 +317,9 @@ func (r *Running) PrintTable(w io.Writer) error {
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	if r.links != nil {
+		r.links.describe(w, r.Plan.Topology)
 	}
 	if _, err := fmt.Fprintf(w, "\nState (keys, trust anchor, lab CA, caches, databases): %s\n", r.Plan.StateDir); err != nil {
 		return err

@@ -82,7 +82,7 @@ func testKinds() *Kinds {
 	}, Kind{Name: "both", Port: 53, Network: "udp+tcp", Build: func(env Env) (service.Service, error) { return &echo{addr: env.Listen.String()}, nil }})
 }
 
-func parse(t *testing.T, y string) *Topology {
+func parse(t testing.TB, y string) *Topology {
 	t.Helper()
 	var topo Topology
 	if err := config.Decode([]byte(y), "yaml", &topo); err != nil {

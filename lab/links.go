@@ -3,9 +3,12 @@ package lab
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/applayer/applayer/internal/service"
 	"github.com/applayer/applayer/internal/trace"
@@ -39,6 +42,7 @@ type links struct {
 	byAddr map[netip.Addr]*link.Link // access links by host address
 	byName map[string]*link.Link
 	pairs  map[[2]netip.Addr]link.Path // from, to -> the pair link's pipe
+	all    map[string]*link.Link       // every link by name, for metrics
 }
 
 // newLinks builds the plan's links; nil when the topology has none, so
@@ -49,7 +53,7 @@ func newLinks(p *Plan, bus *trace.Bus) *links {
 	if seed == 0 {
 		seed = 1
 	}
-	ls := &links{bus: bus, byAddr: map[netip.Addr]*link.Link{}, byName: map[string]*link.Link{}, pairs: map[[2]netip.Addr]link.Path{}}
+	ls := &links{bus: bus, byAddr: map[netip.Addr]*link.Link{}, byName: map[string]*link.Link{}, pairs: map[[2]netip.Addr]link.Path{}, all: map[string]*link.Link{}}
 	for i, h := range t.Hosts {
 		if h.Link == "" {
 			continue
@@ -61,6 +65,7 @@ func newLinks(p *Plan, bus *trace.Bus) *links {
 		l := link.New(h.Name, cfg, seed+uint64(i)*1000)
 		ls.byAddr[p.Hosts[i].Addr] = l
 		ls.byName[p.Hosts[i].Name] = l
+		ls.all[p.Hosts[i].Name] = l
 	}
 	for i, pl := range t.Links {
 		cfg, _ := link.Parse(pl.Link)
@@ -69,6 +74,7 @@ func newLinks(p *Plan, bus *trace.Bus) *links {
 		l := link.New(a.Name+" - "+b.Name, cfg, seed+uint64(len(t.Hosts)+i)*1000)
 		ls.pairs[[2]netip.Addr{a.Addr, b.Addr}] = link.Path{l.Up}
 		ls.pairs[[2]netip.Addr{b.Addr, a.Addr}] = link.Path{l.Down}
+		ls.all[a.Name+" - "+b.Name] = l
 	}
 	if len(ls.byAddr) == 0 && len(ls.pairs) == 0 {
 		return nil
@@ -143,4 +149,56 @@ type linkedService struct {
 
 func (s linkedService) Start(ctx context.Context) error {
 	return s.Service.Start(transport.WithListenerWrap(ctx, s.wrap))
+}
+
+// linkCollector exports every link's counters:
+// applayer_lab_link_{bytes,packets,dropped,retransmitted}_total with the
+// link's name ("gaia.cs.umass.edu", or "a - b" for a pair link) and
+// direction ("up": from the host or from a to b; "down").
+type linkCollector struct {
+	links                           map[string]*link.Link
+	bytes, packets, dropped, resent *prometheus.Desc
+}
+
+func newLinkCollector(ls *links) *linkCollector {
+	d := func(name, help string) *prometheus.Desc {
+		return prometheus.NewDesc("applayer_lab_link_"+name, help, []string{"link", "direction"}, nil)
+	}
+	return &linkCollector{links: ls.all,
+		bytes:   d("bytes_total", "Bytes the link carried (datagrams, stream chunks)."),
+		packets: d("packets_total", "Datagrams and stream chunks the link carried."),
+		dropped: d("dropped_total", "Datagrams the link dropped (loss or a full queue)."),
+		resent:  d("retransmitted_total", "Stream segments the link lost and delivered one retransmission timeout late."),
+	}
+}
+
+func (c *linkCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.bytes
+	ch <- c.packets
+	ch <- c.dropped
+	ch <- c.resent
+}
+
+func (c *linkCollector) Collect(ch chan<- prometheus.Metric) {
+	for name, l := range c.links {
+		for dir, p := range map[string]*link.Pipe{"up": l.Up, "down": l.Down} {
+			ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.CounterValue, float64(p.Sent()), name, dir)
+			ch <- prometheus.MustNewConstMetric(c.packets, prometheus.CounterValue, float64(p.Packets()), name, dir)
+			ch <- prometheus.MustNewConstMetric(c.dropped, prometheus.CounterValue, float64(p.Dropped()), name, dir)
+			ch <- prometheus.MustNewConstMetric(c.resent, prometheus.CounterValue, float64(p.Retransmitted()), name, dir)
+		}
+	}
+}
+
+// describe writes the lab's links for the table.
+func (ls *links) describe(w io.Writer, t *Topology) {
+	fmt.Fprintf(w, "\nLinks (shaped in user space; docs/lab.md, Links):\n")
+	for _, h := range t.Hosts {
+		if h.Link != "" {
+			fmt.Fprintf(w, "  %-28s %s\n", h.Name, h.Link)
+		}
+	}
+	for _, l := range t.Links {
+		fmt.Fprintf(w, "  %-28s %s\n", l.Between[0]+" - "+l.Between[1], l.Link)
+	}
 }

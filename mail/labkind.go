@@ -140,9 +140,9 @@ func records(env lab.Env, p Policy) ([]string, error) {
 	return out, nil
 }
 
-// resolverAddr is the address of the lab's dns-resolver named host (or
+// ResolverAddr is the address of the lab's dns-resolver named host (or
 // the first).
-func resolverAddr(plan *lab.Plan, host string) (string, error) {
+func ResolverAddr(plan *lab.Plan, host string) (string, error) {
 	for _, h := range plan.Hosts {
 		if host != "" && !strings.EqualFold(h.Name, host) {
 			continue
@@ -168,7 +168,7 @@ func build(env lab.Env, p Policy) (service.Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	res, err := resolverAddr(env.Plan, c.Resolver)
+	res, err := ResolverAddr(env.Plan, c.Resolver)
 	if err != nil {
 		return nil, err
 	}

@@ -41,17 +41,19 @@ import (
 )
 
 type result struct {
-	Schedule  string    `json:"schedule"`
-	Player    string    `json:"player"`
-	QoE       float64   `json:"qoe_per_chunk"`
-	AvgRate   float64   `json:"avg_bitrate"`
-	Stalls    int       `json:"stalls"`
-	StallTime float64   `json:"stall_s"`
-	Switches  int       `json:"switches"`
-	Startup   float64   `json:"startup_s"`
-	Rungs     []int     `json:"rungs"`
-	Rates     []float64 `json:"rates"`
-	Err       string    `json:"error,omitempty"`
+	Schedule   string    `json:"schedule"`
+	Player     string    `json:"player"`
+	QoE        float64   `json:"qoe_per_chunk"`
+	AvgRate    float64   `json:"avg_bitrate"`
+	Stalls     int       `json:"stalls"`
+	StallTime  float64   `json:"stall_s"`
+	Switches   int       `json:"switches"`
+	Startup    float64   `json:"startup_s"`
+	Rungs      []int     `json:"rungs"`
+	Rates      []float64 `json:"rates"`
+	Requests   int       `json:"segment_requests"` // video segment requests (more than segments: refetched)
+	FirstRungs []int     `json:"first_rungs,omitempty"`
+	Err        string    `json:"error,omitempty"`
 }
 
 func main() {
@@ -131,13 +133,13 @@ func main() {
 		sort.Slice(rs, func(i, j int) bool { return rs[i].Player < rs[j].Player })
 		rs = append(rs, optRes)
 		fmt.Printf("\n== schedule %s (%s), %d segments of %.0f s, mu %.2f\n", name, def, n, pres.SegDur, mu)
-		fmt.Printf("%-16s %9s %10s %7s %8s %9s %8s\n", "player", "QoE/chunk", "avg kbit/s", "stalls", "stall s", "switches", "startup")
+		fmt.Printf("%-20s %9s %10s %7s %8s %9s %8s %9s\n", "player", "QoE/chunk", "avg kbit/s", "stalls", "stall s", "switches", "startup", "requests")
 		for _, r := range rs {
 			if r.Err != "" {
-				fmt.Printf("%-16s error: %s\n", r.Player, r.Err)
+				fmt.Printf("%-20s error: %s\n", r.Player, r.Err)
 				continue
 			}
-			fmt.Printf("%-16s %9.3f %10.0f %7d %8.2f %9d %8.2f\n", r.Player, r.QoE, r.AvgRate/1e3, r.Stalls, r.StallTime, r.Switches, r.Startup)
+			fmt.Printf("%-20s %9.3f %10.0f %7d %8.2f %9d %8.2f %9d\n", r.Player, r.QoE, r.AvgRate/1e3, r.Stalls, r.StallTime, r.Switches, r.Startup, r.Requests)
 		}
 		all = append(all, rs...)
 		chart := plot.Chart{Title: "Chosen bit rate per segment, schedule " + name, XLabel: "segment", YLabel: "Mbit/s"}
@@ -215,6 +217,7 @@ func runOurs(dir string, sched *shape.Schedule, alg string, mu float64) result {
 	for _, s := range rep.Segments {
 		r.Rungs = append(r.Rungs, s.Rung)
 		r.Rates = append(r.Rates, s.Bitrate)
+		r.Requests += 1 + len(s.Abandoned)
 	}
 	return r
 }
@@ -251,14 +254,25 @@ var segRE = regexp.MustCompile(`GET /seg-v(\d+)-(\d+)\.m4s`)
 func runBrowser(dir string, sched *shape.Schedule, pl, dashjs, shakaJS, chromium string, pres *player.Presentation, mu float64) result {
 	res := result{Player: pl}
 	bus := trace.NewBus(nil)
-	last := map[int]int{} // segment index -> rung of its last request
+	last := map[int]int{}  // segment index -> rung of its last request
+	first := map[int]int{} // and of its first
+	requests := 0
 	var mu2 sync.Mutex
 	bus.Subscribe(trace.SinkFunc(func(e trace.Event) {
+		// The origin's own events (the web server publishes each request
+		// too).
+		if !strings.HasPrefix(e.Proto, "dash/") {
+			return
+		}
 		if m := segRE.FindStringSubmatch(e.Summary); m != nil {
 			r, _ := strconv.Atoi(m[1])
 			i, _ := strconv.Atoi(m[2])
 			mu2.Lock()
 			last[i-1] = r
+			if _, ok := first[i-1]; !ok {
+				first[i-1] = r
+			}
+			requests++
 			mu2.Unlock()
 		}
 	}))
@@ -342,6 +356,7 @@ func runBrowser(dir string, sched *shape.Schedule, pl, dashjs, shakaJS, chromium
 			return res
 		}
 		res.Rungs = append(res.Rungs, r)
+		res.FirstRungs = append(res.FirstRungs, first[i])
 		res.Rates = append(res.Rates, pres.Bitrates[r])
 		res.AvgRate += pres.Bitrates[r]
 		if prev >= 0 && r != prev {
@@ -350,6 +365,7 @@ func runBrowser(dir string, sched *shape.Schedule, pl, dashjs, shakaJS, chromium
 		prev = r
 	}
 	res.AvgRate /= float64(n)
+	res.Requests = requests
 	res.Stalls, res.StallTime, res.Startup = st.Stalls, st.StallMs/1000, (st.FirstPlay-st.Start)/1000
 	res.QoE = player.QoE(res.Rates, res.StallTime, mu) / float64(n)
 	return res

@@ -181,11 +181,7 @@ func New(cfg Config, deps service.Deps) (*Server, error) {
 		}
 	}
 	if cfg.Control != "" {
-		g, ok := deps.Metrics.(prometheus.Gatherer)
-		if !ok {
-			g = prometheus.NewRegistry()
-		}
-		a, err := obs.NewAdmin(obs.AdminConfig{Addr: cfg.Control}, g, s.log)
+		a, err := obs.NewServiceAdmin(obs.AdminConfig{Addr: cfg.Control}, deps.Metrics, s.log)
 		if err != nil {
 			return nil, fmt.Errorf("edge: control: %w", err)
 		}

@@ -306,7 +306,8 @@ func (s *Server) slow(req *dnsserver.Request, out []byte) []byte {
 		return s.errorReply(req, dns.RcodeFormatError, out)
 	}
 	name = name[:n]
-	if s.zone.locate(name) < 0 || q.Qtype == dns.TypeAXFR || q.Qtype == dns.TypeIXFR {
+	at := s.zone.locate(name)
+	if at < 0 || q.Qtype == dns.TypeAXFR || q.Qtype == dns.TypeIXFR {
 		s.m.refused.Inc()
 		return s.errorReply(req, dns.RcodeRefused, out)
 	}
@@ -329,6 +330,24 @@ func (s *Server) slow(req *dnsserver.Request, out []byte) []byte {
 	soa := func() dns.RR {
 		rr, _ := dns.NewRR(fmt.Sprintf("%s %d IN SOA %s hostmaster.%s 1 3600 600 86400 %d", s.cfg.Domain, s.zone.ttl, s.cfg.NS[0], s.cfg.Domain, s.zone.ttl))
 		return rr
+	}
+	if at == 0 || (q.Qtype != dns.TypeANY && q.Qtype != dns.TypeA && q.Qtype != dns.TypeAAAA) {
+		// the apex, or a type the router does not route: SOA
+		rr := soa()
+		if at == 0 && (q.Qtype == dns.TypeSOA || q.Qtype == dns.TypeANY) {
+			r.Answer = append(r.Answer, rr)
+		} else {
+			r.Ns = append(r.Ns, rr)
+		}
+		if opt != nil {
+			r.SetEdns0(1232, false)
+		}
+		b, err := r.PackBuffer(out)
+		if err != nil {
+			return s.errorReply(req, dns.RcodeServerFailure, out)
+		}
+		s.m.noerror.Inc()
+		return b
 	}
 	a, scope := s.decide(req, e, name)
 	hdr := dns.RR_Header{Name: q.Name, Class: dns.ClassINET, Ttl: s.zone.ttl}

@@ -116,7 +116,15 @@ func (s *Server) decide(req *dnsserver.Request, e ecs, name []byte) (netip.Addr,
 	}
 	s.m.decided(d)
 	if s.deps.Trace.Enabled() {
-		s.deps.Trace.Publish(trace.Event{From: s.srv.Local(), To: req.From.String(), Proto: "cdn/route", Summary: d.String(), Time: req.Now})
+		sum := d.String()
+		if len(sum) > trace.MaxSummary {
+			sum = sum[:trace.MaxSummary]
+		}
+		from := req.Local
+		if from == "" {
+			from = s.srv.Local()
+		}
+		s.deps.Trace.Publish(trace.Event{From: from, To: req.From.String(), Proto: "cdn/route", Summary: sum, Time: req.Now})
 	}
 	addr, scope := d.addr, d.scope
 	s.recent.commit()

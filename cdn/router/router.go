@@ -39,7 +39,6 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/applayer/applayer/dns/dnsserver"
 	"github.com/applayer/applayer/internal/config"
@@ -184,11 +183,7 @@ func New(cfg Config, deps service.Deps) (*Server, error) {
 		OnPanic: func(any) { s.m.panics.Inc() },
 	}, s)
 	if cfg.Control != "" {
-		g, ok := deps.Metrics.(prometheus.Gatherer)
-		if !ok {
-			g = prometheus.NewRegistry()
-		}
-		a, err := obs.NewAdmin(obs.AdminConfig{Addr: cfg.Control}, g, s.log)
+		a, err := obs.NewServiceAdmin(obs.AdminConfig{Addr: cfg.Control}, deps.Metrics, s.log)
 		if err != nil {
 			return nil, fmt.Errorf("router: control: %w", err)
 		}

@@ -217,6 +217,10 @@ func TestZoneAnswers(t *testing.T) {
 	if r.Question[0].Name != "video.KingCDN.com." {
 		t.Errorf("question's case not kept: %s", r.Question[0].Name)
 	}
+	r = c.ask(t, "kingcdn.com", dns.TypeANY, "10.3.0.0/16")
+	if len(r.Answer) != 1 || r.Answer[0].Header().Rrtype != dns.TypeSOA {
+		t.Errorf("ANY at the apex: %s", r)
+	}
 	// TCP
 	q := new(dns.Msg)
 	q.SetQuestion("a.kingcdn.com.", dns.TypeA)

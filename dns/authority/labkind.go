@@ -67,6 +67,8 @@ func buildLab(env lab.Env) (service.Service, error) {
 	if root, ok := labzone.Root(env.Plan); ok {
 		rec.Root = netip.AddrPortFrom(root.Addr, uint16(env.Plan.Port(53))).String()
 	}
-	env.Admin.Handle("POST /dns/authority/recursion", srv.RecursionHandler(rec))
+	if env.Admin != nil {
+		env.Admin.Handle("POST /dns/authority/recursion", srv.RecursionHandler(rec))
+	}
 	return srv, nil
 }

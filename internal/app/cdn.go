@@ -32,6 +32,9 @@ resolver sends, else the resolver's address), skipping clusters that fail
 health checks or are overloaded; the edges (cdn edge) are caches in reverse
 mode that pull from the origin, or through a shield cache, on demand, and
 take pushed objects ahead of demand.`,
+		Example: `  applayer cdn route --listen 127.0.0.1:5310 --domain kingcdn.com --admin 127.0.0.1:9953 --edge umass/edge1=192.0.2.11 --edge nyu/edge1=192.0.2.21 --network 10.1.0.0/16=umass:1,nyu:4 --network 10.2.0.0/16=nyu:1,umass:4
+  dig @127.0.0.1 -p 5310 video.kingcdn.com +subnet=10.1.2.0/24 +short   # -> 192.0.2.11
+  applayer cdn status --admin 127.0.0.1:9953`,
 	}
 	cmd.AddCommand(cdnRouteCommand(g), cdnEdgeCommand(g), cdnStatusCommand(g), cdnPurgeCommand(g))
 	return cmd

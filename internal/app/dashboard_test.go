@@ -112,6 +112,7 @@ func checkDashboard(t *testing.T, r *lab.Running, bus *trace.Bus) {
 	// A flood: 10,000 events/s for 2 s. Publishers must not wait for the
 	// browser; the page must keep answering; the drops are counted.
 	done := make(chan time.Duration)
+	floodStart := time.Now()
 	go func() {
 		var spent time.Duration
 		tick := time.NewTicker(10 * time.Millisecond)
@@ -152,12 +153,48 @@ func checkDashboard(t *testing.T, r *lab.Running, bus *trace.Bus) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("dashboard flood: the page received %v events of the 20,000", received)
-	if received > 2000*4+100 {
-		t.Errorf("the page received %v events of a 2 s flood; at most 2,000/s should be sent", received)
+	// The flood lasts 2 s on a quiet machine, longer on a loaded one; the
+	// page has been connected since before it (other events included).
+	took := time.Since(floodStart)
+	t.Logf("dashboard flood: the page received %v events of the 20,000 (flood and drawing took %v)", received, took)
+	if limit := 2000*(took.Seconds()+1) + 200; received > limit {
+		t.Errorf("the page received %v events in a %v flood; at most 2,000/s should be sent (%v)", received, took, limit)
 	}
 	if slowest > 30*time.Second {
 		t.Errorf("the page took %v to answer during the flood", slowest)
+	}
+
+	// The dns-iterative scenario run from the page: its narration shows,
+	// and the sequence page draws its messages in the order of the
+	// chapter's figure (root, TLD, authoritative).
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(admin+"/#sequence"),
+		chromedp.Poll[chromedp.Void](`document.getElementById('status').textContent === 'live'`),
+		chromedp.Evaluate[chromedp.Void](`document.getElementById('f-proto').value = 'dns'; document.getElementById('seq-filter').requestSubmit()`),
+		chromedp.Poll[chromedp.Void](`document.getElementById('status').textContent === 'live' && document.getElementById('seq-count').textContent === '0'`),
+		chromedp.Navigate(admin+"/#runs"),
+		chromedp.Poll[chromedp.Void](`[...document.querySelectorAll('#run-list .run')].some(r => r.textContent.includes('scenario dns-iterative'))`),
+		chromedp.Evaluate[chromedp.Void](`[...document.querySelectorAll('#run-list .run')].find(r => r.textContent.includes('scenario dns-iterative')).querySelector('button').click()`),
+		chromedp.Poll[chromedp.Void](`document.querySelector('#run-output pre') && document.querySelector('#run-output pre').innerText.includes('Message sequence')`, chromedp.WithPollingTimeout(time.Minute)),
+	); err != nil {
+		out, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById('run-output').innerText`))
+		t.Errorf("running dns-iterative from the page: %v\n%s", err, out)
+	} else {
+		order := `(() => {
+			const labels = [...document.querySelectorAll('#diagram .msg')].map(g => g.getAttribute('aria-label').toLowerCase());
+			const at = (re) => labels.findIndex(l => re.test(l));
+			return [at(/resolver\.nyu\.edu to a\.root-servers\.net, dns\/udp: query a edu\./),
+				at(/resolver\.nyu\.edu to a\.edu-servers\.net, dns\/udp: query a umass\.edu\./),
+				at(/resolver\.nyu\.edu to dns\.umass\.edu, dns\/udp: query a cs\.umass\.edu\./),
+				at(/resolver\.nyu\.edu to gaia\.cs\.umass\.edu, dns\/udp: query a gaia\.cs\.umass\.edu\./)];
+		})()`
+		if err := chromedp.Do(ctx, chromedp.Navigate(admin+"/#sequence"),
+			chromedp.Poll[chromedp.Void](order+`.every(i => i >= 0)`)); err != nil {
+			labels, _ := chromedp.Run(ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll('#diagram .msg')].map(g => g.getAttribute('aria-label'))`))
+			t.Errorf("the dns-iterative messages were not all drawn: %v\n%s", err, strings.Join(labels, "\n"))
+		} else if at, _ := chromedp.Run(ctx, chromedp.Evaluate[[]int](order)); !slices.IsSorted(at) {
+			t.Errorf("dns-iterative drawn out of order: root, TLD, umass.edu, cs.umass.edu at positions %v", at)
+		}
 	}
 
 	// Runs from the page: the dns-caching experiment in quick mode shows
@@ -179,7 +216,7 @@ func checkDashboard(t *testing.T, r *lab.Running, bus *trace.Bus) {
 	}
 
 	// A system's own page: the resolver's cache, found through the views
-	// list, with the name just resolved; its TTL counts down.
+	// list, with a name just resolved; its TTL counts down.
 	if err := chromedp.Do(ctx,
 		chromedp.Navigate(admin+"/#views"),
 		chromedp.Poll[chromedp.Void](`[...document.querySelectorAll('#view-list a')].some(a => a.textContent === 'DNS cache (resolver.nyu.edu)')`),
@@ -191,14 +228,15 @@ func checkDashboard(t *testing.T, r *lab.Running, bus *trace.Bus) {
 		t.Fatal(err)
 	}
 	var page string
-	for i := 0; i < 20 && !strings.Contains(page, "www.amazon.com."); i++ {
+	for i := 0; i < 20 && !strings.Contains(page, "gaia.cs.umass.edu."); i++ {
 		// The page reloads itself every second: retry a read that
 		// straddles a reload.
 		chromedp.Do(ctx, chromedp.Navigate(admin+href))
 		page, _ = chromedp.Run(ctx, chromedp.Evaluate[string](`document.body.innerText`))
 	}
-	if !strings.Contains(page, "www.amazon.com.") || !strings.Contains(page, "CNAME") {
-		t.Errorf("the resolver's cache page lacks www.amazon.com.:\n%s", page)
+	// (the dns-iterative scenario flushed the cache and resolved gaia)
+	if !strings.Contains(page, "gaia.cs.umass.edu.") {
+		t.Errorf("the resolver's cache page lacks gaia.cs.umass.edu.:\n%s", page)
 	}
 	ttlOf := func() int {
 		resp, err := http.Get(admin + href + "?format=json")
@@ -214,11 +252,11 @@ func checkDashboard(t *testing.T, r *lab.Running, bus *trace.Bus) {
 			t.Fatal(err)
 		}
 		for _, e := range entries {
-			if e.Name == "www.amazon.com." && e.Type == "CNAME" {
+			if e.Name == "gaia.cs.umass.edu." && e.Type == "A" {
 				return e.TTL
 			}
 		}
-		t.Fatalf("www.amazon.com. CNAME not in the cache page's JSON: %+v", entries)
+		t.Fatalf("gaia.cs.umass.edu. A not in the cache page's JSON: %+v", entries)
 		return 0
 	}
 	first := ttlOf()

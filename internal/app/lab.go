@@ -220,7 +220,7 @@ func buildLab(plan *lab.Plan, kinds *lab.Kinds, d service.Deps, reg *prometheus.
 	if err != nil {
 		return nil, err
 	}
-	dash := dashboard.New(running, d.Trace, reg, dashboard.Config{Runs: dashboardRuns(d)})
+	dash := dashboard.New(running, d.Trace, reg, dashboard.Config{Runs: dashboardRuns(running, d)})
 	dash.Mount()
 	running.Group.Add(dash)
 	return running, nil

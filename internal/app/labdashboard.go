@@ -2,18 +2,39 @@ package app
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"path/filepath"
 
 	"github.com/applayer/applayer/internal/service"
+	"github.com/applayer/applayer/internal/trace"
+	"github.com/applayer/applayer/lab"
 	"github.com/applayer/applayer/lab/dashboard"
 	"github.com/applayer/applayer/lab/experiment"
 )
 
 // dashboardRuns are the scenarios and experiments the lab's dashboard
 // offers: the same registries as `lab scenario` and `lab experiment`.
-func dashboardRuns(d service.Deps) []dashboard.Run {
+// Scenarios play against the running lab r (their messages are drawn
+// live on the sequence page too); experiments start labs of their own.
+func dashboardRuns(r *lab.Running, d service.Deps) []dashboard.Run {
 	var out []dashboard.Run
+	for _, sc := range labScenarios().All() {
+		sc := sc
+		out = append(out, dashboard.Run{
+			Kind: "scenario", Name: sc.Name, Description: sc.Summary,
+			Do: func(ctx context.Context, w io.Writer, dir string, quick bool) ([]string, error) {
+				collect := &trace.Collector{}
+				defer d.Trace.Subscribe(collect)()
+				steps, err := playScenario(ctx, w, sc, r.Plan, d.Trace, r.AdminAddr(), collect, d.Logger)
+				if err != nil {
+					return nil, err
+				}
+				fmt.Fprintf(w, "\nMessage sequence (%d):\n", len(steps))
+				return nil, lab.WriteNarration(w, steps, false)
+			},
+		})
+	}
 	for _, ex := range labExperiments().All() {
 		ex := ex
 		out = append(out, dashboard.Run{

@@ -35,14 +35,15 @@ that submits a message.`,
   printf 'Subject: hello\r\n\r\nHi Bob\r\n' | curl -s smtp://127.0.0.1:2525 --mail-from alice@crepes.fr --mail-rcpt bob@hamburger.edu -T - -w '%{response_code}\n'   # -> 250
   applayer mail users list --db /tmp/mail-demo.db   # -> bob@hamburger.edu`,
 	}
-	cmd.AddCommand(mailServeCommand(g), mailUsersCommand(g), mailQueueCommand(g), mailSendCommand(g))
+	cmd.AddCommand(mailServeCommand(g), mailUsersCommand(g), mailQueueCommand(g), mailSendCommand(g), mailDNSCommand(g))
 	return cmd
 }
 
 func mailServeCommand(g *globals) *cobra.Command {
 	var (
-		cfg   mta.Config
-		noTLS bool
+		cfg       mta.Config
+		noTLS     bool
+		setPolicy func() error
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -75,6 +76,9 @@ system's resolver), with STARTTLS when offered, retried with backoff for
 			if len(cfg.SMTP.Domains) == 0 {
 				return errors.New("mail serve: give at least one --domain")
 			}
+			if err := setPolicy(); err != nil {
+				return err
+			}
 			if noTLS && (cfg.SubmissionAddr != "" || cfg.SubmissionsAddr != "") && !cfg.InsecureAuthLoopback {
 				return errors.New("mail serve: submission needs TLS (drop --no-tls) or --insecure-auth-loopback")
 			}
@@ -90,7 +94,7 @@ system's resolver), with STARTTLS when offered, retried with backoff for
 	f.StringSliceVar(&cfg.SMTP.Domains, "domain", nil, "local mail `DOMAIN` (repeatable or comma-separated)")
 	f.StringVar(&cfg.SMTP.Addr, "listen", "127.0.0.1:25", "SMTP listen `ADDR`")
 	f.StringVar(&cfg.SMTP.Hostname, "hostname", "", "this server's name in the greeting and Received headers (default: the first --domain)")
-	f.StringVar(&cfg.DB, "db", "mail.db", "mail store SQLite `FILE`")
+	mailStoreFlags(f, &cfg.DB)
 	f.StringVar(&cfg.Spool, "spool", "spool", "queue spool `DIR`")
 	f.StringVar(&cfg.CertFile, "cert", "", "STARTTLS certificate PEM file")
 	f.StringVar(&cfg.KeyFile, "key", "", "STARTTLS private key PEM file")
@@ -111,6 +115,7 @@ system's resolver), with STARTTLS when offered, retried with backoff for
 	f.BoolVar(&cfg.InsecureAuthLoopback, "insecure-auth-loopback", false, "allow AUTH without TLS from loopback clients on the submission ports")
 	f.IntVar(&cfg.RateLimit, "rate-limit", 100, "messages a user may submit per --rate-window")
 	f.DurationVar(&cfg.RateWindow, "rate-window", time.Hour, "the rate limit's window")
+	setPolicy = mailPolicyFlags(f, &cfg)
 	f.StringVar(&cfg.Resolver, "resolver", "", "DNS resolver `ADDR` (host:port) for MX lookups (default: the system's)")
 	f.IntVar(&cfg.RelayPort, "relay-port", 25, "remote servers' SMTP `PORT`")
 	f.BoolVar(&cfg.NoRelayTLS, "no-relay-tls", false, "do not use STARTTLS when relaying")
@@ -126,9 +131,9 @@ func mailUsersCommand(g *globals) *cobra.Command {
 		Example: `  applayer mail users add --db /tmp/mail-users.db alice@crepes.fr --password s3cret --quota 10485760
   applayer mail users list --db /tmp/mail-users.db   # -> alice@crepes.fr`,
 	}
-	cmd.PersistentFlags().StringVar(&db, "db", "mail.db", "mail store SQLite `FILE`")
-	open := func(ctx context.Context) (*store.SQLite, error) {
-		return store.OpenSQLite(ctx, db, store.Options{})
+	mailStoreFlags(cmd.PersistentFlags(), &db)
+	open := func(ctx context.Context) (store.Store, error) {
+		return store.Open(ctx, db, store.Options{})
 	}
 	readPassword := func(pw string, fromStdin bool) (string, error) {
 		if fromStdin {

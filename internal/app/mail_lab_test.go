@@ -46,7 +46,9 @@ func TestLabAliceToBob(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"crepes.fr. 300 IN MX 10 mail.crepes.fr.", `hamburger.edu. 300 IN TXT "v=spf1 mx -all"`} {
+	for _, want := range []string{"crepes.fr. 300 IN MX 10 mail.crepes.fr.", `hamburger.edu. 300 IN TXT "v=spf1 mx -all"`,
+		`applayer-rsa._domainkey.crepes.fr. 300 IN TXT "v=DKIM1; k=rsa; p=`, `applayer-ed25519._domainkey.crepes.fr. 300 IN TXT "v=DKIM1; k=ed25519; p=`,
+		`_dmarc.hamburger.edu. 300 IN TXT "v=DMARC1; p=reject; adkim=r; aspf=r"`} {
 		if !strings.Contains(strings.Join(plan.Records, "\n"), want) {
 			t.Errorf("plan records %q lack %q", plan.Records, want)
 		}
@@ -109,6 +111,13 @@ func TestLabAliceToBob(t *testing.T) {
 	i2 := strings.Index(b, "by mail.crepes.fr with ESMTPSA")
 	if i1 < 0 || i2 < i1 || !strings.Contains(b, "Subject: Hello from Paris") || !strings.Contains(b, "Bonjour Bob!") {
 		t.Errorf("Bob's message:\n%s", b)
+	}
+	// Signed by crepes.fr on the way out, checked by hamburger.edu on the
+	// way in (mail/policy through the lab's resolver).
+	for _, want := range []string{"Authentication-Results: mail.hamburger.edu;", "spf=pass smtp.mailfrom=crepes.fr", "dkim=pass header.d=crepes.fr", "dmarc=pass header.from=crepes.fr"} {
+		if !strings.Contains(b, want) {
+			t.Errorf("Bob's message lacks %q:\n%s", want, b)
+		}
 	}
 
 	// The chapter's figure on the trace bus, in order.

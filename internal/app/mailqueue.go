@@ -102,31 +102,68 @@ func mailQueueCommand(g *globals) *cobra.Command {
 			return nil
 		},
 	}
+	var all bool
 	del := &cobra.Command{
-		Use:   "delete ID...",
+		Use:   "delete ID... | --all",
 		Short: "Remove messages from the queue (no bounce is sent)",
-		Args:  cobra.MinimumNArgs(1),
+		Example: `  applayer mail serve --domain hamburger.edu --db /tmp/mail-del.db --spool /tmp/mail-del-spool --listen 127.0.0.1:2531 --admin 127.0.0.1:9931 &
+  applayer mail queue delete --all --admin 127.0.0.1:9931   # -> deleted 0 messages
+  applayer mail queue delete --all --spool /tmp/mail-del-spool   # -> deleted 0 messages`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if all {
+				return cobra.NoArgs(cmd, args)
+			}
+			return cobra.MinimumNArgs(1)(cmd, args)
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			for _, id := range args {
-				switch {
-				case admin != "":
-					b, err := call("POST", "/mail/queue/delete?id="+url.QueryEscape(id))
+			if admin == "" && spool == "" {
+				return errors.New("mail queue delete: give --admin or --spool")
+			}
+			if all {
+				// Like postsuper -d ALL: every message waiting now.
+				var sts []queue.Status
+				if admin != "" {
+					b, err := call("GET", "/mail/queue")
 					if err != nil {
 						return fmt.Errorf("mail queue delete: %w", err)
 					}
-					g.stdout.Write(b)
-				case spool != "":
-					if err := queue.DeleteSpooled(spool, id); err != nil {
+					if err := json.Unmarshal(b, &sts); err != nil {
+						return fmt.Errorf("mail queue delete: %w", err)
+					}
+				} else {
+					var err error
+					if sts, err = queue.ReadSpool(spool); err != nil {
 						return err
 					}
-					fmt.Fprintf(g.stdout, "deleted %s\n", id)
-				default:
-					return errors.New("mail queue delete: give --admin or --spool")
 				}
+				for _, st := range sts {
+					args = append(args, st.ID)
+				}
+			}
+			for _, id := range args {
+				if admin != "" {
+					if _, err := call("POST", "/mail/queue/delete?id="+url.QueryEscape(id)); err != nil {
+						return fmt.Errorf("mail queue delete: %w", err)
+					}
+				} else if err := queue.DeleteSpooled(spool, id); err != nil {
+					return err
+				}
+				if !all {
+					fmt.Fprintf(g.stdout, "deleted %s\n", id)
+				}
+			}
+			if all {
+				fmt.Fprintf(g.stdout, "deleted %d messages\n", len(args))
 			}
 			return nil
 		},
 	}
+	del.Flags().BoolVar(&all, "all", false, "delete every waiting message")
+	list.Example = `  applayer mail serve --domain hamburger.edu --db /tmp/mail-list.db --spool /tmp/mail-list-spool --listen 127.0.0.1:2532 --admin 127.0.0.1:9932 &
+  applayer mail queue list --admin 127.0.0.1:9932   # -> 0 messages
+  applayer mail queue list --spool /tmp/mail-list-spool   # -> 0 messages`
+	flush.Example = `  applayer mail serve --domain hamburger.edu --db /tmp/mail-flush.db --spool /tmp/mail-flush-spool --listen 127.0.0.1:2533 --admin 127.0.0.1:9933 &
+  applayer mail queue flush --admin 127.0.0.1:9933   # -> flushed 0`
 	cmd.AddCommand(list, flush, del)
 	return cmd
 }

@@ -50,7 +50,7 @@ func labKinds() *lab.Kinds {
 		tracker.LabKinds(),
 		swarm.LabKinds(),
 		dht.LabKinds(),
-		mail.LabKinds(),
+		mail.LabKindsWith(mailLabPolicy()),
 		stream.LabKinds(),
 		cdn.LabKinds(),
 	)...)

@@ -158,3 +158,15 @@ func (a *Admin) Shutdown(ctx context.Context) error {
 		return err
 	})
 }
+
+// NewServiceAdmin returns a service's own admin listener (a proxy's
+// --admin, an edge's control listener) serving the metrics the service
+// registers in reg: reg itself when it is a registry (a Gatherer), else an
+// empty registry's.
+func NewServiceAdmin(cfg AdminConfig, reg prometheus.Registerer, logger *slog.Logger) (*Admin, error) {
+	g, ok := reg.(prometheus.Gatherer)
+	if !ok {
+		g = prometheus.NewRegistry()
+	}
+	return NewAdmin(cfg, g, logger)
+}

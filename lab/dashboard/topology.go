@@ -10,6 +10,7 @@ import (
 	"github.com/applayer/applayer/dns/labzone"
 	"github.com/applayer/applayer/internal/service"
 	"github.com/applayer/applayer/lab"
+	"github.com/applayer/applayer/lab/link"
 )
 
 // topology is /api/topology: the lab's hosts grouped like the chapter's
@@ -19,6 +20,14 @@ type topology struct {
 	PortOffset int        `json:"port_offset"`
 	Groups     []group    `json:"groups"`
 	Hosts      []hostView `json:"hosts"`
+	// Links are the links between two hosts (access links are on the
+	// hosts), as lab/link writes them: delay, rate each way, loss, queue.
+	Links []linkView `json:"links,omitempty"`
+}
+
+type linkView struct {
+	Between []string `json:"between"`
+	Link    string   `json:"link"`
 }
 
 type group struct {
@@ -32,6 +41,7 @@ type hostView struct {
 	Addr     string             `json:"addr"`
 	Group    string             `json:"group"`
 	Zones    []string           `json:"zones,omitempty"`
+	Link     string             `json:"link,omitempty"` // its access link`
 	Services []serviceView      `json:"services"`
 	Metrics  map[string]float64 `json:"metrics,omitempty"`
 }
@@ -77,8 +87,17 @@ func buildTopology(r *lab.Running) topology {
 	// The DNS hierarchy's groups come first, as in the chapter's figure.
 	add(groupRoot, "Root DNS servers", "")
 	add(groupTLD, "Top-level domain (TLD) servers", "")
+	access := map[string]string{}
+	for _, h := range r.Plan.Topology.Hosts {
+		if h.Link != "" {
+			access[h.Name] = normaliseLink(h.Link)
+		}
+	}
+	for _, l := range r.Plan.Topology.Links {
+		t.Links = append(t.Links, linkView{Between: l.Between, Link: normaliseLink(l.Link)})
+	}
 	for _, h := range r.Plan.Hosts {
-		hv := hostView{Name: h.Name, Addr: h.Addr.String(), Zones: zones[h.Name], Services: []serviceView{}}
+		hv := hostView{Name: h.Name, Addr: h.Addr.String(), Zones: zones[h.Name], Link: access[h.Name], Services: []serviceView{}}
 		for i, e := range r.Entries {
 			if e.Host == h.Name {
 				hv.Services = append(hv.Services, serviceView{Kind: e.Kind, Summary: e.Summary, entry: i})
@@ -197,4 +216,15 @@ func listenOf(s service.Service) ([]string, bool) {
 		out = append(out, addr.Network()+" "+addr.String())
 	}
 	return out, len(out) > 0
+}
+
+// normaliseLink writes a link as lab/link does (rates with units, the
+// delay, the loss), or as given when it does not parse (the plan refused
+// such a topology already).
+func normaliseLink(s string) string {
+	c, err := link.Parse(s)
+	if err != nil {
+		return s
+	}
+	return c.String()
 }

@@ -2,6 +2,7 @@ package link
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"sync"
@@ -17,6 +18,10 @@ const chunk = 16 << 10
 // inflight is how many chunks (or datagrams) may wait in each direction's
 // delay line: 4 MiB of a stream, a generous window.
 const inflight = 256
+
+// minQueueEvent is the least wait in a queue published as a "link.queue"
+// event (shorter waits are the ordinary pacing of one sender).
+const minQueueEvent = time.Millisecond
 
 // lead is how far ahead of the transmitter a sender may stay: Write returns
 // (and the reader takes more) this long before the previous bytes finish
@@ -73,15 +78,21 @@ func Wrap(c net.Conn, out, in Path, handshake time.Duration, datagram bool, bus 
 	return w
 }
 
-func (c *Conn) drop(dir string, n int, why string) {
-	if !c.bus.Enabled() {
+// note publishes what the link did to n bytes going dir ("out" or "in"):
+// a drop, or a wait in a queue of at least minQueueEvent.
+func (c *Conn) note(dir string, n int, v Verdict) {
+	if !c.bus.Enabled() || (v.Drop == "" && v.Wait < minQueueEvent) {
 		return
 	}
 	from, to := c.LocalAddr().String(), c.RemoteAddr().String()
 	if dir == "in" {
 		from, to = to, from
 	}
-	c.bus.Publish(trace.Event{Type: trace.LinkDrop, From: from, To: to, Proto: "link", Summary: "dropped: " + why, Bytes: n})
+	e := trace.Event{Type: trace.LinkDrop, From: from, To: to, Proto: "link", Summary: "dropped: " + v.Drop, Bytes: n}
+	if v.Drop == "" {
+		e.Type, e.Summary = trace.LinkQueue, fmt.Sprintf("%s: queued %s", v.Queue, v.Wait.Round(100*time.Microsecond))
+	}
+	c.bus.Publish(e)
 }
 
 // sleepUntil waits until t, or until cancel is closed (false).
@@ -157,9 +168,8 @@ func (c *Conn) reader(handshake time.Duration) {
 				v.At = v.At.Add(handshake)
 				first = false
 			}
-			if v.Drop != "" {
-				c.drop("in", n, v.Drop)
-			} else {
+			c.note("in", n, v)
+			if v.Drop == "" {
 				if !c.datagram && v.At.Before(c.lastIn) {
 					v.At = c.lastIn // in order: behind a retransmitted segment
 				}
@@ -246,8 +256,8 @@ func (c *Conn) Write(b []byte) (int, error) {
 			n = chunk
 		}
 		v := c.out.Offer(now, n, c.datagram)
+		c.note("out", n, v)
 		if v.Drop != "" {
-			c.drop("out", n, v.Drop)
 			return n, nil // a lost datagram was still sent
 		}
 		s := segment{at: v.At, b: append([]byte(nil), b[:n]...)}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -51,16 +52,20 @@ func within(t *testing.T, what string, got, want, early, late time.Duration) {
 	}
 }
 
+var realDelay = flag.Duration("realdelay", 100*time.Millisecond, "TestDelayRealSockets: the link's one-way delay")
+
 // TestDelayRealSockets: a server whose access link has a 100 ms delay, on
 // a real loopback socket pair: the first exchange costs the handshake and
 // the request/response round trip (4 × 100 ms), the next ones 2 × 100 ms.
-// Bounds are looser than on the simulated clock (timers, scheduling).
+// Bounds are looser than on the simulated clock (timers, scheduling). The
+// issue's 1 s: go test -run DelayRealSockets ./lab/link/ -args -realdelay 1s
 func TestDelayRealSockets(t *testing.T) {
 	raw, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := New("server", Config{Delay: 100 * time.Millisecond}, 1)
+	d := *realDelay
+	l := New("server", Config{Delay: d}, 1)
 	echoServer(t, &Listener{Listener: raw, Out: Path{l.Up}, In: Path{l.Down}})
 	c, err := net.Dial("tcp", raw.Addr().String())
 	if err != nil {
@@ -68,7 +73,7 @@ func TestDelayRealSockets(t *testing.T) {
 	}
 	defer c.Close()
 	buf := make([]byte, 1)
-	for i, want := range []time.Duration{400 * time.Millisecond, 200 * time.Millisecond, 200 * time.Millisecond} {
+	for i, want := range []time.Duration{4 * d, 2 * d, 2 * d} {
 		start := time.Now()
 		if _, err := c.Write([]byte{byte(i)}); err != nil {
 			t.Fatal(err)
@@ -108,8 +113,15 @@ func TestRateRealSockets(t *testing.T) {
 			return
 		}
 		defer c.Close()
+		// The window starts with the first bytes (the sender may start
+		// late on a loaded machine).
+		buf := make([]byte, 64<<10)
+		if _, err := c.Read(buf); err != nil {
+			got <- -1
+			return
+		}
 		c.SetReadDeadline(time.Now().Add(secs))
-		n, _ := io.Copy(io.Discard, c)
+		n, _ := io.CopyBuffer(io.Discard, c, buf)
 		got <- n
 	}()
 	defer func() { raw.Close(); wg.Wait() }()
@@ -144,14 +156,19 @@ func TestDatagramLossAndDrops(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pc.Close()
+	pc.(*net.UDPConn).SetReadBuffer(4 << 20) // the burst arrives at once
 	bus := trace.NewBus(nil)
 	var mu sync.Mutex
 	drops := 0
+	var bad []error
 	cancel := bus.Subscribe(trace.SinkFunc(func(e trace.Event) {
-		if e.Proto == "link" {
-			mu.Lock()
+		mu.Lock()
+		defer mu.Unlock()
+		if e.Type == trace.LinkDrop && strings.HasSuffix(e.Summary, "client up: loss") {
 			drops++
-			mu.Unlock()
+		}
+		if err := trace.Validate(e); err != nil {
+			bad = append(bad, err)
 		}
 	}))
 	defer cancel()
@@ -163,20 +180,25 @@ func TestDatagramLossAndDrops(t *testing.T) {
 	}
 	defer c.Close()
 	const n = 500
+	arrived := make(chan int)
+	go func() {
+		got := 0
+		buf := make([]byte, 16)
+		for {
+			pc.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+			if _, _, err := pc.ReadFrom(buf); err != nil {
+				break
+			}
+			got++
+		}
+		arrived <- got
+	}()
 	for i := 0; i < n; i++ {
 		if _, err := c.Write([]byte{byte(i)}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	got := 0
-	buf := make([]byte, 16)
-	pc.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
-	for {
-		if _, _, err := pc.ReadFrom(buf); err != nil {
-			break
-		}
-		got++
-	}
+	got := <-arrived
 	lost := n - got
 	mu.Lock()
 	defer mu.Unlock()
@@ -185,6 +207,9 @@ func TestDatagramLossAndDrops(t *testing.T) {
 	dropped := int(l.Up.Dropped())
 	if dropped < 60 || dropped > 140 || lost < dropped || lost > dropped+10 || drops != dropped {
 		t.Errorf("loss 20%% of %d datagrams: %d arrived, %d lost (pipe counted %d, %d link.drop events); want about 100 lost, all counted", n, got, lost, dropped, drops)
+	}
+	if len(bad) > 0 {
+		t.Errorf("link.drop events break the trace schema: %v", bad[0])
 	}
 }
 
@@ -258,5 +283,53 @@ func BenchmarkRoundTrip(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestQueueEvents: bytes that wait for the transmitter are published as
+// "link.queue" events naming the link and the wait, following the schema.
+func TestQueueEvents(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	a, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	go io.Copy(io.Discard, b)
+	bus := trace.NewBus(nil)
+	var mu sync.Mutex
+	var events []trace.Event
+	cancel := bus.Subscribe(trace.SinkFunc(func(e trace.Event) { mu.Lock(); events = append(events, e); mu.Unlock() }))
+	defer cancel()
+	l := New("slow", Config{Up: 1e6}, 1)
+	other := Wrap(a, Path{l.Up}, Path{l.Down}, 0, false, bus)
+	defer other.Close()
+	// 4 chunks of 1250 B at 1 Mbit/s: 10 ms each, written at once by two
+	// writers, so the later ones wait.
+	var wg sync.WaitGroup
+	for i := 0; i < 2; i++ {
+		wg.Go(func() { other.Write(make([]byte, 2500)) })
+	}
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(events) == 0 {
+		t.Fatal("no link.queue event for bytes that waited 10 ms")
+	}
+	for _, e := range events {
+		if e.Type != trace.LinkQueue || !strings.HasPrefix(e.Summary, "slow up: queued ") {
+			t.Errorf("event %+v, want a link.queue on slow up", e)
+		}
+		if err := trace.Validate(e); err != nil {
+			t.Errorf("schema: %v", err)
+		}
 	}
 }

@@ -202,7 +202,7 @@ func parseBytes(s string) (int, error) {
 		}
 	}
 	n, err := strconv.Atoi(strings.TrimSpace(t))
-	if err != nil || n < 0 {
+	if err != nil || n < 0 || n > math.MaxInt32/mult {
 		return 0, fmt.Errorf("%q is not a size in bytes like 65536 or 64KB", s)
 	}
 	return n * mult, nil
@@ -269,6 +269,10 @@ type Verdict struct {
 	// Drop is why a datagram was dropped ("loss", "queue full"); "" when
 	// it was not.
 	Drop string
+	// Wait is how long the bytes waited in the queue for the transmitter,
+	// and Queue the pipe where they waited longest.
+	Wait  time.Duration
+	Queue string
 }
 
 // Offer schedules n bytes reaching the pipe at now. A datagram may be
@@ -300,6 +304,10 @@ func (p *Pipe) Offer(now time.Time, n int, datagram bool) Verdict {
 		p.free = done
 	}
 	at := done.Add(p.delay)
+	var wait time.Duration
+	if start.After(now) {
+		wait = start.Sub(now)
+	}
 	if !datagram && p.loss > 0 {
 		for left := n; left > 0; left -= MSS {
 			if p.rng.Float64() < p.loss {
@@ -310,7 +318,7 @@ func (p *Pipe) Offer(now time.Time, n int, datagram bool) Verdict {
 	}
 	p.sent.Add(int64(n))
 	p.packets.Add(1)
-	return Verdict{Done: done, At: at}
+	return Verdict{Done: done, At: at, Wait: wait, Queue: p.Name}
 }
 
 // rto is the retransmission timeout a lost segment costs: the minimum RTO
@@ -346,10 +354,14 @@ func (ps Path) Offer(now time.Time, n int, datagram bool) Verdict {
 		pv := p.Offer(v.At, n, datagram)
 		if pv.Drop != "" {
 			pv.Drop = p.Name + ": " + pv.Drop
+			pv.Wait, pv.Queue = 0, ""
 			return pv
 		}
 		if i == 0 {
 			v.Done = pv.Done
+		}
+		if pv.Wait > v.Wait {
+			v.Wait, v.Queue = pv.Wait, pv.Queue
 		}
 		v.At = pv.At
 	}

@@ -196,3 +196,29 @@ func TestLossSimulated(t *testing.T) {
 		t.Errorf("loss 0.5 on 1000 stream segments: %d late (counter %d), want about 500", late, p.Retransmitted())
 	}
 }
+
+// FuzzParse: any --link or topology string either parses into a valid
+// Config that renders back to (nearly) itself, or is refused; never a
+// panic.
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{"delay=1s,rate=1.54Mbit,loss=1%", "up=100kbit,down=10Mbit,queue=64KB", "loss=0.5", "queue=16KiB", "rate=1e3", "delay=-1s", ",,", "rate=0"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		c, err := Parse(s)
+		if err != nil {
+			return
+		}
+		if err := c.Validate(); err != nil {
+			t.Fatalf("Parse(%q) accepted an invalid config: %v", s, err)
+		}
+		back, err := Parse(c.String())
+		if err != nil {
+			t.Fatalf("Parse(%q).String() = %q does not parse: %v", s, c.String(), err)
+		}
+		near := func(a, b float64) bool { return math.Abs(a-b) <= 1e-9*math.Max(math.Abs(a), math.Abs(b)) }
+		if back.Delay != c.Delay || back.Queue != c.Queue || !near(back.Up, c.Up) || !near(back.Down, c.Down) || !near(back.Loss, c.Loss) {
+			t.Fatalf("Parse(%q) = %+v, rendered %q, parsed back %+v", s, c, c.String(), back)
+		}
+	})
+}

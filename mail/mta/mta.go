@@ -25,7 +25,7 @@ import (
 type Config struct {
 	// SMTP is the receiver's configuration (Domains required).
 	SMTP smtpd.Config
-	// DB is the SQLite store's file.
+	// DB is the store: an SQLite file, or a postgres:// URL (store.Open).
 	DB string
 	// Spool is the queue's directory.
 	Spool string
@@ -36,6 +36,8 @@ type Config struct {
 	CertFile, KeyFile, CADir string
 	// Store tunes the store (tests lower the bcrypt cost).
 	Store store.Options
+	// Policy makes Signer and Inbound (mail/policy) when they are unset.
+	Policy PolicyConfig
 
 	// SubmissionAddr (587, STARTTLS) and SubmissionsAddr (465, implicit
 	// TLS), when set, serve message submission with AUTH for the users of
@@ -67,7 +69,7 @@ type Config struct {
 
 // Server is the mail server.
 type Server struct {
-	st     *store.SQLite
+	st     store.Store
 	q      *queue.Queue
 	smtp   *smtpd.Server
 	submit []*smtpd.Server
@@ -83,6 +85,9 @@ func New(ctx context.Context, cfg Config, d service.Deps) (*Server, error) {
 	if len(cfg.SMTP.Domains) == 0 {
 		return nil, errors.New("mta: no local domains")
 	}
+	if err := policyHooks(&cfg, d); err != nil {
+		return nil, err
+	}
 	tc, err := tlsConfig(cfg)
 	if err != nil {
 		return nil, err
@@ -91,7 +96,7 @@ func New(ctx context.Context, cfg Config, d service.Deps) (*Server, error) {
 	if cfg.Store.Now == nil {
 		cfg.Store.Now = d.Now
 	}
-	st, err := store.OpenSQLite(ctx, cfg.DB, cfg.Store)
+	st, err := store.Open(ctx, cfg.DB, cfg.Store)
 	if err != nil {
 		return nil, err
 	}

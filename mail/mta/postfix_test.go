@@ -42,7 +42,7 @@ func startPostfix(t *testing.T, relayhost string) *postfix {
 	t.Helper()
 	bin := testkit.Peer(t, "postfix")
 	if os.Geteuid() != 0 {
-		t.Skip("Postfix's master runs as root")
+		testkit.Skip(t, "Postfix's master runs as root: run this test as root")
 	}
 	pu, err := user.Lookup("postfix")
 	if err != nil {

@@ -37,7 +37,7 @@ func (v *Verifier) Process(ctx context.Context, m Message) ([]byte, Results) {
 	if v.mode() == ModeOff {
 		return m.Body, r
 	}
-	body := stripForged(m.Body, v.AuthServID)
+	body := v.StripForged(m.Body)
 	out := make([]byte, 0, len(hdr)+len(body))
 	return append(append(out, hdr...), body...), r
 }
@@ -47,8 +47,12 @@ func (r Results) RejectText() string {
 	return "message from " + r.From + " failed DMARC (p=" + string(r.DMARCPolicy) + "): neither an aligned SPF pass nor an aligned DKIM signature"
 }
 
+// StripForged returns msg without the Authentication-Results fields that
+// claim v's AuthServID (RFC 8601 5); msg itself when it has none.
+func (v *Verifier) StripForged(msg []byte) []byte { return stripForged(msg, v.AuthServID) }
+
 // stripForged removes Authentication-Results fields whose authserv-id is
-// ours.
+// id.
 func stripForged(msg []byte, id string) []byte {
 	h, _, err := parseHeader(msg)
 	if err != nil {

@@ -15,19 +15,39 @@ type Domain struct {
 	// DMARC is the policy published: none, quarantine or reject
 	// (default reject).
 	DMARC string
+	// TTL of the records (default 3600).
+	TTL int
 }
 
 // Records returns the DNS records a mail domain needs, in master-file
 // form with fully qualified owners (what a lab kind's Records hook
-// returns): the MX; SPF "v=spf1 mx -all" (only the MX hosts send); one
-// DKIM selector TXT per key of the signer for the domain (none when
-// signer is nil or has no key for it); and the DMARC record, relaxed
-// alignment with the given policy.
+// returns): the MX; SPF "v=spf1 mx -all" (only the MX hosts send); and
+// AuthRecords.
 func Records(d Domain, signer *Signer) ([]string, error) {
 	name := canonDomain(d.Name)
 	mx := canonDomain(d.MX)
 	if name == "" || mx == "" {
 		return nil, fmt.Errorf("policy: records: domain %q and MX host %q needed", d.Name, d.MX)
+	}
+	auth, err := AuthRecords(d, signer)
+	if err != nil {
+		return nil, err
+	}
+	ttl := d.ttl()
+	return append([]string{
+		fmt.Sprintf("%s. %d IN MX 10 %s.", name, ttl, mx),
+		fmt.Sprintf(`%s. %d IN TXT "v=spf1 mx -all"`, name, ttl),
+	}, auth...), nil
+}
+
+// AuthRecords returns a domain's message-authentication records without
+// the MX and SPF: one DKIM selector TXT per key of the signer for the
+// domain (none when signer is nil or has no key for it), and the DMARC
+// record, relaxed alignment with the domain's policy.
+func AuthRecords(d Domain, signer *Signer) ([]string, error) {
+	name := canonDomain(d.Name)
+	if name == "" {
+		return nil, fmt.Errorf("policy: records: no domain")
 	}
 	p := d.DMARC
 	switch p {
@@ -37,18 +57,22 @@ func Records(d Domain, signer *Signer) ([]string, error) {
 	default:
 		return nil, fmt.Errorf("policy: records: DMARC policy %q (none, quarantine or reject)", p)
 	}
-	out := []string{
-		fmt.Sprintf("%s. 3600 IN MX 10 %s.", name, mx),
-		fmt.Sprintf(`%s. 3600 IN TXT "v=spf1 mx -all"`, name),
-	}
+	ttl := d.ttl()
+	var out []string
 	if signer != nil {
 		for _, k := range signer.Keys(name) {
 			owner, txt := k.Record()
-			out = append(out, fmt.Sprintf("%s 3600 IN TXT %s", owner, quoteTXT(txt)))
+			out = append(out, fmt.Sprintf("%s %d IN TXT %s", owner, ttl, quoteTXT(txt)))
 		}
 	}
-	out = append(out, fmt.Sprintf(`_dmarc.%s. 3600 IN TXT "v=DMARC1; p=%s; adkim=r; aspf=r"`, name, p))
-	return out, nil
+	return append(out, fmt.Sprintf(`_dmarc.%s. %d IN TXT "v=DMARC1; p=%s; adkim=r; aspf=r"`, name, ttl, p)), nil
+}
+
+func (d Domain) ttl() int {
+	if d.TTL > 0 {
+		return d.TTL
+	}
+	return 3600
 }
 
 // quoteTXT quotes a TXT value as master-file character-strings of at

@@ -145,13 +145,41 @@ func (v *Verifier) Check(ctx context.Context, m Message) Results {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var r Results
-	v.checkSPF(ctx, m, &r)
-	v.checkDKIM(ctx, m, &r)
-	v.checkDMARC(ctx, m, &r)
+	res := rooted{v.Resolver}
+	v.checkSPF(ctx, res, m, &r)
+	v.checkDKIM(ctx, res, m, &r)
+	v.checkDMARC(ctx, res, m, &r)
 	return r
 }
 
-func (v *Verifier) checkSPF(ctx context.Context, m Message, r *Results) {
+// rooted makes every name it is asked absolute (a final dot), so the
+// resolver never tries it again with the host's search domains appended.
+type rooted struct{ r Resolver }
+
+func root(name string) string {
+	if strings.HasSuffix(name, ".") || net.ParseIP(name) != nil {
+		return name
+	}
+	return name + "."
+}
+
+func (r rooted) LookupTXT(ctx context.Context, name string) ([]string, error) {
+	return r.r.LookupTXT(ctx, root(name))
+}
+
+func (r rooted) LookupMX(ctx context.Context, name string) ([]*net.MX, error) {
+	return r.r.LookupMX(ctx, root(name))
+}
+
+func (r rooted) LookupIPAddr(ctx context.Context, host string) ([]net.IPAddr, error) {
+	return r.r.LookupIPAddr(ctx, root(host))
+}
+
+func (r rooted) LookupAddr(ctx context.Context, addr string) ([]string, error) {
+	return r.r.LookupAddr(ctx, addr)
+}
+
+func (v *Verifier) checkSPF(ctx context.Context, res Resolver, m Message, r *Results) {
 	sender := m.MailFrom
 	if sender == "" {
 		// RFC 7208 2.4: the null sender is checked as postmaster@HELO.
@@ -163,17 +191,17 @@ func (v *Verifier) checkSPF(ctx context.Context, m Message, r *Results) {
 		r.SPF, r.SPFReason = authres.ResultPermError, "no client address"
 		return
 	}
-	res, err := spf.CheckHostWithSender(net.IP(m.IP.Unmap().AsSlice()), m.Helo, sender,
-		spf.WithResolver(v.Resolver), spf.WithContext(ctx))
-	r.SPF = authres.ResultValue(res)
-	if err != nil && res != spf.Pass {
+	result, err := spf.CheckHostWithSender(net.IP(m.IP.Unmap().AsSlice()), m.Helo, sender,
+		spf.WithResolver(res), spf.WithContext(ctx))
+	r.SPF = authres.ResultValue(result)
+	if err != nil && result != spf.Pass {
 		r.SPFReason = err.Error()
 	}
 }
 
-func (v *Verifier) checkDKIM(ctx context.Context, m Message, r *Results) {
+func (v *Verifier) checkDKIM(ctx context.Context, res Resolver, m Message, r *Results) {
 	verifs, err := dkim.VerifyWithOptions(bytes.NewReader(m.Body), &dkim.VerifyOptions{
-		LookupTXT:        func(name string) ([]string, error) { return v.Resolver.LookupTXT(ctx, name) },
+		LookupTXT:        func(name string) ([]string, error) { return res.LookupTXT(ctx, name) },
 		MaxVerifications: 5,
 	})
 	if err != nil && !errors.Is(err, dkim.ErrTooManySignatures) {
@@ -219,7 +247,7 @@ func aligned(a, b string, mode dmarc.AlignmentMode) bool {
 	return mode != dmarc.AlignmentStrict && OrgDomain(a) == OrgDomain(b)
 }
 
-func (v *Verifier) checkDMARC(ctx context.Context, m Message, r *Results) {
+func (v *Verifier) checkDMARC(ctx context.Context, res Resolver, m Message, r *Results) {
 	h, _, err := parseHeader(m.Body)
 	if err == nil {
 		if n := countFields(h, "From"); n == 0 {
@@ -237,7 +265,7 @@ func (v *Verifier) checkDMARC(ctx context.Context, m Message, r *Results) {
 		r.DMARC, r.DMARCReason = authres.ResultPermError, err.Error()
 		return
 	}
-	rec, policy, err := v.lookupDMARC(ctx, r.From)
+	rec, policy, err := v.lookupDMARC(ctx, res, r.From)
 	switch {
 	case errors.Is(err, dmarc.ErrNoPolicy):
 		r.DMARC = authres.ResultNone
@@ -283,8 +311,8 @@ func (v *Verifier) checkDMARC(ctx context.Context, m Message, r *Results) {
 // lookupDMARC finds the record for a From domain (RFC 7489 6.6.3): the
 // domain's own, else its organizational domain's, whose sp= (else p=)
 // then applies.
-func (v *Verifier) lookupDMARC(ctx context.Context, from string) (*dmarc.Record, dmarc.Policy, error) {
-	opts := &dmarc.LookupOptions{LookupTXT: func(name string) ([]string, error) { return v.Resolver.LookupTXT(ctx, name) }}
+func (v *Verifier) lookupDMARC(ctx context.Context, res Resolver, from string) (*dmarc.Record, dmarc.Policy, error) {
+	opts := &dmarc.LookupOptions{LookupTXT: func(name string) ([]string, error) { return res.LookupTXT(ctx, name) }}
 	rec, err := dmarc.LookupWithOptions(from, opts)
 	if err == nil {
 		return rec, rec.Policy, nil

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/applayer/applayer/internal/trace"
+	"github.com/applayer/applayer/mail/policy"
 	"github.com/applayer/applayer/mail/store"
 )
 
@@ -20,10 +21,14 @@ type Local struct {
 
 // Deliver implements Deliverer.
 func (l Local) Deliver(ctx context.Context, env Envelope, rcpt string, body []byte) error {
-	_, err := l.Store.Append(ctx, rcpt, "INBOX", body, nil, env.Received)
+	box := "INBOX"
+	if policy.IsJunk(body) {
+		box = "Junk" // the receiver's DMARC verdict (mail/policy)
+	}
+	_, err := l.Store.Append(ctx, rcpt, box, body, nil, env.Received)
 	switch {
 	case err == nil:
-		l.Trace.Publish(trace.Event{Type: trace.State, From: "queue", Proto: "mail/local", Summary: fmt.Sprintf("message %s from <%s> delivered to %s INBOX", env.ID, env.From, rcpt), Bytes: len(body)})
+		l.Trace.Publish(trace.Event{Type: trace.State, From: "queue", Proto: "mail/local", Summary: fmt.Sprintf("message %s from <%s> delivered to %s %s", env.ID, env.From, rcpt, box), Bytes: len(body)})
 		return nil
 	case errors.Is(err, store.ErrNoUser), errors.Is(err, store.ErrBadAddress):
 		return Permanent(&DeliveryError{Status: "5.1.1", Diagnostic: "x-applayer; no such user", Err: fmt.Errorf("queue: local delivery to %s: %w", rcpt, err)})

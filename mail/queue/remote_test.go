@@ -252,7 +252,9 @@ func TestPerDestination(t *testing.T) {
 	defer silent.Close()
 	r2 := &queue.Remote{Resolver: &queue.DNSResolver{Server: silent.LocalAddr().String(), Timeout: time.Second}, PerDestination: 1, NoTLS: true, Timeout: 300 * time.Millisecond}
 	first := make(chan error, 1)
-	go func() { first <- r2.Deliver(context.Background(), queue.Envelope{ID: "a"}, "x@slow.test", []byte("x\r\n")) }()
+	go func() {
+		first <- r2.Deliver(context.Background(), queue.Envelope{ID: "a"}, "x@slow.test", []byte("x\r\n"))
+	}()
 	// Its query arriving means it holds the slot.
 	silent.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if _, _, err := silent.ReadFrom(make([]byte, 512)); err != nil {

@@ -557,6 +557,9 @@ func (ss *session) Data(r io.Reader) error {
 			ss.s.log.Error("smtpd: inbound check", "err", err)
 			return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "temporary failure, try again later"}
 		}
+		if rw, ok := ss.s.cfg.Inbound.(BodyRewriter); ok {
+			body = rw.Rewrite(body)
+		}
 	}
 	id := newID()
 	hdr := ss.received(id) + extra

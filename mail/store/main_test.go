@@ -21,7 +21,7 @@ var (
 
 func pgServer(t *testing.T) *pgtest.Server {
 	t.Helper()
-	pgtest.Skip(t)
+	pgtest.Require(t)
 	pgOnce.Do(func() { pgSrv, pgErr = pgtest.StartServer() })
 	if pgErr != nil {
 		t.Fatal(pgErr)

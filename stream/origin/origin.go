@@ -11,7 +11,6 @@ package origin
 import (
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -195,10 +194,8 @@ func (o *Origin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	f, err := o.root.Open(name)
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) || strings.Contains(err.Error(), "escapes") {
-			http.Error(cw, "404 page not found", http.StatusNotFound)
-			return
-		}
+		// Missing, unreadable, or outside the directory (os.Root refuses
+		// to leave it): all the same to the client.
 		o.log.Debug("open", "path", name, "err", err)
 		http.Error(cw, "404 page not found", http.StatusNotFound)
 		return

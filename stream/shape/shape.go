@@ -222,9 +222,10 @@ type Shaper struct {
 	credit float64 // bytes
 }
 
-// burst is the bucket's depth: a few packets, so the rate holds on short
-// time scales.
-const burst = 16 << 10
+// burst is the bucket's depth: 50 ms of the current rate, at least
+// 16 KiB, so the rate holds on short time scales and a reader woken late
+// (a loaded machine) loses no credit.
+func burst(rate float64) float64 { return max(16<<10, rate/8*0.05) }
 
 // NewShaper returns a shaper whose schedule starts now.
 func NewShaper(s *Schedule, now func() time.Time) *Shaper {
@@ -247,7 +248,7 @@ func (sh *Shaper) take(ctx context.Context, want int) (int, error) {
 	for {
 		sh.mu.Lock()
 		now := sh.now()
-		sh.credit = min(sh.credit+sh.sched.Bytes(sh.last.Sub(sh.start), now.Sub(sh.last)), burst)
+		sh.credit = min(sh.credit+sh.sched.Bytes(sh.last.Sub(sh.start), now.Sub(sh.last)), burst(sh.sched.Rate(now.Sub(sh.start))))
 		sh.last = now
 		if sh.credit >= 1 {
 			n := min(want, int(sh.credit))

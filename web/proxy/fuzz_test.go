@@ -20,6 +20,7 @@ import (
 	"github.com/applayer/applayer/internal/config"
 	"github.com/applayer/applayer/internal/service"
 	"github.com/applayer/applayer/web/cache"
+	"github.com/applayer/applayer/web/fastpath"
 )
 
 // FuzzFastPath feeds arbitrary byte streams (pipelined requests) to the
@@ -58,23 +59,30 @@ func FuzzFastPath(f *testing.F) {
 	// store one object so the parser's lookups can hit
 	s.cache.ServeHTTP(discard{}, httptest.NewRequest("GET", "http://site/obj", nil))
 	f.Fuzz(func(t *testing.T, stream []byte) {
-		fc := &fastConn{s: s}
 		type frame struct {
 			start, end int
 			key        string
 			head       bool
 		}
 		var fast []frame
+		var req fastpath.Request
 		for off := 0; ; {
 			b := stream[off:]
-			if len(b) > fastBufSize {
-				b = b[:fastBufSize]
+			if len(b) > fastpath.BufSize {
+				b = b[:fastpath.BufSize]
 			}
-			end, _ := scanHead(b)
-			if end == 0 || !fc.take(b[:end]) {
+			end, _ := fastpath.ScanHead(b)
+			if end == 0 || end > s.cfg.MaxHeaderBytes || !fastpath.Parse(b[:end], &req) {
 				break
 			}
-			fast = append(fast, frame{off, off + end, string(fc.key), bytes.HasPrefix(b, []byte("HEAD "))})
+			key, ok := s.fastKey(nil, &req)
+			if !ok {
+				break
+			}
+			if _, _, hit := s.cache.FastHit(key, req.Head, s.via, nil); !hit {
+				break
+			}
+			fast = append(fast, frame{off, off + end, string(key), req.Head})
 			off += end
 		}
 		if len(fast) == 0 {

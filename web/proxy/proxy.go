@@ -27,14 +27,13 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/applayer/applayer/internal/config"
 	"github.com/applayer/applayer/internal/obs"
 	"github.com/applayer/applayer/internal/service"
 	"github.com/applayer/applayer/internal/trace"
 	"github.com/applayer/applayer/internal/transport"
 	"github.com/applayer/applayer/web/cache"
+	"github.com/applayer/applayer/web/fastpath"
 )
 
 // DefaultPort is the customary port of a web cache (Squid's).
@@ -200,6 +199,7 @@ type Server struct {
 	tunnels map[net.Conn]struct{}
 	front   *transport.StreamServer // accepts; runs the fast path
 	handoff *transport.Handoff      // connections the fast path hands to net/http
+	fast    *fastpath.Server        // the HTTP/1.1 fast path (cache hits)
 	conns   atomic.Int64            // open client connections
 
 	wg   sync.WaitGroup
@@ -245,11 +245,7 @@ func New(cfg Config, deps service.Deps) (*Server, error) {
 	}
 	s.cache = c
 	if cfg.Admin != "" {
-		g, ok := deps.Metrics.(prometheus.Gatherer)
-		if !ok {
-			g = prometheus.NewRegistry()
-		}
-		a, err := obs.NewAdmin(obs.AdminConfig{Addr: cfg.Admin}, g, s.log)
+		a, err := obs.NewServiceAdmin(obs.AdminConfig{Addr: cfg.Admin}, deps.Metrics, s.log)
 		if err != nil {
 			return nil, fmt.Errorf("proxy: %w", err)
 		}
@@ -312,6 +308,7 @@ func (s *Server) Start(ctx context.Context) error {
 	s.own = own
 	s.ln, s.srv = ln, srv
 	s.handoff = transport.NewHandoff(ln.Addr())
+	s.fast = s.newFast()
 	s.front = s.newFront(ln.Addr().String())
 	s.mu.Unlock()
 	s.wg.Add(1)

@@ -51,6 +51,72 @@ type cacheEntry struct {
 	gz     []byte
 	gzEtag []string
 	gzLen  []string
+
+	key  string                         // the URL path it is cached under
+	wire [2]atomic.Pointer[wireVariant] // the fast path's header blocks: identity, gzip
+}
+
+// wireVariant is one representation of a cache entry (identity or gzip)
+// with its precomputed HTTP/1.1 header blocks for the fast path, each
+// lacking only Date (and Connection, Alt-Svc) and the blank line.
+type wireVariant struct {
+	body   []byte
+	etag   string
+	common []byte // Content-Type, Accept-Ranges, Vary, Content-Encoding, Etag
+	ok     []byte // 200 status line, common, Last-Modified, Content-Length
+	notMod []byte // 304 status line, Accept-Ranges, Vary, Etag
+}
+
+// variant returns the entry's identity or gzip representation (nil when
+// compression failed), building its header blocks once.
+func (e *cacheEntry) variant(gz bool) *wireVariant {
+	i := 0
+	if gz {
+		i = 1
+	}
+	if v := e.wire[i].Load(); v != nil {
+		return v
+	}
+	v := &wireVariant{body: e.body, etag: e.etag[0]}
+	clen := e.clen[0]
+	if gz {
+		body, etag, gzLen := e.gzipped()
+		if body == nil {
+			return nil
+		}
+		v.body, v.etag, clen = body, etag[0], gzLen[0]
+	}
+	field := func(b []byte, name, value string) []byte {
+		return append(append(append(append(b, name...), ": "...), value...), "\r\n"...)
+	}
+	var vary []byte
+	if e.zip {
+		vary = field(nil, "Vary", hvVary[0])
+	}
+	c := field(nil, "Accept-Ranges", hvBytes[0])
+	if gz {
+		c = field(c, "Content-Encoding", hvGzip[0])
+	}
+	c = field(c, "Content-Type", e.ctype[0])
+	c = field(c, "Etag", v.etag)
+	v.common = append(c, vary...)
+	v.ok = append([]byte("HTTP/1.1 200 OK\r\n"), v.common...)
+	v.ok = field(v.ok, "Last-Modified", e.lastMod[0])
+	v.ok = field(v.ok, "Content-Length", clen)
+	v.notMod = field([]byte("HTTP/1.1 304 Not Modified\r\n"), "Accept-Ranges", hvBytes[0])
+	v.notMod = field(v.notMod, "Etag", v.etag)
+	v.notMod = append(v.notMod, vary...)
+	e.wire[i].CompareAndSwap(nil, v)
+	return e.wire[i].Load()
+}
+
+// notModifiedSince applies an If-Modified-Since value.
+func (e *cacheEntry) notModifiedSince(ims []byte) bool {
+	if string(ims) == e.lastMod[0] {
+		return true // the common case: the client sends back Last-Modified
+	}
+	t, err := http.ParseTime(string(ims))
+	return err == nil && !e.mod.Truncate(time.Second).After(t)
 }
 
 type fileCache struct {
@@ -71,26 +137,41 @@ func (c *fileCache) get(key string) *cacheEntry {
 	c.mu.RLock()
 	e := c.m[key]
 	c.mu.RUnlock()
+	return c.check(e, time.Now())
+}
+
+// getBytes is get for a key in a request's buffer (no allocation), at
+// time t.
+func (c *fileCache) getBytes(key []byte, t time.Time) *cacheEntry {
+	c.mu.RLock()
+	e := c.m[string(key)]
+	c.mu.RUnlock()
+	return c.check(e, t)
+}
+
+// check returns e (nil stays nil) unless a due revalidation at time t
+// drops it.
+func (c *fileCache) check(e *cacheEntry, t time.Time) *cacheEntry {
 	if e == nil {
 		return nil
 	}
-	now := time.Now().UnixNano()
+	now := t.UnixNano()
 	if now-e.checked.Load() < c.valid {
 		return e
 	}
 	fi, err := c.stat(e.name)
 	if err != nil || !fi.Mode().IsRegular() || fi.Size() != e.size || !fi.ModTime().Equal(e.mod) {
-		c.drop(key, e)
+		c.drop(e)
 		return nil
 	}
 	e.checked.Store(now)
 	return e
 }
 
-func (c *fileCache) drop(key string, e *cacheEntry) {
+func (c *fileCache) drop(e *cacheEntry) {
 	c.mu.Lock()
-	if c.m[key] == e {
-		delete(c.m, key)
+	if c.m[e.key] == e {
+		delete(c.m, e.key)
 		c.bytes -= e.size
 	}
 	c.mu.Unlock()
@@ -110,6 +191,7 @@ func (c *fileCache) forget(name string) {
 
 // put publishes an entry unless the cache is full.
 func (c *fileCache) put(key string, e *cacheEntry) {
+	e.key = key
 	e.checked.Store(time.Now().UnixNano())
 	c.mu.Lock()
 	if old := c.m[key]; old != nil {
@@ -222,12 +304,12 @@ func notModified(r *http.Request, etag string, mod time.Time) bool {
 
 // etagListMatches reports whether a comma-separated If-None-Match value
 // contains "*" or etag, comparing weakly (a W/ prefix is ignored).
-func etagListMatches(list, etag string) bool {
+func etagListMatches[S ~string | ~[]byte](list S, etag string) bool {
 	for len(list) > 0 {
 		for len(list) > 0 && (list[0] == ' ' || list[0] == '\t' || list[0] == ',') {
 			list = list[1:]
 		}
-		if list == "" {
+		if len(list) == 0 {
 			break
 		}
 		if list[0] == '*' {
@@ -236,7 +318,7 @@ func etagListMatches(list, etag string) bool {
 		if len(list) >= 2 && list[0] == 'W' && list[1] == '/' {
 			list = list[2:]
 		}
-		if list == "" || list[0] != '"' {
+		if len(list) == 0 || list[0] != '"' {
 			return false // malformed: no match
 		}
 		end := 1
@@ -247,7 +329,7 @@ func etagListMatches(list, etag string) bool {
 			return false
 		}
 		tag := list[:end+1]
-		if tag == etag || (len(etag) > 2 && etag[0] == 'W' && etag[2:] == tag) {
+		if string(tag) == etag || (len(etag) > 2 && etag[0] == 'W' && etag[2:] == string(tag)) {
 			return true
 		}
 		list = list[end+1:]

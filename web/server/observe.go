@@ -211,43 +211,91 @@ func newAccessLog(format, file string, log *slog.Logger) (*accessLog, error) {
 	return a, nil
 }
 
-func dash(s string) string {
-	if s == "" {
-		return "-"
+// accessFields are the request's parts of an access-log line.
+type accessFields[S ~string | ~[]byte] struct {
+	host, user, method, uri, referer, ua S
+}
+
+// appendDash appends s with backslashes and quotes escaped, or "-" when
+// it is empty.
+func appendDash[S ~string | ~[]byte](dst []byte, s S) []byte {
+	if len(s) == 0 {
+		return append(dst, '-')
 	}
-	return strings.ReplaceAll(strings.ReplaceAll(s, `\`, `\\`), `"`, `\"`)
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c == '\\' || c == '"' {
+			dst = append(dst, '\\', c)
+		} else {
+			dst = append(dst, c)
+		}
+	}
+	return dst
+}
+
+// appendAccess appends one access-log line (without newline) in the
+// Common Log Format, or the Combined one (adding Referer and User-Agent).
+func appendAccess[S ~string | ~[]byte](dst []byte, f accessFields[S], proto string, status int, n int64, t time.Time, combined bool) []byte {
+	dst = append(dst, f.host...)
+	dst = append(dst, " - "...)
+	dst = appendDash(dst, f.user)
+	dst = append(dst, " ["...)
+	dst = t.AppendFormat(dst, "02/Jan/2006:15:04:05 -0700")
+	dst = append(dst, "] \""...)
+	dst = append(dst, f.method...)
+	dst = append(dst, ' ')
+	dst = appendDash(dst, f.uri)
+	dst = append(dst, ' ')
+	dst = append(dst, proto...)
+	dst = append(dst, "\" "...)
+	dst = strconv.AppendInt(dst, int64(status), 10)
+	dst = append(dst, ' ')
+	if n > 0 {
+		dst = strconv.AppendInt(dst, n, 10)
+	} else {
+		dst = append(dst, '-')
+	}
+	if combined {
+		dst = append(dst, " \""...)
+		dst = appendDash(dst, f.referer)
+		dst = append(dst, "\" \""...)
+		dst = appendDash(dst, f.ua)
+		dst = append(dst, '"')
+	}
+	return dst
 }
 
 // FormatAccess formats one access-log line (without newline) in the Common
 // Log Format, or the Combined one (adding Referer and User-Agent).
 func FormatAccess(r *http.Request, status int, n int64, t time.Time, combined bool) string {
+	return string(appendAccess(nil, accessOf(r), r.Proto, status, n, t, combined))
+}
+
+// accessOf returns r's parts of an access-log line.
+func accessOf(r *http.Request) accessFields[string] {
 	host := r.RemoteAddr
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h
 	}
-	user := "-"
-	if u, _, ok := r.BasicAuth(); ok && u != "" {
-		user = dash(u)
+	user := ""
+	if u, _, ok := r.BasicAuth(); ok {
+		user = u
 	}
-	size := "-"
-	if n > 0 {
-		size = strconv.FormatInt(n, 10)
-	}
-	line := fmt.Sprintf(`%s - %s [%s] "%s %s %s" %d %s`, host, user, t.Format("02/Jan/2006:15:04:05 -0700"), r.Method, dash(r.RequestURI), r.Proto, status, size)
-	if combined {
-		line += fmt.Sprintf(` "%s" "%s"`, dash(r.Referer()), dash(r.UserAgent()))
-	}
-	return line
+	return accessFields[string]{host, user, r.Method, r.RequestURI, r.Referer(), r.UserAgent()}
 }
 
 func (a *accessLog) log(r *http.Request, status int, n int64, t time.Time) {
-	line := FormatAccess(r, status, n, t, a.combined)
+	var buf [512]byte
+	a.write(appendAccess(buf[:0], accessOf(r), r.Proto, status, n, t, a.combined))
+}
+
+// write writes one formatted line.
+func (a *accessLog) write(line []byte) {
 	if a.w == nil {
-		a.slog.Info("access", "line", line)
+		a.slog.Info("access", "line", string(line))
 		return
 	}
 	a.mu.Lock()
-	a.w.WriteString(line)
+	a.w.Write(line)
 	a.w.WriteByte('\n')
 	if a.w.Buffered() > 32<<10 {
 		a.w.Flush()

@@ -9,6 +9,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -20,6 +21,7 @@ import (
 	"github.com/applayer/applayer/internal/service"
 	"github.com/applayer/applayer/internal/trace"
 	"github.com/applayer/applayer/internal/transport"
+	"github.com/applayer/applayer/web/fastpath"
 	"github.com/applayer/applayer/web/labca"
 	"github.com/applayer/applayer/web/shop"
 )
@@ -34,6 +36,12 @@ type Server struct {
 	handler http.Handler
 	byHost  map[string]http.Handler
 	deflt   http.Handler
+	// The fast path's view of the sites: file sites by host name and the
+	// default one (nil when it is the shop).
+	fastByHost map[string]*fileSite
+	fastDeflt  *fileSite
+	// altSvc is the Alt-Svc field line advertising HTTP/3 (empty without).
+	altSvc  []byte
 	closers []func() error
 	access  *accessLog
 
@@ -42,7 +50,7 @@ type Server struct {
 	h1    []*http.Server
 	h3    *http3.Server
 	pc    net.PacketConn
-	sniff *sniffer
+	front *transport.StreamServer // the cleartext port: fast path, h2c diverted
 	wg    sync.WaitGroup
 	once  service.Once
 }
@@ -58,7 +66,8 @@ func New(cfg Config, deps service.Deps) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, deps: deps, log: deps.Logger.With("service", "http"), m: m, byHost: map[string]http.Handler{}}
+	s := &Server{cfg: cfg, deps: deps, log: deps.Logger.With("service", "http"), m: m, byHost: map[string]http.Handler{},
+		fastByHost: map[string]*fileSite{}}
 	for i, site := range cfg.Sites {
 		var h http.Handler
 		if site.Handler != nil {
@@ -80,6 +89,12 @@ func New(cfg Config, deps service.Deps) (*Server, error) {
 			s.closers = append(s.closers, fsite.close)
 			fsite.pushes = m.pushes
 			h = fsite
+			if i == 0 {
+				s.fastDeflt = fsite
+			}
+			for _, name := range site.Hosts {
+				s.fastByHost[strings.ToLower(strings.TrimSuffix(name, "."))] = fsite
+			}
 		}
 		if i == 0 {
 			s.deflt = h
@@ -179,7 +194,10 @@ func (s *Server) tlsConfig() (*tls.Config, error) {
 	return tc, nil
 }
 
-func (s *Server) httpServer(h http.Handler, p *http.Protocols) *http.Server {
+// httpServer returns an http.Server for h speaking p. counted says it
+// counts its connections in the metrics itself (those the fast path's
+// front hands over are counted there).
+func (s *Server) httpServer(h http.Handler, p *http.Protocols, counted bool) *http.Server {
 	hs := &http.Server{
 		Handler:           h,
 		Protocols:         p,
@@ -190,6 +208,9 @@ func (s *Server) httpServer(h http.Handler, p *http.Protocols) *http.Server {
 		MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		ConnState: func(c net.Conn, st http.ConnState) {
+			if !counted {
+				return
+			}
 			switch st {
 			case http.StateNew:
 				s.m.conns.Inc()
@@ -225,7 +246,11 @@ func (s *Server) Start(ctx context.Context) error {
 	var addrs []net.Addr
 	handler := s.handler
 	if s.cfg.Addr != "" {
-		ln, err := lc.Listen(ctx, "tcp", s.cfg.Addr)
+		// No TCP keep-alive probes on the cleartext port: idle connections
+		// end at IdleTimeout anyway, and enabling them costs every accepted
+		// connection four setsockopt calls.
+		plain := net.ListenConfig{KeepAlive: -1}
+		ln, err := plain.Listen(ctx, "tcp", s.cfg.Addr)
 		if err != nil {
 			return fail(fmt.Errorf("server: listen: %w", err))
 		}
@@ -273,37 +298,66 @@ func (s *Server) Start(ctx context.Context) error {
 		ln net.Listener
 	}
 	var serve []serving
-	var sn *sniffer
+	var front *transport.StreamServer
 	if s.cfg.Addr != "" {
-		if s.cfg.NoH2C {
-			var p http.Protocols
-			p.SetHTTP1(true)
-			serve = append(serve, serving{s.httpServer(handler, &p), lns[0]})
-		} else {
-			// One port, two protocols: the sniffer decides per connection.
-			sn = newSniffer(lns[0], s.cfg.ReadHeaderTimeout.D(), s.log)
-			var p1, p2 http.Protocols
-			p1.SetHTTP1(true)
-			p2.SetUnencryptedHTTP2(true)
-			serve = append(serve, serving{s.httpServer(handler, &p1), sn.h1}, serving{s.httpServer(handler, &p2), sn.h2})
+		// One port, HTTP/1.1 on the fast path and, unless NoH2C, h2c with
+		// prior knowledge: the first bytes decide per connection.
+		var p1, p2 http.Protocols
+		p1.SetHTTP1(true)
+		p2.SetUnencryptedHTTP2(true)
+		h1 := transport.NewHandoff(lns[0].Addr())
+		serve = append(serve, serving{s.httpServer(handler, &p1, false), h1})
+		fc := fastpath.Config{
+			ReadHeaderTimeout: s.cfg.ReadHeaderTimeout.D(),
+			IdleTimeout:       s.cfg.IdleTimeout.D(),
+			MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
+			HandOver:          h1.Deliver,
 		}
+		if !s.cfg.NoH2C {
+			h2 := transport.NewHandoff(lns[0].Addr())
+			serve = append(serve, serving{s.httpServer(handler, &p2, false), h2})
+			fc.Preface, fc.Divert = preface, h2.Deliver
+		}
+		local := lns[0].Addr().String()
+		front = transport.NewStreamServer(transport.StreamConfig{
+			Logger: s.log,
+			OnPanic: func(c net.Conn, _ any) {
+				s.m.panics.Inc()
+				io.WriteString(c, "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+			},
+			Observe: func(e transport.Event) {
+				switch e.Kind {
+				case transport.EventAccepted:
+					s.m.conns.Inc()
+					s.m.open.Inc()
+					s.traceConnAddrs(e.Remote.String(), local, trace.ConnOpen, "TCP connection opened")
+				case transport.EventClosed:
+					s.m.open.Dec()
+					s.traceConnAddrs(e.Remote.String(), local, trace.ConnClose, "TCP connection closed")
+				}
+			},
+		}, fastpath.New(fc, fastHandler{s}))
 	}
 	if s.cfg.TLSAddr != "" {
 		var p http.Protocols
 		p.SetHTTP1(true)
 		p.SetHTTP2(true)
-		hs := s.httpServer(handler, &p)
+		hs := s.httpServer(handler, &p, true)
 		// ALPN as ServeTLS would set it, explicit so that a traced
 		// handshake's own config (traceHandshakes) offers it too.
 		tc.NextProtos = []string{"h2", "http/1.1"}
 		hs.TLSConfig = s.traceHandshakes(tc, "tls")
 		serve = append(serve, serving{hs, lns[len(lns)-1]})
 	}
+	if s.h3 != nil {
+		// The value quic-go's SetQUICHeaders gives once serving (Port set).
+		s.altSvc = fmt.Appendf(nil, "Alt-Svc: %s=\":%d\"; ma=2592000\r\n", http3.NextProtoH3, s.h3.Port)
+	}
 	for _, sv := range serve {
 		servers = append(servers, sv.hs)
 	}
 	s.mu.Lock()
-	s.addrs, s.h1, s.pc, s.sniff = addrs, servers, pc, sn
+	s.addrs, s.h1, s.pc, s.front = addrs, servers, pc, front
 	s.mu.Unlock()
 	for _, sv := range serve {
 		hs, ln := sv.hs, sv.ln
@@ -318,6 +372,9 @@ func (s *Server) Start(ctx context.Context) error {
 				s.log.Error("serve", "err", err)
 			}
 		})
+	}
+	if front != nil {
+		front.Start(lns[0])
 	}
 	if s.h3 != nil {
 		h3 := s.h3
@@ -338,12 +395,18 @@ func (s *Server) Start(ctx context.Context) error {
 func (s *Server) Shutdown(ctx context.Context) error {
 	return s.once.Do(ctx, func(ctx context.Context) error {
 		s.mu.Lock()
-		servers, h3, pc, sn := s.h1, s.h3, s.pc, s.sniff
+		servers, h3, pc, front := s.h1, s.h3, s.pc, s.front
 		s.mu.Unlock()
-		if sn != nil {
-			sn.close() // stop accepting; connections already handed over drain below
-		}
 		var errs []error
+		if front != nil {
+			// Stop accepting; idle fast-path connections close, a batch
+			// being written finishes; hand-overs in progress reach the
+			// http.Servers, which drain below.
+			if err := front.Shutdown(ctx); err != nil {
+				front.Close()
+				errs = append(errs, err)
+			}
+		}
 		var wg sync.WaitGroup
 		var mu sync.Mutex
 		for _, hs := range servers {

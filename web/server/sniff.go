@@ -2,18 +2,17 @@ package server
 
 import (
 	"bytes"
-	"log/slog"
-	"net"
-	"time"
 
-	"github.com/applayer/applayer/internal/transport"
+	"github.com/applayer/applayer/web/fastpath"
 )
 
 // The cleartext port speaks HTTP/1.1 and HTTP/2 with prior knowledge (h2c).
 // Instead of letting net/http guess (it waits for 14 bytes, and reads an
-// invalid HTTP/2 preface as an HTTP/1 request), a sniffer reads only as
-// many bytes as it needs to decide and hands the connection, bytes
-// replayed, to an HTTP/1-only or an h2c-only http.Server:
+// invalid HTTP/2 preface as an HTTP/1 request), the fast path's Preface
+// hook reads only as many bytes as it needs to decide: HTTP/1 stays on
+// the fast path (web/fastpath, which hands what it does not take to an
+// HTTP/1-only http.Server), h2c goes, bytes replayed, to an h2c-only
+// http.Server:
 //
 //   - a prefix of the 24-byte preface "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n": wait
 //     for the rest; the whole preface is h2c, anything else after it is an
@@ -96,51 +95,16 @@ func classify(b []byte, full bool) verdict {
 
 func isDigit(c byte) bool { return '0' <= c && c <= '9' }
 
-// sniffBufSize caps the bytes read before deciding.
-const sniffBufSize = 4 << 10
-
-// sniffer serves the cleartext listener with internal/transport's
-// first-bytes hand-off: a StreamServer (accept loop with backoff) whose
-// handler reads the first bytes and hands each connection, bytes replayed
-// and still a *net.TCPConn underneath (sendfile), to the HTTP/1 or the h2c
-// listener.
-type sniffer struct {
-	srv    *transport.StreamServer
-	h1, h2 *transport.Handoff
-}
-
-// Consumers of the sniffer, by transport.Sniffer index.
-const (
-	toHTTP1 = iota
-	toH2C
-)
-
-func newSniffer(ln net.Listener, timeout time.Duration, log *slog.Logger) *sniffer {
-	s := &sniffer{h1: transport.NewHandoff(ln.Addr()), h2: transport.NewHandoff(ln.Addr())}
-	sn := transport.NewSniffer(transport.SniffConfig{
-		Classify: func(b []byte, full bool) int {
-			switch classify(b, full) {
-			case isHTTP1:
-				return toHTTP1
-			case isH2C:
-				return toH2C
-			case needMore:
-				return transport.SniffMore
-			}
-			return transport.SniffReject // neither HTTP/1 nor an HTTP/2 preface
-		},
-		Timeout:  timeout,
-		MaxBytes: sniffBufSize,
-		Logger:   log,
-	}, s.h1, s.h2)
-	s.srv = transport.NewStreamServer(transport.StreamConfig{Logger: log}, sn)
-	s.srv.Start(ln)
-	return s
-}
-
-// close stops accepting, closes connections still being sniffed and waits
-// for the sniffing goroutines. Connections already handed over belong to
-// the http.Servers.
-func (s *sniffer) close() {
-	s.srv.Close()
+// preface is the fast path's Config.Preface: classify's verdict on a
+// cleartext connection's first bytes.
+func preface(b []byte, full bool) fastpath.Verdict {
+	switch classify(b, full) {
+	case isHTTP1:
+		return fastpath.HTTP1
+	case isH2C:
+		return fastpath.Divert
+	case needMore:
+		return fastpath.More
+	}
+	return fastpath.Reject // neither HTTP/1 nor an HTTP/2 preface
 }

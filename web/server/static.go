@@ -259,40 +259,117 @@ func isCompressible(ctype string) bool {
 
 // AcceptsGzip reports whether an Accept-Encoding value admits gzip
 // (q-values honoured; "*" counts).
-func AcceptsGzip(ae string) bool {
+func AcceptsGzip(ae string) bool { return acceptsGzip(ae) }
+
+// acceptsGzip is AcceptsGzip for a value in a string or in a request's
+// buffer; it allocates nothing unless a q-value is not plain decimal.
+func acceptsGzip[S ~string | ~[]byte](ae S) bool {
 	star := false
-	for _, part := range strings.Split(ae, ",") {
-		name, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+	for len(ae) > 0 {
+		part := ae
+		if i := indexByte(ae, ','); i >= 0 {
+			part, ae = ae[:i], ae[i+1:]
+		} else {
+			ae = ae[:0]
+		}
+		name, params := part, part[:0]
+		if i := indexByte(part, ';'); i >= 0 {
+			name, params = part[:i], part[i+1:]
+		}
 		q := 1.0
-		for _, p := range strings.Split(params, ";") {
-			k, v, ok := strings.Cut(strings.TrimSpace(p), "=")
-			if ok && strings.EqualFold(strings.TrimSpace(k), "q") {
-				if f, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil {
+		for len(params) > 0 {
+			p := params
+			if i := indexByte(params, ';'); i >= 0 {
+				p, params = params[:i], params[i+1:]
+			} else {
+				params = params[:0]
+			}
+			if i := indexByte(p, '='); i >= 0 && asciiEqualFold(trimASCII(p[:i]), "q") {
+				if f, ok := parseQ(trimASCII(p[i+1:])); ok {
 					q = f
 				}
 			}
 		}
-		switch strings.ToLower(strings.TrimSpace(name)) {
-		case "gzip", "x-gzip":
+		switch name = trimASCII(name); {
+		case asciiEqualFold(name, "gzip"), asciiEqualFold(name, "x-gzip"):
 			return q > 0
-		case "*":
+		case len(name) == 1 && name[0] == '*':
 			star = q > 0
 		}
 	}
 	return star
 }
 
+func indexByte[S ~string | ~[]byte](s S, c byte) int {
+	for i := 0; i < len(s); i++ {
+		if s[i] == c {
+			return i
+		}
+	}
+	return -1
+}
+
+func trimASCII[S ~string | ~[]byte](s S) S {
+	space := func(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r' }
+	for len(s) > 0 && space(s[0]) {
+		s = s[1:]
+	}
+	for len(s) > 0 && space(s[len(s)-1]) {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+func asciiEqualFold[S ~string | ~[]byte](s S, lower string) bool {
+	if len(s) != len(lower) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// parseQ parses a q-value as strconv.ParseFloat does, without allocating
+// for plain decimals ("1", "0.5", ".5").
+func parseQ[S ~string | ~[]byte](v S) (float64, bool) {
+	plain, dot := len(v) > 0 && len(v) <= 8, false
+	for i := 0; plain && i < len(v); i++ {
+		switch c := v[i]; {
+		case c == '.' && !dot:
+			dot = true
+		case c < '0' || c > '9':
+			plain = false
+		}
+	}
+	if !plain || (dot && len(v) == 1) {
+		f, err := strconv.ParseFloat(string(v), 64)
+		return f, err == nil
+	}
+	var n, div float64 = 0, 1
+	dot = false
+	for i := 0; i < len(v); i++ {
+		if v[i] == '.' {
+			dot = true
+			continue
+		}
+		n = n*10 + float64(v[i]-'0')
+		if dot {
+			div *= 10
+		}
+	}
+	return n / div, true
+}
+
 func (s *fileSite) file(w http.ResponseWriter, r *http.Request, name string, f *os.File, fi fs.FileInfo) {
 	if s.cache != nil && fi.Size() <= cacheMaxFile {
-		body := make([]byte, fi.Size())
-		if _, err := io.ReadFull(f, body); err == nil {
-			ctype := mime.TypeByExtension(path.Ext(name))
-			if ctype == "" {
-				ctype = http.DetectContentType(body)
-			}
-			zip := !s.cfg.NoGzip && isCompressible(ctype) && fi.Size() >= gzipMin
-			e := newCacheEntry(name, fi, body, ctype, zip)
-			s.cache.put(r.URL.Path, e)
+		if e := s.cacheFile(r.URL.Path, name, f, fi); e != nil {
 			s.serveEntry(w, r, e)
 			return
 		}
@@ -331,6 +408,83 @@ func (s *fileSite) file(w http.ResponseWriter, r *http.Request, name string, f *
 		s.pushFor(w, r, nil, ctype)
 	}
 	http.ServeContent(w, r, name, fi.ModTime(), content)
+}
+
+// cacheFile reads the small file f (name relative to the root) into a
+// cache entry and publishes it under the URL path key; nil when reading
+// fails.
+func (s *fileSite) cacheFile(key, name string, f *os.File, fi fs.FileInfo) *cacheEntry {
+	body := make([]byte, fi.Size())
+	if _, err := io.ReadFull(f, body); err != nil {
+		return nil
+	}
+	ctype := mime.TypeByExtension(path.Ext(name))
+	if ctype == "" {
+		ctype = http.DetectContentType(body)
+	}
+	zip := !s.cfg.NoGzip && isCompressible(ctype) && fi.Size() >= gzipMin
+	e := newCacheEntry(name, fi, body, ctype, zip)
+	s.cache.put(key, e)
+	return e
+}
+
+// load puts the file a GET for the URL path p would serve (a regular
+// file, or a directory's index file for a path ending in "/") into the
+// small-file cache, for the fast path's misses; nil when p is anything
+// else (redirect, listing, large file, error: net/http answers those).
+func (s *fileSite) load(p string) *cacheEntry {
+	rel, ok := CleanPath(p)
+	if !ok {
+		return nil
+	}
+	if _, ok := s.cfg.Redirects[p]; ok {
+		return nil
+	}
+	open := func(name string) (*os.File, fs.FileInfo) {
+		f, err := s.open(name)
+		if err != nil {
+			return nil, nil
+		}
+		fi, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return nil, nil
+		}
+		return f, fi
+	}
+	f, fi := open(rel)
+	if f == nil {
+		return nil
+	}
+	if fi.IsDir() {
+		f.Close()
+		if !strings.HasSuffix(p, "/") {
+			return nil
+		}
+		dir := rel
+		f = nil
+		for _, idx := range s.cfg.Index {
+			name := path.Join(dir, idx)
+			g, gi := open(name)
+			if g == nil {
+				continue
+			}
+			if gi.IsDir() {
+				g.Close()
+				continue
+			}
+			f, fi, rel = g, gi, name
+			break
+		}
+		if f == nil {
+			return nil
+		}
+	}
+	defer f.Close()
+	if !fi.Mode().IsRegular() || fi.Size() > cacheMaxFile {
+		return nil
+	}
+	return s.cacheFile(p, rel, f, fi)
 }
 
 func (s *fileSite) gzipped(etag string, f io.Reader) ([]byte, error) {

@@ -14,7 +14,15 @@ func (s *Server) traceConn(c net.Conn, typ, summary string) {
 	if !s.deps.Trace.Enabled() {
 		return
 	}
-	s.deps.Trace.Publish(trace.Event{Type: typ, From: c.RemoteAddr().String(), To: c.LocalAddr().String(), Proto: "tcp", Summary: summary})
+	s.traceConnAddrs(c.RemoteAddr().String(), c.LocalAddr().String(), typ, summary)
+}
+
+// traceConnAddrs publishes a connection's opening or closing, from the
+// client's address to ours, when tracing is on.
+func (s *Server) traceConnAddrs(from, to, typ, summary string) {
+	if s.deps.Trace.Enabled() {
+		s.deps.Trace.Publish(trace.Event{Type: typ, From: from, To: to, Proto: "tcp", Summary: summary})
+	}
 }
 
 // traceHandshakes returns tc set to publish every completed handshake
@@ -24,6 +32,10 @@ func (s *Server) traceConn(c net.Conn, typ, summary string) {
 // off it returns nil and the handshake uses tc unchanged.
 func (s *Server) traceHandshakes(tc *tls.Config, proto string) *tls.Config {
 	base := tc.Clone()
+	// Session ticket keys are made on first use and copied by Clone: made
+	// now, every traced handshake's clone shares them and resumption
+	// works as without tracing (quic-go's http3 does the same).
+	_, _ = base.DecryptTicket(nil, tls.ConnectionState{})
 	tc.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
 		tr := s.deps.Trace
 		if !tr.Enabled() || hello.Conn == nil {

@@ -78,39 +78,51 @@ func cachingSetup(quick bool) cachingScale {
 		return cachingCase{label: fmt.Sprintf("cache, hit rate %.1f", h), hit: h, rate: chapterRate, cache: true}
 	}
 	if quick {
-		return cachingScale{k: 5, window: 4 * time.Second, cases: []cachingCase{noCache, faster, withCache(0.4)}}
+		return cachingScale{k: 1, window: 5 * time.Second, cases: []cachingCase{noCache, faster, withCache(0.4)}}
 	}
-	s := cachingScale{k: 5, window: 20 * time.Second, cases: []cachingCase{noCache, faster}}
+	// 2x: 30 requests/s leave CPU to spare on a loaded machine (and under
+	// the race detector); 25 s is 50 s of the chapter's time, ~750
+	// requests a point.
+	s := cachingScale{k: 2, window: 25 * time.Second, cases: []cachingCase{noCache, faster}}
 	for _, h := range []float64{0.1, 0.2, 0.3, 0.4, 0.5, 0.6} {
 		s.cases = append(s.cases, withCache(h))
 	}
 	return s
 }
 
-// cachingObjects writes n objects for misses and hot ones for hits, with
-// exponentially distributed sizes (so the access link is the chapter's
-// M/M/1 queue) whose mean is exactly L in every block of 100 (so a run's
-// load is the chapter's, not a sample's), last modified 30 days ago (so the
-// cache keeps them fresh for its heuristic 24 hours).
-func cachingObjects(dir string, misses, hot int, rng *rand.Rand) error {
+// cachingObjects writes the warm-up objects, n objects for misses and the
+// hot ones for hits, with exponentially distributed sizes (so the access
+// link is the chapter's M/M/1 queue) drawn in blocks of 10 from the
+// distribution's quantiles, shuffled, with a mean of exactly L in every
+// block (so a run's load is the chapter's, not a sample's), last modified
+// 30 days ago (so the cache keeps them fresh for its heuristic 24 hours).
+func cachingObjects(dir string, warm, misses, hot int, rng *rand.Rand) error {
 	old := time.Now().Add(-30 * 24 * time.Hour)
 	buf := make([]byte, 1<<20)
 	for i := range buf {
 		buf[i] = byte(rng.Uint32())
 	}
-	var sizes []int
-	for len(sizes) < misses+hot {
-		block := make([]float64, 100)
-		sum := 0.0
-		for i := range block {
-			block[i] = rng.ExpFloat64()
-			sum += block[i]
-		}
-		for _, b := range block {
-			sizes = append(sizes, max(1, min(int(b/sum*100*chapterBits/8), len(buf))))
-		}
+	const block = 10
+	quant := make([]float64, block)
+	sum := 0.0
+	for j := range quant {
+		quant[j] = -math.Log(1 - (float64(j)+0.5)/block)
+		sum += quant[j]
 	}
-	write := func(name string, size int) error {
+	var sizes []int
+	next := func() int {
+		if len(sizes) == 0 {
+			for _, q := range quant {
+				sizes = append(sizes, max(1, min(int(q/sum*block*chapterBits/8), len(buf))))
+			}
+			rng.Shuffle(len(sizes), func(i, j int) { sizes[i], sizes[j] = sizes[j], sizes[i] })
+		}
+		n := sizes[0]
+		sizes = sizes[1:]
+		return n
+	}
+	write := func(name string) error {
+		size := next()
 		p := filepath.Join(dir, name)
 		off := rng.IntN(len(buf) - size + 1)
 		if err := os.WriteFile(p, buf[off:off+size], 0o644); err != nil {
@@ -118,14 +130,15 @@ func cachingObjects(dir string, misses, hot int, rng *rand.Rand) error {
 		}
 		return os.Chtimes(p, old, old)
 	}
-	for i := 0; i < misses; i++ {
-		if err := write(fmt.Sprintf("m%05d.bin", i), sizes[i]); err != nil {
-			return err
-		}
-	}
-	for i := 0; i < hot; i++ {
-		if err := write(fmt.Sprintf("hot%02d.bin", i), sizes[misses+i]); err != nil {
-			return err
+	for _, set := range []struct {
+		format string
+		n      int
+	}{{"m%05d.bin", misses}, {"w%05d.bin", warm}, {"hot%02d.bin", hot}} {
+		sizes = sizes[:0]
+		for i := 0; i < set.n; i++ {
+			if err := write(fmt.Sprintf(set.format, i)); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -141,13 +154,13 @@ const (
 func runCaching(ctx context.Context, env experiment.Env) (*experiment.Result, error) {
 	s := cachingSetup(env.Quick)
 	rng := rand.New(rand.NewPCG(env.Seed, 2))
-	perPoint := int(chapterLoad*s.k*s.window.Seconds()*1.2) + warmConns + 50
+	perPoint := int(chapterLoad*s.k*s.window.Seconds()) + 10
 	site, err := os.MkdirTemp("", "applayer-caching-")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(site)
-	if err := cachingObjects(site, perPoint, hotObjects, rng); err != nil {
+	if err := cachingObjects(site, warmConns, perPoint, hotObjects, rng); err != nil {
 		return nil, err
 	}
 	fmt.Fprintf(env.Stdout, "caching: the chapter's institutional network. Origin servers sit behind the access link (rate R, and the Internet delay of %s round trip);\n", chapterDelay)
@@ -162,11 +175,14 @@ func runCaching(ctx context.Context, env experiment.Env) (*experiment.Result, er
 	}
 	var cachePts []point
 	for _, c := range s.cases {
-		util, delay, err := cachingPoint(ctx, env, s, c, site, rng)
+		util, delay, lan, err := cachingPoint(ctx, env, s, c, site, rng)
 		if err != nil {
 			return nil, fmt.Errorf("caching: %s: %w", c.label, err)
 		}
 		uF, dF := cachingModel(c.hit, c.rate)
+		if uF < 1 {
+			dF += lan // the chapter's LAN delay, paid by every request
+		}
 		res.Rows = append(res.Rows, experiment.Row{Case: c.label + ": utilisation", Measured: util, Formula: uF, Unit: "", Tolerance: 0.10, Slack: 0.005})
 		drow := experiment.Row{Case: c.label + ": mean delay", Measured: delay.Seconds(), Formula: dF.Seconds(), Unit: "s"}
 		if uF >= 1 {
@@ -178,7 +194,7 @@ func runCaching(ctx context.Context, env experiment.Env) (*experiment.Result, er
 		if c.cache || c.rate == chapterRate {
 			cachePts = append(cachePts, point{c.hit, util, uF, delay.Seconds(), dF.Seconds()})
 		}
-		fmt.Fprintf(env.Stdout, "  %-28s utilisation %.3f (formula %.3f), mean delay %.3f s (formula %s)\n", c.label, util, uF, delay.Seconds(), fmtDelay(dF))
+		fmt.Fprintf(env.Stdout, "  %-28s utilisation %.3f (formula %.3f), mean delay %.3f s (formula %s, with a LAN delay of %.0f ms)\n", c.label, util, uF, delay.Seconds(), fmtDelay(dF), lan.Seconds()*1000)
 	}
 	fmt.Fprintln(env.Stdout)
 	if err := experiment.WriteTable(env.Stdout, res.Rows); err != nil {
@@ -217,7 +233,7 @@ func fmtDelay(d time.Duration) string {
 // hit (a hot object) or a miss (an object never asked for) in the exact
 // proportion. It returns the link's utilisation over the window and the
 // mean delay, in the chapter's time.
-func cachingPoint(ctx context.Context, env experiment.Env, s cachingScale, c cachingCase, site string, rng *rand.Rand) (float64, time.Duration, error) {
+func cachingPoint(ctx context.Context, env experiment.Env, s cachingScale, c cachingCase, site string, rng *rand.Rand) (util float64, mean, lan time.Duration, err error) {
 	k := s.k
 	rate := c.rate * k
 	oneWay := time.Duration(float64(chapterDelay) / k / 2)
@@ -231,7 +247,7 @@ func cachingPoint(ctx context.Context, env experiment.Env, s cachingScale, c cac
 	}
 	r, stop, err := experiment.StartLab(ctx, env, topo)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	defer stop()
 	ch, _ := r.Plan.Lookup(cacheName)
@@ -264,9 +280,8 @@ func cachingPoint(ctx context.Context, env experiment.Env, s cachingScale, c cac
 	var wg sync.WaitGroup
 	errs := make(chan error, warmConns+hotObjects)
 	for i := 0; i < warmConns; i++ {
-		name := fmt.Sprintf("m%05d.bin", misses)
-		misses++
-		if i < hotObjects && c.cache {
+		name := fmt.Sprintf("w%05d.bin", i)
+		if i < hotObjects {
 			name = fmt.Sprintf("hot%02d.bin", i)
 		}
 		wg.Go(func() {
@@ -278,10 +293,21 @@ func cachingPoint(ctx context.Context, env experiment.Env, s cachingScale, c cac
 	wg.Wait()
 	select {
 	case err := <-errs:
-		return 0, 0, fmt.Errorf("warm-up: %w", err)
+		return 0, 0, 0, fmt.Errorf("warm-up: %w", err)
 	default:
 	}
 	time.Sleep(2 * oneWay) // let the link drain
+	// The LAN delay: hits (the hot objects are cached now), one at a time.
+	var lans []time.Duration
+	for i := 0; i < 20; i++ {
+		d, err := get(fmt.Sprintf("hot%02d.bin", i%hotObjects))
+		if err != nil {
+			return 0, 0, 0, fmt.Errorf("LAN delay: %w", err)
+		}
+		lans = append(lans, d)
+	}
+	slices.Sort(lans)
+	lan = time.Duration(float64(lans[len(lans)/2]) * k)
 
 	lambda := chapterLoad * k
 	n := int(lambda * s.window.Seconds())
@@ -305,7 +331,7 @@ func cachingPoint(ctx context.Context, env experiment.Env, s cachingScale, c cac
 	sent0 := l.Up.Sent()
 	for i := 0; i < n; i++ {
 		if !sleepCtx(ctx, time.Until(start.Add(times[i]))) {
-			return 0, 0, ctx.Err()
+			return 0, 0, 0, ctx.Err()
 		}
 		name := fmt.Sprintf("hot%02d.bin", rng.IntN(hotObjects))
 		if !hits[i] {
@@ -326,16 +352,16 @@ func cachingPoint(ctx context.Context, env experiment.Env, s cachingScale, c cac
 	sent := l.Up.Sent() - sent0
 	select {
 	case err := <-errs:
-		return 0, 0, err
+		return 0, 0, 0, err
 	default:
 	}
 	var sum time.Duration
 	for _, d := range lat {
 		sum += d
 	}
-	util := float64(sent) * 8 / (rate * s.window.Seconds())
-	mean := time.Duration(float64(sum) / float64(n) * k)
-	return util, mean, nil
+	util = float64(sent) * 8 / (rate * s.window.Seconds())
+	mean = time.Duration(float64(sum) / float64(n) * k)
+	return util, mean, lan, nil
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) bool {

@@ -97,6 +97,7 @@ function renderTopology(t, rates) {
         el("span", {class: "name", text: h.name}), " ",
         el("span", {class: "addr", text: h.addr}),
         el("div", {class: "svc", text: h.services.map((s) => s.kind).join(", ") + (h.zones && h.zones.length ? " — zones " + h.zones.join(" ") : "")}));
+      if (h.link) b.append(el("div", {class: "link", text: "access link: " + h.link}));
       const ml = metricLine(h, rates);
       if (ml) b.append(el("div", {class: "metric", text: ml}));
       b.addEventListener("click", () => showHost(h));
@@ -104,17 +105,23 @@ function renderTopology(t, rates) {
     }
     wrap.append(box);
   }
+  if (t.links && t.links.length) {
+    wrap.append(el("div", {class: "group", "data-group": "links"}, el("h3", {text: "Links between hosts"}),
+      el("ul", {}, ...t.links.map((l) => el("li", {class: "link", text: l.between.join(" ⇄ ") + ": " + l.link})))));
+  }
 }
 
 function showHost(h) {
   const d = $("#host-detail");
   d.hidden = false;
+  d.tabIndex = -1;
   const rows = h.services.map((s) => el("tr", {}, el("td", {text: s.kind}), el("td", {text: s.summary}),
     el("td", {text: (s.listen || []).join(", ")}), el("td", {text: s.ready ? "ready" : "not listening"})));
   const metrics = Object.entries(h.metrics || {}).map(([k, v]) => el("tr", {}, el("td", {text: k}), el("td", {text: String(v)})));
   const link = el("a", {href: "#sequence", text: "Messages of " + h.name});
   link.addEventListener("click", () => { $("#f-host").value = h.name; connect(); });
   d.replaceChildren(el("h3", {text: h.name + " (" + h.addr + ")"}),
+    h.link ? el("p", {text: "Access link: " + h.link}) : "",
     el("table", {}, el("tr", {}, el("th", {text: "service"}), el("th", {text: "what"}), el("th", {text: "listening on"}), el("th", {text: "status"})), ...rows),
     metrics.length ? el("table", {}, el("tr", {}, el("th", {text: "counter"}), el("th", {text: "value"})), ...metrics) : "",
     el("p", {}, link));

@@ -59,9 +59,9 @@ func fileExists(p string) bool {
 	return err == nil
 }
 
-// Skip skips t (fails it under APPLAYER_REQUIRE_PEERS) when PostgreSQL is
+// Require skips t (fails it under APPLAYER_REQUIRE_PEERS) when PostgreSQL is
 // not installed.
-func Skip(t testing.TB) {
+func Require(t testing.TB) {
 	t.Helper()
 	if BinDir() == "" {
 		testkit.Skip(t, "PostgreSQL (initdb, postgres under /usr/lib/postgresql/*/bin) is missing: install Debian package %s (make test does: scripts/peers.txt)", Package)
@@ -71,7 +71,7 @@ func Skip(t testing.TB) {
 // Start starts a server for the length of the test.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	Skip(t)
+	Require(t)
 	s, err := StartServer()
 	if err != nil {
 		t.Fatal(err)
