@@ -105,13 +105,13 @@ func TestHTTPGetAgainstLab(t *testing.T) {
 	t.Run("every page mode fails", func(t *testing.T) {
 		closed := fmt.Sprintf("http://%s:%d/", gaia, testkit.FreePort(t, "tcp", gaia))
 		out, errOut, code := cli(t, "http", "get", "--page", "--mode", "all", "-m", "5", closed)
-		if code == 0 || out != "" || !strings.Contains(errOut, "mode persistent:") || !strings.Contains(errOut, "failed in 5 of 5 modes") {
+		if code == 0 || out != "" || !strings.Contains(errOut, "mode persistent:") || !strings.Contains(errOut, "failed in 6 of 6 modes") {
 			t.Fatalf("code %d, stdout %q, stderr %q; want each mode's error on stderr and a non-zero exit", code, out, errOut)
 		}
 	})
 	t.Run("page modes", func(t *testing.T) {
 		out, errOut, code := get("--page", "--mode", "all", page)
-		if code != 0 || strings.Count(out, "mode ") != 5 || strings.Contains(out, "ERR") {
+		if code != 0 || strings.Count(out, "mode ") != 6 || strings.Contains(out, "ERR") {
 			t.Fatalf("code %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
 		}
 		out, _, code = get("--page", "--mode", "all", "--json", page)
@@ -121,7 +121,7 @@ func TestHTTPGetAgainstLab(t *testing.T) {
 			Conns   int `json:"connections"`
 			Objects []struct{ Status int }
 		}
-		if err := json.Unmarshal([]byte(out), &modes); err != nil || code != 0 || len(modes) != 5 {
+		if err := json.Unmarshal([]byte(out), &modes); err != nil || code != 0 || len(modes) != 6 {
 			t.Fatalf("--json: code %d, %v:\n%s", code, err, out)
 		}
 		for _, m := range modes {

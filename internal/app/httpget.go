@@ -116,7 +116,7 @@ not root). --json prints the result as JSON.`,
 	fl.BoolVar(&f.timing, "timing", false, "print DNS, connect, TLS, first-byte and transfer times")
 	fl.BoolVar(&f.page, "page", false, "load the page and every object it references")
 	fl.StringVar(&f.mode, "mode", "persistent", "page mode: "+strings.Join(client.Modes(), ", ")+" or all")
-	fl.IntVar(&f.parallel, "parallel", 5, "connections for nonpersistent-parallel")
+	fl.IntVar(&f.parallel, "parallel", 5, "connections for nonpersistent-parallel and persistent-parallel")
 	fl.BoolVar(&f.jsonOut, "json", false, "print the result (status, head, timing, body; or the page loads) as JSON")
 	return cmd
 }

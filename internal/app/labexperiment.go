@@ -24,6 +24,9 @@ func labExperiments() *experiment.Registry {
 		webexp.Caching(),
 		dnsexp.Caching(),
 		p2pExperiment(),
+		webexp.QUICvsTCP(),
+		webexp.TrackingCookies(),
+		dnsexp.DDoS(),
 	)
 }
 

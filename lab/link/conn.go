@@ -373,7 +373,9 @@ func (d *deadline) close() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.timer != nil {
-		d.timer.Stop()
+		if !d.timer.Stop() {
+			<-d.cancel // the timer fired: it closes the channel (not twice)
+		}
 		d.timer = nil
 	}
 	if !isClosed(d.cancel) {

@@ -78,6 +78,13 @@ type Options struct {
 	// routes through it, and tests add delay to show what each new
 	// connection costs. HTTP/3 (QUIC over UDP) does not use it.
 	Dialer service.Dialer
+	// Hosts maps names to addresses before any DNS lookup (as
+	// /etc/hosts), for lab names without a lab DNS.
+	Hosts map[string]string
+	// QUICDialer, when set, opens the UDP "connection" HTTP/3 runs over
+	// (DialContext("udp", ip:port)), so that a lab link can shape QUIC's
+	// datagrams; default: quic-go's own socket.
+	QUICDialer service.Dialer
 }
 
 // Client sends requests and measures them.
@@ -210,6 +217,9 @@ func (c *Client) resolve(ctx context.Context, host string) (string, time.Duratio
 	if ip := net.ParseIP(strings.Trim(host, "[]")); ip != nil {
 		return ip.String(), 0, nil
 	}
+	if a, ok := c.opts.Hosts[strings.ToLower(strings.TrimSuffix(host, "."))]; ok {
+		return a, 0, nil
+	}
 	start := time.Now()
 	addrs, err := c.res.LookupIPAddr(ctx, host)
 	d := time.Since(start)
@@ -280,7 +290,7 @@ func (c *Client) dialQUIC(ctx context.Context, addr string, tc *tls.Config, qc *
 		return nil, err
 	}
 	start := time.Now()
-	conn, err := quic.DialAddrEarly(ctx, net.JoinHostPort(ip, port), tc, qc)
+	conn, err := c.quicDial(ctx, net.JoinHostPort(ip, port), tc, qc)
 	if err != nil {
 		return nil, fmt.Errorf("client: quic dial: %w", err)
 	}
@@ -295,6 +305,59 @@ func (c *Client) dialQUIC(ctx context.Context, addr string, tc *tls.Config, qc *
 	p.add(func(p *phases) { p.conn = hd })
 	c.dials.Add(1)
 	return conn, nil
+}
+
+// quicDial opens a QUIC connection to addr: on quic-go's own socket, or
+// over the UDP connection Options.QUICDialer opens (closed with the QUIC
+// connection).
+func (c *Client) quicDial(ctx context.Context, addr string, tc *tls.Config, qc *quic.Config) (*quic.Conn, error) {
+	if c.opts.QUICDialer == nil {
+		return quic.DialAddrEarly(ctx, addr, tc, qc)
+	}
+	uc, err := c.opts.QUICDialer.DialContext(ctx, "udp", addr)
+	if err != nil {
+		return nil, err
+	}
+	tr := &quic.Transport{Conn: connPacket{uc}}
+	conn, err := tr.DialEarly(ctx, uc.RemoteAddr(), tc, qc)
+	if err != nil {
+		tr.Close()
+		uc.Close()
+		return nil, err
+	}
+	go func() {
+		<-conn.Context().Done()
+		tr.Close()
+		uc.Close()
+	}()
+	return conn, nil
+}
+
+// connPacket is a connected datagram net.Conn used as the net.PacketConn
+// quic-go wants: every datagram comes from, and goes to, the peer.
+type connPacket struct{ net.Conn }
+
+func (p connPacket) ReadFrom(b []byte) (int, net.Addr, error) {
+	n, err := p.Read(b)
+	return n, p.RemoteAddr(), err
+}
+
+func (p connPacket) WriteTo(b []byte, _ net.Addr) (int, error) { return p.Write(b) }
+
+// SetReadBuffer and SetWriteBuffer pass quic-go's socket buffer sizes on
+// when the connection has a socket (a lab link's user-space queue has none).
+func (p connPacket) SetReadBuffer(n int) error {
+	if s, ok := p.Conn.(interface{ SetReadBuffer(int) error }); ok {
+		return s.SetReadBuffer(n)
+	}
+	return nil
+}
+
+func (p connPacket) SetWriteBuffer(n int) error {
+	if s, ok := p.Conn.(interface{ SetWriteBuffer(int) error }); ok {
+		return s.SetWriteBuffer(n)
+	}
+	return nil
 }
 
 // Result is a completed exchange.

@@ -19,6 +19,7 @@ const (
 	ModeNonPersistent         = "nonpersistent"          // one connection per object, one after another
 	ModeNonPersistentParallel = "nonpersistent-parallel" // one connection per object, N at a time
 	ModePersistent            = "persistent"             // one connection, one request at a time
+	ModePersistentParallel    = "persistent-parallel"    // N persistent HTTP/1.1 connections (a browser's 6)
 	ModePipelined             = "pipelined"              // one connection, all requests sent back to back
 	ModeH2                    = "h2"                     // HTTP/2, all requests multiplexed on one connection
 	ModeH3                    = "h3"                     // HTTP/3, all requests multiplexed on one QUIC connection
@@ -26,7 +27,7 @@ const (
 
 // Modes returns every page-loading mode (a fresh slice each call).
 func Modes() []string {
-	return []string{ModeNonPersistent, ModeNonPersistentParallel, ModePersistent, ModePipelined, ModeH2, ModeH3}
+	return []string{ModeNonPersistent, ModeNonPersistentParallel, ModePersistent, ModePersistentParallel, ModePipelined, ModeH2, ModeH3}
 }
 
 // Object is one fetched object of a page.
@@ -52,7 +53,8 @@ type PageResult struct {
 type PageOptions struct {
 	// Mode is one of Modes().
 	Mode string
-	// Parallel is N for ModeNonPersistentParallel. Default 5.
+	// Parallel is N for ModeNonPersistentParallel (default 5) and
+	// ModePersistentParallel (default 6, as browsers).
 	Parallel int
 	// Client options (protocol, keep-alive and connection limits are set by the mode).
 	Options Options
@@ -73,6 +75,11 @@ func LoadPage(ctx context.Context, base string, po PageOptions) (*PageResult, er
 		o.NoKeepAlive, o.Proto = true, ProtoH1
 	case ModePersistent, ModePipelined:
 		o.MaxConnsPerHost, o.Proto = 1, ProtoH1
+	case ModePersistentParallel:
+		if po.Parallel <= 0 {
+			po.Parallel = 6
+		}
+		o.MaxConnsPerHost, o.Proto = po.Parallel, ProtoH1
 	case ModeH2:
 		o.Proto = ProtoH2
 	case ModeH3:
@@ -135,7 +142,7 @@ func LoadPage(ctx context.Context, base string, po PageOptions) (*PageResult, er
 	objs := make([]Object, len(refs))
 	workers := 1
 	switch po.Mode {
-	case ModeNonPersistentParallel:
+	case ModeNonPersistentParallel, ModePersistentParallel:
 		workers = po.Parallel
 		if workers <= 0 {
 			workers = 5

@@ -1,7 +1,8 @@
 // Package webexp holds the Web's lab experiments: page-load (non-persistent,
 // persistent, pipelined and HTTP/2 page loads across RTTs against the
-// chapter's formulas) and caching (the chapter's institutional cache on a
-// 1.54 Mbit/s access link). internal/app registers them in the lab's
+// chapter's formulas), caching (the chapter's institutional cache on a
+// 1.54 Mbit/s access link) and quic-vs-tcp (HTTP/1.1, HTTP/2 and HTTP/3
+// page loads under loss). internal/app registers them in the lab's
 // experiment registry.
 package webexp
 
