@@ -2,6 +2,7 @@ package webmail_test
 
 import (
 	"context"
+	"flag"
 	"net"
 	"path/filepath"
 	"runtime"
@@ -15,14 +16,21 @@ import (
 )
 
 // docsDir is the repository's docs/, where the screenshots are kept.
-func docsDir() string {
+var updateScreenshots = flag.Bool("update-screenshots", false, "write the web mail's screenshots to docs/ (for the documentation)")
+
+// docsDir is where the screenshots go: docs/ with -update-screenshots,
+// else the test's temporary directory (a test run leaves the tree alone).
+func docsDir(t *testing.T) string {
+	if !*updateScreenshots {
+		return t.TempDir()
+	}
 	_, file, _, _ := runtime.Caller(0)
 	return filepath.Join(filepath.Dir(file), "..", "..", "docs")
 }
 
 // In a real browser: Bob logs in, reads Alice's message, replies; the
 // reply arrives in Alice's INBOX. Screenshots of the inbox and the
-// message go to docs/.
+// message go to docs/ with -update-screenshots.
 func TestBrowserReadAndReply(t *testing.T) {
 	e := newEnv(t, nil)
 	e.sendMail(t, "alice@crepes.fr", "bob@hamburger.edu", aliceMsg)
@@ -45,7 +53,7 @@ func TestBrowserReadAndReply(t *testing.T) {
 	if !strings.Contains(inbox, "Crepes tonight") || !strings.Contains(inbox, "Lab report due Friday") {
 		t.Fatalf("inbox shows %q", inbox)
 	}
-	browser.Screenshot(t, ctx, filepath.Join(docsDir(), "webmail-inbox.png"))
+	browser.Screenshot(t, ctx, filepath.Join(docsDir(t), "webmail-inbox.png"))
 	err = chromedp.Do(ctx,
 		chromedp.Click(chromedp.Search(`//a[text()="Crepes tonight"]`)),
 		chromedp.WaitVisible(chromedp.ID("reply")),
@@ -57,7 +65,7 @@ func TestBrowserReadAndReply(t *testing.T) {
 	if !strings.Contains(msgText, "Bring the batter, Bob.") || !strings.Contains(msgText, "recipe.txt") || !strings.Contains(msgText, "Remote images in this message were blocked") {
 		t.Errorf("message page shows %q", msgText)
 	}
-	browser.Screenshot(t, ctx, filepath.Join(docsDir(), "webmail-message.png"))
+	browser.Screenshot(t, ctx, filepath.Join(docsDir(t), "webmail-message.png"))
 	err = chromedp.Do(ctx,
 		chromedp.Click(chromedp.ID("reply")),
 		chromedp.WaitVisible(chromedp.ID("body")),
