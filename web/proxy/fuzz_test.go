@@ -4,23 +4,20 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/textproto"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"golang.org/x/net/http/httpguts"
-
 	"github.com/applayer/applayer/internal/config"
 	"github.com/applayer/applayer/internal/service"
 	"github.com/applayer/applayer/web/cache"
 	"github.com/applayer/applayer/web/fastpath"
+	"github.com/applayer/applayer/web/fastpath/fastpathtest"
 )
 
 // FuzzFastPath feeds arbitrary byte streams (pipelined requests) to the
@@ -95,7 +92,7 @@ func FuzzFastPath(f *testing.F) {
 			req, err := http.ReadRequest(br)
 			end := len(stream) - rd.Len() - br.Buffered()
 			if err == nil {
-				err = serverChecks(req, stream[prev:end])
+				err = fastpathtest.ServerChecks(req, stream[prev:end])
 			}
 			if err != nil {
 				t.Fatalf("fast path answered request %d %q that net/http refuses: %v", i, stream[fr.start:fr.end], err)
@@ -119,42 +116,6 @@ func FuzzFastPath(f *testing.F) {
 			}
 		}
 	})
-}
-
-// serverChecks are the checks net/http's server makes of a request after
-// parsing it (net/http's conn.readRequest): a Host field for HTTP/1.1,
-// exactly one and valid, and valid field names and values. raw is the
-// request's bytes (http.ReadRequest drops the Host fields from the header).
-func serverChecks(req *http.Request, raw []byte) error {
-	tr := textproto.NewReader(bufio.NewReader(bytes.NewReader(raw)))
-	if _, err := tr.ReadLine(); err != nil {
-		return err
-	}
-	h, err := tr.ReadMIMEHeader()
-	if err != nil {
-		return err
-	}
-	hosts, haveHost := h["Host"]
-	if req.ProtoAtLeast(1, 1) && (!haveHost || len(hosts) == 0) && req.Method != http.MethodConnect {
-		return errors.New("missing required Host header")
-	}
-	if len(hosts) > 1 {
-		return errors.New("too many Host headers")
-	}
-	if len(hosts) == 1 && !httpguts.ValidHostHeader(hosts[0]) {
-		return errors.New("malformed Host header")
-	}
-	for k, vv := range req.Header {
-		if !httpguts.ValidHeaderFieldName(k) {
-			return errors.New("invalid header name")
-		}
-		for _, v := range vv {
-			if !httpguts.ValidHeaderFieldValue(v) {
-				return errors.New("invalid header value")
-			}
-		}
-	}
-	return nil
 }
 
 func ptr[T any](v T) *T { return &v }
