@@ -247,7 +247,30 @@ func Narrate(events []trace.Event, n *Namer, keep func(trace.Event) bool) []Step
 		}
 	}
 	var steps []Step
-	conns := map[string]int{}
+	// A connection is numbered when it opens. A client's port may be
+	// reused by a later connection while the earlier one's close is still
+	// being traced (net/http closes on a goroutine of its own), so each
+	// address pair keeps its open connections in order: a close ends the
+	// oldest, messages go to the newest.
+	conns := map[string][]int{}
+	numbered := 0
+	connOf := func(k, typ string) int {
+		open := conns[k]
+		switch {
+		case typ == trace.ConnOpen || len(open) == 0:
+			numbered++
+			conns[k] = append(open, numbered)
+			if typ == trace.ConnClose {
+				conns[k] = open
+			}
+			return numbered
+		case typ == trace.ConnClose:
+			conns[k] = open[1:]
+			return open[0]
+		default:
+			return open[len(open)-1]
+		}
+	}
 	for _, e := range evs {
 		if keep != nil && !keep(e) {
 			continue
@@ -258,11 +281,7 @@ func Narrate(events []trace.Event, n *Namer, keep func(trace.Event) bool) []Step
 		}
 		s := Step{N: len(steps) + 1, Event: e, From: from, To: to}
 		if isConnProto(e.Proto) && e.To != "" {
-			k := connKey(e.From, e.To)
-			if conns[k] == 0 {
-				conns[k] = len(conns) + 1
-			}
-			s.Conn = conns[k]
+			s.Conn = connOf(connKey(e.From, e.To), e.Type)
 		}
 		steps = append(steps, s)
 	}
