@@ -381,7 +381,7 @@ func TestLostSegmentStallsItsConnection(t *testing.T) {
 	blockedSrv.Write([]byte("lost"))
 	time.Sleep(10 * time.Millisecond)
 	blockedSrv.Write([]byte("behind")) // sent after the lost segment, on its connection
-	otherSrv.Write([]byte("other"))  // on the other connection
+	otherSrv.Write([]byte("other"))    // on the other connection
 	bt, ot := make(chan time.Time, 1), make(chan time.Time, 1)
 	go arrived(blocked, len("lostbehind"), bt)
 	go arrived(other, len("other"), ot)
