@@ -200,6 +200,9 @@ func checkHOL(t *testing.T, steps []lab.Step) {
 	t.Helper()
 	var runs [][]lab.Step
 	for _, s := range steps {
+		if err := trace.Validate(s.Event); err != nil {
+			t.Errorf("schema: %v", err)
+		}
 		if s.Event.Type == trace.State && s.Event.Proto == "http" {
 			runs = append(runs, nil)
 			continue
