@@ -138,19 +138,27 @@ func TestWithHostStampsEvents(t *testing.T) {
 	}
 }
 
-// TestJSONLFlushesAsEventsHappen: a reader of the trace file (tail -f) sees
-// each event without waiting for Close, and a process killed before Close
-// keeps what was traced until then. The bound is generous; the flush itself
-// is scheduled FlushInterval after the first buffered event.
-func TestJSONLFlushesAsEventsHappen(t *testing.T) {
+// jsonlFile returns a trace file's path, its JSONL sink and a bus the sink
+// listens to.
+func jsonlFile(t *testing.T) (string, *JSONL, *Bus) {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "trace.jsonl")
 	j, err := CreateJSONL(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer j.Close()
 	b := NewBus(nil)
 	b.Subscribe(j)
+	return path, j, b
+}
+
+// TestJSONLFlushesAsEventsHappen: a reader of the trace file (tail -f) sees
+// each event without waiting for Close, and a process killed before Close
+// keeps what was traced until then. The bound is generous; the flush itself
+// is scheduled FlushInterval after the first buffered event.
+func TestJSONLFlushesAsEventsHappen(t *testing.T) {
+	path, j, b := jsonlFile(t)
+	defer j.Close()
 	waitLines := func(n int) {
 		t.Helper()
 		deadline := time.Now().Add(10 * time.Second)
@@ -185,14 +193,8 @@ func TestJSONLFlushesAsEventsHappen(t *testing.T) {
 // is never put off by the events that keep arriving, and `tail -f` follows
 // the lab live.
 func TestJSONLFlushesWithinInterval(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "trace.jsonl")
-	j, err := CreateJSONL(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	path, j, b := jsonlFile(t)
 	defer j.Close()
-	b := NewBus(nil)
-	b.Subscribe(j)
 	const (
 		n     = 300
 		every = 5 * time.Millisecond
