@@ -131,7 +131,8 @@ type poisonLab struct {
 func runPoisoning(ctx context.Context, env experiment.Env) (*experiment.Result, error) {
 	s := poisonSetupFor(env.Quick)
 	rng := rand.New(rand.NewPCG(env.Seed, 0x6b616d696e736b79))
-	block := netip.PrefixFrom(netip.AddrFrom4([4]byte{127, byte(100 + rng.IntN(100)), byte(rng.IntN(256)), 0}), 24)
+	// A random block (not the seed's): runs side by side do not collide.
+	block := netip.PrefixFrom(netip.AddrFrom4([4]byte{127, byte(100 + rand.IntN(100)), byte(rand.IntN(256)), 0}), 24)
 	at := func(last byte) netip.Addr { a := block.Addr().As4(); a[3] = last; return netip.AddrFrom4(a) }
 	p := &poisonLab{env: env, set: s, block: block, resolver: at(53), rng: rng, portRange: ephemeralPorts()}
 	attAddr := at(66)
@@ -165,8 +166,9 @@ func runPoisoning(ctx context.Context, env experiment.Env) (*experiment.Result, 
 	fmt.Fprintf(env.Stdout, "for a random name xxxxx.umass.edu and at once sends up to %d forged replies \"from\" dns.umass.edu (%s): the name's answer, umass.edu NS dns.umass.edu\n", s.k, p.umass)
 	fmt.Fprintf(env.Stdout, "and dns.umass.edu A %s (the attacker). The real server is %s away, so the forgeries race the real reply (NXDOMAIN) for %s.\n", attAddr, s.window, s.window)
 	fmt.Fprintf(env.Stdout, "Poisoned = a client then asking the resolver for another name of umass.edu gets the attacker's address.\n")
-	fmt.Fprintf(env.Stdout, "Formula: P(race won) = K / space, K the forged replies that reach the resolver's socket while its query is open, space = IDs (1 if sequential:\n")
-	fmt.Fprintf(env.Stdout, "the attacker reads the last one from a query to evil.edu; 2^16 if random) x source ports (1 if fixed; %d if random) x case patterns (2^%d with 0x20).\n", p.portRange[1]-p.portRange[0]+1, nameLetters)
+	fmt.Fprintf(env.Stdout, "Formula: P(race won) = K / space. K: the forged replies that reach the resolver's socket while its query is open (counted in the\n")
+	fmt.Fprintf(env.Stdout, "races lost; with random ports, the replies sent). space = IDs (1 if sequential: the attacker reads the last one from a query to\n")
+	fmt.Fprintf(env.Stdout, "evil.edu; 2^16 if random) x source ports (1 if fixed; %d if random) x case patterns (2^%d with 0x20).\n", p.portRange[1]-p.portRange[0]+1, nameLetters)
 	fmt.Fprintf(env.Stdout, "A won race poisons unless the bailiwick/credibility checks drop the forged NS and glue, and a client gets SERVFAIL instead when the resolver validates (DNSSEC).\n")
 	fmt.Fprintf(env.Stdout, "Intervals are Wilson 95%%; a combination that cannot fall in a lab run is time-boxed and reported as 0 in N, p < 3/N.\n\n")
 
@@ -230,9 +232,12 @@ func (o caseOutcome) summary() string {
 	if !o.exact {
 		kind, k = "sent", o.sent
 	}
-	s += fmt.Sprintf("; %.0f forged replies a race %s, space %.3g, P %.3g a race", k, kind, o.space, o.predicted())
+	s += fmt.Sprintf("; K = %.0f forged replies a race %s, space %.3g, P %.3g a race", k, kind, o.space, o.predicted())
 	if o.firstPoison > 0 {
 		s += fmt.Sprintf("; first poisoned after %s", o.firstPoison.Round(10*time.Millisecond))
+	}
+	if o.upstreamPerTrigger < 0.9 {
+		s += fmt.Sprintf("; only %.2f upstream queries per trigger: the others were answered from the cache (NSEC proofs used aggressively, RFC 8198), leaving no race", o.upstreamPerTrigger)
 	}
 	if o.timeBoxed {
 		s += " (time box)"
@@ -328,7 +333,10 @@ func (p *poisonLab) attack(ctx context.Context, c poisonCase) (caseOutcome, erro
 	if err := p.warm(ctx, raddr); err != nil {
 		return o, err
 	}
-	var arrived, sent, upstream float64
+	// Forged replies per race, counted over the lost races when there
+	// are any: a won race stops at the winning reply, and would bias K
+	// (and so the formula) low.
+	var arrived, sent, upstream [2]float64 // [lost, won]
 	start := time.Now()
 	for o.races < c.races && time.Since(start) < c.box {
 		mis, up := counter(reg, "applayer_dns_resolver_mismatched_replies_total"), counter(reg, "applayer_dns_resolver_upstream_queries_total")
@@ -339,13 +347,14 @@ func (p *poisonLab) attack(ctx context.Context, c poisonCase) (caseOutcome, erro
 		}
 		o.racing += time.Since(t0)
 		o.races++
-		sent += float64(r.sent)
+		w := 0
 		if r.won {
 			o.won++
-			arrived++
+			w = 1
 		}
-		arrived += counter(reg, "applayer_dns_resolver_mismatched_replies_total") - mis
-		upstream += counter(reg, "applayer_dns_resolver_upstream_queries_total") - up - r.learnQueries
+		sent[w] += float64(r.sent)
+		arrived[w] += counter(reg, "applayer_dns_resolver_mismatched_replies_total") - mis + float64(w)
+		upstream[w] += counter(reg, "applayer_dns_resolver_upstream_queries_total") - up - r.learnQueries
 		if !r.won && !r.servfail {
 			continue
 		}
@@ -373,8 +382,13 @@ func (p *poisonLab) attack(ctx context.Context, c poisonCase) (caseOutcome, erro
 	}
 	o.elapsed = time.Since(start)
 	o.timeBoxed = o.races < c.races
-	n := float64(max(o.races, 1))
-	o.arrived, o.sent, o.upstreamPerTrigger = arrived/n, sent/n, upstream/n
+	if lost := o.races - o.won; lost > 0 {
+		n := float64(lost)
+		o.arrived, o.sent, o.upstreamPerTrigger = arrived[0]/n, sent[0]/n, upstream[0]/n
+	} else {
+		n := float64(max(o.races, 1))
+		o.arrived, o.sent, o.upstreamPerTrigger = arrived[1]/n, sent[1]/n, upstream[1]/n
+	}
 	return o, nil
 }
 
@@ -455,9 +469,6 @@ flood:
 	// real answer is a signed NXDOMAIN).
 	r.servfail = d.dnssec && ans.m.Rcode == dns.RcodeServerFailure
 	r.won = answersWith(ans.m, p.att.addr) || r.servfail
-	if os.Getenv("POISON_DEBUG") != "" {
-		fmt.Fprintf(p.env.Stdout, "race %s: %s %d answers, sent %d\n", name, dns.RcodeToString[ans.m.Rcode], len(ans.m.Answer), r.sent)
-	}
 	return r, nil
 }
 

@@ -27,6 +27,7 @@ func labExperiments() *experiment.Registry {
 		webexp.QUICvsTCP(),
 		webexp.TrackingCookies(),
 		dnsexp.DDoS(),
+		dnsexp.Poisoning(),
 	)
 }
 
