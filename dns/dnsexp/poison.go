@@ -167,9 +167,10 @@ func runPoisoning(ctx context.Context, env experiment.Env) (*experiment.Result, 
 	fmt.Fprintf(env.Stdout, "for a random name xxxxx.umass.edu and at once sends up to %d forged replies \"from\" dns.umass.edu (%s): the name's answer, umass.edu NS dns.umass.edu\n", s.k, p.umass)
 	fmt.Fprintf(env.Stdout, "and dns.umass.edu A %s (the attacker). The real server is %s away, so the forgeries race the real reply (NXDOMAIN) for %s.\n", attAddr, s.window, s.window)
 	fmt.Fprintf(env.Stdout, "Poisoned = a client then asking the resolver for another name of umass.edu gets the attacker's address.\n")
-	fmt.Fprintf(env.Stdout, "Formula: P(race won) = K / space. K: the forged replies that reach the resolver's socket while its query is open (counted in the\n")
-	fmt.Fprintf(env.Stdout, "races lost; with random ports, the replies sent). space = IDs (1 if sequential: the attacker reads the last one from a query to\n")
-	fmt.Fprintf(env.Stdout, "evil.edu; 2^16 if random) x source ports (1 if fixed; %d if random) x case patterns (2^%d with 0x20).\n", p.portRange[1]-p.portRange[0]+1, nameLetters)
+	fmt.Fprintf(env.Stdout, "Formula: P(race won) = K / space, K the forgeries that reach the resolver's socket while its query is open (each a fresh guess;\n")
+	fmt.Fprintf(env.Stdout, "summed race by race as -ln(1 - K/space), exact when K nears space; with random ports, the forgeries sent, an upper bound).\n")
+	fmt.Fprintf(env.Stdout, "space = IDs (1 if sequential: the attacker reads the last one from a query to evil.edu; 2^16 if random) x source ports\n")
+	fmt.Fprintf(env.Stdout, "(1 if fixed; %d if random) x case patterns (2^%d with 0x20).\n", p.portRange[1]-p.portRange[0]+1, nameLetters)
 	fmt.Fprintf(env.Stdout, "A won race poisons unless the bailiwick/credibility checks drop the forged NS and glue, and a client gets SERVFAIL instead when the resolver validates (DNSSEC).\n")
 	fmt.Fprintf(env.Stdout, "Intervals are Wilson 95%%; a combination that cannot fall in a lab run is time-boxed and reported as 0 in N, p < 3/N.\n\n")
 
@@ -204,15 +205,21 @@ type caseOutcome struct {
 	firstPoison      time.Duration // racing until the first poisoning; 0: never
 	exact, timeBoxed bool          // arrived is measured (fixed port), time box hit
 	fromCache        int           // triggers answered without a query: not races
+	expectedWins     float64       // the formula's, summed over the races
 }
 
 // predicted is the formula's chance that one race is won.
-func (o caseOutcome) predicted() float64 {
-	k := o.arrived
-	if !o.exact {
-		k = o.sent
+func (o caseOutcome) predicted() float64 { return o.expectedWins / float64(max(o.races, 1)) }
+
+// guessWins is the formula's expected wins of one race in which k
+// forgeries reached the resolver, each a fresh guess among the space's
+// candidates not yet tried: the hazards summed, -ln(1 - k/space), which
+// is k/space when k is much smaller than space; at most 1.
+func guessWins(k, space float64) float64 {
+	if k >= space {
+		return 1
 	}
-	return math.Min(1, k/o.space)
+	return math.Min(1, -math.Log1p(-k/space))
 }
 
 // predictedPoison is the chance one race poisons a client's answers.
@@ -300,9 +307,9 @@ func wilson(k, n int, z float64) (lo, hi float64) {
 }
 
 // ciSlack is how far the formula may be from k/n and still be inside the
-// 99% Wilson interval (the experiment's check: 95% is printed).
+// 99.9% Wilson interval (the experiment's check; 95% is printed).
 func ciSlack(k, n int, formula float64) float64 {
-	lo, hi := wilson(k, n, 2.576)
+	lo, hi := wilson(k, n, 3.29)
 	p := float64(k) / float64(max(n, 1))
 	if k == 0 && formula == 0 {
 		return 0
@@ -334,9 +341,9 @@ func (p *poisonLab) attack(ctx context.Context, c poisonCase) (caseOutcome, erro
 	if err := p.warm(ctx, raddr); err != nil {
 		return o, err
 	}
-	// Forged replies per race, counted over the lost races when there
-	// are any: a won race stops at the winning reply, and would bias K
-	// (and so the formula) low.
+	// Forged replies per race, for the report: over the lost races when
+	// there are any (a won race stops at the winning reply). The formula
+	// sums each race's own count instead (guessWins), which is unbiased.
 	var arrived, sent [2]float64 // [lost, won]
 	start := time.Now()
 	for o.races < c.races && time.Since(start) < c.box {
@@ -359,8 +366,13 @@ func (p *poisonLab) attack(ctx context.Context, c poisonCase) (caseOutcome, erro
 			o.won++
 			w = 1
 		}
+		k := counter(reg, "applayer_dns_resolver_mismatched_replies_total") - mis + float64(w)
 		sent[w] += float64(r.sent)
-		arrived[w] += counter(reg, "applayer_dns_resolver_mismatched_replies_total") - mis + float64(w)
+		arrived[w] += k
+		if !o.exact {
+			k = float64(r.sent) // an upper bound: almost none reach a socket
+		}
+		o.expectedWins += guessWins(k, o.space)
 		if !r.won && !r.servfail {
 			continue
 		}
