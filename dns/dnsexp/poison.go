@@ -242,7 +242,7 @@ func (o caseOutcome) summary() string {
 	}
 	s += fmt.Sprintf("; K = %.0f forged replies a race %s, space %.3g, P %.3g a race", k, kind, o.space, o.predicted())
 	if o.firstPoison > 0 {
-		s += fmt.Sprintf("; first poisoned after %s", o.firstPoison.Round(10*time.Millisecond))
+		s += fmt.Sprintf("; first poisoned after %s", o.firstPoison.Round(time.Millisecond))
 	}
 	if o.fromCache > 0 {
 		s += fmt.Sprintf("; %d more triggers were answered from the cache without a query (a cached NSEC proof covers every name of umass.edu, RFC 8198): no race", o.fromCache)
@@ -669,28 +669,33 @@ func ephemeralPorts() [2]int {
 	return [2]int{49152, 65535}
 }
 
-// poisonPlot draws, per combination, the measured chance that a race
-// poisons (or its 95% upper bound when none did) beside the formula's, on
-// a log scale.
+// poisonPlot draws, per combination, the formula's chance that a race is
+// won beside the measured chances that a race was won and that it
+// poisoned (or the 95% upper bound when no race was won), on a log scale.
 func poisonPlot(env experiment.Env, outs []caseOutcome, res *experiment.Result) error {
-	ch := plot.Chart{Title: "Kaminsky's attack: chance a race poisons the resolver, per combination of defences",
-		XLabel: "combination (see the table: 1 = no defence ... last = every defence)", YLabel: "log10 P(poisoned) per race"}
-	meas := plot.Series{Name: "measured", Points: true}
-	bound := plot.Series{Name: "none poisoned: 95% upper bound", Points: true}
-	form := plot.Series{Name: "formula K/space (0 with bailiwick or DNSSEC: drawn at -12)", Dashed: true, Points: true}
+	ch := plot.Chart{Title: "Kaminsky's attack: chance per race, per combination of defences",
+		XLabel: "combination, in the table's order (1 = no defence ... last = every defence)", YLabel: "log10 probability per race"}
+	form := plot.Series{Name: "formula: race won, K/space", Dashed: true, Points: true}
+	won := plot.Series{Name: "measured: race won", Points: true}
+	poisoned := plot.Series{Name: "measured: poisoned (none with bailiwick or DNSSEC)", Points: true}
+	bound := plot.Series{Name: "no race won: 95% upper bound", Points: true}
 	for i, o := range outs {
 		x := float64(i + 1)
-		f := o.predictedPoison()
-		form.X, form.Y = append(form.X, x), append(form.Y, math.Log10(math.Max(f, 1e-12)))
-		if o.poisoned > 0 {
-			meas.X, meas.Y = append(meas.X, x), append(meas.Y, math.Log10(float64(o.poisoned)/float64(o.races)))
-		} else {
+		if f := o.predicted(); f > 0 {
+			form.X, form.Y = append(form.X, x), append(form.Y, math.Log10(f))
+		}
+		n := float64(max(o.races, 1))
+		if o.won > 0 {
+			won.X, won.Y = append(won.X, x), append(won.Y, math.Log10(float64(o.won)/n))
+		} else if o.races >= 10 {
 			_, hi := wilson(0, o.races, 1.96)
 			bound.X, bound.Y = append(bound.X, x), append(bound.Y, math.Log10(hi))
 		}
+		if o.poisoned > 0 {
+			poisoned.X, poisoned.Y = append(poisoned.X, x), append(poisoned.Y, math.Log10(float64(o.poisoned)/n))
+		}
 	}
-	ch.Series = []plot.Series{form}
-	for _, s := range []plot.Series{meas, bound} {
+	for _, s := range []plot.Series{form, won, poisoned, bound} {
 		if len(s.X) > 0 {
 			ch.Series = append(ch.Series, s)
 		}
