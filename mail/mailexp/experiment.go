@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"regexp"
+	"strings"
 	"sync"
 	"text/tabwriter"
 	"time"
@@ -118,17 +119,22 @@ func outcomeRows(all []outcome) []experiment.Row {
 func writeOutcomes(w io.Writer, all []outcome) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "POLICY\tMESSAGE\tSPF\tDKIM\tDMARC\tWHERE")
+	refusal := ""
 	for _, o := range all {
 		where := o.Where
 		if o.Where == "refused" {
-			where = "refused: " + o.Reply
-			if len(where) > 60 {
-				where = where[:57] + "..."
-			}
+			code, _, _ := strings.Cut(o.Reply, " message")
+			where, refusal = "refused: "+code, o.Reply
 		}
 		fmt.Fprintf(tw, "p=%s\t%s\t%s\t%s\t%s\t%s\n", o.Policy, o.Case, o.SPF, o.DKIM, o.DMARC, where)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if refusal != "" {
+		fmt.Fprintf(w, "\nmail.hamburger.edu's refusal: %s\n", refusal)
+	}
+	return nil
 }
 
 // experimentTopology is the lesson's mini-Internet: the DNS hierarchy
