@@ -77,12 +77,18 @@ func maskNarration(s string, plan *lab.Plan) string {
 	prefix := strings.Join(strings.Split(plan.Block.Addr().String(), ".")[:2], ".") + "."
 	s = dnsName.ReplaceAllStringFunc(s, strings.ToLower)
 	s = strings.ReplaceAll(s, prefix, "127.LAB.")
-	s = settleCloses(s)
+	s = settleCloses(settleDeliveries(s))
 	for _, m := range []struct{ re, with string }{
 		{`sid=[0-9a-f]+`, "sid=SID"},
 		{`ttl=\d+`, "ttl=TTL"},
 		{`tag \d+`, "tag N"},
 		{`If-None-Match: "[^"]*"`, `If-None-Match: "ETAG"`},
+		// Mail: queue ids, and the sizes of messages whose headers carry
+		// dates, ids and signatures.
+		{`queued as [0-9a-f]+`, "queued as QID"},
+		{`message [0-9a-f]+ from`, "message QID from"},
+		{`(  (?:smtp|imap|mail)/?\S*  .*)\(\d+ B\)`, "${1}(N B)"},
+		{`BODY\[\]: \d+ bytes`, "BODY[]: N bytes"},
 	} {
 		s = regexp.MustCompile(m.re).ReplaceAllString(s, m.with)
 	}
@@ -90,6 +96,33 @@ func maskNarration(s string, plan *lab.Plan) string {
 }
 
 var connOf = regexp.MustCompile(`\(conn (\d+)\)`)
+
+var deliveredID = regexp.MustCompile(`message ([0-9a-f]+) from .* delivered to `)
+
+// settleDeliveries moves a mail server's local delivery of a message
+// right after its "250 queued as ID" when it was traced before it: the
+// queue starts delivering as soon as it has the message, on a goroutine
+// of its own, while the SMTP session is still tracing its reply. (The
+// caller renumbers the lines.)
+func settleDeliveries(s string) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	for i := 0; i < len(lines); i++ {
+		m := deliveredID.FindStringSubmatch(lines[i])
+		if m == nil {
+			continue
+		}
+		for j := i + 1; j < len(lines); j++ {
+			if strings.Contains(lines[j], "queued as "+m[1]) {
+				l := lines[i]
+				copy(lines[i:j], lines[i+1:j+1])
+				lines[j] = l
+				i--
+				break
+			}
+		}
+	}
+	return strings.Join(lines, "\n") + "\n"
+}
 
 // settleCloses moves each connection's closing right after the last other
 // line of that connection and renumbers the lines: a client closes a
