@@ -1,6 +1,7 @@
 package resolver
 
 import (
+	"net"
 	"net/netip"
 	"strings"
 	"testing"
@@ -125,4 +126,71 @@ func mustRR(t *testing.T, s string) dns.RR {
 		t.Fatal(err)
 	}
 	return rr
+}
+
+// TestHazardsOnTheWire: with the fixed-port and sequential-ID hazards the
+// resolver's queries leave from that port with IDs counting up by one;
+// without them, from other ports with IDs that do not.
+func TestHazardsOnTheWire(t *testing.T) {
+	n := newTestNet(t, 0)
+	plan := &lab.Plan{Block: netip.PrefixFrom(n.ip(0), 24)}
+	auth, err := net.ListenPacket("udp4", netip.AddrPortFrom(n.ip(1), uint16(n.port)).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer auth.Close()
+	type seen struct {
+		port uint16
+		id   uint16
+	}
+	queries := make(chan seen, 16)
+	go func() {
+		b := make([]byte, 4096)
+		for {
+			k, from, err := auth.ReadFrom(b)
+			if err != nil {
+				return
+			}
+			q := new(dns.Msg)
+			if q.Unpack(b[:k]) != nil {
+				continue
+			}
+			queries <- seen{uint16(from.(*net.UDPAddr).Port), q.Id}
+			r := new(dns.Msg)
+			r.SetReply(q)
+			r.Authoritative = true
+			r.Answer = []dns.RR{&dns.A{Hdr: dns.RR_Header{Name: q.Question[0].Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60}, A: net.IP{127, 0, 0, 9}}}
+			out, _ := r.Pack()
+			auth.WriteTo(out, from)
+		}
+	}()
+	fixed := uint16(n.port + 1)
+	for _, tc := range []struct {
+		name string
+		h    *Hazards
+	}{{"hazards", &Hazards{Lab: plan, SequentialIDs: true, FixedPort: fixed}}, {"defaults", nil}} {
+		cfg := Config{Listen: netip.AddrPortFrom(n.ip(5), 0).String(), RootHints: []string{n.ip(1).String()}, UpstreamPort: n.port,
+			NoQNAMEMinimisation: true, Hazards: tc.h}
+		e, err := NewEngine(cfg, service.Deps{Dialer: &net.Dialer{LocalAddr: &net.UDPAddr{IP: n.ip(5).AsSlice()}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []seen
+		for i, name := range []string{"a.example.", "b.example.", "c.example."} {
+			if _, err := e.Resolve(t.Context(), name, dns.TypeA, nil); err != nil {
+				t.Fatalf("%s: %s: %v", tc.name, name, err)
+			}
+			got = append(got, <-queries)
+			if i == 0 {
+				continue
+			}
+			prev, cur := got[i-1], got[i]
+			if tc.h != nil && (cur.port != fixed || prev.port != fixed || cur.id != prev.id+1) {
+				t.Errorf("%s: queries %+v then %+v, want both from port %d with IDs counting up", tc.name, prev, cur, fixed)
+			}
+			if tc.h == nil && (cur.port == fixed || cur.port == prev.port && cur.id == prev.id+1) {
+				t.Errorf("%s: queries %+v then %+v: from the fixed port, or same port and the next ID", tc.name, prev, cur)
+			}
+		}
+	}
 }
