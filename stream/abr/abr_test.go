@@ -79,12 +79,12 @@ func TestMPCChoice(t *testing.T) {
 
 // TestRobustPredictor: the prediction is the harmonic mean of the last
 // Window samples discounted by the largest recent relative
-// over-prediction, capped at MaxError (default 25%).
+// over-prediction, capped at MaxError (default 15%).
 func TestRobustPredictor(t *testing.T) {
 	hm := 2.0 / (1/2e6 + 1/1e6)
 	for _, c := range []struct {
 		maxErr, discount float64
-	}{{-1, 2}, {0, 1.25}, {0.5, 1.5}} {
+	}{{-1, 2}, {0, 1.15}, {0.5, 1.5}} {
 		p := &Robust{MaxError: c.maxErr}
 		if got := p.Predict([]float64{2e6}); got != 2e6 {
 			t.Fatalf("first prediction %v, want 2e6", got)
@@ -98,21 +98,21 @@ func TestRobustPredictor(t *testing.T) {
 	}
 	// An under-prediction (1M predicted, 2M came) is no error by default;
 	// robustMPC's symmetric error discounts it by |1 - 2| / 2 = 50%, capped
-	// at 25%.
+	// at 15%.
 	for _, c := range []struct {
 		sym      bool
 		discount float64
-	}{{false, 1}, {true, 1.25}} {
+	}{{false, 1}, {true, 1.15}} {
 		p := &Robust{Symmetric: c.sym}
 		p.Predict([]float64{1e6})
 		if got, want := p.Predict([]float64{1e6, 2e6}), hm/c.discount; math.Abs(got-want) > 1 {
 			t.Errorf("symmetric %v: prediction %v after a rise, want %v", c.sym, got, want)
 		}
 	}
-	// The window: samples older than the last three are forgotten.
+	// The window: samples older than the last four are forgotten.
 	p := &Robust{}
-	if got := p.Predict([]float64{20e6, 20e6, 1e6, 1e6, 1e6}); math.Abs(got-1e6) > 1 {
-		t.Errorf("prediction %v after three 1M samples, want 1M", got)
+	if got := p.Predict([]float64{20e6, 20e6, 1e6, 1e6, 1e6, 1e6}); math.Abs(got-1e6) > 1 {
+		t.Errorf("prediction %v after four 1M samples, want 1M", got)
 	}
 }
 

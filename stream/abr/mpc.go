@@ -22,17 +22,17 @@ func (*MPC) Name() string { return "mpc" }
 // at MaxError: after a sudden drop (20 to 1 Mbit/s, an error of 19) the
 // uncapped discount would predict 50 kbit/s and throw away a full buffer.
 //
-// The defaults (3 samples, 25% cap, over-predictions only) were chosen on
+// The defaults (4 samples, 15% cap, over-predictions only) were chosen on
 // the simulated clock over the bench's step, sawtooth and commute
 // schedules and eight synthetic Markov traces (docs/BENCHMARKS.md), from
 // robustMPC's 5 samples and symmetric error, which lagged behind rising
 // throughput and kept discounting after it rose.
 type Robust struct {
 	// Window is how many samples the harmonic mean and the error cover.
-	// Default 3.
+	// Default 4.
 	Window int
-	// MaxError caps the relative error. Default 0.25 (at most a fifth off
-	// the harmonic mean); negative: no cap.
+	// MaxError caps the relative error. Default 0.15 (at most 13% off the
+	// harmonic mean); negative: no cap.
 	MaxError float64
 	// Symmetric counts under-predictions as errors too (robustMPC's
 	// |predicted - actual| / actual). By default only over-predictions
@@ -48,7 +48,7 @@ func (p *Robust) maxError() float64 {
 	case p.MaxError < 0:
 		return math.Inf(1)
 	case p.MaxError == 0:
-		return 0.25
+		return 0.15
 	}
 	return p.MaxError
 }
@@ -58,7 +58,7 @@ func (p *Robust) maxError() float64 {
 func (p *Robust) Predict(history []float64) float64 {
 	w := p.Window
 	if w == 0 {
-		w = 3
+		w = 4
 	}
 	// Score the previous prediction against what happened.
 	for p.seen < len(history) {

@@ -102,8 +102,8 @@ func TestQoEAgainstOptimum(t *testing.T) {
 	size := func(i, r int) float64 { return (benchLadder[r] + benchAudio) * 2 / 8 }
 	for name, c := range map[string]struct{ ratio, counted float64 }{
 		"step":     {0.99, 0.99},
-		"sawtooth": {0.70, 0.76},
-		"commute":  {0.93, 0.93},
+		"sawtooth": {0.68, 0.74},
+		"commute":  {0.88, 0.88},
 	} {
 		sched := benchSchedules(t)[name]
 		t.Run(name, func(t *testing.T) {
