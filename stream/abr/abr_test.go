@@ -116,6 +116,31 @@ func TestRobustPredictor(t *testing.T) {
 	}
 }
 
+// TestMPCSafety: QoE_lin alone accepts a short planned stall for a higher
+// rung (0.8M video and 0.128M audio at 0.91 Mbit/s take 2.04 s with 2 s
+// buffered: 0.04 s of stall per segment, 0.1 of penalty, for 0.5 more
+// rate); Safety refuses a first move that would not arrive 15% before the
+// buffer empties, and only then.
+func TestMPCSafety(t *testing.T) {
+	bitrates := []float64{0.3e6, 0.8e6}
+	for _, c := range []struct {
+		safety, bw, buffer float64
+		want               int
+	}{
+		{-1, 0.91e6, 2, 1},
+		{0, 0.91e6, 2, 0},
+		{0, 0.91e6, 2.5, 1}, // 2.04 s / 0.85 = 2.4 s fits in 2.5 s
+		{0, 0.91e6, 0, 0},   // startup: no buffer to protect, the plan decides
+		{0, 20e6, 0, 1},
+	} {
+		m := &MPC{Mu: 2.5, Safety: c.safety}
+		got := m.ChooseFor(&State{Bitrates: bitrates, SegDur: 2, Segments: 100, Buffer: c.buffer, Last: 0, MaxBuffer: 30, Extra: 0.128e6}, c.bw)
+		if got != c.want {
+			t.Errorf("safety %v, %.2f Mbit/s, buffer %.1fs: rung %d, want %d", c.safety, c.bw/1e6, c.buffer, got, c.want)
+		}
+	}
+}
+
 // TestMPCExtra: the audio downloaded with every segment counts in MPC's
 // download times. At 2.2 Mbit/s with 2 s buffered, a 2 Mbit/s segment
 // alone takes 1.82 s and the buffer grows, so MPC climbs from 1M; with
@@ -126,7 +151,7 @@ func TestMPCExtra(t *testing.T) {
 		extra float64
 		want  int
 	}{{0, 1}, {0.5e6, 0}} {
-		got := (&MPC{}).ChooseFor(&State{Bitrates: bitrates, SegDur: 2, Segments: 100, Buffer: 2, Last: 0, MaxBuffer: 30, Extra: c.extra}, 2.2e6)
+		got := (&MPC{Safety: -1}).ChooseFor(&State{Bitrates: bitrates, SegDur: 2, Segments: 100, Buffer: 2, Last: 0, MaxBuffer: 30, Extra: c.extra}, 2.2e6)
 		if got != c.want {
 			t.Errorf("extra %v: rung %d, want %d", c.extra, got, c.want)
 		}

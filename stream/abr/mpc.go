@@ -9,6 +9,13 @@ type MPC struct {
 	// Mu is QoE_lin's rebuffering penalty per second (in Mbit/s units).
 	// Default the top rung's rate in Mbit/s.
 	Mu float64
+	// Safety keeps the first move from planning a stall: with media
+	// buffered, a rung above the lowest is chosen only if its segment
+	// would arrive before the buffer empties at the prediction lowered by
+	// Safety (a fraction). QoE_lin alone trades a short stall for a
+	// higher rung; a stall the lowest rung avoids is worse to watch than
+	// the score says. Default 0.15; negative: off.
+	Safety float64
 	// Predictor predicts throughput. Default a Robust harmonic mean.
 	Predictor *Robust
 }
@@ -124,6 +131,10 @@ func (m *MPC) ChooseFor(s *State, bw float64) int {
 	if maxBuf == 0 {
 		maxBuf = math.Inf(1)
 	}
+	safety := m.Safety
+	if safety == 0 {
+		safety = 0.15
+	}
 	var walk func(depth int, buf, q float64, last int)
 	walk = func(depth int, buf, q float64, last int) {
 		if depth == h {
@@ -134,6 +145,9 @@ func (m *MPC) ChooseFor(s *State, bw float64) int {
 		}
 		for r := range n {
 			dl := s.size(s.Index+depth, r) * 8 / bw
+			if depth == 0 && r > 0 && safety > 0 && buf > 0 && dl/(1-min(safety, 0.99)) > buf {
+				continue
+			}
 			rebuf := math.Max(dl-buf, 0)
 			nb := math.Min(math.Max(buf-dl, 0)+s.SegDur, maxBuf)
 			nq := q + s.Bitrates[r]/1e6 - mu*rebuf

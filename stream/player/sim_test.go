@@ -162,6 +162,18 @@ func TestNoStallWhenLowestFits(t *testing.T) {
 			}
 		})
 	}
+	// The bench's ladder with audio just under the second rung (0.928
+	// Mbit/s with audio at 0.91): QoE_lin alone would buy the second rung
+	// with 0.04 s stalls; MPC's Safety does not.
+	for _, mbps := range []float64{0.91, 0.6} {
+		rep := simRunAudio(t, benchLadder, benchAudio, 30, 2, constant(t, mbps), Options{Algorithm: &abr.MPC{}})
+		if rep.Stalls != 0 {
+			t.Errorf("mpc at %.2f Mbit/s: %d stalls (%.2fs)", mbps, rep.Stalls, rep.StallTime)
+		}
+		if rep := simRunAudio(t, benchLadder, benchAudio, 30, 2, constant(t, mbps), Options{Algorithm: &abr.MPC{Safety: -1}}); mbps == 0.91 && rep.Stalls == 0 {
+			t.Errorf("mpc without Safety at %.2f Mbit/s did not stall: the case no longer tests Safety", mbps)
+		}
+	}
 }
 
 // TestAbandonment: a top-rung download that meets a drop to 0.4 Mbit/s
