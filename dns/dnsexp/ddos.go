@@ -1,11 +1,13 @@
 package dnsexp
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -243,6 +245,9 @@ func runDDoS(ctx context.Context, env experiment.Env) (*experiment.Result, error
 	cw.Wait()
 	cancel()
 	wg.Wait()
+	for _, ss := range samples {
+		slices.SortFunc(ss, func(a, b ddosSample) int { return cmp.Compare(a.at, b.at) })
+	}
 	var through int64
 	for i, l := range levels[:2] {
 		dropped.Add(r.Link(l.host).Down.Dropped())
