@@ -28,6 +28,7 @@ func labExperiments() *experiment.Registry {
 		webexp.QUICvsTCP(),
 		webexp.TrackingCookies(),
 		dnsexp.DDoS(),
+		dnsexp.Poisoning(),
 		mailexp.ForgedMail(),
 	)
 }
