@@ -73,7 +73,7 @@ func TestForgedMailQuick(t *testing.T) {
 			}
 		}
 	}
-	for _, want := range []string{"POLICY ", "forged: MAIL FROM and From alice@crepes.fr ", "refused: 550 5.7.1 message from crepes.fr failed DMARC"} {
+	for _, want := range []string{"POLICY ", "forged: MAIL FROM and From alice@crepes.fr ", "refused: 550 5.7.1\n", "refusal: 550 5.7.1 message from crepes.fr failed DMARC (p=reject)"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q", want)
 		}
