@@ -12,7 +12,7 @@ import (
 // last (it gets pieces only from the seed, optimistic unchokes and peers
 // that have finished); the same swarm runs without tit-for-tat.
 func TestFreeRiders(t *testing.T) {
-	c := FreeRiderConfig{FileSize: 4 << 20, SeedUp: 256 << 10, PeerUp: 256 << 10, Peers: 16,
+	c := FreeRiderConfig{FileSize: 8 << 20, SeedUp: 1 << 20, PeerUp: 256 << 10, Peers: 12,
 		Dir: t.TempDir(), Block: "127.88.3.", ChokeInterval: time.Second, Timeout: 2 * time.Minute}
 	rows, err := FreeRiders(testkit.Context(t, 5*time.Minute), c, service.Deps{Logger: testkit.Logger(t)})
 	if err != nil {
