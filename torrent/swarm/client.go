@@ -87,6 +87,18 @@ type Config struct {
 	RandomFirst int `json:"random_first,omitempty"`
 	// Slots is the choker's number of regular unchokes. Default 4.
 	Slots int `json:"slots,omitempty"`
+	// ChokeInterval is how often the choker re-evaluates (default 10s)
+	// and OptimisticEvery how often the optimistic unchoke rotates
+	// (default 30s); the lab's experiments scale both down together.
+	ChokeInterval   config.Duration `json:"choke_interval,omitempty"`
+	OptimisticEvery config.Duration `json:"optimistic_every,omitempty"`
+	// NoTitForTat gives the regular unchokes to interested peers at random
+	// rather than to those uploading to us fastest (a lesson, not a
+	// setting for real swarms).
+	NoTitForTat bool `json:"no_tit_for_tat,omitempty"`
+	// FreeRider never uploads: every peer stays choked. It exists for the
+	// lab's free-rider lesson.
+	FreeRider bool `json:"free_rider,omitempty"`
 	// Seed for the random choices (picker, choker); 0 picks one.
 	RandSeed uint64 `json:"-"`
 	// DHT, when set, is a started DHT node the client announces to and
@@ -226,6 +238,13 @@ func New(cfg Config, deps service.Deps) (*Client, error) {
 	c.rnd = mrand.New(mrand.NewPCG(seed, seed^0x5851f42d4c957f2d))
 	c.choker = NewChoker(mrand.New(mrand.NewPCG(seed+1, seed)))
 	c.choker.Slots = cfg.Slots
+	c.choker.Random = cfg.NoTitForTat
+	if cfg.ChokeInterval > 0 {
+		c.choker.Interval = cfg.ChokeInterval.D()
+	}
+	if cfg.OptimisticEvery > 0 {
+		c.choker.OptimisticEvery = cfg.OptimisticEvery.D()
+	}
 	if cfg.Torrent != nil {
 		c.ih = cfg.Torrent.InfoHash
 	} else {
@@ -752,6 +771,9 @@ func (c *Client) rechoke(now time.Time) {
 	}
 	sort.Slice(ps, func(i, j int) bool { return ps[i].ID < ps[j].ID })
 	d := c.choker.Decide(now, ps, c.complete)
+	if c.cfg.FreeRider {
+		d = ChokeDecision{Unchoked: map[int]bool{}, Optimistic: -1, Reason: "free rider: uploads to nobody"}
+	}
 	for id, p := range c.peers {
 		p.setChokedLocked(!d.Unchoked[id])
 	}
@@ -782,7 +804,12 @@ func (c *Client) describeChoke(d ChokeDecision) string {
 		sn = append(sn, name(id))
 	}
 	mode := "leeching: by their upload to us"
-	if c.complete {
+	switch {
+	case c.cfg.FreeRider:
+		mode = "free rider: uploads to nobody"
+	case c.cfg.NoTitForTat:
+		mode = "tit-for-tat off: regular slots at random"
+	case c.complete:
 		mode = "seeding: by our upload to them"
 	}
 	return fmt.Sprintf("unchoke [%s] optimistic %s (rotated %v) snubbed [%s]; %s",

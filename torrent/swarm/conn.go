@@ -431,7 +431,7 @@ func (p *peerConn) updateInterestLocked() {
 // instead of making it wait for the next round.
 func (p *peerConn) maybeUnchokeNowLocked() {
 	c := p.c
-	if !p.amChoking {
+	if !p.amChoking || c.cfg.FreeRider {
 		return
 	}
 	if n := c.unchokedInterestedLocked(); n < c.choker.Slots+1 {
@@ -456,7 +456,7 @@ func (c *Client) unchokedInterestedLocked() int {
 // fillSlotLocked unchokes the best choked interested peer (by the rate the
 // choker ranks with) when a slot is free.
 func (c *Client) fillSlotLocked(why string) {
-	if c.unchokedInterestedLocked() >= c.choker.Slots+1 {
+	if c.cfg.FreeRider || c.unchokedInterestedLocked() >= c.choker.Slots+1 {
 		return
 	}
 	now := c.deps.Now()
