@@ -27,50 +27,8 @@ func labExperiments() *experiment.Registry {
 		webexp.QUICvsTCP(),
 		webexp.TrackingCookies(),
 		dnsexp.DDoS(),
-		freeRiderExperiment(),
+		tex.FreeRidersExperiment(),
 	)
-}
-
-// freeRiderExperiment is the chapter's free-rider lesson: a swarm with one
-// peer that never uploads, with tit-for-tat and without.
-func freeRiderExperiment() experiment.Experiment {
-	return experiment.Experiment{
-		Name:    "free-riders",
-		Summary: "a BitTorrent swarm with one peer that never uploads: tit-for-tat starves it but for optimistic unchokes; without tit-for-tat it does as well as the rest",
-		Run: func(ctx context.Context, env experiment.Env) (*experiment.Result, error) {
-			c := tex.FreeRiderConfig{FileSize: 8 << 20, SeedUp: 1 << 20, PeerUp: 512 << 10, Peers: 8, Slots: 4, Block: "127.88.2.",
-				ChokeInterval: 2 * time.Second}
-			if env.Quick {
-				c.FileSize, c.SeedUp, c.PeerUp, c.Peers, c.ChokeInterval = 2<<20, 512<<10, 256<<10, 6, time.Second
-			}
-			dir, err := os.MkdirTemp("", "applayer-experiment-")
-			if err != nil {
-				return nil, err
-			}
-			defer os.RemoveAll(dir)
-			c.Dir = dir
-			fmt.Fprintf(env.Stdout, "free-riders: F = %d KiB, seed u_s = %d KiB/s, %d cooperative peers at u = %d KiB/s and one that never uploads;\n"+
-				"each unchokes %d peers for their rate, re-evaluated every %v, plus one optimistic unchoke rotated every %v\n(the chapter's 4, 10 s and 30 s, time scaled alike).\n\n",
-				c.FileSize>>10, c.SeedUp>>10, c.Peers, c.PeerUp>>10, c.Slots, c.ChokeInterval, 3*c.ChokeInterval)
-			rows, err := tex.FreeRiders(ctx, c, env.Deps)
-			if err != nil {
-				return nil, err
-			}
-			tex.FreeRiderTable(env.Stdout, rows)
-			res := &experiment.Result{Plots: []string{env.Path("free-riders.png"), env.Path("free-riders.svg")}}
-			for _, r := range rows {
-				on := "on"
-				if !r.TitForTat {
-					on = "off"
-				}
-				// Not a formula: the cooperative peers' mean, beside the
-				// free rider's time.
-				res.Rows = append(res.Rows, experiment.Row{Case: "free rider vs cooperative mean, tit-for-tat " + on,
-					Measured: r.FreeRider.Seconds(), Formula: r.Mean().Seconds(), Unit: "s"})
-			}
-			return res, tex.FreeRiderPlot(rows, res.Plots...)
-		},
-	}
 }
 
 // p2pExperiment registers `applayer torrent experiment` (client-server vs

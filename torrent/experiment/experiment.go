@@ -175,9 +175,9 @@ func clientServer(ctx context.Context, c Config, data []byte, n int) (time.Durat
 func p2p(ctx context.Context, c Config, deps service.Deps, n int) (time.Duration, error) {
 	leechers := make([]swarm.Config, n)
 	for i := range leechers {
-		leechers[i].UploadLimit = c.PeerUp
+		leechers[i].UploadLimit, leechers[i].Seed = c.PeerUp, true
 	}
-	times, err := runSwarm(ctx, c, deps, fmt.Sprintf("p2p-%d", n), swarm.Config{UploadLimit: c.SeedUp}, leechers)
+	times, err := runSwarm(ctx, c, deps, fmt.Sprintf("p2p-%d", n), swarm.Config{UploadLimit: c.SeedUp}, leechers, nil)
 	if err != nil {
 		return 0, err
 	}
@@ -192,8 +192,13 @@ func p2p(ctx context.Context, c Config, deps service.Deps, n int) (time.Duration
 // config with the torrent, address and directory filled in), then the
 // leechers (each config completed the same way, in a fresh directory
 // named after run), and returns when each leecher completed, measured
-// from the moment they were started. Leechers seed on once complete.
-func runSwarm(ctx context.Context, c Config, deps service.Deps, run string, seed swarm.Config, leechers []swarm.Config) ([]time.Duration, error) {
+// from the moment they were started. Leechers with Seed set seed on once
+// complete; the others leave.
+// observe, when not nil, is called with the leechers every 250 ms while
+// they run and once more (final) when the last is done, before anything
+// stops.
+func runSwarm(ctx context.Context, c Config, deps service.Deps, run string, seed swarm.Config, leechers []swarm.Config,
+	observe func(elapsed time.Duration, clients []*swarm.Client, final bool)) ([]time.Duration, error) {
 	deps = deps.Defaults()
 	d := service.Deps{Logger: deps.Logger, Trace: deps.Trace} // each run its own metrics
 	tr, err := tracker.New(tracker.Config{HTTPAddr: c.Block + "1:0", Interval: config2s, MinInterval: config1s}, d)
@@ -220,7 +225,7 @@ func runSwarm(ctx context.Context, c Config, deps service.Deps, run string, seed
 		return nil, err
 	}
 	start := func(name string, host int, cfg swarm.Config) (*swarm.Client, error) {
-		cfg.Torrent, cfg.Listen, cfg.Seed, cfg.AnnounceInterval = m, c.Block+strconv.Itoa(host)+":0", true, config1s
+		cfg.Torrent, cfg.Listen, cfg.AnnounceInterval = m, c.Block+strconv.Itoa(host)+":0", config1s
 		cl, err := swarm.New(cfg, service.Deps{Logger: deps.Logger.With("peer", name), Trace: deps.Trace})
 		if err != nil {
 			return nil, err
@@ -231,7 +236,7 @@ func runSwarm(ctx context.Context, c Config, deps service.Deps, run string, seed
 		stops = append(stops, cl)
 		return cl, nil
 	}
-	seed.Dir = filepath.Join(c.Dir, "seed")
+	seed.Dir, seed.Seed = filepath.Join(c.Dir, "seed"), true
 	if _, err := start("seed", 2, seed); err != nil {
 		return nil, err
 	}
@@ -257,19 +262,38 @@ func runSwarm(ctx context.Context, c Config, deps service.Deps, run string, seed
 			select {
 			case <-l.Done():
 				times[i] = time.Since(t0)
+				if !leechers[i].Seed {
+					// It leaves, as a peer that does not seed on does.
+					sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+					l.Shutdown(sctx)
+					cancel()
+				}
 				done <- i
 			case <-stop:
 			}
 		}()
 	}
-	for range clients {
+	var sample <-chan time.Time
+	if observe != nil {
+		tick := time.NewTicker(250 * time.Millisecond)
+		defer tick.Stop()
+		sample = tick.C
+		observe(0, clients, false)
+	}
+	for left := len(clients); left > 0; {
 		select {
 		case <-done:
+			left--
+		case <-sample:
+			observe(time.Since(t0), clients, false)
 		case <-timeout.C:
 			return nil, fmt.Errorf("experiment: swarm %s not done in %v", run, c.Timeout)
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
+	}
+	if observe != nil {
+		observe(time.Since(t0), clients, true)
 	}
 	return times, nil
 }

@@ -1,37 +1,55 @@
 package experiment
 
 import (
+	"bytes"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/applayer/applayer/internal/service"
 	"github.com/applayer/applayer/internal/testkit"
+	labexp "github.com/applayer/applayer/lab/experiment"
 )
 
-// TestFreeRiders: with tit-for-tat the peer that never uploads finishes
-// last (it gets pieces only from the seed, optimistic unchokes and peers
-// that have finished); the same swarm runs without tit-for-tat.
-func TestFreeRiders(t *testing.T) {
-	c := FreeRiderConfig{FileSize: 8 << 20, SeedUp: 1 << 20, PeerUp: 256 << 10, Peers: 12,
-		Dir: t.TempDir(), Block: "127.88.3.", ChokeInterval: time.Second, Timeout: 2 * time.Minute}
-	rows, err := FreeRiders(testkit.Context(t, 5*time.Minute), c, service.Deps{Logger: testkit.Logger(t)})
+// TestFreeRidersQuick runs `lab experiment free-riders --quick` (a 4 MiB
+// file, a 512 KiB/s seed, 12 cooperative peers at 256 KiB/s and one free
+// rider). The chapter's claim, with the tolerance stated: with tit-for-tat
+// the free rider takes at least 1.15x the cooperative peers' mean time
+// (it is usually, not always, the very last: the slowest cooperative
+// peer can trail it by milliseconds, so its place is not asserted);
+// without tit-for-tat it is within 10% of the mean. With tit-for-tat the
+// cooperative peers' regular slots (given for their rate) almost never go
+// to it: it gets peers' bytes through optimistic unchokes, which the
+// trace shows; without tit-for-tat it also wins regular slots.
+func TestFreeRidersQuick(t *testing.T) {
+	var out bytes.Buffer
+	env := labexp.Env{Quick: true, Seed: 7, Out: t.TempDir(), Stdout: &out, Deps: service.Deps{Logger: testkit.Logger(t)}}
+	ctx := testkit.Context(t, 3*time.Minute)
+	start := time.Now()
+	res, err := FreeRidersExperiment().Run(ctx, env)
+	t.Logf("%v\n%s", time.Since(start), out.String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rows) != 2 || !rows[0].TitForTat || rows[1].TitForTat {
-		t.Fatalf("rows = %+v, want tit-for-tat on then off", rows)
+	if len(res.Rows) != 2 {
+		t.Fatalf("rows %+v", res.Rows)
 	}
-	for _, r := range rows {
-		t.Logf("tit-for-tat %v: cooperative %v (mean %v), free rider %v, place %d of %d",
-			r.TitForTat, r.Cooperative, r.Mean(), r.FreeRider, r.Rank(), len(r.Cooperative)+1)
-		for i, d := range append(r.Cooperative, r.FreeRider) {
-			if d <= 0 {
-				t.Errorf("peer %d has no completion time", i)
-			}
+	on, off := res.Rows[0], res.Rows[1]
+	if r := on.Measured / on.Formula; r < 1.15 {
+		t.Errorf("tit-for-tat on: free rider %.1fs is %.2fx the cooperative mean %.1fs, want >= 1.15x", on.Measured, r, on.Formula)
+	}
+	if r := off.Measured / off.Formula; r > 1.10 {
+		t.Errorf("tit-for-tat off: free rider %.1fs is %.2fx the cooperative mean %.1fs, want <= 1.10x", off.Measured, r, off.Formula)
+	}
+	for _, want := range []string{"optimistic 127.", "leeching: by their upload to us", "FREE RIDER / MEAN"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q", want)
 		}
 	}
-	if on := rows[0]; on.Rank() != len(on.Cooperative)+1 {
-		t.Errorf("with tit-for-tat the free rider finished %d of %d (%v vs cooperative %v), want last",
-			on.Rank(), len(on.Cooperative)+1, on.FreeRider, on.Cooperative)
+	for _, p := range res.Plots {
+		if st, err := os.Stat(p); err != nil || st.Size() < 1000 {
+			t.Errorf("plot %s: %v", p, err)
+		}
 	}
 }

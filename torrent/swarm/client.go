@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	mrand "math/rand/v2"
 	"net"
 	"net/netip"
@@ -168,6 +169,7 @@ type Client struct {
 	peers                map[int]*peerConn
 	nextID               int
 	known                map[netip.AddrPort]time.Time // candidates, and when last tried
+	downGone             map[netip.Addr]int64 // bytes from peers since disconnected
 	banned               map[netip.Addr]bool
 	strikes              map[netip.Addr]int
 	buffers              map[int]*pieceBuf
@@ -219,7 +221,7 @@ func New(cfg Config, deps service.Deps) (*Client, error) {
 		local:  ap.Addr(),
 		peers:  map[int]*peerConn{},
 		known:  map[netip.AddrPort]time.Time{},
-		banned: map[netip.Addr]bool{}, strikes: map[netip.Addr]int{},
+		banned: map[netip.Addr]bool{}, strikes: map[netip.Addr]int{}, downGone: map[netip.Addr]int64{},
 		buffers: map[int]*pieceBuf{},
 		doneCh:  make(chan struct{}),
 		stop:    make(chan struct{}),
@@ -807,10 +809,12 @@ func (c *Client) describeChoke(d ChokeDecision) string {
 	switch {
 	case c.cfg.FreeRider:
 		mode = "free rider: uploads to nobody"
-	case c.cfg.NoTitForTat:
-		mode = "tit-for-tat off: regular slots at random"
+	case c.complete && c.cfg.NoTitForTat:
+		mode = "seeding, tit-for-tat off: regular slots at random"
 	case c.complete:
 		mode = "seeding: by our upload to them"
+	case c.cfg.NoTitForTat:
+		mode = "leeching, tit-for-tat off: regular slots at random"
 	}
 	return fmt.Sprintf("unchoke [%s] optimistic %s (rotated %v) snubbed [%s]; %s",
 		strings.Join(reg, " "), opt, d.Rotated, strings.Join(sn, " "), mode)
@@ -901,6 +905,18 @@ func (c *Client) Stats() Stats {
 		s.EndGame = c.picker.InEndGame()
 	}
 	return s
+}
+
+// DownloadedFrom is the piece payload received from each peer address
+// this session.
+func (c *Client) DownloadedFrom() map[netip.Addr]int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := maps.Clone(c.downGone)
+	for _, p := range c.peers {
+		out[p.addr.Addr()] += p.down.Total()
+	}
+	return out
 }
 
 type metrics struct {

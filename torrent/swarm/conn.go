@@ -136,6 +136,7 @@ func (c *Client) run(nc net.Conn, addr netip.AddrPort, h peerwire.Handshake, out
 	<-done
 	c.mu.Lock()
 	delete(c.peers, p.id)
+	c.downGone[addr.Addr()] += p.down.Total()
 	c.m.conns.Dec()
 	if !p.amChoking {
 		c.fillSlotLocked(addr.String() + " left")
@@ -431,7 +432,7 @@ func (p *peerConn) updateInterestLocked() {
 // instead of making it wait for the next round.
 func (p *peerConn) maybeUnchokeNowLocked() {
 	c := p.c
-	if !p.amChoking || c.cfg.FreeRider {
+	if !p.amChoking || c.cfg.FreeRider || !c.slotEligibleLocked(p, c.deps.Now()) {
 		return
 	}
 	if n := c.unchokedInterestedLocked(); n < c.choker.Slots+1 {
@@ -441,6 +442,19 @@ func (p *peerConn) maybeUnchokeNowLocked() {
 				Summary: fmt.Sprintf("unchoke %s: interested and a slot is free (%d of %d in use)", p.addr, n, c.choker.Slots+1)})
 		}
 	}
+}
+
+// slotEligibleLocked reports whether p may have a slot that fell free
+// between rounds. While leeching with tit-for-tat, a peer that has sent us
+// nothing in the choke interval since it connected may not: between
+// rounds a free slot is for peers that reciprocate (and newcomers, who
+// have had no chance yet); one that only takes waits for the optimistic
+// unchoke, as the chapter says.
+func (c *Client) slotEligibleLocked(p *peerConn, now time.Time) bool {
+	if c.complete || c.cfg.NoTitForTat {
+		return true
+	}
+	return p.down.Total() > 0 || now.Sub(p.connected) < c.choker.Interval
 }
 
 func (c *Client) unchokedInterestedLocked() int {
@@ -463,7 +477,7 @@ func (c *Client) fillSlotLocked(why string) {
 	var best *peerConn
 	var bestRate float64
 	for _, q := range c.peers {
-		if !q.amChoking || !q.peerInterested {
+		if !q.amChoking || !q.peerInterested || !c.slotEligibleLocked(q, now) {
 			continue
 		}
 		r := q.down.Rate(now)
