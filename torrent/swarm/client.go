@@ -100,6 +100,10 @@ type Config struct {
 	// FreeRider never uploads: every peer stays choked. It exists for the
 	// lab's free-rider lesson.
 	FreeRider bool `json:"free_rider,omitempty"`
+	// NoSuperSeed turns off the initial seed's piece spreading (see
+	// superseed.go), which is on for a seed that starts complete with an
+	// UploadLimit.
+	NoSuperSeed bool `json:"no_super_seed,omitempty"`
 	// Seed for the random choices (picker, choker); 0 picks one.
 	RandSeed uint64 `json:"-"`
 	// DHT, when set, is a started DHT node the client announces to and
@@ -169,11 +173,12 @@ type Client struct {
 	peers                map[int]*peerConn
 	nextID               int
 	known                map[netip.AddrPort]time.Time // candidates, and when last tried
-	downGone             map[netip.Addr]int64 // bytes from peers since disconnected
+	downGone             map[netip.Addr]int64         // bytes from peers since disconnected
 	banned               map[netip.Addr]bool
 	strikes              map[netip.Addr]int
 	buffers              map[int]*pieceBuf
 	meta                 *metaFetch
+	super                *superSeed // nil unless spreading pieces as an initial seed
 	lastRnd              time.Time
 	complete             bool
 	doneCh               chan struct{}
@@ -361,6 +366,9 @@ func (c *Client) setInfo(info *metainfo.Info, raw []byte) error {
 	c.log.Info("swarm: data checked", "name", info.Name, "have", bf.Count(), "pieces", info.NumPieces())
 	if c.picker.Done() {
 		c.markCompleteLocked()
+		if c.cfg.UploadLimit > 0 && !c.cfg.NoSuperSeed {
+			c.super = newSuperSeed(info.NumPieces(), int(info.PieceLength))
+		}
 	}
 	for _, p := range c.peers {
 		p.infoArrivedLocked()
@@ -862,6 +870,9 @@ type Stats struct {
 	UpRate       float64
 	Peers        int
 	Unchoked     []string
+	// UploadQueue is the blocks unchoked peers have asked us for and we
+	// have not sent yet (0 while uploading: nobody wants what we have).
+	UploadQueue  int
 	EndGame      bool
 	Complete     bool
 	HaveMetadata bool
@@ -880,6 +891,7 @@ func (c *Client) Stats() Stats {
 		s.UpRate += p.up.Rate(now)
 		if !p.amChoking {
 			s.Unchoked = append(s.Unchoked, p.addr.String())
+			s.UploadQueue += len(p.uploads)
 		}
 	}
 	sort.Strings(s.Unchoked)

@@ -48,6 +48,8 @@ type peerConn struct {
 	metadataSize                int
 	listenPort                  uint16 // from its extension handshake
 	pexSent                     map[netip.AddrPort]bool
+	offers                      map[int]bool // super-seeding: pieces offered, not yet had
+	told                        Bitfield     // super-seeding: pieces we sent a have for
 	lastPex                     time.Time
 
 	down, up  Meter
@@ -113,6 +115,12 @@ func (c *Client) run(nc net.Conn, addr netip.AddrPort, h peerwire.Handshake, out
 		p.has = NewBitfield(c.info.NumPieces())
 		have := c.picker.Have()
 		switch {
+		case c.super != nil:
+			// Spreading: the peer learns our pieces a few at a time.
+			if p.fast {
+				p.sendLocked(peerwire.Message{ID: peerwire.HaveNone})
+			}
+			c.super.offerLocked(c, p)
 		case p.fast && c.picker.Done():
 			p.sendLocked(peerwire.Message{ID: peerwire.HaveAll})
 		case p.fast && have.Count() == 0:
@@ -151,6 +159,9 @@ func (c *Client) run(nc net.Conn, addr netip.AddrPort, h peerwire.Handshake, out
 	}
 	if c.meta != nil {
 		c.meta.peerGone(p.id)
+	}
+	if c.super != nil {
+		c.super.peerGoneLocked(p)
 	}
 	c.mu.Unlock()
 	c.log.Debug("swarm: peer gone", "peer", addr, "err", err)
@@ -333,6 +344,9 @@ func (p *peerConn) handleLocked(m peerwire.Message) error {
 		if !p.has.Has(i) {
 			p.has.Set(i)
 			c.picker.PeerHas(i)
+			if c.super != nil {
+				c.super.peerHasLocked(c, p, i)
+			}
 		}
 		p.updateInterestLocked()
 		p.fillRequestsLocked()
@@ -394,6 +408,9 @@ func (p *peerConn) applyBitfieldLocked(b []byte) error {
 	}
 	p.has = Bitfield(append([]byte(nil), b...))
 	c.picker.PeerBitfield(p.has, +1)
+	if c.super != nil {
+		c.super.bitfieldLocked(c, p)
+	}
 	p.updateInterestLocked()
 	p.fillRequestsLocked()
 	return nil
