@@ -151,8 +151,11 @@ func FreeRiders(ctx context.Context, c FreeRiderConfig, deps service.Deps) ([]Fr
 			leechers[i] = peer
 		}
 		leechers[c.Peers].FreeRider = true
+		// A plain seed, as in the chapter: an initial seed spreading its
+		// pieces (swarm's super-seeding) would hand the free rider pieces
+		// no one else has, which muddies the lesson.
 		seed := peer
-		seed.UploadLimit = c.SeedUp
+		seed.UploadLimit, seed.NoSuperSeed = c.SeedUp, true
 		run := "tft"
 		if !tft {
 			run = "no-tft"
@@ -335,7 +338,7 @@ func FreeRidersExperiment() labexp.Experiment {
 		Summary: "a BitTorrent swarm with one peer that never uploads: tit-for-tat starves it but for optimistic unchokes; without tit-for-tat it keeps up",
 		Run: func(ctx context.Context, env labexp.Env) (*labexp.Result, error) {
 			r := mrand.New(mrand.NewPCG(env.Seed, env.Seed^0x66726565))
-			c := FreeRiderConfig{FileSize: 8 << 20, SeedUp: 512 << 10, PeerUp: 256 << 10, Peers: 12, Slots: 4,
+			c := FreeRiderConfig{FileSize: 8 << 20, SeedUp: 384 << 10, PeerUp: 256 << 10, Peers: 12, Slots: 4,
 				ChokeInterval: time.Second, Block: fmt.Sprintf("127.%d.%d.", 100+r.IntN(100), r.IntN(250))}
 			if env.Quick {
 				c.FileSize = 4 << 20

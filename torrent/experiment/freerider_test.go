@@ -13,7 +13,7 @@ import (
 )
 
 // TestFreeRidersQuick runs `lab experiment free-riders --quick` (a 4 MiB
-// file, a 512 KiB/s seed, 12 cooperative peers at 256 KiB/s and one free
+// file, a 384 KiB/s seed, 12 cooperative peers at 256 KiB/s and one free
 // rider). The chapter's claim, with the tolerance stated: with tit-for-tat
 // the free rider takes at least 1.15x the cooperative peers' mean time
 // (it is usually, not always, the very last: the slowest cooperative

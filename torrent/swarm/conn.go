@@ -115,7 +115,7 @@ func (c *Client) run(nc net.Conn, addr netip.AddrPort, h peerwire.Handshake, out
 		p.has = NewBitfield(c.info.NumPieces())
 		have := c.picker.Have()
 		switch {
-		case c.super != nil:
+		case c.super.active():
 			// Spreading: the peer learns our pieces a few at a time.
 			if p.fast {
 				p.sendLocked(peerwire.Message{ID: peerwire.HaveNone})
@@ -160,9 +160,7 @@ func (c *Client) run(nc net.Conn, addr netip.AddrPort, h peerwire.Handshake, out
 	if c.meta != nil {
 		c.meta.peerGone(p.id)
 	}
-	if c.super != nil {
-		c.super.peerGoneLocked(p)
-	}
+	c.super.peerGoneLocked(p)
 	c.mu.Unlock()
 	c.log.Debug("swarm: peer gone", "peer", addr, "err", err)
 	c.kick()
@@ -250,6 +248,7 @@ func (p *peerConn) writeLoop() {
 			c.m.up.Add(float64(len(data)))
 			c.mu.Lock()
 			c.uploaded += int64(len(data))
+			c.super.uploadedLocked(*up)
 			c.mu.Unlock()
 		}
 		if len(msgs) > 0 || up != nil {
@@ -344,9 +343,7 @@ func (p *peerConn) handleLocked(m peerwire.Message) error {
 		if !p.has.Has(i) {
 			p.has.Set(i)
 			c.picker.PeerHas(i)
-			if c.super != nil {
-				c.super.peerHasLocked(c, p, i)
-			}
+			c.super.peerHasLocked(c, p, i)
 		}
 		p.updateInterestLocked()
 		p.fillRequestsLocked()
@@ -408,9 +405,7 @@ func (p *peerConn) applyBitfieldLocked(b []byte) error {
 	}
 	p.has = Bitfield(append([]byte(nil), b...))
 	c.picker.PeerBitfield(p.has, +1)
-	if c.super != nil {
-		c.super.bitfieldLocked(c, p)
-	}
+	c.super.bitfieldLocked(c, p)
 	p.updateInterestLocked()
 	p.fillRequestsLocked()
 	return nil

@@ -21,19 +21,42 @@ import (
 type superSeed struct {
 	offered []int // per piece: peers it was offered to
 	// perPeer is how many offered pieces a peer may hold at a time: about
-	// 1 MiB of pieces, so the peer's request pipeline never drains.
+	// 1 MiB of pieces (2 to 16), so its request pipeline does not drain.
 	perPeer int
 	done    bool
+	// sent counts the uploads of each piece (its first block), outOnce
+	// the pieces uploaded at least once, and dupEarly the uploads of a
+	// piece already sent while another had never been: what spreading
+	// is there to avoid.
+	sent              []int
+	outOnce, dupEarly int
 }
 
 func newSuperSeed(pieces, pieceLen int) *superSeed {
-	return &superSeed{offered: make([]int, pieces), perPeer: max(2, (1<<20)/max(pieceLen, 1))}
+	return &superSeed{offered: make([]int, pieces), sent: make([]int, pieces),
+		perPeer: min(16, max(2, (1<<20)/max(pieceLen, 1)))}
+}
+
+// active reports whether the seed is still spreading.
+func (s *superSeed) active() bool { return s != nil && !s.done }
+
+// uploadedLocked counts an upload of block b.
+func (s *superSeed) uploadedLocked(b Block) {
+	if s == nil || b.Begin != 0 {
+		return
+	}
+	if s.sent[b.Piece] == 0 {
+		s.outOnce++
+	} else if s.outOnce < len(s.sent) {
+		s.dupEarly++
+	}
+	s.sent[b.Piece]++
 }
 
 // offerLocked tops up p's offered pieces: those no peer has, fewest offers
 // first, ties at random; then, if none is left, those fewest peers have.
 func (s *superSeed) offerLocked(c *Client, p *peerConn) {
-	if s.done || p.has == nil {
+	if !s.active() || p.has == nil {
 		return
 	}
 	if p.offers == nil {
@@ -84,7 +107,7 @@ func (s *superSeed) less(c *Client, i, j int) bool {
 // peerHasLocked notes that p has piece i: it is offered another, and once
 // every piece is in the swarm, the spreading ends.
 func (s *superSeed) peerHasLocked(c *Client, p *peerConn, i int) {
-	if s.done {
+	if !s.active() {
 		return
 	}
 	delete(p.offers, i)
@@ -97,7 +120,7 @@ func (s *superSeed) peerHasLocked(c *Client, p *peerConn, i int) {
 
 // bitfieldLocked drops offers of pieces the peer turns out to have.
 func (s *superSeed) bitfieldLocked(c *Client, p *peerConn) {
-	if s.done {
+	if !s.active() {
 		return
 	}
 	for i := range p.offers {
@@ -113,6 +136,9 @@ func (s *superSeed) bitfieldLocked(c *Client, p *peerConn) {
 }
 
 func (s *superSeed) peerGoneLocked(p *peerConn) {
+	if s == nil {
+		return
+	}
 	for i := range p.offers {
 		s.offered[i]--
 	}
@@ -146,7 +172,6 @@ func (s *superSeed) endLocked(c *Client) {
 		}
 		p.offers = nil
 	}
-	c.super = nil
 	if c.trace.Enabled() {
 		c.trace.Publish(trace.Event{Type: trace.State, Proto: "bittorrent/pick", From: c.selfAddr(),
 			Summary: "every piece is in the swarm: the initial seed tells its peers it has them all"})
