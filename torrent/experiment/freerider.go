@@ -293,7 +293,7 @@ func FreeRiderPlot(rows []FreeRiderRow, paths ...string) error {
 			xs = append(xs, float64(i+1))
 			ys = append(ys, d.Seconds())
 		}
-		chart.Series = append(chart.Series, plot.Series{Name: "tit-for-tat " + onOff(r.TitForTat), X: xs, Y: ys, Points: true, Dashed: !r.TitForTat})
+		chart.Series = append(chart.Series, plot.Series{Name: "tit-for-tat " + onOff(r.TitForTat), X: xs, Y: ys, Points: true})
 	}
 	if err := chart.Save(paths...); err != nil {
 		return fmt.Errorf("experiment: %w", err)
@@ -318,8 +318,8 @@ func FreeRiderProgressPlot(rows []FreeRiderRow, paths ...string) error {
 			co = append(co, p.CoopMean)
 		}
 		chart.Series = append(chart.Series,
-			plot.Series{Name: "cooperative mean, tit-for-tat " + onOff(r.TitForTat), X: ts, Y: co, Dashed: !r.TitForTat},
-			plot.Series{Name: "free rider, tit-for-tat " + onOff(r.TitForTat), X: ts, Y: fr, Dashed: !r.TitForTat})
+			plot.Series{Name: "cooperative mean, tit-for-tat " + onOff(r.TitForTat), X: ts, Y: co},
+			plot.Series{Name: "free rider, tit-for-tat " + onOff(r.TitForTat), X: ts, Y: fr})
 	}
 	if err := chart.Save(paths...); err != nil {
 		return fmt.Errorf("experiment: %w", err)
