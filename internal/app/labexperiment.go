@@ -30,6 +30,7 @@ func labExperiments() *experiment.Registry {
 		dnsexp.DDoS(),
 		dnsexp.Poisoning(),
 		mailexp.ForgedMail(),
+		tex.FreeRidersExperiment(),
 	)
 }
 

@@ -23,13 +23,13 @@ func TestLabExperimentCLI(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("--list: exit %d", code)
 	}
-	for _, name := range []string{"page-load", "caching", "dns-caching", "p2p", "quic-vs-tcp", "tracking-cookies", "dns-ddos", "dns-poisoning", "forged-mail"} {
+	for _, name := range []string{"page-load", "caching", "dns-caching", "p2p", "quic-vs-tcp", "tracking-cookies", "dns-ddos", "dns-poisoning", "forged-mail", "free-riders"} {
 		if !strings.Contains(out, name+"  ") {
 			t.Errorf("--list does not list %s:\n%s", name, out)
 		}
 	}
 	_, errOut, code := cli(t, "lab", "experiment", "nope")
-	if code == 0 || !strings.Contains(errOut, `no experiment "nope" (known: caching, dns-caching, dns-ddos, dns-poisoning, forged-mail, p2p, page-load, quic-vs-tcp, tracking-cookies)`) {
+	if code == 0 || !strings.Contains(errOut, `no experiment "nope" (known: caching, dns-caching, dns-ddos, dns-poisoning, forged-mail, free-riders, p2p, page-load, quic-vs-tcp, tracking-cookies)`) {
 		t.Errorf("unknown experiment: exit %d, %s", code, errOut)
 	}
 	dir := t.TempDir()

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -19,8 +20,9 @@ import (
 	"github.com/applayer/applayer/torrent/metainfo"
 )
 
-// TestLabTorrent runs the lab's tracker and seed, resolves tracker.lab at
-// the lab's root server, and downloads the sample with `applayer torrent
+// TestLabTorrent runs the lab's tracker and seed, resolves tracker.lab,
+// the tracker's SRV record and its announce URLs (TXT) at the lab's root
+// server, and downloads the sample with `applayer torrent
 // get` from the .torrent the seed wrote, as docs/torrent.md says.
 func TestLabTorrent(t *testing.T) {
 	seedCfg, _ := json.Marshal(map[string]any{"tracker": "tracker.lab", "size": 700000, "dht": "dht.lab"})
@@ -43,6 +45,24 @@ func TestLabTorrent(t *testing.T) {
 	}
 	if len(in.Answer) != 1 || in.Answer[0].(*dns.A).A.String() != trk.Addr.String() {
 		t.Fatalf("tracker.lab A at the root: %v", in.Answer)
+	}
+	// The tracker kind's Records hook: where to announce, by SRV (the
+	// lab's port) and TXT.
+	m.SetQuestion("_bittorrent-tracker._udp.lab.", dns.TypeSRV)
+	in, _, err = (&dns.Client{Timeout: 3 * time.Second}).Exchange(m, fmt.Sprintf("%s:%d", root.Addr, plan.Port(53)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(in.Answer) != 1 || in.Answer[0].(*dns.SRV).Target != "tracker.lab." || int(in.Answer[0].(*dns.SRV).Port) != plan.Port(6969) {
+		t.Fatalf("_bittorrent-tracker._udp.lab SRV at the root: %v", in.Answer)
+	}
+	m.SetQuestion("tracker.lab.", dns.TypeTXT)
+	in, _, err = (&dns.Client{Timeout: 3 * time.Second}).Exchange(m, fmt.Sprintf("%s:%d", root.Addr, plan.Port(53)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := fmt.Sprintf("announce=http://tracker.lab:%d/announce", plan.Port(6969)); len(in.Answer) != 1 || !slices.Contains(in.Answer[0].(*dns.TXT).Txt, want) {
+		t.Fatalf("tracker.lab TXT at the root: %v, want %s", in.Answer, want)
 	}
 
 	tf := filepath.Join(plan.StateDir, "torrent", "sample.bin.torrent")

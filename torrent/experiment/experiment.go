@@ -171,16 +171,42 @@ func clientServer(ctx context.Context, c Config, data []byte, n int) (time.Durat
 }
 
 // p2p times a swarm: a tracker, a seed capped at SeedUp and n leechers
-// capped at PeerUp, each on its own address.
+// capped at PeerUp, each on its own address, until the last completes.
 func p2p(ctx context.Context, c Config, deps service.Deps, n int) (time.Duration, error) {
+	leechers := make([]swarm.Config, n)
+	for i := range leechers {
+		leechers[i].UploadLimit, leechers[i].Seed = c.PeerUp, true
+	}
+	times, err := runSwarm(ctx, c, deps, fmt.Sprintf("p2p-%d", n), swarm.Config{UploadLimit: c.SeedUp}, leechers, nil)
+	if err != nil {
+		return 0, err
+	}
+	var last time.Duration
+	for _, t := range times {
+		last = max(last, t)
+	}
+	return last, nil
+}
+
+// runSwarm starts a tracker and a seed of c.Dir/seed/file.bin (seed's
+// config with the torrent, address and directory filled in), then the
+// leechers (each config completed the same way, in a fresh directory
+// named after run), and returns when each leecher completed, measured
+// from the moment they were started. Leechers with Seed set seed on once
+// complete; the others leave.
+// observe, when not nil, is called with the leechers every 250 ms while
+// they run and once more (final) when the last is done, before anything
+// stops.
+func runSwarm(ctx context.Context, c Config, deps service.Deps, run string, seed swarm.Config, leechers []swarm.Config,
+	observe func(elapsed time.Duration, clients []*swarm.Client, final bool)) ([]time.Duration, error) {
 	deps = deps.Defaults()
 	d := service.Deps{Logger: deps.Logger, Trace: deps.Trace} // each run its own metrics
 	tr, err := tracker.New(tracker.Config{HTTPAddr: c.Block + "1:0", Interval: config2s, MinInterval: config1s}, d)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	if err := tr.Start(ctx); err != nil {
-		return 0, err
+		return nil, err
 	}
 	var stops []service.Service
 	defer func() {
@@ -190,16 +216,16 @@ func p2p(ctx context.Context, c Config, deps service.Deps, n int) (time.Duration
 			stops[i].Shutdown(sctx)
 		}
 		tr.Shutdown(sctx)
-		for i := range n {
-			os.RemoveAll(filepath.Join(c.Dir, fmt.Sprintf("p2p-%d-%d", n, i)))
+		for i := range leechers {
+			os.RemoveAll(filepath.Join(c.Dir, fmt.Sprintf("%s-%d", run, i)))
 		}
 	}()
 	m, err := metainfo.Create(filepath.Join(c.Dir, "seed", "file.bin"), metainfo.CreateOptions{Trackers: [][]string{{tr.AnnounceURLs()[0]}}})
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	start := func(name string, host int, cfg swarm.Config) (*swarm.Client, error) {
-		cfg.Torrent, cfg.Listen, cfg.Seed, cfg.AnnounceInterval = m, c.Block+strconv.Itoa(host)+":0", true, config1s
+		cfg.Torrent, cfg.Listen, cfg.AnnounceInterval = m, c.Block+strconv.Itoa(host)+":0", config1s
 		cl, err := swarm.New(cfg, service.Deps{Logger: deps.Logger.With("peer", name), Trace: deps.Trace})
 		if err != nil {
 			return nil, err
@@ -210,30 +236,64 @@ func p2p(ctx context.Context, c Config, deps service.Deps, n int) (time.Duration
 		stops = append(stops, cl)
 		return cl, nil
 	}
-	if _, err := start("seed", 2, swarm.Config{Dir: filepath.Join(c.Dir, "seed"), UploadLimit: c.SeedUp}); err != nil {
-		return 0, err
+	seed.Dir, seed.Seed = filepath.Join(c.Dir, "seed"), true
+	if _, err := start("seed", 2, seed); err != nil {
+		return nil, err
 	}
 	t0 := time.Now()
-	var leechers []*swarm.Client
-	for i := range n {
-		dir := filepath.Join(c.Dir, fmt.Sprintf("p2p-%d-%d", n, i))
-		os.RemoveAll(dir)
-		l, err := start(fmt.Sprintf("peer%d", i), 10+i, swarm.Config{Dir: dir, UploadLimit: c.PeerUp})
+	var clients []*swarm.Client
+	for i, cfg := range leechers {
+		cfg.Dir = filepath.Join(c.Dir, fmt.Sprintf("%s-%d", run, i))
+		os.RemoveAll(cfg.Dir)
+		l, err := start(fmt.Sprintf("peer%d", i), 10+i, cfg)
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
-		leechers = append(leechers, l)
+		clients = append(clients, l)
 	}
 	timeout := time.NewTimer(c.Timeout)
 	defer timeout.Stop()
-	for _, l := range leechers {
+	times := make([]time.Duration, len(clients))
+	done := make(chan int, len(clients))
+	stop := make(chan struct{})
+	defer close(stop)
+	for i, l := range clients {
+		go func() {
+			select {
+			case <-l.Done():
+				times[i] = time.Since(t0)
+				if !leechers[i].Seed {
+					// It leaves, as a peer that does not seed on does.
+					sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+					l.Shutdown(sctx)
+					cancel()
+				}
+				done <- i
+			case <-stop:
+			}
+		}()
+	}
+	var sample <-chan time.Time
+	if observe != nil {
+		tick := time.NewTicker(250 * time.Millisecond)
+		defer tick.Stop()
+		sample = tick.C
+		observe(0, clients, false)
+	}
+	for left := len(clients); left > 0; {
 		select {
-		case <-l.Done():
+		case <-done:
+			left--
+		case <-sample:
+			observe(time.Since(t0), clients, false)
 		case <-timeout.C:
-			return 0, fmt.Errorf("experiment: swarm of %d not done in %v", n, c.Timeout)
+			return nil, fmt.Errorf("experiment: swarm %s not done in %v", run, c.Timeout)
 		case <-ctx.Done():
-			return 0, ctx.Err()
+			return nil, ctx.Err()
 		}
 	}
-	return time.Since(t0), nil
+	if observe != nil {
+		observe(time.Since(t0), clients, true)
+	}
+	return times, nil
 }

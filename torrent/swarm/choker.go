@@ -67,6 +67,10 @@ type Choker struct {
 	NewPeer time.Duration
 	// SnubTimeout marks a peer snubbed. Default 1 minute.
 	SnubTimeout time.Duration
+	// Random gives the regular slots to interested peers at random each
+	// round, whatever they upload to us: tit-for-tat switched off, for
+	// the lab's free-rider lesson.
+	Random bool
 
 	rnd         *rand.Rand
 	optimistic  int
@@ -111,12 +115,16 @@ func (c *Choker) Decide(now time.Time, peers []ChokePeer, seeding bool) ChokeDec
 		}
 		return p.DownRate
 	}
-	sort.SliceStable(cand, func(i, j int) bool {
-		if rate(cand[i]) != rate(cand[j]) {
-			return rate(cand[i]) > rate(cand[j])
-		}
-		return cand[i].ID < cand[j].ID
-	})
+	if c.Random {
+		c.rnd.Shuffle(len(cand), func(i, j int) { cand[i], cand[j] = cand[j], cand[i] })
+	} else {
+		sort.SliceStable(cand, func(i, j int) bool {
+			if rate(cand[i]) != rate(cand[j]) {
+				return rate(cand[i]) > rate(cand[j])
+			}
+			return cand[i].ID < cand[j].ID
+		})
+	}
 	for _, p := range cand {
 		if len(d.Regular) == c.Slots {
 			break
@@ -170,6 +178,10 @@ func (c *Choker) Decide(now time.Time, peers []ChokePeer, seeding bool) ChokeDec
 	what := "download"
 	if seeding {
 		what = "upload"
+	}
+	if c.Random {
+		d.Reason = fmt.Sprintf("tit-for-tat off, regular slots at random: regular %v, optimistic %d (rotated %v)", d.Regular, d.Optimistic, d.Rotated)
+		return d
 	}
 	d.Reason = fmt.Sprintf("tit-for-tat by %s rate: regular %v, optimistic %d (rotated %v), snubbed %v", what, d.Regular, d.Optimistic, d.Rotated, d.Snubbed)
 	return d

@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	mrand "math/rand/v2"
 	"net"
 	"net/netip"
@@ -87,6 +88,22 @@ type Config struct {
 	RandomFirst int `json:"random_first,omitempty"`
 	// Slots is the choker's number of regular unchokes. Default 4.
 	Slots int `json:"slots,omitempty"`
+	// ChokeInterval is how often the choker re-evaluates (default 10s)
+	// and OptimisticEvery how often the optimistic unchoke rotates
+	// (default 30s); the lab's experiments scale both down together.
+	ChokeInterval   config.Duration `json:"choke_interval,omitempty"`
+	OptimisticEvery config.Duration `json:"optimistic_every,omitempty"`
+	// NoTitForTat gives the regular unchokes to interested peers at random
+	// rather than to those uploading to us fastest (a lesson, not a
+	// setting for real swarms).
+	NoTitForTat bool `json:"no_tit_for_tat,omitempty"`
+	// FreeRider never uploads: every peer stays choked. It exists for the
+	// lab's free-rider lesson.
+	FreeRider bool `json:"free_rider,omitempty"`
+	// NoSuperSeed turns off the initial seed's piece spreading (see
+	// superseed.go), which is on for a seed that starts complete with an
+	// UploadLimit.
+	NoSuperSeed bool `json:"no_super_seed,omitempty"`
 	// Seed for the random choices (picker, choker); 0 picks one.
 	RandSeed uint64 `json:"-"`
 	// DHT, when set, is a started DHT node the client announces to and
@@ -156,10 +173,12 @@ type Client struct {
 	peers                map[int]*peerConn
 	nextID               int
 	known                map[netip.AddrPort]time.Time // candidates, and when last tried
+	downGone             map[netip.Addr]int64         // bytes from peers since disconnected
 	banned               map[netip.Addr]bool
 	strikes              map[netip.Addr]int
 	buffers              map[int]*pieceBuf
 	meta                 *metaFetch
+	super                *superSeed // nil unless spreading pieces as an initial seed
 	lastRnd              time.Time
 	complete             bool
 	doneCh               chan struct{}
@@ -207,7 +226,7 @@ func New(cfg Config, deps service.Deps) (*Client, error) {
 		local:  ap.Addr(),
 		peers:  map[int]*peerConn{},
 		known:  map[netip.AddrPort]time.Time{},
-		banned: map[netip.Addr]bool{}, strikes: map[netip.Addr]int{},
+		banned: map[netip.Addr]bool{}, strikes: map[netip.Addr]int{}, downGone: map[netip.Addr]int64{},
 		buffers: map[int]*pieceBuf{},
 		doneCh:  make(chan struct{}),
 		stop:    make(chan struct{}),
@@ -226,6 +245,13 @@ func New(cfg Config, deps service.Deps) (*Client, error) {
 	c.rnd = mrand.New(mrand.NewPCG(seed, seed^0x5851f42d4c957f2d))
 	c.choker = NewChoker(mrand.New(mrand.NewPCG(seed+1, seed)))
 	c.choker.Slots = cfg.Slots
+	c.choker.Random = cfg.NoTitForTat
+	if cfg.ChokeInterval > 0 {
+		c.choker.Interval = cfg.ChokeInterval.D()
+	}
+	if cfg.OptimisticEvery > 0 {
+		c.choker.OptimisticEvery = cfg.OptimisticEvery.D()
+	}
 	if cfg.Torrent != nil {
 		c.ih = cfg.Torrent.InfoHash
 	} else {
@@ -340,6 +366,9 @@ func (c *Client) setInfo(info *metainfo.Info, raw []byte) error {
 	c.log.Info("swarm: data checked", "name", info.Name, "have", bf.Count(), "pieces", info.NumPieces())
 	if c.picker.Done() {
 		c.markCompleteLocked()
+		if c.cfg.UploadLimit > 0 && !c.cfg.NoSuperSeed {
+			c.super = newSuperSeed(info.NumPieces(), int(info.PieceLength))
+		}
 	}
 	for _, p := range c.peers {
 		p.infoArrivedLocked()
@@ -752,6 +781,9 @@ func (c *Client) rechoke(now time.Time) {
 	}
 	sort.Slice(ps, func(i, j int) bool { return ps[i].ID < ps[j].ID })
 	d := c.choker.Decide(now, ps, c.complete)
+	if c.cfg.FreeRider {
+		d = ChokeDecision{Unchoked: map[int]bool{}, Optimistic: -1, Reason: "free rider: uploads to nobody"}
+	}
 	for id, p := range c.peers {
 		p.setChokedLocked(!d.Unchoked[id])
 	}
@@ -782,8 +814,15 @@ func (c *Client) describeChoke(d ChokeDecision) string {
 		sn = append(sn, name(id))
 	}
 	mode := "leeching: by their upload to us"
-	if c.complete {
+	switch {
+	case c.cfg.FreeRider:
+		mode = "free rider: uploads to nobody"
+	case c.complete && c.cfg.NoTitForTat:
+		mode = "seeding, tit-for-tat off: regular slots at random"
+	case c.complete:
 		mode = "seeding: by our upload to them"
+	case c.cfg.NoTitForTat:
+		mode = "leeching, tit-for-tat off: regular slots at random"
 	}
 	return fmt.Sprintf("unchoke [%s] optimistic %s (rotated %v) snubbed [%s]; %s",
 		strings.Join(reg, " "), opt, d.Rotated, strings.Join(sn, " "), mode)
@@ -831,6 +870,9 @@ type Stats struct {
 	UpRate       float64
 	Peers        int
 	Unchoked     []string
+	// UploadQueue is the blocks unchoked peers have asked us for and we
+	// have not sent yet (0 while uploading: nobody wants what we have).
+	UploadQueue  int
 	EndGame      bool
 	Complete     bool
 	HaveMetadata bool
@@ -849,6 +891,7 @@ func (c *Client) Stats() Stats {
 		s.UpRate += p.up.Rate(now)
 		if !p.amChoking {
 			s.Unchoked = append(s.Unchoked, p.addr.String())
+			s.UploadQueue += len(p.uploads)
 		}
 	}
 	sort.Strings(s.Unchoked)
@@ -874,6 +917,18 @@ func (c *Client) Stats() Stats {
 		s.EndGame = c.picker.InEndGame()
 	}
 	return s
+}
+
+// DownloadedFrom is the piece payload received from each peer address
+// this session.
+func (c *Client) DownloadedFrom() map[netip.Addr]int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := maps.Clone(c.downGone)
+	for _, p := range c.peers {
+		out[p.addr.Addr()] += p.down.Total()
+	}
+	return out
 }
 
 type metrics struct {

@@ -48,6 +48,8 @@ type peerConn struct {
 	metadataSize                int
 	listenPort                  uint16 // from its extension handshake
 	pexSent                     map[netip.AddrPort]bool
+	offers                      map[int]bool // super-seeding: pieces offered, not yet had
+	told                        Bitfield     // super-seeding: pieces we sent a have for
 	lastPex                     time.Time
 
 	down, up  Meter
@@ -113,6 +115,12 @@ func (c *Client) run(nc net.Conn, addr netip.AddrPort, h peerwire.Handshake, out
 		p.has = NewBitfield(c.info.NumPieces())
 		have := c.picker.Have()
 		switch {
+		case c.super.active():
+			// Spreading: the peer learns our pieces a few at a time.
+			if p.fast {
+				p.sendLocked(peerwire.Message{ID: peerwire.HaveNone})
+			}
+			c.super.offerLocked(c, p)
 		case p.fast && c.picker.Done():
 			p.sendLocked(peerwire.Message{ID: peerwire.HaveAll})
 		case p.fast && have.Count() == 0:
@@ -136,6 +144,7 @@ func (c *Client) run(nc net.Conn, addr netip.AddrPort, h peerwire.Handshake, out
 	<-done
 	c.mu.Lock()
 	delete(c.peers, p.id)
+	c.downGone[addr.Addr()] += p.down.Total()
 	c.m.conns.Dec()
 	if !p.amChoking {
 		c.fillSlotLocked(addr.String() + " left")
@@ -151,6 +160,7 @@ func (c *Client) run(nc net.Conn, addr netip.AddrPort, h peerwire.Handshake, out
 	if c.meta != nil {
 		c.meta.peerGone(p.id)
 	}
+	c.super.peerGoneLocked(p)
 	c.mu.Unlock()
 	c.log.Debug("swarm: peer gone", "peer", addr, "err", err)
 	c.kick()
@@ -238,6 +248,7 @@ func (p *peerConn) writeLoop() {
 			c.m.up.Add(float64(len(data)))
 			c.mu.Lock()
 			c.uploaded += int64(len(data))
+			c.super.uploadedLocked(*up)
 			c.mu.Unlock()
 		}
 		if len(msgs) > 0 || up != nil {
@@ -332,6 +343,7 @@ func (p *peerConn) handleLocked(m peerwire.Message) error {
 		if !p.has.Has(i) {
 			p.has.Set(i)
 			c.picker.PeerHas(i)
+			c.super.peerHasLocked(c, p, i)
 		}
 		p.updateInterestLocked()
 		p.fillRequestsLocked()
@@ -393,6 +405,7 @@ func (p *peerConn) applyBitfieldLocked(b []byte) error {
 	}
 	p.has = Bitfield(append([]byte(nil), b...))
 	c.picker.PeerBitfield(p.has, +1)
+	c.super.bitfieldLocked(c, p)
 	p.updateInterestLocked()
 	p.fillRequestsLocked()
 	return nil
@@ -431,7 +444,7 @@ func (p *peerConn) updateInterestLocked() {
 // instead of making it wait for the next round.
 func (p *peerConn) maybeUnchokeNowLocked() {
 	c := p.c
-	if !p.amChoking {
+	if !p.amChoking || c.cfg.FreeRider || !c.slotEligibleLocked(p, c.deps.Now()) {
 		return
 	}
 	if n := c.unchokedInterestedLocked(); n < c.choker.Slots+1 {
@@ -441,6 +454,19 @@ func (p *peerConn) maybeUnchokeNowLocked() {
 				Summary: fmt.Sprintf("unchoke %s: interested and a slot is free (%d of %d in use)", p.addr, n, c.choker.Slots+1)})
 		}
 	}
+}
+
+// slotEligibleLocked reports whether p may have a slot that fell free
+// between rounds. While leeching with tit-for-tat, a peer that has sent us
+// nothing in the choke interval since it connected may not: between
+// rounds a free slot is for peers that reciprocate (and newcomers, who
+// have had no chance yet); one that only takes waits for the optimistic
+// unchoke, as the chapter says.
+func (c *Client) slotEligibleLocked(p *peerConn, now time.Time) bool {
+	if c.complete || c.cfg.NoTitForTat {
+		return true
+	}
+	return p.down.Total() > 0 || now.Sub(p.connected) < c.choker.Interval
 }
 
 func (c *Client) unchokedInterestedLocked() int {
@@ -456,14 +482,14 @@ func (c *Client) unchokedInterestedLocked() int {
 // fillSlotLocked unchokes the best choked interested peer (by the rate the
 // choker ranks with) when a slot is free.
 func (c *Client) fillSlotLocked(why string) {
-	if c.unchokedInterestedLocked() >= c.choker.Slots+1 {
+	if c.cfg.FreeRider || c.unchokedInterestedLocked() >= c.choker.Slots+1 {
 		return
 	}
 	now := c.deps.Now()
 	var best *peerConn
 	var bestRate float64
 	for _, q := range c.peers {
-		if !q.amChoking || !q.peerInterested {
+		if !q.amChoking || !q.peerInterested || !c.slotEligibleLocked(q, now) {
 			continue
 		}
 		r := q.down.Rate(now)

@@ -66,7 +66,8 @@ func waitExit(t *testing.T, cmd *exec.Cmd, d time.Duration) {
 }
 
 // TestInteropAria2FromOurSeed: aria2c downloads from our seed, once from
-// the .torrent and once from a magnet link (metadata from our seed, BEP 9).
+// the .torrent and once from a magnet link (metadata from our seed, BEP 9),
+// and from a seed that spreads its pieces (super-seeding).
 func TestInteropAria2FromOurSeed(t *testing.T) {
 	f := newFixture(t, 2<<20+5, 32<<10)
 	f.client("seed", 2, Config{Dir: filepath.Join(f.dir, "seed"), Seed: true}, nil)
@@ -79,6 +80,13 @@ func TestInteropAria2FromOurSeed(t *testing.T) {
 		// the bytes anyway.
 		f.checkFile(name)
 	}
+	// From a seed with an upload limit, which spreads its pieces: aria2
+	// sees have-none, then haves a few pieces at a time.
+	f2 := newFixture(t, 2<<20+5, 32<<10)
+	f2.client("seed", 2, Config{Dir: filepath.Join(f2.dir, "seed"), Seed: true, UploadLimit: 16 << 20}, nil)
+	cmd, _ := aria2(t, f2.block+"12", filepath.Join(f2.dir, "spread"), "--seed-time=0", f2.torrentFile())
+	waitExit(t, cmd, 60*time.Second)
+	f2.checkFile("spread")
 }
 
 // TestInteropOursFromAria2Seed: our peer downloads from an aria2c seed,
@@ -255,7 +263,8 @@ func waitFile(t *testing.T, path string, want []byte, d time.Duration, what stri
 }
 
 // TestInteropQBittorrent: qBittorrent 4.5 (libtorrent) downloads from our
-// seed, from the .torrent and from a magnet link; our peer downloads from a
+// seed, from the .torrent and from a magnet link, and from a seed that
+// spreads its pieces; our peer downloads from a
 // qBittorrent seed over our UDP tracker.
 func TestInteropQBittorrent(t *testing.T) {
 	f := newFixture(t, 1<<20+99, 32<<10)
@@ -265,6 +274,11 @@ func TestInteropQBittorrent(t *testing.T) {
 	waitFile(t, filepath.Join(f.dir, "qb", "file.bin"), f.data, 60*time.Second, "qBittorrent from our seed")
 	qbittorrent(t, f.block+"31", filepath.Join(f.dir, "qbmag"), f.m.Magnet().String())
 	waitFile(t, filepath.Join(f.dir, "qbmag", "file.bin"), f.data, 60*time.Second, "qBittorrent from a magnet link")
+	// From a seed that spreads its pieces (an upload limit).
+	fs := newFixture(t, 1<<20+99, 32<<10)
+	fs.client("seed", 2, Config{Dir: filepath.Join(fs.dir, "seed"), Seed: true, UploadLimit: 16 << 20}, nil)
+	qbittorrent(t, fs.block+"33", filepath.Join(fs.dir, "qbspread"), fs.torrentFile())
+	waitFile(t, filepath.Join(fs.dir, "qbspread", "file.bin"), fs.data, 60*time.Second, "qBittorrent from a spreading seed")
 
 	f2 := newFixture(t, 1<<20+99, 32<<10)
 	os.MkdirAll(filepath.Join(f2.dir, "qbseed"), 0o755)

@@ -24,8 +24,8 @@ const DefaultPort = 6881
 
 // LabSeedConfig configures the lab's torrent-seed kind.
 type LabSeedConfig struct {
-	// Tracker is the lab host running the torrent-tracker the seed
-	// announces to. Default tracker.lab.
+	// Tracker is the lab's torrent-tracker the seed announces to: its
+	// host or the name its config gives it. Default tracker.lab.
 	Tracker string `json:"tracker,omitempty"`
 	// Name is the sample file's name. Default sample.bin.
 	Name string `json:"name,omitempty"`
@@ -82,15 +82,9 @@ func LabKinds() []lab.Kind {
 				return nil, err
 			}
 			c.defaults()
-			th, ok := env.Plan.Lookup(c.Tracker)
-			if !ok {
-				return nil, fmt.Errorf("swarm: torrent-seed: tracker host %q is not in the lab", c.Tracker)
-			}
-			port := env.Plan.Port(tracker.DefaultPort)
-			for _, s := range th.Services {
-				if s.Kind == tracker.KindName && s.Port != 0 {
-					port = env.Plan.Port(s.Port)
-				}
+			th, port, err := tracker.LabTracker(env.Plan, c.Tracker)
+			if err != nil {
+				return nil, fmt.Errorf("swarm: torrent-seed: %w", err)
 			}
 			hostPort := netip.AddrPortFrom(th.Addr, uint16(port)).String()
 			base := filepath.Join(env.Plan.StateDir, "torrent")

@@ -80,13 +80,17 @@ type Bucket struct {
 	last   time.Time
 }
 
-// NewBucket returns a bucket of rate bytes/s with a burst of burst bytes
-// (at least one block); rate 0 is unlimited.
+// NewBucket returns a bucket of rate bytes/s with a burst of burst bytes;
+// rate 0 is unlimited. A burst under 32 KiB (two blocks), or 0, becomes
+// a quarter of a second of rate (at least 32 KiB): a sender woken late
+// (a loaded machine's timers can be tens of milliseconds late) then
+// catches up instead of losing the time. The bucket starts with at most
+// 32 KiB, so a transfer does not start with a quarter second's worth.
 func NewBucket(rate, burst int) *Bucket {
 	if burst < 32<<10 {
-		burst = 32 << 10
+		burst = max(32<<10, rate/4)
 	}
-	return &Bucket{rate: float64(rate), burst: float64(burst), tokens: float64(burst)}
+	return &Bucket{rate: float64(rate), burst: float64(burst), tokens: float64(min(burst, 32<<10))}
 }
 
 // Take takes n tokens at now and returns how long the caller must wait

@@ -340,3 +340,46 @@ func TestDHTSwarm(t *testing.T) {
 	waitDone(t, l, 30*time.Second)
 	f.checkFile("leech")
 }
+
+// TestSuperSeed: a seed with an upload limit spreads its pieces: until
+// every piece has been uploaded once it uploads none twice; the leechers,
+// told of a few pieces each, trade them among themselves (bytes from each
+// other, not only from the seed); once every piece is in the swarm the
+// seed announces the rest and stops spreading; everyone completes. A seed
+// without a limit, or with no_super_seed, announces everything at once.
+func TestSuperSeed(t *testing.T) {
+	f := newFixture(t, 1<<20, 16<<10)
+	seed := f.client("seed", 2, Config{Dir: filepath.Join(f.dir, "seed"), Seed: true, UploadLimit: 1 << 20}, nil)
+	var leechers []*Client
+	for i := range 3 {
+		leechers = append(leechers, f.client(fmt.Sprintf("leech%d", i), 3+i, Config{Seed: true, UploadLimit: 512 << 10}, nil))
+	}
+	var fromPeers int64
+	for i, l := range leechers {
+		waitDone(t, l, 60*time.Second)
+		f.checkFile(fmt.Sprintf("leech%d", i))
+		for ip, n := range l.DownloadedFrom() {
+			if ip != seed.local {
+				fromPeers += n
+			}
+		}
+	}
+	seed.mu.Lock()
+	s := *seed.super
+	seed.mu.Unlock()
+	if s.outOnce != 64 || s.dupEarly != 0 || !s.done {
+		t.Errorf("seed: %d of 64 pieces out once, %d uploaded twice before that, spreading done %v; want 64, 0, true", s.outOnce, s.dupEarly, s.done)
+	}
+	if fromPeers == 0 {
+		t.Error("the leechers got nothing from each other")
+	}
+	for _, cfg := range []Config{{Seed: true}, {Seed: true, UploadLimit: 1 << 20, NoSuperSeed: true}} {
+		cfg.Dir = filepath.Join(f.dir, "seed")
+		c := f.client("plain", 9, cfg, nil)
+		c.mu.Lock()
+		if c.super != nil {
+			t.Errorf("%+v: spreading", cfg)
+		}
+		c.mu.Unlock()
+	}
+}
