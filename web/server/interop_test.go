@@ -96,15 +96,10 @@ func TestNghttpInterop(t *testing.T) {
 }
 
 // h2specFailures are the h2spec cases the server is expected to fail,
-// over TLS and h2c alike: Go's HTTP/2 server's (net/http, x/net/http2)
-// known departures, listed with their reasons in docs/web.md. Any other
-// failure, or one of these passing, fails the test.
-var h2specFailures = []string{
-	"http2/4.2/3",     // HEADERS over the advertised max frame size: legal under net/http's 1 MiB
-	"http2/6.5.3/1",   // several SETTINGS_INITIAL_WINDOW_SIZE in one frame (golang/go#38647)
-	"http2/8.1.2.2/1", // Connection in a request served, not refused (golang/go#26321)
-	"http2/8.1.2.2/2", // TE other than "trailers" served, not refused (golang/go#26321)
-}
+// over TLS and h2c alike: none since web/h2 replaced net/http's HTTP/2
+// server (which failed 4.2/3, 6.5.3/1, 8.1.2.2/1 and 8.1.2.2/2). Any
+// failure fails the test.
+var h2specFailures = []string{}
 
 // TestH2spec runs h2spec (pinned with its dependencies in scripts/h2spec,
 // installed by make test) against the HTTP/2 server over TLS and h2c and
