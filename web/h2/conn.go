@@ -268,7 +268,7 @@ func (c *conn) waitForFrame() (done bool, err error) {
 			c.mu.Unlock()
 			return true, nil
 		}
-		if now := time.Now(); now.Sub(c.rdlSet) > time.Second {
+		if now := time.Now(); now.Sub(c.rdlSet) > min(time.Second, c.cfg.IdleTimeout/4) {
 			c.rdlSet = now
 			c.nc.SetReadDeadline(now.Add(c.cfg.IdleTimeout))
 		}
@@ -327,7 +327,9 @@ func (c *conn) flushLocked() {
 	if c.bw.Buffered() == 0 || c.werr != nil {
 		return
 	}
-	if now := time.Now(); now.Sub(c.wdlSet) > time.Second {
+	// The deadline moves at most every quarter of the timeout (and
+	// second): each write has at least three quarters of it.
+	if now := time.Now(); now.Sub(c.wdlSet) > min(time.Second, c.cfg.IdleTimeout/4) {
 		c.wdlSet = now
 		c.nc.SetWriteDeadline(now.Add(c.cfg.IdleTimeout))
 	}
@@ -440,7 +442,8 @@ func (c *conn) process(f http2.Frame) error {
 		if f.ErrCode != http2.ErrCodeNo {
 			return connError{http2.ErrCodeNo, "peer sent GOAWAY " + f.ErrCode.String()}
 		}
-		c.goAwayGraceful()
+		// The client opens no more streams; those open are answered and
+		// the connection ends when it closes it or goes idle.
 		return nil
 	case *http2.PriorityFrame:
 		if f.StreamDep == f.StreamID {

@@ -43,6 +43,9 @@ func TestCurlInterop(t *testing.T) {
 	}{
 		{"HTTP/1.1 cleartext", []string{"--http1.1", plainURL}, "1.1 200 13"},
 		{"h2c prior knowledge", []string{"--http2-prior-knowledge", plainURL}, "2 200 13"},
+		{"h2c Upgrade", []string{"--http2", plainURL}, "2 200 13"},
+		{"h2c Upgrade, 404", []string{"--http2", "http://" + e.plain + "/missing"}, "2 404 19"},
+		{"h2c prior knowledge, range", []string{"--http2-prior-knowledge", "-r", "2-4", plainURL}, "2 206 3"},
 		{"HTTP/1.1 TLS lab CA", []string{"--http1.1", "--cacert", ca, tlsURL}, "1.1 200 13"},
 		{"HTTP/2 TLS lab CA", []string{"--http2", "--cacert", ca, tlsURL}, "2 200 13"},
 		{"HTTP/2 range", []string{"--http2", "--cacert", ca, "-r", "0-4", tlsURL}, "2 206 5"},
@@ -86,6 +89,10 @@ func TestNghttpInterop(t *testing.T) {
 	out = runPeer(t, nghttp, "-nv", "http://"+e.plain+"/hello.txt")
 	if !strings.Contains(out, ":status: 200") {
 		t.Errorf("nghttp h2c:\n%s", out)
+	}
+	out = runPeer(t, nghttp, "-nvu", "http://"+e.plain+"/hello.txt")
+	if !strings.Contains(out, "HTTP Upgrade success") || !strings.Contains(out, ":status: 200") {
+		t.Errorf("nghttp h2c Upgrade:\n%s", out)
 	}
 	for _, u := range []string{tlsBase + "/hello.txt", "http://" + e.plain + "/hello.txt"} {
 		out = runPeer(t, h2load, "-n", "200", "-c", "4", "-m", "10", u)
