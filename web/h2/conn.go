@@ -174,9 +174,13 @@ type connError struct {
 	reason string
 }
 
-func (e connError) Error() string { return fmt.Sprintf("h2: connection error %v: %s", e.code, e.reason) }
+func (e connError) Error() string {
+	return fmt.Sprintf("h2: connection error %v: %s", e.code, e.reason)
+}
 
-func streamErr(id uint32, code http2.ErrCode) error { return http2.StreamError{StreamID: id, Code: code} }
+func streamErr(id uint32, code http2.ErrCode) error {
+	return http2.StreamError{StreamID: id, Code: code}
+}
 
 // serve runs the connection; up, when set, is an h2c Upgrade's request,
 // answered as stream 1.

@@ -46,7 +46,7 @@ type Server struct {
 	altSvcValue string
 	// h2 serves HTTP/2: TLS connections that negotiate h2, h2c with
 	// prior knowledge and h2c Upgrades.
-	h2 *h2.Server
+	h2      *h2.Server
 	closers []func() error
 	access  *accessLog
 
