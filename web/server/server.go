@@ -27,6 +27,10 @@ import (
 	"github.com/applayer/applayer/web/shop"
 )
 
+// parkIdleAbove is the connection count above which the cleartext
+// port's idle keep-alive connections are parked (transport.Conn.Park).
+const parkIdleAbove = 128
+
 // Server is the web server service.
 type Server struct {
 	cfg  Config
@@ -351,6 +355,9 @@ func (s *Server) Start(ctx context.Context) error {
 		local := lns[0].Addr().String()
 		front = transport.NewStreamServer(transport.StreamConfig{
 			Logger: s.log,
+			// Beyond this many connections idle keep-alive ones wait in
+			// the server's epoll instead of a goroutine each.
+			ParkIdleAbove: parkIdleAbove,
 			OnPanic: func(c net.Conn, _ any) {
 				s.m.panics.Inc()
 				io.WriteString(c, "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
