@@ -280,8 +280,15 @@ func Narrate(events []trace.Event, n *Namer, keep func(trace.Event) bool) []Step
 			continue // the sender's own observation is narrated
 		}
 		s := Step{N: len(steps) + 1, Event: e, From: from, To: to}
-		if isConnProto(e.Proto) && e.To != "" {
+		switch {
+		case isConnProto(e.Proto) && e.To != "":
 			s.Conn = connOf(connKey(e.From, e.To), e.Type)
+		case e.Proto == "link" && e.To != "":
+			// A lost segment or a queue wait on an open connection
+			// carries that connection's number (datagrams none).
+			if open := conns[connKey(e.From, e.To)]; len(open) > 0 {
+				s.Conn = open[len(open)-1]
+			}
 		}
 		steps = append(steps, s)
 	}
