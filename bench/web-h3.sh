@@ -48,7 +48,7 @@ for peer in ${PEERS:-caddy ngtcp2}; do
 {
 	admin off
 	auto_https off
-	persist_config off
+	default_sni 127.0.0.1
 	servers {
 		protocols h1 h2 h3
 	}
