@@ -976,7 +976,7 @@ func (c *conn) endHeaders() error {
 		c.mu.Unlock()
 		c.freq = Request{Method: h.method, Scheme: h.scheme, Authority: h.authority, Path: h.path,
 			Fields: regular(hb.fields), Remote: c.nc.RemoteAddr(), Local: c.nc.LocalAddr()}
-		c.fresp.Status, c.fresp.Fields, c.fresp.Body = 0, c.fresp.Fields[:0], nil
+		c.fresp.Status, c.fresp.Block, c.fresp.Fields, c.fresp.Body = 0, nil, c.fresp.Fields[:0], nil
 		if c.s.fast.ServeH2(&c.freq, &c.fresp) {
 			c.respondFast(st, &c.fresp, h.method == http.MethodHead)
 			clear(c.fresp.Fields)
@@ -1024,10 +1024,18 @@ func (c *conn) dateLocked() string {
 // writeHeadersLocked encodes and writes a header block (wmu held),
 // splitting it into CONTINUATION frames beyond the peer's frame size.
 func (c *conn) writeHeadersLocked(id uint32, status int, fields []hpack.HeaderField, hdr http.Header, end bool) {
+	c.writeHeadersBlockLocked(id, status, nil, fields, hdr, end)
+}
+
+// writeHeadersBlockLocked is writeHeadersLocked with a precomputed
+// Response.Block after :status.
+func (c *conn) writeHeadersBlockLocked(id uint32, status int, block []byte, fields []hpack.HeaderField, hdr http.Header, end bool) {
 	c.hbuf.Reset()
 	if status != 0 {
+		// First: a pending dynamic table size update must open the block.
 		c.henc.WriteField(hpack.HeaderField{Name: ":status", Value: statusValue(status)})
 	}
+	c.hbuf.Write(block)
 	sawDate := false
 	for _, f := range fields {
 		sawDate = sawDate || f.Name == "date"
@@ -1145,7 +1153,7 @@ func (c *conn) respondFast(st *stream, r *Response, head bool) {
 		return
 	}
 	c.wmu.Lock()
-	c.writeHeadersLocked(st.id, r.Status, r.Fields, nil, len(body) == 0)
+	c.writeHeadersBlockLocked(st.id, r.Status, r.Block, r.Fields, nil, len(body) == 0)
 	c.wmu.Unlock()
 	if len(body) == 0 {
 		c.finishStreamLocked(st)

@@ -127,6 +127,10 @@ type Response struct {
 	// Fields are the response's header fields, names in lower case
 	// (Date is added).
 	Fields []hpack.HeaderField
+	// Block, when set, is a header block fragment of AppendLiteral fields
+	// sent after :status and before Fields: precomputed per file, it
+	// spares the per-answer HPACK encoding.
+	Block []byte
 	// Body is sent after the header; it must not change afterwards (it is
 	// written from where it is, possibly later, as flow control allows).
 	Body []byte
@@ -227,4 +231,42 @@ func (s *Server) Close() error {
 	}
 	s.mu.Unlock()
 	return nil
+}
+
+// AppendLiteral appends a header field as an HPACK literal without
+// indexing (RFC 7541 6.2.2; strings not Huffman-coded) to a Response.Block:
+// such a block means the same whatever the connection's dynamic table,
+// so it can be built once and sent on every connection.
+func AppendLiteral(dst []byte, name, value string) []byte {
+	if i, ok := staticNames[name]; ok {
+		dst = appendInt(dst, 4, 0x00, uint64(i))
+	} else {
+		dst = append(dst, 0x00)
+		dst = appendInt(dst, 7, 0x00, uint64(len(name)))
+		dst = append(dst, name...)
+	}
+	dst = appendInt(dst, 7, 0x00, uint64(len(value)))
+	return append(dst, value...)
+}
+
+// appendInt appends an HPACK integer with an n-bit prefix (RFC 7541
+// 5.1), first byte's other bits from first.
+func appendInt(dst []byte, n uint, first byte, v uint64) []byte {
+	max := uint64(1)<<n - 1
+	if v < max {
+		return append(dst, first|byte(v))
+	}
+	dst = append(dst, first|byte(max))
+	for v -= max; v >= 128; v >>= 7 {
+		dst = append(dst, byte(v&0x7f|0x80))
+	}
+	return append(dst, byte(v))
+}
+
+// staticNames are the HPACK static table's indices of the response field
+// names the Fast answers use.
+var staticNames = map[string]int{
+	"accept-ranges": 18, "age": 21, "cache-control": 24, "content-encoding": 26, "content-length": 28,
+	"content-range": 30, "content-type": 31, "date": 33, "etag": 34, "expires": 36, "last-modified": 44,
+	"location": 46, "server": 54, "vary": 59,
 }

@@ -125,20 +125,11 @@ func (h fastH2) ServeH2(r *h2.Request, w *h2.Response) bool {
 		body = body[first : last+1]
 	case f.haveINM && etagListMatches(f.inm, v.etag) || !f.haveINM && f.haveIMS && e.notModifiedSince(f.ims):
 		w.Status = http.StatusNotModified
-		w.Fields = append(w.Fields, hfAcceptRanges, hpack.HeaderField{Name: "etag", Value: v.etag})
-		if e.zip {
-			w.Fields = append(w.Fields, hfVary)
-		}
+		w.Block = v.h2notMod
 		body = nil
 	default:
 		w.Status = http.StatusOK
-		common()
-		clen := e.clen[0]
-		if gz {
-			clen = strconv.Itoa(len(body))
-		}
-		w.Fields = append(w.Fields, hpack.HeaderField{Name: "last-modified", Value: e.lastMod[0]},
-			hpack.HeaderField{Name: "content-length", Value: clen})
+		w.Block = v.h2ok
 	}
 	if s.altSvcValue != "" {
 		w.Fields = append(w.Fields, hpack.HeaderField{Name: "alt-svc", Value: s.altSvcValue})
