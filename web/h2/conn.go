@@ -135,6 +135,7 @@ type conn struct {
 	resetTokens   float64
 	resetAt       time.Time
 	waiting       []*stream // streams with pending Fast bodies
+	creditWaiters int       // handlers waiting for flow-control credit
 	ctx           context.Context
 	cancel        context.CancelFunc
 }
@@ -286,10 +287,16 @@ func (c *conn) waitForFrame() (done bool, err error) {
 		}
 		c.mu.Lock()
 		active := len(c.streams) > 0 || c.handlers > 0
+		stalled := len(c.waiting) > 0 || c.creditWaiters > 0
 		ga := c.goneAway
 		c.rdlSet = time.Time{}
 		c.mu.Unlock()
 		switch {
+		case stalled:
+			// Answers wait for credit and the peer has sent nothing
+			// for a whole idle timeout: it is not reading.
+			c.goAway(connError{http2.ErrCodeFlowControl, "peer stopped reading"})
+			return true, nil
 		case active:
 			continue // a long answer: the peer need not send meanwhile
 		case ga:

@@ -450,3 +450,47 @@ func TestAppendLiteral(t *testing.T) {
 		dec.DecodeFull(b.Bytes())
 	}
 }
+
+// TestStalledPeer: a peer that stops granting flow-control credit while
+// an answer waits for it is cut off after the idle timeout.
+func TestStalledPeer(t *testing.T) {
+	body := bytes.Repeat([]byte("s"), 100_000)
+	s := New(Config{IdleTimeout: 300 * time.Millisecond}, testHandler(), staticFast{map[string][]byte{"b": body}})
+	c := dialRaw(t, serve(t, s), http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1000})
+	c.get(1, "/static/b")
+	start := time.Now()
+	if c.until(isGoAway(http2.ErrCodeFlowControl)) == nil {
+		t.Fatal("no GOAWAY for a peer that stopped reading")
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("cut off after %v", d)
+	}
+}
+
+// TestReadTimeout: a request body that stops coming fails the handler's
+// reads after ReadTimeout, and the stream is answered.
+func TestReadTimeout(t *testing.T) {
+	s := New(Config{ReadTimeout: 200 * time.Millisecond}, testHandler(), nil)
+	c := dialRaw(t, serve(t, s))
+	c.hbuf.Reset()
+	for _, f := range [][2]string{{":method", "POST"}, {":scheme", "http"}, {":authority", "x"}, {":path", "/echo"}, {"content-length", "10"}} {
+		c.enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+	}
+	c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: c.hbuf.Bytes(), EndHeaders: true})
+	c.fr.WriteData(1, false, []byte("abc"))
+	start := time.Now()
+	f := c.until(func(f http2.Frame) bool {
+		if f.Header().StreamID != 1 {
+			return false
+		}
+		_, h := f.(*http2.MetaHeadersFrame)
+		_, r := f.(*http2.RSTStreamFrame)
+		return h || r
+	})
+	if f == nil {
+		t.Fatal("stream 1 never answered")
+	}
+	if d := time.Since(start); d < 150*time.Millisecond || d > 5*time.Second {
+		t.Errorf("answered after %v, want about the read timeout", d)
+	}
+}

@@ -9,9 +9,11 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
@@ -28,6 +30,7 @@ type pipe struct {
 	trailer http.Header
 	dst     http.Header // the request's Trailer to fill at EOF
 	onRead  func(n int)
+	stop    func() bool // stops the read timeout's timer
 }
 
 func newPipe(onRead func(int)) *pipe {
@@ -52,6 +55,9 @@ func (p *pipe) closeWithError(err error) {
 	p.mu.Lock()
 	if p.err == nil {
 		p.err = err
+		if p.stop != nil {
+			p.stop()
+		}
 	}
 	p.cond.Broadcast()
 	p.mu.Unlock()
@@ -163,6 +169,13 @@ func (c *conn) newRequest(st *stream, h reqHead, fields []hpack.HeaderField) (*h
 		})
 		req.Body = st.body
 		req.ContentLength = h.declLen
+		if d := c.cfg.ReadTimeout; d > 0 {
+			body := st.body
+			t := time.AfterFunc(d, func() { body.closeWithError(os.ErrDeadlineExceeded) })
+			body.mu.Lock()
+			body.stop = t.Stop
+			body.mu.Unlock()
+		}
 	}
 	return req, nil
 }
@@ -386,7 +399,9 @@ func (w *responseWriter) send(final, flush bool) error {
 		c.mu.Lock()
 		for len(p) > 0 && (st.sendWin <= 0 || c.sendWin <= 0) && !st.gone && !c.closed {
 			c.flush() // what was written before waiting for credit
+			c.creditWaiters++
 			c.cond.Wait()
+			c.creditWaiters--
 		}
 		if st.gone || c.closed {
 			c.mu.Unlock()

@@ -66,8 +66,13 @@ type Config struct {
 	// Default 10s.
 	ReadHeaderTimeout time.Duration
 	// IdleTimeout closes a connection with no stream open this long
-	// (GOAWAY first) and bounds every write. Default 60s.
+	// (GOAWAY first) and bounds every write; a peer that sends nothing
+	// this long while answers wait for its flow-control credit is cut
+	// off too. Default 60s.
 	IdleTimeout time.Duration
+	// ReadTimeout bounds reading a request body: past it the handler's
+	// reads fail. 0: none.
+	ReadTimeout time.Duration
 	// Logger receives debug notes on connection errors.
 	Logger *slog.Logger
 	// Observe, when set, is told when a connection opens and closes.

@@ -311,6 +311,7 @@ func (s *Server) Start(ctx context.Context) error {
 	s.h2 = h2.New(h2.Config{
 		MaxHeaderListSize: maxHdr,
 		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout.D(),
+		ReadTimeout:       s.cfg.ReadTimeout.D(),
 		IdleTimeout:       s.cfg.IdleTimeout.D(),
 		Logger:            s.log,
 	}, handler, fastH2{s})
