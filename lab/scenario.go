@@ -302,7 +302,8 @@ func observedByBoth(t string) bool {
 }
 
 func isConnProto(p string) bool {
-	return p == "tcp" || strings.HasPrefix(p, "http/1") || p == "http/2" || p == "tls"
+	fam, _, _ := strings.Cut(p, "/")
+	return p == "tcp" || strings.HasPrefix(p, "http/1") || p == "http/2" || p == "tls" || fam == "smtp" || fam == "imap" || fam == "pop3"
 }
 
 func connKey(a, b string) string {
@@ -338,7 +339,11 @@ func WriteNarration(w io.Writer, steps []Step, maskTimes bool) error {
 		if s.Event.Bytes > 0 {
 			size = fmt.Sprintf("  (%d B)", s.Event.Bytes)
 		}
-		fmt.Fprintf(&b, "%3d %9s  %s -> %s  %s  %s%s\n", s.N, at, s.From, s.To, s.Event.Proto, what, size)
+		who := s.From + " -> " + s.To
+		if s.Event.To == "" {
+			who = s.From // a peer's own decision
+		}
+		fmt.Fprintf(&b, "%3d %9s  %s  %s  %s%s\n", s.N, at, who, s.Event.Proto, what, size)
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
