@@ -128,6 +128,9 @@ type StreamConfig struct {
 	// Logger receives accept errors (Warn) and panics (Error). Default:
 	// discard.
 	Logger *slog.Logger
+	// ParkIdleAbove lets handlers park idle connections (Conn.Park, Linux)
+	// while the server has more than this many: 0 never.
+	ParkIdleAbove int
 }
 
 // StreamServer accepts connections and runs a Handler for each. Create it
@@ -150,6 +153,7 @@ type StreamServer struct {
 	stopped   bool
 	loops     sync.WaitGroup // Serve loops
 	handlers  sync.WaitGroup // connection goroutines
+	poll      *poller        // parked connections' epoll, made on first use
 }
 
 // NewStreamServer returns a server that runs h for each connection.
@@ -317,6 +321,11 @@ func (s *StreamServer) admit(nc net.Conn) {
 	s.handlers.Add(1)
 	s.mu.Unlock()
 	if victim != nil {
+		if victim.parkState.CompareAndSwap(parked, unparked) {
+			s.mu.Lock()
+			s.unparkLocked(victim)
+			s.mu.Unlock()
+		}
 		victim.Conn.Close()
 		s.observe(Event{Kind: EventEvicted, Remote: victim.remote})
 		s.observe(Event{Kind: EventClosed, Remote: victim.remote})
@@ -372,6 +381,15 @@ func (s *StreamServer) serveConn(c *Conn) {
 		if detached {
 			return // its new owner closes it, and releases its slot
 		}
+		if c.parkAsked && v == nil {
+			c.parkAsked = false
+			s.mu.Lock()
+			ok := !s.stopped && !c.evicted.Load() && s.parkLocked(c)
+			s.mu.Unlock()
+			if ok {
+				return // the poller runs the handler again
+			}
+		}
 		c.Conn.Close()
 		s.mu.Lock()
 		released := s.releaseLocked(c)
@@ -411,13 +429,40 @@ func (s *StreamServer) beginStop() {
 }
 
 func (s *StreamServer) closeConns(onlyIdle bool) {
+	var closed []netip.AddrPort
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	for c := range s.conns {
-		if !onlyIdle || c.idleSince.Load() != 0 {
+		switch {
+		case c.parkState.CompareAndSwap(parked, unparked):
+			// No goroutine of its own: close it and give its slot back.
+			s.unparkLocked(c)
+			if s.closeParkedLocked(c) {
+				closed = append(closed, c.remote)
+			}
+		case !onlyIdle || c.idleSince.Load() != 0:
 			c.Conn.Close()
 		}
 	}
+	s.mu.Unlock()
+	for _, r := range closed {
+		s.observe(Event{Kind: EventClosed, Remote: r})
+	}
+}
+
+// resume serves a parked connection that became readable.
+func (s *StreamServer) resume(c *Conn) {
+	s.mu.Lock()
+	if s.stopped {
+		released := s.closeParkedLocked(c)
+		s.mu.Unlock()
+		if released {
+			s.observe(Event{Kind: EventClosed, Remote: c.remote})
+		}
+		return
+	}
+	s.handlers.Add(1)
+	s.mu.Unlock()
+	go s.serveConn(c)
 }
 
 // Shutdown stops accepting, closes idle connections (those whose handler
@@ -435,11 +480,14 @@ func (s *StreamServer) Shutdown(ctx context.Context) error {
 	select {
 	case <-done:
 		s.cancel()
+		s.closeConns(false) // any parked meanwhile
+		s.stopPoller()
 		return nil
 	case <-ctx.Done():
 		s.closeConns(false)
 		s.cancel()
 		<-done
+		s.stopPoller()
 		return ctx.Err()
 	}
 }
@@ -451,6 +499,8 @@ func (s *StreamServer) Close() error {
 	s.closeConns(false)
 	s.cancel()
 	s.handlers.Wait()
+	s.closeConns(false) // any parked meanwhile
+	s.stopPoller()
 	return nil
 }
 
@@ -467,6 +517,14 @@ type Conn struct {
 	// under srv.mu
 	slot     bool
 	detached bool
+	// Parking (park.go): parkAsked and parkDeadline are set by the
+	// handler's goroutine, read in its deferred end; parkState is parked
+	// while the poller holds the connection.
+	parkAsked    bool
+	parkDeadline time.Time
+	parkState    atomic.Int32
+	pollAdded    bool
+	sysfd        int // the descriptor + 1, once looked up
 }
 
 // RemoteAddrPort returns the client's address (IPv4-mapped addresses

@@ -372,6 +372,12 @@ func (c *conn) readHead() (end int, ok bool) {
 			// A new connection's first bytes have usually arrived with it:
 			// read them at once. Later, wait for bytes without a buffer.
 			if c.raw != nil && !c.fresh {
+				// Many connections: wait without a goroutine (the server
+				// runs the handler again when bytes come).
+				if c.tc.Park(c.rdl) {
+					c.gone = true
+					return 0, false
+				}
 				c.waited = false
 				if err := c.raw.Read(c.waitFn); err != nil {
 					return 0, false

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/applayer/applayer/web/h2"
 )
 
 // The small-file cache: the hot path of a static server. A GET or HEAD for
@@ -65,6 +67,10 @@ type wireVariant struct {
 	common []byte // Content-Type, Accept-Ranges, Vary, Content-Encoding, Etag
 	ok     []byte // 200 status line, common, Last-Modified, Content-Length
 	notMod []byte // 304 status line, Accept-Ranges, Vary, Etag
+	// The same fields for HTTP/2 (web/h2's Response.Block: HPACK
+	// literals, valid on every connection): h2ok the 200's fields,
+	// h2notMod the 304's.
+	h2ok, h2notMod []byte
 }
 
 // variant returns the entry's identity or gzip representation (nil when
@@ -106,6 +112,23 @@ func (e *cacheEntry) variant(gz bool) *wireVariant {
 	v.notMod = field([]byte("HTTP/1.1 304 Not Modified\r\n"), "Accept-Ranges", hvBytes[0])
 	v.notMod = field(v.notMod, "Etag", v.etag)
 	v.notMod = append(v.notMod, vary...)
+	b := h2.AppendLiteral(nil, "accept-ranges", hvBytes[0])
+	if gz {
+		b = h2.AppendLiteral(b, "content-encoding", hvGzip[0])
+	}
+	b = h2.AppendLiteral(b, "content-type", e.ctype[0])
+	b = h2.AppendLiteral(b, "etag", v.etag)
+	if e.zip {
+		b = h2.AppendLiteral(b, "vary", hvVary[0])
+	}
+	b = h2.AppendLiteral(b, "last-modified", e.lastMod[0])
+	v.h2ok = h2.AppendLiteral(b, "content-length", clen)
+	b = h2.AppendLiteral(nil, "accept-ranges", hvBytes[0])
+	b = h2.AppendLiteral(b, "etag", v.etag)
+	if e.zip {
+		b = h2.AppendLiteral(b, "vary", hvVary[0])
+	}
+	v.h2notMod = b
 	e.wire[i].CompareAndSwap(nil, v)
 	return e.wire[i].Load()
 }

@@ -43,6 +43,9 @@ func TestCurlInterop(t *testing.T) {
 	}{
 		{"HTTP/1.1 cleartext", []string{"--http1.1", plainURL}, "1.1 200 13"},
 		{"h2c prior knowledge", []string{"--http2-prior-knowledge", plainURL}, "2 200 13"},
+		{"h2c Upgrade", []string{"--http2", plainURL}, "2 200 13"},
+		{"h2c Upgrade, 404", []string{"--http2", "http://" + e.plain + "/missing"}, "2 404 19"},
+		{"h2c prior knowledge, range", []string{"--http2-prior-knowledge", "-r", "2-4", plainURL}, "2 206 3"},
 		{"HTTP/1.1 TLS lab CA", []string{"--http1.1", "--cacert", ca, tlsURL}, "1.1 200 13"},
 		{"HTTP/2 TLS lab CA", []string{"--http2", "--cacert", ca, tlsURL}, "2 200 13"},
 		{"HTTP/2 range", []string{"--http2", "--cacert", ca, "-r", "0-4", tlsURL}, "2 206 5"},
@@ -87,6 +90,10 @@ func TestNghttpInterop(t *testing.T) {
 	if !strings.Contains(out, ":status: 200") {
 		t.Errorf("nghttp h2c:\n%s", out)
 	}
+	out = runPeer(t, nghttp, "-nvu", "http://"+e.plain+"/hello.txt")
+	if !strings.Contains(out, "HTTP Upgrade success") || !strings.Contains(out, ":status: 200") {
+		t.Errorf("nghttp h2c Upgrade:\n%s", out)
+	}
 	for _, u := range []string{tlsBase + "/hello.txt", "http://" + e.plain + "/hello.txt"} {
 		out = runPeer(t, h2load, "-n", "200", "-c", "4", "-m", "10", u)
 		if !strings.Contains(out, "200 succeeded, 0 failed") || !strings.Contains(out, "200 2xx") {
@@ -96,15 +103,10 @@ func TestNghttpInterop(t *testing.T) {
 }
 
 // h2specFailures are the h2spec cases the server is expected to fail,
-// over TLS and h2c alike: Go's HTTP/2 server's (net/http, x/net/http2)
-// known departures, listed with their reasons in docs/web.md. Any other
-// failure, or one of these passing, fails the test.
-var h2specFailures = []string{
-	"http2/4.2/3",     // HEADERS over the advertised max frame size: legal under net/http's 1 MiB
-	"http2/6.5.3/1",   // several SETTINGS_INITIAL_WINDOW_SIZE in one frame (golang/go#38647)
-	"http2/8.1.2.2/1", // Connection in a request served, not refused (golang/go#26321)
-	"http2/8.1.2.2/2", // TE other than "trailers" served, not refused (golang/go#26321)
-}
+// over TLS and h2c alike: none since web/h2 replaced net/http's HTTP/2
+// server (which failed 4.2/3, 6.5.3/1, 8.1.2.2/1 and 8.1.2.2/2). Any
+// failure fails the test.
+var h2specFailures = []string{}
 
 // TestH2spec runs h2spec (pinned with its dependencies in scripts/h2spec,
 // installed by make test) against the HTTP/2 server over TLS and h2c and

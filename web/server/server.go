@@ -22,9 +22,14 @@ import (
 	"github.com/applayer/applayer/internal/trace"
 	"github.com/applayer/applayer/internal/transport"
 	"github.com/applayer/applayer/web/fastpath"
+	"github.com/applayer/applayer/web/h2"
 	"github.com/applayer/applayer/web/labca"
 	"github.com/applayer/applayer/web/shop"
 )
+
+// parkIdleAbove is the connection count above which the cleartext
+// port's idle keep-alive connections are parked (transport.Conn.Park).
+const parkIdleAbove = 128
 
 // Server is the web server service.
 type Server struct {
@@ -41,7 +46,11 @@ type Server struct {
 	fastByHost map[string]*fileSite
 	fastDeflt  *fileSite
 	// altSvc is the Alt-Svc field line advertising HTTP/3 (empty without).
-	altSvc  []byte
+	altSvc      []byte
+	altSvcValue string
+	// h2 serves HTTP/2: TLS connections that negotiate h2, h2c with
+	// prior knowledge and h2c Upgrades.
+	h2      *h2.Server
 	closers []func() error
 	access  *accessLog
 
@@ -293,6 +302,20 @@ func (s *Server) Start(ctx context.Context) error {
 			})
 		}
 	}
+	if s.h3 != nil {
+		// The value quic-go's SetQUICHeaders gives once serving (Port set).
+		s.altSvcValue = fmt.Sprintf("%s=\":%d\"; ma=2592000", http3.NextProtoH3, s.h3.Port)
+		s.altSvc = []byte("Alt-Svc: " + s.altSvcValue + "\r\n")
+	}
+	maxHdr := uint32(s.cfg.MaxHeaderBytes)
+	s.h2 = h2.New(h2.Config{
+		MaxHeaderListSize: maxHdr,
+		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout.D(),
+		ReadTimeout:       s.cfg.ReadTimeout.D(),
+		IdleTimeout:       s.cfg.IdleTimeout.D(),
+		Logger:            s.log,
+	}, handler, fastH2{s})
+	h2srv := s.h2
 	type serving struct {
 		hs *http.Server
 		ln net.Listener
@@ -302,11 +325,21 @@ func (s *Server) Start(ctx context.Context) error {
 	if s.cfg.Addr != "" {
 		// One port, HTTP/1.1 on the fast path and, unless NoH2C, h2c with
 		// prior knowledge: the first bytes decide per connection.
-		var p1, p2 http.Protocols
+		var p1 http.Protocols
 		p1.SetHTTP1(true)
-		p2.SetUnencryptedHTTP2(true)
 		h1 := transport.NewHandoff(lns[0].Addr())
-		serve = append(serve, serving{s.httpServer(handler, &p1, false), h1})
+		h1handler := handler
+		if !s.cfg.NoH2C {
+			// An HTTP/1.1 request asking to upgrade to h2c (the fast
+			// path hands Upgrade requests to net/http).
+			h1handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if h2.IsUpgrade(r) && h2srv.ServeUpgrade(w, r) {
+					return
+				}
+				handler.ServeHTTP(w, r)
+			})
+		}
+		serve = append(serve, serving{s.httpServer(h1handler, &p1, false), h1})
 		fc := fastpath.Config{
 			ReadHeaderTimeout: s.cfg.ReadHeaderTimeout.D(),
 			IdleTimeout:       s.cfg.IdleTimeout.D(),
@@ -314,13 +347,18 @@ func (s *Server) Start(ctx context.Context) error {
 			HandOver:          h1.Deliver,
 		}
 		if !s.cfg.NoH2C {
-			h2 := transport.NewHandoff(lns[0].Addr())
-			serve = append(serve, serving{s.httpServer(handler, &p2, false), h2})
-			fc.Preface, fc.Divert = preface, h2.Deliver
+			fc.Preface = preface
+			fc.Divert = func(c net.Conn) bool {
+				s.wg.Go(func() { h2srv.ServeConn(c, false) })
+				return true
+			}
 		}
 		local := lns[0].Addr().String()
 		front = transport.NewStreamServer(transport.StreamConfig{
 			Logger: s.log,
+			// Beyond this many connections idle keep-alive ones wait in
+			// the server's epoll instead of a goroutine each.
+			ParkIdleAbove: parkIdleAbove,
 			OnPanic: func(c net.Conn, _ any) {
 				s.m.panics.Inc()
 				io.WriteString(c, "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
@@ -343,15 +381,14 @@ func (s *Server) Start(ctx context.Context) error {
 		p.SetHTTP1(true)
 		p.SetHTTP2(true)
 		hs := s.httpServer(handler, &p, true)
+		hs.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){
+			"h2": func(_ *http.Server, c *tls.Conn, _ http.Handler) { h2srv.ServeConn(c, true) },
+		}
 		// ALPN as ServeTLS would set it, explicit so that a traced
 		// handshake's own config (traceHandshakes) offers it too.
 		tc.NextProtos = []string{"h2", "http/1.1"}
 		hs.TLSConfig = s.traceHandshakes(tc, "tls")
 		serve = append(serve, serving{hs, lns[len(lns)-1]})
-	}
-	if s.h3 != nil {
-		// The value quic-go's SetQUICHeaders gives once serving (Port set).
-		s.altSvc = fmt.Appendf(nil, "Alt-Svc: %s=\":%d\"; ma=2592000\r\n", http3.NextProtoH3, s.h3.Port)
 	}
 	for _, sv := range serve {
 		servers = append(servers, sv.hs)
@@ -409,6 +446,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 		var wg sync.WaitGroup
 		var mu sync.Mutex
+		if s.h2 != nil {
+			wg.Go(func() {
+				err := s.h2.Shutdown(ctx)
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			})
+		}
 		for _, hs := range servers {
 			wg.Go(func() {
 				err := hs.Shutdown(ctx)

@@ -661,3 +661,53 @@ func TestConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestManyIdleConnsParked: beyond parkIdleAbove connections, idle
+// keep-alive connections wait in the transport's poller (Linux) and are
+// served again when their next request comes, and closed at the idle
+// timeout.
+func TestManyIdleConnsParked(t *testing.T) {
+	e := start(t, func(c *Config) { c.IdleTimeout = 1500 * 1e6 })
+	n := parkIdleAbove + 20
+	conns := make([]net.Conn, n)
+	req := "GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n"
+	readResp := func(c net.Conn) string {
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		b := make([]byte, 0, 512)
+		for !strings.Contains(string(b), "\r\n\r\n") || !strings.HasSuffix(string(b), files["hello.txt"]) {
+			var buf [512]byte
+			k, err := c.Read(buf[:])
+			b = append(b, buf[:k]...)
+			if err != nil {
+				return string(b)
+			}
+		}
+		return string(b)
+	}
+	for round := range 2 {
+		for i := range conns {
+			if round == 0 {
+				c, err := net.Dial("tcp", e.plain)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { c.Close() })
+				conns[i] = c
+			}
+			io.WriteString(conns[i], req)
+		}
+		for i, c := range conns {
+			if got := readResp(c); !strings.HasPrefix(got, "HTTP/1.1 200") {
+				t.Fatalf("round %d conn %d: %q", round, i, got)
+			}
+		}
+		time.Sleep(100 * time.Millisecond) // idle: parked
+	}
+	// The idle timeout closes them, parked or not.
+	for i, c := range conns {
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if k, err := c.Read(make([]byte, 1)); k != 0 || err == nil {
+			t.Fatalf("conn %d not closed at the idle timeout: %d, %v", i, k, err)
+		}
+	}
+}
