@@ -43,6 +43,13 @@ type Config struct {
 	// AnswerCacheAge is how long a cached answer is served before it is
 	// answered afresh; older entries are removed. Default 30s.
 	AnswerCacheAge config.Duration `json:"answer_cache_age,omitempty"`
+	// AnswerTableBytes bounds the table of precomputed UDP answers built
+	// when the zones load (every name and type of a zone, with and without
+	// DNSSEC records, plus templates for referrals, wildcards and
+	// NXDOMAIN): a zone whose table would pass the bound is answered
+	// through the answer cache instead. Default 64 MiB; negative turns
+	// the table off.
+	AnswerTableBytes int64 `json:"answer_table_bytes,omitempty"`
 	// AllowTransfer lists who may AXFR and IXFR: an address or prefix
 	// ("127.0.0.0/8"), a TSIG key ("key:xfr-key": any address, the request
 	// signed with that key), or both ("192.0.2.2 key:xfr-key"). Empty
@@ -248,6 +255,9 @@ func (c *Config) defaults() {
 	}
 	if c.AnswerCacheBytes == 0 {
 		c.AnswerCacheBytes = 32 << 20
+	}
+	if c.AnswerTableBytes == 0 {
+		c.AnswerTableBytes = 64 << 20
 	}
 	if c.AnswerCacheAge <= 0 {
 		c.AnswerCacheAge = config.Duration(30 * time.Second)

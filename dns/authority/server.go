@@ -55,6 +55,9 @@ type Server struct {
 
 	reloadMu sync.Mutex // serialises writers of zones
 	sources  map[string]*source
+	// tables are the answer tables of the zones served, kept across
+	// installs (under reloadMu).
+	tables map[*zone.Zone]*zoneTable
 
 	// srv serves the Server (a dnsserver.Handler) over UDP and TCP.
 	srv *dnsserver.Server
@@ -165,6 +168,7 @@ func (s *Server) install(key string, z *zone.Zone) {
 	} else {
 		next.zones[key] = z
 	}
+	next.fast, s.tables = s.buildTable(next, s.tables)
 	s.zones.Store(next)
 }
 
