@@ -40,7 +40,7 @@ type fastAnswer struct {
 	counts [6]byte
 	// qlen is the wire length of the question's name the body was packed
 	// after; label is the length of its first label (with its length
-	// byte), the part a template's query replaces.
+	// byte).
 	qlen, label int
 	// body is the message after the question.
 	body []byte
@@ -76,6 +76,9 @@ type fastName struct {
 	// not exist depends on the name).
 	wild   string
 	signed bool
+	// den answers, with DO, the names under this node that do not exist
+	// (nil: unsigned, or not searchable).
+	den *zoneDenial
 }
 
 // fastTable is the answer table of a zone set.
@@ -199,7 +202,9 @@ func (s *Server) zoneTable(z *zone.Zone, budget int64) *zoneTable {
 			zt.bytes += int64(len(k)) + 48
 		}
 	}
-	nx := s.fastAnswerFor(z, z.Origin, standIn(z, z.Origin), standInType, false)
+	zs := &zoneSet{zones: map[string]*zone.Zone{z.Origin: z}}
+	den := newDenial(s, z)
+	nx := s.fastAnswerFor(zs, standIn(z, z.Origin), standInType, false, -1)
 	cuts := map[string][2]*fastAnswer{}
 	for _, key := range z.Names() {
 		if zt.bytes > budget {
@@ -210,7 +215,7 @@ func (s *Server) zoneTable(z *zone.Zone, budget int64) *zoneTable {
 		if node == nil || !ok {
 			continue
 		}
-		fn := &fastName{signed: signed}
+		fn := &fastName{signed: signed, den: den}
 		zt.names[w] = fn
 		cut := s.cutOf(z, key)
 		switch {
@@ -218,7 +223,7 @@ func (s *Server) zoneTable(z *zone.Zone, budget int64) *zoneTable {
 			below, ok := cuts[cut]
 			if !ok {
 				for i, do := range dos {
-					below[i] = s.fastAnswerFor(z, cut, standIn(z, cut), standInType, do)
+					below[i] = s.fastAnswerFor(zs, standIn(z, cut), standInType, do, -1)
 				}
 				if !signed {
 					below[1] = below[0]
@@ -256,12 +261,12 @@ func (s *Server) zoneTable(z *zone.Zone, budget int64) *zoneTable {
 				if t == dns.TypeRRSIG || t == dns.TypeNSEC3 {
 					continue
 				}
-				if a := s.fastAnswerFor(z, key, "", t, do); a != nil {
+				if a := s.fastAnswerFor(zs, key, t, do, -1); a != nil {
 					put(w, t, do, a)
 				}
 			}
 			if plain {
-				if a := s.fastAnswerFor(z, key, "", standInType, do); a != nil {
+				if a := s.fastAnswerFor(zs, key, standInType, do, -1); a != nil {
 					put(w, 0, do, a)
 				}
 			}
@@ -298,17 +303,15 @@ func standIn(z *zone.Zone, key string) string {
 	return ""
 }
 
-// fastAnswerFor answers (key or, for a template, name; qtype; DO) with
-// handleWith and packs it for the table: nil when it cannot be kept.
-func (s *Server) fastAnswerFor(z *zone.Zone, key, name string, qtype uint16, do bool) *fastAnswer {
-	if name == "" {
-		name = key
-	}
+// fastAnswerFor answers (name, qtype, DO) from zs with handleWith and
+// packs it for the table: nil when it cannot be kept. shared is the wire
+// length of the end of name that the names it stands for share (-1: all
+// but the first label).
+func (s *Server) fastAnswerFor(zs *zoneSet, name string, qtype uint16, do bool, shared int) *fastAnswer {
 	if name == "" {
 		return nil
 	}
-	zs := &zoneSet{zones: map[string]*zone.Zone{z.Origin: z}}
-	a, n := s.packFast(zs, name, qtype, do, nil)
+	a, n := s.packFast(zs, name, qtype, do, nil, shared)
 	if a == nil || n == 0 {
 		return a
 	}
@@ -319,7 +322,7 @@ func (s *Server) fastAnswerFor(z *zone.Zone, key, name string, qtype uint16, do 
 	for k := range n {
 		var rot atomic.Uint32
 		rot.Store(uint32(k + n - 1)) // the next Add gives k (mod n)
-		a.rot[k], _ = s.packFast(zs, name, qtype, do, &rot)
+		a.rot[k], _ = s.packFast(zs, name, qtype, do, &rot, shared)
 		if a.rot[k] == nil {
 			return nil
 		}
@@ -330,7 +333,7 @@ func (s *Server) fastAnswerFor(z *zone.Zone, key, name string, qtype uint16, do 
 // packFast answers one question as a query without EDNS options would
 // be answered (OPT left off), and returns it with the size of the set it
 // rotated.
-func (s *Server) packFast(zs *zoneSet, name string, qtype uint16, do bool, rot *atomic.Uint32) (*fastAnswer, int) {
+func (s *Server) packFast(zs *zoneSet, name string, qtype uint16, do bool, rot *atomic.Uint32, shared int) (*fastAnswer, int) {
 	req := new(dns.Msg)
 	req.SetQuestion(name, qtype)
 	req.RecursionDesired = false
@@ -363,7 +366,10 @@ func (s *Server) packFast(zs *zoneSet, name string, qtype uint16, do bool, rot *
 	copy(a.flags[:], wire[2:4])
 	copy(a.counts[:], wire[6:12])
 	a.label = int(wire[12]) + 1
-	a.relocs, a.template = pointers(wire, qend+4, 12+a.label)
+	if shared < 0 {
+		shared = a.qlen - a.label
+	}
+	a.relocs, a.template = pointers(wire, qend+4, 12+a.qlen-shared)
 	return a, n
 }
 
@@ -504,7 +510,10 @@ func (t *fastTable) below(name []byte, qtype uint16, do bool, kb []byte) *fastAn
 		}
 		if fn.wild != "" {
 			if do && fn.signed {
-				return nil
+				if fn.den == nil {
+					return nil
+				}
+				return fn.den.answer(name, off, true, qtype)
 			}
 			a := t.answers[string(fastKey(kb, fn.wild, qtype, false))]
 			if a == nil && nodataType(qtype) {
@@ -513,6 +522,9 @@ func (t *fastTable) below(name []byte, qtype uint16, do bool, kb []byte) *fastAn
 			return a
 		}
 		if do {
+			if fn.below[1] == nil && fn.den != nil {
+				return fn.den.answer(name, off, false, qtype)
+			}
 			return fn.below[1]
 		}
 		return fn.below[0]

@@ -89,7 +89,10 @@ func TestAnswerTableMatchesSlowPath(t *testing.T) {
 			var names []string
 			for _, z := range zs.zones {
 				for _, n := range z.Names() {
-					names = append(names, n, "nx-"+n, "a.b-"+n, "*."+n)
+					// Siblings and children that do not exist (NXDOMAIN,
+					// wildcard and referral templates, used again by the
+					// next name of the same kind).
+					names = append(names, n, "nx-"+n, "nx."+n, "nx2."+n, "a.b."+n, "*."+n)
 				}
 				names = append(names, "0-fast."+z.Origin, "x.y.z."+z.Origin)
 			}
@@ -138,6 +141,15 @@ func TestAnswerTableMatchesSlowPath(t *testing.T) {
 							fast++
 							s.rotate.Store(r0)
 							slow, _ := s.respond(slowReq, nil)
+							if slow[2]&0x02 != 0 && got[2]&0x02 == 0 {
+								// The table compresses names against the question
+								// whatever their case, so a 0x20 answer can fit
+								// where the full path's did not: compare with the
+								// whole answer (over TCP).
+								s.rotate.Store(r0)
+								tcpReq := &dnsserver.Request{Wire: wire, From: client, Proto: dnsserver.TCP, Now: req.Now}
+								slow, _ = s.respond(tcpReq, nil)
+							}
 							sameAnswer(t, what, got, slow)
 							if len(got) > req.MaxSize() {
 								t.Fatalf("%s: %d bytes for a %d-byte buffer", what, len(got), req.MaxSize())
