@@ -29,6 +29,13 @@ type Config struct {
 	// UDPSockets is how many SO_REUSEPORT UDP sockets serve in parallel.
 	// Default: GOMAXPROCS.
 	UDPSockets int `json:"udp_sockets,omitempty"`
+	// BlockingReads (Linux) waits for UDP queries in a blocking receive
+	// rather than in Go's netpoller. It was the default until the answer
+	// table: with answers that cheap, the Go runtime's work around a
+	// blocked thread (its P taken and handed back on every wake-up, the
+	// monitor thread polling every 20 µs meanwhile) cost more CPU per
+	// answer than the netpoller's extra receive (docs/BENCHMARKS.md).
+	BlockingReads bool `json:"blocking_reads,omitempty"`
 	// ReadTimeout bounds the wait for a TCP query once a connection is
 	// open. Default 5s.
 	ReadTimeout config.Duration `json:"read_timeout,omitempty"`

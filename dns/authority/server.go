@@ -100,7 +100,7 @@ func New(cfg Config, deps service.Deps) (*Server, error) {
 		udpSockets = runtime.GOMAXPROCS(0)
 	}
 	s.srv = dnsserver.New(dnsserver.Config{
-		Addr: cfg.Addr, Network: cfg.Network, UDPSockets: udpSockets, BlockingReads: true,
+		Addr: cfg.Addr, Network: cfg.Network, UDPSockets: udpSockets, BlockingReads: cfg.BlockingReads,
 		MaxUDPSize: cfg.MaxUDPSize, EDNSSize: uint16(cfg.MaxUDPSize),
 		MaxTCPConns: cfg.MaxTCPConns, DropIdle: true,
 		IdleTimeout: cfg.IdleTimeout.D(), QueryTimeout: cfg.ReadTimeout.D(), MaxTCPQueries: 1000,
