@@ -173,9 +173,10 @@ func (s *Server) buildTable(zs *zoneSet, prev map[*zone.Zone]*zoneTable) (*fastT
 // zoneTable builds the table of z, or returns nil when it would hold more
 // than budget bytes.
 func (s *Server) zoneTable(z *zone.Zone, budget int64) *zoneTable {
-	// A first guess from the zone's size avoids building most of a table
-	// that will not fit.
-	if int64(z.Len())*64 > budget {
+	// A first guess from the zone's size (an unsigned zone's table takes
+	// about 200 bytes a record) avoids building most of a table that will
+	// not fit, and the memory that would take.
+	if int64(z.Len())*256 > budget {
 		return nil
 	}
 	zt := &zoneTable{answers: map[string]*fastAnswer{}, names: map[string]*fastName{}}
