@@ -12,6 +12,11 @@
 #
 # Usage: bench/stream-qoe.sh [OUT] [SCHEDULES]
 #   SCHEDULES as streamqoe's -schedules (default: step, sawtooth, commute)
+#   ROUNDS=N (default 3): every round plays every schedule with every
+#   player, rounds one after the other (interleaved), then the medians.
+#   SIM=1: applayer's algorithms on the simulated clock only (no browser,
+#   seconds instead of minutes), e.g. on held-out cooked traces:
+#   SIM=1 bench/stream-qoe.sh OUT "bus=@/path/norway_bus_1;car=@/path/norway_car_2"
 # Needs ffmpeg, chromium and npm (Shaka is fetched once with npm pack into
 # $BENCH_CACHE, default ~/.cache/applayer-bench).
 set -euo pipefail
@@ -34,7 +39,8 @@ if [ ! -f "$SHAKA" ]; then
 	(cd "$CACHE/shaka-player-5.2.12" && npm pack --silent shaka-player@5.2.12 >/dev/null && tar xzf shaka-player-5.2.12.tgz)
 fi
 echo "date: $(date -u +%FT%TZ)  load: $(cut -d' ' -f1-3 /proc/loadavg)  commit: $(git rev-parse --short HEAD)"
-args=(-video "$VIDEO" -dashjs stream/testdata/dashjs/dash.mediaplayer.min.js -shaka "$SHAKA" -out "$OUT")
+args=(-video "$VIDEO" -dashjs stream/testdata/dashjs/dash.mediaplayer.min.js -shaka "$SHAKA" -out "$OUT" -rounds "${ROUNDS:-3}")
+[ -n "${SIM:-}" ] && args+=(-sim)
 [ -n "${2:-}" ] && args+=(-schedules "$2")
 "$CACHE/streamqoe" "${args[@]}"
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"

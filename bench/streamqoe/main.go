@@ -14,6 +14,7 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -49,6 +50,8 @@ type result struct {
 	StallTime  float64   `json:"stall_s"`
 	Switches   int       `json:"switches"`
 	Startup    float64   `json:"startup_s"`
+	QoEStartup float64   `json:"qoe_per_chunk_startup"` // the startup counted as rebuffering
+	Round      int       `json:"round"`
 	Rungs      []int     `json:"rungs"`
 	Rates      []float64 `json:"rates"`
 	Requests   int       `json:"segment_requests"` // video segment requests (more than segments: refetched)
@@ -64,6 +67,9 @@ func main() {
 	out := flag.String("out", "bench-stream-qoe", "output directory (JSON, plots)")
 	schedules := flag.String("schedules", "step=20M:20s,1M:20s,8M:15s;sawtooth=0.5M:3s,1M:3s,1.5M:3s,2M:3s,2.5M:3s,3M:3s,3.5M:3s;commute=@bench/stream-commute.cooked", "NAME=STEPS or NAME=@COOKED-FILE, separated by ;")
 	players := flag.String("players", "dashjs,dashjs-bola,shaka,throughput,bola,dynamic,mpc", "players")
+	rounds := flag.Int("rounds", 1, "rounds: each plays every schedule with every player, and the medians over rounds are printed")
+	verbose := flag.Bool("v", false, "with -sim: every segment's rung, times, throughput and buffer")
+	sim := flag.Bool("sim", false, "play applayer's algorithms on the simulated clock and network only (player.SimNet: no browser, no HTTP), with the video's real segment sizes")
 	flag.Parse()
 	if err := os.MkdirAll(*out, 0o755); err != nil {
 		log.Fatal(err)
@@ -94,72 +100,222 @@ func main() {
 		}
 		return s
 	}
-	var all []result
+	var scheds []schedule
 	for _, spec := range strings.Split(*schedules, ";") {
 		name, def, _ := strings.Cut(spec, "=")
 		sched, err := parseSchedule(def)
 		if err != nil {
 			log.Fatalf("%s: %v", name, err)
 		}
-		opt, _ := player.Optimum(player.OptimumInput{Sched: sched, Bitrates: pres.Bitrates, Segments: n, SegDur: pres.SegDur, Size: size, Mu: mu, MaxBuffer: 30})
-		optRes := result{Schedule: name, Player: "offline optimum", QoE: opt / float64(n)}
-		var rs []result
-		var mu2 sync.Mutex
-		var wg sync.WaitGroup
-		for _, pl := range strings.Split(*players, ",") {
-			switch pl {
-			case "dashjs", "dashjs-bola", "shaka":
-				continue // one at a time, below
+		in := player.OptimumInput{Sched: sched, Bitrates: pres.Bitrates, Segments: n, SegDur: pres.SegDur, Size: size, Mu: mu, MaxBuffer: 30}
+		opt, _ := player.Optimum(in)
+		in.CountStartup = true
+		optS, _ := player.Optimum(in)
+		scheds = append(scheds, schedule{name, def, sched, opt / float64(n), optS / float64(n)})
+	}
+	if *sim {
+		simulate(*video, mpdData, scheds, strings.Split(*players, ","), mu, n, *verbose)
+		return
+	}
+	var all []result
+	for round := 1; round <= *rounds; round++ {
+		for _, sc := range scheds {
+			rs := runSchedule(sc.name, sc.sched, strings.Split(*players, ","), func(pl string) result {
+				switch pl {
+				case "dashjs", "dashjs-bola", "shaka":
+					return runBrowser(*video, sc.sched, pl, *dashjs, *shaka, *chromium, pres, mu)
+				}
+				return runOurs(*video, sc.sched, pl, mu)
+			})
+			for i := range rs {
+				rs[i].Round = round
+				rs[i].QoEStartup = rs[i].QoE - mu*rs[i].Startup/float64(n)
 			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				r := runOurs(*video, sched, pl, mu)
-				r.Schedule = name
-				mu2.Lock()
-				rs = append(rs, r)
-				mu2.Unlock()
-			}()
-		}
-		wg.Wait()
-		for _, pl := range strings.Split(*players, ",") {
-			switch pl {
-			case "dashjs", "dashjs-bola", "shaka":
-				r := runBrowser(*video, sched, pl, *dashjs, *shaka, *chromium, pres, mu)
-				r.Schedule = name
-				rs = append(rs, r)
+			rs = append(rs, result{Schedule: sc.name, Player: "offline optimum", Round: round, QoE: sc.opt, QoEStartup: sc.optS})
+			fmt.Printf("\n== round %d, schedule %s (%s), %d segments of %.0f s, mu %.2f; load %s\n", round, sc.name, sc.def, n, pres.SegDur, mu, loadavg())
+			fmt.Printf("%-20s %9s %9s %10s %7s %8s %9s %8s %9s\n", "player", "QoE/chunk", "+startup", "avg kbit/s", "stalls", "stall s", "switches", "startup", "requests")
+			for _, r := range rs {
+				if r.Err != "" {
+					fmt.Printf("%-20s error: %s\n", r.Player, r.Err)
+					continue
+				}
+				fmt.Printf("%-20s %9.3f %9.3f %10.0f %7d %8.2f %9d %8.2f %9d\n", r.Player, r.QoE, r.QoEStartup, r.AvgRate/1e3, r.Stalls, r.StallTime, r.Switches, r.Startup, r.Requests)
+			}
+			all = append(all, rs...)
+			chart := plot.Chart{Title: fmt.Sprintf("Chosen bit rate per segment, schedule %s, round %d", sc.name, round), XLabel: "segment", YLabel: "Mbit/s"}
+			for _, r := range rs {
+				if len(r.Rates) == 0 {
+					continue
+				}
+				var x, y []float64
+				for i, v := range r.Rates {
+					x = append(x, float64(i+1))
+					y = append(y, v/1e6)
+				}
+				chart.Series = append(chart.Series, plot.Series{Name: r.Player, X: x, Y: y})
+			}
+			if err := chart.Save(filepath.Join(*out, "stream-qoe-"+sc.name+".png"), filepath.Join(*out, "stream-qoe-"+sc.name+".svg")); err != nil {
+				log.Print(err)
 			}
 		}
-		sort.Slice(rs, func(i, j int) bool { return rs[i].Player < rs[j].Player })
-		rs = append(rs, optRes)
-		fmt.Printf("\n== schedule %s (%s), %d segments of %.0f s, mu %.2f\n", name, def, n, pres.SegDur, mu)
-		fmt.Printf("%-20s %9s %10s %7s %8s %9s %8s %9s\n", "player", "QoE/chunk", "avg kbit/s", "stalls", "stall s", "switches", "startup", "requests")
-		for _, r := range rs {
-			if r.Err != "" {
-				fmt.Printf("%-20s error: %s\n", r.Player, r.Err)
-				continue
-			}
-			fmt.Printf("%-20s %9.3f %10.0f %7d %8.2f %9d %8.2f %9d\n", r.Player, r.QoE, r.AvgRate/1e3, r.Stalls, r.StallTime, r.Switches, r.Startup, r.Requests)
-		}
-		all = append(all, rs...)
-		chart := plot.Chart{Title: "Chosen bit rate per segment, schedule " + name, XLabel: "segment", YLabel: "Mbit/s"}
-		for _, r := range rs {
-			if len(r.Rates) == 0 {
-				continue
-			}
-			var x, y []float64
-			for i, v := range r.Rates {
-				x = append(x, float64(i+1))
-				y = append(y, v/1e6)
-			}
-			chart.Series = append(chart.Series, plot.Series{Name: r.Player, X: x, Y: y})
-		}
-		if err := chart.Save(filepath.Join(*out, "stream-qoe-"+name+".png"), filepath.Join(*out, "stream-qoe-"+name+".svg")); err != nil {
-			log.Print(err)
-		}
+	}
+	if *rounds > 1 {
+		printMedians(all, *rounds)
 	}
 	data, _ := json.MarshalIndent(all, "", "  ")
 	os.WriteFile(filepath.Join(*out, "stream-qoe.json"), data, 0o644)
+}
+
+// schedule is one bandwidth schedule with its offline optima.
+type schedule struct {
+	name, def string
+	sched     *shape.Schedule
+	opt, optS float64 // QoE per chunk; optS counts the startup
+}
+
+// runSchedule plays sched with every player: applayer's at the same time
+// (each with its own origin, proxy and bucket), then the browsers one
+// after the other.
+func runSchedule(name string, sched *shape.Schedule, players []string, run func(pl string) result) []result {
+	var rs []result
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, pl := range players {
+		if isBrowser(pl) {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := run(pl)
+			mu.Lock()
+			rs = append(rs, r)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	for _, pl := range players {
+		if isBrowser(pl) {
+			rs = append(rs, run(pl))
+		}
+	}
+	for i := range rs {
+		rs[i].Schedule = name
+	}
+	sort.Slice(rs, func(i, j int) bool { return rs[i].Player < rs[j].Player })
+	return rs
+}
+
+func isBrowser(pl string) bool { return pl == "dashjs" || pl == "dashjs-bola" || pl == "shaka" }
+
+func loadavg() string {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(data))
+	return strings.Join(f[:min(3, len(f))], " ")
+}
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return math.NaN()
+	}
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// printMedians prints, per schedule and player, the medians over the
+// rounds that finished.
+func printMedians(all []result, rounds int) {
+	type key struct{ sched, player string }
+	by := map[key][]result{}
+	var order []key
+	for _, r := range all {
+		k := key{r.Schedule, r.Player}
+		if _, ok := by[k]; !ok {
+			order = append(order, k)
+		}
+		if r.Err == "" {
+			by[k] = append(by[k], r)
+		}
+	}
+	opt := map[string][2]float64{}
+	for _, r := range all {
+		if r.Player == "offline optimum" {
+			opt[r.Schedule] = [2]float64{r.QoE, r.QoEStartup}
+		}
+	}
+	fmt.Printf("\n== medians over %d rounds (QoE per chunk; %% of the offline optimum; + startup: the startup counted as rebuffering, against the optimum that counts it too)\n", rounds)
+	fmt.Printf("%-10s %-20s %5s %9s %7s %9s %7s %10s %8s %9s %8s\n", "schedule", "player", "runs", "QoE", "%opt", "+startup", "%opt", "avg kbit/s", "stall s", "switches", "startup")
+	for _, k := range order {
+		rs := by[k]
+		get := func(f func(r result) float64) float64 {
+			var xs []float64
+			for _, r := range rs {
+				xs = append(xs, f(r))
+			}
+			return median(xs)
+		}
+		q, qs := get(func(r result) float64 { return r.QoE }), get(func(r result) float64 { return r.QoEStartup })
+		o := opt[k.sched]
+		fmt.Printf("%-10s %-20s %5d %9.3f %6.1f%% %9.3f %6.1f%% %10.0f %8.2f %9.1f %8.2f\n", k.sched, k.player, len(rs), q, 100*q/o[0], qs, 100*qs/o[1],
+			get(func(r result) float64 { return r.AvgRate / 1e3 }), get(func(r result) float64 { return r.StallTime }),
+			get(func(r result) float64 { return float64(r.Switches) }), get(func(r result) float64 { return r.Startup }))
+	}
+}
+
+// simulate plays each of applayer's algorithms on the simulated clock and
+// network over each schedule, with the packaged video's real segment
+// sizes, and prints QoE against the offline optimum: deterministic and
+// fast, for evaluating the algorithms on many traces.
+func simulate(dir string, mpdData []byte, scheds []schedule, players []string, mu float64, n int, verbose bool) {
+	fmt.Printf("%-18s %-12s %9s %7s %9s %7s %8s %9s %8s\n", "schedule", "player", "QoE", "%opt", "+startup", "%opt", "stall s", "switches", "startup")
+	for _, sc := range scheds {
+		for _, pl := range players {
+			if isBrowser(pl) {
+				continue
+			}
+			alg, err := abr.New(pl, mu)
+			if err != nil {
+				log.Fatal(err)
+			}
+			clock := player.NewSimClock(time.Unix(1e9, 0))
+			net := &player.SimNet{Clock: clock, Sched: sc.sched,
+				Body: func(u string) ([]byte, bool) { return mpdData, strings.HasSuffix(u, ".mpd") },
+				Size: func(u string) (int64, error) {
+					p, err := url.Parse(u)
+					if err != nil {
+						return 0, err
+					}
+					fi, err := os.Stat(filepath.Join(dir, p.Path))
+					if err != nil {
+						return 0, err
+					}
+					return fi.Size(), nil
+				}}
+			rep, err := player.Play(context.Background(), "http://origin/manifest.mpd", player.Options{Fetcher: net, Clock: clock, Algorithm: alg, Mu: mu, MaxBuffer: 30 * time.Second})
+			if err != nil {
+				log.Fatalf("%s on %s: %v", pl, sc.name, err)
+			}
+			qs := (rep.QoE - mu*rep.Startup) / float64(n)
+			var rungs []string
+			for _, sg := range rep.Segments {
+				rungs = append(rungs, strconv.Itoa(sg.Rung))
+			}
+			fmt.Printf("%-18s %-12s %9.3f %6.1f%% %9.3f %6.1f%% %8.2f %9d %8.2f  %s\n", sc.name, pl, rep.QoEPerChunk, 100*rep.QoEPerChunk/sc.opt, qs, 100*qs/sc.optS, rep.StallTime, rep.Switches, rep.Startup, strings.Join(rungs, ""))
+			if verbose {
+				for _, sg := range rep.Segments {
+					fmt.Printf("    segment %2d rung %d  %6.2f-%6.2f s  %5.2f Mbit/s  buffer %5.2f s  abandoned %v\n", sg.Index+1, sg.Rung, sg.Start, sg.End, sg.Throughput/1e6, sg.Buffer, sg.Abandoned)
+				}
+			}
+		}
+		fmt.Printf("%-18s %-12s %9.3f %7s %9.3f\n", sc.name, "optimum", sc.opt, "", sc.optS)
+	}
 }
 
 func audioURL(p *player.Presentation, i int) string {

@@ -12,6 +12,7 @@ import (
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/applayer/applayer/internal/config"
 	"github.com/applayer/applayer/internal/service"
 	"github.com/applayer/applayer/internal/testkit"
 )
@@ -219,6 +220,28 @@ func TestCacheTTLAndNegative(t *testing.T) {
 	}
 	if hits := testutil.ToFloat64(r.m.hits); hits < 2 {
 		t.Errorf("cache hits = %v", hits)
+	}
+}
+
+// TestMaxTTLCapsReplyCache: with MaxTTL below a record's TTL (300 s)
+// the client is told at most MaxTTL and the reply cache keeps the answer
+// no longer: past it the resolver asks upstream again.
+func TestMaxTTLCapsReplyCache(t *testing.T) {
+	h := newHierarchy(t, 0)
+	r := startResolver(t, h, func(c *Config) { c.NoPrefetch = true; c.MaxTTL = config.Duration(60 * time.Second) })
+	m := ask(t, r.addr, "www.example.test", dns.TypeA)
+	if len(m.Answer) != 2 || m.Answer[0].Header().Ttl != 60 || m.Answer[1].Header().Ttl != 60 {
+		t.Fatalf("first answer %v, want TTL 60", m.Answer)
+	}
+	before := h.example.Queries.Load()
+	r.clock.Advance(30 * time.Second)
+	if m = ask(t, r.addr, "www.example.test", dns.TypeA); m.Answer[0].Header().Ttl != 30 || h.example.Queries.Load() != before {
+		t.Errorf("after 30s: TTL %d, %d queries upstream; want 30 from the cache", m.Answer[0].Header().Ttl, h.example.Queries.Load()-before)
+	}
+	r.clock.Advance(31 * time.Second)
+	ask(t, r.addr, "www.example.test", dns.TypeA)
+	if h.example.Queries.Load() == before {
+		t.Errorf("after 61s the answer still came from the cache (its record's TTL is 300s, MaxTTL 60s)")
 	}
 }
 

@@ -474,6 +474,10 @@ func (s *Server) store(key []byte, req *dns.Msg, res *result) []byte {
 		resp.Answer = clientSpelling(filterDNSSEC(res.answer, do, req.Question[0].Qtype), qname)
 		resp.Ns = clientSpelling(filterDNSSEC(res.ns, do, req.Question[0].Qtype), qname)
 		resp.AuthenticatedData = res.sec == secSecure && (do || req.AuthenticatedData) && !req.CheckingDisabled
+		// MaxTTL caps what the client is told and what the reply cache
+		// keeps, as it caps the RRset cache.
+		maxTTL := uint32(s.cfg.MaxTTL.D() / time.Second)
+		resp.Answer, resp.Ns = capTTL(resp.Answer, maxTTL), capTTL(resp.Ns, maxTTL)
 	}
 	if opt != nil {
 		resp.SetEdns0(1232, do)
@@ -513,6 +517,27 @@ func (s *Server) store(key []byte, req *dns.Msg, res *result) []byte {
 }
 
 func mustPack(m *dns.Msg) []byte { b, _ := m.Pack(); return b }
+
+// capTTL returns rrs with every TTL above max lowered to it (those
+// records copied: rrs may be the cache's own).
+func capTTL(rrs []dns.RR, max uint32) []dns.RR {
+	var out []dns.RR
+	for i, rr := range rrs {
+		if rr.Header().Ttl <= max {
+			continue
+		}
+		if out == nil {
+			out = append([]dns.RR(nil), rrs...)
+		}
+		c := dns.Copy(rr)
+		c.Header().Ttl = max
+		out[i] = c
+	}
+	if out == nil {
+		return rrs
+	}
+	return out
+}
 
 // filterDNSSEC drops DNSSEC records the client did not ask for (no DO bit).
 func filterDNSSEC(rrs []dns.RR, do bool, qtype uint16) []dns.RR {

@@ -41,15 +41,21 @@ type State struct {
 	// Size, when set, is the size in bytes of segment i at rung r (the
 	// player knows sizes it has seen); otherwise bit rate times duration.
 	Size func(i, r int) float64
+	// Extra is the bit rate of what is downloaded with every segment
+	// whatever the rung (the audio track), bit/s: a segment's download
+	// carries its duration times Extra more bits.
+	Extra float64
 }
 
+// size is segment i's bytes at rung r, with what comes with it (Extra).
 func (s *State) size(i, r int) float64 {
+	extra := s.Extra * s.SegDur / 8
 	if s.Size != nil {
 		if v := s.Size(i, r); v > 0 {
-			return v
+			return v + extra
 		}
 	}
-	return s.Bitrates[r] * s.SegDur / 8
+	return s.Bitrates[r]*s.SegDur/8 + extra
 }
 
 // Algorithm chooses rungs. Implementations may keep state between calls

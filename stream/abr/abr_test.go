@@ -77,22 +77,83 @@ func TestMPCChoice(t *testing.T) {
 	}
 }
 
-// TestRobustPredictor: the prediction is the harmonic mean discounted by
-// the largest recent relative error, capped at MaxError.
+// TestRobustPredictor: the prediction is the harmonic mean of the last
+// Window samples discounted by the largest recent relative
+// over-prediction, capped at MaxError (default 15%).
 func TestRobustPredictor(t *testing.T) {
 	hm := 2.0 / (1/2e6 + 1/1e6)
 	for _, c := range []struct {
 		maxErr, discount float64
-	}{{-1, 2}, {0, 1.5}, {0.25, 1.25}} {
+	}{{-1, 2}, {0, 1.15}, {0.5, 1.5}} {
 		p := &Robust{MaxError: c.maxErr}
 		if got := p.Predict([]float64{2e6}); got != 2e6 {
 			t.Fatalf("first prediction %v, want 2e6", got)
 		}
-		// It predicted 2M, 1M came: an error of 100%; the harmonic
-		// mean of 2M and 1M is 1.333M.
+		// It predicted 2M, 1M came: an over-prediction of 100%; the
+		// harmonic mean of 2M and 1M is 1.333M.
 		got := p.Predict([]float64{2e6, 1e6})
 		if want := hm / c.discount; math.Abs(got-want) > 1 {
 			t.Errorf("MaxError %v: prediction %v, want %v", c.maxErr, got, want)
+		}
+	}
+	// An under-prediction (1M predicted, 2M came) is no error by default;
+	// robustMPC's symmetric error discounts it by |1 - 2| / 2 = 50%, capped
+	// at 15%.
+	for _, c := range []struct {
+		sym      bool
+		discount float64
+	}{{false, 1}, {true, 1.15}} {
+		p := &Robust{Symmetric: c.sym}
+		p.Predict([]float64{1e6})
+		if got, want := p.Predict([]float64{1e6, 2e6}), hm/c.discount; math.Abs(got-want) > 1 {
+			t.Errorf("symmetric %v: prediction %v after a rise, want %v", c.sym, got, want)
+		}
+	}
+	// The window: samples older than the last four are forgotten.
+	p := &Robust{}
+	if got := p.Predict([]float64{20e6, 20e6, 1e6, 1e6, 1e6, 1e6}); math.Abs(got-1e6) > 1 {
+		t.Errorf("prediction %v after four 1M samples, want 1M", got)
+	}
+}
+
+// TestMPCSafety: QoE_lin alone accepts a short planned stall for a higher
+// rung (0.8M video and 0.128M audio at 0.91 Mbit/s take 2.04 s with 2 s
+// buffered: 0.04 s of stall per segment, 0.1 of penalty, for 0.5 more
+// rate); Safety refuses a first move that would not arrive 15% before the
+// buffer empties, and only then.
+func TestMPCSafety(t *testing.T) {
+	bitrates := []float64{0.3e6, 0.8e6}
+	for _, c := range []struct {
+		safety, bw, buffer float64
+		want               int
+	}{
+		{-1, 0.91e6, 2, 1},
+		{0, 0.91e6, 2, 0},
+		{0, 0.91e6, 2.5, 1}, // 2.04 s / 0.85 = 2.4 s fits in 2.5 s
+		{0, 0.91e6, 0, 0},   // startup: no buffer to protect, the plan decides
+		{0, 20e6, 0, 1},
+	} {
+		m := &MPC{Mu: 2.5, Safety: c.safety}
+		got := m.ChooseFor(&State{Bitrates: bitrates, SegDur: 2, Segments: 100, Buffer: c.buffer, Last: 0, MaxBuffer: 30, Extra: 0.128e6}, c.bw)
+		if got != c.want {
+			t.Errorf("safety %v, %.2f Mbit/s, buffer %.1fs: rung %d, want %d", c.safety, c.bw/1e6, c.buffer, got, c.want)
+		}
+	}
+}
+
+// TestMPCExtra: the audio downloaded with every segment counts in MPC's
+// download times. At 2.2 Mbit/s with 2 s buffered, a 2 Mbit/s segment
+// alone takes 1.82 s and the buffer grows, so MPC climbs from 1M; with
+// 0.5 Mbit/s of audio it takes 2.27 s and would stall, so MPC stays.
+func TestMPCExtra(t *testing.T) {
+	bitrates := []float64{1e6, 2e6, 4e6}
+	for _, c := range []struct {
+		extra float64
+		want  int
+	}{{0, 1}, {0.5e6, 0}} {
+		got := (&MPC{Safety: -1}).ChooseFor(&State{Bitrates: bitrates, SegDur: 2, Segments: 100, Buffer: 2, Last: 0, MaxBuffer: 30, Extra: c.extra}, 2.2e6)
+		if got != c.want {
+			t.Errorf("extra %v: rung %d, want %d", c.extra, got, c.want)
 		}
 	}
 }

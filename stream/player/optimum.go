@@ -22,6 +22,11 @@ type OptimumInput struct {
 	// RTT is added to every download (the player's audio and request
 	// overheads are not modelled).
 	RTT time.Duration
+	// CountStartup penalises the startup delay at Mu like rebuffering
+	// (the first segment's download is rebuffering in Pensieve's QoE, a
+	// startup term weighted as rebuffering in MPC's); by default startup
+	// is free, as in the player's QoE_lin.
+	CountStartup bool
 }
 
 // Optimum returns the best QoE_lin a player could reach on the trace,
@@ -82,6 +87,9 @@ func Optimum(in OptimumInput) (float64, []int) {
 				}
 				nb := b + in.SegDur
 				started := s.started
+				if !started && in.CountStartup {
+					q -= in.Mu * dl
+				}
 				if started {
 					rebuf := math.Max(dl-b, 0)
 					q -= in.Mu * rebuf

@@ -361,6 +361,11 @@ func (pres *Presentation) Play(ctx context.Context, o Options) (*Report, error) 
 		}
 	}
 	idx := 0
+	audioHad := -1 // the index whose audio segment is fetched
+	extra := 0.0   // the audio's bit rate, fetched with every segment
+	if pres.Audio != nil && !o.NoAudio {
+		extra = float64(pres.Audio.Rep.Bandwidth)
+	}
 	// applyEvents handles due events; it returns the time to the next.
 	applyEvents := func(now time.Time) time.Duration {
 		for len(events) > 0 && now.Sub(t0) >= events[0].At {
@@ -385,6 +390,7 @@ func (pres *Presentation) Play(ctx context.Context, o Options) (*Report, error) 
 				pb.pos = pres.Video[0].Segments[k].Start.Seconds()
 				pb.end = pb.pos
 				idx = k
+				audioHad = -1
 				if pb.st != paused {
 					pb.st = seeking
 				} else {
@@ -400,6 +406,35 @@ func (pres *Presentation) Play(ctx context.Context, o Options) (*Report, error) 
 	}
 	fetch := func(u string, progress func(got, total int64) bool) ([]byte, int64, error) {
 		return o.Fetcher.Fetch(ctx, u, progress)
+	}
+	hasAudio := func(i int) bool { return pres.Audio != nil && !o.NoAudio && i < len(pres.Audio.Segments) }
+	// fetchAudio fetches segment i's audio (and the audio init first);
+	// it returns the bytes.
+	fetchAudio := func(i int) (int64, error) {
+		audioHad = i
+		if !hasAudio(i) {
+			return 0, nil
+		}
+		var bytes int64
+		if !audioInit && pres.Audio.Init != "" {
+			body, m, err := fetch(pres.Audio.Init, nil)
+			if err != nil {
+				return 0, err
+			}
+			if o.Keep != nil {
+				o.Keep("audio-init", 0, -1, body)
+			}
+			bytes += m
+			audioInit = true
+		}
+		body, m, err := fetch(pres.Audio.Segments[i].URL, nil)
+		if err != nil {
+			return 0, err
+		}
+		if o.Keep != nil {
+			o.Keep("audio", 0, i, body)
+		}
+		return bytes + m, nil
 	}
 	for idx < n {
 		if err := ctx.Err(); err != nil {
@@ -425,10 +460,27 @@ func (pres *Presentation) Play(ctx context.Context, o Options) (*Report, error) 
 			}
 			continue
 		}
+		// With no throughput sample yet (the first segment), the
+		// segment's audio goes first and its download rate is
+		// the first sample: the first rung is chosen on a measurement, not
+		// a guess.
+		var probed int64
+		if len(throughputs) == 0 && hasAudio(idx) {
+			t := o.Clock.Now()
+			m, err := fetchAudio(idx)
+			if err != nil {
+				return nil, err
+			}
+			if dl := o.Clock.Now().Sub(t).Seconds(); dl > 0 && m > 0 {
+				throughputs = append(throughputs, float64(m)*8/dl)
+			}
+			probed = m
+			pb.advance(o.Clock.Now())
+		}
 		st := &abr.State{
 			Bitrates: pres.Bitrates, SegDur: segDur, Index: idx, Segments: n, Buffer: pb.level(),
 			MaxBuffer: maxBuf, Last: last, Throughputs: throughputs,
-			Size: func(i, r int) float64 { return sizes[[2]int{i, r}] },
+			Size: func(i, r int) float64 { return sizes[[2]int{i, r}] }, Extra: extra,
 		}
 		rung := o.Algorithm.Choose(st)
 		rung = min(max(rung, 0), len(pres.Video)-1)
@@ -522,24 +574,10 @@ func (pres *Presentation) Play(ctx context.Context, o Options) (*Report, error) 
 			}
 			break
 		}
-		if pres.Audio != nil && !o.NoAudio && idx < len(pres.Audio.Segments) {
-			if !audioInit && pres.Audio.Init != "" {
-				body, m, err := fetch(pres.Audio.Init, nil)
-				if err != nil {
-					return nil, err
-				}
-				if o.Keep != nil {
-					o.Keep("audio-init", 0, -1, body)
-				}
-				bytes += m
-				audioInit = true
-			}
-			body, m, err := fetch(pres.Audio.Segments[idx].URL, nil)
+		if audioHad != idx {
+			m, err := fetchAudio(idx)
 			if err != nil {
 				return nil, err
-			}
-			if o.Keep != nil {
-				o.Keep("audio", 0, idx, body)
 			}
 			bytes += m
 		}
@@ -550,6 +588,7 @@ func (pres *Presentation) Play(ctx context.Context, o Options) (*Report, error) 
 			tput = float64(bytes) * 8 / dl
 			throughputs = append(throughputs, tput)
 		}
+		bytes += probed
 		pb.advance(end)
 		pb.arrived(pres.Video[rung].Segments[idx].Duration.Seconds(), startup)
 		if last >= 0 && rung != last {

@@ -18,6 +18,13 @@ import (
 // duration in size.
 func simMPD(t testing.TB, bitrates []float64, n int, segDur float64) []byte {
 	t.Helper()
+	return simMPDAudio(t, bitrates, 0, n, segDur)
+}
+
+// simMPDAudio is simMPD with an audio track of audio bit/s (none if 0),
+// Representation a0.
+func simMPDAudio(t testing.TB, bitrates []float64, audio float64, n int, segDur float64) []byte {
+	t.Helper()
 	one := uint64(1)
 	as := mpd.AdaptationSet{ContentType: "video", MimeType: "video/mp4", SegmentTemplate: &mpd.SegmentTemplate{
 		Timescale: 1000, StartNumber: &one, Initialization: "init-$RepresentationID$.m4s", Media: "seg-$RepresentationID$-$Number$.m4s",
@@ -26,8 +33,15 @@ func simMPD(t testing.TB, bitrates []float64, n int, segDur float64) []byte {
 	for i, b := range bitrates {
 		as.Representations = append(as.Representations, mpd.Representation{ID: fmt.Sprintf("v%d", i), Bandwidth: int64(b), Codecs: "avc1.42c01e"})
 	}
+	sets := []mpd.AdaptationSet{as}
+	if audio > 0 {
+		a := as
+		a.ContentType, a.MimeType = "audio", "audio/mp4"
+		a.Representations = []mpd.Representation{{ID: "a0", Bandwidth: int64(audio), Codecs: "mp4a.40.2"}}
+		sets = append(sets, a)
+	}
 	m := &mpd.MPD{Type: "static", MediaPresentationDuration: mpd.Duration(time.Duration(float64(n) * segDur * float64(time.Second))),
-		Periods: []mpd.Period{{AdaptationSets: []mpd.AdaptationSet{as}}}}
+		Periods: []mpd.Period{{AdaptationSets: sets}}}
 	data, err := mpd.Marshal(m)
 	if err != nil {
 		t.Fatal(err)
@@ -38,7 +52,13 @@ func simMPD(t testing.TB, bitrates []float64, n int, segDur float64) []byte {
 // simRun plays a simulated presentation over sched.
 func simRun(t testing.TB, bitrates []float64, n int, segDur float64, sched *shape.Schedule, o Options) *Report {
 	t.Helper()
-	data := simMPD(t, bitrates, n, segDur)
+	return simRunAudio(t, bitrates, 0, n, segDur, sched, o)
+}
+
+// simRunAudio is simRun with an audio track of audio bit/s (none if 0).
+func simRunAudio(t testing.TB, bitrates []float64, audio float64, n int, segDur float64, sched *shape.Schedule, o Options) *Report {
+	t.Helper()
+	data := simMPDAudio(t, bitrates, audio, n, segDur)
 	clock := NewSimClock(time.Unix(1e9, 0))
 	net := &SimNet{Clock: clock, Sched: sched,
 		Body: func(u string) ([]byte, bool) {
@@ -51,6 +71,9 @@ func simRun(t testing.TB, bitrates []float64, n int, segDur float64, sched *shap
 			var r, k int
 			if strings.Contains(u, "init-") {
 				return 0, nil
+			}
+			if strings.Contains(u, "seg-a0-") {
+				return int64(audio * segDur / 8), nil
 			}
 			if _, err := fmt.Sscanf(u[strings.LastIndex(u, "/")+1:], "seg-v%d-%d.m4s", &r, &k); err != nil {
 				return 0, fmt.Errorf("no such object %s", u)
@@ -138,6 +161,18 @@ func TestNoStallWhenLowestFits(t *testing.T) {
 				t.Fatalf("%d stalls (%.2fs): %+v", rep.Stalls, rep.StallTime, rep.Segments)
 			}
 		})
+	}
+	// The bench's ladder with audio just under the second rung (0.928
+	// Mbit/s with audio at 0.91): QoE_lin alone would buy the second rung
+	// with 0.04 s stalls; MPC's Safety does not.
+	for _, mbps := range []float64{0.91, 0.6} {
+		rep := simRunAudio(t, benchLadder, benchAudio, 30, 2, constant(t, mbps), Options{Algorithm: &abr.MPC{}})
+		if rep.Stalls != 0 {
+			t.Errorf("mpc at %.2f Mbit/s: %d stalls (%.2fs)", mbps, rep.Stalls, rep.StallTime)
+		}
+		if rep := simRunAudio(t, benchLadder, benchAudio, 30, 2, constant(t, mbps), Options{Algorithm: &abr.MPC{Safety: -1}}); mbps == 0.91 && rep.Stalls == 0 {
+			t.Errorf("mpc without Safety at %.2f Mbit/s did not stall: the case no longer tests Safety", mbps)
+		}
 	}
 }
 
