@@ -10,6 +10,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/applayer/applayer/dns/dnsserver"
+	"github.com/applayer/applayer/dns/zone"
 )
 
 // spell0x20 returns name with the case of its letters flipped at random
@@ -260,4 +261,44 @@ func unpackAnswer(t *testing.T, wire []byte) *dns.Msg {
 		t.Fatal(err)
 	}
 	return m
+}
+
+// TestAnswerTableFollowsZoneChanges: a zone served anew (a reload, a
+// transfer, a re-signing) gets its own table: the answer changes with it.
+func TestAnswerTableFollowsZoneChanges(t *testing.T) {
+	s := newTestServer(t, Config{})
+	ask := func() *dns.Msg {
+		q := new(dns.Msg)
+		q.SetQuestion("mail.example.com.", dns.TypeA)
+		wire, _ := q.Pack()
+		req := &dnsserver.Request{Wire: wire, From: client, Proto: dnsserver.UDP, Now: time.Now(), MaxUDP: 1232}
+		if s.answerFast(s.zones.Load().fast, req, nil) == nil {
+			t.Fatal("mail.example.com A is not in the table")
+		}
+		return unpackAnswer(t, s.Respond(wire, client, false, nil))
+	}
+	if m := ask(); len(m.Answer) != 1 || m.Answer[0].(*dns.A).A.String() != "192.0.2.25" {
+		t.Fatalf("before: %v", m.Answer)
+	}
+	old := s.Zone("example.com.")
+	var rrs []dns.RR
+	for _, rr := range old.Records() {
+		if a, ok := rr.(*dns.A); ok && a.Hdr.Name == "mail.example.com." {
+			a = dns.Copy(a).(*dns.A)
+			a.A = []byte{192, 0, 2, 26}
+			rr = a
+		}
+		rrs = append(rrs, rr)
+	}
+	z, err := zone.New("example.com.", rrs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.SetZone(z)
+	if m := ask(); len(m.Answer) != 1 || m.Answer[0].(*dns.A).A.String() != "192.0.2.26" {
+		t.Fatalf("after: %v", m.Answer)
+	}
+	if s.tables[old] != nil {
+		t.Error("the old zone's table is still kept")
+	}
 }
