@@ -9,12 +9,28 @@
 # time (utime+stime of every process of the server, from /proc/PID/stat),
 # and the servers' RSS.
 #
-# Usage: bench/dns-authority.sh [rounds] [seconds]     (default 3 rounds of 12 s)
+# Usage: bench/dns-authority.sh [rounds] [seconds] [mix]  (default 3 rounds of 12 s, mix synthetic)
 #        RSS1M=1 bench/dns-authority.sh                (also: RSS for a 1M-record zone)
+#
+# mix "synthetic": the 10,000-name zone below (80% answers, 10% NODATA, 10%
+# NXDOMAIN), servers pinned. mix "textbook": a zone like the chapter's
+# amazon.com (MX whose targets go in the additional section, CNAMEs to
+# in-zone and out-of-zone targets, a wildcard, a delegation with glue, SRV,
+# a TXT too big for a 1232-byte datagram, 2,000 hosts with A and AAAA) in
+# three copies served side by side: unsigned (amazon.com, queries with EDNS),
+# signed with NSEC (amazon.net) and with NSEC3 (amazon.org), both asked with
+# DO=1 (all signed by ldns-signzone, so the three servers serve the same
+# records). A realistic query mix by type (about a quarter NXDOMAIN for
+# random names) is run on each copy with the servers pinned to CPU 0
+# (dnsperf on CPU 1) and unpinned (PIN="pinned unpinned" by default); with
+# CLASSES=1 each query class is also run alone (CLASS_SECS seconds, default
+# 3), pinned, for the per-class table.
 set -euo pipefail
 
 ROUNDS=${1:-3}
 SECS=${2:-12}
+MIX=${3:-synthetic}
+case $MIX in synthetic | textbook) ;; *) echo "mix: synthetic or textbook" >&2; exit 2 ;; esac
 ADDR=127.0.0.1
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 WORK=$(mktemp -d /tmp/bench-dns-authority.XXXXXX)
@@ -87,6 +103,14 @@ waitport() {
 	echo "server on port $1 did not come up" >&2; return 1
 }
 freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END{ if (NR%2) print a[(NR+1)/2]; else printf "%.0f\n", (a[NR/2]+a[NR/2+1])/2 }'; }
+
+if [ "$MIX" = textbook ]; then
+	# shellcheck source=bench/dns-authority-textbook.sh
+	. "$HERE/bench/dns-authority-textbook.sh"
+	exit 0
+fi
 
 P_APP=$(freeport); P_NSD=$(freeport); P_KNOT=$(freeport)
 
@@ -165,7 +189,6 @@ for r in $(seq 1 "$ROUNDS"); do
 	run knot $P_KNOT $SID_KNOT
 done
 
-median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END{ if (NR%2) print a[(NR+1)/2]; else printf "%.0f\n", (a[NR/2]+a[NR/2+1])/2 }'; }
 SID=$SID_APP; RSS_APP=$(rsskb)
 SID=$SID_NSD; RSS_NSD=$(rsskb)
 SID=$SID_KNOT; RSS_KNOT=$(rsskb)

@@ -53,7 +53,8 @@ func floodRandomNames(t *testing.T, addr string, n int) []byte {
 // and still answers from the cache.
 func TestAnswerCacheBoundedUnderRandomNames(t *testing.T) {
 	const bound = 256 << 10
-	s := newTestServer(t, Config{UDPSockets: 2, AnswerCacheBytes: bound})
+	// The answer table answers random names without the cache: off here.
+	s := newTestServer(t, Config{UDPSockets: 2, AnswerCacheBytes: bound, AnswerTableBytes: -1})
 	start(t, s)
 	const n = 6000 // about 1.6 MB of entries if nothing were evicted
 	last := floodRandomNames(t, s.Addrs()[1].String(), n)
@@ -73,7 +74,7 @@ func TestAnswerCacheBoundedUnderRandomNames(t *testing.T) {
 // memory of a flood back.
 func TestAnswerCacheAgesOut(t *testing.T) {
 	clock := testkit.NewClock(time.Now())
-	s, err := New(Config{Addr: "127.0.0.1:0", AnswerCacheAge: 0, Zones: []ZoneConfig{{Origin: "example.com.", File: "testdata/example.com.zone"}}},
+	s, err := New(Config{Addr: "127.0.0.1:0", AnswerCacheAge: 0, AnswerTableBytes: -1, Zones: []ZoneConfig{{Origin: "example.com.", File: "testdata/example.com.zone"}}},
 		service.Deps{Logger: testkit.Logger(t), Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)
@@ -143,7 +144,7 @@ func TestAnswerCacheByteAccounting(t *testing.T) {
 // BenchmarkServeCachedUDP is the hot path of a UDP query answered from
 // the answer cache through the DNS server seam: it must not allocate.
 func BenchmarkServeCachedUDP(b *testing.B) {
-	s := newTestServer(b, Config{})
+	s := newTestServer(b, Config{AnswerTableBytes: -1})
 	q := new(dns.Msg)
 	q.SetQuestion("www.example.com.", dns.TypeA)
 	q.SetEdns0(1232, false)

@@ -13,6 +13,8 @@ import (
 // it from an atomic.Pointer; reloads build a new one and swap it in.
 type zoneSet struct {
 	zones map[string]*zone.Zone
+	// fast is the answer table (fast.go); nil when off.
+	fast *fastTable
 }
 
 // find returns the deepest zone containing key. A DS query for a zone's
@@ -46,8 +48,10 @@ type lookup struct {
 	m      *dns.Msg
 	do     bool
 	rotate *atomic.Uint32
-	// rotated is set when an address set was rotated: the answer varies.
-	rotated bool
+	// rotated is set when an address set was rotated: the answer varies;
+	// rotatedN is the size of that set.
+	rotated  bool
+	rotatedN int
 	// denial dedups the NSEC/NSEC3 records added to the authority section.
 	denied map[string]bool
 }
@@ -248,7 +252,7 @@ func (l *lookup) add(sec *[]dns.RR, name string, set *zone.RRset, rotate bool) {
 	rrs := set.RRs
 	if rotate && len(rrs) > 1 && l.rotate != nil {
 		if t := rrs[0].Header().Rrtype; t == dns.TypeA || t == dns.TypeAAAA {
-			l.rotated = true
+			l.rotated, l.rotatedN = true, len(rrs)
 			k := int(l.rotate.Add(1) % uint32(len(rrs)))
 			*sec = appendNamed(*sec, name, rrs[k:])
 			*sec = appendNamed(*sec, name, rrs[:k])

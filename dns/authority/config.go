@@ -29,6 +29,13 @@ type Config struct {
 	// UDPSockets is how many SO_REUSEPORT UDP sockets serve in parallel.
 	// Default: GOMAXPROCS.
 	UDPSockets int `json:"udp_sockets,omitempty"`
+	// BlockingReads (Linux) waits for UDP queries in a blocking receive
+	// rather than in Go's netpoller. It was the default until the answer
+	// table: with answers that cheap, the Go runtime's work around a
+	// blocked thread (its P taken and handed back on every wake-up, the
+	// monitor thread polling every 20 µs meanwhile) cost more CPU per
+	// answer than the netpoller's extra receive (docs/BENCHMARKS.md).
+	BlockingReads bool `json:"blocking_reads,omitempty"`
 	// ReadTimeout bounds the wait for a TCP query once a connection is
 	// open. Default 5s.
 	ReadTimeout config.Duration `json:"read_timeout,omitempty"`
@@ -43,6 +50,13 @@ type Config struct {
 	// AnswerCacheAge is how long a cached answer is served before it is
 	// answered afresh; older entries are removed. Default 30s.
 	AnswerCacheAge config.Duration `json:"answer_cache_age,omitempty"`
+	// AnswerTableBytes bounds the table of precomputed UDP answers built
+	// when the zones load (every name and type of a zone, with and without
+	// DNSSEC records, plus templates for referrals, wildcards and
+	// NXDOMAIN): a zone whose table would pass the bound is answered
+	// through the answer cache instead. Default 64 MiB; negative turns
+	// the table off.
+	AnswerTableBytes int64 `json:"answer_table_bytes,omitempty"`
 	// AllowTransfer lists who may AXFR and IXFR: an address or prefix
 	// ("127.0.0.0/8"), a TSIG key ("key:xfr-key": any address, the request
 	// signed with that key), or both ("192.0.2.2 key:xfr-key"). Empty
@@ -248,6 +262,9 @@ func (c *Config) defaults() {
 	}
 	if c.AnswerCacheBytes == 0 {
 		c.AnswerCacheBytes = 32 << 20
+	}
+	if c.AnswerTableBytes == 0 {
+		c.AnswerTableBytes = 64 << 20
 	}
 	if c.AnswerCacheAge <= 0 {
 		c.AnswerCacheAge = config.Duration(30 * time.Second)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 
 	"github.com/miekg/dns"
 
@@ -30,10 +31,19 @@ func (s *Server) ServeDNS(req *dnsserver.Request, out []byte) []byte {
 	}
 	s.m.udpQueries.Inc()
 	zs := s.zones.Load()
-	reply := s.cache.get(zs, req.Wire, out, req.Now)
-	if reply != nil {
-		s.m.rcode(int(reply[3] & 0xf))
-	} else {
+	var reply []byte
+	if zs.fast != nil && s.beforeAnswer == nil {
+		reply = s.answerFast(zs.fast, req, out)
+	}
+	switch {
+	case reply != nil:
+	case s.cache != nil:
+		if reply = s.cache.get(zs, req.Wire, out, req.Now); reply != nil {
+			s.m.rcode(int(reply[3] & 0xf))
+			break
+		}
+		fallthrough
+	default:
 		var cacheable bool
 		reply, cacheable = s.respond(req, out)
 		if reply != nil && cacheable {
@@ -79,13 +89,15 @@ func (s *Server) respond(r *dnsserver.Request, buf []byte) (out []byte, cacheabl
 	s.m.rcode(m.Rcode)
 	// Compressed as NSD and Knot do (smaller datagrams; the UDP answer
 	// cache pays the packing cost once per distinct query).
-	m.Compress = true
 	if !tcp {
 		m.Truncate(r.MaxSize())
 		if m.Truncated {
 			s.m.truncated.Inc()
 		}
 	}
+	// After Truncate: it turns compression off for a message that fits
+	// uncompressed.
+	m.Compress = true
 	out, err = m.PackBuffer(buf)
 	if err != nil {
 		s.log.Debug("pack answer", "err", err)
@@ -132,18 +144,27 @@ func (s *Server) handle(req *dns.Msg, from netip.AddrPort, tcp bool) (*dns.Msg, 
 	if s.beforeAnswer != nil {
 		s.beforeAnswer(req)
 	}
+	m, cacheable, _ := s.handleWith(s.zones.Load(), req, from, tcp, &s.rotate)
+	return m, cacheable
+}
+
+// handleWith is handle with the zones and the counter that rotates
+// address sets given; it
+// also returns the size of the set it rotated (0: none), for the answer
+// table, which precomputes every rotation.
+func (s *Server) handleWith(zs *zoneSet, req *dns.Msg, from netip.AddrPort, tcp bool, rotate *atomic.Uint32) (*dns.Msg, bool, int) {
 	m := new(dns.Msg)
 	m.SetReply(req)
 	m.RecursionDesired = req.RecursionDesired
 	if len(req.Question) != 1 {
 		m.Question = nil
 		m.Rcode = dns.RcodeFormatError
-		return m, false
+		return m, false, 0
 	}
 	opt, nopt := findOPT(req)
 	if nopt > 1 || tsigMisplaced(req) {
 		m.Rcode = dns.RcodeFormatError
-		return m, false
+		return m, false, 0
 	}
 	do := false
 	if opt != nil {
@@ -152,57 +173,57 @@ func (s *Server) handle(req *dns.Msg, from netip.AddrPort, tcp bool) (*dns.Msg, 
 		m.Extra = append(m.Extra, ro)
 		if opt.Version() != 0 {
 			m.Rcode = dns.RcodeBadVers
-			return m, false
+			return m, false, 0
 		}
 		if !s.options(opt, ro, from) {
 			m.Rcode = dns.RcodeFormatError
-			return m, false
+			return m, false, 0
 		}
 	}
 	switch req.Opcode {
 	case dns.OpcodeQuery:
 	case dns.OpcodeNotify:
 		s.notified(req, from, m)
-		return m, false
+		return m, false, 0
 	default:
 		m.Rcode = dns.RcodeNotImplemented
-		return m, false
+		return m, false, 0
 	}
 	q := req.Question[0]
 	if q.Qclass != dns.ClassINET && q.Qclass != dns.ClassANY {
 		m.Rcode = dns.RcodeRefused
-		return m, false
+		return m, false, 0
 	}
 	switch q.Qtype {
 	case dns.TypeOPT, dns.TypeTSIG, dns.TypeTKEY, 0:
 		m.Rcode = dns.RcodeFormatError
-		return m, false
+		return m, false, 0
 	case dns.TypeAXFR, dns.TypeIXFR:
 		// Transfers go over TCP (serveStream); over UDP, AXFR is refused and
 		// IXFR gets TC so the client retries over TCP.
 		if q.Qtype == dns.TypeIXFR && !tcp {
 			m.Truncated = true
-			return m, false
+			return m, false, 0
 		}
 		m.Rcode = dns.RcodeFormatError
-		return m, false
+		return m, false, 0
 	case dns.TypeMAILA, dns.TypeMAILB:
 		m.Rcode = dns.RcodeNotImplemented
-		return m, false
+		return m, false, 0
 	}
 	key := zone.Key(q.Name)
-	z := s.zones.Load().find(key, q.Qtype)
+	z := zs.find(key, q.Qtype)
 	if z == nil {
 		m.Rcode = dns.RcodeRefused
-		return m, false
+		return m, false, 0
 	}
 	// The OPT record goes last: take it off while sections fill.
 	extra := m.Extra
 	m.Extra = nil
-	l := lookup{z: z, m: m, do: do && z.Signed(), rotate: &s.rotate}
+	l := lookup{z: z, m: m, do: do && z.Signed(), rotate: rotate}
 	l.run(q)
 	m.Extra = append(m.Extra, extra...)
-	return m, !l.rotated && (opt == nil || len(opt.Option) == 0)
+	return m, !l.rotated && (opt == nil || len(opt.Option) == 0), l.rotatedN
 }
 
 // serveStream answers what a TCP query needs the connection for: signed

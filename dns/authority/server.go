@@ -55,6 +55,9 @@ type Server struct {
 
 	reloadMu sync.Mutex // serialises writers of zones
 	sources  map[string]*source
+	// tables are the answer tables of the zones served, kept across
+	// installs (under reloadMu).
+	tables map[*zone.Zone]*zoneTable
 
 	// srv serves the Server (a dnsserver.Handler) over UDP and TCP.
 	srv *dnsserver.Server
@@ -97,7 +100,7 @@ func New(cfg Config, deps service.Deps) (*Server, error) {
 		udpSockets = runtime.GOMAXPROCS(0)
 	}
 	s.srv = dnsserver.New(dnsserver.Config{
-		Addr: cfg.Addr, Network: cfg.Network, UDPSockets: udpSockets, BlockingReads: true,
+		Addr: cfg.Addr, Network: cfg.Network, UDPSockets: udpSockets, BlockingReads: cfg.BlockingReads,
 		MaxUDPSize: cfg.MaxUDPSize, EDNSSize: uint16(cfg.MaxUDPSize),
 		MaxTCPConns: cfg.MaxTCPConns, DropIdle: true,
 		IdleTimeout: cfg.IdleTimeout.D(), QueryTimeout: cfg.ReadTimeout.D(), MaxTCPQueries: 1000,
@@ -165,6 +168,7 @@ func (s *Server) install(key string, z *zone.Zone) {
 	} else {
 		next.zones[key] = z
 	}
+	next.fast, s.tables = s.buildTable(next, s.tables)
 	s.zones.Store(next)
 }
 

@@ -66,6 +66,11 @@ func (r *Request) reset() {
 	r.q.Key = key[:0]
 }
 
+// Reset prepares r for another query as the server does between
+// datagrams: the parsed query goes, its key's storage stays (handlers'
+// benchmarks use it to measure allocations as the server runs them).
+func (r *Request) Reset() { r.reset() }
+
 // Query returns the query as read by ParseQuery, parsed on the first
 // call only. ok is false when it needs a full unpack (Msg).
 func (r *Request) Query() (q *Query, ok bool) {

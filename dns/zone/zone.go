@@ -261,6 +261,10 @@ func (z *Zone) Signed() bool {
 	return n != nil && n.Set(dns.TypeDNSKEY) != nil
 }
 
+// NSEC3Hashes returns the hashed owner labels of the zone's NSEC3 chain,
+// lower case, sorted (not to be modified); nil without a chain.
+func (z *Zone) NSEC3Hashes() []string { return z.nsec3Hashes }
+
 // NSEC3Param returns the zone's NSEC3PARAM, or nil for an NSEC or unsigned
 // zone.
 func (z *Zone) NSEC3Param() *dns.NSEC3PARAM {

@@ -20,7 +20,8 @@ type resolverFile struct {
 	resolver.Config
 	// GCPercent is --gc-percent: the Go GC target of the process (as
 	// GOGC). Lower keeps the resident size closer to the live cache for
-	// some CPU on the miss path (docs/BENCHMARKS.md). 0: the runtime's.
+	// some CPU on the miss path (docs/BENCHMARKS.md). Default 25; 0: the
+	// runtime's.
 	GCPercent int `json:"gc_percent,omitempty"`
 }
 
@@ -95,5 +96,5 @@ func resolverFlags(f *pflag.FlagSet, fc *resolverFile, cfgFile *string) {
 	f.BoolVar(&cfg.NoPrefetch, "no-prefetch", false, "do not refresh popular entries before they expire")
 	f.Var(&cfg.Timeout, "timeout", "first per-try upstream timeout (doubles each round)")
 	f.Var(&cfg.ServeStale, "serve-stale", "serve expired answers this long when no authority answers (negative disables)")
-	gcPercentFlag(f, &fc.GCPercent, 0)
+	gcPercentFlag(f, &fc.GCPercent, 25)
 }

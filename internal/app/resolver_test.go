@@ -23,7 +23,7 @@ func TestResolverConfigFileAndFlags(t *testing.T) {
 	withListen := filepath.Join(dir, "listen.json")
 	os.WriteFile(withListen, []byte(`{"listen": "127.0.0.3:53", "root_hints_file": "file-hints"}`), 0o644)
 	defaults := resolverFile{Config: resolver.Config{Listen: "127.0.0.1:53", UpstreamPort: 53, CacheSize: 100000,
-		Timeout: config.Duration(400 * time.Millisecond), ServeStale: config.Duration(24 * time.Hour)}}
+		Timeout: config.Duration(400 * time.Millisecond), ServeStale: config.Duration(24 * time.Hour)}, GCPercent: 25}
 	fromFile := resolverFile{Config: resolver.Config{Listen: "127.0.0.1:53", RootHintsFile: "file-hints", UpstreamPort: 5353, CacheSize: 7,
 		Allow: []string{"10.0.0.0/8"}, NoPrefetch: true, Timeout: config.Duration(time.Second), ServeStale: config.Duration(24 * time.Hour)}, GCPercent: 10}
 	everyFlag := resolverFile{Config: resolver.Config{Listen: "x", RootHints: []string{"x"}, RootHintsFile: "x", UpstreamPort: 1, Forwarders: []string{"x", "y"},
