@@ -80,13 +80,16 @@ type Server struct {
 
 	mu sync.Mutex
 	ls *mailnet.Listeners
-	// secure refuses LOGIN without TLS; insecure (loopback clients, when
+	// The imapservers by connection: secure refuses LOGIN without TLS
+	// (STARTTLS); tlsDone serves implicit TLS (go-imap sees the guard,
+	// not its *tls.Conn, so it is told LOGIN is allowed, and offers no
+	// STARTTLS); insecure (loopback clients, when
 	// configured) allows it.
-	secure, insecure     *imapserver.Server
-	hoSecure, hoInsecure *transport.Handoff
-	served               sync.WaitGroup
-	conns                map[*conn]struct{}
-	started              bool
+	secure, insecure, tlsDone       *imapserver.Server
+	hoSecure, hoInsecure, hoTLSDone *transport.Handoff
+	served                          sync.WaitGroup
+	conns                           map[*conn]struct{}
+	started                         bool
 }
 
 type metrics struct {
@@ -176,14 +179,14 @@ func (a logAdapter) Printf(format string, v ...any) {
 	a.l.Debug(msg)
 }
 
-func (s *Server) newIMAP(insecure bool) *imapserver.Server {
+func (s *Server) newIMAP(insecure bool, starttls *tls.Config) *imapserver.Server {
 	return imapserver.New(&imapserver.Options{
 		NewSession: func(c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
 			return &session{srv: s, conn: c, raw: rawConn(c.NetConn())}, nil, nil
 		},
 		Caps:         caps,
 		Logger:       logAdapter{s.log, s.m.panics},
-		TLSConfig:    s.cfg.TLS,
+		TLSConfig:    starttls,
 		InsecureAuth: insecure,
 	})
 }
@@ -196,15 +199,15 @@ func (s *Server) Start(ctx context.Context) error {
 		return errors.New("imapd: already started")
 	}
 	s.started = true
-	s.secure, s.insecure = s.newIMAP(false), s.newIMAP(true)
+	s.secure, s.insecure, s.tlsDone = s.newIMAP(false, s.cfg.TLS), s.newIMAP(true, s.cfg.TLS), s.newIMAP(true, nil)
 	// Both imapservers accept from Handoffs; the address reported is
 	// only for logs.
 	var addr net.Addr = &net.TCPAddr{}
-	s.hoSecure, s.hoInsecure = transport.NewHandoff(addr), transport.NewHandoff(addr)
+	s.hoSecure, s.hoInsecure, s.hoTLSDone = transport.NewHandoff(addr), transport.NewHandoff(addr), transport.NewHandoff(addr)
 	for _, p := range []struct {
 		srv *imapserver.Server
 		ho  *transport.Handoff
-	}{{s.secure, s.hoSecure}, {s.insecure, s.hoInsecure}} {
+	}{{s.secure, s.hoSecure}, {s.insecure, s.hoInsecure}, {s.tlsDone, s.hoTLSDone}} {
 		s.served.Go(func() { p.srv.Serve(p.ho) })
 	}
 	ls, err := mailnet.Listen(ctx, s.cfg.Addr, s.cfg.TLSAddr, func(implicit bool) transport.StreamConfig {
@@ -222,7 +225,7 @@ func (s *Server) Start(ctx context.Context) error {
 		return transport.HandlerFunc(func(ctx context.Context, tc *transport.Conn) { s.handoff(tc, implicit) })
 	})
 	if err != nil {
-		s.stopIMAP(s.secure, s.insecure)
+		s.stopIMAP(s.secure, s.insecure, s.tlsDone)
 		return fmt.Errorf("imapd: %w", err)
 	}
 	s.ls = ls
@@ -232,12 +235,14 @@ func (s *Server) Start(ctx context.Context) error {
 // stopIMAP ends both imapservers: their accept loops first (closing the
 // Handoffs they accept from), then their connections. (Closing an
 // imapserver while its Serve is starting races inside go-imap.)
-func (s *Server) stopIMAP(secure, insecure *imapserver.Server) {
+func (s *Server) stopIMAP(secure, insecure, tlsDone *imapserver.Server) {
 	s.hoSecure.Close()
 	s.hoInsecure.Close()
+	s.hoTLSDone.Close()
 	s.served.Wait()
 	secure.Close()
 	insecure.Close()
+	tlsDone.Close()
 }
 
 // handoff takes the connection from the StreamServer (it keeps its slot
@@ -253,11 +258,15 @@ func (s *Server) handoff(tc *transport.Conn, implicit bool) {
 	if s.cfg.InsecureAuthLoopback && remote.Addr().IsLoopback() {
 		ho = s.hoInsecure
 	}
+	if implicit {
+		ho = s.hoTLSDone
+	}
 	s.mu.Unlock()
 	var out net.Conn = c
 	if implicit {
 		out = tls.Server(c, s.cfg.TLS)
 	}
+	out = newGuard(out, s.log, s.cfg.MaxMessageBytes)
 	if !ho.Deliver(out) {
 		c.Close()
 	}
@@ -272,13 +281,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	s.started = false
-	ls, secure, insecure := s.ls, s.secure, s.insecure
+	ls, secure, insecure, tlsDone := s.ls, s.secure, s.insecure, s.tlsDone
 	s.mu.Unlock()
 	var err error
 	if ls != nil {
 		err = ls.Shutdown(ctx)
 	}
-	s.stopIMAP(secure, insecure)
+	s.stopIMAP(secure, insecure, tlsDone)
 	s.mu.Lock()
 	for c := range s.conns {
 		c.Conn.Close()
@@ -368,9 +377,12 @@ func (c *conn) uncork() error {
 	return err
 }
 
-// rawConn finds our conn under go-imap's (a *tls.Conn with implicit
-// TLS); nil if it is not there.
+// rawConn finds our conn under go-imap's (the guard, and a *tls.Conn
+// with implicit TLS); nil if it is not there.
 func rawConn(nc net.Conn) *conn {
+	if g, ok := nc.(*guard); ok {
+		nc = g.Conn
+	}
 	if t, ok := nc.(*tls.Conn); ok {
 		nc = t.NetConn()
 	}
