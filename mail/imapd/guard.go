@@ -32,7 +32,7 @@ import (
 // every answer to an earlier command has been written by then. After
 // STARTTLS the bytes are TLS records and the guard steps aside: its
 // checks cover plain connections, implicit TLS (993), and what comes
-// before STARTTLS on 143 (see docs/mail-access.md).
+// before STARTTLS on 143 (see docs/ARCHITECTURE.md).
 type guard struct {
 	net.Conn
 	in          *bufio.Reader

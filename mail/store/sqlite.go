@@ -68,8 +68,11 @@ CREATE TABLE IF NOT EXISTS messages (
 	flags TEXT NOT NULL DEFAULT '',
 	internal_date INTEGER NOT NULL,
 	size INTEGER NOT NULL,
+	-- msgmeta's stored ENVELOPE (NULL in rows from before it), before
+	-- body: SQLite reads a row's columns in order, and a large body's
+	-- overflow pages would be walked to reach a column after it.
+	envelope BLOB,
 	body BLOB NOT NULL,
-	envelope BLOB, -- msgmeta's stored ENVELOPE; NULL in rows from before it
 	UNIQUE (mailbox_id, uid)
 );
 CREATE TABLE IF NOT EXISTS subscriptions (
@@ -107,8 +110,8 @@ func OpenSQLite(ctx context.Context, path string, opts Options) (*SQLite, error)
 		db.Close()
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	// Databases made before the envelope column get it (empty: their
-	// messages' envelopes are parsed when read).
+	// Databases made before the envelope column get it, last (empty:
+	// their messages' envelopes are parsed when read).
 	var hasEnvelope int
 	err = db.QueryRowContext(ctx, `SELECT COUNT(*) FROM pragma_table_info('messages') WHERE name = 'envelope'`).Scan(&hasEnvelope)
 	if err == nil && hasEnvelope == 0 {
