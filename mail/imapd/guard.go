@@ -163,8 +163,11 @@ func (g *guard) Read(p []byte) (int, error) {
 			return n, err
 		}
 		if g.waitSync {
+			g.wmu.Lock()
 			g.waitSync = false
-			if g.sawCont {
+			cont := g.sawCont
+			g.wmu.Unlock()
+			if cont {
 				g.lit = g.syncSize
 				continue
 			}
@@ -226,13 +229,13 @@ func (g *guard) next() error {
 	if cmd == "ID" && !isLit && tag != "*" {
 		return g.id(tag, line)
 	}
+	g.wmu.Lock() // Write reads these (IDLE writes from another goroutine)
 	g.lastCmd = cmd
 	if cmd == "STARTTLS" {
 		// When go-imap agrees, its TLS handshake reads what follows.
-		g.wmu.Lock()
 		g.startTLS, g.tlsOK = true, false
-		g.wmu.Unlock()
 	}
+	g.wmu.Unlock()
 	return g.pass(line)
 }
 
