@@ -280,8 +280,15 @@ func Narrate(events []trace.Event, n *Namer, keep func(trace.Event) bool) []Step
 			continue // the sender's own observation is narrated
 		}
 		s := Step{N: len(steps) + 1, Event: e, From: from, To: to}
-		if isConnProto(e.Proto) && e.To != "" {
+		switch {
+		case isConnProto(e.Proto) && e.To != "":
 			s.Conn = connOf(connKey(e.From, e.To), e.Type)
+		case e.Proto == "link" && e.To != "":
+			// A lost segment or a queue wait on an open connection
+			// carries that connection's number (datagrams none).
+			if open := conns[connKey(e.From, e.To)]; len(open) > 0 {
+				s.Conn = open[len(open)-1]
+			}
 		}
 		steps = append(steps, s)
 	}
@@ -295,7 +302,8 @@ func observedByBoth(t string) bool {
 }
 
 func isConnProto(p string) bool {
-	return p == "tcp" || strings.HasPrefix(p, "http/1") || p == "http/2" || p == "tls"
+	fam, _, _ := strings.Cut(p, "/")
+	return p == "tcp" || strings.HasPrefix(p, "http/1") || p == "http/2" || p == "tls" || fam == "smtp" || fam == "imap" || fam == "pop3"
 }
 
 func connKey(a, b string) string {
@@ -331,7 +339,11 @@ func WriteNarration(w io.Writer, steps []Step, maskTimes bool) error {
 		if s.Event.Bytes > 0 {
 			size = fmt.Sprintf("  (%d B)", s.Event.Bytes)
 		}
-		fmt.Fprintf(&b, "%3d %9s  %s -> %s  %s  %s%s\n", s.N, at, s.From, s.To, s.Event.Proto, what, size)
+		who := s.From + " -> " + s.To
+		if s.Event.To == "" {
+			who = s.From // a peer's own decision
+		}
+		fmt.Fprintf(&b, "%3d %9s  %s  %s  %s%s\n", s.N, at, who, s.Event.Proto, what, size)
 	}
 	_, err := io.WriteString(w, b.String())
 	return err

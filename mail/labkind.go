@@ -56,6 +56,14 @@ type labConfig struct {
 	NoAccess bool `json:"no_access,omitempty"`
 	// SPF is the domains' SPF policy; default "v=spf1 mx -all".
 	SPF string `json:"spf,omitempty"`
+	// DMARC is the policy the domains publish in their DMARC record
+	// when the kind has a Policy that adds one (LabPolicy): none,
+	// quarantine or reject (default reject).
+	DMARC string `json:"dmarc,omitempty"`
+	// BcryptCost is the cost of the users' password hashes (default
+	// bcrypt's, 10); experiments that log in a few times per run use
+	// 4, the least.
+	BcryptCost int `json:"bcrypt_cost,omitempty"`
 }
 
 // Policy is what the mail policy (DKIM, SPF, DMARC) plugs into the lab's
@@ -89,6 +97,14 @@ func LabKindsWith(p Policy) []lab.Kind {
 				if _, err := store.CanonAddress(u.Address); err != nil || u.Password == "" {
 					return fmt.Errorf("mail-server: user %q needs an address and a password", u.Address)
 				}
+			}
+			if c.BcryptCost != 0 && (c.BcryptCost < 4 || c.BcryptCost > 31) {
+				return fmt.Errorf("mail-server: bcrypt_cost %d: 4 to 31", c.BcryptCost)
+			}
+			switch c.DMARC {
+			case "", "none", "quarantine", "reject":
+			default:
+				return fmt.Errorf("mail-server: dmarc %q: none, quarantine or reject", c.DMARC)
 			}
 			return nil
 		},
@@ -196,6 +212,7 @@ func build(env lab.Env, p Policy) (service.Service, error) {
 		RelayPort:    env.Plan.Port(25),
 		RelayTimeout: 30 * time.Second,
 	}
+	cfg.Store.BcryptCost = c.BcryptCost
 	if !c.NoSubmission {
 		cfg.SubmissionAddr = net.JoinHostPort(addr, strconv.Itoa(env.Plan.Port(587)))
 		cfg.SubmissionsAddr = net.JoinHostPort(addr, strconv.Itoa(env.Plan.Port(465)))

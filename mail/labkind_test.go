@@ -45,3 +45,29 @@ func TestLabRecords(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestLabPolicyRecords: with LabPolicy a server's domains publish their
+// DKIM keys and the DMARC policy of its "dmarc" setting (default
+// reject); a policy other than none, quarantine or reject, or a bcrypt
+// cost out of range, is refused.
+func TestLabPolicyRecords(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct{ config, want string }{
+		{``, `_dmarc.crepes.fr. 300 IN TXT "v=DMARC1; p=reject; adkim=r; aspf=r"`},
+		{`{"dmarc": "quarantine"}`, `_dmarc.crepes.fr. 300 IN TXT "v=DMARC1; p=quarantine; adkim=r; aspf=r"`},
+		{`{"dmarc": "none", "bcrypt_cost": 4}`, `_dmarc.crepes.fr. 300 IN TXT "v=DMARC1; p=none; adkim=r; aspf=r"`},
+	} {
+		env := lab.Env{Plan: &lab.Plan{StateDir: dir}, Host: lab.PlannedHost{Name: "mail.crepes.fr"}, Spec: lab.ServiceSpec{Kind: KindName, Config: json.RawMessage(c.config)}}
+		got, err := records(env, LabPolicy())
+		all := strings.Join(got, "\n")
+		if err != nil || !strings.Contains(all, c.want) || !strings.Contains(all, `applayer-rsa._domainkey.crepes.fr. 300 IN TXT "v=DKIM1; k=rsa; p=`) {
+			t.Errorf("%s: %v\n%s\nwant %s and a DKIM key", c.config, err, all, c.want)
+		}
+	}
+	k := LabKinds()[0]
+	for _, bad := range []string{`{"dmarc": "maybe"}`, `{"bcrypt_cost": 2}`} {
+		if err := k.Check(json.RawMessage(bad)); err == nil {
+			t.Errorf("%s accepted", bad)
+		}
+	}
+}

@@ -108,6 +108,10 @@ type Config struct {
 	// address (Unbound's tcp-connection-limit): more are closed at once.
 	// Default 32; negative: no limit.
 	MaxTCPConnsPerClient int `json:"max_tcp_conns_per_client,omitempty"`
+	// Hazards switch defences against forged replies off, for the lab's
+	// dns-poisoning lesson only: never read from a file, refused outside
+	// a lab on loopback (hazards.go).
+	Hazards *Hazards `json:"-"`
 }
 
 func (c *Config) defaults() {
@@ -216,7 +220,7 @@ func (c Config) engineErrors() []error {
 	if c.CacheSize < 0 {
 		errs = append(errs, config.Errorf("cache_size", "must not be negative"))
 	}
-	return errs
+	return append(errs, c.hazardErrors()...)
 }
 
 func parseServer(s string, port int) (netip.AddrPort, error) {

@@ -30,6 +30,7 @@ type Engine struct {
 
 	rr    *store[*rrEntry]
 	infra infra
+	hz    *hazardState // lab-only weakened defences; nil: none
 }
 
 // init sets e up for cfg (already validated and defaulted) without its
@@ -56,6 +57,7 @@ func (e *Engine) init(cfg Config, deps service.Deps, service string) error {
 		e.forwarders = append(e.forwarders, ap)
 	}
 	e.rr = newStore(cfg.CacheSize, func(e *rrEntry) time.Time { return e.expires })
+	e.initHazards(cfg)
 	return nil
 }
 

@@ -311,6 +311,7 @@ func (r *Engine) iterate(ctx context.Context, t *task, qname string, qtype uint1
 		if err != nil {
 			return nil, "", err
 		}
+		r.trustEverything(m) // a lab hazard; nothing otherwise
 		sanitize(m, zone)
 		k, child := classify(m, qn, qt, zone)
 		if k == kindReferral && qt == dns.TypeDS && equalName(child, qn) && qn == qname {

@@ -118,7 +118,7 @@ func randomCase(name string) string {
 func (r *Engine) exchange(ctx context.Context, t *task, server netip.AddrPort, qname string, qtype uint16, timeout time.Duration) (*dns.Msg, error) {
 	st := r.infra.get(server)
 	q := new(dns.Msg)
-	q.Id = uint16(rand.Uint32())
+	q.Id = r.queryID()
 	sent := qname
 	if !r.cfg.No0x20 {
 		sent = randomCase(qname)
@@ -206,10 +206,11 @@ func (r *Engine) exchangeUDP(ctx context.Context, server netip.AddrPort, q *dns.
 	}
 	// A fresh connected socket per query: the kernel picks a random source
 	// port and drops datagrams from any other address.
-	conn, err := r.deps.Dialer.DialContext(ctx, "udp", server.String())
+	conn, release, err := r.dialUpstreamUDP(ctx, server)
 	if err != nil {
 		return nil, 0, fmt.Errorf("resolver: dial %s: %w", server, err)
 	}
+	defer release()
 	defer conn.Close()
 	deadline := time.Now().Add(timeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {

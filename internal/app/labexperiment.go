@@ -12,6 +12,7 @@ import (
 	"github.com/applayer/applayer/dns/dnsexp"
 	"github.com/applayer/applayer/internal/obs"
 	"github.com/applayer/applayer/lab/experiment"
+	"github.com/applayer/applayer/mail/mailexp"
 	tex "github.com/applayer/applayer/torrent/experiment"
 	"github.com/applayer/applayer/web/webexp"
 )
@@ -27,6 +28,8 @@ func labExperiments() *experiment.Registry {
 		webexp.QUICvsTCP(),
 		webexp.TrackingCookies(),
 		dnsexp.DDoS(),
+		dnsexp.Poisoning(),
+		mailexp.ForgedMail(),
 	)
 }
 

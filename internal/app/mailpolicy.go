@@ -1,59 +1,15 @@
 package app
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"path/filepath"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"github.com/applayer/applayer/lab"
-	"github.com/applayer/applayer/mail"
 	"github.com/applayer/applayer/mail/mta"
 	"github.com/applayer/applayer/mail/policy"
-	"github.com/applayer/applayer/mail/queue"
-	"github.com/applayer/applayer/mail/smtpd"
 )
-
-// mailLabPolicy plugs mail/policy into the lab's mail servers: each
-// domain's DKIM keys in STATE/mail/HOST/dkim (made while the lab is
-// planned, so the records and the signer agree), the DKIM selector and
-// DMARC (p=reject) records in the lab's DNS beside the kind's MX and SPF,
-// outgoing mail signed, and incoming mail checked through the lab's
-// resolver with DMARC enforced.
-func mailLabPolicy() mail.Policy {
-	dkimDir := func(env lab.Env) string { return filepath.Join(env.Plan.StateDir, "mail", env.Host.Name, "dkim") }
-	return mail.Policy{
-		Records: func(env lab.Env, domain string) ([]string, error) {
-			s, err := policy.LoadOrCreateKeys(dkimDir(env), []string{domain})
-			if err != nil {
-				return nil, err
-			}
-			return policy.AuthRecords(policy.Domain{Name: domain, TTL: 300}, s)
-		},
-		Signer: func(env lab.Env, domains []string) (queue.Signer, error) {
-			s, err := policy.LoadOrCreateKeys(dkimDir(env), domains)
-			if err != nil {
-				return nil, err
-			}
-			return mta.DKIMSigner{S: s}, nil
-		},
-		Inbound: func(env lab.Env, domains []string) (smtpd.Inbound, error) {
-			var c struct {
-				Resolver string `json:"resolver"`
-			}
-			json.Unmarshal(env.Spec.Config, &c) // the kind checked it
-			res, err := mail.ResolverAddr(env.Plan, c.Resolver)
-			if err != nil {
-				return nil, err
-			}
-			v := &policy.Verifier{Resolver: policy.NewResolver(res, env.Deps.Dialer), AuthServID: env.Host.Name, Mode: policy.ModeEnforce}
-			return mta.NewInboundPolicy(v, env.Deps)
-		},
-	}
-}
 
 // mailPolicyFlags adds mail serve's DKIM and DMARC flags; the returned
 // function, called in RunE, puts them into cfg.

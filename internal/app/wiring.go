@@ -10,6 +10,7 @@ import (
 	"github.com/applayer/applayer/dns/resolver"
 	"github.com/applayer/applayer/lab"
 	"github.com/applayer/applayer/mail"
+	"github.com/applayer/applayer/mail/mailexp"
 	"github.com/applayer/applayer/sockets"
 	"github.com/applayer/applayer/stream"
 	"github.com/applayer/applayer/torrent/dht"
@@ -50,7 +51,7 @@ func labKinds() *lab.Kinds {
 		tracker.LabKinds(),
 		swarm.LabKinds(),
 		dht.LabKinds(),
-		mail.LabKindsWith(mailLabPolicy()),
+		mail.LabKindsWith(mail.LabPolicy()),
 		stream.LabKinds(),
 		cdn.LabKinds(),
 	)...)
@@ -63,5 +64,6 @@ func labScenarios() *lab.Scenarios {
 	return lab.NewScenarios(slices.Concat(
 		resolver.LabScenarios(),
 		client.LabScenarios(),
+		mailexp.LabScenarios(),
 	)...)
 }

@@ -74,7 +74,7 @@ var Protocols = map[string]string{
 	"dash":       "video segments and manifests",
 	"cdn":        "CDN request routing",
 	"link":       "the lab's links (delay, rate, loss)",
-	"mail":       "a mail system's own steps (mail/local: delivery into the store)",
+	"mail":       "a mail system's own steps (mail/local: delivery into the store; mail/auth: the checks of received mail)",
 }
 
 var protoSyntax = regexp.MustCompile(`^[a-z][a-z0-9]*(/[a-z0-9][a-z0-9.-]*)?$`)

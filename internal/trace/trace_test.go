@@ -3,6 +3,7 @@ package trace
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -137,19 +138,27 @@ func TestWithHostStampsEvents(t *testing.T) {
 	}
 }
 
-// TestJSONLFlushesAsEventsHappen: a reader of the trace file (tail -f) sees
-// each event without waiting for Close, and a process killed before Close
-// keeps what was traced until then. The bound is generous; the flush itself
-// is scheduled FlushInterval after the first buffered event.
-func TestJSONLFlushesAsEventsHappen(t *testing.T) {
+// jsonlFile returns a trace file's path, its JSONL sink and a bus the sink
+// listens to.
+func jsonlFile(t *testing.T) (string, *JSONL, *Bus) {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "trace.jsonl")
 	j, err := CreateJSONL(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer j.Close()
 	b := NewBus(nil)
 	b.Subscribe(j)
+	return path, j, b
+}
+
+// TestJSONLFlushesAsEventsHappen: a reader of the trace file (tail -f) sees
+// each event without waiting for Close, and a process killed before Close
+// keeps what was traced until then. The bound is generous; the flush itself
+// is scheduled FlushInterval after the first buffered event.
+func TestJSONLFlushesAsEventsHappen(t *testing.T) {
+	path, j, b := jsonlFile(t)
+	defer j.Close()
 	waitLines := func(n int) {
 		t.Helper()
 		deadline := time.Now().Add(10 * time.Second)
@@ -175,5 +184,61 @@ func TestJSONLFlushesAsEventsHappen(t *testing.T) {
 	data, _ := os.ReadFile(path)
 	if strings.Count(string(data), "\n") != 3 || strings.Contains(string(data), "after close") {
 		t.Fatalf("file after Close:\n%s", data)
+	}
+}
+
+// TestJSONLFlushesWithinInterval: while a busy lab publishes an event
+// every 5 ms for 1.5 s, each event reaches the file within FlushInterval of
+// its publication (plus slack for a loaded machine's timers), so a flush
+// is never put off by the events that keep arriving, and `tail -f` follows
+// the lab live.
+func TestJSONLFlushesWithinInterval(t *testing.T) {
+	path, j, b := jsonlFile(t)
+	defer j.Close()
+	const (
+		n     = 300
+		every = 5 * time.Millisecond
+		slack = 400 * time.Millisecond
+	)
+	var mu sync.Mutex
+	published := make([]time.Time, n)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range n {
+			mu.Lock()
+			published[i] = time.Now()
+			mu.Unlock()
+			b.Publish(Event{Summary: fmt.Sprintf("event %d", i)})
+			time.Sleep(every)
+		}
+	}()
+	var worst time.Duration
+	seen := 0
+	for seen < n {
+		data, _ := os.ReadFile(path)
+		now := time.Now()
+		lines := strings.Count(string(data), "\n")
+		mu.Lock()
+		for ; seen < lines; seen++ {
+			if late := now.Sub(published[seen]); late > worst {
+				worst = late
+			}
+		}
+		mu.Unlock()
+		select {
+		case <-done:
+			if seen < n && time.Since(published[0]) > 20*time.Second {
+				t.Fatalf("%d of %d events in the file 20 s after the first", seen, n)
+			}
+		default:
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	<-done
+	if worst > FlushInterval+slack {
+		t.Errorf("an event reached the file %s after it was published, want within %s (+%s slack)", worst, FlushInterval, slack)
+	} else {
+		t.Logf("worst latency to the file: %s (FlushInterval %s)", worst, FlushInterval)
 	}
 }

@@ -175,7 +175,9 @@ func (d *Dashboard) serveTopology(w http.ResponseWriter, r *http.Request) {
 	metrics := hostMetrics(d.reg)
 	for i := range t.Hosts {
 		t.Hosts[i].Metrics = metrics[t.Hosts[i].Name]
-		t.Hosts[i].Services = append([]serviceView(nil), t.Hosts[i].Services...)
+		// A copy, and [] (not null) for a host without services (the
+		// page reads services.every).
+		t.Hosts[i].Services = append(make([]serviceView, 0, len(t.Hosts[i].Services)), t.Hosts[i].Services...)
 		for k := range t.Hosts[i].Services {
 			t.Hosts[i].Services[k].Listen, t.Hosts[i].Services[k].Ready = d.listening(t.Hosts[i].Services[k].entry)
 		}

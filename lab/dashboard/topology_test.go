@@ -66,3 +66,39 @@ func TestTopologyLinks(t *testing.T) {
 		t.Errorf("groups: %+v", got.Groups)
 	}
 }
+
+// TestTopologyHostWithoutServices: a host with nothing listening (the
+// default lab's attacker.lab) is listed with "services": [], never null,
+// which the page could not read.
+func TestTopologyHostWithoutServices(t *testing.T) {
+	kinds := lab.NewKinds(lab.Kind{Name: "noop", Summary: "nothing", Port: 7, Network: "tcp"})
+	off := 0
+	topo := &lab.Topology{
+		Lab:   lab.Settings{Block: "127.93.0.0/16", PortOffset: &off, Admin: "off"},
+		Hosts: []lab.Host{{Name: "tracker.lab", Services: []lab.ServiceSpec{{Kind: "noop"}}}, {Name: "attacker.lab"}},
+	}
+	plan, err := lab.NewPlan(topo, kinds, func(netip.Addr) bool { return true })
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := New(&lab.Running{Plan: plan}, nil, nil, Config{RunDir: t.TempDir()})
+	rec := httptest.NewRecorder()
+	d.ServeHTTP(rec, httptest.NewRequest("GET", "/api/topology", nil))
+	var got struct {
+		Hosts []struct {
+			Name     string             `json:"name"`
+			Services *[]json.RawMessage `json:"services"`
+		} `json:"hosts"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil {
+		t.Fatalf("%v: %s", err, rec.Body)
+	}
+	if len(got.Hosts) != 2 {
+		t.Fatalf("%s", rec.Body)
+	}
+	for _, h := range got.Hosts {
+		if h.Services == nil {
+			t.Errorf("%s: services is null: %s", h.Name, rec.Body)
+		}
+	}
+}

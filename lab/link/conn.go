@@ -79,20 +79,45 @@ func Wrap(c net.Conn, out, in Path, handshake time.Duration, datagram bool, bus 
 }
 
 // note publishes what the link did to n bytes going dir ("out" or "in"):
-// a drop, or a wait in a queue of at least minQueueEvent.
+// a dropped datagram, lost stream segments (each stalls the connection's
+// later bytes by a retransmission timeout), or a wait in a queue of at
+// least minQueueEvent.
 func (c *Conn) note(dir string, n int, v Verdict) {
-	if !c.bus.Enabled() || (v.Drop == "" && v.Wait < minQueueEvent) {
+	if !c.bus.Enabled() || (v.Drop == "" && v.Lost == 0 && v.Wait < minQueueEvent) {
 		return
 	}
 	from, to := c.LocalAddr().String(), c.RemoteAddr().String()
 	if dir == "in" {
 		from, to = to, from
 	}
-	e := trace.Event{Type: trace.LinkDrop, From: from, To: to, Proto: "link", Summary: "dropped: " + v.Drop, Bytes: n}
-	if v.Drop == "" {
-		e.Type, e.Summary = trace.LinkQueue, fmt.Sprintf("%s: queued %s", v.Queue, v.Wait.Round(100*time.Microsecond))
+	e := trace.Event{From: from, To: to, Proto: "link"}
+	if v.Drop != "" {
+		e.Type, e.Summary, e.Bytes = trace.LinkDrop, "dropped: "+v.Drop, n
+		c.bus.Publish(e)
+		return
 	}
-	c.bus.Publish(e)
+	if v.Lost > 0 {
+		segs := "a TCP segment"
+		if v.Lost > 1 {
+			segs = fmt.Sprintf("%d TCP segments", v.Lost)
+		}
+		lost := e
+		lost.Type, lost.Bytes = trace.LinkDrop, min(n, v.Lost*MSS)
+		lost.Summary = fmt.Sprintf("%s: lost %s, retransmitted after %s; the connection's later bytes wait behind it", v.LostAt, segs, v.Stall.Round(time.Millisecond))
+		// Published when the segment was due at the far end: that is when
+		// the receiver misses it (its later bytes wait from then on).
+		lost.Time = v.At.Add(-v.Stall)
+		if d := time.Until(lost.Time); d > 0 {
+			time.AfterFunc(d, func() { c.bus.Publish(lost) })
+		} else {
+			c.bus.Publish(lost)
+		}
+	}
+	if v.Wait >= minQueueEvent {
+		e.Type, e.Bytes = trace.LinkQueue, n
+		e.Summary = fmt.Sprintf("%s: queued %s", v.Queue, v.Wait.Round(100*time.Microsecond))
+		c.bus.Publish(e)
+	}
 }
 
 // sleepUntil waits until t, or until cancel is closed (false).

@@ -333,3 +333,83 @@ func TestQueueEvents(t *testing.T) {
 		}
 	}
 }
+
+// TestLostSegmentStallsItsConnection: on real sockets, two connections
+// share a 25 ms downlink that loses the next segment. The connection that
+// lost it gets nothing until the retransmission timeout, not even the bytes
+// sent after the lost one (TCP delivers in order: head-of-line blocking);
+// the other connection's bytes, sent later, arrive after the delay alone.
+// The loss is published as a link.drop event at the time the segment was
+// due, following the schema.
+func TestLostSegmentStallsItsConnection(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	const d = 25 * time.Millisecond
+	l := New("client link", Config{Delay: d}, 1)
+	bus := trace.NewBus(nil)
+	var mu sync.Mutex
+	var events []trace.Event
+	defer bus.Subscribe(trace.SinkFunc(func(e trace.Event) { mu.Lock(); events = append(events, e); mu.Unlock() }))()
+	pair := func() (client net.Conn, server net.Conn) {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		w := Wrap(c, Path{l.Up}, Path{l.Down}, 0, false, bus)
+		t.Cleanup(func() { w.Close() })
+		return w, s
+	}
+	blocked, blockedSrv := pair()
+	other, otherSrv := pair()
+	arrived := func(c net.Conn, n int, out chan<- time.Time) {
+		buf := make([]byte, n)
+		if _, err := io.ReadFull(c, buf); err != nil {
+			t.Error(err)
+		}
+		out <- time.Now()
+	}
+	l.Down.LoseNext(1)
+	start := time.Now()
+	blockedSrv.Write([]byte("lost"))
+	time.Sleep(10 * time.Millisecond)
+	blockedSrv.Write([]byte("behind")) // sent after the lost segment, on its connection
+	otherSrv.Write([]byte("other"))    // on the other connection
+	bt, ot := make(chan time.Time, 1), make(chan time.Time, 1)
+	go arrived(blocked, len("lostbehind"), bt)
+	go arrived(other, len("other"), ot)
+	stall := MinRTO + 2*d
+	got := (<-ot).Sub(start)
+	within(t, "the other connection", got, d+10*time.Millisecond, 10*time.Millisecond, 100*time.Millisecond)
+	gotB := (<-bt).Sub(start)
+	within(t, "the connection that lost a segment (both writes)", gotB, d+stall, 5*time.Millisecond, 150*time.Millisecond)
+	if gotB <= got {
+		t.Errorf("the blocked connection's bytes came at +%s, not after the other connection's (+%s)", gotB, got)
+	}
+	time.Sleep(20 * time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	var drops []trace.Event
+	for _, e := range events {
+		if e.Type == trace.LinkDrop {
+			drops = append(drops, e)
+		}
+		if err := trace.Validate(e); err != nil {
+			t.Errorf("schema: %v", err)
+		}
+	}
+	if len(drops) != 1 || !strings.Contains(drops[0].Summary, "client link down: lost a TCP segment, retransmitted after 250ms") ||
+		drops[0].From != blocked.RemoteAddr().String() || drops[0].To != blocked.LocalAddr().String() {
+		t.Fatalf("link.drop events %+v, want one for the blocked connection, server to client", drops)
+	}
+	if at := drops[0].Time.Sub(start); at < d {
+		t.Errorf("link.drop at +%s, before the segment was due (+%s)", at, d)
+	}
+}

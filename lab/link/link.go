@@ -18,8 +18,11 @@
 // (and everything behind it on the stream, head-of-line blocking) by one
 // retransmission timeout, 200 ms + 2 d. A new connection pays one round trip
 // of the link for the handshake before its first data. Datagrams (UDP) are
-// dropped when lost or when the queue limit is reached, and each drop is
-// published on the trace bus as a "link.drop" event.
+// dropped when lost or when the queue limit is reached. Each dropped datagram
+// and each lost stream segment is published on the trace bus as a
+// "link.drop" event. Besides its loss rate, a pipe can be told to lose the
+// next n segments or datagrams it carries (Pipe.LoseNext), which places a
+// loss exactly where a lesson needs it (the http2-vs-http1 scenario).
 package link
 
 import (
@@ -226,9 +229,10 @@ type Pipe struct {
 	loss  float64
 	queue int
 
-	mu   sync.Mutex
-	free time.Time // when the transmitter is next idle
-	rng  *rand.Rand
+	mu       sync.Mutex
+	free     time.Time // when the transmitter is next idle
+	rng      *rand.Rand
+	loseNext int // segments or datagrams still to lose (LoseNext)
 
 	sent, packets, dropped, lost atomic.Int64
 }
@@ -259,6 +263,24 @@ func (p *Pipe) Dropped() int64 { return p.dropped.Load() }
 // Retransmitted is how many stream segments the pipe lost (and delayed).
 func (p *Pipe) Retransmitted() int64 { return p.lost.Load() }
 
+// LoseNext makes the pipe lose the next n stream segments or datagrams it
+// carries, whatever its loss rate: a deterministic loss, where a seeded
+// random one would fall on whichever connection offers first.
+func (p *Pipe) LoseNext(n int) {
+	p.mu.Lock()
+	p.loseNext = max(n, 0)
+	p.mu.Unlock()
+}
+
+// lose decides whether the next segment or datagram is lost. p.mu is held.
+func (p *Pipe) lose() bool {
+	if p.loseNext > 0 {
+		p.loseNext--
+		return true
+	}
+	return p.loss > 0 && p.rng.Float64() < p.loss
+}
+
 // Verdict is what happened to n bytes offered to a pipe.
 type Verdict struct {
 	// Done is when the last bit left the transmitter (the sender may offer
@@ -273,6 +295,12 @@ type Verdict struct {
 	// and Queue the pipe where they waited longest.
 	Wait  time.Duration
 	Queue string
+	// Lost is how many of a stream chunk's segments were lost, LostAt the
+	// pipe that lost the first, and Stall the retransmission timeouts they
+	// added to At (the stream's later bytes wait behind them).
+	Lost   int
+	LostAt string
+	Stall  time.Duration
 }
 
 // Offer schedules n bytes reaching the pipe at now. A datagram may be
@@ -293,7 +321,7 @@ func (p *Pipe) Offer(now time.Time, n int, datagram bool) Verdict {
 				return Verdict{Done: now, At: now, Drop: "queue full"}
 			}
 		}
-		if p.loss > 0 && p.rng.Float64() < p.loss {
+		if p.lose() {
 			p.dropped.Add(1)
 			return Verdict{Done: now, At: now, Drop: "loss"}
 		}
@@ -308,17 +336,23 @@ func (p *Pipe) Offer(now time.Time, n int, datagram bool) Verdict {
 	if start.After(now) {
 		wait = start.Sub(now)
 	}
-	if !datagram && p.loss > 0 {
+	v := Verdict{Done: done, Wait: wait, Queue: p.Name}
+	if !datagram && (p.loss > 0 || p.loseNext > 0) {
 		for left := n; left > 0; left -= MSS {
-			if p.rng.Float64() < p.loss {
+			if p.lose() {
 				p.lost.Add(1)
-				at = at.Add(p.rto())
+				v.Lost++
+				v.Stall += p.rto()
 			}
 		}
+		if v.Lost > 0 {
+			v.LostAt = p.Name
+		}
 	}
+	v.At = at.Add(v.Stall)
 	p.sent.Add(int64(n))
 	p.packets.Add(1)
-	return Verdict{Done: done, At: at, Wait: wait, Queue: p.Name}
+	return v
 }
 
 // rto is the retransmission timeout a lost segment costs: the minimum RTO
@@ -363,6 +397,11 @@ func (ps Path) Offer(now time.Time, n int, datagram bool) Verdict {
 		if pv.Wait > v.Wait {
 			v.Wait, v.Queue = pv.Wait, pv.Queue
 		}
+		if pv.Lost > 0 && v.Lost == 0 {
+			v.LostAt = pv.LostAt
+		}
+		v.Lost += pv.Lost
+		v.Stall += pv.Stall
 		v.At = pv.At
 	}
 	return v

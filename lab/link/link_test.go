@@ -197,6 +197,48 @@ func TestLossSimulated(t *testing.T) {
 	}
 }
 
+// TestLoseNextSimulated: LoseNext loses exactly the next segments or
+// datagrams, whatever the loss rate: a lost stream segment arrives one RTO
+// (200 ms + RTT) late and the Verdict says so; the chunk after it is not
+// lost; a datagram is dropped.
+func TestLoseNextSimulated(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	const d = 25 * time.Millisecond
+	p := NewPipe("client link down", d, 0, 0, 0, 1)
+	if v := p.Offer(t0, 3*MSS, false); v.Lost != 0 || v.At != t0.Add(d) {
+		t.Fatalf("before LoseNext: %+v, want on time", v)
+	}
+	p.LoseNext(1)
+	v := p.Offer(t0, 3*MSS, false)
+	if v.Lost != 1 || v.LostAt != "client link down" || v.Stall != MinRTO+2*d || v.At != t0.Add(d+MinRTO+2*d) {
+		t.Errorf("lost chunk: %+v, want 1 segment lost, %s late", v, MinRTO+2*d)
+	}
+	if v := p.Offer(t0, 3*MSS, false); v.Lost != 0 || v.At != t0.Add(d) {
+		t.Errorf("after the lost segment: %+v, want on time (LoseNext(1) loses one)", v)
+	}
+	p.LoseNext(2)
+	if v := p.Offer(t0, 3*MSS, false); v.Lost != 2 || v.Stall != 2*(MinRTO+2*d) {
+		t.Errorf("LoseNext(2) on a 3-segment chunk: %+v, want 2 lost", v)
+	}
+	p.LoseNext(1)
+	if v := p.Offer(t0, 100, true); v.Drop != "loss" {
+		t.Errorf("datagram after LoseNext(1): %+v, want dropped", v)
+	}
+	if v := p.Offer(t0, 100, true); v.Drop != "" {
+		t.Errorf("next datagram: %+v, want delivered", v)
+	}
+	if p.Retransmitted() != 3 || p.Dropped() != 1 {
+		t.Errorf("counters: %d retransmitted, %d dropped; want 3, 1", p.Retransmitted(), p.Dropped())
+	}
+	// Across a path, the pipe that lost it is named and the stalls add up.
+	up := NewPipe("a up", d, 0, 0, 0, 1)
+	up.LoseNext(1)
+	pv := Path{up, NewPipe("b down", d, 0, 0, 0, 2)}.Offer(t0, MSS, false)
+	if pv.Lost != 1 || pv.LostAt != "a up" || pv.At != t0.Add(2*d+MinRTO+2*d) {
+		t.Errorf("path: %+v", pv)
+	}
+}
+
 // FuzzParse: any --link or topology string either parses into a valid
 // Config that renders back to (nearly) itself, or is refused; never a
 // panic.

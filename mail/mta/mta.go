@@ -122,7 +122,7 @@ func New(ctx context.Context, cfg Config, d service.Deps) (*Server, error) {
 	remote := &queue.Remote{Resolver: res, Hostname: cfg.SMTP.Hostname, Port: cfg.RelayPort, Dialer: d.Dialer, NoTLS: cfg.NoRelayTLS,
 		Timeout: cfg.RelayTimeout, Signer: cfg.Signer, Logger: d.Logger, Trace: d.Trace}
 	hub := mailhub.New()
-	q, err := queue.New(cfg.Queue, d, Router(cfg.SMTP.Domains, queue.Local{Store: hub.Wrap(st), Trace: d.Trace}, remote))
+	q, err := queue.New(cfg.Queue, d, Router(cfg.SMTP.Domains, queue.Local{Store: hub.Wrap(st), Trace: d.Trace, Name: cfg.SMTP.Hostname}, remote))
 	if err != nil {
 		st.Close()
 		return nil, err

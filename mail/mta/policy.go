@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/applayer/applayer/internal/service"
+	"github.com/applayer/applayer/internal/trace"
 	"github.com/applayer/applayer/mail/policy"
 	"github.com/applayer/applayer/mail/queue"
 	"github.com/applayer/applayer/mail/smtpd"
@@ -70,7 +71,7 @@ func (s DKIMSigner) Sign(_ context.Context, _ queue.Envelope, msg []byte) ([]byt
 // a log line per message in d.Logger.
 func NewInboundPolicy(v *policy.Verifier, d service.Deps) (*InboundPolicy, error) {
 	d = d.Defaults()
-	in := &InboundPolicy{V: v, log: d.Logger}
+	in := &InboundPolicy{V: v, log: d.Logger, trace: d.Trace}
 	in.results = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "applayer", Subsystem: "mail", Name: "auth_results_total",
 		Help: "Results of the checks of incoming mail, by method (spf, dkim, dmarc) and result."}, []string{"method", "result"})
 	in.verdicts = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "applayer", Subsystem: "mail", Name: "auth_verdicts_total",
@@ -92,6 +93,39 @@ type InboundPolicy struct {
 	log      interface {
 		Info(msg string, args ...any)
 	}
+	trace *trace.Bus
+}
+
+// verdictWhere says where a verdict puts a message.
+var verdictWhere = map[policy.Verdict]string{policy.Accept: "into INBOX", policy.Junk: "into Junk", policy.Reject: "refused with 550 5.7.1"}
+
+// traceResults publishes r as the server's decision on m (a state event,
+// proto mail/auth): the three results and where the message goes.
+func (p *InboundPolicy) traceResults(m smtpd.InboundMessage, r policy.Results) {
+	if !p.trace.Enabled() {
+		return
+	}
+	dk := "none"
+	if len(r.DKIM) > 0 {
+		var ds []string
+		for _, d := range r.DKIM {
+			ds = append(ds, string(d.Result)+" (d="+d.Domain+")")
+		}
+		dk = strings.Join(ds, ", ")
+	}
+	pol := "no record"
+	if r.DMARCPolicy != "" {
+		pol = "p=" + string(r.DMARCPolicy)
+	}
+	from, to := p.V.AuthServID, ""
+	if m.Local.IsValid() {
+		from = m.Local.String()
+	}
+	if m.Peer.IsValid() {
+		to = m.Peer.String()
+	}
+	p.trace.Publish(trace.Event{Type: trace.State, From: from, To: to, Proto: "mail/auth",
+		Summary: fmt.Sprintf("From: %s checked: spf=%s (mailfrom %s) dkim=%s dmarc=%s (%s): verdict %s, %s", r.From, r.SPF, r.SPFDomain, dk, r.DMARC, pol, r.Verdict, verdictWhere[r.Verdict])})
 }
 
 var _ smtpd.BodyRewriter = (*InboundPolicy)(nil)
@@ -117,6 +151,7 @@ func (p *InboundPolicy) Check(ctx context.Context, m smtpd.InboundMessage) (stri
 		}
 		p.log.Info("mta: inbound checks", "remote", m.Remote, "mail_from", m.From, "from_domain", r.From, "spf", r.SPF, "dkim", strings.Join(dk, ","), "dmarc", r.DMARC, "verdict", r.Verdict.String())
 	}
+	p.traceResults(m, r)
 	if r.Verdict == policy.Reject {
 		return "", &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: r.RejectText()}
 	}

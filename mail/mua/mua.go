@@ -178,6 +178,11 @@ type Submission struct {
 	HelloName string
 	// Timeout bounds connecting and each command (default 30s).
 	Timeout time.Duration
+	// Dialer, when set, makes the connection (e.g. from a lab client's
+	// address); default a net.Dialer.
+	Dialer interface {
+		DialContext(ctx context.Context, network, address string) (net.Conn, error)
+	}
 	// Transcript, when set, gets the dialogue as swaks prints it: " -> "
 	// for the client, "<-  " for the server ("~>", "<~" inside TLS); AUTH
 	// secrets are masked.
@@ -205,8 +210,13 @@ func Send(ctx context.Context, s Submission, from string, to []string, msg []byt
 			tc.ServerName = host
 		}
 	}
-	d := net.Dialer{Timeout: timeout}
-	raw, err := d.DialContext(ctx, "tcp", s.Server)
+	d := s.Dialer
+	if d == nil {
+		d = &net.Dialer{}
+	}
+	dctx, dcancel := context.WithTimeout(ctx, timeout)
+	raw, err := d.DialContext(dctx, "tcp", s.Server)
+	dcancel()
 	if err != nil {
 		return "", fmt.Errorf("mua: %w", err)
 	}

@@ -15,8 +15,10 @@ import (
 // errors are retried.
 type Local struct {
 	Store store.Store
-	// Trace, when set, sees each delivery.
+	// Trace, when set, sees each delivery, as a decision of Name (the
+	// server's host name; default "queue").
 	Trace *trace.Bus
+	Name  string
 }
 
 // Deliver implements Deliverer.
@@ -28,7 +30,11 @@ func (l Local) Deliver(ctx context.Context, env Envelope, rcpt string, body []by
 	_, err := l.Store.Append(ctx, rcpt, box, body, nil, env.Received)
 	switch {
 	case err == nil:
-		l.Trace.Publish(trace.Event{Type: trace.State, From: "queue", Proto: "mail/local", Summary: fmt.Sprintf("message %s from <%s> delivered to %s %s", env.ID, env.From, rcpt, box), Bytes: len(body)})
+		name := l.Name
+		if name == "" {
+			name = "queue"
+		}
+		l.Trace.Publish(trace.Event{Type: trace.State, From: name, Proto: "mail/local", Summary: fmt.Sprintf("message %s from <%s> delivered to %s %s", env.ID, env.From, rcpt, box), Bytes: len(body)})
 		return nil
 	case errors.Is(err, store.ErrNoUser), errors.Is(err, store.ErrBadAddress):
 		return Permanent(&DeliveryError{Status: "5.1.1", Diagnostic: "x-applayer; no such user", Err: fmt.Errorf("queue: local delivery to %s: %w", rcpt, err)})

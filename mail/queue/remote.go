@@ -329,12 +329,15 @@ func (r *Remote) transaction(ctx context.Context, host string, addr netip.Addr, 
 	if _, err := w.Write(body); err != nil {
 		return fail("DATA", err)
 	}
+	// Published before the final "." goes out, so that it comes before
+	// whatever the receiver traces of its checks and its reply (the
+	// reply is the receiver's to trace; a refusal is traced by fail).
+	r.Trace.Publish(trace.Event{From: local, To: target, Proto: "smtp", Summary: fmt.Sprintf("MAIL FROM:<%s> RCPT TO:<%s> DATA", env.From, rcpt), Bytes: len(body)})
 	resp, err := w.CloseWithResponse()
 	if err != nil {
 		return fail("end of DATA", err)
 	}
 	c.Quit()
-	r.Trace.Publish(trace.Event{From: local, To: target, Proto: "smtp", Summary: fmt.Sprintf("MAIL FROM:<%s> RCPT TO:<%s> DATA: 250 %s", env.From, rcpt, resp.StatusText), Bytes: len(body)})
 	r.log().Info("queue: relayed", "id", env.ID, "to", rcpt, "host", host, "addr", target, "tls", isTLS, "reply", resp.StatusText)
 	return nil
 }

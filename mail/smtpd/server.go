@@ -114,11 +114,14 @@ func (f InboundFunc) Check(ctx context.Context, m InboundMessage) (string, error
 // InboundMessage is what Inbound sees of a received message.
 type InboundMessage struct {
 	Remote netip.Addr // the client's address
-	Helo   string     // the name it gave in EHLO/HELO
-	From   string     // the envelope sender ("" for bounces)
-	To     []string   // the accepted recipients
-	TLS    bool       // received over TLS
-	Body   []byte     // the message as received (CRLF line endings)
+	// Peer is the client's address and port, Local the server's end of
+	// the connection (for the checks' trace).
+	Peer, Local netip.AddrPort
+	Helo        string   // the name it gave in EHLO/HELO
+	From        string   // the envelope sender ("" for bounces)
+	To          []string // the accepted recipients
+	TLS         bool     // received over TLS
+	Body        []byte   // the message as received (CRLF line endings)
 }
 
 // Enqueuer takes an accepted message; it returns once the message is on
@@ -535,6 +538,17 @@ func (ss *session) Data(r io.Reader) error {
 	if CheckLineEndings(body) >= 0 {
 		return ss.fail("bare_lf", errBareLF)
 	}
+	// The transaction as received, published before it is checked and
+	// queued (the checks publish their results, and the queue may start
+	// delivering before the 250 below is on the wire).
+	if ss.s.trace.Enabled() {
+		who := ""
+		if ss.user != "" {
+			who = " AUTH " + ss.user
+		}
+		ss.s.trace.Publish(trace.Event{From: ss.c.remote.String(), To: ss.c.LocalAddr().String(), Proto: "smtp/" + ss.s.cfg.Role,
+			Summary: fmt.Sprintf("MAIL FROM:<%s> RCPT TO:<%s>%s DATA", ss.from, strings.Join(ss.to, ">,<"), who), Bytes: len(body)})
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var extra string
@@ -545,10 +559,16 @@ func (ss *session) Data(r io.Reader) error {
 		}
 	case ss.s.cfg.Inbound != nil:
 		_, isTLS := ss.sc.TLSConnectionState()
-		extra, err = ss.s.cfg.Inbound.Check(ctx, InboundMessage{Remote: ss.c.remote.Addr().Unmap(), Helo: ss.sc.Hostname(), From: ss.from, To: ss.to, TLS: isTLS, Body: body})
+		local, _ := netip.ParseAddrPort(ss.c.LocalAddr().String())
+		extra, err = ss.s.cfg.Inbound.Check(ctx, InboundMessage{Remote: ss.c.remote.Addr().Unmap(), Peer: ss.c.remote, Local: local,
+			Helo: ss.sc.Hostname(), From: ss.from, To: ss.to, TLS: isTLS, Body: body})
 		if err != nil {
 			var se *smtp.SMTPError
 			if errors.As(err, &se) {
+				if ss.s.trace.Enabled() {
+					ss.s.trace.Publish(trace.Event{From: ss.c.LocalAddr().String(), To: ss.c.remote.String(), Proto: "smtp/" + ss.s.cfg.Role,
+						Summary: fmt.Sprintf("%d %d.%d.%d %s", se.Code, se.EnhancedCode[0], se.EnhancedCode[1], se.EnhancedCode[2], se.Message)})
+				}
 				if se.Code >= 500 {
 					return ss.fail("policy", se)
 				}
@@ -565,16 +585,6 @@ func (ss *session) Data(r io.Reader) error {
 	hdr := ss.received(id) + extra
 	msg := make([]byte, 0, len(hdr)+len(body))
 	msg = append(append(msg, hdr...), body...)
-	// The transaction as received, published before the queue has it (the
-	// queue may start delivering before the 250 below is on the wire).
-	if ss.s.trace.Enabled() {
-		who := ""
-		if ss.user != "" {
-			who = " AUTH " + ss.user
-		}
-		ss.s.trace.Publish(trace.Event{From: ss.c.remote.String(), To: ss.c.LocalAddr().String(), Proto: "smtp/" + ss.s.cfg.Role,
-			Summary: fmt.Sprintf("MAIL FROM:<%s> RCPT TO:<%s>%s DATA", ss.from, strings.Join(ss.to, ">,<"), who), Bytes: len(msg)})
-	}
 	qid, err := ss.s.queue.Enqueue(ctx, ss.from, ss.to, msg)
 	if err != nil {
 		ss.s.log.Error("smtpd: enqueue", "err", err)

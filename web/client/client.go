@@ -201,7 +201,7 @@ type phases struct {
 	firstByte       time.Time
 	reused, gotConn bool
 	sentHeader      []string
-	remote          string
+	remote, local   string
 }
 
 func (p *phases) add(f func(p *phases)) {
@@ -372,8 +372,9 @@ type Result struct {
 	// FromCache is true when the cache revalidated the entry (the server
 	// answered 304) and Body comes from the cache.
 	FromCache bool
-	// Remote is the server address the request went to.
-	Remote string
+	// Remote is the server address the request went to, Local the
+	// client's end of the connection it went on.
+	Remote, Local string
 	// Decoded is true when the body came gzip-encoded (the Response's
 	// Content-Encoding says so) and Body holds it decoded. WireBytes is the
 	// body's size as it came over the wire.
@@ -417,6 +418,7 @@ func (c *Client) Do(ctx context.Context, req *http.Request) (*Result, error) {
 				p.reused, p.gotConn = i.Reused, true
 				if i.Conn != nil {
 					p.remote = i.Conn.RemoteAddr().String()
+					p.local = i.Conn.LocalAddr().String()
 				}
 			})
 		},
@@ -458,7 +460,7 @@ func (c *Client) Do(ctx context.Context, req *http.Request) (*Result, error) {
 	if fb.IsZero() {
 		fb = headerAt
 	}
-	r := &Result{Request: req, SentHeader: p.sentHeader, Response: resp, Body: body, Remote: p.remote, WireBytes: len(body)}
+	r := &Result{Request: req, SentHeader: p.sentHeader, Response: resp, Body: body, Remote: p.remote, Local: p.local, WireBytes: len(body)}
 	if askedGzip && len(body) > 0 && strings.EqualFold(strings.TrimSpace(resp.Header.Get("Content-Encoding")), "gzip") {
 		zr, err := gzip.NewReader(bytes.NewReader(body))
 		if err == nil {

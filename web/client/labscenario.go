@@ -18,7 +18,8 @@ import (
 
 // LabScenarios are the Web's scenarios of the chapter, played by this
 // client against the lab's servers: gaia.cs.umass.edu's page with ten
-// images, the cookie shop and the campus web cache.
+// images, the cookie shop, the campus web cache and head-of-line blocking
+// (HTTP/2 against HTTP/1.1 on a lossy link).
 func LabScenarios() []labpkg.Scenario {
 	return []labpkg.Scenario{
 		{
@@ -61,6 +62,7 @@ func LabScenarios() []labpkg.Scenario {
 			Hosts:   []string{"cache.nyu.edu", "gaia.cs.umass.edu"},
 			Keep:    KeepHTTP,
 		},
+		holScenario(),
 	}
 }
 

@@ -38,6 +38,9 @@ type Object struct {
 	// Start and End are offsets from the start of the page load.
 	Start, End time.Duration
 	Err        error
+	// Proto is the response's protocol ("HTTP/1.1", "HTTP/2.0"); Local
+	// and Remote are the ends of the connection it came on.
+	Proto, Local, Remote string
 }
 
 // PageResult is a loaded page.
@@ -58,6 +61,10 @@ type PageOptions struct {
 	Parallel int
 	// Client options (protocol, keep-alive and connection limits are set by the mode).
 	Options Options
+	// Done, when set, is called as each object is complete (or has
+	// failed), from the goroutine that fetched it: the base file's before
+	// any referenced object is requested.
+	Done func(Object)
 }
 
 // LoadPage fetches the base HTML file at base and every object it
@@ -94,22 +101,29 @@ func LoadPage(ctx context.Context, base string, po PageOptions) (*PageResult, er
 	defer c.Close()
 	pr := &PageResult{Mode: po.Mode}
 	start := time.Now()
+	done := func(ob Object) Object {
+		if po.Done != nil {
+			po.Done(ob)
+		}
+		return ob
+	}
 	fetch := func(u string) Object {
 		ob := Object{URL: u, Start: time.Since(start)}
 		r, err := c.Get(ctx, u)
 		ob.End = time.Since(start)
 		if err != nil {
 			ob.Err = err
-			return ob
+			return done(ob)
 		}
 		ob.Status, ob.Bytes = r.Response.StatusCode, len(r.Body)
-		return ob
+		ob.Proto, ob.Local, ob.Remote = r.Response.Proto, r.Local, r.Remote
+		return done(ob)
 	}
 	if po.Mode == ModePipelined {
 		// The base file must arrive before the objects are known.
 		pc := &pipeConn{}
 		defer pc.close()
-		objs, dials, err := pipeline(ctx, c, pc, []*url.URL{bu}, start)
+		objs, dials, err := pipeline(ctx, c, pc, []*url.URL{bu}, start, po.Done)
 		if err != nil {
 			return nil, err
 		}
@@ -121,7 +135,7 @@ func LoadPage(ctx context.Context, base string, po PageOptions) (*PageResult, er
 		}
 		refs := ExtractRefs(bu, objs[0].body)
 		if len(refs) > 0 {
-			more, dials, err := pipeline(ctx, c, pc, refs, start)
+			more, dials, err := pipeline(ctx, c, pc, refs, start, po.Done)
 			if err != nil {
 				return nil, err
 			}
@@ -137,7 +151,8 @@ func LoadPage(ctx context.Context, base string, po PageOptions) (*PageResult, er
 	if err != nil {
 		return nil, err
 	}
-	pr.Objects = append(pr.Objects, Object{URL: base, Status: r.Response.StatusCode, Bytes: len(r.Body), End: time.Since(start)})
+	pr.Objects = append(pr.Objects, done(Object{URL: base, Status: r.Response.StatusCode, Bytes: len(r.Body), End: time.Since(start),
+		Proto: r.Response.Proto, Local: r.Local, Remote: r.Remote}))
 	refs := ExtractRefs(bu, r.Body)
 	objs := make([]Object, len(refs))
 	workers := 1
@@ -192,7 +207,7 @@ func (p *pipeConn) close() {
 	}
 }
 
-func pipeline(ctx context.Context, c *Client, pc *pipeConn, urls []*url.URL, start time.Time) ([]pipeObject, int, error) {
+func pipeline(ctx context.Context, c *Client, pc *pipeConn, urls []*url.URL, start time.Time, notify func(Object)) ([]pipeObject, int, error) {
 	type res = pipeObject
 	out := make([]res, len(urls))
 	dials := 0
@@ -235,7 +250,11 @@ func pipeline(ctx context.Context, c *Client, pc *pipeConn, urls []*url.URL, sta
 				closed = true
 				break
 			}
-			out[done] = res{Object: Object{URL: urls[done].String(), Status: resp.StatusCode, Bytes: len(body), Start: sent, End: time.Since(start)}, body: body}
+			out[done] = res{Object: Object{URL: urls[done].String(), Status: resp.StatusCode, Bytes: len(body), Start: sent, End: time.Since(start),
+				Proto: resp.Proto, Local: conn.LocalAddr().String(), Remote: conn.RemoteAddr().String()}, body: body}
+			if notify != nil {
+				notify(out[done].Object)
+			}
 			done++
 			progressed = true
 			if resp.Close {
