@@ -93,9 +93,13 @@ func appendString(b []byte, s string) []byte {
 	return append(binary.AppendUvarint(b, uint64(len(s))), s...)
 }
 
-// decoder reads the stored form; the first error sticks.
+// decoder reads the stored form; the first error sticks. The strings it
+// returns are slices of s, one copy of the whole encoding (one
+// allocation per envelope instead of one per field).
 type decoder struct {
 	b   []byte
+	s   string // b as a string
+	off int
 	err error
 }
 
@@ -103,40 +107,38 @@ func (d *decoder) fail() {
 	if d.err == nil {
 		d.err = ErrBadEnvelope
 	}
+	d.off = len(d.b)
 }
 
 func (d *decoder) uvarint(limit uint64) uint64 {
-	v, n := binary.Uvarint(d.b)
+	v, n := binary.Uvarint(d.b[d.off:])
 	if n <= 0 || v > limit {
 		d.fail()
-		d.b = nil
 		return 0
 	}
-	d.b = d.b[n:]
+	d.off += n
 	return v
 }
 
 func (d *decoder) varint() int64 {
-	v, n := binary.Varint(d.b)
+	v, n := binary.Varint(d.b[d.off:])
 	if n <= 0 {
 		d.fail()
-		d.b = nil
 		return 0
 	}
-	d.b = d.b[n:]
+	d.off += n
 	return v
 }
 
 func (d *decoder) string() string {
 	n := d.uvarint(maxString)
-	if uint64(len(d.b)) < n {
+	if uint64(len(d.b)-d.off) < n {
 		d.fail()
-		d.b = nil
 		return ""
 	}
-	s := string(d.b[:n])
-	d.b = d.b[n:]
-	return s
+	str := d.s[d.off : d.off+int(n)]
+	d.off += int(n)
+	return str
 }
 
 func (d *decoder) addresses() []imap.Address {
@@ -144,7 +146,7 @@ func (d *decoder) addresses() []imap.Address {
 	if n == 0 || d.err != nil {
 		return nil
 	}
-	l := make([]imap.Address, 0, min(n, uint64(len(d.b)/3+1)))
+	l := make([]imap.Address, 0, min(n, uint64((len(d.b)-d.off)/3+1)))
 	for range n {
 		l = append(l, imap.Address{Name: d.string(), Mailbox: d.string(), Host: d.string()})
 		if d.err != nil {
@@ -159,7 +161,7 @@ func DecodeEnvelope(b []byte) (*imap.Envelope, error) {
 	if len(b) < 2 || b[0] != version {
 		return nil, fmt.Errorf("%w: version", ErrBadEnvelope)
 	}
-	d := &decoder{b: b[2:]}
+	d := &decoder{b: b[2:], s: string(b[2:])}
 	env := &imap.Envelope{}
 	switch b[1] {
 	case 0:
@@ -185,7 +187,7 @@ func DecodeEnvelope(b []byte) (*imap.Envelope, error) {
 		}
 	}
 	env.MessageID = d.string()
-	if d.err == nil && len(d.b) != 0 {
+	if d.err == nil && d.off != len(d.b) {
 		d.fail()
 	}
 	if d.err != nil {
