@@ -24,22 +24,9 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
-)
 
-// message i of the corpus: about 3 KB, headers like real mail; every
-// needle-th one contains the search word.
-func message(i, needle int) []byte {
-	var b strings.Builder
-	fmt.Fprintf(&b, "Return-Path: <alice@crepes.fr>\r\nReceived: from mx.crepes.fr ([192.0.2.25]) by hamburger.edu with ESMTPS id %08x for <bob@hamburger.edu>; Thu, 03 Dec 2026 12:00:00 +0000\r\n", i)
-	fmt.Fprintf(&b, "From: Alice <alice@crepes.fr>\r\nTo: Bob <bob@hamburger.edu>\r\nSubject: Benchmark message %d\r\nDate: Thu, 03 Dec 2026 12:%02d:%02d +0000\r\nMessage-ID: <%d.bench@crepes.fr>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n", i, (i/60)%60, i%60, i)
-	for l := 0; l < 40; l++ {
-		fmt.Fprintf(&b, "Line %02d of message %d: the quick brown fox jumps over the lazy dog.\r\n", l, i)
-	}
-	if needle > 0 && i%needle == 0 {
-		b.WriteString("The secret word is xylophone.\r\n")
-	}
-	return []byte(b.String())
-}
+	"github.com/applayer/applayer/mail/mailtest"
+)
 
 func main() {
 	imapAddr := flag.String("imap", "", "IMAP server (plain, LOGIN)")
@@ -115,7 +102,7 @@ func imapOp(addr, user, pass, op string, args []string, ready func(), done func(
 		// Pipelined, at most 32 APPENDs in flight.
 		var cmds []*imapclient.AppendCommand
 		for i := range count {
-			m := message(i, needle)
+			m := mailtest.BenchMessage(i, needle)
 			ac := c.Append(box, int64(len(m)), &imap.AppendOptions{Time: time.Unix(1_796_000_000+int64(i), 0)})
 			ac.Write(m)
 			ac.Close()

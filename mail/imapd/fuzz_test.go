@@ -30,6 +30,10 @@ func FuzzSession(f *testing.F) {
 		"a FETCH 0:4294967295 BINARY[3]\r\n",
 		"a UID SEARCH RETURN (SAVE) ALL\r\nb FETCH $ FLAGS\r\n",
 		"\x00\xff{99}\r\n",
+		"a ID (\"name\" \"fuzz\")\r\nb ID NIL\r\n",
+		"a APPEND INBOX {99999999+}\r\nb NOOP\r\n",
+		"a LOGIN {5000}\r\n\r\n",
+		"a STARTTLS\r\n",
 	} {
 		f.Add([]byte(s))
 	}

@@ -34,6 +34,7 @@ func TestCurlInterop(t *testing.T) {
 		{"imap search", []string{"imap://" + e.plain + "/INBOX", "-X", "SEARCH SUBJECT crepes"}, "* SEARCH 1"},
 		{"imap fetch", []string{"imap://" + e.plain + "/INBOX;UID=1"}, "Bring the batter."},
 		{"imap list", []string{"imap://" + e.plain + "/"}, `"Sent"`},
+		{"imap id", []string{"imap://" + e.plain + "/", "-X", `ID ("name" "curl")`}, `* ID ("name" "applayer"`},
 		{"imaps fetch section", []string{"--cacert", caFile, "--resolve", "imap.hamburger.edu:" + tlsPort + ":127.0.0.1", "imaps://imap.hamburger.edu:" + tlsPort + "/INBOX;UID=1;SECTION=1"}, "Bring the batter."},
 		{"imap starttls", []string{"--ssl-reqd", "--cacert", caFile, "--resolve", "imap.hamburger.edu:" + strings.Split(e.plain, ":")[1] + ":127.0.0.1", "imap://imap.hamburger.edu:" + strings.Split(e.plain, ":")[1] + "/INBOX", "-X", "STATUS INBOX (MESSAGES)"}, "MESSAGES 1"},
 	} {
@@ -71,6 +72,18 @@ M = imaplib.IMAP4_SSL("127.0.0.1", int(sys.argv[1]), ssl_context=ctx)
 M.login("bob@hamburger.edu", "s3cret")
 typ, boxes = M.list()
 assert typ == "OK" and any(b'"Sent"' in b or b' Sent' in b for b in boxes), boxes
+assert "ID" in M.capabilities, M.capabilities
+typ, data = M.xatom("ID", '("name" "imaplib")')
+assert typ == "OK", data
+typ, data = M.response("ID")
+assert data == [b'("name" "applayer" "vendor" "applayer")'], data
+# An overlong command is refused (BAD) and the session goes on.
+try:
+    M.xatom("NOOP", "x" * 40000)
+    raise SystemExit("overlong NOOP accepted")
+except M.error as err:
+    assert "TOOBIG" in str(err), err
+assert M.noop()[0] == "OK"
 msg = b"From: alice@crepes.fr\r\nSubject: py test\r\n\r\nhello from python\r\n"
 typ, data = M.append("INBOX", r"(\Flagged)", imaplib.Time2Internaldate(1700000000), msg)
 assert typ == "OK" and b"APPENDUID" in data[0], data

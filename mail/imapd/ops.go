@@ -15,20 +15,9 @@ import (
 	"github.com/emersion/go-message/mail"
 	"github.com/emersion/go-message/textproto"
 
+	"github.com/applayer/applayer/mail/msgmeta"
 	"github.com/applayer/applayer/mail/store"
 )
-
-// envelope parses a message's header into its ENVELOPE.
-func envelope(body []byte) *imap.Envelope {
-	h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(body[:headerEnd(body)])))
-	if err != nil {
-		return &imap.Envelope{}
-	}
-	if env := imapserver.ExtractEnvelope(h); env != nil {
-		return env
-	}
-	return &imap.Envelope{}
-}
 
 func readOnlyErr() error {
 	return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot, Text: "Mailbox is read-only (EXAMINE)"}
@@ -258,7 +247,7 @@ type candidate struct {
 
 func (m *candidate) hdr() *mail.Header {
 	if m.header == nil {
-		h, _ := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(m.body[:headerEnd(m.body)])))
+		h, _ := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(m.body[:msgmeta.HeaderLen(m.body)])))
 		m.header = &mail.Header{Header: gomessage.Header{Header: h}}
 	}
 	return m.header
@@ -412,7 +401,7 @@ func equalFoldASCII(b []byte, n string) bool {
 // matchBody searches the decoded text parts of a message (BODY): the
 // raw text, then each text part decoded from its transfer encoding.
 func matchBody(body []byte, pattern string) bool {
-	if containsFold(body[headerEnd(body):], pattern) {
+	if containsFold(body[msgmeta.HeaderLen(body):], pattern) {
 		return true
 	}
 	e, err := gomessage.Read(bytes.NewReader(body))

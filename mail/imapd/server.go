@@ -80,13 +80,16 @@ type Server struct {
 
 	mu sync.Mutex
 	ls *mailnet.Listeners
-	// secure refuses LOGIN without TLS; insecure (loopback clients, when
+	// The imapservers by connection: secure refuses LOGIN without TLS
+	// (STARTTLS); tlsDone serves implicit TLS (go-imap sees the guard,
+	// not its *tls.Conn, so it is told LOGIN is allowed, and offers no
+	// STARTTLS); insecure (loopback clients, when
 	// configured) allows it.
-	secure, insecure     *imapserver.Server
-	hoSecure, hoInsecure *transport.Handoff
-	served               sync.WaitGroup
-	conns                map[*conn]struct{}
-	started              bool
+	secure, insecure, tlsDone       *imapserver.Server
+	hoSecure, hoInsecure, hoTLSDone *transport.Handoff
+	served                          sync.WaitGroup
+	conns                           map[*conn]struct{}
+	started                         bool
 }
 
 type metrics struct {
@@ -176,14 +179,14 @@ func (a logAdapter) Printf(format string, v ...any) {
 	a.l.Debug(msg)
 }
 
-func (s *Server) newIMAP(insecure bool) *imapserver.Server {
+func (s *Server) newIMAP(insecure bool, starttls *tls.Config) *imapserver.Server {
 	return imapserver.New(&imapserver.Options{
 		NewSession: func(c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
-			return &session{srv: s, conn: c}, nil, nil
+			return &session{srv: s, conn: c, raw: rawConn(c.NetConn())}, nil, nil
 		},
 		Caps:         caps,
 		Logger:       logAdapter{s.log, s.m.panics},
-		TLSConfig:    s.cfg.TLS,
+		TLSConfig:    starttls,
 		InsecureAuth: insecure,
 	})
 }
@@ -196,15 +199,15 @@ func (s *Server) Start(ctx context.Context) error {
 		return errors.New("imapd: already started")
 	}
 	s.started = true
-	s.secure, s.insecure = s.newIMAP(false), s.newIMAP(true)
+	s.secure, s.insecure, s.tlsDone = s.newIMAP(false, s.cfg.TLS), s.newIMAP(true, s.cfg.TLS), s.newIMAP(true, nil)
 	// Both imapservers accept from Handoffs; the address reported is
 	// only for logs.
 	var addr net.Addr = &net.TCPAddr{}
-	s.hoSecure, s.hoInsecure = transport.NewHandoff(addr), transport.NewHandoff(addr)
+	s.hoSecure, s.hoInsecure, s.hoTLSDone = transport.NewHandoff(addr), transport.NewHandoff(addr), transport.NewHandoff(addr)
 	for _, p := range []struct {
 		srv *imapserver.Server
 		ho  *transport.Handoff
-	}{{s.secure, s.hoSecure}, {s.insecure, s.hoInsecure}} {
+	}{{s.secure, s.hoSecure}, {s.insecure, s.hoInsecure}, {s.tlsDone, s.hoTLSDone}} {
 		s.served.Go(func() { p.srv.Serve(p.ho) })
 	}
 	ls, err := mailnet.Listen(ctx, s.cfg.Addr, s.cfg.TLSAddr, func(implicit bool) transport.StreamConfig {
@@ -222,7 +225,7 @@ func (s *Server) Start(ctx context.Context) error {
 		return transport.HandlerFunc(func(ctx context.Context, tc *transport.Conn) { s.handoff(tc, implicit) })
 	})
 	if err != nil {
-		s.stopIMAP(s.secure, s.insecure)
+		s.stopIMAP(s.secure, s.insecure, s.tlsDone)
 		return fmt.Errorf("imapd: %w", err)
 	}
 	s.ls = ls
@@ -232,12 +235,14 @@ func (s *Server) Start(ctx context.Context) error {
 // stopIMAP ends both imapservers: their accept loops first (closing the
 // Handoffs they accept from), then their connections. (Closing an
 // imapserver while its Serve is starting races inside go-imap.)
-func (s *Server) stopIMAP(secure, insecure *imapserver.Server) {
+func (s *Server) stopIMAP(secure, insecure, tlsDone *imapserver.Server) {
 	s.hoSecure.Close()
 	s.hoInsecure.Close()
+	s.hoTLSDone.Close()
 	s.served.Wait()
 	secure.Close()
 	insecure.Close()
+	tlsDone.Close()
 }
 
 // handoff takes the connection from the StreamServer (it keeps its slot
@@ -253,11 +258,15 @@ func (s *Server) handoff(tc *transport.Conn, implicit bool) {
 	if s.cfg.InsecureAuthLoopback && remote.Addr().IsLoopback() {
 		ho = s.hoInsecure
 	}
+	if implicit {
+		ho = s.hoTLSDone
+	}
 	s.mu.Unlock()
 	var out net.Conn = c
 	if implicit {
 		out = tls.Server(c, s.cfg.TLS)
 	}
+	out = newGuard(out, s.log, s.cfg.MaxMessageBytes)
 	if !ho.Deliver(out) {
 		c.Close()
 	}
@@ -272,13 +281,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	s.started = false
-	ls, secure, insecure := s.ls, s.secure, s.insecure
+	ls, secure, insecure, tlsDone := s.ls, s.secure, s.insecure, s.tlsDone
 	s.mu.Unlock()
 	var err error
 	if ls != nil {
 		err = ls.Shutdown(ctx)
 	}
-	s.stopIMAP(secure, insecure)
+	s.stopIMAP(secure, insecure, tlsDone)
 	s.mu.Lock()
 	for c := range s.conns {
 		c.Conn.Close()
@@ -287,13 +296,26 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return err
 }
 
-// conn releases the transport slot when closed.
+// conn releases the transport slot when closed, and can hold writes
+// back (cork) while a command writes many responses.
 type conn struct {
 	net.Conn
 	release func()
 	srv     *Server
 	once    sync.Once
+
+	wmu    sync.Mutex
+	corked bool
+	buf    []byte
 }
+
+// Bounds of a corked conn: how much it holds before writing, and how
+// long the write at uncork may take (go-imap clears its own deadline
+// after each response).
+const (
+	corkBytes   = 64 << 10
+	corkTimeout = 5 * time.Minute
+)
 
 func (c *conn) Close() error {
 	err := c.Conn.Close()
@@ -304,6 +326,68 @@ func (c *conn) Close() error {
 		c.srv.mu.Unlock()
 	})
 	return err
+}
+
+// Write writes through, or while corked appends to the buffer and writes
+// it when full: go-imap flushes its 4 KiB buffer after every response
+// line, and a FETCH of 1,000 messages would be 1,000 system calls (and
+// TLS records, under TLS) instead of one per 64 KiB.
+func (c *conn) Write(b []byte) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if !c.corked {
+		return c.Conn.Write(b)
+	}
+	c.buf = append(c.buf, b...)
+	if len(c.buf) >= corkBytes {
+		if err := c.flushLocked(); err != nil {
+			return 0, err
+		}
+	}
+	return len(b), nil
+}
+
+func (c *conn) flushLocked() error {
+	_, err := c.Conn.Write(c.buf)
+	c.buf = c.buf[:0]
+	return err
+}
+
+// cork holds writes back until uncork.
+func (c *conn) cork() {
+	c.wmu.Lock()
+	c.corked = true
+	c.wmu.Unlock()
+}
+
+// uncork writes what cork held back, within corkTimeout.
+func (c *conn) uncork() error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.corked = false
+	if len(c.buf) == 0 {
+		return nil
+	}
+	c.Conn.SetWriteDeadline(time.Now().Add(corkTimeout))
+	err := c.flushLocked()
+	c.Conn.SetWriteDeadline(time.Time{})
+	if cap(c.buf) > 2*corkBytes {
+		c.buf = nil
+	}
+	return err
+}
+
+// rawConn finds our conn under go-imap's (the guard, and a *tls.Conn
+// with implicit TLS); nil if it is not there.
+func rawConn(nc net.Conn) *conn {
+	if g, ok := nc.(*guard); ok {
+		nc = g.Conn
+	}
+	if t, ok := nc.(*tls.Conn); ok {
+		nc = t.NetConn()
+	}
+	c, _ := nc.(*conn)
+	return c
 }
 
 // publish puts a line on the trace bus (the lab's), if any.

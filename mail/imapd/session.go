@@ -13,6 +13,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
 
+	"github.com/applayer/applayer/mail/msgmeta"
 	"github.com/applayer/applayer/mail/store"
 )
 
@@ -28,6 +29,7 @@ const Delim = '/'
 type session struct {
 	srv  *Server
 	conn *imapserver.Conn
+	raw  *conn // under conn (and TLS): corked during a FETCH; may be nil
 	user string
 
 	// The selected mailbox, "" when none.
@@ -615,7 +617,10 @@ func (s *session) resolve(numSet imap.NumSet) (seqs []uint32, es []*entry) {
 	return seqs, es
 }
 
-// Fetch implements imapserver.Session.
+// Fetch implements imapserver.Session. Bodies are read from the store
+// only for items that need them, envelopes from the store's stored form
+// (parsed when the message was stored), both in batches; the responses
+// go out corked (see conn.Write).
 func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) error {
 	seqs, es := s.resolve(numSet)
 	markSeen := false
@@ -623,10 +628,17 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 		markSeen = markSeen || !bs.Peek
 	}
 	markSeen = markSeen && !s.readOnly
-	needBody := options.Envelope || options.BodyStructure != nil || len(options.BodySection) > 0 || len(options.BinarySection) > 0 || len(options.BinarySectionSize) > 0
+	need := need{
+		body:     options.BodyStructure != nil || len(options.BodySection) > 0 || len(options.BinarySection) > 0 || len(options.BinarySectionSize) > 0,
+		envelope: options.Envelope,
+	}
+	if s.raw != nil && len(es) > 1 {
+		s.raw.cork()
+		defer s.raw.uncork()
+	}
 	ctx, cancel := s.ctx()
 	defer cancel()
-	each := func(i int, e *entry, body []byte) error {
+	return s.withData(ctx, es, need, func(i int, e *entry, d data) error {
 		writeFlags := options.Flags
 		if markSeen && !hasFlag(e.flags, imap.FlagSeen) {
 			nf := append(slices.Clone(e.flags), imap.FlagSeen)
@@ -636,76 +648,101 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 			e.flags = toIMAPFlags(toStoreFlags(nf))
 			writeFlags = true
 		}
-		if len(options.BodySection) > 0 {
-			s.srv.publish(s.conn, fmt.Sprintf("FETCH %s UID %d BODY[]: %d bytes", s.box, e.uid, len(body)), len(body))
+		if len(options.BodySection) > 0 && s.srv.trace != nil {
+			s.srv.publish(s.conn, fmt.Sprintf("FETCH %s UID %d BODY[]: %d bytes", s.box, e.uid, len(d.body)), len(d.body))
 		}
-		return writeMessage(w.CreateMessage(seqs[i]), e, body, options, writeFlags)
-	}
-	if !needBody {
+		return writeMessage(w.CreateMessage(seqs[i]), e, d, options, writeFlags)
+	})
+}
+
+// Batch bounds of withData.
+const (
+	batchMessages = 256
+	batchBytes    = 8 << 20
+)
+
+// need says what withData reads from the store.
+type need struct{ body, envelope bool }
+
+// data is what withData read for a message.
+type data struct {
+	body     []byte
+	envelope *imap.Envelope
+}
+
+// withBodies calls f for each entry still present, in order, with its
+// body.
+func (s *session) withBodies(ctx context.Context, es []*entry, f func(i int, e *entry, body []byte) error) error {
+	return s.withData(ctx, es, need{body: true}, func(i int, e *entry, d data) error { return f(i, e, d.body) })
+}
+
+// withData calls f for each entry still present, in order, with what
+// need asks for, read from the store in batches (one round trip each
+// per batchMessages, or batchBytes of bodies).
+func (s *session) withData(ctx context.Context, es []*entry, need need, f func(i int, e *entry, d data) error) error {
+	if !need.body && !need.envelope {
 		for i, e := range es {
 			if !e.gone {
-				if err := each(i, e, nil); err != nil {
+				if err := f(i, e, data{}); err != nil {
 					return err
 				}
 			}
 		}
 		return nil
 	}
-	return s.withBodies(ctx, es, each)
-}
-
-// Batch bounds of withBodies.
-const (
-	batchMessages = 256
-	batchBytes    = 8 << 20
-)
-
-// withBodies calls f for each entry still present, in order, with its
-// body, reading the bodies from the store in batches (one round trip per
-// batchMessages or batchBytes).
-func (s *session) withBodies(ctx context.Context, es []*entry, f func(i int, e *entry, body []byte) error) error {
 	for start := 0; start < len(es); {
 		end, size := start, int64(0)
 		var uids []uint32
-		for end < len(es) && len(uids) < batchMessages && (size < batchBytes || len(uids) == 0) {
+		for end < len(es) && len(uids) < batchMessages && (!need.body || size < batchBytes || len(uids) == 0) {
 			if !es[end].gone {
 				uids = append(uids, uint32(es[end].uid))
 				size += es[end].size
 			}
 			end++
 		}
-		bodies, err := s.srv.store.Bodies(ctx, s.user, s.box, uids)
-		if err != nil {
-			return imapErr(err, s.box)
+		var bodies, envelopes map[uint32][]byte
+		var err error
+		if need.body {
+			if bodies, err = s.srv.store.Bodies(ctx, s.user, s.box, uids); err != nil {
+				return imapErr(err, s.box)
+			}
+		}
+		if need.envelope {
+			if envelopes, err = s.srv.store.Envelopes(ctx, s.user, s.box, uids); err != nil {
+				return imapErr(err, s.box)
+			}
 		}
 		for i := start; i < end; i++ {
 			e := es[i]
 			if e.gone {
 				continue
 			}
-			body, ok := bodies[uint32(e.uid)]
-			if !ok {
-				e.gone = true // expunged since: nothing to show
-				continue
+			var d data
+			var ok bool
+			if need.body {
+				if d.body, ok = bodies[uint32(e.uid)]; !ok {
+					e.gone = true // expunged since: nothing to show
+					continue
+				}
 			}
-			if err := f(i, e, body); err != nil {
+			if need.envelope {
+				env, ok := envelopes[uint32(e.uid)]
+				if !ok {
+					e.gone = true
+					continue
+				}
+				if d.envelope, err = msgmeta.DecodeEnvelope(env); err != nil {
+					s.srv.log.Warn("imapd: stored envelope", "user", s.user, "mailbox", s.box, "uid", e.uid, "err", err)
+					d.envelope = &imap.Envelope{}
+				}
+			}
+			if err := f(i, e, d); err != nil {
 				return err
 			}
 		}
 		start = end
 	}
 	return nil
-}
-
-// headerEnd returns the length of a message's header, blank line included.
-func headerEnd(body []byte) int {
-	if i := bytes.Index(body, []byte("\r\n\r\n")); i >= 0 {
-		return i + 4
-	}
-	if bytes.HasPrefix(body, []byte("\r\n")) {
-		return 2
-	}
-	return len(body)
 }
 
 func partial(b []byte, p *imap.SectionPartial) []byte {
@@ -727,15 +764,16 @@ func section(body []byte, bs *imap.FetchItemBodySection) []byte {
 		case imap.PartSpecifierNone:
 			return partial(body, bs.Partial)
 		case imap.PartSpecifierHeader:
-			return partial(body[:headerEnd(body)], bs.Partial)
+			return partial(body[:msgmeta.HeaderLen(body)], bs.Partial)
 		case imap.PartSpecifierText:
-			return partial(body[headerEnd(body):], bs.Partial)
+			return partial(body[msgmeta.HeaderLen(body):], bs.Partial)
 		}
 	}
 	return imapserver.ExtractBodySection(bytes.NewReader(body), bs)
 }
 
-func writeMessage(w *imapserver.FetchResponseWriter, e *entry, body []byte, options *imap.FetchOptions, flags bool) error {
+func writeMessage(w *imapserver.FetchResponseWriter, e *entry, d data, options *imap.FetchOptions, flags bool) error {
+	body := d.body
 	w.WriteUID(e.uid)
 	if flags {
 		w.WriteFlags(e.flags)
@@ -747,7 +785,7 @@ func writeMessage(w *imapserver.FetchResponseWriter, e *entry, body []byte, opti
 		w.WriteRFC822Size(e.size)
 	}
 	if options.Envelope {
-		w.WriteEnvelope(envelope(body))
+		w.WriteEnvelope(d.envelope)
 	}
 	if options.BodyStructure != nil {
 		w.WriteBodyStructure(imapserver.ExtractBodyStructure(bytes.NewReader(body)))

@@ -1,6 +1,8 @@
 package pop3d
 
 import (
+	"bufio"
+	"bytes"
 	"errors"
 	"slices"
 	"strings"
@@ -60,6 +62,44 @@ func FuzzParseCommand(f *testing.F) {
 		}
 		if len(cmd.Args) > 2 || (cmd.Name == "PASS" && len(cmd.Args) > 1) {
 			t.Fatalf("args %q from %q", cmd.Args, line)
+		}
+	})
+}
+
+// The one-piece write of a message gives the same bytes as the line by
+// line one.
+func TestWriteDotStuffed(t *testing.T) {
+	for _, body := range []string{
+		"", "a", "a\r\n", ".a\r\n", "a\r\n.b\r\n", "a\nb\n", "a\r\nb", "a\rb\r\n", "a\r\r\n", "\r\n", "x\r\n\r\n..\r\n",
+		"From: a\r\nSubject: b\r\n\r\nline\r\nline 2\r\n",
+	} {
+		var fast, slow bytes.Buffer
+		fw, sw := bufio.NewWriter(&fast), bufio.NewWriter(&slow)
+		writeDotStuffed(fw, []byte(body), -1)
+		writeLines(sw, []byte(body), -1)
+		fw.Flush()
+		sw.Flush()
+		if fast.String() != slow.String() {
+			t.Errorf("%q: %q, line by line %q", body, fast.String(), slow.String())
+		}
+		if body != "" && !strings.HasSuffix(fast.String(), "\r\n.\r\n") || strings.Contains(fast.String()[:fast.Len()-3], "\r\n.\r\n") {
+			t.Errorf("%q: badly terminated %q", body, fast.String())
+		}
+	}
+}
+
+func FuzzWriteDotStuffed(f *testing.F) {
+	f.Add([]byte("a\r\n.b\r\n"))
+	f.Add([]byte("From: a\r\n\r\nbody\r\n"))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var fast, slow bytes.Buffer
+		fw, sw := bufio.NewWriter(&fast), bufio.NewWriter(&slow)
+		writeDotStuffed(fw, body, -1)
+		writeLines(sw, body, -1)
+		fw.Flush()
+		sw.Flush()
+		if !bytes.Equal(fast.Bytes(), slow.Bytes()) {
+			t.Fatalf("%q: %q, line by line %q", body, fast.Bytes(), slow.Bytes())
 		}
 	})
 }

@@ -301,7 +301,9 @@ func (ss *session) ctx() (context.Context, context.CancelFunc) {
 func (ss *session) run() {
 	ss.reply(true, "%s POP3 server ready", ss.srv.cfg.Hostname)
 	for {
-		if ss.flush() != nil {
+		// Answers go out when the client has sent nothing more: a
+		// pipelining client (RFC 2449's PIPELINING) gets many in one write.
+		if ss.r.Buffered() == 0 && ss.flush() != nil {
 			return
 		}
 		if ss.errors >= ss.srv.cfg.MaxErrors {
@@ -569,7 +571,7 @@ func (ss *session) transaction(cmd Command) {
 // Read-ahead of body: clients download in order (RETR 1, 2, 3...), so
 // one store round trip fetches the next few.
 const (
-	readAheadMessages = 32
+	readAheadMessages = 128
 	readAheadBytes    = 4 << 20
 )
 
@@ -639,8 +641,19 @@ func (ss *session) quit() bool {
 // writeDotStuffed writes a message as a multi-line response: lines
 // starting with "." get another, line ends become CRLF, and the
 // terminating ".". With lines >= 0 only the header and that many body
-// lines are sent (TOP).
+// lines are sent (TOP). A whole message already in that form (CRLF line
+// ends, no line starting with ".", as most are) is written in one piece.
 func writeDotStuffed(w *bufio.Writer, body []byte, lines int) {
+	if lines < 0 && wireReady(body) {
+		w.Write(body)
+		w.WriteString(".\r\n")
+		return
+	}
+	writeLines(w, body, lines)
+}
+
+// writeLines is writeDotStuffed line by line.
+func writeLines(w *bufio.Writer, body []byte, lines int) {
 	inBody := false
 	bodyLines := 0
 	for len(body) > 0 {
@@ -668,6 +681,30 @@ func writeDotStuffed(w *bufio.Writer, body []byte, lines int) {
 		}
 	}
 	w.WriteString(".\r\n")
+}
+
+// wireReady reports whether body can be sent as it is in a multi-line
+// response: it ends with CRLF, every LF follows a CR, no CR stands
+// alone, and no line starts with ".".
+func wireReady(b []byte) bool {
+	n := len(b)
+	if n < 2 || b[n-2] != '\r' || b[n-1] != '\n' || b[0] == '.' {
+		return false
+	}
+	lfs := 0
+	for i := 0; ; {
+		j := bytes.IndexByte(b[i:], '\n')
+		if j < 0 {
+			break
+		}
+		k := i + j
+		if k == 0 || b[k-1] != '\r' || (k+1 < n && b[k+1] == '.') {
+			return false
+		}
+		lfs++
+		i = k + 1
+	}
+	return bytes.Count(b, []byte{'\r'}) == lfs
 }
 
 // publish puts a line on the trace bus (the lab's), if any.

@@ -29,7 +29,7 @@ type env struct {
 
 const msg1 = "From: alice@crepes.fr\r\nSubject: one\r\n\r\nline 1\r\n.dot line\r\nline 3\r\n"
 
-func newEnv(t *testing.T, loopbackAuth bool, n int) *env {
+func newEnv(t testing.TB, loopbackAuth bool, n int) *env {
 	t.Helper()
 	ctx := context.Background()
 	st, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "mail.db"), store.Options{BcryptCost: bcrypt.MinCost})

@@ -11,6 +11,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/applayer/applayer/mail/msgmeta"
 )
 
 // Postgres is the Store backend for sites that outgrow one machine:
@@ -57,8 +59,10 @@ CREATE TABLE IF NOT EXISTS messages (
 	internal_date BIGINT NOT NULL,
 	size BIGINT NOT NULL,
 	body BYTEA NOT NULL,
+	envelope BYTEA, -- msgmeta's stored ENVELOPE; NULL in rows from before it
 	UNIQUE (mailbox_id, uid)
 );
+ALTER TABLE messages ADD COLUMN IF NOT EXISTS envelope BYTEA;
 CREATE TABLE IF NOT EXISTS subscriptions (
 	user_id BIGINT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
 	name TEXT NOT NULL,
@@ -398,6 +402,7 @@ func (s *Postgres) Append(ctx context.Context, address, mailbox string, body []b
 		return Message{}, err
 	}
 	msg := Message{Flags: splitFlags(normFlags(flags)), InternalDate: date, Size: int64(len(body))}
+	envelope := msgmeta.Envelope(body) // parsed once, here
 	err := s.tx(ctx, func(tx pgx.Tx) error {
 		// The user's row lock serializes this user's appends across
 		// every front-end: the quota check and the insert are one step.
@@ -423,8 +428,8 @@ func (s *Postgres) Append(ctx context.Context, address, mailbox string, body []b
 			return fmt.Errorf("store: append: %w", err)
 		}
 		msg.UID = uint32(uid)
-		_, err = tx.Exec(ctx, `INSERT INTO messages(mailbox_id, uid, flags, internal_date, size, body) VALUES ($1, $2, $3, $4, $5, $6)`,
-			boxID, uid, normFlags(flags), date.UnixNano(), msg.Size, body)
+		_, err = tx.Exec(ctx, `INSERT INTO messages(mailbox_id, uid, flags, internal_date, size, body, envelope) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+			boxID, uid, normFlags(flags), date.UnixNano(), msg.Size, body, envelope)
 		if err != nil {
 			return fmt.Errorf("store: append: %w", err)
 		}

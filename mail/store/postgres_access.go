@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/applayer/applayer/mail/msgmeta"
 )
 
 // The methods the mail readers (IMAP, POP3, web mail) added to Store, for
@@ -13,32 +15,57 @@ import (
 
 // Bodies implements Store: one query, the UIDs as an array.
 func (s *Postgres) Bodies(ctx context.Context, address, mailbox string, uids []uint32) (map[uint32][]byte, error) {
+	out := make(map[uint32][]byte, len(uids))
+	err := s.byUIDs(ctx, address, mailbox, uids, `body, NULL::bytea`, func(uid uint32, body, _ []byte) {
+		out[uid] = body
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: bodies: %w", err)
+	}
+	return out, nil
+}
+
+// Envelopes implements Store: one query. Rows stored before the
+// envelope column have theirs parsed from the body here.
+func (s *Postgres) Envelopes(ctx context.Context, address, mailbox string, uids []uint32) (map[uint32][]byte, error) {
+	out := make(map[uint32][]byte, len(uids))
+	err := s.byUIDs(ctx, address, mailbox, uids, `envelope, CASE WHEN envelope IS NULL THEN body END`, func(uid uint32, env, body []byte) {
+		if env == nil {
+			env = msgmeta.Envelope(body)
+		}
+		out[uid] = env
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: envelopes: %w", err)
+	}
+	return out, nil
+}
+
+// byUIDs selects uid and two more columns of a mailbox's messages with
+// the given UIDs (as an array), calling f for each row found.
+func (s *Postgres) byUIDs(ctx context.Context, address, mailbox string, uids []uint32, cols string, f func(uid uint32, a, b []byte)) error {
 	_, boxID, err := s.mailboxID(ctx, s.db, address, mailbox, false)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	ids := make([]int64, len(uids))
 	for i, u := range uids {
 		ids[i] = int64(u)
 	}
-	rows, err := s.db.Query(ctx, `SELECT uid, body FROM messages WHERE mailbox_id = $1 AND uid = ANY($2)`, boxID, ids)
+	rows, err := s.db.Query(ctx, `SELECT uid, `+cols+` FROM messages WHERE mailbox_id = $1 AND uid = ANY($2)`, boxID, ids)
 	if err != nil {
-		return nil, fmt.Errorf("store: bodies: %w", err)
+		return err
 	}
 	defer rows.Close()
-	out := make(map[uint32][]byte, len(uids))
 	for rows.Next() {
 		var uid int64
-		var body []byte
-		if err := rows.Scan(&uid, &body); err != nil {
-			return nil, fmt.Errorf("store: bodies: %w", err)
+		var a, b []byte
+		if err := rows.Scan(&uid, &a, &b); err != nil {
+			return err
 		}
-		out[uint32(uid)] = body
+		f(uint32(uid), a, b)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: bodies: %w", err)
-	}
-	return out, nil
+	return rows.Err()
 }
 
 // DeleteMailbox implements Store.

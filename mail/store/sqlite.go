@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"slices"
 	"strings"
@@ -12,6 +13,8 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
+
+	"github.com/applayer/applayer/mail/msgmeta"
 )
 
 // Options tune a store.
@@ -27,7 +30,17 @@ type Options struct {
 type SQLite struct {
 	db   *sql.DB
 	opts Options
+	// byRange holds byUIDs' range queries, compiled once, by columns;
+	// boxStmt finds a user's mailbox (mailboxID's query).
+	byRange map[string]*sql.Stmt
+	boxStmt *sql.Stmt
 }
+
+// The columns byUIDs reads besides uid: for Bodies, and for Envelopes.
+const (
+	bodyCols     = `body, NULL`
+	envelopeCols = `envelope, CASE WHEN envelope IS NULL THEN body END`
+)
 
 var _ Store = (*SQLite)(nil)
 
@@ -55,6 +68,10 @@ CREATE TABLE IF NOT EXISTS messages (
 	flags TEXT NOT NULL DEFAULT '',
 	internal_date INTEGER NOT NULL,
 	size INTEGER NOT NULL,
+	-- msgmeta's stored ENVELOPE (NULL in rows from before it), before
+	-- body: SQLite reads a row's columns in order, and a large body's
+	-- overflow pages would be walked to reach a column after it.
+	envelope BLOB,
 	body BLOB NOT NULL,
 	UNIQUE (mailbox_id, uid)
 );
@@ -67,7 +84,8 @@ CREATE TABLE IF NOT EXISTS subscriptions (
 
 // OpenSQLite opens (creating when missing) the SQLite store at path. The
 // database runs in WAL mode with synchronous=FULL, so a message the store
-// has accepted survives a crash.
+// has accepted survives a crash, and is read through mmap (up to 1 GiB of
+// it), so reading a message's pages costs no system call.
 func OpenSQLite(ctx context.Context, path string, opts Options) (*SQLite, error) {
 	if opts.BcryptCost == 0 {
 		opts.BcryptCost = bcrypt.DefaultCost
@@ -76,7 +94,7 @@ func OpenSQLite(ctx context.Context, path string, opts Options) (*SQLite, error)
 		opts.Now = time.Now
 	}
 	q := url.Values{}
-	for _, p := range []string{"busy_timeout(10000)", "journal_mode(WAL)", "synchronous(FULL)", "foreign_keys(1)"} {
+	for _, p := range []string{"busy_timeout(10000)", "journal_mode(WAL)", "synchronous(FULL)", "foreign_keys(1)", "mmap_size(1073741824)"} {
 		q.Add("_pragma", p)
 	}
 	// The name is a URI: '?' and '#' in the path must be escaped.
@@ -92,11 +110,46 @@ func OpenSQLite(ctx context.Context, path string, opts Options) (*SQLite, error)
 		db.Close()
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	return &SQLite{db: db, opts: opts}, nil
+	// Databases made before the envelope column get it, last (empty:
+	// their messages' envelopes are parsed when read).
+	var hasEnvelope int
+	err = db.QueryRowContext(ctx, `SELECT COUNT(*) FROM pragma_table_info('messages') WHERE name = 'envelope'`).Scan(&hasEnvelope)
+	if err == nil && hasEnvelope == 0 {
+		_, err = db.ExecContext(ctx, `ALTER TABLE messages ADD COLUMN envelope BLOB`)
+	}
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: open %s: add envelope column: %w", path, err)
+	}
+	s := &SQLite{db: db, opts: opts, byRange: map[string]*sql.Stmt{}}
+	prepare := func(q string) *sql.Stmt {
+		if err != nil {
+			return nil
+		}
+		var st *sql.Stmt
+		st, err = db.PrepareContext(ctx, q)
+		return st
+	}
+	s.boxStmt = prepare(boxQuery)
+	for _, cols := range []string{bodyCols, envelopeCols} {
+		s.byRange[cols] = prepare(`SELECT uid, ` + cols + ` FROM messages WHERE mailbox_id = ? AND uid BETWEEN ? AND ?`)
+	}
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	return s, nil
 }
 
 // Close closes the database.
-func (s *SQLite) Close() error { return s.db.Close() }
+func (s *SQLite) Close() error {
+	for _, st := range append(slices.Collect(maps.Values(s.byRange)), s.boxStmt) {
+		if st != nil {
+			st.Close()
+		}
+	}
+	return s.db.Close()
+}
 
 func (s *SQLite) tx(ctx context.Context, f func(*sql.Tx) error) error {
 	tx, err := s.db.BeginTx(ctx, nil)
@@ -396,6 +449,9 @@ func splitFlags(s string) []string {
 	return strings.Split(s, " ")
 }
 
+// boxQuery finds a user's mailbox by address and name.
+const boxQuery = `SELECT u.id, b.id FROM users u JOIN mailboxes b ON b.user_id = u.id WHERE u.address = ? AND b.name = ?`
+
 func (s *SQLite) mailboxID(ctx context.Context, q interface {
 	QueryRowContext(context.Context, string, ...any) *sql.Row
 }, address, name string) (userID, boxID int64, err error) {
@@ -403,8 +459,13 @@ func (s *SQLite) mailboxID(ctx context.Context, q interface {
 	if err != nil {
 		return 0, 0, err
 	}
-	// One query for both (the readers call this per command).
-	err = q.QueryRowContext(ctx, `SELECT u.id, b.id FROM users u JOIN mailboxes b ON b.user_id = u.id WHERE u.address = ? AND b.name = ?`, a, name).Scan(&userID, &boxID)
+	// One query for both (the readers call this per command), compiled
+	// once outside transactions.
+	if q == s.db {
+		err = s.boxStmt.QueryRowContext(ctx, a, name).Scan(&userID, &boxID)
+	} else {
+		err = q.QueryRowContext(ctx, boxQuery, a, name).Scan(&userID, &boxID)
+	}
 	if errors.Is(err, sql.ErrNoRows) {
 		if _, err := s.userID(ctx, q, a); err != nil {
 			return 0, 0, err
@@ -423,6 +484,7 @@ func (s *SQLite) Append(ctx context.Context, address, mailbox string, body []byt
 		return Message{}, err
 	}
 	msg := Message{Flags: splitFlags(normFlags(flags)), InternalDate: date, Size: int64(len(body))}
+	envelope := msgmeta.Envelope(body) // parsed once, here
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		userID, boxID, err := s.mailboxID(ctx, tx, address, mailbox)
 		if err != nil {
@@ -444,8 +506,8 @@ func (s *SQLite) Append(ctx context.Context, address, mailbox string, body []byt
 		if err := tx.QueryRowContext(ctx, `UPDATE mailboxes SET uid_next = uid_next + 1 WHERE id = ? RETURNING uid_next - 1`, boxID).Scan(&msg.UID); err != nil {
 			return fmt.Errorf("store: append: %w", err)
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO messages(mailbox_id, uid, flags, internal_date, size, body) VALUES (?, ?, ?, ?, ?, ?)`,
-			boxID, msg.UID, normFlags(flags), date.UnixNano(), msg.Size, body)
+		_, err = tx.ExecContext(ctx, `INSERT INTO messages(mailbox_id, uid, flags, internal_date, size, body, envelope) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			boxID, msg.UID, normFlags(flags), date.UnixNano(), msg.Size, body, envelope)
 		if err != nil {
 			return fmt.Errorf("store: append: %w", err)
 		}
@@ -505,39 +567,84 @@ func (s *SQLite) Body(ctx context.Context, address, mailbox string, uid uint32) 
 
 // Bodies implements Store.
 func (s *SQLite) Bodies(ctx context.Context, address, mailbox string, uids []uint32) (map[uint32][]byte, error) {
+	out := make(map[uint32][]byte, len(uids))
+	err := s.byUIDs(ctx, address, mailbox, uids, bodyCols, func(uid uint32, body, _ []byte) {
+		out[uid] = body
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: bodies: %w", err)
+	}
+	return out, nil
+}
+
+// Envelopes implements Store. Rows stored before the envelope column
+// have theirs parsed from the body here.
+func (s *SQLite) Envelopes(ctx context.Context, address, mailbox string, uids []uint32) (map[uint32][]byte, error) {
+	out := make(map[uint32][]byte, len(uids))
+	err := s.byUIDs(ctx, address, mailbox, uids, envelopeCols, func(uid uint32, env, body []byte) {
+		if env == nil {
+			env = msgmeta.Envelope(body)
+		}
+		out[uid] = env
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: envelopes: %w", err)
+	}
+	return out, nil
+}
+
+// byUIDs selects uid and two more columns of a mailbox's messages with
+// the given UIDs, calling f for each row found. A batch of UIDs that is
+// nearly contiguous (a FETCH 1:1000) is one range query of a statement
+// SQLite has compiled before; a sparse one lists its UIDs (at most 500 a
+// query).
+func (s *SQLite) byUIDs(ctx context.Context, address, mailbox string, uids []uint32, cols string, f func(uid uint32, a, b []byte)) error {
 	_, boxID, err := s.mailboxID(ctx, s.db, address, mailbox)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	out := make(map[uint32][]byte, len(uids))
 	for len(uids) > 0 {
 		n := min(len(uids), 500)
-		args := make([]any, 0, n+1)
-		args = append(args, boxID)
-		for _, u := range uids[:n] {
-			args = append(args, u)
-		}
+		batch := uids[:n]
 		uids = uids[n:]
-		rows, err := s.db.QueryContext(ctx, `SELECT uid, body FROM messages WHERE mailbox_id = ? AND uid IN (?`+strings.Repeat(",?", n-1)+`)`, args...)
+		lo, hi := slices.Min(batch), slices.Max(batch)
+		var rows *sql.Rows
+		var want map[uint32]bool
+		if int64(hi)-int64(lo) < 2*int64(n) {
+			want = make(map[uint32]bool, n)
+			for _, u := range batch {
+				want[u] = true
+			}
+			rows, err = s.byRange[cols].QueryContext(ctx, boxID, lo, hi)
+		} else {
+			args := make([]any, 0, n+1)
+			args = append(args, boxID)
+			for _, u := range batch {
+				args = append(args, u)
+			}
+			rows, err = s.db.QueryContext(ctx, `SELECT uid, `+cols+` FROM messages WHERE mailbox_id = ? AND uid IN (?`+strings.Repeat(",?", n-1)+`)`, args...)
+		}
 		if err != nil {
-			return nil, fmt.Errorf("store: bodies: %w", err)
+			return err
 		}
 		for rows.Next() {
 			var uid uint32
-			var body []byte
-			if err := rows.Scan(&uid, &body); err != nil {
+			var a, b []byte
+			if err := rows.Scan(&uid, &a, &b); err != nil {
 				rows.Close()
-				return nil, fmt.Errorf("store: bodies: %w", err)
+				return err
 			}
-			out[uid] = body
+			if want == nil || want[uid] {
+				f(uid, a, b)
+			}
 		}
 		err = rows.Err()
 		rows.Close()
 		if err != nil {
-			return nil, fmt.Errorf("store: bodies: %w", err)
+			return err
 		}
 	}
-	return out, nil
+	return nil
 }
 
 // SetFlags implements Store.

@@ -125,6 +125,11 @@ type Store interface {
 	// round trip (the readers' FETCH, SEARCH and RETR); UIDs not in the
 	// mailbox are absent from the map. Callers bound the batch.
 	Bodies(ctx context.Context, address, mailbox string, uids []uint32) (map[uint32][]byte, error)
+	// Envelopes returns the IMAP ENVELOPEs of several messages by UID in
+	// one round trip, in msgmeta's stored form (parsed once, when the
+	// message was stored); UIDs not in the mailbox are absent from the
+	// map. Callers bound the batch.
+	Envelopes(ctx context.Context, address, mailbox string, uids []uint32) (map[uint32][]byte, error)
 	// SetFlags replaces a message's flags.
 	SetFlags(ctx context.Context, address, mailbox string, uid uint32, flags []string) error
 	// Delete removes a message for good (IMAP's expunge).

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +16,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/applayer/applayer/internal/testkit"
+	"github.com/applayer/applayer/mail/msgmeta"
 )
 
 // backends opens every Store backend for the shared tests: SQLite in a
@@ -445,5 +448,121 @@ func TestBodies(t *testing.T) {
 				t.Errorf("Body(deleted) = %v", err)
 			}
 		})
+	}
+}
+
+// Sparse UID sets are read by list, dense ones by range; both find
+// exactly the UIDs asked for.
+func TestBodiesSparse(t *testing.T) {
+	for name, s := range backends(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			const u = "bob@hamburger.edu"
+			if err := s.AddUser(ctx, u, "pw", 0); err != nil {
+				t.Fatal(err)
+			}
+			for i := range 50 {
+				if _, err := s.Append(ctx, u, "INBOX", []byte{byte(i)}, nil, time.Now()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, want := range [][]uint32{{1, 50}, {2, 4, 6}, {10, 11, 12, 14}, {49}} {
+				got, err := s.Bodies(ctx, u, "INBOX", append(slices.Clone(want), 1000))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(got) != len(want) {
+					t.Errorf("Bodies(%v): %d bodies", want, len(got))
+				}
+				for _, uid := range want {
+					if !bytes.Equal(got[uid], []byte{byte(uid - 1)}) {
+						t.Errorf("Bodies(%v)[%d] = %v", want, uid, got[uid])
+					}
+				}
+			}
+		})
+	}
+}
+
+const envMsg = "From: Alice <alice@crepes.fr>\r\nTo: bob@hamburger.edu\r\nSubject: Envelope test\r\nMessage-ID: <e1@crepes.fr>\r\n\r\nhello\r\n"
+
+// The envelope is parsed when a message is stored; rows stored before
+// the column existed (NULL there) have theirs parsed when read.
+func TestEnvelopes(t *testing.T) {
+	for name, s := range backends(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			const u = "bob@hamburger.edu"
+			if err := s.AddUser(ctx, u, "pw", 0); err != nil {
+				t.Fatal(err)
+			}
+			for i := range 3 {
+				if _, err := s.Append(ctx, u, "INBOX", []byte(strings.Replace(envMsg, "test", fmt.Sprint(i+1), 1)), nil, time.Now()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// Message 2 as if stored by an older version.
+			var err error
+			switch s := s.(type) {
+			case *SQLite:
+				_, err = s.db.Exec(`UPDATE messages SET envelope = NULL WHERE uid = 2`)
+			case *Postgres:
+				_, err = s.db.Exec(ctx, `UPDATE messages SET envelope = NULL WHERE uid = 2`)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := s.Envelopes(ctx, u, "INBOX", []uint32{1, 2, 3, 99})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != 3 {
+				t.Fatalf("%d envelopes", len(got))
+			}
+			for uid := uint32(1); uid <= 3; uid++ {
+				env, err := msgmeta.DecodeEnvelope(got[uid])
+				if err != nil {
+					t.Fatal(err)
+				}
+				if env.Subject != fmt.Sprintf("Envelope %d", uid) || env.MessageID != "e1@crepes.fr" || env.From[0].Host != "crepes.fr" {
+					t.Errorf("uid %d: %+v", uid, env)
+				}
+			}
+			if _, err := s.Envelopes(ctx, u, "Nope", []uint32{1}); !errors.Is(err, ErrNoMailbox) {
+				t.Errorf("Envelopes(Nope) = %v", err)
+			}
+		})
+	}
+}
+
+// A database made before the envelope column gets it when opened.
+func TestSQLiteAddsEnvelopeColumn(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "old.db")
+	ctx := context.Background()
+	s, err := OpenSQLite(ctx, path, Options{BcryptCost: bcrypt.MinCost})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddUser(ctx, "bob@hamburger.edu", "pw", 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Append(ctx, "bob@hamburger.edu", "INBOX", []byte(envMsg), nil, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.db.Exec(`ALTER TABLE messages DROP COLUMN envelope`); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s, err = OpenSQLite(ctx, path, Options{BcryptCost: bcrypt.MinCost})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	got, err := s.Envelopes(ctx, "bob@hamburger.edu", "INBOX", []uint32{1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if env, err := msgmeta.DecodeEnvelope(got[1]); err != nil || env.Subject != "Envelope test" {
+		t.Fatalf("envelope %+v, %v", env, err)
 	}
 }
