@@ -378,6 +378,19 @@ func FreeRidersExperiment() labexp.Experiment {
 				res.Rows = append(res.Rows, labexp.Row{Case: "free rider's time vs the cooperative mean, tit-for-tat " + onOff(row.TitForTat),
 					Measured: row.FreeRider.Seconds(), Formula: row.Mean().Seconds(), Unit: "s"})
 			}
+			// The mechanism itself: the share of the cooperative peers'
+			// choke rounds in which the free rider held a regular slot.
+			// With tit-for-tat the slots go by rate and it sends nothing
+			// (formula 0); without, they go at random among the Peers
+			// interested neighbours (Slots/Peers).
+			for _, row := range rows {
+				want := 0.0
+				if !row.TitForTat {
+					want = float64(c.Slots) / float64(c.Peers)
+				}
+				res.Rows = append(res.Rows, labexp.Row{Case: "free rider's share of regular slots, tit-for-tat " + onOff(row.TitForTat),
+					Measured: float64(row.Unchokes.Regular) / float64(max(1, row.Unchokes.Rounds)), Formula: want, Unit: "of rounds"})
+			}
 			fmt.Fprintln(env.Stdout)
 			if err := FreeRiderPlot(rows, res.Plots[:2]...); err != nil {
 				return nil, err

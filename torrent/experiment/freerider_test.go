@@ -14,16 +14,16 @@ import (
 
 // TestFreeRidersQuick runs `lab experiment free-riders --quick` (a 4 MiB
 // file, a 384 KiB/s seed, 12 cooperative peers at 256 KiB/s and one free
-// rider). The chapter's claim, with the tolerance stated: with tit-for-tat
-// the free rider takes at least 1.10x the cooperative peers' mean time,
-// and its ratio is at least 0.10 above the ratio without tit-for-tat
-// (measured 1.17-1.28 against 0.92-0.97; it is usually, not always, the
-// very last: the slowest cooperative peer can trail it by milliseconds,
-// so its place is not asserted); without tit-for-tat it is within 10% of
-// the mean. With tit-for-tat the
-// cooperative peers' regular slots (given for their rate) almost never go
-// to it: it gets peers' bytes through optimistic unchokes, which the
-// trace shows; without tit-for-tat it also wins regular slots.
+// rider) and asserts the mechanism the chapter describes: with tit-for-tat
+// the cooperative peers' regular slots (given for their rate) almost never
+// go to the free rider (at most a quarter of its share without
+// tit-for-tat, which must be at least 10% of rounds), so what it gets from
+// peers comes through optimistic unchokes, which the output shows from the
+// trace. The outcome in time is reported, not asserted: measured here the
+// free rider's time over the cooperative mean with tit-for-tat ranged from
+// 0.86 to 1.29 between runs (1.17-1.29 on a loaded machine, 0.86-1.08 on
+// a quiet one), against 0.91-0.97 without, because in this swarm the last
+// pieces' availability, not the peers' upload, sets everyone's finish.
 func TestFreeRidersQuick(t *testing.T) {
 	var out bytes.Buffer
 	env := labexp.Env{Quick: true, Seed: 7, Out: t.TempDir(), Stdout: &out, Deps: service.Deps{Logger: testkit.Logger(t)}}
@@ -34,17 +34,14 @@ func TestFreeRidersQuick(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Rows) != 2 {
+	if len(res.Rows) != 4 {
 		t.Fatalf("rows %+v", res.Rows)
 	}
 	on, off := res.Rows[0], res.Rows[1]
-	ron, roff := on.Measured/on.Formula, off.Measured/off.Formula
-	if ron < 1.10 || ron-roff < 0.10 {
-		t.Errorf("free rider / cooperative mean: %.2f with tit-for-tat (%.1fs / %.1fs), %.2f without; want >= 1.10 with, and at least 0.10 more than without",
-			ron, on.Measured, on.Formula, roff)
-	}
-	if roff > 1.10 {
-		t.Errorf("tit-for-tat off: free rider %.1fs is %.2fx the cooperative mean %.1fs, want <= 1.10x", off.Measured, roff, off.Formula)
+	t.Logf("free rider / cooperative mean: %.2f with tit-for-tat (%.1fs / %.1fs), %.2f without", on.Measured/on.Formula, on.Measured, on.Formula, off.Measured/off.Formula)
+	regOn, regOff := res.Rows[2].Measured, res.Rows[3].Measured
+	if regOff < 0.10 || regOn > regOff/4 {
+		t.Errorf("free rider's share of regular slots: %.3f with tit-for-tat, %.3f without; want at most a quarter of the share without, which must be >= 0.10", regOn, regOff)
 	}
 	for _, want := range []string{"optimistic 127.", "leeching: by their upload to us", "FREE RIDER / MEAN"} {
 		if !strings.Contains(out.String(), want) {
