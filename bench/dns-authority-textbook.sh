@@ -119,52 +119,10 @@ for v in $VARIANTS; do zoneflags+=(--zone "${ORIGIN[$v]}=$WORK/${ORIGIN[$v]}.zon
 GOMAXPROCS=1 setsid taskset -c 0 "$WORK/applayer" --log-level warn dns serve --listen "$ADDR:$P_APP" "${zoneflags[@]}" &
 PIDS+=($!); SID_APP=$!
 
-mkdir -p "$WORK/nsd"
-{
-	cat <<EOF
-server:
-  ip-address: $ADDR@$P_NSD
-  username: ""
-  chroot: ""
-  zonesdir: "$WORK"
-  database: ""
-  pidfile: "$WORK/nsd/nsd.pid"
-  xfrdfile: "$WORK/nsd/xfrd.state"
-  zonelistfile: "$WORK/nsd/zone.list"
-  logfile: "$WORK/nsd/nsd.log"
-  server-count: 1
-  rrl-ratelimit: 0
-  verbosity: 0
-remote-control:
-  control-enable: no
-EOF
-	for v in $VARIANTS; do printf 'zone:\n  name: %s\n  zonefile: %s.zone\n' "${ORIGIN[$v]}" "${ORIGIN[$v]}"; done
-} >"$WORK/nsd/nsd.conf"
-setsid taskset -c 0 nsd -d -c "$WORK/nsd/nsd.conf" &
-PIDS+=($!); SID_NSD=$!
-
-mkdir -p "$WORK/knot"
-{
-	cat <<EOF
-server:
-  listen: $ADDR@$P_KNOT
-  rundir: "$WORK/knot"
-  udp-workers: 1
-  tcp-workers: 1
-  background-workers: 1
-database:
-  storage: "$WORK/knot"
-log:
-  - target: stderr
-    any: error
-zone:
-EOF
-	for v in $VARIANTS; do
-		printf '  - domain: %s\n    file: "%s"\n    journal-content: none\n    zonefile-sync: -1\n' "${ORIGIN[$v]}" "$WORK/${ORIGIN[$v]}.zone"
-	done
-} >"$WORK/knot/knot.conf"
-setsid taskset -c 0 knotd -c "$WORK/knot/knot.conf" &
-PIDS+=($!); SID_KNOT=$!
+origins=()
+for v in $VARIANTS; do origins+=("${ORIGIN[$v]}"); done
+start_nsd "${origins[@]}"
+start_knot "${origins[@]}"
 declare -A SIDOF=([applayer]=$SID_APP [nsd]=$SID_NSD [knot]=$SID_KNOT)
 
 waitzone() { # port origin

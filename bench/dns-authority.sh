@@ -106,21 +106,13 @@ freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0
 
 median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END{ if (NR%2) print a[(NR+1)/2]; else printf "%.0f\n", (a[NR/2]+a[NR/2+1])/2 }'; }
 
-if [ "$MIX" = textbook ]; then
-	# shellcheck source=bench/dns-authority-textbook.sh
-	. "$HERE/bench/dns-authority-textbook.sh"
-	exit 0
-fi
-
-P_APP=$(freeport); P_NSD=$(freeport); P_KNOT=$(freeport)
-
-# applayer
-GOMAXPROCS=1 setsid taskset -c 0 "$WORK/applayer" --log-level warn dns serve --listen "$ADDR:$P_APP" --zone "bench.test=$WORK/bench.test.zone" &
-PIDS+=($!); SID_APP=$!
-
-# NSD
-mkdir -p "$WORK/nsd"
-cat >"$WORK/nsd/nsd.conf" <<EOF
+# start_nsd and start_knot ORIGIN...: the peer on $ADDR:$P_NSD / $P_KNOT,
+# one worker pinned to CPU 0, serving $WORK/ORIGIN.zone for each origin;
+# its session id in SID_NSD / SID_KNOT.
+start_nsd() {
+	mkdir -p "$WORK/nsd"
+	{
+		cat <<EOF
 server:
   ip-address: $ADDR@$P_NSD
   username: ""
@@ -136,16 +128,16 @@ server:
   verbosity: 0
 remote-control:
   control-enable: no
-zone:
-  name: bench.test
-  zonefile: bench.test.zone
 EOF
-setsid taskset -c 0 nsd -d -c "$WORK/nsd/nsd.conf" &
-PIDS+=($!); SID_NSD=$!
-
-# Knot
-mkdir -p "$WORK/knot"
-cat >"$WORK/knot/knot.conf" <<EOF
+		for o in "$@"; do printf 'zone:\n  name: %s\n  zonefile: %s.zone\n' "$o" "$o"; done
+	} >"$WORK/nsd/nsd.conf"
+	setsid taskset -c 0 nsd -d -c "$WORK/nsd/nsd.conf" &
+	PIDS+=($!); SID_NSD=$!
+}
+start_knot() {
+	mkdir -p "$WORK/knot"
+	{
+		cat <<EOF
 server:
   listen: $ADDR@$P_KNOT
   rundir: "$WORK/knot"
@@ -158,13 +150,29 @@ log:
   - target: stderr
     any: error
 zone:
-  - domain: bench.test
-    file: "$WORK/bench.test.zone"
-    journal-content: none
-    zonefile-sync: -1
 EOF
-setsid taskset -c 0 knotd -c "$WORK/knot/knot.conf" &
-PIDS+=($!); SID_KNOT=$!
+		for o in "$@"; do
+			printf '  - domain: %s\n    file: "%s"\n    journal-content: none\n    zonefile-sync: -1\n' "$o" "$WORK/$o.zone"
+		done
+	} >"$WORK/knot/knot.conf"
+	setsid taskset -c 0 knotd -c "$WORK/knot/knot.conf" &
+	PIDS+=($!); SID_KNOT=$!
+}
+
+if [ "$MIX" = textbook ]; then
+	# shellcheck source=bench/dns-authority-textbook.sh
+	. "$HERE/bench/dns-authority-textbook.sh"
+	exit 0
+fi
+
+P_APP=$(freeport); P_NSD=$(freeport); P_KNOT=$(freeport)
+
+# applayer
+GOMAXPROCS=1 setsid taskset -c 0 "$WORK/applayer" --log-level warn dns serve --listen "$ADDR:$P_APP" --zone "bench.test=$WORK/bench.test.zone" &
+PIDS+=($!); SID_APP=$!
+
+start_nsd bench.test
+start_knot bench.test
 
 waitport $P_APP; waitport $P_NSD; waitport $P_KNOT
 
