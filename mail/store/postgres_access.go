@@ -6,8 +6,6 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
-
-	"github.com/applayer/applayer/mail/msgmeta"
 )
 
 // The methods the mail readers (IMAP, POP3, web mail) added to Store, for
@@ -28,17 +26,9 @@ func (s *Postgres) Bodies(ctx context.Context, address, mailbox string, uids []u
 // Envelopes implements Store: one query. Rows stored before the
 // envelope column have theirs parsed from the body here.
 func (s *Postgres) Envelopes(ctx context.Context, address, mailbox string, uids []uint32) (map[uint32][]byte, error) {
-	out := make(map[uint32][]byte, len(uids))
-	err := s.byUIDs(ctx, address, mailbox, uids, `envelope, CASE WHEN envelope IS NULL THEN body END`, func(uid uint32, env, body []byte) {
-		if env == nil {
-			env = msgmeta.Envelope(body)
-		}
-		out[uid] = env
+	return collectEnvelopes(len(uids), func(f func(uid uint32, env, body []byte)) error {
+		return s.byUIDs(ctx, address, mailbox, uids, `envelope, CASE WHEN envelope IS NULL THEN body END`, f)
 	})
-	if err != nil {
-		return nil, fmt.Errorf("store: envelopes: %w", err)
-	}
-	return out, nil
 }
 
 // byUIDs selects uid and two more columns of a mailbox's messages with

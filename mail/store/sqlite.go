@@ -580,17 +580,9 @@ func (s *SQLite) Bodies(ctx context.Context, address, mailbox string, uids []uin
 // Envelopes implements Store. Rows stored before the envelope column
 // have theirs parsed from the body here.
 func (s *SQLite) Envelopes(ctx context.Context, address, mailbox string, uids []uint32) (map[uint32][]byte, error) {
-	out := make(map[uint32][]byte, len(uids))
-	err := s.byUIDs(ctx, address, mailbox, uids, envelopeCols, func(uid uint32, env, body []byte) {
-		if env == nil {
-			env = msgmeta.Envelope(body)
-		}
-		out[uid] = env
+	return collectEnvelopes(len(uids), func(f func(uid uint32, env, body []byte)) error {
+		return s.byUIDs(ctx, address, mailbox, uids, envelopeCols, f)
 	})
-	if err != nil {
-		return nil, fmt.Errorf("store: envelopes: %w", err)
-	}
-	return out, nil
 }
 
 // byUIDs selects uid and two more columns of a mailbox's messages with

@@ -16,6 +16,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/applayer/applayer/mail/msgmeta"
 )
 
 // Errors a Store returns (wrapped); test with errors.Is.
@@ -148,4 +150,21 @@ func CanonAddress(address string) (string, error) {
 		return "", fmt.Errorf("%w: %q", ErrBadAddress, address)
 	}
 	return a, nil
+}
+
+// collectEnvelopes gathers the rows scan hands over (uid, stored envelope,
+// and the body only where the envelope is NULL) into Envelopes' map,
+// parsing the envelope of rows stored before the column existed.
+func collectEnvelopes(n int, scan func(f func(uid uint32, env, body []byte)) error) (map[uint32][]byte, error) {
+	out := make(map[uint32][]byte, n)
+	err := scan(func(uid uint32, env, body []byte) {
+		if env == nil {
+			env = msgmeta.Envelope(body)
+		}
+		out[uid] = env
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: envelopes: %w", err)
+	}
+	return out, nil
 }
