@@ -9,9 +9,9 @@ import (
 	"time"
 )
 
-// rawSession dials (plain or implicit TLS), logs in when asked, writes
-// in, then NOOP, and returns the lines answered until NOOP's.
-func rawSession(t *testing.T, e *env, useTLS, login bool, in string) []string {
+// rawDial connects to the plain or the implicit-TLS listener, with a
+// 10 s deadline on the whole exchange.
+func rawDial(t *testing.T, e *env, useTLS bool) net.Conn {
 	t.Helper()
 	var nc net.Conn
 	var err error
@@ -23,8 +23,16 @@ func rawSession(t *testing.T, e *env, useTLS, login bool, in string) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nc.Close()
 	nc.SetDeadline(time.Now().Add(10 * time.Second))
+	return nc
+}
+
+// rawSession dials (plain or implicit TLS), logs in when asked, writes
+// in, then NOOP, and returns the lines answered until NOOP's.
+func rawSession(t *testing.T, e *env, useTLS, login bool, in string) []string {
+	t.Helper()
+	nc := rawDial(t, e, useTLS)
+	defer nc.Close()
 	r := bufio.NewReader(nc)
 	read := func() string {
 		l, err := r.ReadString('\n')
@@ -133,18 +141,8 @@ func TestOverlongInput(t *testing.T) {
 // wrote before closing.
 func rawSessionBye(t *testing.T, e *env, useTLS bool, in string) string {
 	t.Helper()
-	var nc net.Conn
-	var err error
-	if useTLS {
-		nc, err = tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", e.tl, &tls.Config{RootCAs: e.ca.Pool(), ServerName: "imap.hamburger.edu"})
-	} else {
-		nc, err = net.DialTimeout("tcp", e.plain, 5*time.Second)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc := rawDial(t, e, useTLS)
 	defer nc.Close()
-	nc.SetDeadline(time.Now().Add(10 * time.Second))
 	go nc.Write([]byte("l LOGIN bob@hamburger.edu s3cret\r\n" + in))
 	r := bufio.NewReader(nc)
 	last := ""
