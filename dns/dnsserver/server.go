@@ -214,6 +214,11 @@ func (s *Server) bind(ctx context.Context, wantTCP, wantUDP bool) error {
 			s.closeListeners()
 			return fmt.Errorf("dnsserver: udp: %w", err)
 		}
+		for _, c := range conns {
+			if err := noPMTU(c); err != nil {
+				s.log.Debug("dnsserver: PMTUDISC_OMIT not set", "addr", c.LocalAddr().String(), "err", err)
+			}
+		}
 		s.udp, addr = conns, conns[0].LocalAddr().String()
 	}
 	s.local = addr
