@@ -3,6 +3,7 @@
 # NSEC, NSEC3) served by applayer, NSD and Knot, and a realistic query mix
 # by type on each, interleaved (applayer, NSD, Knot per copy per round),
 # pinned and unpinned; with CLASSES=1, every query class alone too.
+# VARIANTS (default "unsigned nsec nsec3") picks the copies run.
 #
 # Uses from the caller: ROUNDS SECS ADDR HERE WORK PIDS and $WORK/applayer.
 
@@ -92,7 +93,7 @@ queries() {
 	}'
 }
 
-VARIANTS="unsigned nsec nsec3"
+VARIANTS=${VARIANTS:-unsigned nsec nsec3}
 declare -A ORIGIN=([unsigned]=amazon.com [nsec]=amazon.net [nsec3]=amazon.org)
 declare -A DNSPERF_FLAGS=([unsigned]=-e [nsec]=-D [nsec3]=-D)
 mkdir -p "$WORK/keys"

@@ -81,10 +81,10 @@ type fastName struct {
 	den *zoneDenial
 }
 
-// fastTable is the answer table of a zone set.
+// fastTable is the answer table of a zone set, indexed.
 type fastTable struct {
-	answers map[string]*fastAnswer
-	names   map[string]*fastName
+	answers *fastIndex[*fastAnswer]
+	names   *fastIndex[*fastName]
 }
 
 // zoneTable is the part of the table built from one zone.
@@ -155,19 +155,19 @@ func (s *Server) buildTable(zs *zoneSet, prev map[*zone.Zone]*zoneTable) (*fastT
 	}
 	if len(kept) == 1 {
 		for _, zt := range kept {
-			return &fastTable{answers: zt.answers, names: zt.names}, kept
+			return &fastTable{answers: newFastIndex(zt.answers), names: newFastIndex(zt.names)}, kept
 		}
 	}
-	t := &fastTable{answers: map[string]*fastAnswer{}, names: map[string]*fastName{}}
+	answers, names := map[string]*fastAnswer{}, map[string]*fastName{}
 	for _, zt := range kept {
 		for k, v := range zt.answers {
-			t.answers[k] = v
+			answers[k] = v
 		}
 		for k, v := range zt.names {
-			t.names[k] = v
+			names[k] = v
 		}
 	}
-	return t, kept
+	return &fastTable{answers: newFastIndex(answers), names: newFastIndex(names)}, kept
 }
 
 // zoneTable builds the table of z, or returns nil when it would hold more
@@ -196,11 +196,11 @@ func (s *Server) zoneTable(z *zone.Zone, budget int64) *zoneTable {
 	put := func(name string, qtype uint16, do bool, a *fastAnswer) {
 		k := string(fastKey(nil, name, qtype, do))
 		zt.answers[k] = a
-		zt.bytes += int64(len(k)) + a.size()
+		zt.bytes += int64(len(k)) + a.size() + fastIndexEntryBytes
 		if !signed {
 			// Without signatures DO changes nothing but the OPT record.
 			zt.answers[string(fastKey(nil, name, qtype, true))] = a
-			zt.bytes += int64(len(k)) + 48
+			zt.bytes += int64(len(k)) + 48 + fastIndexEntryBytes
 		}
 	}
 	zs := &zoneSet{zones: map[string]*zone.Zone{z.Origin: z}}
@@ -218,6 +218,7 @@ func (s *Server) zoneTable(z *zone.Zone, budget int64) *zoneTable {
 		}
 		fn := &fastName{signed: signed, den: den}
 		zt.names[w] = fn
+		zt.bytes += int64(len(w)) + fastIndexEntryBytes
 		cut := s.cutOf(z, key)
 		switch {
 		case cut != "":
@@ -443,13 +444,13 @@ func (s *Server) answerFast(t *fastTable, req *dnsserver.Request, out []byte) []
 	}
 	name := q.Key[:len(q.Key)-3]
 	var kb [260]byte
-	a := t.answers[string(fastKey(kb[:0], name, q.Qtype, q.DO))]
+	a := t.answers.get(fastKey(kb[:0], name, q.Qtype, q.DO))
 	if a == nil {
-		if _, known := t.names[string(name)]; known {
+		if t.names.get(name) != nil {
 			if !nodataType(q.Qtype) {
 				return nil
 			}
-			a = t.answers[string(fastKey(kb[:0], name, 0, q.DO))]
+			a = t.answers.get(fastKey(kb[:0], name, 0, q.DO))
 		} else {
 			a = t.below(name, q.Qtype, q.DO, kb[:0])
 		}
@@ -505,7 +506,7 @@ func (t *fastTable) below(name []byte, qtype uint16, do bool, kb []byte) *fastAn
 		// Labels of the wire name are plain bytes here (ParseQuery
 		// refuses pointers), so every suffix is a name.
 		off += 1 + int(name[off])
-		fn := t.names[string(name[off:])]
+		fn := t.names.get(name[off:])
 		if fn == nil {
 			continue
 		}
@@ -516,9 +517,9 @@ func (t *fastTable) below(name []byte, qtype uint16, do bool, kb []byte) *fastAn
 				}
 				return fn.den.answer(name, off, true, qtype)
 			}
-			a := t.answers[string(fastKey(kb, fn.wild, qtype, false))]
+			a := t.answers.get(fastKey(kb, fn.wild, qtype, false))
 			if a == nil && nodataType(qtype) {
-				a = t.answers[string(fastKey(kb, fn.wild, 0, false))]
+				a = t.answers.get(fastKey(kb, fn.wild, 0, false))
 			}
 			return a
 		}
