@@ -9,7 +9,7 @@ import (
 )
 
 // noPMTU sets IP_MTU_DISCOVER (and IPV6_MTU_DISCOVER) to PMTUDISC_OMIT on
-// a UDP socket, as NSD, Knot and Unbound do on theirs: replies leave
+// a UDP socket, as NSD and Knot do on theirs: replies leave
 // without DF and the kernel ignores path-MTU information (ICMP "need to
 // frag" that anyone may forge to make a server fragment its answers, the
 // first step of fragmentation attacks on DNS). It also spares the kernel
