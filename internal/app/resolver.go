@@ -92,6 +92,7 @@ func resolverFlags(f *pflag.FlagSet, fc *resolverFile, cfgFile *string) {
 	f.StringVar(&cfg.TrustAnchorFile, "trust-anchor", "", "DNSSEC trust anchor file (DS or DNSKEY records)")
 	f.StringSliceVar(&cfg.Allow, "allow", nil, "client prefixes allowed recursion (default loopback)")
 	f.IntVar(&cfg.CacheSize, "cache-size", 100000, "most cached entries")
+	f.Int64Var(&cfg.CacheBytes, "cache-bytes", 64<<20, "most heap bytes the caches hold")
 	f.BoolVar(&cfg.NoQNAMEMinimisation, "no-qname-minimisation", false, "send the full name to every server")
 	f.BoolVar(&cfg.NoPrefetch, "no-prefetch", false, "do not refresh popular entries before they expire")
 	f.Var(&cfg.Timeout, "timeout", "first per-try upstream timeout (doubles each round)")
