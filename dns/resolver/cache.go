@@ -302,27 +302,23 @@ func rrKey(name string, qtype uint16) []byte {
 	return append(b, byte(qtype>>8), byte(qtype))
 }
 
-// msgEntry is a packed reply ready for the fast path. It is kept small
-// (one allocation for the key, the reply without its question and the
-// reply's TTL offsets; no Go time.Time) because there is one per cached
-// answer. The question is the client's own, copied from its query: the
-// key holds the same name, so the reply's offsets do not move.
+// msgEntry is a packed reply ready for the fast path. It is one pointer,
+// one word and one byte slice (the size class of 32 bytes) because there
+// is one per cached answer: the slice holds the key, the entry's
+// lifetime, and the reply without what every query brings itself: its
+// ID, its question (the key holds the same name, so the reply's offsets
+// do not move) and, when it is the plain one, its OPT record.
 type msgEntry struct {
-	// data is the key, the packed reply without its question, then the
+	// data is the key's length (one byte), the key, the lifetime in
+	// seconds (uint32; stored = expires - life), the reply's length
+	// (uint16), a flag byte (msgPlainOPT), the reply's header after its
+	// ID, its records after the question (but the plain OPT), then the
 	// offsets of the reply's TTL fields (big-endian uint16 each).
 	data []byte
-	// expires is the expiry time in Unix nanoseconds.
-	expires int64
-	// life is the entry's lifetime in seconds (stored = expires - life).
-	life uint32
-	// state holds the reference bit (refBit), whether a prefetch was
-	// started (prefetchBit), and the hits counted up to 3 (from bit 2).
-	state atomic.Uint32
-	klen  uint16
-	// wireLen is the reply's length with its question (whose length is
-	// klen+1: the key's wire name, type and a flag byte; the question's
-	// name, type and class).
-	wireLen uint16
+	// state is the expiry time in Unix nanoseconds with its low bits
+	// replaced: the reference bit (refBit), whether a prefetch was
+	// started (prefetchBit) and the hits counted up to 3 (hitUnit).
+	state atomic.Int64
 }
 
 // A msgEntry's state bits.
@@ -330,10 +326,20 @@ const (
 	refBit      = 1
 	prefetchBit = 2
 	hitUnit     = 4
+	stateBits   = 15
 )
 
+// msgPlainOPT flags a reply whose last record was the plain OPT record
+// (plainOPT with the key's DO bit), which the entry does not keep.
+const msgPlainOPT = 1
+
+// plainOPT is the OPT record the resolver's replies carry without EDNS
+// options: root owner, type 41, UDP size 1232, no extended RCODE,
+// version 0, flags (DO at byte 7), no data.
+var plainOPT = [11]byte{0, 0, 41, 1232 >> 8, 1232 & 0xff, 0, 0, 0, 0, 0, 0}
+
 // msgEntryBytes is the heap size of a msgEntry (its size class).
-const msgEntryBytes = 48
+const msgEntryBytes = 32
 
 // newMsgEntry keeps wire, a reply whose question is the one of key (the
 // fast path's key: wire name, type, flags), with offs its TTL offsets.
@@ -342,18 +348,33 @@ func newMsgEntry(key, wire []byte, offs []uint16, now time.Time, life uint32) (*
 	if err != nil {
 		return nil, err
 	}
-	if qend-12 != len(key)-3+4 {
+	if qend-12 != len(key)-3+4 || len(key) > 255 {
 		return nil, errors.New("reply's question is not the key's")
 	}
-	data := make([]byte, 0, len(key)+len(wire)-(qend-12)+2*len(offs))
-	data = append(data, key...)
-	data = append(data, wire[:12]...)
-	data = append(data, wire[qend:]...)
-	for _, o := range offs {
-		data = append(data, byte(o>>8), byte(o))
+	body := wire[qend:]
+	var flags byte
+	opt := plainOPT
+	if key[len(key)-1]&2 != 0 { // the key's DO flag
+		opt[7] = 0x80
 	}
-	return &msgEntry{data: data, klen: uint16(len(key)), wireLen: uint16(len(wire)), life: life,
-		expires: now.Add(time.Duration(life) * time.Second).UnixNano()}, nil
+	if key[len(key)-1]&1 != 0 && len(body) >= len(opt) && string(body[len(body)-len(opt):]) == string(opt[:]) {
+		body = body[:len(body)-len(opt)]
+		flags |= msgPlainOPT
+	}
+	data := make([]byte, 0, 1+len(key)+7+10+len(body)+2*len(offs))
+	data = append(data, byte(len(key)))
+	data = append(data, key...)
+	data = binary.BigEndian.AppendUint32(data, life)
+	data = binary.BigEndian.AppendUint16(data, uint16(len(wire)))
+	data = append(data, flags)
+	data = append(data, wire[2:12]...)
+	data = append(data, body...)
+	for _, o := range offs {
+		data = binary.BigEndian.AppendUint16(data, o)
+	}
+	e := &msgEntry{data: data}
+	e.state.Store(now.Add(time.Duration(life)*time.Second).UnixNano() &^ stateBits)
+	return e, nil
 }
 
 // questionEnd returns the offset past a message's one question.
@@ -368,21 +389,32 @@ func questionEnd(msg []byte) (int, error) {
 	return off + 4, nil
 }
 
-func (e *msgEntry) cacheKey() []byte { return e.data[:e.klen] }
-func (e *msgEntry) expiresAt() int64 { return e.expires }
+func (e *msgEntry) cacheKey() []byte { return e.data[1 : 1+e.data[0]] }
+
+// meta returns the offset of the fields after the key.
+func (e *msgEntry) meta() int { return 1 + int(e.data[0]) }
+
+// life is the entry's lifetime in seconds.
+func (e *msgEntry) life() uint32 { return binary.BigEndian.Uint32(e.data[e.meta():]) }
+
+// wireLen is the length of the reply.
+func (e *msgEntry) wireLen() int { return int(binary.BigEndian.Uint16(e.data[e.meta()+4:])) }
+
+// expiresAt is the expiry in Unix nanoseconds.
+func (e *msgEntry) expiresAt() int64 { return e.state.Load() &^ stateBits }
 func (e *msgEntry) negative() bool   { return false }
-func (e *msgEntry) unref() bool      { return e.state.And(^uint32(refBit))&refBit != 0 }
+func (e *msgEntry) unref() bool      { return e.state.And(^int64(refBit))&refBit != 0 }
 
 // touch sets the reference bit and counts a hit, writing only while
 // either changes (the hit path of a popular entry does not write).
 func (e *msgEntry) touch() {
 	for {
 		v := e.state.Load()
-		if v&refBit != 0 && v >= 2*hitUnit {
+		if v&refBit != 0 && v&stateBits >= 2*hitUnit {
 			return
 		}
 		n := v | refBit
-		if n < 3*hitUnit {
+		if n&stateBits < 3*hitUnit {
 			n += hitUnit
 		}
 		if e.state.CompareAndSwap(v, n) {
@@ -392,31 +424,44 @@ func (e *msgEntry) touch() {
 }
 
 // hits is the number of lookups that found the entry, counted up to 2.
-func (e *msgEntry) hits() uint32 { return min(2, e.state.Load()/hitUnit) }
+func (e *msgEntry) hits() int64 { return min(2, e.state.Load()&stateBits/hitUnit) }
 
 // startPrefetch reports whether the caller is the first to prefetch e.
 func (e *msgEntry) startPrefetch() bool { return e.state.Or(prefetchBit)&prefetchBit == 0 }
 func (e *msgEntry) heapBytes() int      { return msgEntryBytes + allocBytes(cap(e.data)) + mapSlotBytes }
 
-// reply appends the cached reply to out[:0] with the question of the
-// query b (its ID, its spelling of the name: the caller has checked that
-// b's key is the entry's) and returns it with the TTL offsets.
+// reply appends the cached reply to out[:0] with the ID and question of
+// the query b (its spelling of the name: the caller has checked that b's
+// key is the entry's) and returns it with the TTL offsets.
 func (e *msgEntry) reply(out, b []byte) ([]byte, []byte) {
-	rest := e.data[e.klen:]
-	qend := 12 + int(e.klen) + 1
-	tail := int(e.wireLen) - qend
-	out = append(out[:0], rest[:12]...)
+	m := e.meta()
+	klen := int(e.data[0])
+	qend := 12 + klen + 1
+	wl := e.wireLen()
+	plain := e.data[m+6]&msgPlainOPT != 0
+	body := wl - qend
+	if plain {
+		body -= len(plainOPT)
+	}
+	rest := e.data[m+7:]
+	out = append(out[:0], b[0], b[1])
+	out = append(out, rest[:10]...)
 	out = append(out, b[12:qend]...)
-	out = append(out, rest[12:12+tail]...)
-	out[0], out[1] = b[0], b[1]
-	return out, rest[12+tail:]
+	out = append(out, rest[10:10+body]...)
+	if plain {
+		out = append(out, plainOPT[:]...)
+		if e.data[klen]&2 != 0 { // the key's DO flag
+			out[len(out)-4] = 0x80
+		}
+	}
+	return out, rest[10+body:]
 }
 
-func (e *msgEntry) expiry() time.Time { return time.Unix(0, e.expires) }
+func (e *msgEntry) expiry() time.Time { return time.Unix(0, e.expiresAt()) }
 
 // elapsed is the number of whole seconds since the entry was stored.
 func (e *msgEntry) elapsed(now time.Time) uint32 {
-	d := now.UnixNano() - (e.expires - int64(e.life)*int64(time.Second))
+	d := now.UnixNano() - (e.expiresAt() - int64(e.life())*int64(time.Second))
 	return uint32(max(0, d/int64(time.Second)))
 }
 

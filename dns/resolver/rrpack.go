@@ -18,29 +18,16 @@ import (
 // structs stay in the cache: get decodes them (the miss and validation
 // paths), which is what keeps a cached record near its wire size.
 type packedRR struct {
-	// data is a header (packedHeader), the key, then the records.
+	// data is the key's length (one byte), the key, the fixed fields
+	// (rank, security state, then the time from stored to expiry in
+	// milliseconds as an int32, noExpiry for the zero time), the counts
+	// (uvarints: records of the RRset, its RRSIGs, neg, the length of the
+	// extra fields), the extra fields (a typeDSRef entry's zone, the EDE
+	// of a bogus state), then the records.
 	data []byte
-	x    *packedExtra
-	// stored is when the entry was cached, in Unix nanoseconds.
-	stored int64
-	// life is the time from stored to expiry in milliseconds (noExpiry:
-	// the entry's expiry is the zero time).
-	life int32
-	ref  atomic.Uint32
-}
-
-// packedHeader is the length of a packedRR's data header: the key's
-// length, the number of records in the RRset and of its RRSIGs, neg
-// (big-endian uint16 each), then rank and the security state.
-const packedHeader = 10
-
-func (p *packedRR) field(i int) int { return int(binary.BigEndian.Uint16(p.data[2*i:])) }
-func (p *packedRR) klen() int       { return p.field(0) }
-
-// packedExtra holds a packedRR's rarely set fields.
-type packedExtra struct {
-	zone string
-	ede  *dns.EDNS0_EDE
+	// state is when the entry was cached in Unix nanoseconds, its lowest
+	// bit replaced by the CLOCK reference bit.
+	state atomic.Int64
 }
 
 // ownerIsKey stands for the key's name as a record's owner. A wire name
@@ -52,51 +39,92 @@ const ownerIsKey = 0xFF
 const noExpiry = math.MinInt32
 
 // packedRRBytes is the heap size of a packedRR (its size class).
-const packedRRBytes = 48
+const packedRRBytes = 32
 
-func (p *packedRR) cacheKey() []byte { return p.data[packedHeader : packedHeader+p.klen()] }
-func (p *packedRR) negative() bool   { return p.field(3) != 0 }
+// rrMeta is a packedRR's header, parsed.
+type rrMeta struct {
+	rank             uint8
+	sec              security
+	life             int32
+	nrrs, nsigs, neg int
+	zone             string
+	ede              *dns.EDNS0_EDE
+	records          int
+}
+
+func (p *packedRR) cacheKey() []byte { return p.data[1 : 1+p.data[0]] }
+func (p *packedRR) fixed() int       { return 1 + int(p.data[0]) }
+func (p *packedRR) rank() uint8      { return p.data[p.fixed()] }
+func (p *packedRR) life() int32      { return int32(binary.BigEndian.Uint32(p.data[p.fixed()+2:])) }
+func (p *packedRR) stored() int64    { return p.state.Load() &^ 1 }
+func (p *packedRR) unref() bool      { return p.state.And(^int64(1))&1 != 0 }
+
+func (p *packedRR) touch() {
+	if p.state.Load()&1 == 0 {
+		p.state.Or(1)
+	}
+}
+
+// meta parses the header (the extra fields only with extra set).
+func (p *packedRR) meta(extra bool) (rrMeta, error) {
+	f := p.fixed()
+	m := rrMeta{rank: p.data[f], sec: security(p.data[f+1]), life: p.life()}
+	off := f + 6
+	var v [4]uint64
+	for i := range v {
+		x, n := binary.Uvarint(p.data[off:])
+		if n <= 0 {
+			return m, errors.New("bad packed header")
+		}
+		v[i], off = x, off+n
+	}
+	m.nrrs, m.nsigs, m.neg = int(v[0]), int(v[1]), int(v[2])
+	m.records = off + int(v[3])
+	if m.records > len(p.data) {
+		return m, errors.New("bad packed header")
+	}
+	if !extra || v[3] == 0 {
+		return m, nil
+	}
+	x := p.data[off:m.records]
+	zl, n := binary.Uvarint(x)
+	if n <= 0 || uint64(len(x)-n) < zl {
+		return m, errors.New("bad packed extra")
+	}
+	m.zone, x = string(x[n:n+int(zl)]), x[n+int(zl):]
+	if len(x) >= 2 {
+		m.ede = &dns.EDNS0_EDE{InfoCode: binary.BigEndian.Uint16(x), ExtraText: string(x[2:])}
+	}
+	return m, nil
+}
+
+func (p *packedRR) negative() bool {
+	m, err := p.meta(false)
+	return err == nil && m.neg != 0
+}
 
 func (p *packedRR) expiresAt() int64 {
-	if p.life == noExpiry {
+	l := p.life()
+	if l == noExpiry {
 		return math.MinInt64
 	}
-	return p.stored + int64(p.life)*int64(time.Millisecond)
+	return p.stored() + int64(l)*int64(time.Millisecond)
 }
 
 // expiry is the entry's expiry as rrEntry has it.
 func (p *packedRR) expiry() time.Time {
-	if p.life == noExpiry {
+	if p.life() == noExpiry {
 		return time.Time{}
 	}
 	return time.Unix(0, p.expiresAt())
 }
 
-func (p *packedRR) rank() uint8   { return p.data[8] }
-func (p *packedRR) sec() security { return security(p.data[9]) }
-func (p *packedRR) unref() bool   { return p.ref.Swap(0) != 0 }
-
-func (p *packedRR) touch() {
-	if p.ref.Load() == 0 {
-		p.ref.Store(1)
-	}
-}
-
-func (p *packedRR) heapBytes() int {
-	n := packedRRBytes + allocBytes(cap(p.data)) + mapSlotBytes
-	if p.x != nil {
-		n += 32 + allocBytes(len(p.x.zone))
-		if p.x.ede != nil {
-			n += 48 + allocBytes(len(p.x.ede.ExtraText))
-		}
-	}
-	return n
-}
+func (p *packedRR) heapBytes() int { return packedRRBytes + allocBytes(cap(p.data)) + mapSlotBytes }
 
 // packRR returns e in its cached form under key (rrKey's form: the
 // lower-cased name, then the type).
 func packRR(key []byte, e *rrEntry) (*packedRR, error) {
-	if len(key) < 2 || len(key) > math.MaxUint16 {
+	if len(key) < 2 || len(key) > 255 {
 		return nil, errors.New("bad cache key")
 	}
 	var sigs, soa []dns.RR
@@ -121,15 +149,31 @@ func packRR(key []byte, e *rrEntry) (*packedRR, error) {
 		return nil, err
 	}
 	owner := ownerBuf[:n]
-	// Built in the message's buffer (the records only move left), then
-	// copied to a slice of its exact size.
-	data := make([]byte, 0, packedHeader+len(key)+len(wire)-12)
-	data = binary.BigEndian.AppendUint16(data, uint16(len(key)))
-	data = binary.BigEndian.AppendUint16(data, uint16(len(e.rrs)))
-	data = binary.BigEndian.AppendUint16(data, uint16(len(sigs)))
-	data = binary.BigEndian.AppendUint16(data, uint16(e.neg))
-	data = append(data, e.rank, byte(e.sec))
+	var extra []byte
+	if zone != "" || e.ede != nil {
+		extra = binary.AppendUvarint(extra, uint64(len(zone)))
+		extra = append(extra, zone...)
+		if e.ede != nil {
+			extra = binary.BigEndian.AppendUint16(extra, e.ede.InfoCode)
+			extra = append(extra, e.ede.ExtraText...)
+		}
+	}
+	life := int32(noExpiry)
+	if !e.expires.IsZero() {
+		ms := e.expires.Sub(time.Unix(0, e.stored)) / time.Millisecond
+		life = int32(min(max(ms, math.MinInt32+1), math.MaxInt32))
+	}
+	// Built in a buffer of the message's size (the records only shrink),
+	// then copied to a slice of its exact size.
+	data := make([]byte, 0, 1+len(key)+6+4*binary.MaxVarintLen64+len(extra)+len(wire))
+	data = append(data, byte(len(key)))
 	data = append(data, key...)
+	data = append(data, e.rank, byte(e.sec))
+	data = binary.BigEndian.AppendUint32(data, uint32(life))
+	for _, v := range []int{len(e.rrs), len(sigs), int(e.neg), len(extra)} {
+		data = binary.AppendUvarint(data, uint64(v))
+	}
+	data = append(data, extra...)
 	off := 12
 	for range all {
 		end, err := skipWireName(wire, off)
@@ -148,29 +192,22 @@ func packRR(key []byte, e *rrEntry) (*packedRR, error) {
 		data = append(data, wire[end:next]...)
 		off = next
 	}
-	p := &packedRR{data: append([]byte(nil), data...), stored: e.stored, life: noExpiry}
-	if !e.expires.IsZero() {
-		ms := e.expires.Sub(time.Unix(0, e.stored)) / time.Millisecond
-		p.life = int32(min(max(ms, math.MinInt32+1), math.MaxInt32))
-	}
-	if zone != "" || e.ede != nil {
-		p.x = &packedExtra{zone: zone, ede: e.ede}
-	}
+	p := &packedRR{data: append([]byte(nil), data...)}
+	p.state.Store(e.stored &^ 1)
 	return p, nil
 }
 
 // unpack decodes the entry (fresh records: the caller may change them).
 func (p *packedRR) unpack() (*rrEntry, error) {
-	e := &rrEntry{stored: p.stored, neg: int32(p.field(3)), rank: p.rank(), sec: p.sec(), expires: p.expiry()}
-	var zone string
-	if p.x != nil {
-		zone, e.ede = p.x.zone, p.x.ede
+	m, err := p.meta(true)
+	if err != nil {
+		return nil, err
 	}
-	nrrs, n := p.field(1), p.field(1)+p.field(2)
+	e := &rrEntry{stored: p.stored(), neg: int32(m.neg), rank: m.rank, sec: m.sec, expires: p.expiry(), ede: m.ede}
+	n := m.nrrs + m.nsigs
 	var all []dns.RR
-	klen := p.klen()
-	owner := string(p.data[packedHeader : packedHeader+klen-2])
-	for off := packedHeader + klen; off < len(p.data); {
+	owner := string(p.data[1 : 1+int(p.data[0])-2])
+	for off := m.records; off < len(p.data); {
 		var h dns.RR_Header
 		if p.data[off] == ownerIsKey {
 			h.Name = owner
@@ -205,12 +242,12 @@ func (p *packedRR) unpack() (*rrEntry, error) {
 	if len(all) < n {
 		return nil, errors.New("packed entry lost records")
 	}
-	if nrrs > 0 {
-		e.rrs = all[:nrrs:nrrs]
+	if m.nrrs > 0 {
+		e.rrs = all[:m.nrrs:m.nrrs]
 	}
-	sigs, soa := all[nrrs:n:n], all[n:]
-	if len(sigs) > 0 || len(soa) > 0 || zone != "" {
-		e.x = &rrExtra{zone: zone}
+	sigs, soa := all[m.nrrs:n:n], all[n:]
+	if len(sigs) > 0 || len(soa) > 0 || m.zone != "" {
+		e.x = &rrExtra{zone: m.zone}
 		if len(sigs) > 0 {
 			e.x.sigs = sigs
 		}

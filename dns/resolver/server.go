@@ -251,10 +251,11 @@ func (s *Server) fromMsgCache(q *query, b, out []byte, limit int, now time.Time)
 	if !ok {
 		return nil, false
 	}
-	if now.UnixNano() > e.expires {
+	exp := e.expiresAt()
+	if now.UnixNano() > exp {
 		return nil, false
 	}
-	if int(e.wireLen) > limit {
+	if e.wireLen() > limit {
 		return nil, false
 	}
 	// ID and the client's own question (its spelling of the name); RD
@@ -273,7 +274,7 @@ func (s *Server) fromMsgCache(q *query, b, out []byte, limit int, now time.Time)
 		binary.BigEndian.PutUint32(out[off:], ttl)
 	}
 	s.m.hits.Inc()
-	if !s.cfg.NoPrefetch && e.hits() >= 2 && e.life >= 10 && e.expires-now.UnixNano() < int64(e.life)*int64(time.Second/10) && e.startPrefetch() {
+	if !s.cfg.NoPrefetch && e.hits() >= 2 && e.life() >= 10 && exp-now.UnixNano() < int64(e.life())*int64(time.Second/10) && e.startPrefetch() {
 		s.prefetch(e, append([]byte(nil), q.Key...))
 	}
 	return out, true
@@ -446,7 +447,7 @@ func shorten(s string) string {
 
 // staleReply serves an expired cached reply with TTL 30 (RFC 8767).
 func staleReply(e *msgEntry, b []byte) []byte {
-	out, offs := e.reply(make([]byte, 0, e.wireLen), b)
+	out, offs := e.reply(make([]byte, 0, e.wireLen()), b)
 	for i := 0; i+1 < len(offs); i += 2 {
 		binary.BigEndian.PutUint32(out[int(offs[i])<<8|int(offs[i+1]):], 30)
 	}
