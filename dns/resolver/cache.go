@@ -1,71 +1,151 @@
 package resolver
 
 import (
+	"encoding/binary"
+	"errors"
 	"hash/maphash"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/applayer/applayer/dns/dnsserver"
 )
 
 const shards = 16
 
-// store is a size-bounded, sharded map. When a shard is full, an insert
-// evicts the entry expiring soonest among a few sampled ones (Go's map
-// iteration order is random), which approximates "drop what is least
-// useful" without a lock-heavy LRU list on the hit path.
-type store[V any] struct {
-	seed    maphash.Seed
-	perShrd int
-	expires func(V) time.Time
-	shards  [shards]struct {
-		mu sync.RWMutex
-		m  map[string]V
-	}
-	evicted atomic.Uint64
+// cached is what the store keeps: an entry that carries its own key (so
+// the maps are keyed by a 64-bit hash, not by a string of their own),
+// knows when it expires and what it costs in heap bytes, and has a CLOCK
+// reference bit set by lookups.
+type cached interface {
+	comparable
+	cacheKey() []byte
+	// expiresAt is the expiry in Unix nanoseconds.
+	expiresAt() int64
+	// heapBytes is what the entry holds on the heap, its map slot included.
+	heapBytes() int
+	// negative reports a cached negative answer (NXDOMAIN or NODATA).
+	negative() bool
+	// touch marks the entry used (its CLOCK reference bit).
+	touch()
+	// unref clears the reference bit and reports whether it was set.
+	unref() bool
 }
 
-func newStore[V any](size int, expires func(V) time.Time) *store[V] {
-	s := &store[V]{seed: maphash.MakeSeed(), perShrd: max(1, size/shards), expires: expires}
+// store is a sharded cache bounded in entries and in heap bytes. Each
+// shard maps a 64-bit hash of the key to the entry, which carries the key
+// itself: a lookup compares it, and two keys with the same hash replace
+// each other (an eviction, which a cache may do). When a shard is over
+// either bound, an insert evicts by a sampled CLOCK: lookups set an
+// entry's reference bit; the eviction looks at a few entries in the map's
+// random order, takes an expired one or the first whose bit is clear,
+// clearing the bits it passes, and otherwise the soonest-expiring one
+// sampled. Lookups take only a read lock and write the bit only when it
+// is clear, so the hit path stays cheap.
+type store[V cached] struct {
+	seed     maphash.Seed
+	perShrd  int
+	bytesCap int64
+	shards   [shards]shard[V]
+	evicted  atomic.Uint64
+	// now returns the time in Unix nanoseconds (eviction prefers
+	// expired entries).
+	now func() int64
+}
+
+// shard is one lock's part of a store: its entries and the heap bytes
+// they hold, negative entries' among them.
+type shard[V cached] struct {
+	mu    sync.RWMutex
+	m     map[uint64]V
+	bytes int64
+	neg   int64
+}
+
+// mapSlotBytes is the heap cost of one map slot keyed by uint64 with a
+// pointer value, averaged over the map's fill (Go's swiss tables hold
+// 8+8 bytes and a control byte per slot at a load of 7/8, and double).
+const mapSlotBytes = 24
+
+// newStore returns a store of at most size entries and maxBytes heap
+// bytes (0: no byte bound).
+func newStore[V cached](size int, maxBytes int64) *store[V] {
+	s := &store[V]{seed: maphash.MakeSeed(), perShrd: max(1, size/shards), bytesCap: max(0, maxBytes/shards),
+		now: func() int64 { return time.Now().UnixNano() }}
 	for i := range s.shards {
-		s.shards[i].m = make(map[string]V)
+		s.shards[i].m = make(map[uint64]V)
 	}
 	return s
 }
 
-func (s *store[V]) shard(key []byte) int {
-	return int(maphash.Bytes(s.seed, key) % shards)
-}
+func (s *store[V]) hash(key []byte) uint64 { return maphash.Bytes(s.seed, key) }
 
 func (s *store[V]) get(key []byte) (V, bool) {
-	sh := &s.shards[s.shard(key)]
+	h := s.hash(key)
+	sh := &s.shards[h%shards]
 	sh.mu.RLock()
-	v, ok := sh.m[string(key)]
+	v, ok := sh.m[h]
 	sh.mu.RUnlock()
-	return v, ok
+	if !ok || string(v.cacheKey()) != string(key) {
+		var zero V
+		return zero, false
+	}
+	v.touch()
+	return v, true
 }
 
 func (s *store[V]) put(key []byte, v V) {
-	sh := &s.shards[s.shard(key)]
+	h := s.hash(key)
+	sh := &s.shards[h%shards]
 	sh.mu.Lock()
-	if _, ok := sh.m[string(key)]; !ok && len(sh.m) >= s.perShrd {
-		var victim string
-		var vexp time.Time
-		n := 0
-		for k, e := range sh.m {
-			if x := s.expires(e); n == 0 || x.Before(vexp) {
-				victim, vexp = k, x
-			}
-			if n++; n >= 8 {
-				break
-			}
-		}
+	defer sh.mu.Unlock()
+	if old, ok := sh.m[h]; ok {
+		s.account(sh, old, -1)
+		delete(sh.m, h)
+	}
+	size := int64(v.heapBytes())
+	for len(sh.m) > 0 && (len(sh.m) >= s.perShrd || s.bytesCap > 0 && sh.bytes+size > s.bytesCap) {
+		victim := s.victim(sh.m)
+		s.account(sh, sh.m[victim], -1)
 		delete(sh.m, victim)
 		s.evicted.Add(1)
 	}
-	sh.m[string(key)] = v
-	sh.mu.Unlock()
+	sh.m[h] = v
+	s.account(sh, v, 1)
+}
+
+// victim picks the entry to evict from m (not empty), sampling a few.
+func (s *store[V]) victim(m map[uint64]V) uint64 {
+	now := s.now()
+	var soonest uint64
+	var sexp int64
+	n := 0
+	for k, e := range m {
+		x := e.expiresAt()
+		if x <= now {
+			return k
+		}
+		if !e.unref() {
+			return k
+		}
+		if n == 0 || x < sexp {
+			soonest, sexp = k, x
+		}
+		if n++; n >= 8 {
+			break
+		}
+	}
+	return soonest
+}
+
+func (s *store[V]) account(sh *shard[V], v V, sign int64) {
+	b := sign * int64(v.heapBytes())
+	sh.bytes += b
+	if v.negative() {
+		sh.neg += b
+	}
 }
 
 func (s *store[V]) len() int {
@@ -78,14 +158,39 @@ func (s *store[V]) len() int {
 	return n
 }
 
-// flush removes every entry, or with suffix set, those whose key satisfies match.
+// bytes returns the heap bytes the store's entries hold, and how many of
+// them negative entries hold.
+func (s *store[V]) bytes() (total, negative int64) {
+	for i := range s.shards {
+		s.shards[i].mu.RLock()
+		total += s.shards[i].bytes
+		negative += s.shards[i].neg
+		s.shards[i].mu.RUnlock()
+	}
+	return total, negative
+}
+
+// each calls fn for every entry, holding one shard's read lock at a time.
+func (s *store[V]) each(fn func(V)) {
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.RLock()
+		for _, v := range sh.m {
+			fn(v)
+		}
+		sh.mu.RUnlock()
+	}
+}
+
+// flush removes every entry, or with match set, those whose key satisfies it.
 func (s *store[V]) flush(match func(key string) bool) int {
 	n := 0
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()
-		for k := range sh.m {
-			if match == nil || match(k) {
+		for k, v := range sh.m {
+			if match == nil || match(string(v.cacheKey())) {
+				s.account(sh, v, -1)
 				delete(sh.m, k)
 				n++
 			}
@@ -93,6 +198,23 @@ func (s *store[V]) flush(match func(key string) bool) int {
 		sh.mu.Unlock()
 	}
 	return n
+}
+
+// allocBytes approximates what the Go allocator hands out for an object
+// of n bytes (its size classes: steps of 16 up to 256, then coarser).
+func allocBytes(n int) int {
+	switch {
+	case n == 0:
+		return 0
+	case n <= 8:
+		return 8
+	case n <= 256:
+		return (n + 15) &^ 15
+	case n <= 1024:
+		return (n + 63) &^ 63
+	default:
+		return (n + 255) &^ 255
+	}
 }
 
 // Trust ranks of cached data (RFC 2181 section 5.4.1): data from an
@@ -103,9 +225,8 @@ const (
 	rankAnswer = 3
 )
 
-// rrEntry is a cached RRset or negative answer for one name and type. It
-// is kept small (rarely used fields behind x, Unix-nanosecond store time)
-// because there is one per cached RRset.
+// rrEntry is a cached RRset or negative answer for one name and type, as
+// the resolver works with it; the cache keeps it packed (packedRR).
 type rrEntry struct {
 	rrs []dns.RR
 	// x holds the fields most entries do not need, or nil.
@@ -181,42 +302,166 @@ func rrKey(name string, qtype uint16) []byte {
 	return append(b, byte(qtype>>8), byte(qtype))
 }
 
-// msgEntry is a packed reply ready for the fast path. It is kept small
-// (one allocation for the reply and its TTL offsets, no Go time.Time, no
-// copy of the question: the cache key has it) because there is one per
-// cached answer.
+// msgEntry is a packed reply ready for the fast path. It is one pointer,
+// one word and one byte slice (the size class of 32 bytes) because there
+// is one per cached answer: the slice holds the key, the entry's
+// lifetime, and the reply without what every query brings itself: its
+// ID, its question (the key holds the same name, so the reply's offsets
+// do not move) and, when it is the plain one, its OPT record.
 type msgEntry struct {
-	// data is the packed reply, then the offsets of its TTL fields
-	// (big-endian uint16 each).
-	data    []byte
-	wireLen uint16
-	// life is the entry's lifetime in seconds (stored = expires - life).
-	life uint32
-	// expires is the expiry time in Unix nanoseconds.
-	expires    int64
-	hits       atomic.Uint32
-	prefetched atomic.Bool
+	// data is the key's length (one byte), the key, the lifetime in
+	// seconds (uint32; stored = expires - life), the reply's length
+	// (uint16), a flag byte (msgPlainOPT), the reply's header after its
+	// ID, its records after the question (but the plain OPT), then the
+	// offsets of the reply's TTL fields (big-endian uint16 each).
+	data []byte
+	// state is the expiry time in Unix nanoseconds with its low bits
+	// replaced: the reference bit (refBit), whether a prefetch was
+	// started (prefetchBit) and the hits counted up to 3 (hitUnit).
+	state atomic.Int64
 }
 
-func newMsgEntry(wire []byte, offs []uint16, now time.Time, life uint32) *msgEntry {
-	data := make([]byte, len(wire), len(wire)+2*len(offs))
-	copy(data, wire)
-	for _, o := range offs {
-		data = append(data, byte(o>>8), byte(o))
+// A msgEntry's state bits.
+const (
+	refBit      = 1
+	prefetchBit = 2
+	hitUnit     = 4
+	stateBits   = 15
+)
+
+// msgPlainOPT flags a reply whose last record was the plain OPT record
+// (plainOPT with the key's DO bit), which the entry does not keep.
+const msgPlainOPT = 1
+
+// plainOPT is the OPT record the resolver's replies carry without EDNS
+// options: root owner, type 41, UDP size 1232, no extended RCODE,
+// version 0, flags (DO at byte 7), no data.
+var plainOPT = [11]byte{0, 0, 41, 1232 >> 8, 1232 & 0xff, 0, 0, 0, 0, 0, 0}
+
+// msgEntryBytes is the heap size of a msgEntry (its size class).
+const msgEntryBytes = 32
+
+// newMsgEntry keeps wire, a reply whose question is the one of key (the
+// fast path's key: wire name, type, flags), with offs its TTL offsets.
+func newMsgEntry(key, wire []byte, offs []uint16, now time.Time, life uint32) (*msgEntry, error) {
+	qend, err := questionEnd(wire)
+	if err != nil {
+		return nil, err
 	}
-	return &msgEntry{data: data, wireLen: uint16(len(wire)), life: life, expires: now.Add(time.Duration(life) * time.Second).UnixNano()}
+	if qend-12 != len(key)-3+4 || len(key) > 255 {
+		return nil, errors.New("reply's question is not the key's")
+	}
+	body := wire[qend:]
+	var flags byte
+	opt := plainOPT
+	if key[len(key)-1]&2 != 0 { // the key's DO flag
+		opt[7] = 0x80
+	}
+	if key[len(key)-1]&1 != 0 && len(body) >= len(opt) && string(body[len(body)-len(opt):]) == string(opt[:]) {
+		body = body[:len(body)-len(opt)]
+		flags |= msgPlainOPT
+	}
+	data := make([]byte, 0, 1+len(key)+7+10+len(body)+2*len(offs))
+	data = append(data, byte(len(key)))
+	data = append(data, key...)
+	data = binary.BigEndian.AppendUint32(data, life)
+	data = binary.BigEndian.AppendUint16(data, uint16(len(wire)))
+	data = append(data, flags)
+	data = append(data, wire[2:12]...)
+	data = append(data, body...)
+	for _, o := range offs {
+		data = binary.BigEndian.AppendUint16(data, o)
+	}
+	e := &msgEntry{data: data}
+	e.state.Store(now.Add(time.Duration(life)*time.Second).UnixNano() &^ stateBits)
+	return e, nil
 }
 
-func (e *msgEntry) wire() []byte { return e.data[:e.wireLen] }
+// questionEnd returns the offset past a message's one question.
+func questionEnd(msg []byte) (int, error) {
+	if len(msg) < 12 || binary.BigEndian.Uint16(msg[4:]) != 1 {
+		return 0, errors.New("not one question")
+	}
+	off, err := dnsserver.SkipName(msg, 12)
+	if err != nil || off+4 > len(msg) {
+		return 0, errors.New("bad question")
+	}
+	return off + 4, nil
+}
 
-// ttlOffsets are the offsets of the reply's TTL fields, packed.
-func (e *msgEntry) ttlOffsets() []byte { return e.data[e.wireLen:] }
+func (e *msgEntry) cacheKey() []byte { return e.data[1 : 1+e.data[0]] }
 
-func (e *msgEntry) expiry() time.Time { return time.Unix(0, e.expires) }
+// meta returns the offset of the fields after the key.
+func (e *msgEntry) meta() int { return 1 + int(e.data[0]) }
+
+// life is the entry's lifetime in seconds.
+func (e *msgEntry) life() uint32 { return binary.BigEndian.Uint32(e.data[e.meta():]) }
+
+// wireLen is the length of the reply.
+func (e *msgEntry) wireLen() int { return int(binary.BigEndian.Uint16(e.data[e.meta()+4:])) }
+
+// expiresAt is the expiry in Unix nanoseconds.
+func (e *msgEntry) expiresAt() int64 { return e.state.Load() &^ stateBits }
+func (e *msgEntry) negative() bool   { return false }
+func (e *msgEntry) unref() bool      { return e.state.And(^int64(refBit))&refBit != 0 }
+
+// touch sets the reference bit and counts a hit, writing only while
+// either changes (the hit path of a popular entry does not write).
+func (e *msgEntry) touch() {
+	for {
+		v := e.state.Load()
+		if v&refBit != 0 && v&stateBits >= 2*hitUnit {
+			return
+		}
+		n := v | refBit
+		if n&stateBits < 3*hitUnit {
+			n += hitUnit
+		}
+		if e.state.CompareAndSwap(v, n) {
+			return
+		}
+	}
+}
+
+// hits is the number of lookups that found the entry, counted up to 2.
+func (e *msgEntry) hits() int64 { return min(2, e.state.Load()&stateBits/hitUnit) }
+
+// startPrefetch reports whether the caller is the first to prefetch e.
+func (e *msgEntry) startPrefetch() bool { return e.state.Or(prefetchBit)&prefetchBit == 0 }
+func (e *msgEntry) heapBytes() int      { return msgEntryBytes + allocBytes(cap(e.data)) + mapSlotBytes }
+
+// reply appends the cached reply to out[:0] with the ID and question of
+// the query b (its spelling of the name: the caller has checked that b's
+// key is the entry's) and returns it with the TTL offsets.
+func (e *msgEntry) reply(out, b []byte) ([]byte, []byte) {
+	m := e.meta()
+	klen := int(e.data[0])
+	qend := 12 + klen + 1
+	wl := e.wireLen()
+	plain := e.data[m+6]&msgPlainOPT != 0
+	body := wl - qend
+	if plain {
+		body -= len(plainOPT)
+	}
+	rest := e.data[m+7:]
+	out = append(out[:0], b[0], b[1])
+	out = append(out, rest[:10]...)
+	out = append(out, b[12:qend]...)
+	out = append(out, rest[10:10+body]...)
+	if plain {
+		out = append(out, plainOPT[:]...)
+		if e.data[klen]&2 != 0 { // the key's DO flag
+			out[len(out)-4] = 0x80
+		}
+	}
+	return out, rest[10+body:]
+}
+
+func (e *msgEntry) expiry() time.Time { return time.Unix(0, e.expiresAt()) }
 
 // elapsed is the number of whole seconds since the entry was stored.
 func (e *msgEntry) elapsed(now time.Time) uint32 {
-	d := now.UnixNano() - (e.expires - int64(e.life)*int64(time.Second))
+	d := now.UnixNano() - (e.expiresAt() - int64(e.life())*int64(time.Second))
 	return uint32(max(0, d/int64(time.Second)))
 }
 

@@ -10,15 +10,15 @@ import (
 
 func TestStoreSizeBound(t *testing.T) {
 	now := time.Now()
-	s := newStore(64, func(e *rrEntry) time.Time { return e.expires })
+	s := newRRCache(64, 0)
 	for i := range 1000 {
 		s.put(rrKey(fmt.Sprintf("n%d.example.", i), dns.TypeA), &rrEntry{expires: now.Add(time.Duration(i) * time.Second)})
 	}
 	if n := s.len(); n > 64 {
 		t.Fatalf("store holds %d entries, bound 64", n)
 	}
-	if s.evicted.Load() < 1000-64 {
-		t.Errorf("evicted %d", s.evicted.Load())
+	if s.s.evicted.Load() < 1000-64 {
+		t.Errorf("evicted %d", s.s.evicted.Load())
 	}
 	// The newest (latest-expiring) entry survives eviction.
 	if _, ok := s.get(rrKey("n999.example.", dns.TypeA)); !ok {

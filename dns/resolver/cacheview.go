@@ -31,23 +31,18 @@ type CacheEntry struct {
 
 // CacheEntries returns up to limit fresh cached RRsets (name and type
 // order), with their remaining TTLs at now. It holds each cache shard's
-// read lock only while copying its entries.
+// read lock only while decoding its entries.
 func (e *Engine) CacheEntries(limit int, now time.Time) []CacheEntry {
 	type item struct {
 		key string
 		v   *rrEntry
 	}
 	var items []item
-	for i := range e.rr.shards {
-		sh := &e.rr.shards[i]
-		sh.mu.RLock()
-		for k, v := range sh.m {
-			if v.expires.After(now) {
-				items = append(items, item{k, v})
-			}
+	e.rr.each(func(k string, v *rrEntry) {
+		if v.expires.After(now) {
+			items = append(items, item{k, v})
 		}
-		sh.mu.RUnlock()
-	}
+	})
 	out := make([]CacheEntry, 0, min(len(items), limit))
 	for _, it := range items {
 		if len(it.key) < 2 {

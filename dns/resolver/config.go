@@ -53,6 +53,10 @@ type Config struct {
 	Allow []string `json:"allow,omitempty"`
 	// CacheSize bounds the number of cached entries. Default 100000.
 	CacheSize int `json:"cache_size,omitempty"`
+	// CacheBytes bounds the heap bytes the caches hold (half for RRsets,
+	// negative entries included, half for packed replies); the least
+	// recently used entries go first (a sampled CLOCK). Default 64 MiB.
+	CacheBytes int64 `json:"cache_bytes,omitempty"`
 	// MaxTTL caps cached TTLs. Default 1 day.
 	MaxTTL config.Duration `json:"max_ttl,omitempty"`
 	// MaxNegativeTTL caps negative TTLs. Default 1 hour.
@@ -120,6 +124,9 @@ func (c *Config) defaults() {
 	}
 	if c.CacheSize == 0 {
 		c.CacheSize = 100000
+	}
+	if c.CacheBytes == 0 {
+		c.CacheBytes = 64 << 20
 	}
 	if c.MaxTTL == 0 {
 		c.MaxTTL = config.Duration(24 * time.Hour)
@@ -219,6 +226,9 @@ func (c Config) engineErrors() []error {
 	}
 	if c.CacheSize < 0 {
 		errs = append(errs, config.Errorf("cache_size", "must not be negative"))
+	}
+	if c.CacheBytes < 0 {
+		errs = append(errs, config.Errorf("cache_bytes", "must not be negative"))
 	}
 	return append(errs, c.hazardErrors()...)
 }

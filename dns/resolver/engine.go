@@ -28,7 +28,7 @@ type Engine struct {
 	forwarders []netip.AddrPort
 	anchors    []dns.RR
 
-	rr    *store[*rrEntry]
+	rr    *rrCache
 	infra infra
 	hz    *hazardState // lab-only weakened defences; nil: none
 }
@@ -56,7 +56,8 @@ func (e *Engine) init(cfg Config, deps service.Deps, service string) error {
 		ap, _ := parseServer(h, 53)
 		e.forwarders = append(e.forwarders, ap)
 	}
-	e.rr = newStore(cfg.CacheSize, func(e *rrEntry) time.Time { return e.expires })
+	e.rr = newRRCache(cfg.CacheSize, cfg.CacheBytes/2)
+	e.rr.s.now = func() int64 { return e.deps.Now().UnixNano() }
 	e.initHazards(cfg)
 	return nil
 }
@@ -83,7 +84,10 @@ func NewEngine(cfg Config, deps service.Deps) (*Engine, error) {
 		}
 		e.anchors = anchors
 	}
-	m, err := newMetrics(deps.Metrics, e.rr.len)
+	m, err := newMetrics(deps.Metrics, e.rr.len, func() (int64, int64, int64) {
+		r, n := e.rr.s.bytes()
+		return r, n, 0
+	})
 	if err != nil {
 		return nil, err
 	}

@@ -112,13 +112,22 @@ func FuzzValidatedForwarderReply(f *testing.F) {
 	}
 
 	up := &fuzzUpstream{auth: auth}
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		f.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", pc.LocalAddr().String())
-	if err != nil {
-		f.Fatal(err)
+	// UDP and TCP on one port: the UDP port the kernel picks may be taken
+	// for TCP by another process, so a few tries.
+	var pc net.PacketConn
+	var ln net.Listener
+	for try := 0; ; try++ {
+		var err error
+		if pc, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
+			f.Fatal(err)
+		}
+		if ln, err = net.Listen("tcp", pc.LocalAddr().String()); err == nil {
+			break
+		}
+		pc.Close()
+		if try == 20 {
+			f.Fatal(err)
+		}
 	}
 	var wg sync.WaitGroup
 	var servers []*dns.Server

@@ -628,15 +628,8 @@ func (r *Engine) cacheAnswer(m *dns.Msg, chain []dns.RR, qname, last string, qty
 	for _, k := range order {
 		rrs := sets[k]
 		h := rrs[0].Header()
-		r.putRRs(lowerName(h.Name), h.Rrtype, rrs, sigsFor(m.Answer, h.Name, h.Rrtype), rankAnswer, v, now)
-		if p := wildcardProof(m, rrs); len(p) > 0 {
-			if e, ok := r.rr.get(rrKey(h.Name, h.Rrtype)); ok && e.stored == now.UnixNano() {
-				if e.x == nil {
-					e.x = &rrExtra{}
-				}
-				e.x.soa = p // served with the RRset (fromCache)
-			}
-		}
+		// A wildcard's proof is served with the RRset (fromCache).
+		r.putRRsProof(lowerName(h.Name), h.Rrtype, rrs, sigsFor(m.Answer, h.Name, h.Rrtype), wildcardProof(m, rrs), rankAnswer, v, now)
 	}
 	if complete {
 		return
@@ -708,18 +701,30 @@ func sigsFor(rrs []dns.RR, name string, t uint16) []dns.RR {
 
 // putRRs caches an RRset unless a fresher entry of higher rank exists.
 func (r *Engine) putRRs(name string, qtype uint16, rrs, sigs []dns.RR, rank uint8, v verdict, now time.Time) {
+	r.putRRsProof(name, qtype, rrs, sigs, nil, rank, v, now)
+}
+
+// putRRsProof is putRRs with the wildcard proof served with the RRset.
+func (r *Engine) putRRsProof(name string, qtype uint16, rrs, sigs, proof []dns.RR, rank uint8, v verdict, now time.Time) {
 	if len(rrs) == 0 {
 		return
 	}
 	key := rrKey(name, qtype)
-	if old, ok := r.rr.get(key); ok && old.rank > rank && now.Before(old.expires) {
+	if oldRank, exp, ok := r.rr.peek(key); ok && oldRank > rank && now.Before(exp) {
 		return
 	}
 	ttl := min(rrsetTTL(rrs), uint32(r.cfg.MaxTTL.D()/time.Second))
 	if v.state == secBogus {
 		ttl = min(ttl, uint32(r.cfg.BogusTTL.D()/time.Second))
 	}
-	r.rr.put(key, &rrEntry{rrs: rrs, x: withSigs(sigs), rank: rank, sec: v.state, ede: v.ede, stored: now.UnixNano(), expires: now.Add(time.Duration(ttl) * time.Second)})
+	x := withSigs(sigs)
+	if len(proof) > 0 {
+		if x == nil {
+			x = &rrExtra{}
+		}
+		x.soa = proof
+	}
+	r.rr.put(key, &rrEntry{rrs: rrs, x: x, rank: rank, sec: v.state, ede: v.ede, stored: now.UnixNano(), expires: now.Add(time.Duration(ttl) * time.Second)})
 }
 
 // wildcardProof returns copies of the NSEC/NSEC3 records (with their

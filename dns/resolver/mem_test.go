@@ -85,7 +85,7 @@ func BenchmarkCacheFillRSS(b *testing.B) {
 // fillCache caches n answers n<i>.fill.bench. A 192.0.2.200 in s, each
 // as an RRset and a reply, as the fill phase of bench/dns-resolver.sh
 // does; with missGarbage it also makes the garbage a real miss makes.
-func fillCache(b *testing.B, s *Server, n int, missGarbage bool) {
+func fillCache(b testing.TB, s *Server, n int, missGarbage bool) {
 	b.Helper()
 	now := time.Now()
 	var pq query

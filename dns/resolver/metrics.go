@@ -15,8 +15,9 @@ type metrics struct {
 }
 
 // newMetrics registers the resolver's metrics with reg; entries counts
-// the cached entries.
-func newMetrics(reg prometheus.Registerer, entries func() int) (*metrics, error) {
+// the cached entries, bytes the heap bytes the RRset cache holds (of
+// which negative entries hold neg) and the reply cache holds.
+func newMetrics(reg prometheus.Registerer, entries func() int, bytes func() (rrsets, neg, replies int64)) (*metrics, error) {
 	const ns, sub = "applayer", "dns_resolver"
 	c := func(name, help string) prometheus.Counter {
 		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: name, Help: help})
@@ -58,8 +59,18 @@ func newMetrics(reg prometheus.Registerer, entries func() int) (*metrics, error)
 	}
 	cached := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "cache_entries",
 		Help: "Entries in the reply and RRset caches."}, func() float64 { return float64(entries()) })
+	cacheBytes := func(pick func(rrsets, neg, replies int64) int64, cache string) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "cache_bytes",
+			Help:        "Heap bytes held by the caches (as they account them), by cache: rrset (negative entries included), negative (of rrset), reply.",
+			ConstLabels: prometheus.Labels{"cache": cache}}, func() float64 { return float64(pick(bytes())) })
+	}
+	byteGauges := []prometheus.Collector{
+		cacheBytes(func(r, _, _ int64) int64 { return r }, "rrset"),
+		cacheBytes(func(_, n, _ int64) int64 { return n }, "negative"),
+		cacheBytes(func(_, _, p int64) int64 { return p }, "reply"),
+	}
 	for _, col := range []prometheus.Collector{m.queries, lookups, errs, m.dropped, m.stale, m.prefetches,
-		m.upstreamQueries, m.upstreamTimeouts, m.referrals, m.lame, m.mismatched, m.tcpFallback, validations, m.keytrap, m.insecureDelegations, synth, m.latency, m.rtt, cached} {
+		m.upstreamQueries, m.upstreamTimeouts, m.referrals, m.lame, m.mismatched, m.tcpFallback, validations, m.keytrap, m.insecureDelegations, synth, m.latency, m.rtt, cached, byteGauges[0], byteGauges[1], byteGauges[2]} {
 		if err := reg.Register(col); err != nil {
 			return nil, fmt.Errorf("resolver: metrics: %w", err)
 		}

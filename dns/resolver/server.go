@@ -74,9 +74,14 @@ func New(cfg Config, deps service.Deps) (*Server, error) {
 		p, _ := parsePrefix(a)
 		s.allow = append(s.allow, p)
 	}
-	s.msgs = newStore(cfg.CacheSize, (*msgEntry).expiry)
+	s.msgs = newStore[*msgEntry](cfg.CacheSize, cfg.CacheBytes/2)
+	s.msgs.now = func() int64 { return s.deps.Now().UnixNano() }
 	s.sem = make(chan struct{}, cfg.MaxConcurrent)
-	m, err := newMetrics(s.deps.Metrics, func() int { return s.msgs.len() + s.rr.len() })
+	m, err := newMetrics(s.deps.Metrics, func() int { return s.msgs.len() + s.rr.len() }, func() (int64, int64, int64) {
+		r, n := s.rr.s.bytes()
+		p, _ := s.msgs.bytes()
+		return r, n, p
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -246,19 +251,18 @@ func (s *Server) fromMsgCache(q *query, b, out []byte, limit int, now time.Time)
 	if !ok {
 		return nil, false
 	}
-	if now.UnixNano() > e.expires {
+	exp := e.expiresAt()
+	if now.UnixNano() > exp {
 		return nil, false
 	}
-	if int(e.wireLen) > limit {
+	if e.wireLen() > limit {
 		return nil, false
 	}
-	out = append(out[:0], e.wire()...)
-	// ID and the client's own spelling of the name; RD and CD as asked.
-	out[0], out[1] = b[0], b[1]
+	// ID and the client's own question (its spelling of the name); RD
+	// as asked.
+	out, offs := e.reply(out, b)
 	out[2] = out[2]&^0x01 | b[2]&0x01
-	copy(out[12:q.NameEnd], b[12:q.NameEnd])
 	el := e.elapsed(now)
-	offs := e.ttlOffsets()
 	for i := 0; i+1 < len(offs); i += 2 {
 		off := int(offs[i])<<8 | int(offs[i+1])
 		ttl := binary.BigEndian.Uint32(out[off:])
@@ -270,8 +274,7 @@ func (s *Server) fromMsgCache(q *query, b, out []byte, limit int, now time.Time)
 		binary.BigEndian.PutUint32(out[off:], ttl)
 	}
 	s.m.hits.Inc()
-	hits := e.hits.Add(1)
-	if !s.cfg.NoPrefetch && hits >= 2 && e.life >= 10 && e.expires-now.UnixNano() < int64(e.life)*int64(time.Second/10) && e.prefetched.CompareAndSwap(false, true) {
+	if !s.cfg.NoPrefetch && e.hits() >= 2 && e.life() >= 10 && exp-now.UnixNano() < int64(e.life())*int64(time.Second/10) && e.startPrefetch() {
 		s.prefetch(e, append([]byte(nil), q.Key...))
 	}
 	return out, true
@@ -400,7 +403,7 @@ func (s *Server) answerQuery(r *dnsserver.Request, req *dns.Msg) []byte {
 		if key != nil {
 			if e, ok := s.msgs.get(key); ok && s.cfg.ServeStale > 0 && s.deps.Now().Before(e.expiry().Add(s.cfg.ServeStale.D())) {
 				s.m.stale.Inc()
-				return staleReply(e, b, pq)
+				return staleReply(e, b)
 			}
 		}
 		s.log.Debug("resolution failed", "name", q.Name, "type", dns.TypeToString[q.Qtype], "err", err)
@@ -443,11 +446,8 @@ func shorten(s string) string {
 }
 
 // staleReply serves an expired cached reply with TTL 30 (RFC 8767).
-func staleReply(e *msgEntry, b []byte, q *query) []byte {
-	out := append([]byte(nil), e.wire()...)
-	out[0], out[1] = b[0], b[1]
-	copy(out[12:q.NameEnd], b[12:q.NameEnd])
-	offs := e.ttlOffsets()
+func staleReply(e *msgEntry, b []byte) []byte {
+	out, offs := e.reply(make([]byte, 0, e.wireLen()), b)
 	for i := 0; i+1 < len(offs); i += 2 {
 		binary.BigEndian.PutUint32(out[int(offs[i])<<8|int(offs[i+1]):], 30)
 	}
@@ -512,7 +512,9 @@ func (s *Server) store(key []byte, req *dns.Msg, res *result) []byte {
 	if err != nil {
 		return out
 	}
-	s.msgs.put(key, newMsgEntry(out, offs, s.deps.Now(), ttl))
+	if e, err := newMsgEntry(key, out, offs, s.deps.Now(), ttl); err == nil {
+		s.msgs.put(key, e)
+	}
 	return out
 }
 

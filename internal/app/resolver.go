@@ -20,8 +20,10 @@ type resolverFile struct {
 	resolver.Config
 	// GCPercent is --gc-percent: the Go GC target of the process (as
 	// GOGC). Lower keeps the resident size closer to the live cache for
-	// some CPU on the miss path (docs/BENCHMARKS.md). Default 25; 0: the
-	// runtime's.
+	// some CPU on the miss path. Default 100: with the packed caches the
+	// resident size per cached record is below Unbound's already, and 50
+	// or 25 cost 10-25% more CPU per miss (docs/BENCHMARKS.md, issue 20);
+	// 0: the runtime's.
 	GCPercent int `json:"gc_percent,omitempty"`
 }
 
@@ -92,9 +94,10 @@ func resolverFlags(f *pflag.FlagSet, fc *resolverFile, cfgFile *string) {
 	f.StringVar(&cfg.TrustAnchorFile, "trust-anchor", "", "DNSSEC trust anchor file (DS or DNSKEY records)")
 	f.StringSliceVar(&cfg.Allow, "allow", nil, "client prefixes allowed recursion (default loopback)")
 	f.IntVar(&cfg.CacheSize, "cache-size", 100000, "most cached entries")
+	f.Int64Var(&cfg.CacheBytes, "cache-bytes", 64<<20, "most heap bytes the caches hold")
 	f.BoolVar(&cfg.NoQNAMEMinimisation, "no-qname-minimisation", false, "send the full name to every server")
 	f.BoolVar(&cfg.NoPrefetch, "no-prefetch", false, "do not refresh popular entries before they expire")
 	f.Var(&cfg.Timeout, "timeout", "first per-try upstream timeout (doubles each round)")
 	f.Var(&cfg.ServeStale, "serve-stale", "serve expired answers this long when no authority answers (negative disables)")
-	gcPercentFlag(f, &fc.GCPercent, 25)
+	gcPercentFlag(f, &fc.GCPercent, 100)
 }
