@@ -12,18 +12,29 @@ import (
 	labexp "github.com/applayer/applayer/lab/experiment"
 )
 
-// TestFreeRidersQuick runs `lab experiment free-riders --quick` (a 4 MiB
-// file, a 384 KiB/s seed, 12 cooperative peers at 256 KiB/s and one free
-// rider) and asserts the mechanism the chapter describes: with tit-for-tat
-// the cooperative peers' regular slots (given for their rate) almost never
-// go to the free rider (at most a quarter of its share without
-// tit-for-tat, which must be at least 10% of rounds), so what it gets from
-// peers comes through optimistic unchokes, which the output shows from the
-// trace. The outcome in time is reported, not asserted: measured here the
-// free rider's time over the cooperative mean with tit-for-tat ranged from
-// 0.86 to 1.29 between runs (1.17-1.29 on a loaded machine, 0.86-1.08 on
-// a quiet one), against 0.91-0.97 without, because in this swarm the last
-// pieces' availability, not the peers' upload, sets everyone's finish.
+// TestFreeRidersQuick runs `lab experiment free-riders --quick` (a 2 MiB
+// file, a 256 KiB/s seed rotating its slots round robin, 12 cooperative
+// peers at 96 KiB/s that leave once complete, and one free rider: a swarm
+// whose peers' upload, not the seed, binds) and asserts the chapter's
+// lesson within tolerances that held in 27 runs under -race at load 6-20
+// (docs/EXPERIMENTS.md):
+//   - tit-for-tat sets the free rider back: its time over the cooperative
+//     mean is at least 0.03 higher with tit-for-tat than without
+//     (measured 0.05-0.40 higher);
+//   - without tit-for-tat it is among the others: 0.75-1.15 of the
+//     cooperative mean (measured 0.78-1.06);
+//   - the mechanism: in the cooperative peers' contested rounds (someone
+//     had to be left out) their regular slots, given for rate, go to the
+//     free rider at most a third as often as without tit-for-tat (where
+//     they go at random, at least 10% of rounds; measured 0-0.10 against
+//     0.29-0.37), so what it gets from peers comes through optimistic
+//     unchokes, which the output shows from the trace.
+//
+// "The free rider finishes last" is printed (PLACE), not asserted: in
+// those runs it was last in 15 of 27 and last or next to last in 24 (its
+// time 0.97-1.33 of the cooperative mean with tit-for-tat); the slowest
+// cooperative peer, left with the seed alone once the others have gone,
+// sometimes finishes after it.
 func TestFreeRidersQuick(t *testing.T) {
 	var out bytes.Buffer
 	env := labexp.Env{Quick: true, Seed: 7, Out: t.TempDir(), Stdout: &out, Deps: service.Deps{Logger: testkit.Logger(t)}}
@@ -34,14 +45,40 @@ func TestFreeRidersQuick(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Rows) != 4 {
+	if len(res.Rows) != 8 {
 		t.Fatalf("rows %+v", res.Rows)
 	}
-	on, off := res.Rows[0], res.Rows[1]
-	t.Logf("free rider / cooperative mean: %.2f with tit-for-tat (%.1fs / %.1fs), %.2f without", on.Measured/on.Formula, on.Measured, on.Formula, off.Measured/off.Formula)
-	regOn, regOff := res.Rows[2].Measured, res.Rows[3].Measured
-	if regOff < 0.10 || regOn > regOff/4 {
-		t.Errorf("free rider's share of regular slots: %.3f with tit-for-tat, %.3f without; want at most a quarter of the share without, which must be >= 0.10", regOn, regOff)
+	row := func(prefix string, tft bool) labexp.Row {
+		t.Helper()
+		c := prefix + ", tit-for-tat " + onOff(tft)
+		for _, r := range res.Rows {
+			if r.Case == c {
+				return r
+			}
+		}
+		t.Fatalf("no row %q in %+v", c, res.Rows)
+		return labexp.Row{}
+	}
+	const (
+		mean    = "free rider's time vs the cooperative mean"
+		slowest = "free rider's time vs the slowest cooperative peer's"
+		behind  = "free rider's fraction of the file when the first cooperative peer completed vs theirs"
+		share   = "free rider's share of regular slots in contested rounds"
+	)
+	on, off := row(mean, true), row(mean, false)
+	ratioOn, ratioOff := on.Measured/on.Formula, off.Measured/off.Formula
+	last := row(slowest, true)
+	t.Logf("free rider / cooperative mean: %.2f with tit-for-tat (%.1fs / %.1fs; the slowest cooperative peer %.1fs), %.2f without",
+		ratioOn, on.Measured, on.Formula, last.Formula, ratioOff)
+	if ratioOn < ratioOff+0.03 {
+		t.Errorf("free rider / cooperative mean: %.2f with tit-for-tat, %.2f without; want at least 0.03 more with", ratioOn, ratioOff)
+	}
+	if ratioOff < 0.75 || ratioOff > 1.15 {
+		t.Errorf("without tit-for-tat the free rider took %.2f of the cooperative mean: want 0.75-1.15 (among the others)", ratioOff)
+	}
+	regOn, regOff := row(share, true).Measured, row(share, false).Measured
+	if regOff < 0.10 || regOn > regOff/3 {
+		t.Errorf("free rider's share of regular slots in contested rounds: %.3f with tit-for-tat, %.3f without; want at most a third of the share without, which must be >= 0.10", regOn, regOff)
 	}
 	for _, want := range []string{"optimistic 127.", "leeching: by their upload to us", "FREE RIDER / MEAN"} {
 		if !strings.Contains(out.String(), want) {

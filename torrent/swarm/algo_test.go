@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -233,6 +234,80 @@ func TestSeedingUnchokesByUploadRate(t *testing.T) {
 	d := c.Decide(t0, ps, true)
 	if !reflect.DeepEqual(d.Regular, []int{5, 1, 2, 3}) {
 		t.Errorf("seeding regular %v, want [5 1 2 3]", d.Regular)
+	}
+}
+
+// TestSeedingRoundRobin: a round-robin seed (libtorrent's default seed
+// choker) keeps a peer's regular slot until the peer has had its quota
+// and the quota time has passed, then gives it to the peer that waited
+// longest, so every interested peer gets slots in turn, however fast it
+// downloads; the fastest-upload seed keeps its fastest peers.
+func TestSeedingRoundRobin(t *testing.T) {
+	// Nine interested peers; peer 0 takes ten times what the others take
+	// in a round (it has more requests waiting).
+	run := func(roundRobin bool) (unchoked map[int]int, longest map[int]int) {
+		c := NewChoker(rand.New(rand.NewPCG(9, 9)))
+		c.RoundRobin, c.Quota = roundRobin, 1000
+		clock := testkit.NewClock(t0)
+		ps := make([]ChokePeer, 9)
+		for i := range ps {
+			ps[i] = ChokePeer{ID: i, Interested: true, Connected: t0.Add(-time.Hour)}
+		}
+		unchoked, longest = map[int]int{}, map[int]int{}
+		run := map[int]int{}
+		for range 60 {
+			now := clock.Now()
+			d := c.Decide(now, ps, true)
+			for i := range ps {
+				p := &ps[i]
+				if d.Unchoked[p.ID] && !p.Unchoked {
+					p.UnchokedAt, p.SinceUnchoke = now, 0
+				}
+				p.Unchoked, p.UpRate = d.Unchoked[p.ID], 0
+				if p.Unchoked {
+					got := int64(500)
+					if p.ID == 0 {
+						got = 5000
+					}
+					p.SinceUnchoke += got
+					p.UpRate = float64(got) / 10
+				}
+			}
+			for id := range ps {
+				if d.Unchoked[id] {
+					unchoked[id]++
+					run[id]++
+					longest[id] = max(longest[id], run[id])
+				} else {
+					run[id] = 0
+				}
+			}
+			clock.Advance(10 * time.Second)
+		}
+		return unchoked, longest
+	}
+	unchoked, longest := run(true)
+	t.Logf("round robin: rounds unchoked %v, longest run %v", unchoked, longest)
+	for id := range 9 {
+		// 60 rounds x 5 slots (4 regular, 1 optimistic) over 9 peers:
+		// about 33 each.
+		if unchoked[id] < 20 || unchoked[id] > 45 {
+			t.Errorf("round robin: peer %d was unchoked %d of 60 rounds, want about 33 (%v)", id, unchoked[id], unchoked)
+		}
+		// The quota (1000 bytes, reached in 2 rounds) and the quota time
+		// (6 rounds): a slot lasts about 6-7 rounds (a few more when the
+		// optimistic unchoke ran into it), then rotates.
+		if longest[id] > 12 {
+			t.Errorf("round robin: peer %d kept its slot %d rounds in a row (%v)", id, longest[id], longest)
+		}
+	}
+	if unchoked, _ := run(false); unchoked[0] != 60 {
+		t.Errorf("fastest upload: the fast peer was unchoked %d of 60 rounds, want 60", unchoked[0])
+	}
+	d := NewChoker(rand.New(rand.NewPCG(1, 1)))
+	d.RoundRobin = true
+	if r := d.Decide(t0, []ChokePeer{{ID: 1, Interested: true}}, true).Reason; !strings.Contains(r, "round robin") {
+		t.Errorf("reason %q", r)
 	}
 }
 

@@ -22,6 +22,13 @@ type ChokePeer struct {
 	AmInterested bool
 	// Connected is when the connection was made.
 	Connected time.Time
+	// Unchoked is whether we unchoke the peer now; Unchoked then is
+	// when its slot began (zero: never unchoked) and SinceUnchoke how
+	// much we have uploaded to it since (the round-robin seed choker's
+	// quota).
+	Unchoked     bool
+	UnchokedAt   time.Time
+	SinceUnchoke int64
 }
 
 // ChokeDecision is the outcome of one round.
@@ -71,6 +78,20 @@ type Choker struct {
 	// round, whatever they upload to us: tit-for-tat switched off, for
 	// the lab's free-rider lesson.
 	Random bool
+	// RoundRobin makes a seed rotate its regular slots instead of giving
+	// them to the peers it uploads to fastest (libtorrent's default seed
+	// choker, seed_choking_algorithm round_robin): a peer keeps its slot
+	// until it has had Quota bytes and QuotaTime has passed, then goes to
+	// the back; the peer that has waited longest gets the next free slot.
+	// Every interested peer gets the same share of the seed over time,
+	// so a peer cannot keep the seed's slots by downloading fast.
+	RoundRobin bool
+	// Quota is the bytes a peer gets per round-robin slot (libtorrent:
+	// seeding_piece_quota, 20 pieces) and QuotaTime the least time it
+	// holds it (libtorrent: 1 minute). Defaults 20 x 256 KiB and
+	// 6 Intervals.
+	Quota     int64
+	QuotaTime time.Duration
 
 	rnd         *rand.Rand
 	optimistic  int
@@ -115,9 +136,13 @@ func (c *Choker) Decide(now time.Time, peers []ChokePeer, seeding bool) ChokeDec
 		}
 		return p.DownRate
 	}
-	if c.Random {
+	roundRobin := seeding && c.RoundRobin && !c.Random
+	switch {
+	case c.Random:
 		c.rnd.Shuffle(len(cand), func(i, j int) { cand[i], cand[j] = cand[j], cand[i] })
-	} else {
+	case roundRobin:
+		c.roundRobin(now, cand)
+	default:
 		sort.SliceStable(cand, func(i, j int) bool {
 			if rate(cand[i]) != rate(cand[j]) {
 				return rate(cand[i]) > rate(cand[j])
@@ -179,10 +204,61 @@ func (c *Choker) Decide(now time.Time, peers []ChokePeer, seeding bool) ChokeDec
 	if seeding {
 		what = "upload"
 	}
+	if roundRobin {
+		d.Reason = fmt.Sprintf("seeding, round robin (a slot for %d bytes and %v): regular %v, optimistic %d (rotated %v)", c.quota(), c.quotaTime(), d.Regular, d.Optimistic, d.Rotated)
+		return d
+	}
 	if c.Random {
 		d.Reason = fmt.Sprintf("tit-for-tat off, regular slots at random: regular %v, optimistic %d (rotated %v)", d.Regular, d.Optimistic, d.Rotated)
 		return d
 	}
 	d.Reason = fmt.Sprintf("tit-for-tat by %s rate: regular %v, optimistic %d (rotated %v), snubbed %v", what, d.Regular, d.Optimistic, d.Rotated, d.Snubbed)
 	return d
+}
+
+func (c *Choker) quota() int64 {
+	if c.Quota > 0 {
+		return c.Quota
+	}
+	return 20 * 256 << 10
+}
+
+func (c *Choker) quotaTime() time.Duration {
+	if c.QuotaTime > 0 {
+		return c.QuotaTime
+	}
+	return 6 * c.Interval
+}
+
+// roundRobin orders a seed's candidates as libtorrent's round-robin seed
+// choker does: peers whose quota is done go last; before them, peers
+// holding a slot that we upload to (the status quo), the faster first;
+// then the rest by how long ago their last slot began (never unchoked
+// first), so the slots rotate.
+func (c *Choker) roundRobin(now time.Time, cand []ChokePeer) {
+	done := func(p ChokePeer) bool {
+		return p.Unchoked && p.SinceUnchoke >= c.quota() && now.Sub(p.UnchokedAt) >= c.quotaTime()
+	}
+	sort.SliceStable(cand, func(i, j int) bool {
+		a, b := cand[i], cand[j]
+		if da, db := done(a), done(b); da != db {
+			return db
+		}
+		// A choked peer counts as uploading nothing (what is still in
+		// flight from an earlier slot must not rank it first).
+		ua, ub := 0.0, 0.0
+		if a.Unchoked {
+			ua = a.UpRate
+		}
+		if b.Unchoked {
+			ub = b.UpRate
+		}
+		if ua != ub {
+			return ua > ub
+		}
+		if !a.UnchokedAt.Equal(b.UnchokedAt) {
+			return a.UnchokedAt.Before(b.UnchokedAt)
+		}
+		return a.ID < b.ID
+	})
 }

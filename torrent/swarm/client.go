@@ -100,6 +100,11 @@ type Config struct {
 	// FreeRider never uploads: every peer stays choked. It exists for the
 	// lab's free-rider lesson.
 	FreeRider bool `json:"free_rider,omitempty"`
+	// SeedChoking is how a seed gives its regular slots: "fastest_upload"
+	// (the default: to the peers it uploads to fastest) or "round_robin"
+	// (in turn, each for a quota of 20 pieces and 6 choke intervals:
+	// libtorrent's default seed choker).
+	SeedChoking string `json:"seed_choking,omitempty"`
 	// NoSuperSeed turns off the initial seed's piece spreading (see
 	// superseed.go), which is on for a seed that starts complete with an
 	// UploadLimit.
@@ -142,6 +147,12 @@ func (c *Config) defaults() {
 		c.DHTInterval = config.Duration(time.Minute)
 	}
 }
+
+// The seed chokers (Config.SeedChoking).
+const (
+	SeedFastestUpload = "fastest_upload"
+	SeedRoundRobin    = "round_robin"
+)
 
 // ClientName is what the client calls itself (extension handshake v, and
 // the peer id prefix, Azureus style).
@@ -215,6 +226,11 @@ func New(cfg Config, deps service.Deps) (*Client, error) {
 	if err != nil {
 		return nil, config.Errorf("listen", "%v", err)
 	}
+	switch cfg.SeedChoking {
+	case "", SeedFastestUpload, SeedRoundRobin:
+	default:
+		return nil, config.Errorf("seed_choking", "%q is neither %q nor %q", cfg.SeedChoking, SeedFastestUpload, SeedRoundRobin)
+	}
 	cfg.defaults()
 	deps = deps.Defaults()
 	m, err := newMetrics(deps.Metrics)
@@ -246,6 +262,7 @@ func New(cfg Config, deps service.Deps) (*Client, error) {
 	c.choker = NewChoker(mrand.New(mrand.NewPCG(seed+1, seed)))
 	c.choker.Slots = cfg.Slots
 	c.choker.Random = cfg.NoTitForTat
+	c.choker.RoundRobin = cfg.SeedChoking == SeedRoundRobin
 	if cfg.ChokeInterval > 0 {
 		c.choker.Interval = cfg.ChokeInterval.D()
 	}
@@ -362,6 +379,7 @@ func (c *Client) setInfo(info *metainfo.Info, raw []byte) error {
 	c.info, c.infoRaw, c.store = info, raw, st
 	c.picker = NewPicker(info.TotalLength(), int(info.PieceLength), peerwire.BlockSize, bf, c.rnd)
 	c.picker.RandomFirst = c.cfg.RandomFirst
+	c.choker.Quota = 20 * info.PieceLength // libtorrent's seeding_piece_quota
 	c.startLeft = left
 	c.log.Info("swarm: data checked", "name", info.Name, "have", bf.Count(), "pieces", info.NumPieces())
 	if c.picker.Done() {
@@ -777,7 +795,8 @@ func (c *Client) rechoke(now time.Time) {
 	var ps []ChokePeer
 	for id, p := range c.peers {
 		ps = append(ps, ChokePeer{ID: id, Interested: p.peerInterested, AmInterested: p.amInterested,
-			DownRate: p.down.Rate(now), UpRate: p.up.Rate(now), LastBlock: p.lastBlock, Connected: p.connected})
+			DownRate: p.down.Rate(now), UpRate: p.up.Rate(now), LastBlock: p.lastBlock, Connected: p.connected,
+			Unchoked: !p.amChoking, UnchokedAt: p.unchokedAt, SinceUnchoke: p.up.Total() - p.upAtUnchoke})
 	}
 	sort.Slice(ps, func(i, j int) bool { return ps[i].ID < ps[j].ID })
 	d := c.choker.Decide(now, ps, c.complete)
@@ -819,6 +838,8 @@ func (c *Client) describeChoke(d ChokeDecision) string {
 		mode = "free rider: uploads to nobody"
 	case c.complete && c.cfg.NoTitForTat:
 		mode = "seeding, tit-for-tat off: regular slots at random"
+	case c.complete && c.choker.RoundRobin:
+		mode = "seeding: round robin"
 	case c.complete:
 		mode = "seeding: by our upload to them"
 	case c.cfg.NoTitForTat:

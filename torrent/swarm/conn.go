@@ -56,6 +56,10 @@ type peerConn struct {
 	lastBlock time.Time
 	connected time.Time
 	lastSend  time.Time
+	// unchokedAt is when we last unchoked the peer and upAtUnchoke our
+	// upload to it then (the round-robin seed choker's quota).
+	unchokedAt  time.Time
+	upAtUnchoke int64
 
 	out    []peerwire.Message
 	notify chan struct{}
@@ -480,16 +484,25 @@ func (c *Client) unchokedInterestedLocked() int {
 }
 
 // fillSlotLocked unchokes the best choked interested peer (by the rate the
-// choker ranks with) when a slot is free.
+// choker ranks with; for a round-robin seed, the one that has waited
+// longest) when a slot is free.
 func (c *Client) fillSlotLocked(why string) {
 	if c.cfg.FreeRider || c.unchokedInterestedLocked() >= c.choker.Slots+1 {
 		return
 	}
 	now := c.deps.Now()
+	roundRobin := c.complete && c.choker.RoundRobin && !c.choker.Random
 	var best *peerConn
 	var bestRate float64
 	for _, q := range c.peers {
 		if !q.amChoking || !q.peerInterested || !c.slotEligibleLocked(q, now) {
+			continue
+		}
+		if roundRobin {
+			// A round-robin seed: the peer that has waited longest.
+			if best == nil || q.unchokedAt.Before(best.unchokedAt) || (q.unchokedAt.Equal(best.unchokedAt) && q.id < best.id) {
+				best = q
+			}
 			continue
 		}
 		r := q.down.Rate(now)
@@ -524,6 +537,7 @@ func (p *peerConn) setChokedLocked(choke bool) {
 		}
 		p.uploads = nil
 	} else {
+		p.unchokedAt, p.upAtUnchoke = p.c.deps.Now(), p.up.Total()
 		p.sendLocked(peerwire.Message{ID: peerwire.Unchoke})
 	}
 }
