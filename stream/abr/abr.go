@@ -38,6 +38,9 @@ type State struct {
 	// Throughputs are the past segments' measured throughputs (bit/s),
 	// oldest first.
 	Throughputs []float64
+	// Times are how long each of Throughputs' downloads took (seconds),
+	// parallel to it; nil counts every sample alike.
+	Times []float64
 	// Size, when set, is the size in bytes of segment i at rung r (the
 	// player knows sizes it has seen); otherwise bit rate times duration.
 	Size func(i, r int) float64

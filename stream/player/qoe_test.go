@@ -96,14 +96,17 @@ func TestOptimumCountStartup(t *testing.T) {
 // (docs/BENCHMARKS.md), with and without the startup counted, at least
 // every other algorithm's, never above the optimum, and no stall for any
 // algorithm (the lowest rung and audio, 428 kbit/s, fit every schedule
-// but the commute's tunnel, which a buffer rides out).
+// but the commute's tunnel, which a buffer rides out). RobustMPC's
+// five-segment plan at the short-term prediction (MPC{Horizon: 5,
+// LongWindow: -1}) scores 0.70 on the sawtooth and, with abandonment
+// judged after a tenth of a segment as before, 0.89 on the commute.
 func TestQoEAgainstOptimum(t *testing.T) {
 	const n, mu = 30, 2.5
 	size := func(i, r int) float64 { return (benchLadder[r] + benchAudio) * 2 / 8 }
 	for name, c := range map[string]struct{ ratio, counted float64 }{
 		"step":     {0.99, 0.99},
-		"sawtooth": {0.68, 0.74},
-		"commute":  {0.88, 0.88},
+		"sawtooth": {0.77, 0.85},
+		"commute":  {0.95, 0.95},
 	} {
 		sched := benchSchedules(t)[name]
 		t.Run(name, func(t *testing.T) {
