@@ -10,9 +10,11 @@
 //   - Dynamic: dash.js's DYNAMIC hybrid, throughput while the buffer is
 //     low and BOLA once it has grown past the stable buffer time (back
 //     below half of it).
-//   - MPC (Yin et al., SIGCOMM 2015, robust MPC): the rung sequence over a
-//     horizon of segments maximizing QoE_lin under a throughput prediction
-//     discounted by the largest recent prediction error.
+//   - MPC (after Yin et al., SIGCOMM 2015, robust MPC): the rung sequence
+//     over the next 30 segments maximizing QoE_lin, by dynamic
+//     programming, its first segments at a throughput prediction
+//     discounted by the largest recent prediction error, the rest at the
+//     larger of that and the long-run throughput.
 //
 // Algorithms are pure functions of a State: the player's tests run them on
 // a simulated clock.
