@@ -513,7 +513,7 @@ func (pres *Presentation) Play(ctx context.Context, o Options) (*Report, error) 
 			cur := rung
 			var lower int
 			progress := func(got, total int64) bool {
-				if o.NoAbandon || cur == 0 || total <= 0 || got <= 0 {
+				if o.NoAbandon || cur == 0 || len(abandoned) > 0 || total <= 0 || got <= 0 {
 					return true
 				}
 				now := o.Clock.Now()
@@ -553,10 +553,6 @@ func (pres *Presentation) Play(ctx context.Context, o Options) (*Report, error) 
 			if errors.Is(err, ErrAbandoned) {
 				abandoned = append(abandoned, cur)
 				rep.Abandoned++
-				el := o.Clock.Now().Sub(segStart).Seconds()
-				if el > 0 {
-					throughputs, times = append(throughputs, float64(m)*8/el), append(times, el)
-				}
 				publish(fmt.Sprintf("abandoned segment %d at rung %d after %d bytes; retrying at rung %d", idx+1, cur, m, lower), int(m))
 				rung = lower
 				if !inits[rung] {
