@@ -56,7 +56,10 @@ type result struct {
 	Rates      []float64 `json:"rates"`
 	Requests   int       `json:"segment_requests"` // video segment requests (more than segments: refetched)
 	FirstRungs []int     `json:"first_rungs,omitempty"`
-	Err        string    `json:"error,omitempty"`
+	// Segments are applayer's players' segment logs (times, throughput,
+	// buffer, abandoned rungs).
+	Segments []player.SegmentLog `json:"segments,omitempty"`
+	Err      string              `json:"error,omitempty"`
 }
 
 func main() {
@@ -369,7 +372,7 @@ func runOurs(dir string, sched *shape.Schedule, alg string, mu float64) result {
 	if err != nil {
 		return result{Player: "applayer " + alg, Err: err.Error()}
 	}
-	r := result{Player: "applayer " + alg, QoE: rep.QoEPerChunk, AvgRate: rep.AvgBitrate, Stalls: rep.Stalls, StallTime: rep.StallTime, Switches: rep.Switches, Startup: rep.Startup}
+	r := result{Player: "applayer " + alg, QoE: rep.QoEPerChunk, AvgRate: rep.AvgBitrate, Stalls: rep.Stalls, StallTime: rep.StallTime, Switches: rep.Switches, Startup: rep.Startup, Segments: rep.Segments}
 	for _, s := range rep.Segments {
 		r.Rungs = append(r.Rungs, s.Rung)
 		r.Rates = append(r.Rates, s.Bitrate)

@@ -10,9 +10,11 @@
 //   - Dynamic: dash.js's DYNAMIC hybrid, throughput while the buffer is
 //     low and BOLA once it has grown past the stable buffer time (back
 //     below half of it).
-//   - MPC (Yin et al., SIGCOMM 2015, robust MPC): the rung sequence over a
-//     horizon of segments maximizing QoE_lin under a throughput prediction
-//     discounted by the largest recent prediction error.
+//   - MPC (after Yin et al., SIGCOMM 2015, robust MPC): the rung sequence
+//     over the next 30 segments maximizing QoE_lin, by dynamic
+//     programming, its first segments at a throughput prediction
+//     discounted by the largest recent prediction error, the rest at the
+//     larger of that and the long-run throughput.
 //
 // Algorithms are pure functions of a State: the player's tests run them on
 // a simulated clock.
@@ -38,6 +40,9 @@ type State struct {
 	// Throughputs are the past segments' measured throughputs (bit/s),
 	// oldest first.
 	Throughputs []float64
+	// Times are how long each of Throughputs' downloads took (seconds),
+	// parallel to it; nil counts every sample alike.
+	Times []float64
 	// Size, when set, is the size in bytes of segment i at rung r (the
 	// player knows sizes it has seen); otherwise bit rate times duration.
 	Size func(i, r int) float64

@@ -49,7 +49,8 @@ func TestThroughputChoice(t *testing.T) {
 	}
 }
 
-// TestMPCChoice: MPC's first move for given predictions and buffers.
+// TestMPCChoice: MPC's first move for given predictions and buffers, with
+// robustMPC's five-segment plan.
 func TestMPCChoice(t *testing.T) {
 	bitrates := []float64{1e6, 2e6, 4e6}
 	for _, c := range []struct {
@@ -69,7 +70,7 @@ func TestMPCChoice(t *testing.T) {
 		// 2M builds buffer and stays.
 		{"short buffer keeps the middle", 2.5e6, 2, 1, 1},
 	} {
-		m := &MPC{}
+		m := &MPC{Horizon: 5}
 		got := m.ChooseFor(&State{Bitrates: bitrates, SegDur: 2, Index: 0, Segments: 100, Buffer: c.buffer, Last: c.last, MaxBuffer: 30}, c.bw)
 		if got != c.want {
 			t.Errorf("%s: rung %d, want %d", c.name, got, c.want)
@@ -133,7 +134,7 @@ func TestMPCSafety(t *testing.T) {
 		{0, 0.91e6, 0, 0},   // startup: no buffer to protect, the plan decides
 		{0, 20e6, 0, 1},
 	} {
-		m := &MPC{Mu: 2.5, Safety: c.safety}
+		m := &MPC{Mu: 2.5, Safety: c.safety, Horizon: 5}
 		got := m.ChooseFor(&State{Bitrates: bitrates, SegDur: 2, Segments: 100, Buffer: c.buffer, Last: 0, MaxBuffer: 30, Extra: 0.128e6}, c.bw)
 		if got != c.want {
 			t.Errorf("safety %v, %.2f Mbit/s, buffer %.1fs: rung %d, want %d", c.safety, c.bw/1e6, c.buffer, got, c.want)
@@ -151,9 +152,80 @@ func TestMPCExtra(t *testing.T) {
 		extra float64
 		want  int
 	}{{0, 1}, {0.5e6, 0}} {
-		got := (&MPC{Safety: -1}).ChooseFor(&State{Bitrates: bitrates, SegDur: 2, Segments: 100, Buffer: 2, Last: 0, MaxBuffer: 30, Extra: c.extra}, 2.2e6)
+		got := (&MPC{Safety: -1, Horizon: 5}).ChooseFor(&State{Bitrates: bitrates, SegDur: 2, Segments: 100, Buffer: 2, Last: 0, MaxBuffer: 30, Extra: c.extra}, 2.2e6)
 		if got != c.want {
 			t.Errorf("extra %v: rung %d, want %d", c.extra, got, c.want)
+		}
+	}
+}
+
+// TestLongRun: the long-run throughput is the newest downloads' bits over
+// their seconds, back to the window.
+func TestLongRun(t *testing.T) {
+	s := &State{Throughputs: []float64{9e6, 1e6, 4e6, 2e6}, Times: []float64{5, 10, 2, 4}}
+	for _, c := range []struct{ window, want float64 }{
+		{4, 2e6},                               // the last download alone
+		{5, (4*2e6 + 2*4e6) / 6},               // reaches back into the one before
+		{100, (5*9e6 + 10e6 + 8e6 + 8e6) / 21}, // all of them
+	} {
+		if got := LongRun(s, c.window); math.Abs(got-c.want) > 1 {
+			t.Errorf("window %v: %v, want %v", c.window, got, c.want)
+		}
+	}
+	// Without times, the harmonic mean of all samples.
+	if got, want := LongRun(&State{Throughputs: []float64{1e6, 4e6}}, 20), 1.6e6; math.Abs(got-want) > 1 {
+		t.Errorf("no times: %v, want %v", got, want)
+	}
+}
+
+// TestMPCLongPlan: MPC's long plan against robustMPC's five segments.
+func TestMPCLongPlan(t *testing.T) {
+	bitrates := []float64{1e6, 2e6, 4e6}
+	// A tunnel: 18 s of downloads at 6 Mbit/s, then one at 0.15 for 2 s,
+	// with 22 s buffered at the top of two rungs, 1M and 4M. The short
+	// prediction is the harmonic mean of 6, 6, 6, 0.15 (0.56M) discounted
+	// 15%: 0.49M, at which a 4M segment takes 16.5 s and a 1M one 4.1 s.
+	// RobustMPC, planning five segments at 0.49M, would stall after a 4M
+	// one even at 1M (22 - 16.5 + 2 = 7.5 s, then 2.1 s less a segment),
+	// and steps down now; the long plan counts the segments after its
+	// first three at 0.9 x the last 20 s's 5.4M and spends the buffer on
+	// one more 4M segment (4M, 1M, 1M, then 4M: 3 + 6 + 3 lost, against
+	// 3 + 9 + 3 for stepping down now).
+	tunnel := func() *State {
+		s := &State{Bitrates: []float64{1e6, 4e6}, SegDur: 2, Index: 20, Segments: 100, Buffer: 22, Last: 1, MaxBuffer: 30}
+		for range 12 {
+			s.Throughputs, s.Times = append(s.Throughputs, 6e6), append(s.Times, 1.5)
+		}
+		s.Throughputs, s.Times = append(s.Throughputs, 0.15e6), append(s.Times, 2)
+		return s
+	}
+	for _, c := range []struct {
+		name string
+		m    *MPC
+		want int
+	}{
+		{"long plan", &MPC{}, 1},
+		{"robustMPC", &MPC{Horizon: 5, LongWindow: -1}, 0},
+	} {
+		s, m := tunnel(), c.m
+		m.Predictor = &Robust{}
+		for i := 1; i < len(s.Throughputs); i++ { // the predictor's history
+			m.Predictor.Predict(s.Throughputs[:i])
+		}
+		if got := m.Choose(s); got != c.want {
+			t.Errorf("tunnel, %s: rung %d, want %d", c.name, got, c.want)
+		}
+	}
+	// The end of the presentation: at 1.5 Mbit/s a top-rung segment takes
+	// 5.3 s; two of them fit in 15 s of buffer, so with two segments left
+	// the plan spends the buffer on them, while in the middle of a long
+	// presentation the top rung is not sustainable and the plan holds.
+	for _, c := range []struct {
+		left, want int
+	}{{2, 2}, {80, 1}} {
+		s := &State{Bitrates: bitrates, SegDur: 2, Index: 20, Segments: 20 + c.left, Buffer: 15, Last: 1, MaxBuffer: 30}
+		if got := (&MPC{}).ChooseFor(s, 1.5e6); got != c.want {
+			t.Errorf("%d segments left: rung %d, want %d", c.left, got, c.want)
 		}
 	}
 }

@@ -2,10 +2,29 @@ package abr
 
 import "math"
 
-// MPC is robust model-predictive control.
+// MPC is robust model-predictive control with a long plan: the rung
+// sequence maximizing QoE_lin over the next Horizon segments (to the end
+// of the presentation when it is nearer), found by dynamic programming,
+// whose first rung is taken. The plan's first Near segments download at
+// the short-term prediction (Predictor); the rest at the larger of that
+// and the long-run throughput (LongRun over LongWindow seconds of
+// downloads, times LongFactor). So a dip (a tunnel, a sawtooth's trough)
+// that a full buffer rides out does not pull the whole plan down, the way
+// robustMPC's five-segment plan at the short prediction does, and a plan
+// that reaches the end of the presentation spends the buffer it would
+// otherwise leave unplayed.
 type MPC struct {
-	// Horizon is how many segments ahead it plans. Default 5.
+	// Horizon is how many segments ahead it plans. Default 30.
 	Horizon int
+	// Near is how many of the plan's first segments use the short-term
+	// prediction alone. Default 3.
+	Near int
+	// LongWindow is the long-run estimate's window, seconds of download
+	// time. Default 20; negative: no long-run estimate (robustMPC: the
+	// short-term prediction for the whole plan).
+	LongWindow float64
+	// LongFactor discounts the long-run estimate. Default 0.9.
+	LongFactor float64
 	// Mu is QoE_lin's rebuffering penalty per second (in Mbit/s units).
 	// Default the top rung's rate in Mbit/s.
 	Mu float64
@@ -95,6 +114,25 @@ func (p *Robust) Predict(history []float64) float64 {
 	return hm / (1 + min(maxErr, p.maxError()))
 }
 
+// LongRun is the throughput over the newest downloads covering window
+// seconds of download time (their bits over their seconds: the time
+// average while downloads run back to back), or the harmonic mean of all
+// samples without Times.
+func LongRun(s *State, window float64) float64 {
+	if len(s.Times) != len(s.Throughputs) {
+		return HarmonicMean(s.Throughputs, len(s.Throughputs))
+	}
+	var bits, secs float64
+	for i := len(s.Times) - 1; i >= 0 && secs < window; i-- {
+		bits += s.Throughputs[i] * s.Times[i]
+		secs += s.Times[i]
+	}
+	if secs <= 0 {
+		return 0
+	}
+	return bits / secs
+}
+
 // Choose implements Algorithm.
 func (m *MPC) Choose(s *State) int {
 	if m.Predictor == nil {
@@ -104,15 +142,43 @@ func (m *MPC) Choose(s *State) int {
 	if bw <= 0 {
 		return 0
 	}
-	return m.ChooseFor(s, bw)
+	if m.LongWindow < 0 {
+		return m.ChooseFor(s, bw)
+	}
+	win, lf, near := m.LongWindow, m.LongFactor, m.Near
+	if win == 0 {
+		win = 20
+	}
+	if lf == 0 {
+		lf = 0.9
+	}
+	if near == 0 {
+		near = 3
+	}
+	far := max(bw, lf*LongRun(s, win))
+	return m.plan(s, func(j int) float64 {
+		if j < near {
+			return bw
+		}
+		return far
+	})
 }
 
 // ChooseFor is MPC's choice for a given throughput prediction (bit/s): the
 // first rung of the plan over the horizon maximizing QoE_lin.
 func (m *MPC) ChooseFor(s *State, bw float64) int {
+	return m.plan(s, func(int) float64 { return bw })
+}
+
+// plan is the first rung of the plan over the horizon that maximizes
+// QoE_lin when segment j of the plan downloads at bw(j) bit/s, found by
+// dynamic programming over (last rung, buffer level in 50 ms steps): of
+// the plans reaching the same state, the one with the higher QoE (then
+// the fuller buffer) goes on.
+func (m *MPC) plan(s *State, bw func(j int) float64) int {
 	h := m.Horizon
 	if h == 0 {
-		h = 5
+		h = 30
 	}
 	if s.Segments > 0 {
 		h = min(h, s.Segments-s.Index)
@@ -125,8 +191,6 @@ func (m *MPC) ChooseFor(s *State, bw float64) int {
 		mu = s.Bitrates[len(s.Bitrates)-1] / 1e6
 	}
 	n := len(s.Bitrates)
-	plan := make([]int, h)
-	best, bestQ := 0, math.Inf(-1)
 	maxBuf := s.MaxBuffer
 	if maxBuf == 0 {
 		maxBuf = math.Inf(1)
@@ -135,29 +199,53 @@ func (m *MPC) ChooseFor(s *State, bw float64) int {
 	if safety == 0 {
 		safety = 0.15
 	}
-	var walk func(depth int, buf, q float64, last int)
-	walk = func(depth int, buf, q float64, last int) {
-		if depth == h {
-			if q > bestQ {
-				best, bestQ = plan[0], q
+	type node struct {
+		q, buf      float64
+		last, first int
+	}
+	type key struct{ last, bucket int }
+	const step = 0.05
+	layer := []node{{buf: s.Buffer, last: s.Last, first: -1}}
+	for depth := range h {
+		b := bw(depth)
+		index := map[key]int{}
+		var next []node
+		for _, nd := range layer {
+			for r := range n {
+				dl := s.size(s.Index+depth, r) * 8 / b
+				if depth == 0 && r > 0 && safety > 0 && nd.buf > 0 && dl/(1-min(safety, 0.99)) > nd.buf {
+					continue
+				}
+				rebuf := math.Max(dl-nd.buf, 0)
+				nb := math.Min(math.Max(nd.buf-dl, 0)+s.SegDur, maxBuf)
+				nq := nd.q + s.Bitrates[r]/1e6 - mu*rebuf
+				if nd.last >= 0 {
+					nq -= math.Abs(s.Bitrates[r]-s.Bitrates[nd.last]) / 1e6
+				}
+				first := nd.first
+				if depth == 0 {
+					first = r
+				}
+				c := node{q: nq, buf: nb, last: r, first: first}
+				k := key{r, int(nb / step)}
+				if i, ok := index[k]; ok {
+					if o := next[i]; o.q > nq || (o.q == nq && o.buf >= nb) {
+						continue
+					}
+					next[i] = c
+					continue
+				}
+				index[k] = len(next)
+				next = append(next, c)
 			}
-			return
 		}
-		for r := range n {
-			dl := s.size(s.Index+depth, r) * 8 / bw
-			if depth == 0 && r > 0 && safety > 0 && buf > 0 && dl/(1-min(safety, 0.99)) > buf {
-				continue
-			}
-			rebuf := math.Max(dl-buf, 0)
-			nb := math.Min(math.Max(buf-dl, 0)+s.SegDur, maxBuf)
-			nq := q + s.Bitrates[r]/1e6 - mu*rebuf
-			if last >= 0 {
-				nq -= math.Abs(s.Bitrates[r]-s.Bitrates[last]) / 1e6
-			}
-			plan[depth] = r
-			walk(depth+1, nb, nq, r)
+		layer = next
+	}
+	best := 0
+	for i := range layer {
+		if layer[i].q > layer[best].q {
+			best = i
 		}
 	}
-	walk(0, s.Buffer, 0, s.Last)
-	return best
+	return layer[best].first
 }

@@ -350,7 +350,7 @@ func (pres *Presentation) Play(ctx context.Context, o Options) (*Report, error) 
 	events := append([]Event(nil), o.Events...)
 	sort.SliceStable(events, func(i, j int) bool { return events[i].At < events[j].At })
 	last := -1
-	var throughputs []float64
+	var throughputs, times []float64 // per download: bit/s, seconds
 	since := func(t time.Time) float64 { return t.Sub(t0).Seconds() }
 	sample := func(now time.Time, bitrate, rate float64) {
 		rep.Samples = append(rep.Samples, Sample{T: since(now), Buffer: pb.level(), Bitrate: bitrate, Rate: rate})
@@ -403,6 +403,13 @@ func (pres *Presentation) Play(ctx context.Context, o Options) (*Report, error) 
 			return events[0].At - now.Sub(t0)
 		}
 		return -1
+	}
+	// obs is how long a download is watched before its rate may abandon
+	// it: a tenth of a segment, or up to a whole segment while a quarter
+	// of the buffer allows (the first fraction of a second of a download
+	// in a tunnel's last moments says little about the rest of it).
+	obs := func(buf float64) float64 {
+		return max(0.1*segDur, min(segDur, buf/4))
 	}
 	fetch := func(u string, progress func(got, total int64) bool) ([]byte, int64, error) {
 		return o.Fetcher.Fetch(ctx, u, progress)
@@ -472,14 +479,14 @@ func (pres *Presentation) Play(ctx context.Context, o Options) (*Report, error) 
 				return nil, err
 			}
 			if dl := o.Clock.Now().Sub(t).Seconds(); dl > 0 && m > 0 {
-				throughputs = append(throughputs, float64(m)*8/dl)
+				throughputs, times = append(throughputs, float64(m)*8/dl), append(times, dl)
 			}
 			probed = m
 			pb.advance(o.Clock.Now())
 		}
 		st := &abr.State{
 			Bitrates: pres.Bitrates, SegDur: segDur, Index: idx, Segments: n, Buffer: pb.level(),
-			MaxBuffer: maxBuf, Last: last, Throughputs: throughputs,
+			MaxBuffer: maxBuf, Last: last, Throughputs: throughputs, Times: times,
 			Size: func(i, r int) float64 { return sizes[[2]int{i, r}] }, Extra: extra,
 		}
 		rung := o.Algorithm.Choose(st)
@@ -506,15 +513,15 @@ func (pres *Presentation) Play(ctx context.Context, o Options) (*Report, error) 
 			cur := rung
 			var lower int
 			progress := func(got, total int64) bool {
-				if o.NoAbandon || cur == 0 || total <= 0 || got <= 0 {
+				if o.NoAbandon || cur == 0 || len(abandoned) > 0 || total <= 0 || got <= 0 {
 					return true
 				}
 				now := o.Clock.Now()
 				el := now.Sub(segStart).Seconds()
-				if el < 0.1*segDur {
+				pb.advance(now)
+				if el < obs(pb.level()) {
 					return true
 				}
-				pb.advance(now)
 				rate := float64(got) * 8 / el
 				remain := float64(total-got) * 8 / rate
 				buf := pb.level()
@@ -546,10 +553,6 @@ func (pres *Presentation) Play(ctx context.Context, o Options) (*Report, error) 
 			if errors.Is(err, ErrAbandoned) {
 				abandoned = append(abandoned, cur)
 				rep.Abandoned++
-				el := o.Clock.Now().Sub(segStart).Seconds()
-				if el > 0 {
-					throughputs = append(throughputs, float64(m)*8/el)
-				}
 				publish(fmt.Sprintf("abandoned segment %d at rung %d after %d bytes; retrying at rung %d", idx+1, cur, m, lower), int(m))
 				rung = lower
 				if !inits[rung] {
@@ -586,7 +589,7 @@ func (pres *Presentation) Play(ctx context.Context, o Options) (*Report, error) 
 		tput := 0.0
 		if dl > 0 {
 			tput = float64(bytes) * 8 / dl
-			throughputs = append(throughputs, tput)
+			throughputs, times = append(throughputs, tput), append(times, dl)
 		}
 		bytes += probed
 		pb.advance(end)

@@ -205,6 +205,23 @@ func TestAbandonment(t *testing.T) {
 	}
 }
 
+// TestAbandonmentLooksLonger: a download that starts in a momentary dip
+// (0.5 s of every 2.8 s at 0.1 Mbit/s, 20 Mbit/s otherwise) is not
+// abandoned on its first fraction of a second: with seconds of media
+// buffered the player watches it for up to a segment's duration (a
+// quarter of the buffer), by when the rate has recovered. Judged after a
+// tenth of a segment, as before, two downloads were abandoned.
+func TestAbandonmentLooksLonger(t *testing.T) {
+	sched, err := shape.ParseSteps("0.1M:500ms,20M:2300ms")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := simRun(t, []float64{0.3e6, 1e6, 4e6}, 30, 2, sched, Options{Algorithm: &abr.Throughput{}})
+	if rep.Abandoned != 0 || rep.Stalls != 0 {
+		t.Errorf("%d abandoned, %d stalls; want none", rep.Abandoned, rep.Stalls)
+	}
+}
+
 // TestPauseAndSeek: a pause keeps the buffer (no stall, no drain); a seek
 // flushes it and starts again from the target's segment.
 func TestPauseAndSeek(t *testing.T) {
