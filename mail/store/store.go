@@ -11,6 +11,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -153,13 +154,17 @@ func CanonAddress(address string) (string, error) {
 }
 
 // collectEnvelopes gathers the rows scan hands over (uid, stored envelope,
-// and the body only where the envelope is NULL) into Envelopes' map,
-// parsing the envelope of rows stored before the column existed.
+// and the body only where the envelope is NULL; both valid only during
+// the call) into Envelopes' map, parsing the envelope of rows stored
+// before the column existed.
 func collectEnvelopes(n int, scan func(f func(uid uint32, env, body []byte)) error) (map[uint32][]byte, error) {
 	out := make(map[uint32][]byte, n)
+	var a arena
 	err := scan(func(uid uint32, env, body []byte) {
 		if env == nil {
 			env = msgmeta.Envelope(body)
+		} else {
+			env = a.copy(env)
 		}
 		out[uid] = env
 	})
@@ -167,4 +172,43 @@ func collectEnvelopes(n int, scan func(f func(uid uint32, env, body []byte)) err
 		return nil, fmt.Errorf("store: envelopes: %w", err)
 	}
 	return out, nil
+}
+
+// collectBodies gathers the rows scan hands over (uid and body, valid
+// only during the call) into Bodies' map.
+func collectBodies(n int, scan func(f func(uid uint32, body, _ []byte)) error) (map[uint32][]byte, error) {
+	out := make(map[uint32][]byte, n)
+	var a arena
+	err := scan(func(uid uint32, body, _ []byte) {
+		out[uid] = a.copy(body)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: bodies: %w", err)
+	}
+	return out, nil
+}
+
+// arena copies the bytes of rows out of the driver's buffers into larger
+// blocks: one allocation per arenaBlock of small messages rather than one
+// (or, through database/sql's Scan, two) per message. A block lives as
+// long as any message cut from it.
+type arena struct{ buf []byte }
+
+// arenaBlock is an arena's block; values over a quarter of it get their
+// own allocation.
+const arenaBlock = 64 << 10
+
+func (a *arena) copy(b []byte) []byte {
+	if b == nil {
+		return nil
+	}
+	if len(b) > arenaBlock/4 {
+		return bytes.Clone(b)
+	}
+	if len(b) > cap(a.buf)-len(a.buf) {
+		a.buf = make([]byte, 0, arenaBlock)
+	}
+	n := len(a.buf)
+	a.buf = append(a.buf, b...)
+	return a.buf[n:len(a.buf):len(a.buf)]
 }

@@ -156,13 +156,32 @@ func TestMailboxes(t *testing.T) {
 			if len(boxes) != len(want) {
 				t.Fatalf("mailboxes = %+v", boxes)
 			}
+			validities := map[uint32]bool{}
 			for _, b := range boxes {
-				if want[b.Name] != b.SpecialUse || b.UIDNext != 1 || b.UIDValidity != 1_700_000_000 || b.Messages != 0 {
+				if want[b.Name] != b.SpecialUse || b.UIDNext != 1 || b.UIDValidity < 1_700_000_000 || b.Messages != 0 {
 					t.Errorf("mailbox %+v", b)
 				}
+				validities[b.UIDValidity] = true
 			}
-			if _, err := s.CreateMailbox(ctx, "bob@hamburger.edu", "Lists", UseNone); err != nil {
+			if len(validities) != len(boxes) {
+				t.Errorf("mailboxes share a UIDVALIDITY: %+v", boxes)
+			}
+			lists, err := s.CreateMailbox(ctx, "bob@hamburger.edu", "Lists", UseNone)
+			if err != nil {
 				t.Fatal(err)
+			}
+			// Deleted and made again within the same second (the test's
+			// clock stands still): a new UIDVALIDITY all the same (RFC
+			// 9051 section 2.3.1.1), larger than any before.
+			if err := s.DeleteMailbox(ctx, "bob@hamburger.edu", "Lists"); err != nil {
+				t.Fatal(err)
+			}
+			again, err := s.CreateMailbox(ctx, "bob@hamburger.edu", "Lists", UseNone)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if again.UIDValidity <= lists.UIDValidity {
+				t.Errorf("Lists re-created with UIDVALIDITY %d, first was %d", again.UIDValidity, lists.UIDValidity)
 			}
 			for _, tc := range []struct {
 				user, name string
