@@ -78,6 +78,9 @@ type Server struct {
 	hub   *mailhub.Hub
 	log   *slog.Logger
 	envs  *envCache // nil when off
+	// bufs are the *store.Buffers FETCH and SEARCH read bodies into
+	// (each holds at most a batch: batchBytes and a block).
+	bufs  sync.Pool
 	now   func() time.Time
 	trace *trace.Bus
 	m     metrics
@@ -138,6 +141,7 @@ func New(cfg Config, d service.Deps, st store.Store, hub *mailhub.Hub) (*Server,
 	if cfg.EnvelopeCacheBytes > 0 {
 		s.envs = newEnvCache(cfg.EnvelopeCacheBytes)
 	}
+	s.bufs.New = func() any { return new(store.Buffer) }
 	s.m.connections = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "applayer", Subsystem: "mail", Name: "imap_connections_total", Help: "IMAP connections accepted."})
 	s.m.logins = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "applayer", Subsystem: "mail", Name: "imap_logins_total", Help: "IMAP logins, by result."}, []string{"result"})
 	s.m.appends = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "applayer", Subsystem: "mail", Name: "imap_appends_total", Help: "Messages stored by IMAP APPEND."})

@@ -686,7 +686,8 @@ func (s *session) withBodies(ctx context.Context, es []*entry, f func(i int, e *
 
 // withData calls f for each entry still present, in order, with what
 // need asks for, read from the store in batches (one round trip each
-// per batchMessages, or batchBytes of bodies).
+// per batchMessages, or batchBytes of bodies). Bodies are valid only
+// during f.
 func (s *session) withData(ctx context.Context, es []*entry, need need, f func(i int, e *entry, d data) error) error {
 	if !need.body && !need.envelope {
 		for i, e := range es {
@@ -699,6 +700,12 @@ func (s *session) withData(ctx context.Context, es []*entry, need need, f func(i
 		return nil
 	}
 	var envs []*imap.Envelope
+	var buf *store.Buffer
+	if need.body {
+		// Batch after batch in one buffer (f keeps no body).
+		buf = s.srv.bufs.Get().(*store.Buffer)
+		defer s.srv.bufs.Put(buf)
+	}
 	for start := 0; start < len(es); {
 		end, size := start, int64(0)
 		var uids []uint32
@@ -712,7 +719,7 @@ func (s *session) withData(ctx context.Context, es []*entry, need need, f func(i
 		var bodies map[uint32][]byte
 		var err error
 		if need.body {
-			if bodies, err = s.srv.store.Bodies(ctx, s.user, s.box, uids); err != nil {
+			if bodies, err = s.srv.store.Bodies(ctx, s.user, s.box, uids, buf); err != nil {
 				return imapErr(err, s.box)
 			}
 		}

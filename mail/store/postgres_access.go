@@ -13,8 +13,8 @@ import (
 // the PostgreSQL backend.
 
 // Bodies implements Store: one query, the UIDs as an array.
-func (s *Postgres) Bodies(ctx context.Context, address, mailbox string, uids []uint32) (map[uint32][]byte, error) {
-	return collectBodies(len(uids), func(f func(uid uint32, body, _ []byte)) error {
+func (s *Postgres) Bodies(ctx context.Context, address, mailbox string, uids []uint32, buf *Buffer) (map[uint32][]byte, error) {
+	return collectBodies(len(uids), buf, func(f func(uid uint32, body, _ []byte)) error {
 		return s.byUIDs(ctx, address, mailbox, uids, `body, NULL::bytea`, f)
 	})
 }
@@ -44,9 +44,9 @@ func (s *Postgres) byUIDs(ctx context.Context, address, mailbox string, uids []u
 		return err
 	}
 	defer rows.Close()
+	var uid int64
+	var a, b pgtype.DriverBytes
 	for rows.Next() {
-		var uid int64
-		var a, b pgtype.DriverBytes
 		if err := rows.Scan(&uid, &a, &b); err != nil {
 			return err
 		}

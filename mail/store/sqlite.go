@@ -591,8 +591,8 @@ func (s *SQLite) Body(ctx context.Context, address, mailbox string, uid uint32) 
 }
 
 // Bodies implements Store.
-func (s *SQLite) Bodies(ctx context.Context, address, mailbox string, uids []uint32) (map[uint32][]byte, error) {
-	return collectBodies(len(uids), func(f func(uid uint32, body, _ []byte)) error {
+func (s *SQLite) Bodies(ctx context.Context, address, mailbox string, uids []uint32, buf *Buffer) (map[uint32][]byte, error) {
+	return collectBodies(len(uids), buf, func(f func(uid uint32, body, _ []byte)) error {
 		return s.byUIDs(ctx, address, mailbox, uids, bodyCols, f)
 	})
 }
@@ -640,9 +640,12 @@ func (s *SQLite) byUIDs(ctx context.Context, address, mailbox string, uids []uin
 		if err != nil {
 			return err
 		}
+		// Scanned into once per query (they escape to Scan), cleared per
+		// row so Scan never appends into the last row's bytes.
+		var uid uint32
+		var a, b sql.RawBytes
 		for rows.Next() {
-			var uid uint32
-			var a, b sql.RawBytes
+			a, b = nil, nil
 			if err := rows.Scan(&uid, &a, &b); err != nil {
 				rows.Close()
 				return err

@@ -126,8 +126,10 @@ type Store interface {
 	Body(ctx context.Context, address, mailbox string, uid uint32) ([]byte, error)
 	// Bodies returns the contents of several messages by UID in one
 	// round trip (the readers' FETCH, SEARCH and RETR); UIDs not in the
-	// mailbox are absent from the map. Callers bound the batch.
-	Bodies(ctx context.Context, address, mailbox string, uids []uint32) (map[uint32][]byte, error)
+	// mailbox are absent from the map. Callers bound the batch. With a
+	// Buffer the contents are cut from its memory (see Buffer); with nil
+	// they are the caller's for good.
+	Bodies(ctx context.Context, address, mailbox string, uids []uint32, buf *Buffer) (map[uint32][]byte, error)
 	// Envelopes returns the IMAP ENVELOPEs of several messages by UID in
 	// one round trip, in msgmeta's stored form (parsed once, when the
 	// message was stored); UIDs not in the mailbox are absent from the
@@ -159,7 +161,7 @@ func CanonAddress(address string) (string, error) {
 // before the column existed.
 func collectEnvelopes(n int, scan func(f func(uid uint32, env, body []byte)) error) (map[uint32][]byte, error) {
 	out := make(map[uint32][]byte, n)
-	var a arena
+	var a Buffer
 	err := scan(func(uid uint32, env, body []byte) {
 		if env == nil {
 			env = msgmeta.Envelope(body)
@@ -175,12 +177,16 @@ func collectEnvelopes(n int, scan func(f func(uid uint32, env, body []byte)) err
 }
 
 // collectBodies gathers the rows scan hands over (uid and body, valid
-// only during the call) into Bodies' map.
-func collectBodies(n int, scan func(f func(uid uint32, body, _ []byte)) error) (map[uint32][]byte, error) {
+// only during the call) into Bodies' map, copied into buf (a fresh one
+// when nil).
+func collectBodies(n int, buf *Buffer, scan func(f func(uid uint32, body, _ []byte)) error) (map[uint32][]byte, error) {
 	out := make(map[uint32][]byte, n)
-	var a arena
+	if buf == nil {
+		buf = new(Buffer)
+	}
+	buf.reset()
 	err := scan(func(uid uint32, body, _ []byte) {
-		out[uid] = a.copy(body)
+		out[uid] = buf.copy(body)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store: bodies: %w", err)
@@ -188,27 +194,57 @@ func collectBodies(n int, scan func(f func(uid uint32, body, _ []byte)) error) (
 	return out, nil
 }
 
-// arena copies the bytes of rows out of the driver's buffers into larger
-// blocks: one allocation per arenaBlock of small messages rather than one
-// (or, through database/sql's Scan, two) per message. A block lives as
-// long as any message cut from it.
-type arena struct{ buf []byte }
+// A Buffer is memory Bodies copies message contents into, in blocks, so
+// a reader that passes the same Buffer batch after batch (an IMAP FETCH
+// or SEARCH, a POP3 session's read-ahead) allocates it once, not a copy
+// of every message (which the garbage collector would then chase). The
+// contents Bodies returns are valid until the Buffer is passed to Bodies
+// again. It keeps the blocks its largest batch needed. The zero value is
+// ready; not safe for concurrent use.
+type Buffer struct {
+	blocks [][]byte
+	cur    int // the block being filled
+}
 
-// arenaBlock is an arena's block; values over a quarter of it get their
-// own allocation.
-const arenaBlock = 64 << 10
+// bufferBlock is a Buffer's block; values over a quarter of it get an
+// allocation of their own.
+const bufferBlock = 64 << 10
 
-func (a *arena) copy(b []byte) []byte {
-	if b == nil {
+// Bytes returns what the Buffer holds.
+func (b *Buffer) Bytes() int {
+	n := 0
+	for _, blk := range b.blocks {
+		n += cap(blk)
+	}
+	return n
+}
+
+func (b *Buffer) reset() {
+	for i := range b.blocks {
+		b.blocks[i] = b.blocks[i][:0]
+	}
+	b.cur = 0
+}
+
+// copy returns a copy of p in the buffer (nil for nil).
+func (b *Buffer) copy(p []byte) []byte {
+	if p == nil {
 		return nil
 	}
-	if len(b) > arenaBlock/4 {
-		return bytes.Clone(b)
+	if len(p) > bufferBlock/4 {
+		return bytes.Clone(p)
 	}
-	if len(b) > cap(a.buf)-len(a.buf) {
-		a.buf = make([]byte, 0, arenaBlock)
+	for {
+		if b.cur == len(b.blocks) {
+			b.blocks = append(b.blocks, make([]byte, 0, bufferBlock))
+		}
+		blk := b.blocks[b.cur]
+		if len(p) <= cap(blk)-len(blk) {
+			n := len(blk)
+			blk = append(blk, p...)
+			b.blocks[b.cur] = blk
+			return blk[n:len(blk):len(blk)]
+		}
+		b.cur++
 	}
-	n := len(a.buf)
-	a.buf = append(a.buf, b...)
-	return a.buf[n:len(a.buf):len(a.buf)]
 }
