@@ -270,7 +270,7 @@ func (ss *session) readLine() (string, error) {
 	// A line already buffered (a pipelining client's next command) is
 	// read without the network, and needs no new deadline (a runtime
 	// timer update per command).
-	if n := ss.r.Buffered(); n == 0 || !lineBuffered(ss.r, n) {
+	if !ss.commandBuffered() {
 		ss.nc.SetReadDeadline(time.Now().Add(ss.srv.cfg.Timeout))
 	}
 	var b []byte
@@ -308,9 +308,10 @@ func (ss *session) ctx() (context.Context, context.CancelFunc) {
 func (ss *session) run() {
 	ss.reply(true, "%s POP3 server ready", ss.srv.cfg.Hostname)
 	for {
-		// Answers go out when the client has sent nothing more: a
-		// pipelining client (RFC 2449's PIPELINING) gets many in one write.
-		if ss.r.Buffered() == 0 && ss.flush() != nil {
+		// Answers go out when no whole command waits: a pipelining
+		// client (RFC 2449's PIPELINING) gets many in one write, and a
+		// command half-sent does not hold back the answers before it.
+		if !ss.commandBuffered() && ss.flush() != nil {
 			return
 		}
 		if ss.errors >= ss.srv.cfg.MaxErrors {
@@ -719,9 +720,14 @@ func wireReady(b []byte) bool {
 	return bytes.Count(b, []byte{'\r'}) == lfs
 }
 
-// lineBuffered reports whether the n bytes r holds include a line end.
-func lineBuffered(r *bufio.Reader, n int) bool {
-	p, _ := r.Peek(n)
+// commandBuffered reports whether a whole command line waits in the
+// input buffer.
+func (ss *session) commandBuffered() bool {
+	n := ss.r.Buffered()
+	if n == 0 {
+		return false
+	}
+	p, _ := ss.r.Peek(n)
 	return bytes.IndexByte(p, '\n') >= 0
 }
 
