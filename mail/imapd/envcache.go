@@ -176,6 +176,9 @@ func (c *envCache) forgetBox(user, box string, below bool) {
 
 // bytesUsed is what the cache holds, by envSize's count.
 func (c *envCache) bytesUsed() int64 {
+	if c == nil {
+		return 0
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.used

@@ -146,7 +146,10 @@ func New(cfg Config, d service.Deps, st store.Store, hub *mailhub.Hub) (*Server,
 	s.m.logins = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "applayer", Subsystem: "mail", Name: "imap_logins_total", Help: "IMAP logins, by result."}, []string{"result"})
 	s.m.appends = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "applayer", Subsystem: "mail", Name: "imap_appends_total", Help: "Messages stored by IMAP APPEND."})
 	s.m.panics = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "applayer", Subsystem: "mail", Name: "imap_panics_total", Help: "IMAP commands that panicked (the connection is closed, the server goes on)."})
-	for _, c := range []prometheus.Collector{s.m.connections, s.m.logins, s.m.appends, s.m.panics} {
+	cached := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "applayer", Subsystem: "mail", Name: "imap_envelope_cache_bytes", Help: "Memory the envelope cache holds, by its own count (bounded by EnvelopeCacheBytes)."}, func() float64 {
+		return float64(s.envs.bytesUsed())
+	})
+	for _, c := range []prometheus.Collector{s.m.connections, s.m.logins, s.m.appends, s.m.panics, cached} {
 		if err := d.Metrics.Register(c); err != nil {
 			return nil, fmt.Errorf("imapd: metrics: %w", err)
 		}
