@@ -57,6 +57,7 @@ func newEnvCache(max int64) *envCache {
 // and returns how many it found.
 func (c *envCache) get(k boxKey, uids []uint32, out []*imap.Envelope) int {
 	if c == nil {
+		clear(out)
 		return 0
 	}
 	c.mu.Lock()

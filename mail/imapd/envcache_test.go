@@ -113,6 +113,22 @@ func TestEnvCache(t *testing.T) {
 	}
 }
 
+// Without a cache (EnvelopeCacheBytes < 0) every lookup misses, and
+// clears what the caller's slice held from its last batch.
+func TestEnvCacheOff(t *testing.T) {
+	var c *envCache
+	out := []*imap.Envelope{testEnvelope("stale")}
+	if n := c.get(boxKey{}, []uint32{1}, out); n != 0 || out[0] != nil {
+		t.Errorf("nil cache: %d hits, out[0] = %v", n, out[0])
+	}
+	c.put(boxKey{}, []uint32{1}, out)
+	c.forget(boxKey{}, 1)
+	c.forgetBox("bob@hamburger.edu", "INBOX", true)
+	if c.bytesUsed() != 0 {
+		t.Error("nil cache uses bytes")
+	}
+}
+
 // entries counts what the cache holds.
 func (c *envCache) entries() int {
 	c.mu.Lock()
