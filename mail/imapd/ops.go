@@ -84,6 +84,7 @@ func (s *session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) error 
 		if err := s.srv.store.Delete(ctx, s.user, s.box, uint32(e.uid)); err != nil && !errors.Is(err, store.ErrNoMessage) {
 			return imapErr(err, s.box)
 		}
+		s.srv.envs.forget(s.cacheKey(), uint32(e.uid))
 		s.msgs = slices.Delete(s.msgs, i, i+1)
 		if w != nil {
 			if err := w.WriteExpunge(uint32(i + 1)); err != nil {
@@ -159,6 +160,7 @@ func (s *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string
 		if err := s.srv.store.Delete(ctx, s.user, s.box, uint32(e.uid)); err != nil && !errors.Is(err, store.ErrNoMessage) {
 			return imapErr(err, s.box)
 		}
+		s.srv.envs.forget(s.cacheKey(), uint32(e.uid))
 		s.msgs = slices.Delete(s.msgs, i, i+1)
 		if err := w.WriteExpunge(uint32(i + 1)); err != nil {
 			return err

@@ -66,6 +66,9 @@ type Config struct {
 	Rescan time.Duration
 	// AuthFailDelay is how long a failed login waits before its answer.
 	AuthFailDelay time.Duration
+	// EnvelopeCacheBytes bounds the decoded envelopes kept in memory for
+	// all sessions (0: DefaultEnvelopeCacheBytes; negative: none).
+	EnvelopeCacheBytes int64
 }
 
 // Server is the IMAP server, a service.Service.
@@ -74,6 +77,10 @@ type Server struct {
 	store store.Store
 	hub   *mailhub.Hub
 	log   *slog.Logger
+	envs  *envCache // nil when off
+	// bufs are the *store.Buffers FETCH and SEARCH read bodies into
+	// (each holds at most a batch: batchBytes and a block).
+	bufs  sync.Pool
 	now   func() time.Time
 	trace *trace.Bus
 	m     metrics
@@ -124,15 +131,25 @@ func New(cfg Config, d service.Deps, st store.Store, hub *mailhub.Hub) (*Server,
 	if cfg.AuthFailDelay == 0 {
 		cfg.AuthFailDelay = DefaultAuthFailDelay
 	}
+	if cfg.EnvelopeCacheBytes == 0 {
+		cfg.EnvelopeCacheBytes = DefaultEnvelopeCacheBytes
+	}
 	if hub == nil {
 		hub = mailhub.New()
 	}
 	s := &Server{cfg: cfg, store: st, hub: hub, log: d.Logger, now: d.Now, trace: d.Trace, conns: map[*conn]struct{}{}}
+	if cfg.EnvelopeCacheBytes > 0 {
+		s.envs = newEnvCache(cfg.EnvelopeCacheBytes)
+	}
+	s.bufs.New = func() any { return new(store.Buffer) }
 	s.m.connections = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "applayer", Subsystem: "mail", Name: "imap_connections_total", Help: "IMAP connections accepted."})
 	s.m.logins = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "applayer", Subsystem: "mail", Name: "imap_logins_total", Help: "IMAP logins, by result."}, []string{"result"})
 	s.m.appends = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "applayer", Subsystem: "mail", Name: "imap_appends_total", Help: "Messages stored by IMAP APPEND."})
 	s.m.panics = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "applayer", Subsystem: "mail", Name: "imap_panics_total", Help: "IMAP commands that panicked (the connection is closed, the server goes on)."})
-	for _, c := range []prometheus.Collector{s.m.connections, s.m.logins, s.m.appends, s.m.panics} {
+	cached := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "applayer", Subsystem: "mail", Name: "imap_envelope_cache_bytes", Help: "Memory the envelope cache holds, by its own count (bounded by EnvelopeCacheBytes)."}, func() float64 {
+		return float64(s.envs.bytesUsed())
+	})
+	for _, c := range []prometheus.Collector{s.m.connections, s.m.logins, s.m.appends, s.m.panics, cached} {
 		if err := d.Metrics.Register(c); err != nil {
 			return nil, fmt.Errorf("imapd: metrics: %w", err)
 		}
@@ -307,6 +324,9 @@ type conn struct {
 	wmu    sync.Mutex
 	corked bool
 	buf    []byte
+	// deadline is the write deadline go-imap last asked for while
+	// corked, applied when the buffer goes out.
+	deadline time.Time
 }
 
 // Bounds of a corked conn: how much it holds before writing, and how
@@ -340,11 +360,30 @@ func (c *conn) Write(b []byte) (int, error) {
 	}
 	c.buf = append(c.buf, b...)
 	if len(c.buf) >= corkBytes {
+		dl := c.deadline
+		if dl.IsZero() {
+			dl = time.Now().Add(corkTimeout)
+		}
+		c.Conn.SetWriteDeadline(dl)
 		if err := c.flushLocked(); err != nil {
 			return 0, err
 		}
 	}
 	return len(b), nil
+}
+
+// SetWriteDeadline sets the write deadline, or while corked notes it for
+// when the buffer goes out: go-imap sets one and clears it around every
+// response (a runtime timer update each, three or four per message of a
+// FETCH), while corked responses reach the network only every corkBytes.
+func (c *conn) SetWriteDeadline(t time.Time) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.corked {
+		c.deadline = t
+		return nil
+	}
+	return c.Conn.SetWriteDeadline(t)
 }
 
 func (c *conn) flushLocked() error {
@@ -353,24 +392,26 @@ func (c *conn) flushLocked() error {
 	return err
 }
 
-// cork holds writes back until uncork.
+// cork holds writes (and write deadlines) back until uncork.
 func (c *conn) cork() {
 	c.wmu.Lock()
 	c.corked = true
+	c.deadline = time.Time{}
 	c.wmu.Unlock()
 }
 
-// uncork writes what cork held back, within corkTimeout.
+// uncork writes what cork held back, within corkTimeout, and leaves the
+// write deadline go-imap asked for last.
 func (c *conn) uncork() error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	c.corked = false
-	if len(c.buf) == 0 {
-		return nil
+	var err error
+	if len(c.buf) > 0 {
+		c.Conn.SetWriteDeadline(time.Now().Add(corkTimeout))
+		err = c.flushLocked()
 	}
-	c.Conn.SetWriteDeadline(time.Now().Add(corkTimeout))
-	err := c.flushLocked()
-	c.Conn.SetWriteDeadline(time.Time{})
+	c.Conn.SetWriteDeadline(c.deadline)
 	if cap(c.buf) > 2*corkBytes {
 		c.buf = nil
 	}

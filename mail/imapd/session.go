@@ -250,14 +250,22 @@ func (s *session) Delete(name string) error {
 	name = canon(name)
 	ctx, cancel := s.ctx()
 	defer cancel()
-	return imapErr(s.srv.store.DeleteMailbox(ctx, s.user, name), name)
+	err := s.srv.store.DeleteMailbox(ctx, s.user, name)
+	if err == nil {
+		s.srv.envs.forgetBox(s.user, name, false)
+	}
+	return imapErr(err, name)
 }
 
 // Rename implements imapserver.Session.
 func (s *session) Rename(from, to string, _ *imap.RenameOptions) error {
 	ctx, cancel := s.ctx()
 	defer cancel()
-	return imapErr(s.srv.store.RenameMailbox(ctx, s.user, canon(from), canon(to)), from)
+	err := s.srv.store.RenameMailbox(ctx, s.user, canon(from), canon(to))
+	if err == nil {
+		s.srv.envs.forgetBox(s.user, canon(from), true)
+	}
+	return imapErr(err, from)
 }
 
 // Subscribe implements imapserver.Session.
@@ -678,7 +686,8 @@ func (s *session) withBodies(ctx context.Context, es []*entry, f func(i int, e *
 
 // withData calls f for each entry still present, in order, with what
 // need asks for, read from the store in batches (one round trip each
-// per batchMessages, or batchBytes of bodies).
+// per batchMessages, or batchBytes of bodies). Bodies are valid only
+// during f.
 func (s *session) withData(ctx context.Context, es []*entry, need need, f func(i int, e *entry, d data) error) error {
 	if !need.body && !need.envelope {
 		for i, e := range es {
@@ -690,6 +699,13 @@ func (s *session) withData(ctx context.Context, es []*entry, need need, f func(i
 		}
 		return nil
 	}
+	var envs []*imap.Envelope
+	var buf *store.Buffer
+	if need.body {
+		// Batch after batch in one buffer (f keeps no body).
+		buf = s.srv.bufs.Get().(*store.Buffer)
+		defer s.srv.bufs.Put(buf)
+	}
 	for start := 0; start < len(es); {
 		end, size := start, int64(0)
 		var uids []uint32
@@ -700,18 +716,20 @@ func (s *session) withData(ctx context.Context, es []*entry, need need, f func(i
 			}
 			end++
 		}
-		var bodies, envelopes map[uint32][]byte
+		var bodies map[uint32][]byte
 		var err error
 		if need.body {
-			if bodies, err = s.srv.store.Bodies(ctx, s.user, s.box, uids); err != nil {
+			if bodies, err = s.srv.store.Bodies(ctx, s.user, s.box, uids, buf); err != nil {
 				return imapErr(err, s.box)
 			}
 		}
 		if need.envelope {
-			if envelopes, err = s.srv.store.Envelopes(ctx, s.user, s.box, uids); err != nil {
-				return imapErr(err, s.box)
+			envs = slices.Grow(envs[:0], len(uids))[:len(uids)]
+			if err := s.envelopes(ctx, uids, envs); err != nil {
+				return err
 			}
 		}
+		j := 0 // es[i]'s place in uids
 		for i := start; i < end; i++ {
 			e := es[i]
 			if e.gone {
@@ -722,20 +740,18 @@ func (s *session) withData(ctx context.Context, es []*entry, need need, f func(i
 			if need.body {
 				if d.body, ok = bodies[uint32(e.uid)]; !ok {
 					e.gone = true // expunged since: nothing to show
+					j++
 					continue
 				}
 			}
 			if need.envelope {
-				env, ok := envelopes[uint32(e.uid)]
-				if !ok {
+				if d.envelope = envs[j]; d.envelope == nil {
 					e.gone = true
+					j++
 					continue
 				}
-				if d.envelope, err = msgmeta.DecodeEnvelope(env); err != nil {
-					s.srv.log.Warn("imapd: stored envelope", "user", s.user, "mailbox", s.box, "uid", e.uid, "err", err)
-					d.envelope = &imap.Envelope{}
-				}
 			}
+			j++
 			if err := f(i, e, d); err != nil {
 				return err
 			}
@@ -744,6 +760,53 @@ func (s *session) withData(ctx context.Context, es []*entry, need need, f func(i
 	}
 	return nil
 }
+
+// envelopes puts the decoded envelope of uids[i] in envs[i], from the
+// server's cache or else the store (then cached); nil for a message no
+// longer in the store. A message expunged by another session but still
+// in the cache keeps its envelope until this session learns of the
+// expunge (RFC 2180 section 4.1.1, as Dovecot does).
+func (s *session) envelopes(ctx context.Context, uids []uint32, envs []*imap.Envelope) error {
+	key := s.cacheKey()
+	if s.srv.envs.get(key, uids, envs) == len(uids) {
+		return nil
+	}
+	var missing []uint32
+	for i, u := range uids {
+		if envs[i] == nil {
+			missing = append(missing, u)
+		}
+	}
+	stored, err := s.srv.store.Envelopes(ctx, s.user, s.box, missing)
+	if err != nil {
+		return imapErr(err, s.box)
+	}
+	fresh := make([]*imap.Envelope, 0, len(missing))
+	for i, u := range uids {
+		if envs[i] != nil {
+			continue
+		}
+		b, ok := stored[u]
+		if !ok {
+			fresh = append(fresh, nil)
+			continue
+		}
+		env, err := msgmeta.DecodeEnvelope(b)
+		if err != nil {
+			s.srv.log.Warn("imapd: stored envelope", "user", s.user, "mailbox", s.box, "uid", u, "err", err)
+			envs[i] = &imap.Envelope{}
+			fresh = append(fresh, nil) // not cached: the next read logs again
+			continue
+		}
+		envs[i] = env
+		fresh = append(fresh, env)
+	}
+	s.srv.envs.put(key, missing, fresh)
+	return nil
+}
+
+// cacheKey names the selected mailbox in the server's envelope cache.
+func (s *session) cacheKey() boxKey { return boxKey{s.user, s.box, s.uidValidity} }
 
 func partial(b []byte, p *imap.SectionPartial) []byte {
 	if p == nil {

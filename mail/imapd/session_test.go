@@ -260,9 +260,17 @@ func TestBadInputSessionSurvives(t *testing.T) {
 
 // A FETCH of many messages (written corked, see conn.Write) arrives
 // whole and in order over plain TCP and implicit TLS, and its envelopes
-// (stored at delivery) read as go-imap's parse of the header would.
+// (stored at delivery) read as go-imap's parse of the header would:
+// from the store and then the envelope cache (plain, then TLS), and with
+// the cache off (more than one batch each way).
 func TestFetchMany(t *testing.T) {
-	e := newEnv(t, nil)
+	for name, cache := range map[string]int64{"cache": 0, "no cache": -1} {
+		t.Run(name, func(t *testing.T) { testFetchMany(t, cache) })
+	}
+}
+
+func testFetchMany(t *testing.T, cacheBytes int64) {
+	e := newEnv(t, func(c *Config) { c.EnvelopeCacheBytes = cacheBytes })
 	ctx := context.Background()
 	const n = 300
 	for i := range n {

@@ -234,7 +234,9 @@ type session struct {
 	user        string // set once in TRANSACTION, with the lock held
 	msgs        []msg
 	validity    uint32
-	ahead       map[uint32][]byte // read-ahead bodies, by UID
+	ahead       map[uint32][]byte // read-ahead bodies, by UID, in buf
+	buf         store.Buffer      // reused by every read-ahead (at most readAheadBytes and a block)
+	scratch     []byte            // for formatting a reply line
 }
 
 type msg struct {
@@ -265,7 +267,12 @@ func (ss *session) flush() error {
 // readLine reads one command line; an overlong one is consumed to its end
 // and reported as ErrTooLong.
 func (ss *session) readLine() (string, error) {
-	ss.nc.SetReadDeadline(time.Now().Add(ss.srv.cfg.Timeout))
+	// A line already buffered (a pipelining client's next command) is
+	// read without the network, and needs no new deadline (a runtime
+	// timer update per command).
+	if !ss.commandBuffered() {
+		ss.nc.SetReadDeadline(time.Now().Add(ss.srv.cfg.Timeout))
+	}
 	var b []byte
 	tooLong := false
 	for {
@@ -301,9 +308,10 @@ func (ss *session) ctx() (context.Context, context.CancelFunc) {
 func (ss *session) run() {
 	ss.reply(true, "%s POP3 server ready", ss.srv.cfg.Hostname)
 	for {
-		// Answers go out when the client has sent nothing more: a
-		// pipelining client (RFC 2449's PIPELINING) gets many in one write.
-		if ss.r.Buffered() == 0 && ss.flush() != nil {
+		// Answers go out when no whole command waits: a pipelining
+		// client (RFC 2449's PIPELINING) gets many in one write, and a
+		// command half-sent does not hold back the answers before it.
+		if !ss.commandBuffered() && ss.flush() != nil {
 			return
 		}
 		if ss.errors >= ss.srv.cfg.MaxErrors {
@@ -543,11 +551,15 @@ func (ss *session) transaction(cmd Command) {
 			ss.fail("[SYS/TEMP] message unavailable")
 			return
 		}
-		ss.reply(true, "%d octets", ss.msgs[n-1].size)
+		// "+OK n octets", without fmt: this is the line of every RETR.
+		ss.w.Write(strconv.AppendInt(append(ss.scratch[:0], "+OK "...), ss.msgs[n-1].size, 10))
+		ss.w.WriteString(" octets\r\n")
 		writeDotStuffed(ss.w, body, lines)
 		if cmd.Name == "RETR" {
 			ss.srv.m.retrieved.Inc()
-			ss.publish(fmt.Sprintf("RETR %d (%s UID %d): %d octets", n, ss.user, ss.msgs[n-1].uid, len(body)), len(body))
+			if ss.srv.trace != nil {
+				ss.publish(fmt.Sprintf("RETR %d (%s UID %d): %d octets", n, ss.user, ss.msgs[n-1].uid, len(body)), len(body))
+			}
 		}
 	case "DELE":
 		if len(cmd.Args) != 1 {
@@ -575,7 +587,8 @@ const (
 	readAheadBytes    = 4 << 20
 )
 
-// body returns message i's content, from the read-ahead when there.
+// body returns message i's content, from the read-ahead when there; it
+// is valid until the next call.
 func (ss *session) body(i int) ([]byte, error) {
 	uid := ss.msgs[i].uid
 	if b, ok := ss.ahead[uid]; ok {
@@ -592,7 +605,7 @@ func (ss *session) body(i int) ([]byte, error) {
 	}
 	ctx, cancel := ss.ctx()
 	defer cancel()
-	bodies, err := ss.srv.store.Bodies(ctx, ss.user, "INBOX", uids)
+	bodies, err := ss.srv.store.Bodies(ctx, ss.user, "INBOX", uids, &ss.buf)
 	if err != nil {
 		return nil, err
 	}
@@ -705,6 +718,17 @@ func wireReady(b []byte) bool {
 		i = k + 1
 	}
 	return bytes.Count(b, []byte{'\r'}) == lfs
+}
+
+// commandBuffered reports whether a whole command line waits in the
+// input buffer.
+func (ss *session) commandBuffered() bool {
+	n := ss.r.Buffered()
+	if n == 0 {
+		return false
+	}
+	p, _ := ss.r.Peek(n)
+	return bytes.IndexByte(p, '\n') >= 0
 }
 
 // publish puts a line on the trace bus (the lab's), if any.

@@ -233,3 +233,42 @@ func TestTLSRequired(t *testing.T) {
 	d.want("+OK", "USER bob@hamburger.edu")
 	d.want("+OK", "PASS s3cret")
 }
+
+// Pipelined RETRs are answered in order with their sizes ("+OK n
+// octets", written without fmt), and a command left half-sent after
+// them still meets the read timeout (commands already buffered set no
+// new deadline; a partial one does).
+func TestPipelinedRETRThenStall(t *testing.T) {
+	e := newEnv(t, true, 3)
+	ctx := context.Background()
+	srv, err := New(Config{Addr: "127.0.0.1:0", InsecureAuthLoopback: true, AuthFailDelay: time.Millisecond, Timeout: 300 * time.Millisecond}, service.Deps{Logger: testkit.Logger(t)}, e.st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testkit.Start(t, srv)
+	msgs, err := e.st.Messages(ctx, "bob@hamburger.edu", "INBOX")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := dial(t, srv.Addrs()[0].String())
+	c.cmd("USER bob@hamburger.edu")
+	if st := c.cmd("PASS s3cret"); !strings.HasPrefix(st, "+OK") {
+		t.Fatalf("PASS: %s", st)
+	}
+	fmt.Fprintf(c.c, "RETR 1\r\nRETR 2\r\nRETR 3\r\nNOO")
+	for i, m := range msgs {
+		if st := c.line(); st != fmt.Sprintf("+OK %d octets", m.Size) {
+			t.Errorf("RETR %d: %q", i+1, st)
+		}
+		for c.line() != "." {
+		}
+	}
+	start := time.Now()
+	c.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if l, err := c.r.ReadString('\n'); err == nil {
+		t.Errorf("after a stalled command: %q, want the connection closed", l)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("closed after %v, want about the 300ms timeout", d)
+	}
+}

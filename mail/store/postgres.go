@@ -68,6 +68,11 @@ CREATE TABLE IF NOT EXISTS subscriptions (
 	name TEXT NOT NULL,
 	PRIMARY KEY (user_id, name)
 );
+-- The last UIDVALIDITY handed out (see nextValidity).
+CREATE TABLE IF NOT EXISTS counters (
+	name TEXT PRIMARY KEY,
+	value BIGINT NOT NULL
+);
 `
 
 // OpenPostgres connects to the database named by dsn (a libpq keyword
@@ -173,7 +178,11 @@ func (s *Postgres) AddUser(ctx context.Context, address, password string, quota 
 			return fmt.Errorf("store: add user %s: %w", a, err)
 		}
 		for _, m := range DefaultMailboxes {
-			if _, err := tx.Exec(ctx, `INSERT INTO mailboxes(user_id, name, special_use, uid_validity) VALUES ($1, $2, $3, $4)`, id, m.Name, m.Use, uidValidity(now)); err != nil {
+			v, err := pgNextValidity(ctx, tx, now)
+			if err != nil {
+				return fmt.Errorf("store: add user %s: %w", a, err)
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO mailboxes(user_id, name, special_use, uid_validity) VALUES ($1, $2, $3, $4)`, id, m.Name, m.Use, v); err != nil {
 				return fmt.Errorf("store: add user %s: %w", a, err)
 			}
 			if _, err := tx.Exec(ctx, `INSERT INTO subscriptions(user_id, name) VALUES ($1, $2)`, id, m.Name); err != nil {
@@ -371,7 +380,11 @@ func (s *Postgres) CreateMailbox(ctx context.Context, address, name, specialUse 
 	if err != nil {
 		return Mailbox{}, err
 	}
-	_, err = s.db.Exec(ctx, `INSERT INTO mailboxes(user_id, name, special_use, uid_validity) VALUES ($1, $2, $3, $4)`, id, name, specialUse, uidValidity(s.opts.Now()))
+	v, err := pgNextValidity(ctx, s.db, s.opts.Now())
+	if err != nil {
+		return Mailbox{}, fmt.Errorf("store: create mailbox %s: %w", name, err)
+	}
+	_, err = s.db.Exec(ctx, `INSERT INTO mailboxes(user_id, name, special_use, uid_validity) VALUES ($1, $2, $3, $4)`, id, name, specialUse, v)
 	if pgUnique(err) {
 		return Mailbox{}, fmt.Errorf("%w: %s", ErrMailboxExists, name)
 	}
@@ -379,6 +392,20 @@ func (s *Postgres) CreateMailbox(ctx context.Context, address, name, specialUse 
 		return Mailbox{}, fmt.Errorf("store: create mailbox %s: %w", name, err)
 	}
 	return s.Mailbox(ctx, address, name)
+}
+
+// pgNextValidity hands out a new mailbox's UIDVALIDITY, as SQLite's
+// nextValidity (the counter row's lock orders concurrent creations).
+func pgNextValidity(ctx context.Context, q querier, now time.Time) (uint32, error) {
+	var v int64
+	err := q.QueryRow(ctx, `INSERT INTO counters(name, value)
+		VALUES ('uid_validity', GREATEST($1::bigint, COALESCE((SELECT MAX(uid_validity) FROM mailboxes), 0) + 1))
+		ON CONFLICT (name) DO UPDATE SET value = GREATEST(EXCLUDED.value, counters.value + 1)
+		RETURNING value`, max(now.Unix(), 1)).Scan(&v)
+	if err != nil {
+		return 0, fmt.Errorf("uidvalidity: %w", err)
+	}
+	return uint32(v), nil
 }
 
 func (s *Postgres) mailboxID(ctx context.Context, q querier, address, name string, lockUser bool) (userID, boxID int64, err error) {

@@ -6,21 +6,17 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
 // The methods the mail readers (IMAP, POP3, web mail) added to Store, for
 // the PostgreSQL backend.
 
 // Bodies implements Store: one query, the UIDs as an array.
-func (s *Postgres) Bodies(ctx context.Context, address, mailbox string, uids []uint32) (map[uint32][]byte, error) {
-	out := make(map[uint32][]byte, len(uids))
-	err := s.byUIDs(ctx, address, mailbox, uids, `body, NULL::bytea`, func(uid uint32, body, _ []byte) {
-		out[uid] = body
+func (s *Postgres) Bodies(ctx context.Context, address, mailbox string, uids []uint32, buf *Buffer) (map[uint32][]byte, error) {
+	return collectBodies(len(uids), buf, func(f func(uid uint32, body, _ []byte)) error {
+		return s.byUIDs(ctx, address, mailbox, uids, `body, NULL::bytea`, f)
 	})
-	if err != nil {
-		return nil, fmt.Errorf("store: bodies: %w", err)
-	}
-	return out, nil
 }
 
 // Envelopes implements Store: one query. Rows stored before the
@@ -32,7 +28,8 @@ func (s *Postgres) Envelopes(ctx context.Context, address, mailbox string, uids 
 }
 
 // byUIDs selects uid and two more columns of a mailbox's messages with
-// the given UIDs (as an array), calling f for each row found.
+// the given UIDs (as an array), calling f for each row found (its slices
+// are pgx's, valid only during the call).
 func (s *Postgres) byUIDs(ctx context.Context, address, mailbox string, uids []uint32, cols string, f func(uid uint32, a, b []byte)) error {
 	_, boxID, err := s.mailboxID(ctx, s.db, address, mailbox, false)
 	if err != nil {
@@ -47,9 +44,9 @@ func (s *Postgres) byUIDs(ctx context.Context, address, mailbox string, uids []u
 		return err
 	}
 	defer rows.Close()
+	var uid int64
+	var a, b pgtype.DriverBytes
 	for rows.Next() {
-		var uid int64
-		var a, b []byte
 		if err := rows.Scan(&uid, &a, &b); err != nil {
 			return err
 		}

@@ -80,6 +80,11 @@ CREATE TABLE IF NOT EXISTS subscriptions (
 	name TEXT NOT NULL,
 	PRIMARY KEY (user_id, name)
 );
+-- The last UIDVALIDITY handed out (see nextValidity).
+CREATE TABLE IF NOT EXISTS counters (
+	name TEXT PRIMARY KEY,
+	value INTEGER NOT NULL
+);
 `
 
 // OpenSQLite opens (creating when missing) the SQLite store at path. The
@@ -208,7 +213,11 @@ func (s *SQLite) AddUser(ctx context.Context, address, password string, quota in
 			return fmt.Errorf("store: add user %s: %w", a, err)
 		}
 		for _, m := range DefaultMailboxes {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO mailboxes(user_id, name, special_use, uid_validity) VALUES (?, ?, ?, ?)`, id, m.Name, m.Use, uidValidity(now)); err != nil {
+			v, err := nextValidity(ctx, tx, now)
+			if err != nil {
+				return fmt.Errorf("store: add user %s: %w", a, err)
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO mailboxes(user_id, name, special_use, uid_validity) VALUES (?, ?, ?, ?)`, id, m.Name, m.Use, v); err != nil {
 				return fmt.Errorf("store: add user %s: %w", a, err)
 			}
 			if _, err := tx.ExecContext(ctx, `INSERT INTO subscriptions(user_id, name) VALUES (?, ?)`, id, m.Name); err != nil {
@@ -219,14 +228,26 @@ func (s *SQLite) AddUser(ctx context.Context, address, password string, quota in
 	})
 }
 
-// uidValidity is a mailbox's UIDVALIDITY: its creation second, which
-// changes when a mailbox of the same name is deleted and made again.
-func uidValidity(now time.Time) uint32 {
-	v := uint32(now.Unix())
-	if v == 0 {
-		v = 1
+// A mailbox's UIDVALIDITY is its creation second, or one more than the
+// last one handed out in this database when that is not smaller: values
+// only grow, so a mailbox deleted and made again (even within a second)
+// gets a new one, as RFC 9051 section 2.3.1.1 requires, and no two
+// mailboxes share one. The counter starts above every mailbox's value in
+// databases from before it.
+const nextValiditySQL = `INSERT INTO counters(name, value)
+	VALUES ('uid_validity', MAX(?, COALESCE((SELECT MAX(uid_validity) FROM mailboxes), 0) + 1))
+	ON CONFLICT(name) DO UPDATE SET value = MAX(excluded.value, counters.value + 1)
+	RETURNING value`
+
+// nextValidity hands out a new mailbox's UIDVALIDITY (nextValiditySQL).
+func nextValidity(ctx context.Context, q interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}, now time.Time) (uint32, error) {
+	var v int64
+	if err := q.QueryRowContext(ctx, nextValiditySQL, max(now.Unix(), 1)).Scan(&v); err != nil {
+		return 0, fmt.Errorf("uidvalidity: %w", err)
 	}
-	return v
+	return uint32(v), nil
 }
 
 func (s *SQLite) userID(ctx context.Context, q interface {
@@ -416,7 +437,11 @@ func (s *SQLite) CreateMailbox(ctx context.Context, address, name, specialUse st
 	if err != nil {
 		return Mailbox{}, err
 	}
-	_, err = s.db.ExecContext(ctx, `INSERT INTO mailboxes(user_id, name, special_use, uid_validity) VALUES (?, ?, ?, ?)`, id, name, specialUse, uidValidity(s.opts.Now()))
+	v, err := nextValidity(ctx, s.db, s.opts.Now())
+	if err != nil {
+		return Mailbox{}, fmt.Errorf("store: create mailbox %s: %w", name, err)
+	}
+	_, err = s.db.ExecContext(ctx, `INSERT INTO mailboxes(user_id, name, special_use, uid_validity) VALUES (?, ?, ?, ?)`, id, name, specialUse, v)
 	if isUnique(err) {
 		return Mailbox{}, fmt.Errorf("%w: %s", ErrMailboxExists, name)
 	}
@@ -566,15 +591,10 @@ func (s *SQLite) Body(ctx context.Context, address, mailbox string, uid uint32) 
 }
 
 // Bodies implements Store.
-func (s *SQLite) Bodies(ctx context.Context, address, mailbox string, uids []uint32) (map[uint32][]byte, error) {
-	out := make(map[uint32][]byte, len(uids))
-	err := s.byUIDs(ctx, address, mailbox, uids, bodyCols, func(uid uint32, body, _ []byte) {
-		out[uid] = body
+func (s *SQLite) Bodies(ctx context.Context, address, mailbox string, uids []uint32, buf *Buffer) (map[uint32][]byte, error) {
+	return collectBodies(len(uids), buf, func(f func(uid uint32, body, _ []byte)) error {
+		return s.byUIDs(ctx, address, mailbox, uids, bodyCols, f)
 	})
-	if err != nil {
-		return nil, fmt.Errorf("store: bodies: %w", err)
-	}
-	return out, nil
 }
 
 // Envelopes implements Store. Rows stored before the envelope column
@@ -586,7 +606,8 @@ func (s *SQLite) Envelopes(ctx context.Context, address, mailbox string, uids []
 }
 
 // byUIDs selects uid and two more columns of a mailbox's messages with
-// the given UIDs, calling f for each row found. A batch of UIDs that is
+// the given UIDs, calling f for each row found (its slices are the
+// driver's, valid only during the call). A batch of UIDs that is
 // nearly contiguous (a FETCH 1:1000) is one range query of a statement
 // SQLite has compiled before; a sparse one lists its UIDs (at most 500 a
 // query).
@@ -619,9 +640,12 @@ func (s *SQLite) byUIDs(ctx context.Context, address, mailbox string, uids []uin
 		if err != nil {
 			return err
 		}
+		// Scanned into once per query (they escape to Scan), cleared per
+		// row so Scan never appends into the last row's bytes.
+		var uid uint32
+		var a, b sql.RawBytes
 		for rows.Next() {
-			var uid uint32
-			var a, b []byte
+			a, b = nil, nil
 			if err := rows.Scan(&uid, &a, &b); err != nil {
 				rows.Close()
 				return err

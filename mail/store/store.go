@@ -11,6 +11,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -125,8 +126,10 @@ type Store interface {
 	Body(ctx context.Context, address, mailbox string, uid uint32) ([]byte, error)
 	// Bodies returns the contents of several messages by UID in one
 	// round trip (the readers' FETCH, SEARCH and RETR); UIDs not in the
-	// mailbox are absent from the map. Callers bound the batch.
-	Bodies(ctx context.Context, address, mailbox string, uids []uint32) (map[uint32][]byte, error)
+	// mailbox are absent from the map. Callers bound the batch. With a
+	// Buffer the contents are cut from its memory (see Buffer); with nil
+	// they are the caller's for good.
+	Bodies(ctx context.Context, address, mailbox string, uids []uint32, buf *Buffer) (map[uint32][]byte, error)
 	// Envelopes returns the IMAP ENVELOPEs of several messages by UID in
 	// one round trip, in msgmeta's stored form (parsed once, when the
 	// message was stored); UIDs not in the mailbox are absent from the
@@ -153,13 +156,17 @@ func CanonAddress(address string) (string, error) {
 }
 
 // collectEnvelopes gathers the rows scan hands over (uid, stored envelope,
-// and the body only where the envelope is NULL) into Envelopes' map,
-// parsing the envelope of rows stored before the column existed.
+// and the body only where the envelope is NULL; both valid only during
+// the call) into Envelopes' map, parsing the envelope of rows stored
+// before the column existed.
 func collectEnvelopes(n int, scan func(f func(uid uint32, env, body []byte)) error) (map[uint32][]byte, error) {
 	out := make(map[uint32][]byte, n)
+	var a Buffer
 	err := scan(func(uid uint32, env, body []byte) {
 		if env == nil {
 			env = msgmeta.Envelope(body)
+		} else {
+			env = a.copy(env)
 		}
 		out[uid] = env
 	})
@@ -167,4 +174,77 @@ func collectEnvelopes(n int, scan func(f func(uid uint32, env, body []byte)) err
 		return nil, fmt.Errorf("store: envelopes: %w", err)
 	}
 	return out, nil
+}
+
+// collectBodies gathers the rows scan hands over (uid and body, valid
+// only during the call) into Bodies' map, copied into buf (a fresh one
+// when nil).
+func collectBodies(n int, buf *Buffer, scan func(f func(uid uint32, body, _ []byte)) error) (map[uint32][]byte, error) {
+	out := make(map[uint32][]byte, n)
+	if buf == nil {
+		buf = new(Buffer)
+	}
+	buf.reset()
+	err := scan(func(uid uint32, body, _ []byte) {
+		out[uid] = buf.copy(body)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: bodies: %w", err)
+	}
+	return out, nil
+}
+
+// A Buffer is memory Bodies copies message contents into, in blocks, so
+// a reader that passes the same Buffer batch after batch (an IMAP FETCH
+// or SEARCH, a POP3 session's read-ahead) allocates it once, not a copy
+// of every message (which the garbage collector would then chase). The
+// contents Bodies returns are valid until the Buffer is passed to Bodies
+// again. It keeps the blocks its largest batch needed. The zero value is
+// ready; not safe for concurrent use.
+type Buffer struct {
+	blocks [][]byte
+	cur    int // the block being filled
+}
+
+// bufferBlock is a Buffer's block; values over a quarter of it get an
+// allocation of their own.
+const bufferBlock = 64 << 10
+
+// Bytes returns what the Buffer holds.
+func (b *Buffer) Bytes() int {
+	n := 0
+	for _, blk := range b.blocks {
+		n += cap(blk)
+	}
+	return n
+}
+
+func (b *Buffer) reset() {
+	for i := range b.blocks {
+		b.blocks[i] = b.blocks[i][:0]
+	}
+	b.cur = 0
+}
+
+// copy returns a copy of p in the buffer (nil for nil).
+func (b *Buffer) copy(p []byte) []byte {
+	if p == nil {
+		return nil
+	}
+	if len(p) > bufferBlock/4 {
+		return bytes.Clone(p)
+	}
+	for {
+		if b.cur == len(b.blocks) {
+			b.blocks = append(b.blocks, make([]byte, 0, bufferBlock))
+		}
+		blk := b.blocks[b.cur]
+		if len(p) <= cap(blk)-len(blk) {
+			n := len(blk)
+			blk = append(blk, p...)
+			b.blocks[b.cur] = blk
+			return blk[n:len(blk):len(blk)]
+		}
+		b.cur++
+	}
 }

@@ -156,13 +156,32 @@ func TestMailboxes(t *testing.T) {
 			if len(boxes) != len(want) {
 				t.Fatalf("mailboxes = %+v", boxes)
 			}
+			validities := map[uint32]bool{}
 			for _, b := range boxes {
-				if want[b.Name] != b.SpecialUse || b.UIDNext != 1 || b.UIDValidity != 1_700_000_000 || b.Messages != 0 {
+				if want[b.Name] != b.SpecialUse || b.UIDNext != 1 || b.UIDValidity < 1_700_000_000 || b.Messages != 0 {
 					t.Errorf("mailbox %+v", b)
 				}
+				validities[b.UIDValidity] = true
 			}
-			if _, err := s.CreateMailbox(ctx, "bob@hamburger.edu", "Lists", UseNone); err != nil {
+			if len(validities) != len(boxes) {
+				t.Errorf("mailboxes share a UIDVALIDITY: %+v", boxes)
+			}
+			lists, err := s.CreateMailbox(ctx, "bob@hamburger.edu", "Lists", UseNone)
+			if err != nil {
 				t.Fatal(err)
+			}
+			// Deleted and made again within the same second (the test's
+			// clock stands still): a new UIDVALIDITY all the same (RFC
+			// 9051 section 2.3.1.1), larger than any before.
+			if err := s.DeleteMailbox(ctx, "bob@hamburger.edu", "Lists"); err != nil {
+				t.Fatal(err)
+			}
+			again, err := s.CreateMailbox(ctx, "bob@hamburger.edu", "Lists", UseNone)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if again.UIDValidity <= lists.UIDValidity {
+				t.Errorf("Lists re-created with UIDVALIDITY %d, first was %d", again.UIDValidity, lists.UIDValidity)
 			}
 			for _, tc := range []struct {
 				user, name string
@@ -425,17 +444,17 @@ func TestBodies(t *testing.T) {
 				uids = append(uids, m.UID)
 			}
 			s.Delete(ctx, u, "INBOX", uids[3])
-			got, err := s.Bodies(ctx, u, "INBOX", append(uids, 9999))
+			got, err := s.Bodies(ctx, u, "INBOX", append(uids, 9999), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if len(got) != 699 || got[uids[3]] != nil || !bytes.Equal(got[uids[600]], []byte{600 & 255, 600 >> 8}) {
 				t.Errorf("Bodies: %d bodies, [3]=%v [600]=%v", len(got), got[uids[3]], got[uids[600]])
 			}
-			if _, err := s.Bodies(ctx, u, "Nope", uids); !errors.Is(err, ErrNoMailbox) {
+			if _, err := s.Bodies(ctx, u, "Nope", uids, nil); !errors.Is(err, ErrNoMailbox) {
 				t.Errorf("Bodies(Nope) = %v", err)
 			}
-			if _, err := s.Bodies(ctx, "eve@hamburger.edu", "INBOX", uids); !errors.Is(err, ErrNoUser) {
+			if _, err := s.Bodies(ctx, "eve@hamburger.edu", "INBOX", uids, nil); !errors.Is(err, ErrNoUser) {
 				t.Errorf("Bodies(eve) = %v", err)
 			}
 			if _, err := s.Body(ctx, "eve@hamburger.edu", "INBOX", 1); !errors.Is(err, ErrNoUser) {
@@ -466,8 +485,9 @@ func TestBodiesSparse(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
+			var buf Buffer // reused batch after batch, as the readers do
 			for _, want := range [][]uint32{{1, 50}, {2, 4, 6}, {10, 11, 12, 14}, {49}} {
-				got, err := s.Bodies(ctx, u, "INBOX", append(slices.Clone(want), 1000))
+				got, err := s.Bodies(ctx, u, "INBOX", append(slices.Clone(want), 1000), &buf)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -564,5 +584,41 @@ func TestSQLiteAddsEnvelopeColumn(t *testing.T) {
 	}
 	if env, err := msgmeta.DecodeEnvelope(got[1]); err != nil || env.Subject != "Envelope test" {
 		t.Fatalf("envelope %+v, %v", env, err)
+	}
+}
+
+// A Buffer hands out copies that stay intact until it is reset, and
+// reuses its blocks batch after batch.
+func TestBuffer(t *testing.T) {
+	var b Buffer
+	for _, tc := range []struct {
+		name   string
+		sizes  []int
+		blocks int // blocks held after the batch
+	}{
+		{"small ones share a block", []int{100, 200, 3000}, 1},
+		{"a batch over a block takes two", []int{bufferBlock / 8, bufferBlock / 4, bufferBlock / 4, bufferBlock / 4, bufferBlock / 4}, 2},
+		{"reused: no new block", []int{10, 20}, 2},
+		{"a large one is its own allocation", []int{bufferBlock / 2, 5}, 2},
+		{"nil stays nil", nil, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b.reset()
+			var got [][]byte
+			for i, n := range tc.sizes {
+				got = append(got, b.copy(bytes.Repeat([]byte{byte(i + 1)}, n)))
+			}
+			for i, n := range tc.sizes {
+				if !bytes.Equal(got[i], bytes.Repeat([]byte{byte(i + 1)}, n)) || cap(got[i]) != n {
+					t.Errorf("value %d (%d bytes) changed or has spare capacity %d", i, n, cap(got[i]))
+				}
+			}
+			if len(tc.sizes) == 0 && b.copy(nil) != nil {
+				t.Error("copy(nil) != nil")
+			}
+			if len(b.blocks) != tc.blocks || b.Bytes() != tc.blocks*bufferBlock {
+				t.Errorf("%d blocks (%d bytes), want %d", len(b.blocks), b.Bytes(), tc.blocks)
+			}
+		})
 	}
 }
