@@ -47,6 +47,10 @@ func (c *Conn) Park(deadline time.Time) bool {
 // state already swapped to unparked) and returns whether it still held
 // its slot (the caller then reports EventClosed).
 func (s *StreamServer) closeParkedLocked(c *Conn) bool {
-	c.Conn.Close()
+	if c.Conn != nil {
+		c.Conn.Close()
+	} else {
+		closeBare(c)
+	}
 	return s.releaseLocked(c)
 }

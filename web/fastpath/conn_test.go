@@ -49,11 +49,11 @@ func (h *counting) ServeConn(ctx context.Context, c *transport.Conn) {
 }
 
 // startFast serves the fast path with echoHandler on 127.0.0.1:0.
-func startFast(t *testing.T, parkAbove int) (*Server, *counting, string) {
+func startFast(t *testing.T, parkAbove int, bareAfter time.Duration) (*Server, *counting, string) {
 	t.Helper()
 	s := New(Config{IdleTimeout: 5 * time.Second, HandOver: func(net.Conn) bool { return false }}, echoHandler{})
 	h := &counting{s: s}
-	srv := transport.NewStreamServer(transport.StreamConfig{ParkIdleAbove: parkAbove}, h)
+	srv := transport.NewStreamServer(transport.StreamConfig{ParkIdleAbove: parkAbove, ParkBareAfter: bareAfter}, h)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -111,7 +111,7 @@ func checkEcho(t *testing.T, got []byte, paths []string) {
 // TestPipelinedBatchOneWrite: requests that arrive together are answered
 // in order in one write: the first read gets every answer.
 func TestPipelinedBatchOneWrite(t *testing.T) {
-	_, _, addr := startFast(t, 0)
+	_, _, addr := startFast(t, 0, 0)
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -145,7 +145,7 @@ func TestPipelinedBatchOneWrite(t *testing.T) {
 // waits for the reader (the write waits in the poller) and arrives
 // whole; the connection then goes on.
 func TestBatchLargerThanSocketBuffer(t *testing.T) {
-	_, _, addr := startFast(t, 0)
+	_, _, addr := startFast(t, 0, 0)
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -175,7 +175,7 @@ func TestBatchLargerThanSocketBuffer(t *testing.T) {
 // or for their first, hold no read buffer; one with half a request holds
 // one.
 func TestIdleConnsHoldNoBuffer(t *testing.T) {
-	s, h, addr := startFast(t, 0)
+	s, h, addr := startFast(t, 0, 0)
 	silent, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -202,34 +202,42 @@ func TestIdleConnsHoldNoBuffer(t *testing.T) {
 }
 
 // TestParkedConnsWokenAndServed: beyond ParkIdleAbove, idle connections
-// are parked (no goroutine, no buffer); a request wakes one and it is
-// served (the handler runs again), several times over, pipelined too.
+// are parked (no goroutine, no buffer), bare ones too (ParkBareAfter: no
+// net.Conn); a request wakes one and it is served (the handler runs
+// again), several times over, pipelined too.
 func TestParkedConnsWokenAndServed(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("parking is Linux-only")
 	}
-	s, h, addr := startFast(t, 2)
-	var conns []net.Conn
-	for range 6 {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		conns = append(conns, c)
-	}
-	for round := range 3 {
-		for i, c := range conns {
-			p := fmt.Sprintf("/r%d/c%d", round, i)
-			io.WriteString(c, get(p)+get(p+"/2"))
-			readEcho(t, c, p, p+"/2")
-		}
-	}
-	waitFor(t, "no buffers held by parked connections", func() bool { return s.Buffers() == 0 })
-	// 6 connections, 3 rounds: parked connections run the handler again
-	// for each round after their first.
-	if n := h.calls.Load(); n < 6+2*6 {
-		t.Errorf("handler ran %d times, want ≥ 18 (woken from the poller)", n)
+	for _, bare := range []time.Duration{0, 10 * time.Millisecond} {
+		t.Run(fmt.Sprintf("bare after %v", bare), func(t *testing.T) {
+			s, h, addr := startFast(t, 2, bare)
+			var conns []net.Conn
+			for range 6 {
+				c, err := net.Dial("tcp", addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				conns = append(conns, c)
+			}
+			for round := range 3 {
+				for i, c := range conns {
+					p := fmt.Sprintf("/r%d/c%d", round, i)
+					io.WriteString(c, get(p)+get(p+"/2"))
+					readEcho(t, c, p, p+"/2")
+				}
+				if bare > 0 {
+					time.Sleep(20 * bare) // parked long enough to be bare
+				}
+			}
+			waitFor(t, "no buffers held by parked connections", func() bool { return s.Buffers() == 0 })
+			// 6 connections, 3 rounds: parked connections run the handler
+			// again for each round after their first.
+			if n := h.calls.Load(); n < 6+2*6 {
+				t.Errorf("handler ran %d times, want ≥ 18 (woken from the poller)", n)
+			}
+		})
 	}
 }
 
