@@ -38,7 +38,10 @@ func (c *Conn) Park(deadline time.Time) bool {
 	if !many || c.fd() < 0 {
 		return false
 	}
-	c.parkDeadline = deadline
+	c.parkDeadline = 0
+	if !deadline.IsZero() {
+		c.parkDeadline = deadline.UnixNano()
+	}
 	c.parkAsked = true
 	return true
 }

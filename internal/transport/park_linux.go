@@ -35,11 +35,13 @@ type poller struct {
 }
 
 // Returning freed memory: after freeAfterShed connections were made bare,
-// at most once per freeEvery. The net.Conns they dropped are garbage the
-// runtime would keep (up to the next heap goal) for reuse.
+// or freeAfterBurst when no parked connection is left to make bare, at
+// most once per freeEvery. The net.Conns they dropped are garbage the
+// runtime would otherwise keep (up to the next heap goal) for reuse.
 const (
-	freeAfterShed = 1024
-	freeEvery     = time.Second
+	freeAfterShed  = 1024
+	freeAfterBurst = 128
+	freeEvery      = time.Second
 )
 
 type lightEntry struct {
@@ -146,7 +148,11 @@ func (p *poller) shed(s *StreamServer, now time.Time) {
 		}
 	}
 	p.shedSince += len(take)
-	if p.shedSince >= freeAfterShed && now.Sub(p.lastFree) >= freeEvery && p.freeing.CompareAndSwap(false, true) {
+	p.mu.Lock()
+	settled := len(p.light) == 0 // a burst of connections has all gone bare
+	p.mu.Unlock()
+	if (p.shedSince >= freeAfterShed || settled && p.shedSince >= freeAfterBurst) &&
+		now.Sub(p.lastFree) >= freeEvery && p.freeing.CompareAndSwap(false, true) {
 		p.shedSince, p.lastFree = 0, now
 		go func() {
 			defer p.freeing.Store(false)
@@ -279,7 +285,7 @@ func (p *poller) sweep(s *StreamServer, now time.Time) {
 	var expired []*Conn
 	p.mu.Lock()
 	for fd, c := range p.byFD {
-		if !c.parkDeadline.IsZero() && now.After(c.parkDeadline) && c.parkState.CompareAndSwap(parked, unparked) {
+		if c.parkDeadline != 0 && now.UnixNano() > c.parkDeadline && c.parkState.CompareAndSwap(parked, unparked) {
 			delete(p.byFD, fd)
 			expired = append(expired, c)
 		}

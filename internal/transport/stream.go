@@ -530,7 +530,7 @@ type Conn struct {
 	// handler's goroutine, read in its deferred end; parkState is parked
 	// while the poller holds the connection.
 	parkAsked    bool
-	parkDeadline time.Time
+	parkDeadline int64 // unix nanoseconds, 0 for none (kept small: a parked connection is little more than this struct)
 	parkState    atomic.Int32
 	pollAdded    bool
 	sysfd        int   // the descriptor + 1, once looked up

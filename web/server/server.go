@@ -30,7 +30,7 @@ import (
 
 // parkIdleAbove is the connection count above which the cleartext
 // port's idle keep-alive connections are parked (transport.Conn.Park).
-const parkIdleAbove = 128
+const parkIdleAbove = 64
 
 // parkBareAfter is how long a parked connection keeps its net.Conn: one
 // idle longer waits as a bare descriptor (transport.StreamConfig
