@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/applayer/applayer/internal/testkit"
 )
 
 // parkServer answers one line with its upper-case form, then parks the
@@ -55,13 +57,9 @@ func TestPark(t *testing.T) {
 	s, addr := startStream(t, StreamConfig{ParkIdleAbove: 1, Observe: ev.observe}, ps)
 	a, b := dialFrom(t, addr, ""), dialFrom(t, addr, "")
 	waitConns(t, s, 2)
-	for i := range 3 {
-		if got := roundTrip(t, a, "one"); got != "ONE" {
-			t.Fatalf("round %d: %q", i, got)
-		}
-		if got := roundTrip(t, b, "two"); got != "TWO" {
-			t.Fatalf("round %d: %q", i, got)
-		}
+	for range 3 {
+		echoUpper(t, a, "one")
+		echoUpper(t, b, "two")
 	}
 	// Both parked: no handler runs, each request ran a fresh handler.
 	deadline := time.Now().Add(2 * time.Second)
@@ -79,7 +77,7 @@ func TestPark(t *testing.T) {
 	closedByServer(t, b, 3*time.Second)
 	waitConns(t, s, 0)
 	// (A slot is given back before its EventClosed is reported.)
-	waitUntil(t, "2 EventClosed", func() bool { return ev.count(EventClosed) == 2 })
+	testkit.WaitFor(t, "2 EventClosed", func() bool { return ev.count(EventClosed) == 2 })
 }
 
 func TestParkBelowThreshold(t *testing.T) {
@@ -96,21 +94,36 @@ func TestParkBelowThreshold(t *testing.T) {
 	}
 }
 
+// TestParkShutdown: Shutdown closes parked connections, bare ones too,
+// and gives their slots back.
 func TestParkShutdown(t *testing.T) {
-	ps := &parkServer{parkFor: time.Minute}
-	s, addr := startStream(t, StreamConfig{ParkIdleAbove: 1}, ps)
-	a, b := dialFrom(t, addr, ""), dialFrom(t, addr, "")
-	roundTrip(t, a, "a")
-	roundTrip(t, b, "b")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := s.Shutdown(ctx); err != nil {
-		t.Fatalf("Shutdown: %v", err)
+	for _, bare := range []time.Duration{0, 10 * time.Millisecond} {
+		ps := &parkServer{parkFor: time.Minute}
+		s, addr := startStream(t, StreamConfig{ParkIdleAbove: 1, ParkBareAfter: bare}, ps)
+		a, b := dialFrom(t, addr, ""), dialFrom(t, addr, "")
+		roundTrip(t, a, "a")
+		roundTrip(t, b, "b")
+		if bare > 0 {
+			testkit.WaitFor(t, "both bare", func() bool { return bareConns(s) == 2 })
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := s.Shutdown(ctx); err != nil {
+			t.Fatalf("bare after %v: Shutdown: %v", bare, err)
+		}
+		cancel()
+		closedByServer(t, a, time.Second)
+		closedByServer(t, b, time.Second)
+		if n := s.Conns(); n != 0 {
+			t.Errorf("bare after %v: Conns() = %d after Shutdown", bare, n)
+		}
 	}
-	closedByServer(t, a, time.Second)
-	closedByServer(t, b, time.Second)
-	if n := s.Conns(); n != 0 {
-		t.Errorf("Conns() = %d after Shutdown", n)
+}
+
+// echoUpper sends line on c and checks parkServer's answer.
+func echoUpper(t *testing.T, c net.Conn, line string) {
+	t.Helper()
+	if got := roundTrip(t, c, line); got != strings.ToUpper(line) {
+		t.Fatalf("sent %q, got %q", line, got)
 	}
 }
 
@@ -129,66 +142,26 @@ func bareConns(s *StreamServer) int {
 
 // TestParkBare: connections parked longer than ParkBareAfter drop their
 // net.Conn; a request wakes one as a net.Conn again and it is served,
-// parked, made bare again; the park deadline and Shutdown close bare
-// ones and give their slots back.
+// parked, made bare again; the park deadline closes bare ones and gives
+// their slots back.
 func TestParkBare(t *testing.T) {
 	ps := &parkServer{parkFor: 1500 * time.Millisecond}
 	ev := newEvents()
 	s, addr := startStream(t, StreamConfig{ParkIdleAbove: 1, ParkBareAfter: 30 * time.Millisecond, Observe: ev.observe}, ps)
 	a, b, c := dialFrom(t, addr, ""), dialFrom(t, addr, ""), dialFrom(t, addr, "")
 	waitConns(t, s, 3)
-	for i := range 3 {
-		if got := roundTrip(t, a, "one"); got != "ONE" {
-			t.Fatalf("round %d: %q", i, got)
-		}
-		if got := roundTrip(t, b, "two"); got != "TWO" {
-			t.Fatalf("round %d: %q", i, got)
-		}
-		waitUntil(t, "both bare", func() bool { return bareConns(s) == 2 })
+	for range 3 {
+		echoUpper(t, a, "one")
+		echoUpper(t, b, "two")
+		testkit.WaitFor(t, "both bare", func() bool { return bareConns(s) == 2 })
 	}
-	if got := roundTrip(t, c, "three"); got != "THREE" {
-		t.Fatalf("third: %q", got)
-	}
-	waitUntil(t, "all three bare", func() bool { return bareConns(s) == 3 })
-	if got := roundTrip(t, c, "again"); got != "AGAIN" {
-		t.Fatalf("third again: %q", got)
-	}
+	echoUpper(t, c, "three")
+	testkit.WaitFor(t, "all three bare", func() bool { return bareConns(s) == 3 })
+	echoUpper(t, c, "again")
 	// The park deadline closes bare connections too.
 	for _, conn := range []net.Conn{a, b, c} {
 		closedByServer(t, conn, 4*time.Second)
 	}
 	waitConns(t, s, 0)
-	waitUntil(t, "3 EventClosed", func() bool { return ev.count(EventClosed) == 3 })
-}
-
-// TestParkBareShutdown: Shutdown closes bare connections and gives their
-// slots back.
-func TestParkBareShutdown(t *testing.T) {
-	ps := &parkServer{parkFor: time.Minute}
-	s, addr := startStream(t, StreamConfig{ParkIdleAbove: 1, ParkBareAfter: 10 * time.Millisecond}, ps)
-	a, b := dialFrom(t, addr, ""), dialFrom(t, addr, "")
-	roundTrip(t, a, "a")
-	roundTrip(t, b, "b")
-	waitUntil(t, "both bare", func() bool { return bareConns(s) == 2 })
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := s.Shutdown(ctx); err != nil {
-		t.Fatalf("Shutdown: %v", err)
-	}
-	closedByServer(t, a, time.Second)
-	closedByServer(t, b, time.Second)
-	if n := s.Conns(); n != 0 {
-		t.Errorf("Conns() = %d after Shutdown", n)
-	}
-}
-
-func waitUntil(t *testing.T, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting: %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testkit.WaitFor(t, "3 EventClosed", func() bool { return ev.count(EventClosed) == 3 })
 }

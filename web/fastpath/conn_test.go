@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/applayer/applayer/internal/testkit"
 	"github.com/applayer/applayer/internal/transport"
 )
 
@@ -65,6 +65,17 @@ func startFast(t *testing.T, parkAbove int, bareAfter time.Duration) (*Server, *
 	return s, h, ln.Addr().String()
 }
 
+// dial connects to addr, closing the connection when the test ends.
+func dial(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
 func get(path string) string { return "GET " + path + " HTTP/1.1\r\nHost: x\r\n\r\n" }
 
 // readEcho reads the responses of echoHandler from c, for paths.
@@ -112,11 +123,7 @@ func checkEcho(t *testing.T, got []byte, paths []string) {
 // in order in one write: the first read gets every answer.
 func TestPipelinedBatchOneWrite(t *testing.T) {
 	_, _, addr := startFast(t, 0, 0)
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dial(t, addr)
 	var paths []string
 	var reqs strings.Builder
 	for i := range 40 {
@@ -146,11 +153,7 @@ func TestPipelinedBatchOneWrite(t *testing.T) {
 // whole; the connection then goes on.
 func TestBatchLargerThanSocketBuffer(t *testing.T) {
 	_, _, addr := startFast(t, 0, 0)
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dial(t, addr)
 	const size = 16 << 20 // more than the socket buffers on both sides
 	io.WriteString(c, get("/big/"+strconv.Itoa(size)))
 	time.Sleep(100 * time.Millisecond) // the server's write fills the buffers
@@ -176,78 +179,19 @@ func TestBatchLargerThanSocketBuffer(t *testing.T) {
 // one.
 func TestIdleConnsHoldNoBuffer(t *testing.T) {
 	s, h, addr := startFast(t, 0, 0)
-	silent, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer silent.Close()
-	waitFor(t, "the silent connection served", func() bool { return h.calls.Load() == 1 })
+	dial(t, addr) // silent
+	testkit.WaitFor(t, "the silent connection served", func() bool { return h.calls.Load() == 1 })
 	var conns []net.Conn
 	for i := range 8 {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
+		c := dial(t, addr)
 		io.WriteString(c, get("/"+strconv.Itoa(i)))
 		readEcho(t, c, "/"+strconv.Itoa(i))
 		conns = append(conns, c)
 	}
-	waitFor(t, "no buffers held by idle connections", func() bool { return s.Buffers() == 0 })
+	testkit.WaitFor(t, "no buffers held by idle connections", func() bool { return s.Buffers() == 0 })
 	io.WriteString(conns[0], "GET /half HTTP/1.1\r\n")
-	waitFor(t, "one buffer for the half request", func() bool { return s.Buffers() == 1 })
+	testkit.WaitFor(t, "one buffer for the half request", func() bool { return s.Buffers() == 1 })
 	io.WriteString(conns[0], "Host: x\r\n\r\n")
 	readEcho(t, conns[0], "/half")
-	waitFor(t, "no buffers after it", func() bool { return s.Buffers() == 0 })
-}
-
-// TestParkedConnsWokenAndServed: beyond ParkIdleAbove, idle connections
-// are parked (no goroutine, no buffer), bare ones too (ParkBareAfter: no
-// net.Conn); a request wakes one and it is served (the handler runs
-// again), several times over, pipelined too.
-func TestParkedConnsWokenAndServed(t *testing.T) {
-	if runtime.GOOS != "linux" {
-		t.Skip("parking is Linux-only")
-	}
-	for _, bare := range []time.Duration{0, 10 * time.Millisecond} {
-		t.Run(fmt.Sprintf("bare after %v", bare), func(t *testing.T) {
-			s, h, addr := startFast(t, 2, bare)
-			var conns []net.Conn
-			for range 6 {
-				c, err := net.Dial("tcp", addr)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer c.Close()
-				conns = append(conns, c)
-			}
-			for round := range 3 {
-				for i, c := range conns {
-					p := fmt.Sprintf("/r%d/c%d", round, i)
-					io.WriteString(c, get(p)+get(p+"/2"))
-					readEcho(t, c, p, p+"/2")
-				}
-				if bare > 0 {
-					time.Sleep(20 * bare) // parked long enough to be bare
-				}
-			}
-			waitFor(t, "no buffers held by parked connections", func() bool { return s.Buffers() == 0 })
-			// 6 connections, 3 rounds: parked connections run the handler
-			// again for each round after their first.
-			if n := h.calls.Load(); n < 6+2*6 {
-				t.Errorf("handler ran %d times, want ≥ 18 (woken from the poller)", n)
-			}
-		})
-	}
-}
-
-func waitFor(t *testing.T, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting: %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testkit.WaitFor(t, "no buffers after it", func() bool { return s.Buffers() == 0 })
 }
