@@ -28,14 +28,7 @@ const (
 // with few connections keeps waiting in its goroutines, which is cheaper
 // per request.
 func (c *Conn) Park(deadline time.Time) bool {
-	s := c.srv
-	if s.cfg.ParkIdleAbove <= 0 || !canPark || s.closing.Load() || c.evicted.Load() {
-		return false
-	}
-	s.mu.Lock()
-	many := s.slots > s.cfg.ParkIdleAbove
-	s.mu.Unlock()
-	if !many || c.fd() < 0 {
+	if !c.Parkable() {
 		return false
 	}
 	c.parkDeadline = 0
@@ -44,6 +37,20 @@ func (c *Conn) Park(deadline time.Time) bool {
 	}
 	c.parkAsked = true
 	return true
+}
+
+// Parkable reports whether Park would park the connection now (a
+// handler may wait a little in its goroutine first, and park only a
+// connection that stays idle).
+func (c *Conn) Parkable() bool {
+	s := c.srv
+	if s.cfg.ParkIdleAbove <= 0 || !canPark || s.closing.Load() || c.evicted.Load() {
+		return false
+	}
+	s.mu.Lock()
+	many := s.slots > s.cfg.ParkIdleAbove
+	s.mu.Unlock()
+	return many && c.fd() >= 0
 }
 
 // closeParkedLocked closes a connection taken from the poller (its park

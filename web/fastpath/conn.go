@@ -2,6 +2,7 @@ package fastpath
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -22,6 +23,10 @@ const BufSize = 8192
 // inlineBody is the largest body copied into the batch's header buffer;
 // larger ones are written from where they are (one more iovec).
 const inlineBody = 4096
+
+// parkWait is how long a connection waits for its next request in its
+// goroutine before it is parked (when the server parks at all).
+const parkWait = 5 * time.Millisecond
 
 // maxBatch caps the bytes a batch of pipelined responses gathers before
 // it is written.
@@ -471,20 +476,36 @@ func (c *conn) readHead() (end int, ok bool) {
 		if c.st != nil && c.st.r == c.st.w {
 			c.release() // idle: wait without a buffer
 		}
-		if c.st == nil && c.raw != nil && !c.fresh && c.tc.Park(c.rdl) {
-			// Many connections: wait without a goroutine (the server runs
-			// the handler again when bytes come).
-			c.gone = true
-			return 0, false
-		}
-		if st := c.st; st != nil && st.w == BufSize {
-			if st.r == 0 {
-				return 0, c.giveUp(true)
+		var n int
+		var err error
+		if c.st == nil && c.raw != nil && !c.fresh && c.tc.Parkable() {
+			// Many connections: one that stays idle waits without a
+			// goroutine (the server runs the handler again when bytes
+			// come); one whose next request comes within parkWait keeps
+			// its goroutine (parking and waking cost more than the wait).
+			idle := c.rdl
+			c.tc.SetReadDeadline(time.Now().Add(parkWait))
+			c.rdl = time.Time{} // the idle deadline is set again before the next wait
+			n, err = c.read()
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				if c.tc.Park(idle) {
+					c.gone = true
+					return 0, false
+				}
+				c.tc.SetReadDeadline(idle)
+				c.rdl = idle
+				n, err = c.read()
 			}
-			st.w = copy(st.buf[:], st.buf[st.r:st.w])
-			st.r = 0
+		} else {
+			if st := c.st; st != nil && st.w == BufSize {
+				if st.r == 0 {
+					return 0, c.giveUp(true)
+				}
+				st.w = copy(st.buf[:], st.buf[st.r:st.w])
+				st.r = 0
+			}
+			n, err = c.read()
 		}
-		n, err := c.read()
 		c.fresh = false
 		if err != nil && n == 0 {
 			if st := c.st; st != nil && st.r < st.w {
