@@ -26,7 +26,7 @@ const inlineBody = 4096
 
 // parkWait is how long a connection waits for its next request in its
 // goroutine before it is parked (when the server parks at all).
-const parkWait = 5 * time.Millisecond
+const parkWait = 25 * time.Millisecond
 
 // maxBatch caps the bytes a batch of pipelined responses gathers before
 // it is written.
