@@ -28,6 +28,21 @@ const (
 // with few connections keeps waiting in its goroutines, which is cheaper
 // per request.
 func (c *Conn) Park(deadline time.Time) bool {
+	if !c.Parkable() {
+		return false
+	}
+	c.parkDeadline = 0
+	if !deadline.IsZero() {
+		c.parkDeadline = deadline.UnixNano()
+	}
+	c.parkAsked = true
+	return true
+}
+
+// Parkable reports whether Park would park the connection now (a
+// handler may wait a little in its goroutine first, and park only a
+// connection that stays idle).
+func (c *Conn) Parkable() bool {
 	s := c.srv
 	if s.cfg.ParkIdleAbove <= 0 || !canPark || s.closing.Load() || c.evicted.Load() {
 		return false
@@ -35,18 +50,17 @@ func (c *Conn) Park(deadline time.Time) bool {
 	s.mu.Lock()
 	many := s.slots > s.cfg.ParkIdleAbove
 	s.mu.Unlock()
-	if !many || c.fd() < 0 {
-		return false
-	}
-	c.parkDeadline = deadline
-	c.parkAsked = true
-	return true
+	return many && c.fd() >= 0
 }
 
 // closeParkedLocked closes a connection taken from the poller (its park
 // state already swapped to unparked) and returns whether it still held
 // its slot (the caller then reports EventClosed).
 func (s *StreamServer) closeParkedLocked(c *Conn) bool {
-	c.Conn.Close()
+	if c.Conn != nil {
+		c.Conn.Close()
+	} else {
+		closeBare(c)
+	}
 	return s.releaseLocked(c)
 }

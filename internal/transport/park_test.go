@@ -4,10 +4,13 @@ package transport
 
 import (
 	"context"
+	"net"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/applayer/applayer/internal/testkit"
 )
 
 // parkServer answers one line with its upper-case form, then parks the
@@ -54,13 +57,9 @@ func TestPark(t *testing.T) {
 	s, addr := startStream(t, StreamConfig{ParkIdleAbove: 1, Observe: ev.observe}, ps)
 	a, b := dialFrom(t, addr, ""), dialFrom(t, addr, "")
 	waitConns(t, s, 2)
-	for i := range 3 {
-		if got := roundTrip(t, a, "one"); got != "ONE" {
-			t.Fatalf("round %d: %q", i, got)
-		}
-		if got := roundTrip(t, b, "two"); got != "TWO" {
-			t.Fatalf("round %d: %q", i, got)
-		}
+	for range 3 {
+		echoUpper(t, a, "one")
+		echoUpper(t, b, "two")
 	}
 	// Both parked: no handler runs, each request ran a fresh handler.
 	deadline := time.Now().Add(2 * time.Second)
@@ -77,9 +76,8 @@ func TestPark(t *testing.T) {
 	closedByServer(t, a, 3*time.Second)
 	closedByServer(t, b, 3*time.Second)
 	waitConns(t, s, 0)
-	if n := ev.count(EventClosed); n != 2 {
-		t.Errorf("%d EventClosed, want 2", n)
-	}
+	// (A slot is given back before its EventClosed is reported.)
+	testkit.WaitFor(t, "2 EventClosed", func() bool { return ev.count(EventClosed) == 2 })
 }
 
 func TestParkBelowThreshold(t *testing.T) {
@@ -96,20 +94,74 @@ func TestParkBelowThreshold(t *testing.T) {
 	}
 }
 
+// TestParkShutdown: Shutdown closes parked connections, bare ones too,
+// and gives their slots back.
 func TestParkShutdown(t *testing.T) {
-	ps := &parkServer{parkFor: time.Minute}
-	s, addr := startStream(t, StreamConfig{ParkIdleAbove: 1}, ps)
-	a, b := dialFrom(t, addr, ""), dialFrom(t, addr, "")
-	roundTrip(t, a, "a")
-	roundTrip(t, b, "b")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := s.Shutdown(ctx); err != nil {
-		t.Fatalf("Shutdown: %v", err)
+	for _, bare := range []time.Duration{0, 10 * time.Millisecond} {
+		ps := &parkServer{parkFor: time.Minute}
+		s, addr := startStream(t, StreamConfig{ParkIdleAbove: 1, ParkBareAfter: bare}, ps)
+		a, b := dialFrom(t, addr, ""), dialFrom(t, addr, "")
+		roundTrip(t, a, "a")
+		roundTrip(t, b, "b")
+		if bare > 0 {
+			testkit.WaitFor(t, "both bare", func() bool { return bareConns(s) == 2 })
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := s.Shutdown(ctx); err != nil {
+			t.Fatalf("bare after %v: Shutdown: %v", bare, err)
+		}
+		cancel()
+		closedByServer(t, a, time.Second)
+		closedByServer(t, b, time.Second)
+		if n := s.Conns(); n != 0 {
+			t.Errorf("bare after %v: Conns() = %d after Shutdown", bare, n)
+		}
 	}
-	closedByServer(t, a, time.Second)
-	closedByServer(t, b, time.Second)
-	if n := s.Conns(); n != 0 {
-		t.Errorf("Conns() = %d after Shutdown", n)
+}
+
+// echoUpper sends line on c and checks parkServer's answer.
+func echoUpper(t *testing.T, c net.Conn, line string) {
+	t.Helper()
+	if got := roundTrip(t, c, line); got != strings.ToUpper(line) {
+		t.Fatalf("sent %q, got %q", line, got)
 	}
+}
+
+// bareConns counts the server's connections that wait bare.
+func bareConns(s *StreamServer) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for c := range s.conns {
+		if c.parkState.Load() == parked && c.Conn == nil {
+			n++
+		}
+	}
+	return n
+}
+
+// TestParkBare: connections parked longer than ParkBareAfter drop their
+// net.Conn; a request wakes one as a net.Conn again and it is served,
+// parked, made bare again; the park deadline closes bare ones and gives
+// their slots back.
+func TestParkBare(t *testing.T) {
+	ps := &parkServer{parkFor: 1500 * time.Millisecond}
+	ev := newEvents()
+	s, addr := startStream(t, StreamConfig{ParkIdleAbove: 1, ParkBareAfter: 30 * time.Millisecond, Observe: ev.observe}, ps)
+	a, b, c := dialFrom(t, addr, ""), dialFrom(t, addr, ""), dialFrom(t, addr, "")
+	waitConns(t, s, 3)
+	for range 3 {
+		echoUpper(t, a, "one")
+		echoUpper(t, b, "two")
+		testkit.WaitFor(t, "both bare", func() bool { return bareConns(s) == 2 })
+	}
+	echoUpper(t, c, "three")
+	testkit.WaitFor(t, "all three bare", func() bool { return bareConns(s) == 3 })
+	echoUpper(t, c, "again")
+	// The park deadline closes bare connections too.
+	for _, conn := range []net.Conn{a, b, c} {
+		closedByServer(t, conn, 4*time.Second)
+	}
+	waitConns(t, s, 0)
+	testkit.WaitFor(t, "3 EventClosed", func() bool { return ev.count(EventClosed) == 3 })
 }

@@ -131,6 +131,12 @@ type StreamConfig struct {
 	// ParkIdleAbove lets handlers park idle connections (Conn.Park, Linux)
 	// while the server has more than this many: 0 never.
 	ParkIdleAbove int
+	// ParkBareAfter: a connection parked this long gives up its Go
+	// network state (the net.Conn, with its runtime poll descriptor,
+	// deadline timers and addresses) and waits as a bare descriptor; when
+	// it wakes it is a net.Conn again (net.FileConn), which costs a few
+	// system calls. 0: never. Ignored with DropIdleWhenFull.
+	ParkBareAfter time.Duration
 }
 
 // StreamServer accepts connections and runs a Handler for each. Create it
@@ -439,6 +445,9 @@ func (s *StreamServer) closeConns(onlyIdle bool) {
 			if s.closeParkedLocked(c) {
 				closed = append(closed, c.remote)
 			}
+		case c.Conn == nil:
+			// Bare, just taken from the poller: resume or the shedding
+			// sweep closes it (they see stopped).
 		case !onlyIdle || c.idleSince.Load() != 0:
 			c.Conn.Close()
 		}
@@ -452,7 +461,7 @@ func (s *StreamServer) closeConns(onlyIdle bool) {
 // resume serves a parked connection that became readable.
 func (s *StreamServer) resume(c *Conn) {
 	s.mu.Lock()
-	if s.stopped {
+	if s.stopped || !s.restoreLocked(c) {
 		released := s.closeParkedLocked(c)
 		s.mu.Unlock()
 		if released {
@@ -521,10 +530,14 @@ type Conn struct {
 	// handler's goroutine, read in its deferred end; parkState is parked
 	// while the poller holds the connection.
 	parkAsked    bool
-	parkDeadline time.Time
+	parkDeadline int64 // unix nanoseconds, 0 for none (kept small: a parked connection is little more than this struct)
 	parkState    atomic.Int32
 	pollAdded    bool
-	sysfd        int // the descriptor + 1, once looked up
+	sysfd        int   // the descriptor + 1, once looked up
+	parkedAt     int64 // unix nanoseconds, when last parked
+	// A bare parked connection (ParkBareAfter) has a nil Conn and sysfd
+	// its own descriptor; Conn, sysfd and pollAdded change only under
+	// srv.mu while the connection is not parked.
 }
 
 // RemoteAddrPort returns the client's address (IPv4-mapped addresses

@@ -2,9 +2,12 @@ package fastpath
 
 import (
 	"context"
+	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -20,6 +23,10 @@ const BufSize = 8192
 // inlineBody is the largest body copied into the batch's header buffer;
 // larger ones are written from where they are (one more iovec).
 const inlineBody = 4096
+
+// parkWait is how long a connection waits for its next request in its
+// goroutine before it is parked (when the server parks at all).
+const parkWait = 25 * time.Millisecond
 
 // maxBatch caps the bytes a batch of pipelined responses gathers before
 // it is written.
@@ -80,6 +87,7 @@ type Server struct {
 	pool  sync.Pool // *state
 	date  atomic.Pointer[dateLine]
 	clock func() time.Time
+	held  atomic.Int64 // buffers (states) connections hold now
 }
 
 // dateLine is a cached "Date: ...\r\n" field for one second.
@@ -122,15 +130,21 @@ type conn struct {
 	// hdrDeadline is the current request header's deadline, zero while
 	// the connection is idle between requests.
 	hdrDeadline time.Time
-	peek        [1]byte
-	waited      bool
 	// rdl and wdl are the idle read and write deadlines last set: moved
 	// only when a second or more stale (a deadline costs a timer update).
 	rdl, wdl time.Time
-	waitFn   func(uintptr) bool
-	preface  bool // Preface has not decided yet
-	gone     bool // handed over: no longer ours
-	fresh    bool // nothing read yet
+	// last is when the last batch began (the idle deadline counts from
+	// it: one clock read per batch).
+	last time.Time
+	// readFn and writeFn are the RawConn callbacks (nil without raw); rn,
+	// rerr, wb and werr carry their results.
+	readFn, writeFn func(uintptr) bool
+	rn              int
+	rerr, werr      error
+	wb              []byte
+	preface         bool // Preface has not decided yet
+	gone            bool // handed over: no longer ours
+	fresh           bool // nothing read yet
 }
 
 // Writer gathers the responses of one batch of pipelined requests.
@@ -205,10 +219,10 @@ func (s *Server) dateLine(now time.Time) []byte {
 // ServeConn implements transport.Handler.
 func (s *Server) ServeConn(_ context.Context, tc *transport.Conn) {
 	c := &conn{s: s, tc: tc, preface: s.cfg.Preface != nil, fresh: true}
-	if sc, ok := tc.Conn.(syscall.Conn); ok && canPeek {
+	if sc, ok := tc.Conn.(syscall.Conn); ok && canRaw {
 		if raw, err := sc.SyscallConn(); err == nil {
 			c.raw = raw
-			c.waitFn = c.ready
+			c.readFn, c.writeFn = c.readReady, c.writeReady
 		}
 	}
 	if !c.serve() {
@@ -224,25 +238,118 @@ func (s *Server) HandOverNow(tc *transport.Conn) {
 	c.handOver(false, s.cfg.HandOver)
 }
 
+// getState takes an empty buffer from the pool.
+func (s *Server) getState() *state {
+	st := s.pool.Get().(*state)
+	st.r, st.w = 0, 0
+	s.held.Add(1)
+	return st
+}
+
+// putState gives a buffer back to the pool.
+func (s *Server) putState(st *state) {
+	s.held.Add(-1)
+	s.pool.Put(st)
+}
+
+// Buffers reports how many read buffers (of BufSize bytes) connections
+// hold now: those with bytes to work on. An idle connection holds none.
+func (s *Server) Buffers() int { return int(s.held.Load()) }
+
 func (c *conn) release() {
 	if c.st != nil {
-		c.s.pool.Put(c.st)
+		c.s.putState(c.st)
 		c.st = nil
 	}
 }
 
-// ready is the RawConn.Read callback of the idle wait: true when the
-// socket has bytes (or an end or error) to read, false to wait for it.
-// RawConn.Read clears the poller's readiness before the first call, so
-// the first call asks the socket; a later one follows the poller's
-// wake-up (a spurious one only makes the Read after it wait, holding
-// the buffer).
-func (c *conn) ready(fd uintptr) bool {
-	if c.waited {
+// readReady is the RawConn.Read callback: it reads what the socket has
+// into the connection's buffer, taking one from the pool only when there
+// are bytes (an idle connection waits without one), and returns false to
+// wait in the poller when there are none. RawConn.Read clears the
+// poller's readiness before the first call, so the first call asks the
+// socket: one read(2) when the next request is already there.
+func (c *conn) readReady(fd uintptr) bool {
+	st := c.st
+	if st == nil {
+		st = c.s.getState()
+	}
+	for {
+		n, errno := sysRead(fd, st.buf[st.w:])
+		switch errno {
+		case 0:
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			if c.st == nil {
+				c.s.putState(st)
+			}
+			return false
+		default:
+			c.rerr = os.NewSyscallError("read", errno)
+		}
+		c.st = st
+		if errno == 0 {
+			if n == 0 {
+				c.rerr = io.EOF
+			}
+			st.w += n
+			c.rn = n
+		}
 		return true
 	}
-	c.waited = true
-	return !peekWouldBlock(fd, c.peek[:])
+}
+
+// writeReady is the RawConn.Write callback: it writes c.wb, returning
+// false to wait in the poller when the socket's buffer is full.
+func (c *conn) writeReady(fd uintptr) bool {
+	for len(c.wb) > 0 {
+		n, errno := sysWrite(fd, c.wb)
+		switch errno {
+		case 0:
+			c.wb = c.wb[n:]
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return false
+		default:
+			c.werr = os.NewSyscallError("write", errno)
+			return true
+		}
+	}
+	return true
+}
+
+// read reads into the connection's buffer (taking one when it has none).
+func (c *conn) read() (int, error) {
+	if c.raw == nil {
+		if c.st == nil {
+			c.st = c.s.getState()
+		}
+		st := c.st
+		n, err := c.tc.Read(st.buf[st.w:])
+		st.w += n
+		return n, err
+	}
+	c.rn, c.rerr = 0, nil
+	if err := c.raw.Read(c.readFn); err != nil {
+		return 0, err
+	}
+	return c.rn, c.rerr
+}
+
+// write writes b whole.
+func (c *conn) write(b []byte) error {
+	if c.raw == nil {
+		_, err := c.tc.Conn.Write(b)
+		return err
+	}
+	c.wb, c.werr = b, nil
+	err := c.raw.Write(c.writeFn)
+	c.wb = nil
+	if err != nil {
+		return err
+	}
+	return c.werr
 }
 
 // serve runs the connection; false means it was handed over (and no
@@ -255,7 +362,7 @@ func (c *conn) serve() bool {
 			return true // shutting down
 		}
 		if c.hdrDeadline.IsZero() {
-			if d := time.Now().Add(cfg.IdleTimeout); d.Sub(c.rdl) > time.Second {
+			if d := c.last.Add(cfg.IdleTimeout); d.Sub(c.rdl) > time.Second {
 				tc.SetReadDeadline(d)
 				c.rdl = d
 			}
@@ -270,7 +377,8 @@ func (c *conn) serve() bool {
 		tc.SetBusy()
 		st := c.st
 		w := &st.wr
-		w.B, w.segs, w.close, w.c, w.now = w.B[:0], w.segs[:0], false, c, time.Now()
+		c.last = time.Now()
+		w.B, w.segs, w.close, w.c, w.now = w.B[:0], w.segs[:0], false, c, c.last
 		for end > 0 {
 			head := st.buf[st.r : st.r+end]
 			if end > cfg.MaxHeaderBytes || !Parse(head, &st.req) || !c.s.h.ServeFast(&st.req, w) {
@@ -307,7 +415,7 @@ func (c *conn) flush() bool {
 	}
 	var err error
 	if len(w.segs) == 0 {
-		_, err = c.tc.Conn.Write(w.B)
+		err = c.write(w.B)
 	} else {
 		iov, prev := w.iov[:0], 0
 		for _, s := range w.segs {
@@ -368,37 +476,39 @@ func (c *conn) readHead() (end int, ok bool) {
 		if c.st != nil && c.st.r == c.st.w {
 			c.release() // idle: wait without a buffer
 		}
-		if c.st == nil {
-			// A new connection's first bytes have usually arrived with it:
-			// read them at once. Later, wait for bytes without a buffer.
-			if c.raw != nil && !c.fresh {
-				// Many connections: wait without a goroutine (the server
-				// runs the handler again when bytes come).
-				if c.tc.Park(c.rdl) {
+		var n int
+		var err error
+		if c.st == nil && c.raw != nil && !c.fresh && c.tc.Parkable() {
+			// Many connections: one that stays idle waits without a
+			// goroutine (the server runs the handler again when bytes
+			// come); one whose next request comes within parkWait keeps
+			// its goroutine (parking and waking cost more than the wait).
+			idle := c.rdl
+			c.tc.SetReadDeadline(time.Now().Add(parkWait))
+			c.rdl = time.Time{} // the idle deadline is set again before the next wait
+			n, err = c.read()
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				if c.tc.Park(idle) {
 					c.gone = true
 					return 0, false
 				}
-				c.waited = false
-				if err := c.raw.Read(c.waitFn); err != nil {
-					return 0, false
+				c.tc.SetReadDeadline(idle)
+				c.rdl = idle
+				n, err = c.read()
+			}
+		} else {
+			if st := c.st; st != nil && st.w == BufSize {
+				if st.r == 0 {
+					return 0, c.giveUp(true)
 				}
+				st.w = copy(st.buf[:], st.buf[st.r:st.w])
+				st.r = 0
 			}
-			c.st = c.s.pool.Get().(*state)
-			c.st.r, c.st.w = 0, 0
+			n, err = c.read()
 		}
-		st := c.st
-		if st.w == BufSize {
-			if st.r == 0 {
-				return 0, c.giveUp(true)
-			}
-			st.w = copy(st.buf[:], st.buf[st.r:st.w])
-			st.r = 0
-		}
-		n, err := c.tc.Read(st.buf[st.w:])
-		st.w += n
 		c.fresh = false
 		if err != nil && n == 0 {
-			if st.r < st.w {
+			if st := c.st; st != nil && st.r < st.w {
 				return 0, c.giveUp(true) // let net/http answer the partial request
 			}
 			return 0, false
@@ -428,8 +538,8 @@ func (c *conn) handOver(partial bool, to func(net.Conn) bool) {
 	var consumed func()
 	if st := c.st; st != nil {
 		prefix = st.buf[st.r:st.w]
-		pool := &c.s.pool
-		consumed = func() { pool.Put(st) }
+		s := c.s
+		consumed = func() { s.putState(st) }
 	}
 	c.st, c.gone = nil, true
 	rc := transport.ReplayConn(nc, transport.Replay{Prefix: prefix, Consumed: consumed, Closed: release})

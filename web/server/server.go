@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/quic-go/quic-go/http3"
 
@@ -29,7 +30,12 @@ import (
 
 // parkIdleAbove is the connection count above which the cleartext
 // port's idle keep-alive connections are parked (transport.Conn.Park).
-const parkIdleAbove = 128
+const parkIdleAbove = 64
+
+// parkBareAfter is how long a parked connection keeps its net.Conn: one
+// idle longer waits as a bare descriptor (transport.StreamConfig
+// ParkBareAfter), a few hundred bytes instead of about 1.5 KB.
+const parkBareAfter = 100 * time.Millisecond
 
 // Server is the web server service.
 type Server struct {
@@ -359,6 +365,7 @@ func (s *Server) Start(ctx context.Context) error {
 			// Beyond this many connections idle keep-alive ones wait in
 			// the server's epoll instead of a goroutine each.
 			ParkIdleAbove: parkIdleAbove,
+			ParkBareAfter: parkBareAfter,
 			OnPanic: func(c net.Conn, _ any) {
 				s.m.panics.Inc()
 				io.WriteString(c, "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")

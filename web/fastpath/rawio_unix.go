@@ -1,0 +1,31 @@
+//go:build unix && !linux
+
+package fastpath
+
+import "syscall"
+
+// canRaw: the fast path reads and writes the socket itself, inside
+// RawConn callbacks (the netpoller still does the waiting and the
+// deadlines).
+const canRaw = true
+
+// sysRead and sysWrite are read(2) and write(2) on a non-blocking socket.
+func sysRead(fd uintptr, b []byte) (int, syscall.Errno) {
+	n, err := syscall.Read(int(fd), b)
+	return max(n, 0), errnoOf(err)
+}
+
+func sysWrite(fd uintptr, b []byte) (int, syscall.Errno) {
+	n, err := syscall.Write(int(fd), b)
+	return max(n, 0), errnoOf(err)
+}
+
+func errnoOf(err error) syscall.Errno {
+	if err == nil {
+		return 0
+	}
+	if e, ok := err.(syscall.Errno); ok {
+		return e
+	}
+	return syscall.EIO
+}
