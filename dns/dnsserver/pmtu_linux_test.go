@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/applayer/applayer/internal/testkit"
 )
 
 // pmtuOf reads the socket's IP_MTU_DISCOVER (level IP) or
@@ -48,7 +50,7 @@ func TestUDPSocketsOmitPMTU(t *testing.T) {
 			s := New(Config{Addr: tc.addr, Network: "udp", UDPSockets: 2}, HandlerFunc(func(*Request, []byte) []byte { return nil }))
 			if err := s.Start(context.Background()); err != nil {
 				if tc.addr[0] == '[' {
-					t.Skipf("no IPv6 loopback: %v", err)
+					testkit.Skip(t, "no IPv6 loopback: %v", err)
 				}
 				t.Fatal(err)
 			}

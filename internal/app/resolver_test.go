@@ -23,12 +23,12 @@ func TestResolverConfigFileAndFlags(t *testing.T) {
 	withListen := filepath.Join(dir, "listen.json")
 	os.WriteFile(withListen, []byte(`{"listen": "127.0.0.3:53", "root_hints_file": "file-hints"}`), 0o644)
 	defaults := resolverFile{Config: resolver.Config{Listen: "127.0.0.1:53", UpstreamPort: 53, CacheSize: 100000,
-		Timeout: config.Duration(400 * time.Millisecond), ServeStale: config.Duration(24 * time.Hour)}, GCPercent: 25}
+		Timeout: config.Duration(400 * time.Millisecond), ServeStale: config.Duration(24 * time.Hour), CacheBytes: 64 << 20}, GCPercent: 100}
 	fromFile := resolverFile{Config: resolver.Config{Listen: "127.0.0.1:53", RootHintsFile: "file-hints", UpstreamPort: 5353, CacheSize: 7,
-		Allow: []string{"10.0.0.0/8"}, NoPrefetch: true, Timeout: config.Duration(time.Second), ServeStale: config.Duration(24 * time.Hour)}, GCPercent: 10}
+		Allow: []string{"10.0.0.0/8"}, NoPrefetch: true, Timeout: config.Duration(time.Second), ServeStale: config.Duration(24 * time.Hour), CacheBytes: 64 << 20}, GCPercent: 10}
 	everyFlag := resolverFile{Config: resolver.Config{Listen: "x", RootHints: []string{"x"}, RootHintsFile: "x", UpstreamPort: 1, Forwarders: []string{"x", "y"},
 		TrustAnchorFile: "x", Allow: []string{"x"}, CacheSize: 1, NoQNAMEMinimisation: true, NoPrefetch: false,
-		Timeout: config.Duration(2 * time.Second), ServeStale: config.Duration(time.Minute)}, GCPercent: 1}
+		Timeout: config.Duration(2 * time.Second), ServeStale: config.Duration(time.Minute), CacheBytes: 64 << 20}, GCPercent: 1}
 	some := fromFile
 	some.CacheSize, some.Forwarders = 1, []string{"x"}
 	listen := defaults
