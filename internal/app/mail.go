@@ -39,11 +39,15 @@ that submits a message.`,
 	return cmd
 }
 
+// mailGCPercent is `mail serve`'s default GC target (--gc-percent).
+const mailGCPercent = 400
+
 func mailServeCommand(g *globals) *cobra.Command {
 	var (
 		cfg       mta.Config
 		noTLS     bool
 		setPolicy func() error
+		gcPercent int
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -82,6 +86,15 @@ system's resolver), with STARTTLS when offered, retried with backoff for
 			if noTLS && (cfg.SubmissionAddr != "" || cfg.SubmissionsAddr != "") && !cfg.InsecureAuthLoopback {
 				return errors.New("mail serve: submission needs TLS (drop --no-tls) or --insecure-auth-loopback")
 			}
+			logger, err := g.logger()
+			if err != nil {
+				return err
+			}
+			restore, err := setGCPercent(cmd, gcPercent, logger)
+			if err != nil {
+				return err
+			}
+			defer restore()
 			return serveWithAdmin(cmd, g, func(d service.Deps) (service.Service, error) {
 				return mta.New(cmd.Context(), cfg, d)
 			}, func(s service.Service, a *obs.Admin) {
@@ -120,6 +133,12 @@ system's resolver), with STARTTLS when offered, retried with backoff for
 	f.IntVar(&cfg.RelayPort, "relay-port", 25, "remote servers' SMTP `PORT`")
 	f.BoolVar(&cfg.NoRelayTLS, "no-relay-tls", false, "do not use STARTTLS when relaying")
 	mailAccessFlags(f, &cfg.Access)
+	// The mail server's live heap is small (a few MiB beside the bounded
+	// envelope cache) while a FETCH or RETR of many bodies makes several
+	// MiB of short-lived garbage: at the runtime's 100 the GC ran during
+	// nearly every such command (docs/BENCHMARKS.md, "Mail access: the
+	// GC target").
+	gcPercentFlag(f, &gcPercent, mailGCPercent)
 	adminFlags(cmd, g, "/mail/queue")
 	return cmd
 }
