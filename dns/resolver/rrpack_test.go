@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
-
-	"github.com/applayer/applayer/internal/service"
 )
 
 func mustRRs(t *testing.T, lines ...string) []dns.RR {
@@ -213,19 +211,9 @@ func TestPackedTTLDecay(t *testing.T) {
 // entries are counted apart.
 func TestCacheByteAccounting(t *testing.T) {
 	const n = 20000
-	s, err := New(Config{Listen: "127.0.0.1:0", RootHints: []string{"127.0.0.1"}, CacheSize: 2 * n}, service.Deps{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m0, m1 runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&m0)
-	fillCache(t, s, n, false)
-	runtime.GC()
-	runtime.ReadMemStats(&m1)
+	s, live := filledHeap(t, n)
 	rb, neg := s.rr.s.bytes()
 	mb, _ := s.msgs.bytes()
-	live := float64(m1.HeapAlloc) - float64(m0.HeapAlloc)
 	if acc := float64(rb + mb); acc < 0.85*live || acc > 1.15*live {
 		t.Errorf("accounted %.0f B/entry, live heap %.0f B/entry", acc/n, live/n)
 	}
