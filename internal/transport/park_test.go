@@ -77,6 +77,10 @@ func TestPark(t *testing.T) {
 	closedByServer(t, a, 3*time.Second)
 	closedByServer(t, b, 3*time.Second)
 	waitConns(t, s, 0)
+	// The sweep reports each close after giving its slot back: wait for
+	// the events rather than count them at once.
+	ev.wait(t, EventClosed)
+	ev.wait(t, EventClosed)
 	if n := ev.count(EventClosed); n != 2 {
 		t.Errorf("%d EventClosed, want 2", n)
 	}

@@ -359,6 +359,10 @@ func (s *Server) Start(ctx context.Context) error {
 			// Beyond this many connections idle keep-alive ones wait in
 			// the server's epoll instead of a goroutine each.
 			ParkIdleAbove: parkIdleAbove,
+			// accept4 and plain system calls until one would block: a
+			// Connection: close request costs four of them
+			// (transport/direct.go).
+			DirectAccept: true,
 			OnPanic: func(c net.Conn, _ any) {
 				s.m.panics.Inc()
 				io.WriteString(c, "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
