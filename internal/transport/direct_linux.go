@@ -10,6 +10,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -17,7 +18,14 @@ import (
 
 const canDirect = true
 
-// serveDirect is serve's loop for DirectAccept (direct.go).
+// serveDirect is serve's loop for DirectAccept (direct.go). With
+// DirectInline the accepting goroutine runs each connection's handler
+// itself: a handler that answers at once and returns costs no goroutine.
+// When the
+// connection has to wait (it moves to Go's netpoller, or is detached),
+// a new goroutine takes over accepting first and the old one stays with
+// the connection (handOff). serveDirect returns when the last accepting
+// goroutine has stopped.
 func (s *StreamServer) serveDirect(ln *net.TCPListener) error {
 	// A listener's own RawConn can't wait (its Read is EINVAL): accept on
 	// a duplicate of its descriptor, an *os.File in Go's netpoller, closed
@@ -40,19 +48,72 @@ func (s *StreamServer) serveDirect(ln *net.TCPListener) error {
 		case <-ended:
 		}
 	}()
-	local, _ := ln.Addr().(*net.TCPAddr)
-	if local != nil && local.IP.IsUnspecified() {
-		local = nil // each connection asks its socket (getsockname), when asked
+	l := &directLoop{s: s, ln: ln, raw: raw, done: make(chan struct{})}
+	l.local, _ = ln.Addr().(*net.TCPAddr)
+	if l.local != nil && l.local.IP.IsUnspecified() {
+		l.local = nil // each connection asks its socket (getsockname), when asked
 	}
+	l.acceptors.Add(1)
+	go l.run()
+	<-l.done
+	return l.err
+}
+
+// directLoop is the accept loop of one listener, run by one accepting
+// goroutine at a time (more, briefly, after a hand-off from a goroutine
+// that is not the accepting one).
+type directLoop struct {
+	s         *StreamServer
+	ln        *net.TCPListener
+	raw       syscall.RawConn
+	local     *net.TCPAddr
+	acceptors atomic.Int32
+	mu        sync.Mutex
+	err       error // why the loop stopped (the first to stop)
+	done      chan struct{}
+}
+
+// acceptor is one accepting goroutine's turn; gone is set when a
+// connection it serves inline handed accepting over (handOff).
+type acceptor struct {
+	l    *directLoop
+	gone atomic.Bool
+}
+
+// handOff starts a new accepting goroutine; the goroutine whose turn a
+// was stops accepting once its handler returns.
+func (a *acceptor) handOff() {
+	if a.gone.CompareAndSwap(false, true) {
+		a.l.acceptors.Add(1)
+		go a.l.run()
+	}
+}
+
+// exit ends an accepting goroutine; the last one reports err.
+func (l *directLoop) exit(err error) {
+	if err != nil {
+		l.mu.Lock()
+		if l.err == nil {
+			l.err = err
+		}
+		l.mu.Unlock()
+	}
+	if l.acceptors.Add(-1) == 0 {
+		close(l.done)
+	}
+}
+
+func (l *directLoop) run() {
+	s := l.s
 	var (
 		nfd  int
-		sa   = new(syscall.RawSockaddrAny)
+		sa   syscall.RawSockaddrAny
 		aerr error
 	)
 	accept := func(fd uintptr) bool {
 		for {
 			var e syscall.Errno
-			nfd, e = rawAccept4(int(fd), sa)
+			nfd, e = rawAccept4(int(fd), &sa)
 			aerr = nil
 			if e != 0 {
 				aerr = e
@@ -69,22 +130,43 @@ func (s *StreamServer) serveDirect(ln *net.TCPListener) error {
 	var delay time.Duration
 	for {
 		aerr = nil
-		err := raw.Read(accept)
+		err := l.raw.Read(accept)
 		if err == nil && aerr != nil {
-			err = &net.OpError{Op: "accept", Net: "tcp", Addr: ln.Addr(), Err: os.NewSyscallError("accept4", aerr)}
+			err = &net.OpError{Op: "accept", Net: "tcp", Addr: l.ln.Addr(), Err: os.NewSyscallError("accept4", aerr)}
 		}
 		if errors.Is(err, os.ErrClosed) {
 			err = net.ErrClosed
 		}
 		if err != nil {
-			if stop, serr := s.acceptFailed(ln, err, &delay); stop {
-				return serr
+			if stop, serr := s.acceptFailed(l.ln, err, &delay); stop {
+				l.exit(serr)
+				return
 			}
 			continue
 		}
 		delay = 0
-		d := &directConn{fd: nfd, local: local, remote: rawAddrPort(sa)}
-		s.admit(d, d.remote)
+		d := &directConn{fd: nfd, local: l.local, remote: rawAddrPort(&sa)}
+		var a *acceptor
+		if s.cfg.DirectInline {
+			a = &acceptor{l: l}
+			d.inline = a
+		}
+		c := s.admit(d, d.remote)
+		if c == nil {
+			continue
+		}
+		if a == nil {
+			go s.serveConn(c)
+			continue
+		}
+		s.serveConn(c)
+		d.mu.Lock()
+		d.inline = nil // parked and resumed later: no longer this goroutine's
+		d.mu.Unlock()
+		if a.gone.Load() {
+			l.exit(nil) // now a connection's goroutine, done with it
+			return
+		}
 	}
 }
 
@@ -163,6 +245,7 @@ type directConn struct {
 	remote  netip.AddrPort
 	local   *net.TCPAddr // the listener's address; nil: ask the socket
 	owner   *Conn        // its transport Conn: parking state to reset on a move
+	inline  *acceptor    // served by an accepting goroutine: hand accepting off before waiting
 }
 
 func (c *directConn) opErr(op string, err error) error {
@@ -301,6 +384,10 @@ func (c *directConn) moveLocked() error {
 		tcp.SetWriteDeadline(c.wdl)
 	}
 	c.tcp = tcp
+	if a := c.inline; a != nil {
+		c.inline = nil
+		a.handOff() // the caller is about to wait: someone else accepts
+	}
 	if o := c.owner; o != nil {
 		// The descriptor's number changed: a later Park registers the new
 		// one. (The old one's epoll entry, disarmed since the event that

@@ -91,16 +91,21 @@ func readRequest(c net.Conn) (string, error) {
 	return string(b), nil
 }
 
+// directCase is a connection served with DirectAccept: what the client
+// writes before the server accepts, the handler, the client's side, and
+// whether the connection should have moved to Go's netpoller.
+type directCase struct {
+	name      string
+	pre       string // written before the server starts accepting
+	serve     func(c *Conn) error
+	client    func(t *testing.T, c net.Conn)
+	wantMoved bool
+	wantErr   func(error) bool // nil: no error
+}
+
 func TestDirectConn(t *testing.T) {
 	big := bytes.Repeat([]byte("0123456789abcdef"), 1<<19) // 8 MiB
-	tests := []struct {
-		name      string
-		pre       string // written before the server starts accepting
-		serve     func(c *Conn) error
-		client    func(t *testing.T, c net.Conn)
-		wantMoved bool
-		wantErr   func(error) bool // nil: no error
-	}{
+	tests := []directCase{
 		{
 			name: "request there at once: one read, one write, no move",
 			pre:  "hello\n\n",
@@ -255,36 +260,43 @@ func TestDirectConn(t *testing.T) {
 			wantMoved: true,
 		},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			p := &directProbe{serve: tt.serve}
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			c := dialFrom(t, ln.Addr().String(), "")
-			if tt.pre != "" {
-				io.WriteString(c, tt.pre)
-				time.Sleep(20 * time.Millisecond) // in the socket before accept
-			}
-			s := NewStreamServer(StreamConfig{DirectAccept: true}, p)
-			s.Start(ln)
-			t.Cleanup(func() { s.Close() })
-			tt.client(t, c)
-			direct, moved, err := p.last(t)
-			if direct != canDirect {
-				t.Errorf("direct connection: %v, want %v", direct, canDirect)
-			}
-			if canDirect && moved != tt.wantMoved {
-				t.Errorf("moved to the netpoller: %v, want %v", moved, tt.wantMoved)
-			}
-			switch {
-			case tt.wantErr == nil && err != nil:
-				t.Errorf("handler: %v", err)
-			case tt.wantErr != nil && !tt.wantErr(err):
-				t.Errorf("handler: %v, not the error wanted", err)
-			}
-		})
+	for _, inline := range []bool{false, true} {
+		for _, tt := range tests {
+			t.Run(map[bool]string{false: "goroutine", true: "inline"}[inline]+"/"+tt.name, func(t *testing.T) {
+				testDirectConn(t, inline, tt)
+			})
+		}
+	}
+}
+
+// testDirectConn runs one case of TestDirectConn.
+func testDirectConn(t *testing.T, inline bool, tt directCase) {
+	p := &directProbe{serve: tt.serve}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := dialFrom(t, ln.Addr().String(), "")
+	if tt.pre != "" {
+		io.WriteString(c, tt.pre)
+		time.Sleep(20 * time.Millisecond) // in the socket before accept
+	}
+	s := NewStreamServer(StreamConfig{DirectAccept: true, DirectInline: inline}, p)
+	s.Start(ln)
+	t.Cleanup(func() { s.Close() })
+	tt.client(t, c)
+	direct, moved, err := p.last(t)
+	if direct != canDirect {
+		t.Errorf("direct connection: %v, want %v", direct, canDirect)
+	}
+	if canDirect && moved != tt.wantMoved {
+		t.Errorf("moved to the netpoller: %v, want %v", moved, tt.wantMoved)
+	}
+	switch {
+	case tt.wantErr == nil && err != nil:
+		t.Errorf("handler: %v", err)
+	case tt.wantErr != nil && !tt.wantErr(err):
+		t.Errorf("handler: %v, not the error wanted", err)
 	}
 }
 
@@ -331,7 +343,7 @@ func TestDirectManyConnects(t *testing.T) {
 	g := runtime.NumGoroutine()
 	ev := newEvents()
 	ev.ch = make(chan Event, 4*n)
-	s, addr := startStream(t, StreamConfig{DirectAccept: true, Observe: ev.observe}, HandlerFunc(func(_ context.Context, c *Conn) { echoOnce(c) }))
+	s, addr := startStream(t, StreamConfig{DirectAccept: true, DirectInline: true, Observe: ev.observe}, HandlerFunc(func(_ context.Context, c *Conn) { echoOnce(c) }))
 	var failed atomic.Int32
 	var wg sync.WaitGroup
 	for w := range 4 {
@@ -374,7 +386,7 @@ func TestDirectManyConnects(t *testing.T) {
 func TestDirectClientGoneMidRequest(t *testing.T) {
 	before := openFDs()
 	p := &directProbe{serve: echoOnce}
-	s, addr := startStream(t, StreamConfig{DirectAccept: true}, p)
+	s, addr := startStream(t, StreamConfig{DirectAccept: true, DirectInline: true}, p)
 	for _, how := range []string{"close", "reset"} {
 		c, err := net.Dial("tcp", addr)
 		if err != nil {
@@ -406,7 +418,7 @@ func TestDirectShutdownUnderLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := ln.Addr().String()
-	s := NewStreamServer(StreamConfig{DirectAccept: true}, HandlerFunc(func(_ context.Context, c *Conn) {
+	s := NewStreamServer(StreamConfig{DirectAccept: true, DirectInline: true}, HandlerFunc(func(_ context.Context, c *Conn) {
 		for c.SetIdle() {
 			c.SetReadDeadline(time.Now().Add(5 * time.Second))
 			if _, err := readRequest(c); err != nil {

@@ -137,6 +137,14 @@ type StreamConfig struct {
 	// (direct.go). Handlers see the same Conn. Elsewhere, and on wrapped
 	// listeners, it has no effect.
 	DirectAccept bool
+	// DirectInline (with DirectAccept): the accepting goroutine runs each
+	// new connection's handler itself, so a connection answered at once
+	// costs no goroutine; when the connection has to wait (its first read
+	// or write that would block, or Detach) another goroutine takes over
+	// accepting first. The handler must wait on nothing but its
+	// connection: a handler that sleeps or waits on a channel before
+	// touching the connection stalls accepting meanwhile.
+	DirectInline bool
 }
 
 // StreamServer accepts connections and runs a Handler for each. Create it
@@ -242,7 +250,9 @@ func (s *StreamServer) serveNet(ln net.Listener) error {
 			continue
 		}
 		delay = 0
-		s.admit(nc, remoteOf(nc))
+		if c := s.admit(nc, remoteOf(nc)); c != nil {
+			go s.serveConn(c)
+		}
 	}
 }
 
@@ -294,12 +304,13 @@ func remoteOf(nc net.Conn) netip.AddrPort {
 }
 
 // admit applies the access check and the limits to a new connection
-// from remote and starts its handler.
-func (s *StreamServer) admit(nc net.Conn, remote netip.AddrPort) {
+// from remote; it returns the Conn whose handler the caller must run
+// (serveConn), or nil when the connection was turned away.
+func (s *StreamServer) admit(nc net.Conn, remote netip.AddrPort) *Conn {
 	if s.cfg.Refuse != nil && s.cfg.Refuse(remote) {
 		nc.Close()
 		s.observe(Event{Kind: EventRefused, Remote: remote})
-		return
+		return nil
 	}
 	c := &Conn{Conn: nc, remote: remote, srv: s}
 	adopt(nc, c)
@@ -312,7 +323,7 @@ func (s *StreamServer) admit(nc net.Conn, remote netip.AddrPort) {
 	case s.stopped:
 		s.mu.Unlock()
 		nc.Close()
-		return
+		return nil
 	case c.perIP && s.perIP[ip] >= s.cfg.MaxConnsPerIP:
 		why = RejectPerIP
 	case s.cfg.MaxConns > 0 && s.slots >= s.cfg.MaxConns:
@@ -334,7 +345,7 @@ func (s *StreamServer) admit(nc net.Conn, remote netip.AddrPort) {
 		}
 		nc.Close()
 		s.observe(Event{Kind: EventRejected, Remote: remote, Reason: why})
-		return
+		return nil
 	}
 	c.slot = true
 	s.slots++
@@ -355,7 +366,7 @@ func (s *StreamServer) admit(nc net.Conn, remote netip.AddrPort) {
 		s.observe(Event{Kind: EventClosed, Remote: victim.remote})
 	}
 	s.observe(Event{Kind: EventAccepted, Remote: remote})
-	go s.serveConn(c)
+	return c
 }
 
 // oldestIdleLocked returns the tracked connection idle the longest, or nil.

@@ -363,6 +363,9 @@ func (s *Server) Start(ctx context.Context) error {
 			// Connection: close request costs four of them
 			// (transport/direct.go).
 			DirectAccept: true,
+			// and each new connection served on the accepting goroutine
+			// (the fast path waits on nothing but its connection).
+			DirectInline: true,
 			OnPanic: func(c net.Conn, _ any) {
 				s.m.panics.Inc()
 				io.WriteString(c, "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
