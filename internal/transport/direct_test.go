@@ -103,20 +103,24 @@ type directCase struct {
 	wantErr   func(error) bool // nil: no error
 }
 
+// answerGot reads a request (within 5 s) and answers "got REQUEST".
+func answerGot(c *Conn) error {
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	req, err := readRequest(c)
+	if err != nil {
+		return err
+	}
+	_, err = io.WriteString(c, "got "+strings.TrimSpace(req)+"\n")
+	return err
+}
+
 func TestDirectConn(t *testing.T) {
 	big := bytes.Repeat([]byte("0123456789abcdef"), 1<<19) // 8 MiB
 	tests := []directCase{
 		{
 			name: "request there at once: one read, one write, no move",
 			pre:  "hello\n\n",
-			serve: func(c *Conn) error {
-				req, err := readRequest(c)
-				if err != nil {
-					return err
-				}
-				_, err = io.WriteString(c, "got "+strings.TrimSpace(req)+"\n")
-				return err
-			},
+			serve: answerGot,
 			client: func(t *testing.T, c net.Conn) {
 				if got, err := readLine(t, c); got != "got hello" || err != nil {
 					t.Errorf("reply %q, %v", got, err)
@@ -126,15 +130,7 @@ func TestDirectConn(t *testing.T) {
 		},
 		{
 			name: "a slow client: the read moves to the netpoller and waits",
-			serve: func(c *Conn) error {
-				c.SetReadDeadline(time.Now().Add(5 * time.Second))
-				req, err := readRequest(c)
-				if err != nil {
-					return err
-				}
-				_, err = io.WriteString(c, "got "+strings.TrimSpace(req)+"\n")
-				return err
-			},
+			serve: answerGot,
 			client: func(t *testing.T, c net.Conn) {
 				time.Sleep(100 * time.Millisecond)
 				io.WriteString(c, "hel")
