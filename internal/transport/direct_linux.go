@@ -81,11 +81,15 @@ type acceptor struct {
 }
 
 // handOff starts a new accepting goroutine; the goroutine whose turn a
-// was stops accepting once its handler returns.
+// was stops accepting once its handler returns, and counts as a
+// connection's goroutine from now on (so Shutdown, which waits for the
+// accepting goroutines before closing idle connections, does not wait
+// for it).
 func (a *acceptor) handOff() {
 	if a.gone.CompareAndSwap(false, true) {
 		a.l.acceptors.Add(1)
 		go a.l.run()
+		a.l.exit(nil)
 	}
 }
 
@@ -164,8 +168,7 @@ func (l *directLoop) run() {
 		d.inline = nil // parked and resumed later: no longer this goroutine's
 		d.mu.Unlock()
 		if a.gone.Load() {
-			l.exit(nil) // now a connection's goroutine, done with it
-			return
+			return // a connection's goroutine since handOff, done with it
 		}
 	}
 }

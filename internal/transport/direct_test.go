@@ -118,8 +118,8 @@ func TestDirectConn(t *testing.T) {
 	big := bytes.Repeat([]byte("0123456789abcdef"), 1<<19) // 8 MiB
 	tests := []directCase{
 		{
-			name: "request there at once: one read, one write, no move",
-			pre:  "hello\n\n",
+			name:  "request there at once: one read, one write, no move",
+			pre:   "hello\n\n",
 			serve: answerGot,
 			client: func(t *testing.T, c net.Conn) {
 				if got, err := readLine(t, c); got != "got hello" || err != nil {
@@ -129,7 +129,7 @@ func TestDirectConn(t *testing.T) {
 			},
 		},
 		{
-			name: "a slow client: the read moves to the netpoller and waits",
+			name:  "a slow client: the read moves to the netpoller and waits",
 			serve: answerGot,
 			client: func(t *testing.T, c net.Conn) {
 				time.Sleep(100 * time.Millisecond)
@@ -477,4 +477,22 @@ func TestDirectShutdownUnderLoad(t *testing.T) {
 		t.Error("still accepting after Shutdown")
 	}
 	waitFDs(t, before)
+}
+
+// TestDirectInlineShutdownIdle: a keep-alive connection whose handler
+// took over from the accepting goroutine (it waits for its next
+// request) is closed by Shutdown, which returns at once.
+func TestDirectInlineShutdownIdle(t *testing.T) {
+	s, addr := startStream(t, StreamConfig{DirectAccept: true, DirectInline: true}, newLineServer())
+	c := dialFrom(t, addr, "")
+	if got := roundTrip(t, c, "a"); got != "A" {
+		t.Fatalf("got %q", got)
+	}
+	time.Sleep(50 * time.Millisecond) // the handler waits for the next line
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := s.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	closedByServer(t, c, time.Second)
 }
