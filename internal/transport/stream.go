@@ -137,6 +137,20 @@ type StreamConfig struct {
 	// it wakes it is a net.Conn again (net.FileConn), which costs a few
 	// system calls. 0: never. Ignored with DropIdleWhenFull.
 	ParkBareAfter time.Duration
+	// DirectAccept (Linux, *net.TCPListener): accept with accept4 on the
+	// listener's descriptor and serve each connection with direct system
+	// calls until one would block; it then moves to Go's netpoller
+	// (direct.go). Handlers see the same Conn. Elsewhere, and on wrapped
+	// listeners, it has no effect.
+	DirectAccept bool
+	// DirectInline (with DirectAccept): the accepting goroutine runs each
+	// new connection's handler itself, so a connection answered at once
+	// costs no goroutine; when the connection has to wait (its first read
+	// or write that would block, or Detach) another goroutine takes over
+	// accepting first. The handler must wait on nothing but its
+	// connection: a handler that sleeps or waits on a channel before
+	// touching the connection stalls accepting meanwhile.
+	DirectInline bool
 }
 
 // StreamServer accepts connections and runs a Handler for each. Create it
@@ -224,34 +238,54 @@ func (s *StreamServer) serve(ln net.Listener) error {
 		s.mu.Unlock()
 		ln.Close()
 	}()
+	if tl, ok := ln.(*net.TCPListener); ok && s.cfg.DirectAccept && canDirect {
+		return s.serveDirect(tl)
+	}
+	return s.serveNet(ln)
+}
+
+// serveNet is the portable accept loop.
+func (s *StreamServer) serveNet(ln net.Listener) error {
 	var delay time.Duration
 	for {
 		nc, err := ln.Accept()
 		if err != nil {
-			if s.closing.Load() {
-				return ErrServerClosed
-			}
-			if errors.Is(err, net.ErrClosed) {
-				return fmt.Errorf("transport: accept: %w", err)
-			}
-			if delay == 0 {
-				delay = minAcceptDelay
-			} else {
-				delay = min(2*delay, maxAcceptDelay)
-			}
-			s.observe(Event{Kind: EventAcceptError, Err: err})
-			s.log.Warn("transport: accept failed", "addr", ln.Addr().String(), "err", err, "retry_in", delay)
-			t := time.NewTimer(delay)
-			select {
-			case <-t.C:
-			case <-s.stop:
-				t.Stop()
-				return ErrServerClosed
+			if stop, serr := s.acceptFailed(ln, err, &delay); stop {
+				return serr
 			}
 			continue
 		}
 		delay = 0
-		s.admit(nc)
+		if c := s.admit(nc, remoteOf(nc)); c != nil {
+			go s.serveConn(c)
+		}
+	}
+}
+
+// acceptFailed handles an accept error: stop reports whether the loop
+// ends (with err), else it waited out the back-off (delay, 5 ms doubling
+// to 1 s).
+func (s *StreamServer) acceptFailed(ln net.Listener, err error, delay *time.Duration) (stop bool, _ error) {
+	if s.closing.Load() {
+		return true, ErrServerClosed
+	}
+	if errors.Is(err, net.ErrClosed) {
+		return true, fmt.Errorf("transport: accept: %w", err)
+	}
+	if *delay == 0 {
+		*delay = minAcceptDelay
+	} else {
+		*delay = min(2**delay, maxAcceptDelay)
+	}
+	s.observe(Event{Kind: EventAcceptError, Err: err})
+	s.log.Warn("transport: accept failed", "addr", ln.Addr().String(), "err", err, "retry_in", *delay)
+	t := time.NewTimer(*delay)
+	select {
+	case <-t.C:
+		return false, nil
+	case <-s.stop:
+		t.Stop()
+		return true, ErrServerClosed
 	}
 }
 
@@ -275,16 +309,17 @@ func remoteOf(nc net.Conn) netip.AddrPort {
 	}
 }
 
-// admit applies the access check and the limits to a new connection and
-// starts its handler.
-func (s *StreamServer) admit(nc net.Conn) {
-	remote := remoteOf(nc)
+// admit applies the access check and the limits to a new connection
+// from remote; it returns the Conn whose handler the caller must run
+// (serveConn), or nil when the connection was turned away.
+func (s *StreamServer) admit(nc net.Conn, remote netip.AddrPort) *Conn {
 	if s.cfg.Refuse != nil && s.cfg.Refuse(remote) {
 		nc.Close()
 		s.observe(Event{Kind: EventRefused, Remote: remote})
-		return
+		return nil
 	}
 	c := &Conn{Conn: nc, remote: remote, srv: s}
+	adopt(nc, c)
 	ip := remote.Addr()
 	c.perIP = s.cfg.MaxConnsPerIP > 0 && ip.IsValid() && (s.cfg.PerIPExempt == nil || !s.cfg.PerIPExempt(ip))
 	var victim *Conn
@@ -294,7 +329,7 @@ func (s *StreamServer) admit(nc net.Conn) {
 	case s.stopped:
 		s.mu.Unlock()
 		nc.Close()
-		return
+		return nil
 	case c.perIP && s.perIP[ip] >= s.cfg.MaxConnsPerIP:
 		why = RejectPerIP
 	case s.cfg.MaxConns > 0 && s.slots >= s.cfg.MaxConns:
@@ -316,7 +351,7 @@ func (s *StreamServer) admit(nc net.Conn) {
 		}
 		nc.Close()
 		s.observe(Event{Kind: EventRejected, Remote: remote, Reason: why})
-		return
+		return nil
 	}
 	c.slot = true
 	s.slots++
@@ -337,7 +372,7 @@ func (s *StreamServer) admit(nc net.Conn) {
 		s.observe(Event{Kind: EventClosed, Remote: victim.remote})
 	}
 	s.observe(Event{Kind: EventAccepted, Remote: remote})
-	go s.serveConn(c)
+	return c
 }
 
 // oldestIdleLocked returns the tracked connection idle the longest, or nil.
@@ -579,14 +614,15 @@ func (c *Conn) ShuttingDown() bool { return c.srv.closing.Load() }
 // owner must close it. It keeps its slot (towards MaxConns and
 // MaxConnsPerIP) until release is called; release is safe to call more
 // than once. Use it to hand a connection to another server (net/http
-// through a Handoff).
+// through a Handoff). A DirectAccept connection moves to Go's netpoller
+// first, so nc is a *net.TCPConn.
 func (c *Conn) Detach() (nc net.Conn, release func()) {
 	s := c.srv
 	s.mu.Lock()
 	c.detached = true
 	delete(s.conns, c)
 	s.mu.Unlock()
-	return c.Conn, sync.OnceFunc(func() {
+	return movedConn(c.Conn), sync.OnceFunc(func() {
 		s.mu.Lock()
 		released := s.releaseLocked(c)
 		s.mu.Unlock()

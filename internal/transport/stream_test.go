@@ -144,6 +144,9 @@ func startStream(t *testing.T, cfg StreamConfig, h Handler) (*StreamServer, stri
 	if err != nil {
 		t.Fatal(err)
 	}
+	if strings.HasPrefix(t.Name(), directSuite+"/") {
+		cfg.DirectAccept = true // TestStreamDirect runs these tests again
+	}
 	s := NewStreamServer(cfg, h)
 	if err := s.Start(ln); err != nil {
 		t.Fatal(err)

@@ -366,6 +366,13 @@ func (s *Server) Start(ctx context.Context) error {
 			// the server's epoll instead of a goroutine each.
 			ParkIdleAbove: parkIdleAbove,
 			ParkBareAfter: parkBareAfter,
+			// accept4 and plain system calls until one would block: a
+			// Connection: close request costs four of them
+			// (transport/direct.go).
+			DirectAccept: true,
+			// and each new connection served on the accepting goroutine
+			// (the fast path waits on nothing but its connection).
+			DirectInline: true,
 			OnPanic: func(c net.Conn, _ any) {
 				s.m.panics.Inc()
 				io.WriteString(c, "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
