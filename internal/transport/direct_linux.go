@@ -59,6 +59,24 @@ func (s *StreamServer) serveDirect(ln *net.TCPListener) error {
 	return l.err
 }
 
+// deferAccept sets TCP_DEFER_ACCEPT on the listener: the kernel wakes
+// accept only once a connection's first bytes arrived, or after d
+// (whole seconds, at least one).
+func deferAccept(ln *net.TCPListener, d time.Duration) error {
+	raw, err := ln.SyscallConn()
+	if err != nil {
+		return err
+	}
+	secs := int((d + time.Second - 1) / time.Second)
+	var serr error
+	if err := raw.Control(func(fd uintptr) {
+		serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_DEFER_ACCEPT, secs)
+	}); err != nil {
+		return err
+	}
+	return os.NewSyscallError("setsockopt", serr)
+}
+
 // directLoop is the accept loop of one listener, run by one accepting
 // goroutine at a time (more, briefly, after a hand-off from a goroutine
 // that is not the accepting one).

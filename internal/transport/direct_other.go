@@ -2,7 +2,10 @@
 
 package transport
 
-import "net"
+import (
+	"net"
+	"time"
+)
 
 const canDirect = false
 
@@ -19,3 +22,6 @@ func movedConn(nc net.Conn) net.Conn { return nc }
 
 // directMoved is never asked here.
 func directMoved(*directConn) bool { return false }
+
+// deferAccept does nothing here (TCP_DEFER_ACCEPT is Linux's).
+func deferAccept(*net.TCPListener, time.Duration) error { return nil }

@@ -151,6 +151,14 @@ type StreamConfig struct {
 	// connection: a handler that sleeps or waits on a channel before
 	// touching the connection stalls accepting meanwhile.
 	DirectInline bool
+	// DeferAccept (Linux, *net.TCPListener): the kernel completes an
+	// accept only once the client's first bytes have arrived (or after
+	// about this long, rounded up to whole seconds): TCP_DEFER_ACCEPT,
+	// nginx's "listen ... deferred". For protocols whose client speaks
+	// first (HTTP): a new connection then has its request to read at once
+	// instead of waiting for it in the poller. A client that waits for the
+	// server to speak first is accepted only after the delay. 0: off.
+	DeferAccept time.Duration
 }
 
 // StreamServer accepts connections and runs a Handler for each. Create it
@@ -238,7 +246,13 @@ func (s *StreamServer) serve(ln net.Listener) error {
 		s.mu.Unlock()
 		ln.Close()
 	}()
-	if tl, ok := ln.(*net.TCPListener); ok && s.cfg.DirectAccept && canDirect {
+	tl, isTCP := ln.(*net.TCPListener)
+	if isTCP && s.cfg.DeferAccept > 0 {
+		if err := deferAccept(tl, s.cfg.DeferAccept); err != nil {
+			s.log.Warn("transport: TCP_DEFER_ACCEPT not set", "addr", ln.Addr().String(), "err", err)
+		}
+	}
+	if isTCP && s.cfg.DirectAccept && canDirect {
 		return s.serveDirect(tl)
 	}
 	return s.serveNet(ln)

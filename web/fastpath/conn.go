@@ -142,6 +142,7 @@ type conn struct {
 	rn              int
 	rerr, werr      error
 	wb              []byte
+	fin             bool // the batch being written is the last (sysWriteLast)
 	preface         bool // Preface has not decided yet
 	gone            bool // handed over: no longer ours
 	fresh           bool // nothing read yet
@@ -304,7 +305,13 @@ func (c *conn) readReady(fd uintptr) bool {
 // false to wait in the poller when the socket's buffer is full.
 func (c *conn) writeReady(fd uintptr) bool {
 	for len(c.wb) > 0 {
-		n, errno := sysWrite(fd, c.wb)
+		var n int
+		var errno syscall.Errno
+		if c.fin {
+			n, errno = sysWriteLast(fd, c.wb)
+		} else {
+			n, errno = sysWrite(fd, c.wb)
+		}
 		switch errno {
 		case 0:
 			c.wb = c.wb[n:]
@@ -382,7 +389,7 @@ func (c *conn) serve() bool {
 		for end > 0 {
 			head := st.buf[st.r : st.r+end]
 			if end > cfg.MaxHeaderBytes || !Parse(head, &st.req) || !c.s.h.ServeFast(&st.req, w) {
-				if !c.flush() {
+				if !c.flush(false) {
 					return true
 				}
 				return c.giveUp(false)
@@ -396,15 +403,15 @@ func (c *conn) serve() bool {
 			}
 			end, _ = ScanHead(st.buf[st.r:st.w])
 		}
-		if !c.flush() || w.close || tc.ShuttingDown() {
+		if !c.flush(w.close) || w.close || tc.ShuttingDown() {
 			return true
 		}
 		c.hdrDeadline = time.Time{}
 	}
 }
 
-// flush writes the batch.
-func (c *conn) flush() bool {
+// flush writes the batch; last says the connection is closed right after.
+func (c *conn) flush(last bool) bool {
 	w := &c.st.wr
 	if len(w.B) == 0 && len(w.segs) == 0 {
 		return true
@@ -415,7 +422,9 @@ func (c *conn) flush() bool {
 	}
 	var err error
 	if len(w.segs) == 0 {
+		c.fin = last
 		err = c.write(w.B)
+		c.fin = false
 	} else {
 		iov, prev := w.iov[:0], 0
 		for _, s := range w.segs {

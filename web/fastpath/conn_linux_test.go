@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/applayer/applayer/internal/testkit"
 )
@@ -52,5 +55,53 @@ func TestParkedConnsWokenAndServed(t *testing.T) {
 				t.Errorf("handler ran %d times for three quick requests, want 1", n)
 			}
 		})
+	}
+}
+
+// TestWriteLastRidesWithFIN: sysWriteLast holds a connection's last
+// bytes back (MSG_MORE: no segment leaves at the call, where sysWrite
+// sends one at once) and the close sends them, FIN included: the peer
+// reads them all, then the end.
+func TestWriteLastRidesWithFIN(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client := dial(t, ln.Addr().String())
+	sc, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := sc.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	segsOut := func() (n uint32) {
+		raw.Control(func(fd uintptr) {
+			if ti, err := unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO); err == nil {
+				n = ti.Segs_out
+			}
+		})
+		return n
+	}
+	var sent []uint32
+	for _, f := range []func(uintptr, []byte) (int, syscall.Errno){sysWrite, sysWriteLast} {
+		before := segsOut()
+		raw.Control(func(fd uintptr) {
+			if n, e := f(fd, []byte("0123456789")); n != 10 || e != 0 {
+				t.Errorf("wrote %d, %v", n, e)
+			}
+		})
+		sent = append(sent, segsOut()-before)
+	}
+	if sent[0] != 1 || sent[1] != 0 {
+		t.Errorf("segments sent by the call: sysWrite %d (want 1), sysWriteLast %d (want 0: held for the FIN)", sent[0], sent[1])
+	}
+	sc.Close()
+	client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got, err := io.ReadAll(client)
+	if string(got) != "01234567890123456789" || err != nil {
+		t.Errorf("client read %q, %v; want both writes, then the end", got, err)
 	}
 }

@@ -9,5 +9,6 @@ import "syscall"
 // waits).
 const canRaw = false
 
-func sysRead(uintptr, []byte) (int, syscall.Errno)  { return 0, syscall.EINVAL }
-func sysWrite(uintptr, []byte) (int, syscall.Errno) { return 0, syscall.EINVAL }
+func sysRead(uintptr, []byte) (int, syscall.Errno)      { return 0, syscall.EINVAL }
+func sysWrite(uintptr, []byte) (int, syscall.Errno)     { return 0, syscall.EINVAL }
+func sysWriteLast(uintptr, []byte) (int, syscall.Errno) { return 0, syscall.EINVAL }

@@ -20,6 +20,9 @@ func sysWrite(fd uintptr, b []byte) (int, syscall.Errno) {
 	return max(n, 0), errnoOf(err)
 }
 
+// sysWriteLast is sysWrite (MSG_MORE is Linux's).
+func sysWriteLast(fd uintptr, b []byte) (int, syscall.Errno) { return sysWrite(fd, b) }
+
 func errnoOf(err error) syscall.Errno {
 	if err == nil {
 		return 0

@@ -373,6 +373,10 @@ func (s *Server) Start(ctx context.Context) error {
 			// and each new connection served on the accepting goroutine
 			// (the fast path waits on nothing but its connection).
 			DirectInline: true,
+			// The kernel hands a connection over once its request has
+			// arrived (nginx's "listen ... deferred"): the first read
+			// finds it instead of waiting in the poller.
+			DeferAccept: time.Second,
 			OnPanic: func(c net.Conn, _ any) {
 				s.m.panics.Inc()
 				io.WriteString(c, "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
@@ -382,10 +386,10 @@ func (s *Server) Start(ctx context.Context) error {
 				case transport.EventAccepted:
 					s.m.conns.Inc()
 					s.m.open.Inc()
-					s.traceConnAddrs(e.Remote.String(), local, trace.ConnOpen, "TCP connection opened")
+					s.traceRemote(e.Remote, local, trace.ConnOpen, "TCP connection opened")
 				case transport.EventClosed:
 					s.m.open.Dec()
-					s.traceConnAddrs(e.Remote.String(), local, trace.ConnClose, "TCP connection closed")
+					s.traceRemote(e.Remote, local, trace.ConnClose, "TCP connection closed")
 				}
 			},
 		}, fastpath.New(fc, fastHandler{s}))

@@ -3,6 +3,7 @@ package server
 import (
 	"crypto/tls"
 	"net"
+	"net/netip"
 	"strings"
 
 	"github.com/applayer/applayer/internal/trace"
@@ -15,6 +16,15 @@ func (s *Server) traceConn(c net.Conn, typ, summary string) {
 		return
 	}
 	s.traceConnAddrs(c.RemoteAddr().String(), c.LocalAddr().String(), typ, summary)
+}
+
+// traceRemote is traceConnAddrs for a client's address: formatted only
+// when tracing is on (the fast path's accept and close events come once
+// per connection).
+func (s *Server) traceRemote(from netip.AddrPort, to, typ, summary string) {
+	if s.deps.Trace.Enabled() {
+		s.traceConnAddrs(from.String(), to, typ, summary)
+	}
 }
 
 // traceConnAddrs publishes a connection's opening or closing, from the
