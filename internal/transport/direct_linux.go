@@ -439,6 +439,13 @@ func adopt(nc net.Conn, c *Conn) {
 	}
 }
 
+// unmovedDirect reports whether nc is a direct connection that has not
+// moved to Go's netpoller.
+func unmovedDirect(nc net.Conn) bool {
+	d, ok := nc.(*directConn)
+	return ok && !directMoved(d)
+}
+
 // movedConn returns nc moved to Go's netpoller when it is a directConn.
 func movedConn(nc net.Conn) net.Conn {
 	if d, ok := nc.(*directConn); ok {

@@ -17,6 +17,9 @@ type directConn struct{ net.Conn }
 // adopt does nothing here (no direct connections).
 func adopt(net.Conn, *Conn) {}
 
+// unmovedDirect is false here (no direct connections).
+func unmovedDirect(net.Conn) bool { return false }
+
 // movedConn returns nc itself (no direct connections here).
 func movedConn(nc net.Conn) net.Conn { return nc }
 

@@ -53,6 +53,17 @@ func (c *Conn) Parkable() bool {
 	return many && c.fd() >= 0
 }
 
+// ParkAtOnce reports whether a handler whose connection has to wait for
+// its next request should park it without waiting in its goroutine
+// first: the connection is a direct one still outside Go's netpoller
+// (DirectAccept), which waiting would move into it (a dozen system calls
+// and a net.Conn with its poll descriptor), and it has not been parked
+// before. Parking it costs one epoll registration, and parked it holds
+// no more than a bare connection. A connection woken from parking waits
+// in its goroutine first next time (a busy keep-alive connection parked
+// after every request would pay a wake-up per request).
+func (c *Conn) ParkAtOnce() bool { return !c.woken && unmovedDirect(c.Conn) }
+
 // closeParkedLocked closes a connection taken from the poller (its park
 // state already swapped to unparked) and returns whether it still held
 // its slot (the caller then reports EventClosed).

@@ -27,8 +27,9 @@ type poller struct {
 	// the entry was made for (a connection parked again has a newer
 	// entry; the old one is stale).
 	light []lightEntry
-	// shedSince counts the connections made bare since memory was last
-	// returned to the OS (lastFree); freeing is set while that runs.
+	// shedSince counts the connections made bare (or parked direct,
+	// never having held a net.Conn) since memory was last returned to
+	// the OS (lastFree; both under mu); freeing is set while that runs.
 	shedSince int
 	lastFree  time.Time
 	freeing   atomic.Bool
@@ -106,8 +107,16 @@ func (s *StreamServer) parkLocked(c *Conn) bool {
 	}
 	c.pollAdded = true
 	if c.Conn != nil && s.cfg.ParkBareAfter > 0 && !s.cfg.DropIdleWhenFull {
-		c.parkedAt = time.Now().UnixNano()
-		p.light = append(p.light, lightEntry{c, c.parkedAt})
+		if unmovedDirect(c.Conn) {
+			// As light as a bare connection already; what it left behind
+			// (its handler's state) is returned with the bare ones'.
+			if !c.woken {
+				p.shedSince++
+			}
+		} else {
+			c.parkedAt = time.Now().UnixNano()
+			p.light = append(p.light, lightEntry{c, c.parkedAt})
+		}
 	}
 	return true
 }
@@ -147,13 +156,16 @@ func (p *poller) shed(s *StreamServer, now time.Time) {
 			s.observe(Event{Kind: EventClosed, Remote: c.remote})
 		}
 	}
-	p.shedSince += len(take)
 	p.mu.Lock()
+	p.shedSince += len(take)
 	settled := len(p.light) == 0 // a burst of connections has all gone bare
-	p.mu.Unlock()
-	if (p.shedSince >= freeAfterShed || settled && p.shedSince >= freeAfterBurst) &&
-		now.Sub(p.lastFree) >= freeEvery && p.freeing.CompareAndSwap(false, true) {
+	free := (p.shedSince >= freeAfterShed || settled && p.shedSince >= freeAfterBurst) &&
+		now.Sub(p.lastFree) >= freeEvery && p.freeing.CompareAndSwap(false, true)
+	if free {
 		p.shedSince, p.lastFree = 0, now
+	}
+	p.mu.Unlock()
+	if free {
 		go func() {
 			defer p.freeing.Store(false)
 			debug.FreeOSMemory()

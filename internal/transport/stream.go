@@ -221,7 +221,14 @@ func (s *StreamServer) Serve(ln net.Listener) error {
 	return s.serve(ln)
 }
 
+// addListener takes ln (false after Shutdown or Close: ln is closed) and
+// sets its socket options.
 func (s *StreamServer) addListener(ln net.Listener) bool {
+	if tl, ok := ln.(*net.TCPListener); ok && s.cfg.DeferAccept > 0 {
+		if err := deferAccept(tl, s.cfg.DeferAccept); err != nil {
+			s.log.Warn("transport: TCP_DEFER_ACCEPT not set", "addr", ln.Addr().String(), "err", err)
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.stopped {
@@ -246,13 +253,7 @@ func (s *StreamServer) serve(ln net.Listener) error {
 		s.mu.Unlock()
 		ln.Close()
 	}()
-	tl, isTCP := ln.(*net.TCPListener)
-	if isTCP && s.cfg.DeferAccept > 0 {
-		if err := deferAccept(tl, s.cfg.DeferAccept); err != nil {
-			s.log.Warn("transport: TCP_DEFER_ACCEPT not set", "addr", ln.Addr().String(), "err", err)
-		}
-	}
-	if isTCP && s.cfg.DirectAccept && canDirect {
+	if tl, ok := ln.(*net.TCPListener); ok && s.cfg.DirectAccept && canDirect {
 		return s.serveDirect(tl)
 	}
 	return s.serveNet(ln)
@@ -518,6 +519,7 @@ func (s *StreamServer) resume(c *Conn) {
 		}
 		return
 	}
+	c.woken = true
 	s.handlers.Add(1)
 	s.mu.Unlock()
 	go s.serveConn(c)
@@ -584,6 +586,7 @@ type Conn struct {
 	pollAdded    bool
 	sysfd        int   // the descriptor + 1, once looked up
 	parkedAt     int64 // unix nanoseconds, when last parked
+	woken        bool  // resumed from parking at least once
 	// A bare parked connection (ParkBareAfter) has a nil Conn and sysfd
 	// its own descriptor; Conn, sysfd and pollAdded change only under
 	// srv.mu while the connection is not parked.

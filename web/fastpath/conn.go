@@ -493,6 +493,12 @@ func (c *conn) readHead() (end int, ok bool) {
 			// come); one whose next request comes within parkWait keeps
 			// its goroutine (parking and waking cost more than the wait).
 			idle := c.rdl
+			if c.tc.ParkAtOnce() && c.tc.Park(idle) {
+				// Not yet in Go's netpoller, never parked: waiting would
+				// move it there, parking costs less.
+				c.gone = true
+				return 0, false
+			}
 			c.tc.SetReadDeadline(time.Now().Add(parkWait))
 			c.rdl = time.Time{} // the idle deadline is set again before the next wait
 			n, err = c.read()
