@@ -245,7 +245,11 @@ func TestSeedingUnchokesByUploadRate(t *testing.T) {
 func TestSeedingRoundRobin(t *testing.T) {
 	// Nine interested peers; peer 0 takes ten times what the others take
 	// in a round (it has more requests waiting).
+	var turns []int       // the peers in the order their slots began
+	var waits map[int]int // the longest a peer was choked in a row
 	run := func(roundRobin bool) (unchoked map[int]int, longest map[int]int) {
+		turns, waits = nil, map[int]int{}
+		choked := map[int]int{}
 		c := NewChoker(rand.New(rand.NewPCG(9, 9)))
 		c.RoundRobin, c.Quota = roundRobin, 1000
 		clock := testkit.NewClock(t0)
@@ -262,8 +266,15 @@ func TestSeedingRoundRobin(t *testing.T) {
 				p := &ps[i]
 				if d.Unchoked[p.ID] && !p.Unchoked {
 					p.UnchokedAt, p.SinceUnchoke = now, 0
+					turns = append(turns, p.ID)
 				}
 				p.Unchoked, p.UpRate = d.Unchoked[p.ID], 0
+				if p.Unchoked {
+					choked[p.ID] = 0
+				} else {
+					choked[p.ID]++
+					waits[p.ID] = max(waits[p.ID], choked[p.ID])
+				}
 				if p.Unchoked {
 					got := int64(500)
 					if p.ID == 0 {
@@ -299,6 +310,15 @@ func TestSeedingRoundRobin(t *testing.T) {
 		// optimistic unchoke ran into it), then rotates.
 		if longest[id] > 12 {
 			t.Errorf("round robin: peer %d kept its slot %d rounds in a row (%v)", id, longest[id], longest)
+		}
+	}
+	// In turn: the optimistic slot too goes to the peer that has waited
+	// longest, and a turn is not cut short for the optimistic peer, so
+	// with 9 peers and 5 slots of about 6 rounds no peer waits more than
+	// one slot's length (at random, one waited 12 rounds).
+	for id, w := range waits {
+		if w > 6 {
+			t.Errorf("round robin: peer %d waited %d rounds in a row for a slot, want at most 6 (turns %v)", id, w, turns)
 		}
 	}
 	if unchoked, _ := run(false); unchoked[0] != 60 {

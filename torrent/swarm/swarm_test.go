@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/applayer/applayer/internal/config"
 	"github.com/applayer/applayer/internal/service"
 	"github.com/applayer/applayer/internal/testkit"
 	"github.com/applayer/applayer/internal/trace"
@@ -381,5 +382,31 @@ func TestSuperSeed(t *testing.T) {
 			t.Errorf("%+v: spreading", cfg)
 		}
 		c.mu.Unlock()
+	}
+}
+
+// TestChokeRoundsOnTime: the choker runs every ChokeInterval, not in whole
+// ticks of the client's one-second housekeeping (a 1 s interval counted in
+// ticks came every 1-2 s, which stretched the lab's scaled rounds).
+func TestChokeRoundsOnTime(t *testing.T) {
+	f := newFixture(t, 64<<10, 16<<10)
+	bus := trace.NewBus(nil)
+	var mu sync.Mutex
+	var rounds []time.Time
+	cancel := bus.Subscribe(trace.SinkFunc(func(e trace.Event) {
+		if e.Proto == "bittorrent/choke" && strings.HasPrefix(e.Summary, "unchoke [") {
+			mu.Lock()
+			rounds = append(rounds, time.Now())
+			mu.Unlock()
+		}
+	}))
+	defer cancel()
+	f.client("seed", 2, Config{Dir: filepath.Join(f.dir, "seed"), Seed: true, ChokeInterval: config.Duration(200 * time.Millisecond)}, bus)
+	time.Sleep(2100 * time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	// Ten rounds in 2 s; a loaded machine may drop a few ticks.
+	if len(rounds) < 7 || len(rounds) > 12 {
+		t.Errorf("%d choke rounds in 2.1 s at a 200 ms interval, want about 10", len(rounds))
 	}
 }
