@@ -360,3 +360,30 @@ func TestMeterAndBucket(t *testing.T) {
 		t.Errorf("unlimited bucket waited %v", w)
 	}
 }
+
+// TestChokeRates: the choker ranks by the rates over the last two choke
+// rounds (BitTorrent's 20 s at 10 s rounds), whatever the interval: a peer
+// that stopped sending two rounds ago ranks at zero, where the 20-second
+// display meter still counts it.
+func TestChokeRates(t *testing.T) {
+	p := &peerConn{connected: t0}
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	p.down.Add(at(500), 1000)
+	p.up.Add(at(500), 500)
+	if d, u := p.chokeRates(at(1000)); d != 1000 || u != 500 {
+		t.Errorf("first round: rates %v, %v; want 1000, 500 (since it connected)", d, u)
+	}
+	p.markRoundLocked(at(1000))
+	p.down.Add(at(1500), 3000)
+	p.markRoundLocked(at(2000))
+	if d, _ := p.chokeRates(at(3000)); d != 1500 {
+		t.Errorf("two rounds: rate %v, want 1500 (3000 bytes in 2 s)", d)
+	}
+	p.markRoundLocked(at(3000))
+	if d, _ := p.chokeRates(at(4000)); d != 0 {
+		t.Errorf("nothing for two rounds: rate %v, want 0", d)
+	}
+	if r := p.down.Rate(at(4000)); r == 0 {
+		t.Error("the display meter forgot too soon")
+	}
+}

@@ -12,9 +12,10 @@ type ChokePeer struct {
 	ID int
 	// Interested is whether the peer wants pieces from us.
 	Interested bool
-	// DownRate is the rate the peer uploads to us (bytes/s, last 20 s).
+	// DownRate is the rate the peer uploads to us (bytes/s, over the
+	// last two choke rounds: 20 s at the default interval).
 	DownRate float64
-	// UpRate is the rate we upload to the peer (bytes/s, last 20 s).
+	// UpRate is the rate we upload to the peer (bytes/s, likewise).
 	UpRate float64
 	// LastBlock is when the peer last sent us a block (zero: never).
 	LastBlock time.Time

@@ -802,8 +802,10 @@ func (c *Client) rechoke(now time.Time) {
 	defer c.mu.Unlock()
 	var ps []ChokePeer
 	for id, p := range c.peers {
+		down, up := p.chokeRates(now)
+		p.markRoundLocked(now)
 		ps = append(ps, ChokePeer{ID: id, Interested: p.peerInterested, AmInterested: p.amInterested,
-			DownRate: p.down.Rate(now), UpRate: p.up.Rate(now), LastBlock: p.lastBlock, Connected: p.connected,
+			DownRate: down, UpRate: up, LastBlock: p.lastBlock, Connected: p.connected,
 			Unchoked: !p.amChoking, UnchokedAt: p.unchokedAt, SinceUnchoke: p.up.Total() - p.upAtUnchoke})
 	}
 	sort.Slice(ps, func(i, j int) bool { return ps[i].ID < ps[j].ID })
