@@ -387,3 +387,18 @@ func TestChokeRates(t *testing.T) {
 		t.Error("the display meter forgot too soon")
 	}
 }
+
+// TestChokerTieBreak: among equal rates (none in the last two rounds), a
+// peer that has sent us something before goes ahead of one that never
+// has, whatever their order.
+func TestChokerTieBreak(t *testing.T) {
+	c := NewChoker(rand.New(rand.NewPCG(3, 3)))
+	c.Slots = 1
+	ps := []ChokePeer{
+		{ID: 1, Interested: true, Connected: t0},                // never sent us anything
+		{ID: 2, Interested: true, Connected: t0, Sent: 1 << 14}, // sent a block, not lately
+	}
+	if d := c.Decide(t0.Add(10*time.Second), ps, false); len(d.Regular) != 1 || d.Regular[0] != 2 {
+		t.Errorf("regular %v, want [2]", d.Regular)
+	}
+}

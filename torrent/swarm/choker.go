@@ -17,6 +17,10 @@ type ChokePeer struct {
 	DownRate float64
 	// UpRate is the rate we upload to the peer (bytes/s, likewise).
 	UpRate float64
+	// Sent is every byte the peer has sent us on this connection: among
+	// equal rates (over two rounds, often none), a peer that has
+	// reciprocated before goes first.
+	Sent int64
 	// LastBlock is when the peer last sent us a block (zero: never).
 	LastBlock time.Time
 	// AmInterested is whether we want pieces from the peer.
@@ -147,6 +151,9 @@ func (c *Choker) Decide(now time.Time, peers []ChokePeer, seeding bool) ChokeDec
 		sort.SliceStable(cand, func(i, j int) bool {
 			if rate(cand[i]) != rate(cand[j]) {
 				return rate(cand[i]) > rate(cand[j])
+			}
+			if !seeding && cand[i].Sent != cand[j].Sent {
+				return cand[i].Sent > cand[j].Sent
 			}
 			return cand[i].ID < cand[j].ID
 		})

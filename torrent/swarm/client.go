@@ -805,7 +805,7 @@ func (c *Client) rechoke(now time.Time) {
 		down, up := p.chokeRates(now)
 		p.markRoundLocked(now)
 		ps = append(ps, ChokePeer{ID: id, Interested: p.peerInterested, AmInterested: p.amInterested,
-			DownRate: down, UpRate: up, LastBlock: p.lastBlock, Connected: p.connected,
+			DownRate: down, UpRate: up, Sent: p.down.Total(), LastBlock: p.lastBlock, Connected: p.connected,
 			Unchoked: !p.amChoking, UnchokedAt: p.unchokedAt, SinceUnchoke: p.up.Total() - p.upAtUnchoke})
 	}
 	sort.Slice(ps, func(i, j int) bool { return ps[i].ID < ps[j].ID })

@@ -507,6 +507,7 @@ func (c *Client) fillSlotLocked(why string) {
 	roundRobin := c.complete && c.choker.RoundRobin && !c.choker.Random
 	var best *peerConn
 	var bestRate float64
+	var bestSent int64
 	for _, q := range c.peers {
 		if !q.amChoking || !q.peerInterested || !c.slotEligibleLocked(q, now) {
 			continue
@@ -519,11 +520,12 @@ func (c *Client) fillSlotLocked(why string) {
 			continue
 		}
 		r, up := q.chokeRates(now)
+		sent := q.down.Total() // the choker's tie-break
 		if c.complete {
-			r = up
+			r, sent = up, 0
 		}
-		if best == nil || r > bestRate || (r == bestRate && q.id < best.id) {
-			best, bestRate = q, r
+		if best == nil || r > bestRate || (r == bestRate && (sent > bestSent || (sent == bestSent && q.id < best.id))) {
+			best, bestRate, bestSent = q, r, sent
 		}
 	}
 	if best == nil {
