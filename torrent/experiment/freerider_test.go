@@ -25,7 +25,7 @@ import (
 //     has something to trade) is slower, within 10% of its time
 //     (measured: last in most runs, else 0.92-1.0 of the slowest);
 //   - with tit-for-tat it takes at least the cooperative mean (measured
-//     1.04-1.26); without, it is among the others: 0.75-1.15 of the mean
+//     1.03-1.26); without, it is among the others: 0.75-1.15 of the mean
 //     (measured 0.86-1.09). With was more than without in all runs but
 //     two, in which the swarm ran seed-bound (it had 89% and 99% when the
 //     first cooperative peer finished), so the difference is printed, and
