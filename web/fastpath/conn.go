@@ -88,6 +88,10 @@ type Server struct {
 	date  atomic.Pointer[dateLine]
 	clock func() time.Time
 	held  atomic.Int64 // buffers (states) connections hold now
+	// slack is how far an idle or write deadline may lag behind exact
+	// before it is moved (moving one costs a timer update): a second, or
+	// a quarter of a shorter IdleTimeout.
+	slack time.Duration
 }
 
 // dateLine is a cached "Date: ...\r\n" field for one second.
@@ -107,7 +111,7 @@ func New(cfg Config, h Handler) *Server {
 	if cfg.MaxHeaderBytes <= 0 || cfg.MaxHeaderBytes > BufSize {
 		cfg.MaxHeaderBytes = BufSize
 	}
-	s := &Server{cfg: cfg, h: h, clock: time.Now}
+	s := &Server{cfg: cfg, h: h, clock: time.Now, slack: min(time.Second, cfg.IdleTimeout/4)}
 	s.pool.New = func() any { return new(state) }
 	return s
 }
@@ -458,6 +462,9 @@ func (c *conn) flush() bool {
 		err = c.write(w.B)
 	case w.files():
 		err = c.sendParts(w)
+		// A file may take long to send: the idle timeout counts from
+		// its end.
+		c.last = time.Now()
 	default:
 		iov, prev := w.iov[:0], 0
 		for _, s := range w.segs {
@@ -566,7 +573,7 @@ func (c *conn) sendReady(fd uintptr) bool {
 		case syscall.EINTR:
 		case syscall.EAGAIN:
 			if progress {
-				if d := time.Now().Add(c.s.cfg.IdleTimeout); d.Sub(c.wdl) > time.Second {
+				if d := time.Now().Add(c.s.cfg.IdleTimeout); d.Sub(c.wdl) > c.s.slack {
 					c.tc.SetWriteDeadline(d)
 					c.wdl = d
 				}
