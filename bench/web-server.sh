@@ -12,8 +12,8 @@
 #             after IDLE connections each made one request and stay open);
 #             measured first, on the fresh servers, one round (later rounds
 #             would reuse memory the first one left allocated)
-# Prints per round and as medians: requests/s, transfer/s, requests per
-# second of server CPU (utime+stime from /proc/PID/stat, all of a server's
+# Rounds alternate the order (A B C, C B A, ...). Prints per round and
+# as medians: requests/s, transfer/s, requests per second of server CPU (utime+stime from /proc/PID/stat, all of a server's
 # processes), RSS, and the applayer/peer ratios.
 #
 # Usage: bench/web-server.sh [rounds] [seconds]
@@ -226,7 +226,12 @@ for cell in $ORDER; do
   R=$ROUNDS
   [ "$cell" = idle ] && R=1
   for i in $(seq "$R"); do
-    for s in "${SERVERS[@]}"; do
+    # Odd rounds A B C, even rounds C B A: no server always runs right
+    # after the same other one (the kernel's leftover work of a run, and
+    # the load's drift within a round, fall on each in turn).
+    RORDER=("${SERVERS[@]}")
+    [ $((i % 2)) -eq 0 ] && RORDER=($(printf '%s\n' "${SERVERS[@]}" | tac))
+    for s in "${RORDER[@]}"; do
       r=$(run "$s" "$cell"); echo "$r" >> "$TMP/r.$s"
       if [ "$cell" = idle ]; then
         printf '%-9s %-9s %5s %10s conns, %6s MiB per 10k idle\n' "$cell" "$s" "$i" "$(echo "$r" | cut -d' ' -f1)" "$(echo "$r" | cut -d' ' -f4)"
