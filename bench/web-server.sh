@@ -13,8 +13,9 @@
 #             measured first, on the fresh servers, one round (later rounds
 #             would reuse memory the first one left allocated)
 # Rounds alternate the order (A B C, C B A, ...). Prints per round and
-# as medians: requests/s, transfer/s, requests per second of server CPU (utime+stime from /proc/PID/stat, all of a server's
-# processes), RSS, and the applayer/peer ratios.
+# as medians: requests/s, transfer/s, requests per second of server CPU
+# (utime+stime from /proc/PID/stat, all of a server's processes), RSS,
+# and the applayer/peer ratios.
 #
 # Usage: bench/web-server.sh [rounds] [seconds]
 #   env: CONNS (64), CELLS ("1k 1k-close 100k 10m h2 h2c idle"), APPLAYER (a
