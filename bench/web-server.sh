@@ -211,9 +211,15 @@ run() {
   after=$(cpu $ps)
   rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
   mbps=$(echo "$out" | awk '/Transfer\/sec/ {v=$2; if (v ~ /GB/) {v+=0; v*=1024} else if (v ~ /KB/) {v+=0; v/=1024} else {v+=0}; print v}')
+  # Requests per CPU-second count the requests wrk completed ("N requests
+  # in T", T can exceed SECS when responses are long), and for 10m the
+  # bytes read in 10 MiB units: a run ends with up to CONNS responses
+  # part-sent, whose CPU is in the figure (a 5 s run completes only ~100).
   # shellcheck disable=SC2086
-  awk -v r="$rps" -v m="$mbps" -v t="$((after - before))" -v hz="$HZ" -v s="$SECS" -v rss="$(rss $ps)" \
-    'BEGIN { c = t/hz; printf "%.0f %.1f %.0f %d\n", r, m, (c > 0 ? r*s/c : 0), rss }'
+  awk -v r="$rps" -v m="$mbps" -v t="$((after - before))" -v hz="$HZ" -v cell="$2" -v rss="$(rss $ps)" \
+    -v n="$(echo "$out" | awk '/requests in/ {print $1}')" \
+    -v rd="$(echo "$out" | awk '/requests in/ {v=$(NF-1); if (v ~ /GB/) {v+=0; v*=1024} else if (v ~ /KB/) {v+=0; v/=1024} else {v+=0}; print v}')" \
+    'BEGIN { c = t/hz; if (cell == "10m") n = rd/10; printf "%.0f %.1f %.0f %d\n", r, m, (c > 0 ? n/c : 0), rss }'
 }
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }

@@ -15,7 +15,7 @@ import (
 // entries) and only the fast path serves them from the cache; HTTP/2 and
 // net/http open them per request (net/http with its own sendfile).
 const (
-	sendfileMin = 64 << 10
+	sendfileMin = 16 << 10
 	// maxOpenFiles caps a site's cached open descriptors; beyond it a
 	// file is opened per request.
 	maxOpenFiles = 1000
