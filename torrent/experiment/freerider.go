@@ -42,6 +42,12 @@ type FreeRiderConfig struct {
 	// ChokeInterval and OptimisticEvery scale the chapter's 10 s and 30 s
 	// down together for a short run. Default 1 s and 3 s.
 	ChokeInterval, OptimisticEvery time.Duration
+	// Parallel runs the swarm without tit-for-tat at the same time as the
+	// one with it, on ParallelBlock (another "127.x.y." prefix): the
+	// same measurement in half the time (each swarm uses a few percent of
+	// a core; the rates, not the CPU, set their pace).
+	Parallel      bool
+	ParallelBlock string
 }
 
 // Unchokes tallies the choke rounds of the cooperative peers while they
@@ -124,12 +130,14 @@ func (r FreeRiderRow) Rank() int {
 	return rank
 }
 
-// FreeRiders runs the swarm with tit-for-tat, then with the regular
+// FreeRiders runs the swarm with tit-for-tat and with the regular
 // unchokes given at random (tit-for-tat off), the same seed and file each
-// time. The free rider joins with the others and never unchokes anyone;
-// peers leave once complete (the seed stays), so what the free rider
-// lacks when the others are done it must get from the seed alone. deps.Trace, when set, receives the
-// runs' events (the tally subscribes to it; without one it makes its own).
+// time, one after the other (or at once: Parallel). The free rider joins
+// with the others and never unchokes anyone; peers leave once complete
+// (the seed stays), so what the free rider lacks when the others are done
+// it must get from the seed alone. deps.Trace, when set, receives the
+// runs' events (the tally subscribes to it; without one it makes its
+// own).
 func FreeRiders(ctx context.Context, c FreeRiderConfig, deps service.Deps) ([]FreeRiderRow, error) {
 	if c.FileSize <= 0 || c.SeedUp <= 0 || c.PeerUp <= 0 || c.Dir == "" || c.Block == "" {
 		return nil, errors.New("experiment: size, rates, directory and address block are required")
@@ -161,13 +169,15 @@ func FreeRiders(ctx context.Context, c FreeRiderConfig, deps service.Deps) ([]Fr
 	if err := os.WriteFile(filepath.Join(seedDir, "file.bin"), data, 0o644); err != nil {
 		return nil, fmt.Errorf("experiment: %w", err)
 	}
-	base := Config{FileSize: c.FileSize, SeedUp: c.SeedUp, PeerUp: c.PeerUp, Dir: c.Dir, Block: c.Block, Timeout: c.Timeout}
-	// runSwarm puts the seed on .2 and leecher i on .(10+i); the free
-	// rider is the last leecher.
-	seedIP := netip.MustParseAddr(c.Block + "2")
-	frIP := netip.MustParseAddr(fmt.Sprintf("%s%d", c.Block, 10+c.Peers))
-	var rows []FreeRiderRow
-	for _, tft := range []bool{true, false} {
+	if c.Parallel && (c.ParallelBlock == "" || c.ParallelBlock == c.Block) {
+		return nil, errors.New("experiment: a parallel run needs its own address block")
+	}
+	run := func(tft bool, block string) (FreeRiderRow, error) {
+		base := Config{FileSize: c.FileSize, SeedUp: c.SeedUp, PeerUp: c.PeerUp, Dir: c.Dir, Block: block, Timeout: c.Timeout}
+		// runSwarm puts the seed on .2 and leecher i on .(10+i); the
+		// free rider is the last leecher.
+		seedIP := netip.MustParseAddr(block + "2")
+		frIP := netip.MustParseAddr(fmt.Sprintf("%s%d", block, 10+c.Peers))
 		peer := swarm.Config{UploadLimit: c.PeerUp, NoTitForTat: !tft, Slots: c.Slots,
 			ChokeInterval: config.Duration(c.ChokeInterval), OptimisticEvery: config.Duration(c.OptimisticEvery)}
 		leechers := make([]swarm.Config, c.Peers+1)
@@ -184,14 +194,15 @@ func FreeRiders(ctx context.Context, c FreeRiderConfig, deps service.Deps) ([]Fr
 		// would be about the seed's choker, not tit-for-tat.
 		seed := peer
 		seed.UploadLimit, seed.NoSuperSeed, seed.SeedChoking = c.SeedUp, true, swarm.SeedRoundRobin
-		run := "tft"
+		name := "tft"
 		if !tft {
-			run = "no-tft"
+			name = "no-tft"
 		}
 		row := FreeRiderRow{TitForTat: tft}
-		tally := &chokeTally{start: time.Now(), freeRider: frIP.String() + ":", seed: seedIP.String() + ":", slots: c.Slots}
+		tally := &chokeTally{start: time.Now(), block: block, freeRider: frIP.String() + ":", seed: seedIP.String() + ":", slots: c.Slots}
 		cancel := deps.Trace.Subscribe(tally)
-		times, err := runSwarm(ctx, base, deps, run, seed, leechers, func(el time.Duration, cls []*swarm.Client, final bool) {
+		defer cancel()
+		times, err := runSwarm(ctx, base, deps, name, seed, leechers, func(el time.Duration, cls []*swarm.Client, final bool) {
 			fr := cls[len(cls)-1]
 			if final {
 				for ip, n := range fr.DownloadedFrom() {
@@ -209,13 +220,33 @@ func FreeRiders(ctx context.Context, c FreeRiderConfig, deps service.Deps) ([]Fr
 			}
 			row.Progress = append(row.Progress, p)
 		})
-		cancel()
 		if err != nil {
-			return rows, err
+			return row, err
 		}
 		row.Cooperative, row.FreeRider = times[:c.Peers], times[c.Peers]
 		row.Unchokes = tally.result()
-		rows = append(rows, row)
+		return row, nil
+	}
+	if !c.Parallel {
+		var rows []FreeRiderRow
+		for _, tft := range []bool{true, false} {
+			row, err := run(tft, c.Block)
+			if err != nil {
+				return rows, err
+			}
+			rows = append(rows, row)
+		}
+		return rows, nil
+	}
+	rows := make([]FreeRiderRow, 2)
+	errs := make([]error, 2)
+	var wg sync.WaitGroup
+	for i, block := range []string{c.Block, c.ParallelBlock} {
+		wg.Go(func() { rows[i], errs[i] = run(i == 0, block) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
 	return rows, nil
 }
@@ -233,6 +264,7 @@ func fraction(s swarm.Stats) float64 {
 // between rounds is "unchoke PEER: ..." or "unchoke PEER in the slot ...".
 type chokeTally struct {
 	start           time.Time
+	block           string // the swarm's "127.x.y." prefix
 	freeRider, seed string // "ip:" prefixes
 	slots           int
 
@@ -241,7 +273,7 @@ type chokeTally struct {
 }
 
 func (t *chokeTally) Event(e trace.Event) {
-	if e.Proto != "bittorrent/choke" || strings.HasPrefix(e.From, t.freeRider) || strings.HasPrefix(e.From, t.seed) {
+	if e.Proto != "bittorrent/choke" || !strings.HasPrefix(e.From, t.block) || strings.HasPrefix(e.From, t.freeRider) || strings.HasPrefix(e.From, t.seed) {
 		return
 	}
 	t.mu.Lock()
@@ -376,14 +408,18 @@ func FreeRidersExperiment() labexp.Experiment {
 		Summary: "a BitTorrent swarm with one peer that never uploads: tit-for-tat starves it but for optimistic unchokes; without tit-for-tat it keeps up",
 		Run: func(ctx context.Context, env labexp.Env) (*labexp.Result, error) {
 			r := mrand.New(mrand.NewPCG(env.Seed, env.Seed^0x66726565))
+			x, y := 100+r.IntN(100), r.IntN(249)
 			c := FreeRiderConfig{FileSize: 8 << 20, SeedUp: 512 << 10, PeerUp: 192 << 10, Peers: 12, Slots: 4,
-				ChokeInterval: time.Second, Block: fmt.Sprintf("127.%d.%d.", 100+r.IntN(100), r.IntN(250))}
+				ChokeInterval: time.Second, Block: fmt.Sprintf("127.%d.%d.", x, y)}
 			if env.Quick {
-				// Half the file at half the rates: the same times and
-				// shape for half the CPU (the test runs under -race on a
-				// loaded machine, where a CPU-starved swarm is no longer
-				// shaped by its rate limits).
+				// A quarter of the file at half the rates (about half the
+				// time), and the two swarms at once: each moves a few
+				// hundred blocks a second and uses a few percent of a
+				// core. (At a quarter of the rates, as many rounds as the
+				// full run, a peer's partners send it a block or none in
+				// a round, and the choker's ranking is mostly ties.)
 				c.FileSize, c.SeedUp, c.PeerUp = 2<<20, 256<<10, 96<<10
+				c.Parallel, c.ParallelBlock = true, fmt.Sprintf("127.%d.%d.", x, y+1)
 			}
 			dir, err := os.MkdirTemp("", "applayer-experiment-")
 			if err != nil {
@@ -394,8 +430,9 @@ func FreeRidersExperiment() labexp.Experiment {
 			fmt.Fprintf(env.Stdout, "free-riders: F = %d KiB, seed u_s = %d KiB/s, %d cooperative peers at u = %d KiB/s and one free rider that never uploads\n"+
 				"(peers leave once complete, as most do; the seed stays and rotates its slots round robin); each peer unchokes %d peers for their rate,\n"+
 				"re-evaluated every %v, plus one optimistic unchoke rotated every %v (the chapter's 4, 10 s and 30 s, time scaled alike).\n"+
-				"Run with tit-for-tat, then with the regular slots given at random.\n\n",
-				c.FileSize>>10, c.SeedUp>>10, c.Peers, c.PeerUp>>10, c.Slots, c.ChokeInterval, 3*c.ChokeInterval)
+				"Run with tit-for-tat and with the regular slots given at random%s.\n\n",
+				c.FileSize>>10, c.SeedUp>>10, c.Peers, c.PeerUp>>10, c.Slots, c.ChokeInterval, 3*c.ChokeInterval,
+				map[bool]string{true: " (the two swarms at once)", false: " (one after the other)"}[c.Parallel])
 			rows, err := FreeRiders(ctx, c, env.Deps)
 			if err != nil {
 				return nil, err
@@ -426,6 +463,12 @@ func FreeRidersExperiment() labexp.Experiment {
 			for _, row := range rows {
 				res.Rows = append(res.Rows, labexp.Row{Case: "free rider's time vs the slowest cooperative peer's, tit-for-tat " + onOff(row.TitForTat),
 					Measured: row.FreeRider.Seconds(), Formula: slices.Max(row.Cooperative).Seconds(), Unit: "s"})
+			}
+			// Its place among all the peers by completion time (formula:
+			// last).
+			for _, row := range rows {
+				res.Rows = append(res.Rows, labexp.Row{Case: "free rider's place by completion time (1: first), tit-for-tat " + onOff(row.TitForTat),
+					Measured: float64(row.Rank()), Formula: float64(len(row.Cooperative) + 1), Unit: "place"})
 			}
 			// How far behind it was while the others traded: its fraction
 			// of the file when the first cooperative peer completed,

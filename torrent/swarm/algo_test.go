@@ -245,7 +245,11 @@ func TestSeedingUnchokesByUploadRate(t *testing.T) {
 func TestSeedingRoundRobin(t *testing.T) {
 	// Nine interested peers; peer 0 takes ten times what the others take
 	// in a round (it has more requests waiting).
+	var turns []int       // the peers in the order their slots began
+	var waits map[int]int // the longest a peer was choked in a row
 	run := func(roundRobin bool) (unchoked map[int]int, longest map[int]int) {
+		turns, waits = nil, map[int]int{}
+		choked := map[int]int{}
 		c := NewChoker(rand.New(rand.NewPCG(9, 9)))
 		c.RoundRobin, c.Quota = roundRobin, 1000
 		clock := testkit.NewClock(t0)
@@ -262,8 +266,15 @@ func TestSeedingRoundRobin(t *testing.T) {
 				p := &ps[i]
 				if d.Unchoked[p.ID] && !p.Unchoked {
 					p.UnchokedAt, p.SinceUnchoke = now, 0
+					turns = append(turns, p.ID)
 				}
 				p.Unchoked, p.UpRate = d.Unchoked[p.ID], 0
+				if p.Unchoked {
+					choked[p.ID] = 0
+				} else {
+					choked[p.ID]++
+					waits[p.ID] = max(waits[p.ID], choked[p.ID])
+				}
 				if p.Unchoked {
 					got := int64(500)
 					if p.ID == 0 {
@@ -299,6 +310,15 @@ func TestSeedingRoundRobin(t *testing.T) {
 		// optimistic unchoke ran into it), then rotates.
 		if longest[id] > 12 {
 			t.Errorf("round robin: peer %d kept its slot %d rounds in a row (%v)", id, longest[id], longest)
+		}
+	}
+	// In turn: the optimistic slot too goes to the peer that has waited
+	// longest, and a turn is not cut short for the optimistic peer, so
+	// with 9 peers and 5 slots of about 6 rounds no peer waits more than
+	// one slot's length (at random, one waited 12 rounds).
+	for id, w := range waits {
+		if w > 6 {
+			t.Errorf("round robin: peer %d waited %d rounds in a row for a slot, want at most 6 (turns %v)", id, w, turns)
 		}
 	}
 	if unchoked, _ := run(false); unchoked[0] != 60 {
@@ -338,5 +358,47 @@ func TestMeterAndBucket(t *testing.T) {
 	}
 	if w := NewBucket(0, 0).Take(clock.Now(), 1<<30); w != 0 {
 		t.Errorf("unlimited bucket waited %v", w)
+	}
+}
+
+// TestChokeRates: the choker ranks by the rates over the last two choke
+// rounds (BitTorrent's 20 s at 10 s rounds), whatever the interval: a peer
+// that stopped sending two rounds ago ranks at zero, where the 20-second
+// display meter still counts it.
+func TestChokeRates(t *testing.T) {
+	p := &peerConn{connected: t0}
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	p.down.Add(at(500), 1000)
+	p.up.Add(at(500), 500)
+	if d, u := p.chokeRates(at(1000)); d != 1000 || u != 500 {
+		t.Errorf("first round: rates %v, %v; want 1000, 500 (since it connected)", d, u)
+	}
+	p.markRoundLocked(at(1000))
+	p.down.Add(at(1500), 3000)
+	p.markRoundLocked(at(2000))
+	if d, _ := p.chokeRates(at(3000)); d != 1500 {
+		t.Errorf("two rounds: rate %v, want 1500 (3000 bytes in 2 s)", d)
+	}
+	p.markRoundLocked(at(3000))
+	if d, _ := p.chokeRates(at(4000)); d != 0 {
+		t.Errorf("nothing for two rounds: rate %v, want 0", d)
+	}
+	if r := p.down.Rate(at(4000)); r == 0 {
+		t.Error("the display meter forgot too soon")
+	}
+}
+
+// TestChokerTieBreak: among equal rates (none in the last two rounds), a
+// peer that has sent us something before goes ahead of one that never
+// has, whatever their order.
+func TestChokerTieBreak(t *testing.T) {
+	c := NewChoker(rand.New(rand.NewPCG(3, 3)))
+	c.Slots = 1
+	ps := []ChokePeer{
+		{ID: 1, Interested: true, Connected: t0},                // never sent us anything
+		{ID: 2, Interested: true, Connected: t0, Sent: 1 << 14}, // sent a block, not lately
+	}
+	if d := c.Decide(t0.Add(10*time.Second), ps, false); len(d.Regular) != 1 || d.Regular[0] != 2 {
+		t.Errorf("regular %v, want [2]", d.Regular)
 	}
 }

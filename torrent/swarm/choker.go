@@ -12,10 +12,15 @@ type ChokePeer struct {
 	ID int
 	// Interested is whether the peer wants pieces from us.
 	Interested bool
-	// DownRate is the rate the peer uploads to us (bytes/s, last 20 s).
+	// DownRate is the rate the peer uploads to us (bytes/s, over the
+	// last two choke rounds: 20 s at the default interval).
 	DownRate float64
-	// UpRate is the rate we upload to the peer (bytes/s, last 20 s).
+	// UpRate is the rate we upload to the peer (bytes/s, likewise).
 	UpRate float64
+	// Sent is every byte the peer has sent us on this connection: among
+	// equal rates (over two rounds, often none), a peer that has
+	// reciprocated before goes first.
+	Sent int64
 	// LastBlock is when the peer last sent us a block (zero: never).
 	LastBlock time.Time
 	// AmInterested is whether we want pieces from the peer.
@@ -147,6 +152,9 @@ func (c *Choker) Decide(now time.Time, peers []ChokePeer, seeding bool) ChokeDec
 			if rate(cand[i]) != rate(cand[j]) {
 				return rate(cand[i]) > rate(cand[j])
 			}
+			if !seeding && cand[i].Sent != cand[j].Sent {
+				return cand[i].Sent > cand[j].Sent
+			}
 			return cand[i].ID < cand[j].ID
 		})
 	}
@@ -183,7 +191,34 @@ func (c *Choker) Decide(now time.Time, peers []ChokePeer, seeding bool) ChokeDec
 		}
 		prev := c.optimistic
 		c.optimistic = -1
-		if total > 0 {
+		switch {
+		case roundRobin && len(pool) > 0:
+			// A round-robin seed gives the optimistic slot in turn too,
+			// to the peer that has waited longest (as libtorrent picks
+			// its optimistic unchokes): at random, a peer could win it
+			// twice in a row and, once unchoked, keep it as a regular
+			// slot for a whole quota, ahead of peers still waiting for
+			// their first.
+			// A peer unchoked now keeps the slot until its quota is
+			// done (so the slot is a turn, whether it began as a freed
+			// slot or an optimistic unchoke); then it has not waited.
+			waited := func(p ChokePeer) time.Time {
+				switch {
+				case p.Unchoked && c.quotaDone(now, p):
+					return now
+				case p.Unchoked:
+					return time.Time{}
+				}
+				return p.UnchokedAt
+			}
+			best := pool[0]
+			for _, p := range pool[1:] {
+				if a, b := waited(p), waited(best); a.Before(b) || (a.Equal(b) && p.ID < best.ID) {
+					best = p
+				}
+			}
+			c.optimistic = best.ID
+		case total > 0:
 			x := c.rnd.IntN(total)
 			for i, w := range weights {
 				if x < w {
@@ -232,17 +267,23 @@ func (c *Choker) quotaTime() time.Duration {
 
 // roundRobin orders a seed's candidates as libtorrent's round-robin seed
 // choker does: peers whose quota is done go last; before them, peers
-// holding a slot that we upload to (the status quo), the faster first;
-// then the rest by how long ago their last slot began (never unchoked
-// first), so the slots rotate.
+// holding a slot that we upload to (the status quo), the faster first,
+// the optimistic peer after the regular slots' holders; then the rest by
+// how long ago their last slot began (never unchoked first), so the slots
+// rotate.
 func (c *Choker) roundRobin(now time.Time, cand []ChokePeer) {
-	done := func(p ChokePeer) bool {
-		return p.Unchoked && p.SinceUnchoke >= c.quota() && now.Sub(p.UnchokedAt) >= c.quotaTime()
-	}
+	done := func(p ChokePeer) bool { return c.quotaDone(now, p) }
 	sort.SliceStable(cand, func(i, j int) bool {
 		a, b := cand[i], cand[j]
 		if da, db := done(a), done(b); da != db {
 			return db
+		}
+		// The optimistic peer, unchoked for a turn, comes after the
+		// regular slots' holders: it is first in line for the next
+		// regular slot, but must not take one from a peer whose quota
+		// is not done.
+		if oa, ob := a.ID == c.optimistic, b.ID == c.optimistic; oa != ob && a.Unchoked && b.Unchoked {
+			return ob
 		}
 		// A choked peer counts as uploading nothing (what is still in
 		// flight from an earlier slot must not rank it first).
@@ -261,4 +302,10 @@ func (c *Choker) roundRobin(now time.Time, cand []ChokePeer) {
 		}
 		return a.ID < b.ID
 	})
+}
+
+// quotaDone reports whether an unchoked peer has had its round-robin
+// turn: Quota bytes and QuotaTime.
+func (c *Choker) quotaDone(now time.Time, p ChokePeer) bool {
+	return p.Unchoked && p.SinceUnchoke >= c.quota() && now.Sub(p.UnchokedAt) >= c.quotaTime()
 }

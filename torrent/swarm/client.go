@@ -720,22 +720,30 @@ func (c *Client) announce(u string, ev tracker.Event) (tracker.AnnounceResult, e
 }
 
 // tickLoop runs once a second (and when kicked): dial new peers, expire
-// stalled requests, send keep-alives and, every 10 s, re-run the choker.
+// stalled requests, send keep-alives; and it re-runs the choker on its own
+// ticker, every choke interval (10 s), the first round at the first tick
+// or kick. (Counting the interval in whole ticks would make a round late
+// by up to a tick: 1 s rounds every 1-2 s.)
 func (c *Client) tickLoop() {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
-	var lastChoke time.Time
+	choke := time.NewTicker(c.choker.Interval)
+	defer choke.Stop()
+	first := true
 	for {
+		due := first
 		select {
 		case <-c.stop:
 			return
 		case <-tick.C:
 		case <-c.wake:
+		case <-choke.C:
+			due = true
 		}
 		now := c.deps.Now()
-		if lastChoke.IsZero() || now.Sub(lastChoke) >= c.choker.Interval {
+		if due {
 			c.rechoke(now)
-			lastChoke = now
+			first = false
 		}
 		c.maintain(now)
 	}
@@ -794,8 +802,10 @@ func (c *Client) rechoke(now time.Time) {
 	defer c.mu.Unlock()
 	var ps []ChokePeer
 	for id, p := range c.peers {
+		down, up := p.chokeRates(now)
+		p.markRoundLocked(now)
 		ps = append(ps, ChokePeer{ID: id, Interested: p.peerInterested, AmInterested: p.amInterested,
-			DownRate: p.down.Rate(now), UpRate: p.up.Rate(now), LastBlock: p.lastBlock, Connected: p.connected,
+			DownRate: down, UpRate: up, Sent: p.down.Total(), LastBlock: p.lastBlock, Connected: p.connected,
 			Unchoked: !p.amChoking, UnchokedAt: p.unchokedAt, SinceUnchoke: p.up.Total() - p.upAtUnchoke})
 	}
 	sort.Slice(ps, func(i, j int) bool { return ps[i].ID < ps[j].ID })

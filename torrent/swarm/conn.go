@@ -2,6 +2,7 @@ package swarm
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"net"
 	"net/netip"
@@ -60,6 +61,9 @@ type peerConn struct {
 	// upload to it then (the round-robin seed choker's quota).
 	unchokedAt  time.Time
 	upAtUnchoke int64
+	// marks are the byte counts at the last chokeWindow choke rounds,
+	// oldest first: the choker ranks by the rates since the oldest.
+	marks []rateMark
 
 	out    []peerwire.Message
 	notify chan struct{}
@@ -78,10 +82,19 @@ func (c *Client) run(nc net.Conn, addr netip.AddrPort, h peerwire.Handshake, out
 		return
 	}
 	for _, p := range c.peers {
-		if p.hs.PeerID == h.PeerID {
-			c.mu.Unlock()
-			return // already connected to this peer
+		if p.hs.PeerID != h.PeerID {
+			continue
 		}
+		// Already connected to this peer. When both sides dialled at
+		// once, each would keep the connection it registered first and
+		// drop the other's, and both would go (until the next dial,
+		// 10 s on): keep the one the lower peer id dialled, which both
+		// sides pick alike.
+		if p.outgoing == outgoing || outgoing != (bytes.Compare(c.peerID[:], h.PeerID[:]) < 0) {
+			c.mu.Unlock()
+			return
+		}
+		p.nc.Close() // its run ends and cleans up
 	}
 	select {
 	case <-c.stop:
@@ -494,6 +507,7 @@ func (c *Client) fillSlotLocked(why string) {
 	roundRobin := c.complete && c.choker.RoundRobin && !c.choker.Random
 	var best *peerConn
 	var bestRate float64
+	var bestSent int64
 	for _, q := range c.peers {
 		if !q.amChoking || !q.peerInterested || !c.slotEligibleLocked(q, now) {
 			continue
@@ -505,12 +519,13 @@ func (c *Client) fillSlotLocked(why string) {
 			}
 			continue
 		}
-		r := q.down.Rate(now)
+		r, up := q.chokeRates(now)
+		sent := q.down.Total() // the choker's tie-break
 		if c.complete {
-			r = q.up.Rate(now)
+			r, sent = up, 0
 		}
-		if best == nil || r > bestRate || (r == bestRate && q.id < best.id) {
-			best, bestRate = q, r
+		if best == nil || r > bestRate || (r == bestRate && (sent > bestSent || (sent == bestSent && q.id < best.id))) {
+			best, bestRate, bestSent = q, r, sent
 		}
 	}
 	if best == nil {
@@ -539,6 +554,40 @@ func (p *peerConn) setChokedLocked(choke bool) {
 	} else {
 		p.unchokedAt, p.upAtUnchoke = p.c.deps.Now(), p.up.Total()
 		p.sendLocked(peerwire.Message{ID: peerwire.Unchoke})
+	}
+}
+
+// chokeWindow is how many choke rounds the choker's rates span: two,
+// BitTorrent's 20-second rolling average at its 10 s rounds. It scales
+// with the choke interval (the lab's scaled rounds; a fixed 20 s would
+// remember 20 of its 1 s rounds, and a peer that fell behind early would
+// stay behind), and the one-second Meter is for display.
+const chokeWindow = 2
+
+// rateMark is a peer's byte counts at one choke round.
+type rateMark struct {
+	at       time.Time
+	down, up int64
+}
+
+// chokeRates are the rates the peer sent us and we sent it over the last
+// chokeWindow choke rounds (since it connected, if sooner).
+func (p *peerConn) chokeRates(now time.Time) (down, up float64) {
+	from := rateMark{at: p.connected}
+	if len(p.marks) > 0 {
+		from = p.marks[0]
+	}
+	if span := now.Sub(from.at).Seconds(); span > 0 {
+		down, up = float64(p.down.Total()-from.down)/span, float64(p.up.Total()-from.up)/span
+	}
+	return down, up
+}
+
+// markRoundLocked records the peer's byte counts at a choke round.
+func (p *peerConn) markRoundLocked(now time.Time) {
+	p.marks = append(p.marks, rateMark{at: now, down: p.down.Total(), up: p.up.Total()})
+	if len(p.marks) > chokeWindow {
+		p.marks = p.marks[1:]
 	}
 }
 

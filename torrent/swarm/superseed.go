@@ -53,8 +53,9 @@ func (s *superSeed) uploadedLocked(b Block) {
 	s.sent[b.Piece]++
 }
 
-// offerLocked tops up p's offered pieces: those no peer has, fewest offers
-// first, ties at random; then, if none is left, those fewest peers have.
+// offerLocked tops up p's offered pieces: while some piece has never been
+// uploaded, only such pieces not offered to another peer; then those fewest
+// peers have, fewest offers first, ties at random.
 func (s *superSeed) offerLocked(c *Client, p *peerConn) {
 	if !s.active() || p.has == nil {
 		return
@@ -66,8 +67,18 @@ func (s *superSeed) offerLocked(c *Client, p *peerConn) {
 	var picked []int
 	for len(p.offers) < s.perPeer {
 		best, ties := -1, 0
+		spreading := s.outOnce < len(s.sent)
 		for i := range s.offered {
 			if p.has.Has(i) || p.told.Has(i) {
+				continue
+			}
+			// While some piece has never been uploaded, offer only
+			// those: not one already uploaded (the peer's have may
+			// still be on its way) nor one offered to another peer
+			// (both could fetch it before either announced it; on a
+			// loaded machine they did). The peer trades with the others
+			// meanwhile and is offered more when it announces a piece.
+			if spreading && (s.sent[i] > 0 || s.offered[i] > 0) {
 				continue
 			}
 			switch {

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/applayer/applayer/internal/config"
 	"github.com/applayer/applayer/internal/service"
 	"github.com/applayer/applayer/internal/testkit"
 	"github.com/applayer/applayer/internal/trace"
@@ -381,5 +382,101 @@ func TestSuperSeed(t *testing.T) {
 			t.Errorf("%+v: spreading", cfg)
 		}
 		c.mu.Unlock()
+	}
+}
+
+// TestChokeRoundsOnTime: the choker runs every ChokeInterval, not in whole
+// ticks of the client's one-second housekeeping (a 1 s interval counted in
+// ticks came every 1-2 s, which stretched the lab's scaled rounds).
+func TestChokeRoundsOnTime(t *testing.T) {
+	f := newFixture(t, 64<<10, 16<<10)
+	bus := trace.NewBus(nil)
+	var mu sync.Mutex
+	var rounds []time.Time
+	cancel := bus.Subscribe(trace.SinkFunc(func(e trace.Event) {
+		if e.Proto == "bittorrent/choke" && strings.HasPrefix(e.Summary, "unchoke [") {
+			mu.Lock()
+			rounds = append(rounds, time.Now())
+			mu.Unlock()
+		}
+	}))
+	defer cancel()
+	f.client("seed", 2, Config{Dir: filepath.Join(f.dir, "seed"), Seed: true, ChokeInterval: config.Duration(200 * time.Millisecond)}, bus)
+	time.Sleep(2100 * time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	// Ten rounds in 2 s; a loaded machine may drop a few ticks.
+	if len(rounds) < 7 || len(rounds) > 12 {
+		t.Errorf("%d choke rounds in 2.1 s at a 200 ms interval, want about 10", len(rounds))
+	}
+}
+
+// TestSimultaneousOpen: two peers dial each other at once, and each has
+// registered its own outgoing connection when the other's arrives. Both
+// must keep the same one, the connection the lower peer id dialled;
+// before, each dropped the other's, and they stayed apart until the next
+// dial, 10 s on.
+func TestSimultaneousOpen(t *testing.T) {
+	f := newFixture(t, 64<<10, 16<<10)
+	m, err := metainfo.Create(filepath.Join(f.dir, "seed", "file.bin"), metainfo.CreateOptions{PieceLength: 16 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// No trackers: the two dial nobody themselves.
+	a := f.client("a", 2, Config{Torrent: m}, nil)
+	b := f.client("b", 3, Config{Torrent: m}, nil)
+	aAddr, bAddr := netip.MustParseAddrPort(a.Addrs()[0].String()), netip.MustParseAddrPort(b.Addrs()[0].String())
+	a1, b1 := net.Pipe() // a dialled b
+	b2, a2 := net.Pipe() // b dialled a
+	var wg sync.WaitGroup
+	defer func() {
+		for _, c := range []net.Conn{a1, b1, a2, b2} {
+			c.Close()
+		}
+		wg.Wait()
+	}()
+	goRun := func(c *Client, nc net.Conn, addr netip.AddrPort, h peerwire.Handshake, outgoing bool) {
+		wg.Add(1)
+		go func() { defer wg.Done(); c.run(nc, addr, h, outgoing) }()
+	}
+	peers := func(c *Client) (n int, outgoing bool) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		for _, p := range c.peers {
+			n, outgoing = n+1, p.outgoing
+		}
+		return n, outgoing
+	}
+	waitPeers := func(what string, ok func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); !ok(); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				na, _ := peers(a)
+				nb, _ := peers(b)
+				t.Fatalf("%s: a has %d peers, b %d", what, na, nb)
+			}
+		}
+	}
+	goRun(a, a1, bAddr, b.handshake(), true)
+	goRun(b, b2, aAddr, a.handshake(), true)
+	waitPeers("each its own outgoing", func() bool {
+		na, _ := peers(a)
+		nb, _ := peers(b)
+		return na == 1 && nb == 1
+	})
+	goRun(b, b1, aAddr, a.handshake(), false)
+	goRun(a, a2, bAddr, b.handshake(), false)
+	aLower := bytes.Compare(a.peerID[:], b.peerID[:]) < 0
+	want := func() bool {
+		na, ao := peers(a)
+		nb, bo := peers(b)
+		return na == 1 && nb == 1 && ao == aLower && bo == !aLower
+	}
+	waitPeers("after the crossing connections", want)
+	time.Sleep(300 * time.Millisecond)
+	if !want() {
+		na, ao := peers(a)
+		nb, bo := peers(b)
+		t.Fatalf("a: %d peers (outgoing %v), b: %d (outgoing %v); want one each, dialled by %s", na, ao, nb, bo, map[bool]string{true: "a", false: "b"}[aLower])
 	}
 }
