@@ -12,9 +12,10 @@
 #             after IDLE connections each made one request and stay open);
 #             measured first, on the fresh servers, one round (later rounds
 #             would reuse memory the first one left allocated)
-# Prints per round and as medians: requests/s, transfer/s, requests per
-# second of server CPU (utime+stime from /proc/PID/stat, all of a server's
-# processes), RSS, and the applayer/peer ratios.
+# Rounds alternate the order (A B C, C B A, ...). Prints per round and
+# as medians: requests/s, transfer/s, requests per second of server CPU
+# (utime+stime from /proc/PID/stat, all of a server's processes), RSS,
+# and the applayer/peer ratios.
 #
 # Usage: bench/web-server.sh [rounds] [seconds]
 #   env: CONNS (64), CELLS ("1k 1k-close 100k 10m h2 h2c idle"), APPLAYER (a
@@ -210,9 +211,15 @@ run() {
   after=$(cpu $ps)
   rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
   mbps=$(echo "$out" | awk '/Transfer\/sec/ {v=$2; if (v ~ /GB/) {v+=0; v*=1024} else if (v ~ /KB/) {v+=0; v/=1024} else {v+=0}; print v}')
+  # Requests per CPU-second count the requests wrk completed ("N requests
+  # in T", T can exceed SECS when responses are long), and for 10m the
+  # bytes read in 10 MiB units: a run ends with up to CONNS responses
+  # part-sent, whose CPU is in the figure (a 5 s run completes only ~100).
   # shellcheck disable=SC2086
-  awk -v r="$rps" -v m="$mbps" -v t="$((after - before))" -v hz="$HZ" -v s="$SECS" -v rss="$(rss $ps)" \
-    'BEGIN { c = t/hz; printf "%.0f %.1f %.0f %d\n", r, m, (c > 0 ? r*s/c : 0), rss }'
+  awk -v r="$rps" -v m="$mbps" -v t="$((after - before))" -v hz="$HZ" -v cell="$2" -v rss="$(rss $ps)" \
+    -v n="$(echo "$out" | awk '/requests in/ {print $1}')" \
+    -v rd="$(echo "$out" | awk '/requests in/ {v=$(NF-1); if (v ~ /GB/) {v+=0; v*=1024} else if (v ~ /KB/) {v+=0; v/=1024} else {v+=0}; print v}')" \
+    'BEGIN { c = t/hz; if (cell == "10m") n = rd/10; printf "%.0f %.1f %.0f %d\n", r, m, (c > 0 ? n/c : 0), rss }'
 }
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
@@ -226,7 +233,12 @@ for cell in $ORDER; do
   R=$ROUNDS
   [ "$cell" = idle ] && R=1
   for i in $(seq "$R"); do
-    for s in "${SERVERS[@]}"; do
+    # Odd rounds A B C, even rounds C B A: no server always runs right
+    # after the same other one (the kernel's leftover work of a run, and
+    # the load's drift within a round, fall on each in turn).
+    RORDER=("${SERVERS[@]}")
+    [ $((i % 2)) -eq 0 ] && RORDER=($(printf '%s\n' "${SERVERS[@]}" | tac))
+    for s in "${RORDER[@]}"; do
       r=$(run "$s" "$cell"); echo "$r" >> "$TMP/r.$s"
       if [ "$cell" = idle ]; then
         printf '%-9s %-9s %5s %10s conns, %6s MiB per 10k idle\n' "$cell" "$s" "$i" "$(echo "$r" | cut -d' ' -f1)" "$(echo "$r" | cut -d' ' -f4)"

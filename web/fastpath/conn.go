@@ -88,6 +88,10 @@ type Server struct {
 	date  atomic.Pointer[dateLine]
 	clock func() time.Time
 	held  atomic.Int64 // buffers (states) connections hold now
+	// slack is how far an idle or write deadline may lag behind exact
+	// before it is moved (moving one costs a timer update): a second, or
+	// a quarter of a shorter IdleTimeout.
+	slack time.Duration
 }
 
 // dateLine is a cached "Date: ...\r\n" field for one second.
@@ -107,7 +111,7 @@ func New(cfg Config, h Handler) *Server {
 	if cfg.MaxHeaderBytes <= 0 || cfg.MaxHeaderBytes > BufSize {
 		cfg.MaxHeaderBytes = BufSize
 	}
-	s := &Server{cfg: cfg, h: h, clock: time.Now}
+	s := &Server{cfg: cfg, h: h, clock: time.Now, slack: min(time.Second, cfg.IdleTimeout/4)}
 	s.pool.New = func() any { return new(state) }
 	return s
 }
@@ -142,10 +146,14 @@ type conn struct {
 	rn              int
 	rerr, werr      error
 	wb              []byte
-	fin             bool // the batch being written is the last (sysWriteLast)
-	preface         bool // Preface has not decided yet
-	gone            bool // handed over: no longer ours
-	fresh           bool // nothing read yet
+	// sendFn is the RawConn callback writing out, a batch with file
+	// bodies.
+	sendFn  func(uintptr) bool
+	out     []part
+	fin     bool // the batch being written is the last (sysWriteLast)
+	preface bool // Preface has not decided yet
+	gone    bool // handed over: no longer ours
+	fresh   bool // nothing read yet
 }
 
 // Writer gathers the responses of one batch of pipelined requests.
@@ -161,10 +169,30 @@ type Writer struct {
 	now   time.Time
 }
 
-// seg is a large body written after B[:end].
+// seg is a large body written after B[:end]: bytes, or (done set) n
+// bytes at off of the file with descriptor fd, sent with sendfile(2).
 type seg struct {
-	end  int
-	body []byte
+	end    int
+	body   []byte
+	fd     int
+	off, n int64
+	done   Releaser
+}
+
+// Releaser lets go of a file a response body is sent from (SendFile).
+type Releaser interface {
+	// Release is called once the batch holding the body was written, or
+	// abandoned.
+	Release()
+}
+
+// part is one piece of a batch being written by sendReady: bytes, or
+// (file set) n bytes of a file from off.
+type part struct {
+	b      []byte
+	file   bool
+	fd     int
+	off, n int64
 }
 
 // Body appends a response body: copied into B when small, else written
@@ -174,7 +202,22 @@ func (w *Writer) Body(b []byte) {
 		w.B = append(w.B, b...)
 		return
 	}
-	w.segs = append(w.segs, seg{len(w.B), b})
+	w.segs = append(w.segs, seg{end: len(w.B), body: b})
+}
+
+// CanSendFile reports whether SendFile may be used on this connection:
+// on Linux, when the fast path writes the socket itself.
+func (w *Writer) CanSendFile() bool { return canSendFile && w.c.raw != nil }
+
+// SendFile appends a response body of n bytes at offset off of the file
+// with descriptor fd (a regular file, open until done.Release), sent with
+// sendfile(2) after the bytes before it (which go out with MSG_MORE, so
+// a response's header and the start of its body share a segment). Use it
+// only when CanSendFile. The file's offset is not used or moved, so many
+// connections may send from one descriptor. A file that turns out shorter
+// than off+n closes the connection (the response cannot be completed).
+func (w *Writer) SendFile(fd int, off, n int64, done Releaser) {
+	w.segs = append(w.segs, seg{end: len(w.B), fd: fd, off: off, n: n, done: done})
 }
 
 // AppendDate appends the Date field line ("Date: ...\r\n"), rebuilt at
@@ -201,7 +244,7 @@ func (w *Writer) LocalAddr() net.Addr { return w.c.tc.LocalAddr() }
 func (w *Writer) Len() int {
 	n := len(w.B)
 	for _, s := range w.segs {
-		n += len(s.body)
+		n += len(s.body) + int(s.n)
 	}
 	return n
 }
@@ -223,7 +266,7 @@ func (s *Server) ServeConn(_ context.Context, tc *transport.Conn) {
 	if sc, ok := tc.Conn.(syscall.Conn); ok && canRaw {
 		if raw, err := sc.SyscallConn(); err == nil {
 			c.raw = raw
-			c.readFn, c.writeFn = c.readReady, c.writeReady
+			c.readFn, c.writeFn, c.sendFn = c.readReady, c.writeReady, c.sendReady
 		}
 	}
 	if !c.serve() {
@@ -421,11 +464,17 @@ func (c *conn) flush(last bool) bool {
 		c.wdl = d
 	}
 	var err error
-	if len(w.segs) == 0 {
+	switch {
+	case len(w.segs) == 0:
 		c.fin = last
 		err = c.write(w.B)
 		c.fin = false
-	} else {
+	case w.files():
+		err = c.sendParts(w)
+		// A file may take long to send: the idle timeout counts from
+		// its end.
+		c.last = time.Now()
+	default:
 		iov, prev := w.iov[:0], 0
 		for _, s := range w.segs {
 			if s.end > prev {
@@ -440,10 +489,111 @@ func (c *conn) flush(last bool) bool {
 		w.iov = iov
 		_, err = iov.WriteTo(c.tc.Conn)
 		clear(w.iov[:cap(w.iov)]) // don't keep evicted bodies alive
-		clear(w.segs)
 	}
+	for _, s := range w.segs {
+		if s.done != nil {
+			s.done.Release()
+		}
+	}
+	clear(w.segs)
 	w.B, w.segs = w.B[:0], w.segs[:0]
 	return err == nil
+}
+
+// files reports whether the batch has a body sent from a file.
+func (w *Writer) files() bool {
+	for _, s := range w.segs {
+		if s.done != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// errTruncated: a file sent with SendFile ended before its body did.
+var errTruncated = errors.New("fastpath: file shorter than its response body (changed while sent)")
+
+// sendParts writes a batch with file bodies (CanSendFile held when they
+// were added, so the connection is raw).
+func (c *conn) sendParts(w *Writer) error {
+	out, prev := c.out[:0], 0
+	for _, s := range w.segs {
+		if s.end > prev {
+			out = append(out, part{b: w.B[prev:s.end]})
+		}
+		if s.done != nil {
+			out = append(out, part{file: true, fd: s.fd, off: s.off, n: s.n})
+		} else {
+			out = append(out, part{b: s.body})
+		}
+		prev = s.end
+	}
+	if prev < len(w.B) {
+		out = append(out, part{b: w.B[prev:]})
+	}
+	c.out, c.werr = out, nil
+	err := c.raw.Write(c.sendFn)
+	clear(out[:cap(out)])
+	c.out = out[:0]
+	if err != nil {
+		return err
+	}
+	return c.werr
+}
+
+// sendReady is the RawConn.Write callback for sendParts: bytes with
+// send(2) (MSG_MORE while more follows), file bodies with sendfile(2).
+// Before waiting in the poller after progress it moves the write
+// deadline on, so the idle timeout bounds a stall, not a long download.
+func (c *conn) sendReady(fd uintptr) bool {
+	progress := false
+	for len(c.out) > 0 {
+		p := &c.out[0]
+		var n int
+		var errno syscall.Errno
+		op := "write"
+		if p.file {
+			op = "sendfile"
+			if p.n == 0 {
+				c.out = c.out[1:]
+				continue
+			}
+			n, errno = sysSendfile(fd, p.fd, &p.off, p.n)
+			if errno == 0 {
+				if n == 0 {
+					c.werr = errTruncated
+					return true
+				}
+				p.n -= int64(n)
+			}
+		} else {
+			if len(p.b) == 0 {
+				c.out = c.out[1:]
+				continue
+			}
+			n, errno = sysSend(fd, p.b, len(c.out) > 1)
+			if errno == 0 {
+				p.b = p.b[n:]
+			}
+		}
+		switch errno {
+		case 0:
+			progress = true
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			if progress {
+				if d := time.Now().Add(c.s.cfg.IdleTimeout); d.Sub(c.wdl) > c.s.slack {
+					c.tc.SetWriteDeadline(d)
+					c.wdl = d
+				}
+			}
+			return false
+		default:
+			c.werr = os.NewSyscallError(op, errno)
+			return true
+		}
+	}
+	return true
 }
 
 // readHead makes sure a complete request header is buffered and returns

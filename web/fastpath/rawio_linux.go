@@ -39,11 +39,32 @@ func sysWrite(fd uintptr, b []byte) (int, syscall.Errno) {
 // the close sends it with the FIN in one segment instead of two, as
 // nginx's tcp_nopush (TCP_CORK) does. MSG_NOSIGNAL: a client already gone
 // is EPIPE, without the signal.
-func sysWriteLast(fd uintptr, b []byte) (int, syscall.Errno) {
+func sysWriteLast(fd uintptr, b []byte) (int, syscall.Errno) { return sysSend(fd, b, true) }
+
+// canSendFile: Writer.SendFile is available.
+const canSendFile = true
+
+// sysSendfile is sendfile(2) of up to n bytes at *off of the file in to
+// the non-blocking socket out (*off advanced by what was sent), without
+// entersyscall as sysWrite. Reading the file may wait for the disk, as
+// nginx's sendfile does, holding the thread and its P meanwhile.
+func sysSendfile(out uintptr, in int, off *int64, n int64) (int, syscall.Errno) {
+	n = min(n, 1<<30)
+	r, _, e := syscall.RawSyscall6(syscall.SYS_SENDFILE, out, uintptr(in), uintptr(unsafe.Pointer(off)), uintptr(n), 0, 0)
+	return int(r), e
+}
+
+// sysSend is send(2) of b, with MSG_MORE when more is set (the kernel
+// holds a partial segment for what follows). MSG_NOSIGNAL: a client
+// already gone is EPIPE, without the signal.
+func sysSend(fd uintptr, b []byte, more bool) (int, syscall.Errno) {
 	if len(b) == 0 {
 		return 0, 0
 	}
-	n, _, e := syscall.RawSyscall6(syscall.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)),
-		syscall.MSG_MORE|syscall.MSG_NOSIGNAL, 0, 0)
+	flags := syscall.MSG_NOSIGNAL
+	if more {
+		flags |= syscall.MSG_MORE
+	}
+	n, _, e := syscall.RawSyscall6(syscall.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), uintptr(flags), 0, 0)
 	return int(n), e
 }

@@ -12,3 +12,8 @@ const canRaw = false
 func sysRead(uintptr, []byte) (int, syscall.Errno)      { return 0, syscall.EINVAL }
 func sysWrite(uintptr, []byte) (int, syscall.Errno)     { return 0, syscall.EINVAL }
 func sysWriteLast(uintptr, []byte) (int, syscall.Errno) { return 0, syscall.EINVAL }
+
+const canSendFile = false
+
+func sysSendfile(uintptr, int, *int64, int64) (int, syscall.Errno) { return 0, syscall.EINVAL }
+func sysSend(uintptr, []byte, bool) (int, syscall.Errno)           { return 0, syscall.EINVAL }

@@ -32,3 +32,9 @@ func errnoOf(err error) syscall.Errno {
 	}
 	return syscall.EIO
 }
+
+// canSendFile: Writer.SendFile is Linux's (sendfile(2) differs elsewhere).
+const canSendFile = false
+
+func sysSendfile(uintptr, int, *int64, int64) (int, syscall.Errno) { return 0, syscall.ENOSYS }
+func sysSend(uintptr, []byte, bool) (int, syscall.Errno)           { return 0, syscall.ENOSYS }

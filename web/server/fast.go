@@ -96,12 +96,12 @@ func (h fastHandler) ServeFast(r *fastpath.Request, w *fastpath.Writer) bool {
 	start := w.Now()
 	e := site.cache.getBytes(r.Path, start)
 	if e == nil {
-		if e = site.load(string(r.Path)); e == nil {
+		if e = site.load(string(r.Path), w.CanSendFile()); e == nil {
 			return false
 		}
 	}
 	closeConn := r.Close || s.cfg.NonPersistent
-	code, n, ok := s.fastEntry(r, w, &f, e, closeConn)
+	code, n, ok := s.fastEntry(r, w, &f, site, e, closeConn)
 	if !ok {
 		return false
 	}
@@ -198,8 +198,10 @@ func (s *Server) fastSite(host []byte) *fileSite {
 
 // fastEntry appends the response to a GET or HEAD for e (code and body
 // bytes sent), or reports false for a request serveEntry would hand to
-// http.ServeContent in a way the fast path does not reproduce.
-func (s *Server) fastEntry(r *fastpath.Request, w *fastpath.Writer, f *fastFields, e *cacheEntry, closeConn bool) (code int, n int64, ok bool) {
+// http.ServeContent in a way the fast path does not reproduce (having
+// appended nothing). Bodies of sendfileMin bytes and more, and every
+// body of a large entry, are sent with sendfile from the site's file.
+func (s *Server) fastEntry(r *fastpath.Request, w *fastpath.Writer, f *fastFields, site *fileSite, e *cacheEntry, closeConn bool) (code int, n int64, ok bool) {
 	gz := false
 	if e.zip && f.haveAE {
 		acc, known := acceptsGzipFast(f.ae)
@@ -208,21 +210,47 @@ func (s *Server) fastEntry(r *fastpath.Request, w *fastpath.Writer, f *fastField
 		}
 		gz = acc
 	}
+	if gz && e.large {
+		return 0, 0, false // net/http compresses it
+	}
 	v := e.variant(gz)
 	if v == nil {
 		return 0, 0, false
 	}
-	body := v.body
+	size := e.size
+	if gz {
+		size = int64(len(v.body))
+	}
+	first, last := int64(0), size-1
 	switch {
 	case f.haveRange:
 		if f.haveINM || f.haveIMS {
 			return 0, 0, false
 		}
-		first, last, ok := singleRange(f.rng, int64(len(body)))
-		if !ok {
+		var ok bool
+		if first, last, ok = singleRange(f.rng, size); !ok {
 			return 0, 0, false
 		}
 		code = http.StatusPartialContent
+	case f.haveINM && etagListMatches(f.inm, v.etag) || !f.haveINM && f.haveIMS && e.notModifiedSince(f.ims):
+		code = http.StatusNotModified
+	default:
+		code = http.StatusOK
+	}
+	send := code != http.StatusNotModified && !r.Head && last >= first
+	var sf *sendFile
+	if send && (e.large || !gz && last-first+1 >= sendfileMin && w.CanSendFile()) {
+		if !w.CanSendFile() {
+			return 0, 0, false
+		}
+		if sf = site.sendFileFor(e); sf == nil {
+			if e.large {
+				return 0, 0, false
+			}
+		}
+	}
+	switch code {
+	case http.StatusPartialContent:
 		w.B = append(w.B, "HTTP/1.1 206 Partial Content\r\n"...)
 		w.B = append(w.B, v.common...)
 		w.B = append(w.B, "Content-Range: bytes "...)
@@ -230,19 +258,15 @@ func (s *Server) fastEntry(r *fastpath.Request, w *fastpath.Writer, f *fastField
 		w.B = append(w.B, '-')
 		w.B = strconv.AppendInt(w.B, last, 10)
 		w.B = append(w.B, '/')
-		w.B = strconv.AppendInt(w.B, int64(len(body)), 10)
+		w.B = strconv.AppendInt(w.B, size, 10)
 		w.B = append(w.B, "\r\nContent-Length: "...)
 		w.B = strconv.AppendInt(w.B, last-first+1, 10)
 		w.B = append(w.B, "\r\nLast-Modified: "...)
 		w.B = append(w.B, e.lastMod[0]...)
 		w.B = append(w.B, "\r\n"...)
-		body = body[first : last+1]
-	case f.haveINM && etagListMatches(f.inm, v.etag) || !f.haveINM && f.haveIMS && e.notModifiedSince(f.ims):
-		code = http.StatusNotModified
+	case http.StatusNotModified:
 		w.B = append(w.B, v.notMod...)
-		body = nil
 	default:
-		code = http.StatusOK
 		w.B = append(w.B, v.ok...)
 	}
 	w.B = append(w.B, s.altSvc...)
@@ -251,11 +275,15 @@ func (s *Server) fastEntry(r *fastpath.Request, w *fastpath.Writer, f *fastField
 		w.B = append(w.B, "Connection: close\r\n"...)
 	}
 	w.B = append(w.B, "\r\n"...)
-	if r.Head || body == nil {
+	if !send {
 		return code, 0, true
 	}
-	w.Body(body)
-	return code, int64(len(body)), true
+	if sf != nil {
+		w.SendFile(sf.fd, first, last-first+1, sf)
+	} else {
+		w.Body(v.body[first : last+1])
+	}
+	return code, last - first + 1, true
 }
 
 // singleRange parses a Range value naming one satisfiable byte range of

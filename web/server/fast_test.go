@@ -109,6 +109,17 @@ func TestFastPathAsNetHTTP(t *testing.T) {
 		{"range gzip", get("/big.css", "Range: bytes=0-4\r\nAccept-Encoding: gzip\r\n"), false},
 		{"close", get("/hello.txt", "Connection: close\r\n"), false},
 		{"vhost", "GET / HTTP/1.1\r\nHost: B.Example.:80\r\n\r\n", false},
+		{"sendfile", get("/medium.bin", ""), false},
+		{"sendfile range", get("/medium.bin", "Range: bytes=1000-17000\r\n"), false},
+		{"sendfile small range", get("/medium.bin", "Range: bytes=-10\r\n"), false},
+		{"large", get("/large.bin", ""), false},
+		{"large head", "HEAD /large.bin HTTP/1.1\r\nHost: localhost\r\n\r\n", true},
+		{"large range", get("/large.bin", "Range: bytes=100000-\r\n"), false},
+		{"large range suffix", get("/large.bin", "Range: bytes=-300\r\n"), false},
+		{"large inm", get("/large.bin", "If-None-Match: "+ETag(statOf(t, filepath.Join(e.root, "large.bin")))+"\r\n"), false},
+		{"large ims", get("/large.bin", "If-Modified-Since: "+lastMod+"\r\n"), false},
+		{"large text", get("/large.txt", ""), false},
+		{"large text close", get("/large.txt", "Connection: close\r\n"), false},
 		{"unknown host", "GET /hello.txt HTTP/1.1\r\nHost: other.example\r\n\r\n", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

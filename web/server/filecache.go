@@ -56,6 +56,32 @@ type cacheEntry struct {
 
 	key  string                         // the URL path it is cached under
 	wire [2]atomic.Pointer[wireVariant] // the fast path's header blocks: identity, gzip
+
+	// large: a file above cacheMaxFile, body not in memory (nil): only
+	// the HTTP/1.1 fast path serves it, with sendfile(2).
+	large bool
+	// file is the open file the fast path sends the body from (see
+	// sendFileFor), nil until needed; dropped is set once the entry has
+	// left the cache (or never entered it), and its file is released.
+	file    atomic.Pointer[sendFile]
+	dropped atomic.Bool
+}
+
+// cost is what an entry counts against cacheMaxTotal: its body, or for a
+// large file (no body in memory) a nominal 4 KiB.
+func (e *cacheEntry) cost() int64 {
+	if e.large {
+		return 4 << 10
+	}
+	return e.size
+}
+
+// retire marks an entry as out of the cache and releases its file.
+func (e *cacheEntry) retire() {
+	e.dropped.Store(true)
+	if f := e.file.Swap(nil); f != nil {
+		f.Release()
+	}
 }
 
 // wireVariant is one representation of a cache entry (identity or gzip)
@@ -149,6 +175,8 @@ type fileCache struct {
 	mu    sync.RWMutex
 	m     map[string]*cacheEntry // by request URL path
 	bytes int64
+
+	open atomic.Int32 // files open for sendfile (see sendFile)
 }
 
 func newFileCache(valid time.Duration, stat func(string) (fs.FileInfo, error)) *fileCache {
@@ -195,9 +223,10 @@ func (c *fileCache) drop(e *cacheEntry) {
 	c.mu.Lock()
 	if c.m[e.key] == e {
 		delete(c.m, e.key)
-		c.bytes -= e.size
+		c.bytes -= e.cost()
 	}
 	c.mu.Unlock()
+	e.retire()
 }
 
 // forget drops every entry read from the file name (after a PUT).
@@ -206,7 +235,8 @@ func (c *fileCache) forget(name string) {
 	for k, e := range c.m {
 		if e.name == name {
 			delete(c.m, k)
-			c.bytes -= e.size
+			c.bytes -= e.cost()
+			e.retire()
 		}
 	}
 	c.mu.Unlock()
@@ -218,13 +248,29 @@ func (c *fileCache) put(key string, e *cacheEntry) {
 	e.checked.Store(time.Now().UnixNano())
 	c.mu.Lock()
 	if old := c.m[key]; old != nil {
-		c.bytes -= old.size
+		c.bytes -= old.cost()
 		delete(c.m, key)
+		old.retire()
 	}
-	if c.bytes+e.size <= cacheMaxTotal {
+	in := c.bytes+e.cost() <= cacheMaxTotal
+	if in {
 		c.m[key] = e
-		c.bytes += e.size
+		c.bytes += e.cost()
 	}
+	c.mu.Unlock()
+	if !in {
+		e.retire()
+	}
+}
+
+// close releases every entry's open file.
+func (c *fileCache) close() {
+	c.mu.Lock()
+	for k, e := range c.m {
+		delete(c.m, k)
+		e.retire()
+	}
+	c.bytes = 0
 	c.mu.Unlock()
 }
 

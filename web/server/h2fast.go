@@ -78,9 +78,12 @@ func (h fastH2) ServeH2(r *h2.Request, w *h2.Response) bool {
 	start := s.deps.Now()
 	e := site.cache.getBytes([]byte(r.Path), start)
 	if e == nil {
-		if e = site.load(r.Path); e == nil {
+		if e = site.load(r.Path, false); e == nil {
 			return false
 		}
+	}
+	if e.large {
+		return false // its body is not in memory: net/http sends it
 	}
 	gz := false
 	if e.zip && f.haveAE {

@@ -69,6 +69,23 @@ var files = map[string]string{
 	"listed/two.txt":      "2\n",
 	"../outside.txt":      "secret\n",
 	"../vhost/index.html": "<html>vhost b</html>\n",
+	// Sent with sendfile by the fast path: above sendfileMin, and above
+	// cacheMaxFile (large entries; the .txt compressible, with Vary).
+	"medium.bin": pattern(sendfileMin + 1000),
+	"large.bin":  pattern(cacheMaxFile + 12345),
+	"large.txt":  strings.Repeat("line of text for a large file\n", (cacheMaxFile+5000)/30),
+}
+
+// pattern is n bytes that differ at every offset's neighbourhood (a
+// misplaced range shows).
+func pattern(n int) string {
+	b := make([]byte, n)
+	x := uint32(1)
+	for i := range b {
+		x = x*1664525 + 1013904223
+		b[i] = byte(x >> 24)
+	}
+	return string(b)
 }
 
 func start(t *testing.T, mod func(*Config)) *env {

@@ -86,7 +86,12 @@ func (s *fileSite) stat(rel string) (fs.FileInfo, error) {
 	return s.root.Stat(rel)
 }
 
-func (s *fileSite) close() error { return s.root.Close() }
+func (s *fileSite) close() error {
+	if s.cache != nil {
+		s.cache.close()
+	}
+	return s.root.Close()
+}
 
 func (s *fileSite) open(rel string) (*os.File, error) {
 	if s.cfg.FollowSymlinks {
@@ -109,7 +114,7 @@ func (s *fileSite) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if r.ProtoMajor == 2 {
 			drainSmall(r.Body)
 		}
-		if e := s.cache.get(r.URL.Path); e != nil {
+		if e := s.cache.get(r.URL.Path); e != nil && !e.large {
 			s.serveEntry(w, r, e)
 			return
 		}
@@ -431,8 +436,10 @@ func (s *fileSite) cacheFile(key, name string, f *os.File, fi fs.FileInfo) *cach
 // load puts the file a GET for the URL path p would serve (a regular
 // file, or a directory's index file for a path ending in "/") into the
 // small-file cache, for the fast path's misses; nil when p is anything
-// else (redirect, listing, large file, error: net/http answers those).
-func (s *fileSite) load(p string) *cacheEntry {
+// else (redirect, listing, error: net/http answers those). A file above
+// cacheMaxFile is cached without its body (a large entry, sent with
+// sendfile) when large is set, else it is not cached either.
+func (s *fileSite) load(p string, large bool) *cacheEntry {
 	rel, ok := CleanPath(p)
 	if !ok {
 		return nil
@@ -480,11 +487,44 @@ func (s *fileSite) load(p string) *cacheEntry {
 			return nil
 		}
 	}
-	defer f.Close()
-	if !fi.Mode().IsRegular() || fi.Size() > cacheMaxFile {
+	switch {
+	case !fi.Mode().IsRegular() || fi.Size() > cacheMaxFile && !large:
+		f.Close()
 		return nil
+	case fi.Size() > cacheMaxFile:
+		return s.cacheLarge(p, rel, f, fi)
 	}
+	defer f.Close()
 	return s.cacheFile(p, rel, f, fi)
+}
+
+// cacheLarge publishes a large entry for the file f (name relative to the
+// root, above cacheMaxFile) under the URL path key, keeping f open for
+// sendfile (f is the entry's from then on); nil when reading its type
+// fails.
+func (s *fileSite) cacheLarge(key, name string, f *os.File, fi fs.FileInfo) *cacheEntry {
+	ctype := mime.TypeByExtension(path.Ext(name))
+	if ctype == "" {
+		var buf [512]byte
+		n, err := f.ReadAt(buf[:], 0)
+		if err != nil && err != io.EOF {
+			f.Close()
+			return nil
+		}
+		ctype = http.DetectContentType(buf[:n])
+	}
+	// Vary as file's general path answers: net/http compresses the
+	// compressible ones up to gzipMaxFile for clients that accept gzip.
+	zip := !s.cfg.NoGzip && isCompressible(ctype) && fi.Size() <= gzipMaxFile
+	e := newCacheEntry(name, fi, nil, ctype, zip)
+	e.large = true
+	if s.cache.open.Load() < maxOpenFiles {
+		e.file.Store(s.cache.newSendFile(f))
+	} else {
+		f.Close()
+	}
+	s.cache.put(key, e)
+	return e
 }
 
 func (s *fileSite) gzipped(etag string, f io.Reader) ([]byte, error) {
