@@ -103,6 +103,12 @@ func main() {
 		}
 		return s
 	}
+	// The initialization segments, fetched by every player before a
+	// rung's first segment (and the audio's before the first).
+	audioInit := 0.0
+	if pres.Audio != nil {
+		audioInit = fileSize(*video, pres.Audio.Init)
+	}
 	var scheds []schedule
 	for _, spec := range strings.Split(*schedules, ";") {
 		name, def, _ := strings.Cut(spec, "=")
@@ -110,11 +116,13 @@ func main() {
 		if err != nil {
 			log.Fatalf("%s: %v", name, err)
 		}
-		in := player.OptimumInput{Sched: sched, Bitrates: pres.Bitrates, Segments: n, SegDur: pres.SegDur, Size: size, Mu: mu, MaxBuffer: 30}
-		opt, _ := player.Optimum(in)
+		in := player.OptimumInput{Sched: sched, Bitrates: pres.Bitrates, Segments: n, SegDur: pres.SegDur, Size: size, Mu: mu, MaxBuffer: 30,
+			Init: func(r int) float64 { return fileSize(*video, pres.Video[r].Init) }, FirstExtra: audioInit}
+		opt, plan := player.Optimum(in)
 		in.CountStartup = true
 		optS, _ := player.Optimum(in)
-		scheds = append(scheds, schedule{name, def, sched, opt / float64(n), optS / float64(n)})
+		in.CountStartup = false
+		scheds = append(scheds, schedule{name, def, sched, opt / float64(n), optS / float64(n), in, plan})
 	}
 	if *sim {
 		simulate(*video, mpdData, scheds, strings.Split(*players, ","), mu, n, *verbose)
@@ -174,6 +182,8 @@ type schedule struct {
 	name, def string
 	sched     *shape.Schedule
 	opt, optS float64 // QoE per chunk; optS counts the startup
+	in        player.OptimumInput
+	plan      []int // the optimum's rungs (startup not counted)
 }
 
 // runSchedule plays sched with every player: applayer's at the same time
@@ -312,13 +322,64 @@ func simulate(dir string, mpdData []byte, scheds []schedule, players []string, m
 			}
 			fmt.Printf("%-18s %-12s %9.3f %6.1f%% %9.3f %6.1f%% %8.2f %9d %8.2f  %s\n", sc.name, pl, rep.QoEPerChunk, 100*rep.QoEPerChunk/sc.opt, qs, 100*qs/sc.optS, rep.StallTime, rep.Switches, rep.Startup, strings.Join(rungs, ""))
 			if verbose {
-				for _, sg := range rep.Segments {
-					fmt.Printf("    segment %2d rung %d  %6.2f-%6.2f s  %5.2f Mbit/s  buffer %5.2f s  abandoned %v\n", sg.Index+1, sg.Rung, sg.Start, sg.End, sg.Throughput/1e6, sg.Buffer, sg.Abandoned)
-				}
+				printPaths(rep, sc, mu)
 			}
 		}
 		fmt.Printf("%-18s %-12s %9.3f %7s %9.3f\n", sc.name, "optimum", sc.opt, "", sc.optS)
 	}
+}
+
+// printPaths sets an algorithm's segments beside the offline optimum's
+// (its plan replayed on the trace), then QoE_lin's three terms for both
+// and their difference: where the gap goes.
+func printPaths(rep *player.Report, sc schedule, mu float64) {
+	_, opt := player.Replay(sc.in, sc.plan)
+	fmt.Printf("    %3s | %4s %13s %6s %6s %7s | %4s %13s %6s %6s %7s\n", "seg", "rung", "download s", "Mbit/s", "buf s", "QoE", "opt", "download s", "buf s", "stall", "QoE")
+	var q float64
+	for i, sg := range rep.Segments {
+		q += sg.Bitrate / 1e6
+		if i > 0 {
+			q -= math.Abs(sg.Bitrate-rep.Segments[i-1].Bitrate) / 1e6
+		}
+		o := opt[i]
+		fmt.Printf("    %3d | %4d %6.2f-%6.2f %6.2f %6.2f %7.3f | %4d %6.2f-%6.2f %6.2f %6.2f %7.3f\n", i+1, sg.Rung, sg.Start, sg.End, sg.Throughput/1e6, sg.Buffer, q,
+			o.Rung, o.Start, o.End, o.Buffer, o.Rebuffer, o.QoE)
+	}
+	rates := func(rs []float64) (sum, sw float64) {
+		for i, r := range rs {
+			sum += r / 1e6
+			if i > 0 {
+				sw += math.Abs(r-rs[i-1]) / 1e6
+			}
+		}
+		return sum, sw
+	}
+	var ours, best []float64
+	var stall float64
+	for _, sg := range rep.Segments {
+		ours = append(ours, sg.Bitrate)
+	}
+	for _, o := range opt {
+		best = append(best, sc.in.Bitrates[o.Rung])
+		stall += o.Rebuffer
+	}
+	a, as := rates(ours)
+	b, bs := rates(best)
+	fmt.Printf("    QoE_lin's terms (Mbit/s, summed over segments), %s against the optimum: bit rate %.2f vs %.2f (%+.2f), switching -%.2f vs -%.2f (%+.2f), rebuffering -%.2f vs -%.2f (%+.2f); QoE %.2f vs %.2f (%+.2f); startup %.2f s vs %.2f s\n",
+		rep.Algorithm, a, b, a-b, as, bs, bs-as, mu*rep.StallTime, mu*stall, mu*stall-mu*rep.StallTime, rep.QoE, b-bs-mu*stall, rep.QoE-(b-bs-mu*stall), rep.Startup, opt[0].End)
+}
+
+// fileSize is the size of the packaged file at u (0 if missing).
+func fileSize(dir, u string) float64 {
+	p, err := url.Parse(u)
+	if err != nil || u == "" {
+		return 0
+	}
+	fi, err := os.Stat(filepath.Join(dir, p.Path))
+	if err != nil {
+		return 0
+	}
+	return float64(fi.Size())
 }
 
 func audioURL(p *player.Presentation, i int) string {

@@ -1,0 +1,127 @@
+package player
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/applayer/applayer/stream/abr"
+)
+
+// fixedPlan plays a given rung per segment.
+type fixedPlan []int
+
+func (fixedPlan) Name() string               { return "plan" }
+func (p fixedPlan) Choose(s *abr.State) int { return p[s.Index] }
+
+// TestOptimumPlanPlayable: the offline optimum honours the player's own
+// constraints, no looser: the player itself, handed the optimum's plan
+// (abandonment off), plays it on the simulated network to the optimum's
+// QoE_lin, on every bench schedule, with the startup free and charged,
+// initialization segments (audio and each rung's) and audio segments
+// fetched as the player fetches them. Replay of the plan agrees too.
+func TestOptimumPlanPlayable(t *testing.T) {
+	const n, segDur, mu = 30, 2.0, 2.5
+	const initV, initA = 20000.0, 15000.0 // bytes: large, so a model without them would show
+	data := simMPDAudio(t, benchLadder, benchAudio, n, segDur)
+	size := func(i, r int) float64 { return (benchLadder[r] + benchAudio) * segDur / 8 }
+	for name, sched := range benchSchedules(t) {
+		for _, charged := range []bool{false, true} {
+			in := OptimumInput{Sched: sched, Bitrates: benchLadder, Segments: n, SegDur: segDur, Size: size, Mu: mu, MaxBuffer: 30,
+				Init: func(int) float64 { return initV }, FirstExtra: initA, CountStartup: charged}
+			opt, plan := Optimum(in)
+			if q, _ := Replay(in, plan); math.Abs(q-opt) > 1e-9 {
+				t.Errorf("%s: Replay %.4f, Optimum %.4f", name, q, opt)
+			}
+			clock := NewSimClock(time.Unix(1e9, 0))
+			net := &SimNet{Clock: clock, Sched: sched,
+				Body: func(u string) ([]byte, bool) { return data, strings.HasSuffix(u, ".mpd") },
+				Size: func(u string) (int64, error) {
+					f := u[strings.LastIndex(u, "/")+1:]
+					var r, k int
+					switch {
+					case f == "init-a0.m4s":
+						return initA, nil
+					case strings.HasPrefix(f, "init-"):
+						return initV, nil
+					case strings.HasPrefix(f, "seg-a0-"):
+						return int64(benchAudio * segDur / 8), nil
+					}
+					if _, err := fmt.Sscanf(f, "seg-v%d-%d.m4s", &r, &k); err != nil {
+						return 0, fmt.Errorf("no such object %s", u)
+					}
+					return int64(benchLadder[r] * segDur / 8), nil
+				}}
+			rep, err := Play(context.Background(), "http://sim.test/v/manifest.mpd", Options{Fetcher: net, Clock: clock, Algorithm: fixedPlan(plan), NoAbandon: true, Mu: mu})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := rep.QoE
+			if charged {
+				got -= mu * rep.Startup
+			}
+			t.Logf("%s, startup charged %v: optimum %.4f, the player playing its plan %.4f", name, charged, opt/n, got/n)
+			if math.Abs(got-opt) > 1e-3 {
+				t.Errorf("%s, startup charged %v: the player playing the optimum's plan %v scores %.4f, the optimum says %.4f", name, charged, plan, got, opt)
+			}
+		}
+	}
+}
+
+// TestOptimumStateMerge: Optimum merges plans reaching the same rung and
+// buffer (100 ms) and keeps the better; a finer search that also keeps
+// the time (buffer in 20 ms, time in 50 ms) finds no better plan on the
+// bench's schedules, so the reference is not lowered by the merging.
+func TestOptimumStateMerge(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the fine search takes seconds")
+	}
+	size := func(i, r int) float64 { return (benchLadder[r] + benchAudio) * 2 / 8 }
+	for name, sched := range benchSchedules(t) {
+		for _, charged := range []bool{false, true} {
+			in := OptimumInput{Sched: sched, Bitrates: benchLadder, Segments: 30, SegDur: 2, Size: size, Mu: 2.5, MaxBuffer: 30, CountStartup: charged}
+			q, _ := Optimum(in)
+			fine := optimumFine(in, 0.02, 0.05)
+			if fine > q+1e-6 {
+				t.Errorf("%s, startup charged %v: the fine search finds %.4f per chunk, Optimum %.4f", name, charged, fine/30, q/30)
+			}
+		}
+	}
+}
+
+// optimumFine is Optimum keeping the time in the state too.
+func optimumFine(in OptimumInput, bstep, tstep float64) float64 {
+	md := newModel(in)
+	type key struct {
+		rung, bb, tb int
+		started      bool
+	}
+	layer := []pstate{{last: -1}}
+	for k := range in.Segments {
+		best := map[key]int{}
+		var next []pstate
+		for _, s := range layer {
+			for r := range in.Bitrates {
+				ns, _, _, _ := md.next(s, k, r)
+				kk := key{r, int(ns.b / bstep), int(ns.t / tstep), ns.started}
+				if j, ok := best[kk]; ok {
+					if next[j].q < ns.q {
+						next[j] = ns
+					}
+					continue
+				}
+				best[kk] = len(next)
+				next = append(next, ns)
+			}
+		}
+		layer = next
+	}
+	q := math.Inf(-1)
+	for _, s := range layer {
+		q = max(q, s.q)
+	}
+	return q
+}
