@@ -11,6 +11,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"log"
@@ -73,6 +74,7 @@ func main() {
 	rounds := flag.Int("rounds", 1, "rounds: each plays every schedule with every player, and the medians over rounds are printed")
 	verbose := flag.Bool("v", false, "with -sim: every segment's rung, times, throughput and buffer")
 	sim := flag.Bool("sim", false, "play applayer's algorithms on the simulated clock and network only (player.SimNet: no browser, no HTTP), with the video's real segment sizes")
+	bound := flag.String("bound", "", "with -sim: for each schedule, the online bound at these branch times (seconds, comma-separated): the best share of the offline optimum any causal player can guarantee over the schedule, the schedule restarted at the branch, and its rate at the branch held (player.OnlineBound); slow (minutes for late branches)")
 	flag.Parse()
 	if err := os.MkdirAll(*out, 0o755); err != nil {
 		log.Fatal(err)
@@ -123,6 +125,10 @@ func main() {
 		optS, _ := player.Optimum(in)
 		in.CountStartup = false
 		scheds = append(scheds, schedule{name, def, sched, opt / float64(n), optS / float64(n), in, plan})
+	}
+	if *sim && *bound != "" {
+		onlineBounds(scheds, *bound, float64(n)*pres.SegDur)
+		return
 	}
 	if *sim {
 		simulate(*video, mpdData, scheds, strings.Split(*players, ","), mu, n, *verbose)
@@ -367,6 +373,40 @@ func printPaths(rep *player.Report, sc schedule, mu float64) {
 	b, bs := rates(best)
 	fmt.Printf("    QoE_lin's terms (Mbit/s, summed over segments), %s against the optimum: bit rate %.2f vs %.2f (%+.2f), switching -%.2f vs -%.2f (%+.2f), rebuffering -%.2f vs -%.2f (%+.2f); QoE %.2f vs %.2f (%+.2f); startup %.2f s vs %.2f s\n",
 		rep.Algorithm, a, b, a-b, as, bs, bs-as, mu*rep.StallTime, mu*stall, mu*stall-mu*rep.StallTime, rep.QoE, b-bs-mu*stall, rep.QoE-(b-bs-mu*stall), rep.Startup, opt[0].End)
+}
+
+// onlineBounds prints, per schedule and branch time T, the online bound
+// over the family {the schedule; the schedule restarted at T; its rate
+// at T held}, with the startup free and charged.
+func onlineBounds(scheds []schedule, branches string, dur float64) {
+	length := time.Duration(5*dur) * time.Second
+	for _, sc := range scheds {
+		for _, f := range strings.Split(branches, ",") {
+			T, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+			if err != nil || T <= 0 {
+				log.Fatalf("-bound: bad branch time %q", f)
+			}
+			at := time.Duration(T * float64(time.Second))
+			restart, err1 := sc.sched.Splice(at, sc.sched, length)
+			held, _ := shape.Constant(sc.sched.Rate(at-time.Millisecond) / 1e6)
+			hold, err2 := sc.sched.Splice(at, held, length)
+			if err := errors.Join(err1, err2); err != nil {
+				log.Fatal(err)
+			}
+			for _, charged := range []bool{false, true} {
+				in := sc.in
+				in.CountStartup = charged
+				t0 := time.Now()
+				b, err := player.OnlineBound(in, []*shape.Schedule{sc.sched, restart, hold}, T)
+				if err != nil {
+					log.Fatal(err)
+				}
+				fmt.Printf("%-10s branch %5.1f s  startup charged %-5v  bound %5.1f%%  (schedule, restarted, held: %5.1f%% %5.1f%% %5.1f%%; optima %.3f %.3f %.3f per chunk)  common rungs %v  [%v]\n",
+					sc.name, T, charged, 100*b.Ratio, 100*b.Ratios[0], 100*b.Ratios[1], 100*b.Ratios[2],
+					b.Optima[0]/float64(in.Segments), b.Optima[1]/float64(in.Segments), b.Optima[2]/float64(in.Segments), b.Prefix, time.Since(t0).Round(time.Second))
+			}
+		}
+	}
 }
 
 // fileSize is the size of the packaged file at u (0 if missing).

@@ -141,11 +141,19 @@ func (m model) next(s pstate, k, r int) (ns pstate, wait, dl, rebuf float64) {
 // achievable; the rounding can miss plans that differ by less than the
 // buffer step. It returns the QoE and the rung of each segment.
 func Optimum(in OptimumInput) (float64, []int) {
-	n, m := in.Segments, len(in.Bitrates)
-	if n == 0 || m == 0 {
+	if in.Segments == 0 || len(in.Bitrates) == 0 {
 		return 0, nil
 	}
-	md := newModel(in)
+	return newModel(in).best(pstate{last: -1}, 0)
+}
+
+// best is the best continuation from state from before segment k0: its
+// QoE (from's included) and the rungs of segments k0 on.
+func (md model) best(from pstate, k0 int) (float64, []int) {
+	n, m := md.in.Segments, len(md.in.Bitrates)
+	if k0 >= n {
+		return from.q, nil
+	}
 	const step = 0.1
 	type node struct {
 		pstate
@@ -156,12 +164,12 @@ func Optimum(in OptimumInput) (float64, []int) {
 		started      bool
 		inits        uint64
 	}
-	layers := make([][]node, 0, n+1)
-	layers = append(layers, []node{{pstate: pstate{last: -1}, prev: -1}})
-	for k := range n {
+	layers := make([][]node, 0, n-k0+1)
+	layers = append(layers, []node{{pstate: from, prev: -1}})
+	for k := k0; k < n; k++ {
 		best := map[key]int{}
 		var next []node
-		for pi, s := range layers[k] {
+		for pi, s := range layers[k-k0] {
 			for r := range m {
 				ns, _, _, _ := md.next(s.pstate, k, r)
 				nd := node{pstate: ns, prev: pi}
@@ -180,14 +188,14 @@ func Optimum(in OptimumInput) (float64, []int) {
 		layers = append(layers, next)
 	}
 	bi := 0
-	last := layers[n]
+	last := layers[n-k0]
 	for i := range last {
 		if last[i].q > last[bi].q {
 			bi = i
 		}
 	}
-	plan := make([]int, n)
-	for k, i := n, bi; k > 0; k-- {
+	plan := make([]int, n-k0)
+	for k, i := n-k0, bi; k > 0; k-- {
 		plan[k-1] = layers[k][i].last
 		i = layers[k][i].prev
 	}

@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/applayer/applayer/stream/abr"
+	"github.com/applayer/applayer/stream/shape"
 )
 
 // fixedPlan plays a given rung per segment.
@@ -124,4 +126,61 @@ func optimumFine(in OptimumInput, bstep, tstep float64) float64 {
 		q = max(q, s.q)
 	}
 	return q
+}
+
+// TestOnlineBound: on one schedule the bound is the optimum itself (1).
+// A pair identical for its first second at 3 Mbit/s, of which one falls
+// to 0.4 Mbit/s: before the branch a player cannot tell them apart, and
+// a top-rung segment (1.7 s at 3 Mbit/s) started then takes seconds on
+// the second, so the best it can do is fill the second with lowest-rung
+// segments (0.2 s each) and only then climb: at most 54% of the first
+// schedule's optimum. The bound is what its own prefix guarantees, and
+// no other prefix (the top rung first) guarantees more.
+func TestOnlineBound(t *testing.T) {
+	rungs := []float64{0.3e6, 2.5e6}
+	in := OptimumInput{Bitrates: rungs, Segments: 10, SegDur: 2, Mu: 2.5, MaxBuffer: 30, CountStartup: true}
+	three := constant(t, 3)
+	b, err := OnlineBound(in, []*shape.Schedule{three}, 5)
+	if err != nil || math.Abs(b.Ratio-1) > 1e-9 {
+		t.Fatalf("one schedule: bound %v (%v), want 1", b.Ratio, err)
+	}
+	drop, err := three.Splice(time.Second, constant(t, 0.4), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	family := []*shape.Schedule{three, drop}
+	b, err = OnlineBound(in, family, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("bound %.3f with prefix %v: ratios %.3f, optima %.2f", b.Ratio, b.Prefix, b.Ratios, b.Optima)
+	// guarantee is the worst share of the optimum over the family after
+	// the common decisions prefix, each schedule then played at its best.
+	guarantee := func(prefix []int) float64 {
+		worst := math.Inf(1)
+		for c, s := range family {
+			ci := in
+			ci.Sched = s
+			md := newModel(ci)
+			st := pstate{last: -1}
+			for k, r := range prefix {
+				st, _, _, _ = md.next(st, k, r)
+			}
+			q, _ := md.best(st, len(prefix))
+			worst = min(worst, q/b.Optima[c])
+		}
+		return worst
+	}
+	if want := 11.3 / 20.83; math.Abs(b.Ratio-want) > 0.01 || !slices.Equal(b.Prefix, []int{0, 0, 0, 0, 0}) {
+		t.Errorf("bound %.3f with prefix %v, want %.3f with five lowest-rung segments", b.Ratio, b.Prefix, want)
+	}
+	if g := guarantee(b.Prefix); math.Abs(g-b.Ratio) > 1e-9 {
+		t.Errorf("the bound's prefix guarantees %.4f, the bound says %.4f", g, b.Ratio)
+	}
+	if g := guarantee([]int{1}); g > b.Ratio {
+		t.Errorf("the top rung first guarantees %.3f, above the bound %.3f", g, b.Ratio)
+	}
+	if _, err := OnlineBound(in, []*shape.Schedule{three, constant(t, 2)}, 1); err == nil {
+		t.Error("a family that differs before the branch was accepted")
+	}
 }
