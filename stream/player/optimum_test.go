@@ -16,7 +16,7 @@ import (
 // fixedPlan plays a given rung per segment.
 type fixedPlan []int
 
-func (fixedPlan) Name() string               { return "plan" }
+func (fixedPlan) Name() string              { return "plan" }
 func (p fixedPlan) Choose(s *abr.State) int { return p[s.Index] }
 
 // TestOptimumPlanPlayable: the offline optimum honours the player's own
