@@ -122,9 +122,9 @@ func main() {
 			Init: func(r int) float64 { return fileSize(*video, pres.Video[r].Init) }, FirstExtra: audioInit}
 		opt, plan := player.Optimum(in)
 		in.CountStartup = true
-		optS, _ := player.Optimum(in)
+		optS, planS := player.Optimum(in)
 		in.CountStartup = false
-		scheds = append(scheds, schedule{name, def, sched, opt / float64(n), optS / float64(n), in, plan})
+		scheds = append(scheds, schedule{name, def, sched, opt / float64(n), optS / float64(n), in, plan, planS})
 	}
 	if *sim && *bound != "" {
 		onlineBounds(scheds, *bound, float64(n)*pres.SegDur)
@@ -190,6 +190,7 @@ type schedule struct {
 	opt, optS float64 // QoE per chunk; optS counts the startup
 	in        player.OptimumInput
 	plan      []int // the optimum's rungs (startup not counted)
+	planS     []int // with the startup counted
 }
 
 // runSchedule plays sched with every player: applayer's at the same time
@@ -328,7 +329,10 @@ func simulate(dir string, mpdData []byte, scheds []schedule, players []string, m
 			}
 			fmt.Printf("%-18s %-12s %9.3f %6.1f%% %9.3f %6.1f%% %8.2f %9d %8.2f  %s\n", sc.name, pl, rep.QoEPerChunk, 100*rep.QoEPerChunk/sc.opt, qs, 100*qs/sc.optS, rep.StallTime, rep.Switches, rep.Startup, strings.Join(rungs, ""))
 			if verbose {
-				printPaths(rep, sc, mu)
+				printPaths(rep, sc.in, sc.plan, mu, "")
+				in := sc.in
+				in.CountStartup = true
+				printPaths(rep, in, sc.planS, mu, "the startup charged, ")
 			}
 		}
 		fmt.Printf("%-18s %-12s %9.3f %7s %9.3f\n", sc.name, "optimum", sc.opt, "", sc.optS)
@@ -338,8 +342,9 @@ func simulate(dir string, mpdData []byte, scheds []schedule, players []string, m
 // printPaths sets an algorithm's segments beside the offline optimum's
 // (its plan replayed on the trace), then QoE_lin's three terms for both
 // and their difference: where the gap goes.
-func printPaths(rep *player.Report, sc schedule, mu float64) {
-	_, opt := player.Replay(sc.in, sc.plan)
+func printPaths(rep *player.Report, in player.OptimumInput, plan []int, mu float64, what string) {
+	optQ, opt := player.Replay(in, plan)
+	fmt.Printf("    %sagainst the optimum:\n", what)
 	fmt.Printf("    %3s | %4s %13s %6s %6s %7s | %4s %13s %6s %6s %7s\n", "seg", "rung", "download s", "Mbit/s", "buf s", "QoE", "opt", "download s", "buf s", "stall", "QoE")
 	var q float64
 	for i, sg := range rep.Segments {
@@ -366,13 +371,19 @@ func printPaths(rep *player.Report, sc schedule, mu float64) {
 		ours = append(ours, sg.Bitrate)
 	}
 	for _, o := range opt {
-		best = append(best, sc.in.Bitrates[o.Rung])
+		best = append(best, in.Bitrates[o.Rung])
 		stall += o.Rebuffer
 	}
 	a, as := rates(ours)
 	b, bs := rates(best)
-	fmt.Printf("    QoE_lin's terms (Mbit/s, summed over segments), %s against the optimum: bit rate %.2f vs %.2f (%+.2f), switching -%.2f vs -%.2f (%+.2f), rebuffering -%.2f vs -%.2f (%+.2f); QoE %.2f vs %.2f (%+.2f); startup %.2f s vs %.2f s\n",
-		rep.Algorithm, a, b, a-b, as, bs, bs-as, mu*rep.StallTime, mu*stall, mu*stall-mu*rep.StallTime, rep.QoE, b-bs-mu*stall, rep.QoE-(b-bs-mu*stall), rep.Startup, opt[0].End)
+	q = rep.QoE
+	var su, osu float64
+	if in.CountStartup {
+		su, osu = mu*rep.Startup, mu*opt[0].End
+		q -= su
+	}
+	fmt.Printf("    QoE_lin's terms (Mbit/s, summed over segments), %s against the optimum: bit rate %.2f vs %.2f (%+.2f), switching -%.2f vs -%.2f (%+.2f), rebuffering -%.2f vs -%.2f (%+.2f), startup (%.2f s vs %.2f s) -%.2f vs -%.2f (%+.2f); QoE %.2f vs %.2f (%+.2f)\n",
+		rep.Algorithm, a, b, a-b, as, bs, bs-as, mu*rep.StallTime, mu*stall, mu*stall-mu*rep.StallTime, rep.Startup, opt[0].End, su, osu, osu-su, q, optQ, q-optQ)
 }
 
 // onlineBounds prints, per schedule and branch time T, the online bound
