@@ -76,13 +76,17 @@ func TestOptimumPlanPlayable(t *testing.T) {
 // TestOptimumStateMerge: Optimum merges plans reaching the same rung and
 // buffer (100 ms) and keeps the better; a finer search that also keeps
 // the time (buffer in 20 ms, time in 50 ms) finds no better plan on the
-// bench's schedules, so the reference is not lowered by the merging.
+// bench's sawtooth, startup free and charged, so the reference is not
+// lowered by the merging (on step and commute the optimum plays the top
+// rung throughout, which no plan beats; the same search agreed there
+// too when this was written, in a few seconds more).
 func TestOptimumStateMerge(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the fine search takes seconds")
 	}
 	size := func(i, r int) float64 { return (benchLadder[r] + benchAudio) * 2 / 8 }
-	for name, sched := range benchSchedules(t) {
+	for _, name := range []string{"sawtooth"} {
+		sched := benchSchedules(t)[name]
 		for _, charged := range []bool{false, true} {
 			in := OptimumInput{Sched: sched, Bitrates: benchLadder, Segments: 30, SegDur: 2, Size: size, Mu: 2.5, MaxBuffer: 30, CountStartup: charged}
 			q, _ := Optimum(in)
