@@ -150,6 +150,28 @@ func RootSigned(p *lab.Plan, names []string) bool {
 	return false
 }
 
+// RootUnsigned reports whether every named host is a lab authority whose
+// zones are known and none of them signs the root: then no trust anchor
+// will ever be written, and a resolver need not wait for one.
+func RootUnsigned(p *lab.Plan, names []string) bool {
+	if len(names) == 0 {
+		return false
+	}
+	hosts := LabHosts(p)
+	for _, n := range names {
+		i := slices.IndexFunc(hosts, func(h LabHost) bool { return strings.EqualFold(strings.TrimSuffix(n, "."), h.Name) })
+		if i < 0 || hosts[i].Config == nil {
+			return false
+		}
+		for _, z := range hosts[i].Config.Zones {
+			if z.Sign && zone.Key(z.Origin) == "." {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 // Root returns the lab host serving the root zone.
 func Root(p *lab.Plan) (LabHost, bool) {
 	for _, h := range LabHosts(p) {

@@ -1,11 +1,14 @@
 package labzone
 
 import (
+	"encoding/json"
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
 
 	"github.com/applayer/applayer/dns/zone"
+	"github.com/applayer/applayer/lab"
 )
 
 func TestZones(t *testing.T) {
@@ -106,5 +109,41 @@ func TestPlaced(t *testing.T) {
 	}
 	if !strings.Contains(zs["."], "cdn.lab. NS ns9.example.net.") {
 		t.Errorf("the root lacks the delegation:\n%s", zs["."])
+	}
+}
+
+// TestRootSignedOrNot: a resolver waits for the trust anchor only when a
+// named root server signs the root; it knows there will be none when every
+// named root server is a lab authority with an unsigned root, and cannot
+// tell for a name that is not a lab authority.
+func TestRootSignedOrNot(t *testing.T) {
+	root := func(name string, sign bool) lab.PlannedHost {
+		cfg := fmt.Sprintf(`{"zones":[{"origin":".","sign":%t}]}`, sign)
+		return lab.PlannedHost{Name: name, Addr: netip.MustParseAddr("127.1.0.1"),
+			Services: []lab.ServiceSpec{{Kind: AuthorityKind, Config: json.RawMessage(cfg)}}}
+	}
+	plan := &lab.Plan{Hosts: []lab.PlannedHost{
+		root("a.root-servers.net", false),
+		root("b.root-servers.net", true),
+		{Name: "client.nyu.edu", Addr: netip.MustParseAddr("127.1.0.9")},
+	}}
+	for _, c := range []struct {
+		names            []string
+		signed, unsigned bool
+	}{
+		{[]string{"a.root-servers.net"}, false, true},
+		{[]string{"A.root-servers.net."}, false, true},
+		{[]string{"b.root-servers.net"}, true, false},
+		{[]string{"a.root-servers.net", "b.root-servers.net"}, true, false},
+		{[]string{"client.nyu.edu"}, false, false},
+		{[]string{"nowhere.example"}, false, false},
+		{nil, false, false},
+	} {
+		if got := RootSigned(plan, c.names); got != c.signed {
+			t.Errorf("RootSigned(%v) = %v, want %v", c.names, got, c.signed)
+		}
+		if got := RootUnsigned(plan, c.names); got != c.unsigned {
+			t.Errorf("RootUnsigned(%v) = %v, want %v", c.names, got, c.unsigned)
+		}
 	}
 }

@@ -58,7 +58,13 @@ func buildLab(env lab.Env) (service.Service, error) {
 		}
 		cfg.UpstreamPort = env.Plan.Port(53)
 	}
-	if cfg.TrustAnchorFile == "" {
+	switch {
+	case cfg.TrustAnchorFile == "" && labzone.RootUnsigned(env.Plan, names):
+		// The lab's root is unsigned: no anchor will ever appear, so
+		// neither wait for one nor pick up a stale one from an earlier
+		// signed run in the same state dir.
+		env.Deps.Logger.Info("dns-resolver: the lab's root zone is unsigned; DNSSEC validation is off", "root_servers", names)
+	case cfg.TrustAnchorFile == "":
 		// Forwarding too: the chain of trust is then built through the
 		// forwarder (DS and DNSKEY queries).
 		cfg.TrustAnchorFile = labzone.TrustAnchorFile(env.Plan)

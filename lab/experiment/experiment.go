@@ -57,6 +57,10 @@ type Row struct {
 	// Slack is an absolute difference accepted on top of Tolerance (for
 	// values near zero, such as a delay at a low utilisation).
 	Slack float64
+	// NoFormula marks a row that is measured only: no formula of the
+	// chapter predicts it (HTTP/1.1 over six connections, any load time
+	// on a lossy link). Its Formula is ignored and printed as "-".
+	NoFormula bool
 }
 
 // Off is |Measured - Formula| / Formula (0 when both are 0).
@@ -72,7 +76,7 @@ func (r Row) Off() float64 {
 
 // OK reports whether the row is within its tolerance (or not checked).
 func (r Row) OK() bool {
-	if r.Tolerance == 0 {
+	if r.Tolerance == 0 || r.NoFormula {
 		return true
 	}
 	return math.Abs(r.Measured-r.Formula) <= r.Tolerance*math.Abs(r.Formula)+r.Slack
@@ -105,11 +109,15 @@ func WriteTable(w io.Writer, rows []Row) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "CASE\tMEASURED\tFORMULA\tUNIT\tOFF\t\n")
 	for _, r := range rows {
+		formula := fmt.Sprintf("%.4g", r.Formula)
 		off := fmt.Sprintf("%.1f%%", r.Off()*100)
-		if r.Formula == 0 || math.IsInf(r.Formula, 0) {
+		if r.NoFormula {
+			formula = "-"
+		}
+		if r.NoFormula || r.Formula == 0 || math.IsInf(r.Formula, 0) {
 			off = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%.4g\t%.4g\t%s\t%s\t\n", r.Case, r.Measured, r.Formula, r.Unit, off)
+		fmt.Fprintf(tw, "%s\t%.4g\t%s\t%s\t%s\t\n", r.Case, r.Measured, formula, r.Unit, off)
 	}
 	return tw.Flush()
 }

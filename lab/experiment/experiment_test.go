@@ -39,6 +39,28 @@ func TestRowTolerance(t *testing.T) {
 	}
 }
 
+// A measured-only row prints no formula and no difference, and is never
+// checked: a formula column of "0" would claim the chapter predicts zero.
+func TestMeasuredOnlyRow(t *testing.T) {
+	row := Row{Case: "HTTP/1.1 x6, loss 5%", Measured: 0.42, Unit: "s", NoFormula: true, Tolerance: 0.1}
+	if !row.OK() {
+		t.Error("a row without a formula failed its check")
+	}
+	var b strings.Builder
+	if err := WriteTable(&b, []Row{row}); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("table:\n%s", b.String())
+	}
+	fields := strings.Fields(lines[1])
+	// ... loss 5%  0.42  -  s  -
+	if n := len(fields); n < 4 || fields[n-4] != "0.42" || fields[n-3] != "-" || fields[n-2] != "s" || fields[n-1] != "-" {
+		t.Errorf("measured-only row printed as %q", lines[1])
+	}
+}
+
 func TestRegistry(t *testing.T) {
 	run := func(context.Context, Env) (*Result, error) { return &Result{}, nil }
 	r := NewRegistry(Experiment{Name: "b", Run: run}, Experiment{Name: "a", Run: run})

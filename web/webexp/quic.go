@@ -101,9 +101,9 @@ func runQUICvsTCP(ctx context.Context, env experiment.Env) (*experiment.Result, 
 	}
 	for _, c := range cells {
 		for _, p := range quicProtos {
-			row := experiment.Row{Case: fmt.Sprintf("%s, loss %g%%, RTT %s", p.label, c.loss*100, c.rtt), Measured: c.mean[p.label].Seconds(), Unit: "s"}
+			row := experiment.Row{Case: fmt.Sprintf("%s, loss %g%%, RTT %s", p.label, c.loss*100, c.rtt), Measured: c.mean[p.label].Seconds(), Unit: "s", NoFormula: true}
 			if p.formula != nil && c.loss == 0 {
-				row.Formula, row.Tolerance, row.Slack = p.formula(c.rtt).Seconds(), 0.15, 0.040
+				row.Formula, row.Tolerance, row.Slack, row.NoFormula = p.formula(c.rtt).Seconds(), 0.15, 0.040, false
 			}
 			res.Rows = append(res.Rows, row)
 		}
