@@ -11,6 +11,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"log"
@@ -73,6 +74,7 @@ func main() {
 	rounds := flag.Int("rounds", 1, "rounds: each plays every schedule with every player, and the medians over rounds are printed")
 	verbose := flag.Bool("v", false, "with -sim: every segment's rung, times, throughput and buffer")
 	sim := flag.Bool("sim", false, "play applayer's algorithms on the simulated clock and network only (player.SimNet: no browser, no HTTP), with the video's real segment sizes")
+	bound := flag.String("bound", "", "with -sim: for each schedule, the online bound at these branch times (seconds, comma-separated): the best share of the offline optimum any causal player can guarantee over the schedule, the schedule restarted at the branch, and its rate at the branch held (player.OnlineBound); slow (minutes for late branches)")
 	flag.Parse()
 	if err := os.MkdirAll(*out, 0o755); err != nil {
 		log.Fatal(err)
@@ -103,6 +105,12 @@ func main() {
 		}
 		return s
 	}
+	// The initialization segments, fetched by every player before a
+	// rung's first segment (and the audio's before the first).
+	audioInit := 0.0
+	if pres.Audio != nil {
+		audioInit = fileSize(*video, pres.Audio.Init)
+	}
 	var scheds []schedule
 	for _, spec := range strings.Split(*schedules, ";") {
 		name, def, _ := strings.Cut(spec, "=")
@@ -110,11 +118,17 @@ func main() {
 		if err != nil {
 			log.Fatalf("%s: %v", name, err)
 		}
-		in := player.OptimumInput{Sched: sched, Bitrates: pres.Bitrates, Segments: n, SegDur: pres.SegDur, Size: size, Mu: mu, MaxBuffer: 30}
-		opt, _ := player.Optimum(in)
+		in := player.OptimumInput{Sched: sched, Bitrates: pres.Bitrates, Segments: n, SegDur: pres.SegDur, Size: size, Mu: mu, MaxBuffer: 30,
+			Init: func(r int) float64 { return fileSize(*video, pres.Video[r].Init) }, FirstExtra: audioInit}
+		opt, plan := player.Optimum(in)
 		in.CountStartup = true
-		optS, _ := player.Optimum(in)
-		scheds = append(scheds, schedule{name, def, sched, opt / float64(n), optS / float64(n)})
+		optS, planS := player.Optimum(in)
+		in.CountStartup = false
+		scheds = append(scheds, schedule{name, def, sched, opt / float64(n), optS / float64(n), in, plan, planS})
+	}
+	if *sim && *bound != "" {
+		onlineBounds(scheds, *bound, float64(n)*pres.SegDur)
+		return
 	}
 	if *sim {
 		simulate(*video, mpdData, scheds, strings.Split(*players, ","), mu, n, *verbose)
@@ -174,6 +188,9 @@ type schedule struct {
 	name, def string
 	sched     *shape.Schedule
 	opt, optS float64 // QoE per chunk; optS counts the startup
+	in        player.OptimumInput
+	plan      []int // the optimum's rungs (startup not counted)
+	planS     []int // with the startup counted
 }
 
 // runSchedule plays sched with every player: applayer's at the same time
@@ -312,13 +329,108 @@ func simulate(dir string, mpdData []byte, scheds []schedule, players []string, m
 			}
 			fmt.Printf("%-18s %-12s %9.3f %6.1f%% %9.3f %6.1f%% %8.2f %9d %8.2f  %s\n", sc.name, pl, rep.QoEPerChunk, 100*rep.QoEPerChunk/sc.opt, qs, 100*qs/sc.optS, rep.StallTime, rep.Switches, rep.Startup, strings.Join(rungs, ""))
 			if verbose {
-				for _, sg := range rep.Segments {
-					fmt.Printf("    segment %2d rung %d  %6.2f-%6.2f s  %5.2f Mbit/s  buffer %5.2f s  abandoned %v\n", sg.Index+1, sg.Rung, sg.Start, sg.End, sg.Throughput/1e6, sg.Buffer, sg.Abandoned)
-				}
+				printPaths(rep, sc.in, sc.plan, mu, "")
+				in := sc.in
+				in.CountStartup = true
+				printPaths(rep, in, sc.planS, mu, "the startup charged, ")
 			}
 		}
 		fmt.Printf("%-18s %-12s %9.3f %7s %9.3f\n", sc.name, "optimum", sc.opt, "", sc.optS)
 	}
+}
+
+// printPaths sets an algorithm's segments beside the offline optimum's
+// (its plan replayed on the trace), then QoE_lin's three terms for both
+// and their difference: where the gap goes.
+func printPaths(rep *player.Report, in player.OptimumInput, plan []int, mu float64, what string) {
+	optQ, opt := player.Replay(in, plan)
+	fmt.Printf("    %sagainst the optimum:\n", what)
+	fmt.Printf("    %3s | %4s %13s %6s %6s %7s | %4s %13s %6s %6s %7s\n", "seg", "rung", "download s", "Mbit/s", "buf s", "QoE", "opt", "download s", "buf s", "stall", "QoE")
+	var q float64
+	for i, sg := range rep.Segments {
+		q += sg.Bitrate / 1e6
+		if i > 0 {
+			q -= math.Abs(sg.Bitrate-rep.Segments[i-1].Bitrate) / 1e6
+		}
+		o := opt[i]
+		fmt.Printf("    %3d | %4d %6.2f-%6.2f %6.2f %6.2f %7.3f | %4d %6.2f-%6.2f %6.2f %6.2f %7.3f\n", i+1, sg.Rung, sg.Start, sg.End, sg.Throughput/1e6, sg.Buffer, q,
+			o.Rung, o.Start, o.End, o.Buffer, o.Rebuffer, o.QoE)
+	}
+	rates := func(rs []float64) (sum, sw float64) {
+		for i, r := range rs {
+			sum += r / 1e6
+			if i > 0 {
+				sw += math.Abs(r-rs[i-1]) / 1e6
+			}
+		}
+		return sum, sw
+	}
+	var ours, best []float64
+	var stall float64
+	for _, sg := range rep.Segments {
+		ours = append(ours, sg.Bitrate)
+	}
+	for _, o := range opt {
+		best = append(best, in.Bitrates[o.Rung])
+		stall += o.Rebuffer
+	}
+	a, as := rates(ours)
+	b, bs := rates(best)
+	q = rep.QoE
+	var su, osu float64
+	if in.CountStartup {
+		su, osu = mu*rep.Startup, mu*opt[0].End
+		q -= su
+	}
+	fmt.Printf("    QoE_lin's terms (Mbit/s, summed over segments), %s against the optimum: bit rate %.2f vs %.2f (%+.2f), switching -%.2f vs -%.2f (%+.2f), rebuffering -%.2f vs -%.2f (%+.2f), startup (%.2f s vs %.2f s) -%.2f vs -%.2f (%+.2f); QoE %.2f vs %.2f (%+.2f)\n",
+		rep.Algorithm, a, b, a-b, as, bs, bs-as, mu*rep.StallTime, mu*stall, mu*stall-mu*rep.StallTime, rep.Startup, opt[0].End, su, osu, osu-su, q, optQ, q-optQ)
+}
+
+// onlineBounds prints, per schedule and branch time T, the online bound
+// over the family {the schedule; the schedule restarted at T; its rate
+// at T held}, with the startup free and charged.
+func onlineBounds(scheds []schedule, branches string, dur float64) {
+	length := time.Duration(5*dur) * time.Second
+	for _, sc := range scheds {
+		for _, f := range strings.Split(branches, ",") {
+			T, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+			if err != nil || T <= 0 {
+				log.Fatalf("-bound: bad branch time %q", f)
+			}
+			at := time.Duration(T * float64(time.Second))
+			restart, err1 := sc.sched.Splice(at, sc.sched, length)
+			held, _ := shape.Constant(sc.sched.Rate(at-time.Millisecond) / 1e6)
+			hold, err2 := sc.sched.Splice(at, held, length)
+			if err := errors.Join(err1, err2); err != nil {
+				log.Fatal(err)
+			}
+			for _, charged := range []bool{false, true} {
+				in := sc.in
+				in.CountStartup = charged
+				t0 := time.Now()
+				b, err := player.OnlineBound(in, []*shape.Schedule{sc.sched, restart, hold}, T)
+				if err != nil {
+					log.Fatal(err)
+				}
+				fmt.Printf("%-10s branch %5.1f s  startup charged %-5v  bound %5.1f%%  (schedule, restarted, held: %5.1f%% %5.1f%% %5.1f%%; optima %.3f %.3f %.3f per chunk)  common rungs %v  [%v]\n",
+					sc.name, T, charged, 100*b.Ratio, 100*b.Ratios[0], 100*b.Ratios[1], 100*b.Ratios[2],
+					b.Optima[0]/float64(in.Segments), b.Optima[1]/float64(in.Segments), b.Optima[2]/float64(in.Segments), b.Prefix, time.Since(t0).Round(time.Second))
+			}
+		}
+	}
+}
+
+// fileSize is the size of the packaged file at u (0 if missing).
+func fileSize(dir, u string) float64 {
+	p, err := url.Parse(u)
+	if err != nil || u == "" {
+		return 0
+	}
+	fi, err := os.Stat(filepath.Join(dir, p.Path))
+	if err != nil {
+		return 0
+	}
+	return float64(fi.Size())
 }
 
 func audioURL(p *player.Presentation, i int) string {

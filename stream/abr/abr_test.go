@@ -246,3 +246,22 @@ func TestDynamicSwitches(t *testing.T) {
 		}
 	}
 }
+
+// TestMPCDiscount: 25 segments left, 5.9 s buffered at the lowest rung,
+// 1 Mbit/s predicted, the bench's ladder with audio: the second rung
+// (0.93 Mbit/s with audio) is sustainable. Undiscounted, the plan that
+// builds buffer at the lowest rung and spends it on higher rungs at the
+// end scores as well as one that climbs now, with fewer switches, so the
+// first move stays at the lowest rung (and the next plan says the same);
+// the discounted plan climbs now.
+func TestMPCDiscount(t *testing.T) {
+	s := func() *State {
+		return &State{Bitrates: []float64{0.3e6, 0.8e6, 1.4e6, 2.5e6}, SegDur: 2, Index: 5, Segments: 30, Buffer: 5.93, Last: 0, MaxBuffer: 30, Extra: 0.128e6}
+	}
+	if got := (&MPC{Discount: -1}).ChooseFor(s(), 1e6); got != 0 {
+		t.Errorf("undiscounted: rung %d, want 0 (the case no longer shows the tie)", got)
+	}
+	if got := (&MPC{}).ChooseFor(s(), 1e6); got < 1 {
+		t.Errorf("discounted: rung %d, want a climb", got)
+	}
+}

@@ -106,7 +106,7 @@ func TestQoEAgainstOptimum(t *testing.T) {
 	size := func(i, r int) float64 { return (benchLadder[r] + benchAudio) * 2 / 8 }
 	for name, c := range map[string]struct{ ratio, counted float64 }{
 		"step":     {0.99, 0.99},
-		"sawtooth": {0.77, 0.85},
+		"sawtooth": {0.79, 0.87},
 		"commute":  {0.95, 0.95},
 	} {
 		sched := benchSchedules(t)[name]

@@ -160,6 +160,27 @@ func ParseCooked(data []byte) (*Schedule, error) {
 	return New(steps)
 }
 
+// Splice is s until at, then then from its start, for length in all
+// (both repeated as they repeat; the result repeats after length): a
+// schedule that shares s's first at and goes another way after.
+func (s *Schedule) Splice(at time.Duration, then *Schedule, length time.Duration) (*Schedule, error) {
+	var steps []Step
+	take := func(src *Schedule, from, d time.Duration) {
+		for d > 0 {
+			_, st, left := src.at(from)
+			step := min(left, d)
+			steps = append(steps, Step{Dur: step, Mbps: st.Mbps})
+			from += step
+			d -= step
+		}
+	}
+	take(s, 0, min(at, length))
+	if length > at {
+		take(then, 0, length-at)
+	}
+	return New(steps)
+}
+
 // Rate is the bandwidth at time t (from the schedule's start), in bit/s.
 func (s *Schedule) Rate(t time.Duration) float64 {
 	_, st, _ := s.at(t)

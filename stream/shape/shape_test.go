@@ -153,3 +153,34 @@ func TestProxyShapes(t *testing.T) {
 		t.Fatalf("%d bytes in %v", n, el)
 	}
 }
+
+// TestSplice: the sawtooth's first 7 s, then a constant 2 Mbit/s, then
+// the sawtooth restarted: rates on both sides of the splice.
+func TestSplice(t *testing.T) {
+	saw, err := ParseSteps("0.5M:3s,1M:3s,1.5M:3s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	two, _ := Constant(2)
+	for _, c := range []struct {
+		then *Schedule
+		at   []float64 // seconds
+		want []float64 // Mbit/s
+	}{
+		{two, []float64{0, 2.9, 3, 6.9, 7, 20, 29.9}, []float64{0.5, 0.5, 1, 1.5, 2, 2, 2}},
+		{saw, []float64{0, 6.9, 7, 9.9, 10, 13, 16}, []float64{0.5, 1.5, 0.5, 0.5, 1, 1.5, 0.5}},
+	} {
+		s, err := saw.Splice(7*time.Second, c.then, 30*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Length() != 30*time.Second {
+			t.Errorf("length %v", s.Length())
+		}
+		for i, at := range c.at {
+			if got := s.Rate(time.Duration(at*float64(time.Second))) / 1e6; got != c.want[i] {
+				t.Errorf("rate at %vs = %v, want %v", at, got, c.want[i])
+			}
+		}
+	}
+}
