@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/applayer/applayer/internal/testkit"
 	"github.com/applayer/applayer/stream/abr"
 	"github.com/applayer/applayer/stream/shape"
 )
@@ -82,7 +83,7 @@ func TestOptimumPlanPlayable(t *testing.T) {
 // too when this was written, in a few seconds more).
 func TestOptimumStateMerge(t *testing.T) {
 	if testing.Short() {
-		t.Skip("the fine search takes seconds")
+		testkit.Skip(t, "the fine search takes seconds")
 	}
 	size := func(i, r int) float64 { return (benchLadder[r] + benchAudio) * 2 / 8 }
 	for _, name := range []string{"sawtooth"} {
