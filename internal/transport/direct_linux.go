@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"time"
 	"unsafe"
+
+	"github.com/applayer/applayer/internal/rawsys"
 )
 
 const canDirect = true
@@ -135,7 +137,7 @@ func (l *directLoop) run() {
 	accept := func(fd uintptr) bool {
 		for {
 			var e syscall.Errno
-			nfd, e = rawAccept4(int(fd), &sa)
+			nfd, e = rawsys.Accept4(fd, &sa)
 			aerr = nil
 			if e != 0 {
 				aerr = e
@@ -191,37 +193,9 @@ func (l *directLoop) run() {
 	}
 }
 
-// The direct path's system calls are made without telling Go's scheduler
-// (RawSyscall): on non-blocking descriptors they never block, and a
-// connection's close or write takes long enough in the kernel (the
-// loopback peer's receive path runs in it) for sysmon to take the P away
-// and hand it to another thread, which with GOMAXPROCS=1 costs a thread
-// switch or two per connection.
+// The direct path's system calls are internal/rawsys's: made without
+// telling Go's scheduler (see there why).
 
-func rawAccept4(fd int, sa *syscall.RawSockaddrAny) (int, syscall.Errno) {
-	l := uint32(syscall.SizeofSockaddrAny)
-	r, _, e := syscall.RawSyscall6(syscall.SYS_ACCEPT4, uintptr(fd), uintptr(unsafe.Pointer(sa)), uintptr(unsafe.Pointer(&l)),
-		syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, 0, 0)
-	return int(r), e
-}
-
-func rawRead(fd int, b []byte) (int, syscall.Errno) {
-	r, _, e := syscall.RawSyscall(syscall.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)))
-	return int(r), e
-}
-
-func rawWrite(fd int, b []byte) (int, syscall.Errno) {
-	r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)))
-	return int(r), e
-}
-
-func rawClose(fd int) syscall.Errno {
-	_, _, e := syscall.RawSyscall(syscall.SYS_CLOSE, uintptr(fd), 0, 0)
-	return e
-}
-
-// rawAddrPort converts an accepted peer's raw address (IPv4-mapped
-// addresses unmapped).
 func rawAddrPort(sa *syscall.RawSockaddrAny) netip.AddrPort {
 	switch sa.Addr.Family {
 	case syscall.AF_INET:
@@ -291,7 +265,7 @@ func (c *directConn) Read(b []byte) (int, error) {
 			c.mu.Unlock()
 			return 0, nil
 		}
-		n, e := rawRead(c.fd, b)
+		n, e := rawsys.Read(uintptr(c.fd), b)
 		for e == syscall.EINTR || e == syscall.EAGAIN && !c.yielded {
 			if e == syscall.EAGAIN {
 				// A new connection's request is usually on its way:
@@ -306,7 +280,7 @@ func (c *directConn) Read(b []byte) (int, error) {
 					return c.Read(b)
 				}
 			}
-			n, e = rawRead(c.fd, b)
+			n, e = rawsys.Read(uintptr(c.fd), b)
 		}
 		if e != syscall.EAGAIN {
 			c.yielded = true
@@ -350,7 +324,7 @@ func (c *directConn) Write(b []byte) (int, error) {
 		}
 		c.wrote = true
 		for n < len(b) {
-			m, e := rawWrite(c.fd, b[n:])
+			m, e := rawsys.Write(uintptr(c.fd), b[n:])
 			if m > 0 {
 				n += m
 			}
@@ -464,7 +438,7 @@ func (c *directConn) Close() error {
 		return c.opErr("close", net.ErrClosed)
 	}
 	c.closed = true
-	if e := rawClose(c.fd); e != 0 {
+	if e := rawsys.Close(uintptr(c.fd)); e != 0 {
 		return c.opErr("close", os.NewSyscallError("close", e))
 	}
 	return nil
