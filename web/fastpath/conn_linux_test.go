@@ -36,6 +36,9 @@ func TestParkedConnsWokenAndServed(t *testing.T) {
 					readEcho(t, c, p, p+"/2")
 				}
 				time.Sleep(3*parkWait + 20*bare) // idle long enough to be parked (and bare)
+				// On a loaded machine a handler can still be on its way to
+				// parking: every one parked before the next round.
+				testkit.WaitFor(t, "every connection parked", func() bool { return h.running.Load() == 0 })
 			}
 			testkit.WaitFor(t, "no buffers held by parked connections", func() bool { return s.Buffers() == 0 })
 			// 6 connections, 3 rounds: parked connections run the handler

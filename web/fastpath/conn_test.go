@@ -37,14 +37,17 @@ func (echoHandler) ServeFast(r *Request, w *Writer) bool {
 }
 
 // counting counts the handler's runs (a parked connection runs it again
-// when woken).
+// when woken) and those running now (a parked connection's has returned).
 type counting struct {
-	s     *Server
-	calls atomic.Int32
+	s       *Server
+	calls   atomic.Int32
+	running atomic.Int32
 }
 
 func (h *counting) ServeConn(ctx context.Context, c *transport.Conn) {
 	h.calls.Add(1)
+	h.running.Add(1)
+	defer h.running.Add(-1)
 	h.s.ServeConn(ctx, c)
 }
 
