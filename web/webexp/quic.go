@@ -41,7 +41,7 @@ type quicSetup struct {
 
 func quicSetupFor(quick bool) quicSetup {
 	if quick {
-		return quicSetup{Losses: []float64{0, 0.05}, RTTs: []time.Duration{40 * time.Millisecond}, Loads: 5, Images: 10}
+		return quicSetup{Losses: []float64{0, 0.05}, RTTs: []time.Duration{40 * time.Millisecond}, Loads: 8, Images: 10}
 	}
 	return quicSetup{Losses: []float64{0, 0.01, 0.02, 0.05},
 		RTTs:  []time.Duration{20 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond, 200 * time.Millisecond},

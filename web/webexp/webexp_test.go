@@ -90,7 +90,7 @@ func TestCachingQuick(t *testing.T) {
 // TestQUICvsTCPQuick: on a 40 ms link without loss the handshakes take 2
 // RTT (TCP+TLS) and 1 RTT (QUIC) and the page loads take 4 RTT (HTTP/2)
 // and 3 RTT (HTTP/3), each within 15% (+40 ms: TLS CPU on a loaded machine); at 5% loss HTTP/3's
-// mean page-load time over 5 loads is below HTTP/2's.
+// mean page-load time over 8 loads is below HTTP/2's.
 func TestQUICvsTCPQuick(t *testing.T) {
 	env, out := quickEnv(t)
 	ctx := testkit.Context(t, 90*time.Second)
