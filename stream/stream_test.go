@@ -211,6 +211,16 @@ func TestOriginHeaders(t *testing.T) {
 	if r.StatusCode != 206 || r.ContentLength != 100 || !strings.HasPrefix(r.Header.Get("Content-Range"), "bytes 100-199/") {
 		t.Errorf("range: %d %d %q", r.StatusCode, r.ContentLength, r.Header.Get("Content-Range"))
 	}
+	var many []string
+	for i := range server.MaxRanges + 1 {
+		many = append(many, fmt.Sprintf("%d-%d", 2*i, 2*i))
+	}
+	if r := get("GET", "/seg-v0-00001.m4s", map[string]string{"Range": "bytes=" + strings.Join(many, ",")}); r.StatusCode != 200 {
+		t.Errorf("%d ranges: %d, want the whole segment (200)", len(many), r.StatusCode)
+	}
+	if r := get("GET", "/seg-v0-00001.m4s", map[string]string{"Range": "bytes=" + strings.Join(many[:server.MaxRanges], ",")}); r.StatusCode != 206 {
+		t.Errorf("%d ranges: %d, want 206", server.MaxRanges, r.StatusCode)
+	}
 	if r := get("GET", "/seg-v0-00001.m4s", map[string]string{"Range": "bytes=99999999-"}); r.StatusCode != 416 {
 		t.Errorf("unsatisfiable range: %d", r.StatusCode)
 	}

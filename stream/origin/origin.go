@@ -220,5 +220,5 @@ func (o *Origin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// ServeContent answers ranges (206, multipart, 416) and the
 	// conditionals (If-None-Match, If-Modified-Since, If-Range) from the
 	// ETag and modification time set here.
-	http.ServeContent(cw, r, name, fi.ModTime(), f)
+	server.ServeContent(cw, r, name, fi.ModTime(), f)
 }

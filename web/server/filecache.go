@@ -328,7 +328,7 @@ func (s *fileSite) serveEntry(w http.ResponseWriter, r *http.Request, e *cacheEn
 	for _, f := range condFields {
 		if _, ok := r.Header[f]; ok {
 			h.Del("Content-Length")
-			http.ServeContent(w, r, e.name, e.mod, bytes.NewReader(body))
+			ServeContent(w, r, e.name, e.mod, bytes.NewReader(body))
 			return
 		}
 	}

@@ -326,6 +326,21 @@ func TestRanges(t *testing.T) {
 			parts = append(parts, string(b))
 		}
 		want(t, "parts", parts, []string{"he", "wor"})
+		// MaxRanges one-byte ranges are served; one more and the Range
+		// header is ignored: the whole file, 200.
+		for _, n := range []int{MaxRanges, MaxRanges + 1} {
+			var spec []string
+			for i := range n {
+				spec = append(spec, fmt.Sprintf("%d-%d", 2*i, 2*i))
+			}
+			r = c.get("/big.css", map[string]string{"Range": "bytes=" + strings.Join(spec, ",")})
+			if n <= MaxRanges {
+				want(t, fmt.Sprintf("%d ranges", n), r.StatusCode, 206)
+			} else {
+				want(t, fmt.Sprintf("%d ranges", n), r.StatusCode, 200)
+				want(t, "whole body", string(r.body) == files["big.css"], true)
+			}
+		}
 		r = c.get("/hello.txt", map[string]string{"Range": "bytes=1000-2000"})
 		want(t, "unsatisfiable", r.StatusCode, 416)
 		want(t, "416 Content-Range", r.Header.Get("Content-Range"), fmt.Sprintf("bytes */%d", len(files["hello.txt"])))
