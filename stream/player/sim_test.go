@@ -58,9 +58,15 @@ func simRun(t testing.TB, bitrates []float64, n int, segDur float64, sched *shap
 // simRunAudio is simRun with an audio track of audio bit/s (none if 0).
 func simRunAudio(t testing.TB, bitrates []float64, audio float64, n int, segDur float64, sched *shape.Schedule, o Options) *Report {
 	t.Helper()
+	return simRunClock(t, bitrates, audio, n, segDur, sched, NewSimClock(time.Unix(1e9, 0)), o)
+}
+
+// simRunClock is simRunAudio on the given clock, whose time is the
+// schedule's 0.
+func simRunClock(t testing.TB, bitrates []float64, audio float64, n int, segDur float64, sched *shape.Schedule, clock *SimClock, o Options) *Report {
+	t.Helper()
 	data := simMPDAudio(t, bitrates, audio, n, segDur)
-	clock := NewSimClock(time.Unix(1e9, 0))
-	net := &SimNet{Clock: clock, Sched: sched,
+	net := &SimNet{Clock: clock, Sched: sched, Start: clock.Now(),
 		Body: func(u string) ([]byte, bool) {
 			if strings.HasSuffix(u, ".mpd") {
 				return data, true
