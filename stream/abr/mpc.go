@@ -179,13 +179,6 @@ func (m *MPC) ChooseFor(s *State, bw float64) int {
 	return m.plan(s, func(int) float64 { return bw })
 }
 
-// ChooseForecast is MPC's choice when segment j of the plan (0: the one
-// about to be fetched) downloads at bw(j) bit/s: a forecast of its own,
-// an oracle's in a study of how much foresight is worth.
-func (m *MPC) ChooseForecast(s *State, bw func(j int) float64) int {
-	return m.plan(s, bw)
-}
-
 // plan is the first rung of the plan over the horizon that maximizes
 // QoE_lin when segment j of the plan downloads at bw(j) bit/s, found by
 // dynamic programming over (last rung, buffer level in 50 ms steps): of
