@@ -1,9 +1,7 @@
 package player
 
 import (
-	"fmt"
 	"math"
-	"strings"
 	"testing"
 	"time"
 
@@ -73,32 +71,22 @@ func TestForesight(t *testing.T) {
 	}
 	const n, mu = 30, 2.5
 	size := func(i, r int) float64 { return (benchLadder[r] + benchAudio) * 2 / 8 }
-	rates := []float64{0.5, 1, 1.5, 2, 2.5, 3, 3.5}
 	looks := []time.Duration{0, 6 * time.Second, 10 * time.Second, time.Hour}
 	sums := make([]float64, len(looks))
-	count := 0
-	for start := range rates {
-		for _, scale := range []float64{0.9, 1, 1.1} {
-			var steps []string
-			for i := range rates {
-				steps = append(steps, fmt.Sprintf("%gM:3s", rates[(start+i)%len(rates)]*scale))
+	family := sawtoothFamily(t)
+	count := len(family)
+	for _, f := range family {
+		sched := f.sched
+		opt, _ := Optimum(OptimumInput{Sched: sched, Bitrates: benchLadder, Segments: n, SegDur: 2, Size: size, Mu: mu, MaxBuffer: 30, CountStartup: true})
+		for i, look := range looks {
+			clock := NewSimClock(time.Unix(1e9, 0))
+			alg := &seer{sched: sched, clock: clock, t0: clock.Now(), look: look, mu: mu}
+			rep := simRunClock(t, benchLadder, benchAudio, n, 2, sched, clock, Options{Algorithm: alg, NoAbandon: true})
+			q := rep.QoE - mu*rep.Startup
+			if look == time.Hour && math.Abs(q-opt) > 0.01*math.Abs(opt) {
+				t.Errorf("%s: seeing everything, QoE %.3f, the optimum %.3f", f.spec, q, opt)
 			}
-			sched, err := shape.ParseSteps(strings.Join(steps, ","))
-			if err != nil {
-				t.Fatal(err)
-			}
-			opt, _ := Optimum(OptimumInput{Sched: sched, Bitrates: benchLadder, Segments: n, SegDur: 2, Size: size, Mu: mu, MaxBuffer: 30, CountStartup: true})
-			count++
-			for i, look := range looks {
-				clock := NewSimClock(time.Unix(1e9, 0))
-				alg := &seer{sched: sched, clock: clock, t0: clock.Now(), look: look, mu: mu}
-				rep := simRunClock(t, benchLadder, benchAudio, n, 2, sched, clock, Options{Algorithm: alg, NoAbandon: true})
-				q := rep.QoE - mu*rep.Startup
-				if look == time.Hour && math.Abs(q-opt) > 0.01*math.Abs(opt) {
-					t.Errorf("%s: seeing everything, QoE %.3f, the optimum %.3f", strings.Join(steps, ","), q, opt)
-				}
-				sums[i] += q / opt
-			}
+			sums[i] += q / opt
 		}
 	}
 	for i, look := range looks {

@@ -220,36 +220,25 @@ func TestSawtoothFamily(t *testing.T) {
 	}
 	const n, mu = 30, 2.5
 	size := func(i, r int) float64 { return (benchLadder[r] + benchAudio) * 2 / 8 }
-	rates := []float64{0.5, 1, 1.5, 2, 2.5, 3, 3.5}
 	algs := map[string]func() abr.Algorithm{"robustmpc": func() abr.Algorithm { return &abr.MPC{Horizon: 5, LongWindow: -1} }}
 	for _, a := range abr.Names {
 		algs[a] = func() abr.Algorithm { alg, _ := abr.New(a, 0); return alg }
 	}
 	free, charged := map[string]float64{}, map[string]float64{}
-	var count float64
-	for start := range rates {
-		for _, scale := range []float64{0.9, 1, 1.1} {
-			var steps []string
-			for i := range rates {
-				steps = append(steps, fmt.Sprintf("%gM:3s", rates[(start+i)%len(rates)]*scale))
+	family := sawtoothFamily(t)
+	count := float64(len(family))
+	for _, f := range family {
+		in := OptimumInput{Sched: f.sched, Bitrates: benchLadder, Segments: n, SegDur: 2, Size: size, Mu: mu, MaxBuffer: 30}
+		opt, _ := Optimum(in)
+		in.CountStartup = true
+		optCounted, _ := Optimum(in)
+		for name, mk := range algs {
+			rep := simRunAudio(t, benchLadder, benchAudio, n, 2, f.sched, Options{Algorithm: mk()})
+			if rep.QoE > opt+1e-6 || rep.QoE-mu*rep.Startup > optCounted+1e-6 {
+				t.Errorf("%s on %s: QoE %.3f above the optimum %.3f", name, f.spec, rep.QoE, opt)
 			}
-			sched, err := shape.ParseSteps(strings.Join(steps, ","))
-			if err != nil {
-				t.Fatal(err)
-			}
-			in := OptimumInput{Sched: sched, Bitrates: benchLadder, Segments: n, SegDur: 2, Size: size, Mu: mu, MaxBuffer: 30}
-			opt, _ := Optimum(in)
-			in.CountStartup = true
-			optCounted, _ := Optimum(in)
-			count++
-			for name, mk := range algs {
-				rep := simRunAudio(t, benchLadder, benchAudio, n, 2, sched, Options{Algorithm: mk()})
-				if rep.QoE > opt+1e-6 || rep.QoE-mu*rep.Startup > optCounted+1e-6 {
-					t.Errorf("%s on %s: QoE %.3f above the optimum %.3f", name, strings.Join(steps, ","), rep.QoE, opt)
-				}
-				free[name] += rep.QoE / opt
-				charged[name] += (rep.QoE - mu*rep.Startup) / optCounted
-			}
+			free[name] += rep.QoE / opt
+			charged[name] += (rep.QoE - mu*rep.Startup) / optCounted
 		}
 	}
 	for name := range algs {
@@ -265,4 +254,33 @@ func TestSawtoothFamily(t *testing.T) {
 			t.Errorf("%s's %.3f (%.3f charged) beats mpc's %.3f (%.3f)", name, free[name], charged[name], free["mpc"], charged["mpc"])
 		}
 	}
+}
+
+// familyMember is one of sawtoothFamily's schedules, with its steps.
+type familyMember struct {
+	spec  string
+	sched *shape.Schedule
+}
+
+// sawtoothFamily is the bench's sawtooth (0.5 to 3.5 Mbit/s in seven 3 s
+// steps) started at each of its steps and scaled by 0.9, 1 and 1.1.
+func sawtoothFamily(t testing.TB) []familyMember {
+	t.Helper()
+	rates := []float64{0.5, 1, 1.5, 2, 2.5, 3, 3.5}
+	var out []familyMember
+	for start := range rates {
+		for _, scale := range []float64{0.9, 1, 1.1} {
+			var steps []string
+			for i := range rates {
+				steps = append(steps, fmt.Sprintf("%gM:3s", rates[(start+i)%len(rates)]*scale))
+			}
+			spec := strings.Join(steps, ",")
+			sched, err := shape.ParseSteps(spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, familyMember{spec, sched})
+		}
+	}
+	return out
 }
