@@ -208,7 +208,8 @@ with the web client into a playout buffer drained in real time; playback
 starts at --startup of buffer, stalls when the buffer empties. --algorithm
 chooses each segment's rung: throughput (harmonic mean of recent segments),
 bola (buffer-based), dynamic (dash.js's hybrid), mpc (model-predictive
-control, the default: the best of the four in our benchmarks). A download that would stall playback is abandoned for a lower rung.
+control, the default: the best of the four in our benchmarks). A download
+that would stall playback is abandoned for a lower rung.
 --shape RATE:DUR,... or --trace-file (Pensieve "cooked": seconds and Mbit/s
 per line) holds the player's own downloads to a bandwidth schedule, and the
 offline optimum QoE for that schedule is printed beside the achieved one.

@@ -76,12 +76,11 @@ func TestForesight(t *testing.T) {
 	family := sawtoothFamily(t)
 	count := len(family)
 	for _, f := range family {
-		sched := f.sched
-		opt, _ := Optimum(OptimumInput{Sched: sched, Bitrates: benchLadder, Segments: n, SegDur: 2, Size: size, Mu: mu, MaxBuffer: 30, CountStartup: true})
+		opt, _ := Optimum(OptimumInput{Sched: f.sched, Bitrates: benchLadder, Segments: n, SegDur: 2, Size: size, Mu: mu, MaxBuffer: 30, CountStartup: true})
 		for i, look := range looks {
 			clock := NewSimClock(time.Unix(1e9, 0))
-			alg := &seer{sched: sched, clock: clock, t0: clock.Now(), look: look, mu: mu}
-			rep := simRunClock(t, benchLadder, benchAudio, n, 2, sched, clock, Options{Algorithm: alg, NoAbandon: true})
+			alg := &seer{sched: f.sched, clock: clock, t0: clock.Now(), look: look, mu: mu}
+			rep := simRunClock(t, benchLadder, benchAudio, n, 2, f.sched, clock, Options{Algorithm: alg, NoAbandon: true})
 			q := rep.QoE - mu*rep.Startup
 			if look == time.Hour && math.Abs(q-opt) > 0.01*math.Abs(opt) {
 				t.Errorf("%s: seeing everything, QoE %.3f, the optimum %.3f", f.spec, q, opt)
